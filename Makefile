@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh Debian 12 machine as root:
+#   make run    set up, provision Asterisk, run the command center on the example config
+#   make test   set up, provision Asterisk, run the whole test suite
+# Everything else here is what those two need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/siaga.example.yaml
+# Debian packages the center and its tests use (Asterisk itself comes from `siaga provision`).
+DEB_PACKAGES := debootstrap espeak-ng sox postgresql chromium chromium-driver
+
+.PHONY: run test setup deb venv provision lint unit
+
+run: setup
+	$(BIN)/siaga up --config $(CONFIG)
+
+test: setup
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+setup: deb venv provision
+
+deb:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/siaga: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/siaga
+
+provision: venv
+	$(BIN)/siaga provision
+
+lint: venv
+	$(BIN)/ruff check .
+
+unit: venv
+	$(BIN)/python -m pytest -ra tests/unit

@@ -1,0 +1,1 @@
+"""Jinja2 templates of the Asterisk configuration, rendered from the center's config."""

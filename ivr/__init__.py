@@ -1,0 +1,1 @@
+"""IVR menus, languages and prompt building."""

@@ -1,0 +1,1 @@
+"""Everything that speaks to Asterisk: AMI, FastAGI, provisioning and supervising the process."""

@@ -1,0 +1,1 @@
+"""The Asterisk Manager Interface: sans-IO protocol, Twisted client, live model."""

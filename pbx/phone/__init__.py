@@ -1,0 +1,1 @@
+"""Headless SIP phones on pjsua2: the softphone library, tone detection, the hotline probe."""

@@ -1,0 +1,38 @@
+"""Packaging for Siaga, the command center's emergency dispatch server."""
+
+from setuptools import setup
+
+setup(
+    name="siaga",
+    version="0.1.0",
+    description="SIP/VoIP emergency dispatch server for a city command center",
+    python_requires=">=3.11",
+    packages=[
+        "pbx",
+        "pbx.ami",
+        "pbx.phone",
+        "dialplans",
+        "dispatcher",
+        "ivr",
+    ],
+    package_data={"dialplans": ["templates/*.j2"]},
+    install_requires=[
+        "Twisted>=23.10",
+        "SQLAlchemy>=2.0",
+        "alembic>=1.13",
+        "Jinja2>=3.1",
+        "PyYAML>=6.0",
+        "pjsua2-python>=2.15",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "asterisk-ami>=0.1.7",
+            "panoramisk>=1.4",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["siaga=dispatcher.cli:main"]},
+)
