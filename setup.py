@@ -24,11 +24,14 @@ setup(
         "PyYAML>=6.0",
         "pjsua2-python>=2.15",
         "numpy>=1.26",
+        "psycopg[binary]>=3.1",
     ],
     extras_require={
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6",
             "asterisk-ami>=0.1.7",
             "panoramisk>=1.4",
             "ruff>=0.6",
