@@ -14,7 +14,9 @@ the references and collects garbage before destroying the library.
 from __future__ import annotations
 
 import gc
+import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +49,22 @@ class CallbackError(PhoneError):
     """Code run from a pjsua2 callback raised; re-raised on the next pump of the owner thread."""
 
 
+def _quietly(create: Callable[[], None]) -> None:
+    """Run ``create`` with the process's stdout pointed at stderr.
+
+    pjlib logs its start-up lines to stdout before any log level can be set, and a command
+    that prints JSON on stdout (``siaga probe``) must not have them mixed in.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        create()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class SipStack:
     """The pjsua2 ``Endpoint`` of this process and the loop that drives it.
 
@@ -76,7 +94,7 @@ class SipStack:
         self._transports: list[int] = []
         started = time.monotonic()
         ep = pj.Endpoint()
-        ep.libCreate()
+        _quietly(ep.libCreate)
         try:
             cfg = pj.EpConfig()
             cfg.uaConfig.threadCnt = 0

@@ -1,0 +1,115 @@
+"""Render the center's config into Asterisk's configuration files.
+
+Same config and secrets in, byte-identical files out: nothing time- or order-dependent goes
+into a template. Generated files carry a header saying so; they are never edited by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from dispatcher.config import Center
+from dispatcher.credentials import Credentials
+
+# Every file Asterisk reads; each has a template ``<name>.j2``.
+CONFIG_FILES = (
+    "asterisk.conf",
+    "modules.conf",
+    "logger.conf",
+    "pjsip.conf",
+    "extensions.conf",
+    "queues.conf",
+    "manager.conf",
+    "confbridge.conf",
+    "features.conf",
+    "rtp.conf",
+    "cdr.conf",
+    "cdr_manager.conf",
+    "cel.conf",
+    "cel_custom.conf",
+    "musiconhold.conf",
+    "indications.conf",
+    "acl.conf",
+    "udptl.conf",
+    "pjproject.conf",
+    "ccss.conf",
+    "stasis.conf",
+)
+
+QUEUE_NAME = "operators"
+
+
+@dataclass(frozen=True)
+class AsteriskPaths:
+    """Directories as Asterisk sees them (the same paths on the host: see pbx.asterisk)."""
+
+    etc: Path
+    run: Path
+    log: Path
+    spool: Path
+    db: Path
+    sounds: Path
+    recordings: Path
+    moddir: str
+    datadir: str
+
+    @classmethod
+    def for_center(cls, center: Center, moddir: str, datadir: str) -> AsteriskPaths:
+        """The layout under the center's run directory."""
+        run = center.run_dir
+        return cls(etc=run / "etc", run=run / "run", log=run / "log", spool=run / "spool",
+                   db=run / "db", sounds=run / "sounds", recordings=center.recordings_dir,
+                   moddir=moddir, datadir=datadir)
+
+    def make(self) -> None:
+        """Create the directories Asterisk writes to."""
+        for d in (self.etc, self.run, self.log, self.spool, self.db, self.sounds,
+                  self.recordings, self.log / "cel-custom", self.log / "cdr-custom"):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("dialplans", "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    return env
+
+
+def render_all(center: Center, creds: Credentials, paths: AsteriskPaths) -> dict[str, str]:
+    """Every configuration file's text, by file name."""
+    env = _environment()
+    ctx = {
+        "center": center,
+        "creds": creds,
+        "paths": paths,
+        "queue_name": QUEUE_NAME,
+        "accounts": sorted(center.extensions().items()),
+    }
+    return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
+
+
+def write_config(files: dict[str, str], out: Path) -> list[Path]:
+    """Write rendered files into ``out`` (mode 0640: they hold secrets). Returns the paths.
+
+    Files are replaced atomically so a reloading Asterisk never reads half a file.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in sorted(files.items()):
+        target = out / name
+        tmp = out / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+        written.append(target)
+    return written

@@ -1,0 +1,301 @@
+"""Reconciliation from Asterisk's own CEL records: calls made while the server was away.
+
+Asterisk writes one CSV line per channel event with ``cel_custom`` (advanced mapping), into the
+run directory, whether or not the siaga server is up. After a restart (or an AMI reconnect) the
+server reads the lines it has not reconciled yet, rebuilds each finished journey with the same
+state machine as the live builder (:class:`dispatcher.calllog.journey.Journey`), and saves those
+the log lacks or holds unfinished. Reconciling twice adds nothing: a finished call already in the
+log is left alone, and a cursor remembers how far the file was read.
+
+The CSV columns, in this order (``CEL_FIELDS``; cel_custom.conf ``fields =``)::
+
+    eventtype,eventtime,cidnum,cidname,ciddnid,exten,context,channame,appname,appdata,
+    uniqueid,linkedid,peer,extra
+
+``eventtime`` is Asterisk's default ``<seconds>.<microseconds>`` (no ``dateformat`` in
+cel.conf); ``%Y-%m-%d %H:%M:%S[.%f]`` (UTC) is accepted too. cel.conf must track at least the
+events CHAN_START, CHAN_END, ANSWER, HANGUP, APP_START, APP_END, BRIDGE_ENTER, BRIDGE_EXIT,
+BLINDTRANSFER, ATTENDEDTRANSFER, USER_DEFINED, LINKEDID_END, and the apps Queue and MixMonitor.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from dispatcher.calllog import store
+from dispatcher.calllog.journey import MARK_NAMES, Directory, Journey, JourneyRecord, user_extra
+
+CEL_FIELDS = (
+    "eventtype",
+    "eventtime",
+    "cidnum",
+    "cidname",
+    "ciddnid",
+    "exten",
+    "context",
+    "channame",
+    "appname",
+    "appdata",
+    "uniqueid",
+    "linkedid",
+    "peer",
+    "extra",
+)
+
+# What to put in cel_custom.conf for this reader (the lead renders it into the run directory).
+CEL_CUSTOM_FIELDS = ",".join(CEL_FIELDS)
+
+# A journey whose LINKEDID_END never came (event not tracked, or Asterisk killed mid-call) is
+# taken as finished when every channel ended and nothing happened to it for this long.
+STALE_AFTER = 300.0
+
+
+@dataclass
+class CelRow:
+    """One CEL record."""
+
+    eventtype: str
+    eventtime: float
+    cidnum: str = ""
+    cidname: str = ""
+    ciddnid: str = ""
+    exten: str = ""
+    context: str = ""
+    channame: str = ""
+    appname: str = ""
+    appdata: str = ""
+    uniqueid: str = ""
+    linkedid: str = ""
+    peer: str = ""
+    extra: str = ""
+    offset: int = 0  # byte offset of the line in its file
+
+    def extra_json(self) -> dict[str, object]:
+        """The ``extra`` column parsed as the JSON object Asterisk writes there, or ``{}``."""
+        text = self.extra.strip()
+        if not text.startswith("{"):
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def parse_time(text: str) -> float:
+    """Parse a CEL ``eventtime``: epoch seconds with decimals, or a UTC date and time."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
+        except ValueError:
+            continue
+    raise ValueError(f"unreadable CEL eventtime {text!r}")
+
+
+def parse_line(line: str, offset: int = 0) -> CelRow:
+    """Parse one CSV line in ``CEL_FIELDS`` order. Raises ValueError if it is not one."""
+    fields = next(csv.reader([line]))
+    if len(fields) != len(CEL_FIELDS):
+        raise ValueError(f"CEL line has {len(fields)} fields, expected {len(CEL_FIELDS)}")
+    values = dict(zip(CEL_FIELDS, fields, strict=True))
+    return CelRow(
+        eventtype=values["eventtype"],
+        eventtime=parse_time(values["eventtime"]),
+        cidnum=values["cidnum"],
+        cidname=values["cidname"],
+        ciddnid=values["ciddnid"],
+        exten=values["exten"],
+        context=values["context"],
+        channame=values["channame"],
+        appname=values["appname"],
+        appdata=values["appdata"],
+        uniqueid=values["uniqueid"],
+        linkedid=values["linkedid"],
+        peer=values["peer"],
+        extra=values["extra"],
+        offset=offset,
+    )
+
+
+@dataclass
+class ReadResult:
+    """Rows read from a CEL file, and the lines that could not be read."""
+
+    rows: list[CelRow]
+    end_offset: int  # just past the last complete line
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_rows(path: str, offset: int = 0) -> ReadResult:
+    """Read complete lines of a CEL CSV file from ``offset``.
+
+    A last line without its newline is being written by Asterisk right now: it is left for the
+    next read. Unreadable lines are reported, not skipped silently.
+    """
+    rows: list[CelRow] = []
+    bad: list[tuple[int, str]] = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    position = offset
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n"):
+            break
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if line.strip():
+            try:
+                rows.append(parse_line(line, position))
+            except ValueError as exc:
+                bad.append((position, f"{exc}: {line[:200]}"))
+        position += len(raw)
+    return ReadResult(rows, position, bad)
+
+
+def group_by_linkedid(rows: Iterable[CelRow]) -> dict[str, list[CelRow]]:
+    """Group rows by journey, each group in file order."""
+    groups: dict[str, list[CelRow]] = {}
+    for row in rows:
+        groups.setdefault(row.linkedid or row.uniqueid, []).append(row)
+    return groups
+
+
+def is_finished(rows: list[CelRow], newest: float, stale_after: float = STALE_AFTER) -> bool:
+    """True when a journey's records are complete (LINKEDID_END, or all ended and stale)."""
+    if any(r.eventtype == "LINKEDID_END" for r in rows):
+        return True
+    started = {r.uniqueid for r in rows if r.eventtype == "CHAN_START"}
+    ended = {r.uniqueid for r in rows if r.eventtype in ("CHAN_END", "HANGUP")}
+    last = max(r.eventtime for r in rows)
+    return bool(started) and started <= ended and newest - last >= stale_after
+
+
+def build_journey(rows: list[CelRow], directory: Directory | None = None) -> JourneyRecord | None:
+    """Rebuild one journey from its CEL rows (sans-IO)."""
+    if not rows:
+        return None
+    linkedid = rows[0].linkedid or rows[0].uniqueid
+    journey = Journey(linkedid, directory or Directory(), source="cel")
+    # Stable sort: rows of the same microsecond keep Asterisk's order.
+    for row in sorted(rows, key=lambda r: r.eventtime):
+        _apply(journey, row)
+    return journey.finish()
+
+
+def _apply(j: Journey, row: CelRow) -> None:
+    t, uid, kind = row.eventtime, row.uniqueid, row.eventtype
+    if kind == "CHAN_START":
+        j.chan_start(t, uid, row.channame, row.cidnum, row.cidname, row.exten)
+    elif kind == "ANSWER":
+        j.answer(t, uid)
+    elif kind == "HANGUP":
+        extra = row.extra_json()
+        cause = extra.get("hangupcause")
+        source = str(extra.get("hangupsource", ""))
+        by_self = None if not source else source == row.channame
+        j.hangup(t, uid, int(cause) if isinstance(cause, int | str) and str(cause).isdigit()
+                 else None, by_self=by_self)
+    elif kind == "CHAN_END":
+        j.hangup(t, uid)
+    elif kind in ("APP_START", "APP_END"):
+        app = row.appname.lower()
+        argument = row.appdata.split(",", 1)[0]
+        if app == "queue":
+            if kind == "APP_START":
+                j.queue_join(t, uid, argument)
+            else:
+                j.queue_leave(t, uid)
+        elif app == "mixmonitor" and kind == "APP_START":
+            j.recording_start(t, uid, argument)
+        elif app == "stopmixmonitor" and kind == "APP_START":
+            j.recording_stop(t, uid)
+    elif kind in ("BRIDGE_ENTER", "BRIDGE_EXIT"):
+        bridge = str(row.extra_json().get("bridge_id", "")) or row.peer
+        if kind == "BRIDGE_ENTER":
+            j.bridge_enter(t, uid, bridge)
+        else:
+            j.bridge_exit(t, uid, bridge)
+    elif kind in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "PICKUP", "FORWARD"):
+        j.event(t, kind.lower(), row.channame, extra=row.extra)
+    elif kind.startswith("SIAGA_") and kind[6:] in MARK_NAMES:
+        j.mark(t, uid, kind[6:], user_extra(row.extra))
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconciliation pass did."""
+
+    rows_read: int = 0
+    journeys_seen: int = 0
+    saved: list[str] = field(default_factory=list)  # linkedids added or completed
+    skipped: int = 0  # finished journeys already in the log
+    unfinished: int = 0  # journeys still in progress at the end of the file
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    offset: int = 0
+
+
+def reconcile(
+    session: Session,
+    path: str,
+    directory: Directory | None = None,
+    stale_after: float = STALE_AFTER,
+) -> ReconcileResult:
+    """Add to the log every finished journey of the CEL file at ``path`` it lacks (blocking).
+
+    Runs in one transaction of ``session`` (the caller commits; the writer thread does). The
+    cursor moves only past journeys that are finished, so a call still in progress when the file
+    was read is read again next time.
+    """
+    result = ReconcileResult()
+    if not os.path.exists(path):
+        return result
+    stat = os.stat(path)
+    offset = store.cel_cursor(session, path, stat.st_ino, stat.st_size)
+    read = read_rows(path, offset)
+    result.rows_read, result.bad_lines = len(read.rows), read.bad_lines
+    groups = group_by_linkedid(read.rows)
+    newest = max((r.eventtime for r in read.rows), default=0.0)
+    keep_from = read.end_offset
+    for linkedid, rows in groups.items():
+        result.journeys_seen += 1
+        if not is_finished(rows, newest, stale_after):
+            result.unfinished += 1
+            keep_from = min(keep_from, rows[0].offset)
+            continue
+        if store.has_finished_call(session, linkedid):
+            result.skipped += 1
+            continue
+        record = build_journey(rows, directory)
+        if record is None:
+            continue
+        store.save_journey(session, record)
+        result.saved.append(linkedid)
+    store.set_cel_cursor(session, path, stat.st_ino, keep_from)
+    result.offset = keep_from
+    return result
+
+
+def iter_lines(rows: Iterable[CelRow]) -> Iterator[str]:
+    """Write rows back as CSV lines in ``CEL_FIELDS`` order (tests and tools)."""
+    for row in rows:
+        values = [getattr(row, name) for name in CEL_FIELDS]
+        values[1] = f"{row.eventtime:.6f}"
+        buffer: list[str] = []
+
+        class _Sink:
+            def write(self, text: str) -> None:
+                buffer.append(text)
+
+        csv.writer(_Sink(), quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(values)
+        yield "".join(buffer)

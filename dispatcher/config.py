@@ -1,0 +1,442 @@
+"""The center's config: one YAML file, loaded and validated into typed objects.
+
+Everything else (Asterisk's configuration, IVR prompts, the database's reference rows) is
+generated from the :class:`Center` this module returns. A bad value raises
+:class:`~dispatcher.yamlnodes.ConfigError` naming the file, the line and the key, and nothing
+is started.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dispatcher.yamlnodes import ConfigError, Section, Value, load_document
+
+__all__ = [
+    "AGENCY_KINDS",
+    "Agency",
+    "Button",
+    "Center",
+    "ConfigError",
+    "Endpoint",
+    "load_center",
+]
+
+# The six agencies a center bridges to. Keys are stable identifiers used in the dialplan,
+# the call log and the API.
+AGENCY_KINDS = ("police", "fire", "health", "disaster", "public_order", "transport")
+EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
+NUMBER_RE = re.compile(r"^\+?[0-9]{2,20}$")
+LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
+DEFAULT_STATE_DIR = Path("/var/lib/siaga/center")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A network address something listens on."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An operator desk: one SIP extension that answers hotline calls."""
+
+    extension: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Agency:
+    """One of the six agencies: a ring group of extensions and a fallback when none answers."""
+
+    key: str
+    name: str
+    digit: int
+    extensions: tuple[str, ...]
+    fallback: str
+    ring_seconds: int
+    priority: int
+
+
+@dataclass(frozen=True)
+class Button:
+    """A physical panic button: a SIP device at a fixed place that calls the panic number."""
+
+    extension: str
+    name: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class Trunk:
+    """A SIP trunk to the public network (optional)."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Timings of the operators' queue."""
+
+    ring_seconds: int
+    overflow_seconds: int
+    announce_seconds: int
+    overflow: str  # "supervisors" or "agency"
+
+
+@dataclass(frozen=True)
+class Ivr:
+    """The hotline's voice menu."""
+
+    default_language: str
+    languages: tuple[str, ...]
+    digit_timeout: int
+    max_seconds: int
+    texts: dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Center:
+    """The whole center, as the config file describes it."""
+
+    name: str
+    source: Path
+    state_dir: Path
+    hotline: tuple[str, ...]
+    panic_number: str
+    sip: Endpoint
+    sip_transport: str
+    external_address: str | None
+    ami: Endpoint
+    http: Endpoint
+    database_url: str
+    queue: Queue
+    ivr: Ivr
+    operators: tuple[Operator, ...]
+    supervisors: tuple[str, ...]
+    agencies: tuple[Agency, ...]
+    buttons: tuple[Button, ...]
+    trunk: Trunk | None
+    recordings: bool = True
+    extras: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the generated Asterisk configuration and Asterisk's runtime files live."""
+        return self.state_dir / "run"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where call recordings are written."""
+        return self.state_dir / "recordings"
+
+    def agency(self, key: str) -> Agency:
+        """The agency with this key."""
+        for a in self.agencies:
+            if a.key == key:
+                return a
+        raise KeyError(key)
+
+    def extensions(self) -> dict[str, tuple[str, str | None]]:
+        """Every SIP account: extension -> (role, agency key or None)."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for op in self.operators:
+            out[op.extension] = ("operator", None)
+        for ext in self.supervisors:
+            out[ext] = ("supervisor", None)
+        for ag in self.agencies:
+            for ext in ag.extensions:
+                out[ext] = ("agency", ag.key)
+            if ag.fallback not in out and EXTENSION_RE.match(ag.fallback):
+                out[ag.fallback] = ("agency", ag.key)
+        for b in self.buttons:
+            out[b.extension] = ("button", None)
+        return out
+
+    def with_overrides(self, **changes: object) -> Center:
+        """A copy with some fields replaced (tests use it to pick free ports)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
+             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings"}
+
+
+def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
+    """Load and validate a center's config file.
+
+    ``state_dir`` overrides the file's ``state_dir`` (tests and ``--state-dir`` use it).
+    Raises ConfigError on the first problem found.
+    """
+    path = Path(path)
+    root = Section(load_document(path), _TOP_KEYS)
+    return _Parser(root, path, state_dir).center()
+
+
+class _Parser:
+    def __init__(self, root: Section, path: Path, state_dir: str | Path | None) -> None:
+        self.root = root
+        self.path = path
+        self.state_override = Path(state_dir) if state_dir else None
+        # extension -> (description, Value) for duplicate detection across sections
+        self.owners: dict[str, str] = {}
+
+    def claim(self, number: str, owner: str, v: Value) -> None:
+        if number in self.owners:
+            raise v.error(f"{number} is already {self.owners[number]}")
+        self.owners[number] = owner
+
+    def extension(self, v: Value) -> str:
+        raw = v.scalar()
+        s = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+        if not isinstance(s, str) or not EXTENSION_RE.match(s):
+            raise v.error(f"must be an extension of 2 to 8 digits, got {raw!r}")
+        return s
+
+    def endpoint(self, key: str, default_host: str, default_port: int,
+                 loopback_only: bool = False) -> Endpoint:
+        sec = self.root.section(key, {"bind", "port"})
+        host = sec.text("bind", default_host)
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise sec.get("bind").error(f"must be an IP address, got {host!r}") from None
+        if loopback_only and not addr.is_loopback:
+            raise sec.get("bind").error(
+                "must be a loopback address: the manager interface is never exposed")
+        return Endpoint(host, sec.integer("port", default_port, lo=1, hi=65535))
+
+    def center(self) -> Center:
+        r = self.root
+        info = r.section("center", {"name"})
+        name = info.text("name", "Siaga command center")
+
+        if self.state_override is not None:
+            state_dir = self.state_override
+        else:
+            raw_state = r.text("state_dir", str(DEFAULT_STATE_DIR), max_len=400)
+            state_dir = Path(raw_state)
+            if not state_dir.is_absolute():
+                state_dir = (self.path.parent / state_dir).resolve()
+
+        hot = r.section("hotline", {"numbers", "panic_number"})
+        numbers_v = hot.get("numbers")
+        if numbers_v.missing:
+            raise numbers_v.error("is required: the numbers citizens dial (e.g. 112)")
+        hotline: list[str] = []
+        for item in numbers_v.items():
+            number = self.extension(item)
+            self.claim(number, f"hotline number {number}", item)
+            hotline.append(number)
+        if not hotline:
+            raise numbers_v.error("needs at least one number")
+        panic_v = hot.get("panic_number")
+        panic = self.extension(panic_v) if not panic_v.missing else "1990"
+        self.claim(panic, f"the panic number {panic}", panic_v)
+
+        sip_sec = r.section("sip", {"bind", "port", "transport", "external_address"})
+        sip_host = sip_sec.text("bind", "0.0.0.0")
+        try:
+            ipaddress.ip_address(sip_host)
+        except ValueError:
+            raise sip_sec.get("bind").error(f"must be an IP address, got {sip_host!r}") from None
+        sip = Endpoint(sip_host, sip_sec.integer("port", 5060, lo=1, hi=65535))
+        transport = sip_sec.text("transport", "udp")
+        if transport not in ("udp", "tcp"):
+            raise sip_sec.get("transport").error("must be udp or tcp")
+        external = sip_sec.get("external_address")
+        external_address = None if external.missing else sip_sec.text("external_address")
+
+        ami = self.endpoint("ami", "127.0.0.1", 5038, loopback_only=True)
+        http = self.endpoint("http", "127.0.0.1", 8080)
+        if ami.port == sip.port:
+            raise r.section("ami", {"bind", "port"}).get("port").error(
+                f"{ami.port} is already the SIP port")
+        if http.port in (ami.port, sip.port):
+            raise r.section("http", {"bind", "port"}).get("port").error(
+                f"{http.port} is already used by SIP or AMI")
+
+        db = r.section("database", {"url"})
+        db_url = db.text("url", f"sqlite:///{state_dir / 'siaga.db'}", max_len=1000)
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", db_url):
+            raise db.get("url").error("must be a sqlite:/// or postgresql:// URL")
+
+        q = r.section("queue", {"ring_seconds", "overflow_seconds", "announce_seconds",
+                                "overflow"})
+        queue = Queue(
+            ring_seconds=q.integer("ring_seconds", 15, lo=5, hi=120),
+            overflow_seconds=q.integer("overflow_seconds", 60, lo=10, hi=3600),
+            announce_seconds=q.integer("announce_seconds", 30, lo=0, hi=600),
+            overflow=q.text("overflow", "supervisors"),
+        )
+        if queue.overflow not in ("supervisors", "agency"):
+            raise q.get("overflow").error("must be 'supervisors' or 'agency'")
+
+        ivr = self.ivr(r.section("ivr", {"default_language", "languages", "digit_timeout",
+                                         "max_seconds", "texts"}))
+
+        operators: list[Operator] = []
+        ops_v = r.get("operators")
+        if ops_v.missing:
+            raise ops_v.error("is required: at least one operator desk")
+        for i, item in enumerate(ops_v.items()):
+            sec = Section(item, {"extension", "name"})
+            ext_v = sec.get("extension")
+            if ext_v.missing:
+                raise ext_v.error("is required")
+            ext = self.extension(ext_v)
+            self.claim(ext, f"operator {ext}", ext_v)
+            operators.append(Operator(ext, sec.text("name", f"Operator {i + 1}")))
+        if not operators:
+            raise ops_v.error("needs at least one operator")
+
+        supervisors: list[str] = []
+        sup_v = r.get("supervisors")
+        if not sup_v.missing:
+            for item in sup_v.items():
+                ext = self.extension(item)
+                self.claim(ext, f"supervisor {ext}", item)
+                supervisors.append(ext)
+        if queue.overflow == "supervisors" and not supervisors:
+            raise q.get("overflow").error("is 'supervisors' but no supervisors are configured")
+
+        trunk = self.trunk(r.section("trunk", {"host", "port", "username", "password"}))
+        agencies = self.agencies(r.get("agencies"), trunk)
+        buttons = self.buttons(r.get("buttons"))
+
+        return Center(
+            name=name, source=self.path, state_dir=state_dir, hotline=tuple(hotline),
+            panic_number=panic, sip=sip, sip_transport=transport,
+            external_address=external_address, ami=ami, http=http, database_url=db_url,
+            queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
+            agencies=agencies, buttons=buttons, trunk=trunk,
+            recordings=r.boolean("recordings", True),
+        )
+
+    def ivr(self, sec: Section) -> Ivr:
+        default = sec.text("default_language", "id")
+        langs_v = sec.get("languages")
+        languages = ["id", "en"] if langs_v.missing else []
+        if not langs_v.missing:
+            for item in langs_v.items():
+                lang = item.scalar()
+                if not isinstance(lang, str) or not LANGUAGE_RE.match(lang):
+                    raise item.error(f"must be a two-letter language code, got {lang!r}")
+                languages.append(lang)
+        if default not in languages:
+            raise sec.get("default_language").error(
+                f"{default!r} is not among languages {languages}")
+        texts: dict[str, dict[str, str]] = {}
+        texts_v = sec.get("texts")
+        if not texts_v.missing:
+            by_lang = Section(texts_v, set(languages))
+            for lang in languages:
+                lv = by_lang.get(lang)
+                if lv.missing:
+                    continue
+                prompt_sec = Section(lv, set(IVR_PROMPTS))
+                texts[lang] = {k: prompt_sec.text(k, max_len=600)
+                               for k in IVR_PROMPTS if k in prompt_sec.children}
+        return Ivr(
+            default_language=default, languages=tuple(languages),
+            digit_timeout=sec.integer("digit_timeout", 3, lo=1, hi=10),
+            max_seconds=sec.integer("max_seconds", 10, lo=3, hi=30),
+            texts=texts,
+        )
+
+    def trunk(self, sec: Section) -> Trunk | None:
+        if sec.value.missing:
+            return None
+        return Trunk(
+            host=sec.text("host"), port=sec.integer("port", 5060, lo=1, hi=65535),
+            username=sec.text("username") if "username" in sec.children else None,
+            password=sec.text("password") if "password" in sec.children else None,
+        )
+
+    def agencies(self, v: Value, trunk: Trunk | None) -> tuple[Agency, ...]:
+        if v.missing:
+            raise v.error(f"is required: the six agencies {', '.join(AGENCY_KINDS)}")
+        agencies: list[Agency] = []
+        digits: dict[int, str] = {}
+        fallbacks: list[tuple[str, str, Value]] = []
+        for item in v.items():
+            sec = Section(item, {"key", "name", "digit", "extensions", "fallback",
+                                 "ring_seconds", "priority"})
+            key_v = sec.get("key")
+            key = sec.text("key")
+            if key not in AGENCY_KINDS:
+                raise key_v.error(f"must be one of {', '.join(AGENCY_KINDS)}, got {key!r}")
+            if any(a.key == key for a in agencies):
+                raise key_v.error(f"agency {key} is configured twice")
+            digit = sec.integer("digit", lo=1, hi=9)
+            if digit in digits:
+                raise sec.get("digit").error(f"{digit} is already agency {digits[digit]}")
+            digits[digit] = key
+            exts_v = sec.get("extensions")
+            if exts_v.missing:
+                raise exts_v.error("is required: the agency's phones")
+            exts: list[str] = []
+            for ev in exts_v.items():
+                ext = self.extension(ev)
+                self.claim(ext, f"agency {key} extension {ext}", ev)
+                exts.append(ext)
+            if not 1 <= len(exts) <= 10:
+                raise exts_v.error("must list 1 to 10 extensions")
+            fb_v = sec.get("fallback")
+            if fb_v.missing:
+                raise fb_v.error("is required: where the call goes when nobody answers")
+            fallback = sec.text("fallback")
+            if not NUMBER_RE.match(fallback):
+                raise fb_v.error(f"must be a phone number or extension, got {fallback!r}")
+            fallbacks.append((fallback, key, fb_v))
+            agencies.append(Agency(
+                key=key, name=sec.text("name", key.replace("_", " ").title()), digit=digit,
+                extensions=tuple(exts), fallback=fallback,
+                ring_seconds=sec.integer("ring_seconds", 20, lo=5, hi=120),
+                priority=sec.integer("priority", 5, lo=1, hi=10),
+            ))
+        missing = [k for k in AGENCY_KINDS if not any(a.key == k for a in agencies)]
+        if missing:
+            raise v.error(f"missing agencies: {', '.join(missing)}")
+        # A fallback is a supervisor's phone, a phone of its own (an extension: it gets an
+        # account), or an outside number dialled through the trunk. It must not be an
+        # operator, a hotline number or another agency's phone.
+        for number, key, fb_v in fallbacks:
+            owner = self.owners.get(number)
+            if owner is not None:
+                if not owner.startswith("supervisor"):
+                    raise fb_v.error(f"{number} is already {owner}")
+            elif EXTENSION_RE.match(number):
+                self.owners[number] = f"agency {key} fallback {number}"
+            elif trunk is None:
+                raise fb_v.error(f"{number} needs a trunk to be dialled; none is configured")
+        return tuple(agencies)
+
+    def buttons(self, v: Value) -> tuple[Button, ...]:
+        if v.missing:
+            return ()
+        out: list[Button] = []
+        for item in v.items():
+            sec = Section(item, {"extension", "name", "lat", "lon"})
+            ext_v = sec.get("extension")
+            if ext_v.missing:
+                raise ext_v.error("is required")
+            ext = self.extension(ext_v)
+            self.claim(ext, f"button {ext}", ext_v)
+            out.append(Button(ext, sec.text("name", f"Button {ext}"),
+                              sec.number("lat", lo=-90, hi=90),
+                              sec.number("lon", lo=-180, hi=180)))
+        return tuple(out)
+
+
+# Prompts the IVR plays; texts in the config override the built-in ones per language.
+IVR_PROMPTS = ("welcome", "language", "menu", "connecting", "wait", "agency_failed", "goodbye")

@@ -1,0 +1,74 @@
+"""Secrets generated on first run: the AMI secret and one SIP password per extension.
+
+They live in ``<state_dir>/secrets.yaml`` with mode 0600, never in the repository or in the
+center's config. Existing secrets are kept; extensions added to the config get new ones;
+removed extensions' passwords are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dispatcher.config import Center
+
+AMI_USERNAME = "siaga"
+FILE_NAME = "secrets.yaml"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the center's parts authenticate with."""
+
+    ami_username: str
+    ami_secret: str
+    sip_passwords: dict[str, str]
+
+    def password(self, extension: str) -> str:
+        """The SIP password of an extension."""
+        return self.sip_passwords[extension]
+
+
+def _new_secret(nbytes: int = 18) -> str:
+    # URL-safe base64: no quote, semicolon or space that could break an Asterisk config line.
+    return secrets.token_urlsafe(nbytes)
+
+
+def ensure_credentials(center: Center) -> Credentials:
+    """Load the center's secrets, generating what is missing, and save them (mode 0600)."""
+    path = center.state_dir / FILE_NAME
+    data: dict = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if isinstance(loaded, dict):
+            data = loaded
+    ami = data.get("ami") if isinstance(data.get("ami"), dict) else {}
+    ami_secret = str(ami.get("secret") or _new_secret(24))
+    old_sip = data.get("sip") if isinstance(data.get("sip"), dict) else {}
+    sip = {ext: str(old_sip.get(ext) or _new_secret()) for ext in center.extensions()}
+    creds = Credentials(AMI_USERNAME, ami_secret, sip)
+    new = {"ami": {"username": AMI_USERNAME, "secret": ami_secret}, "sip": sip}
+    if new != data:
+        _write_private(path, yaml.safe_dump(new, sort_keys=True))
+    elif path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return creds
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically, readable by the owner only from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secrets-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
