@@ -1,0 +1,206 @@
+"""A real Asterisk for end-to-end tests, started from the example city's generated config.
+
+The harness runs Asterisk exactly as ``siaga up`` does (same argv, same generated files) but
+on free loopback ports and a private state directory, so tests never collide with a running
+center or with each other. It talks AMI through the ``asterisk-ami`` package: a client
+nobody here wrote, so what the harness sees is an independent check of what Asterisk does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asterisk.ami import AMIClient, SimpleAction
+
+from dispatcher.app import Prepared, prepare
+from dispatcher.config import Center, Endpoint, load_center
+from pbx.asterisk import asterisk_argv
+from pbx.provision import AsteriskInstall
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "config" / "siaga.example.yaml"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nobody listens on right now (TCP or UDP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def example_center(state_dir: Path, config: Path = EXAMPLE_CONFIG) -> Center:
+    """The example city on loopback, free ports and a private state directory."""
+    center = load_center(config, state_dir=state_dir)
+    sip_port = free_port(socket.SOCK_DGRAM)
+    ami_port = free_port()
+    http_port = free_port()
+    return center.with_overrides(
+        sip=Endpoint("127.0.0.1", sip_port),
+        ami=Endpoint("127.0.0.1", ami_port),
+        http=Endpoint("127.0.0.1", http_port),
+    )
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str,
+              interval: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class AmiWatch:
+    """An asterisk-ami connection that records every event it receives."""
+
+    client: AMIClient
+    events: list[dict[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _on_event(self, event, **_kw) -> None:  # noqa: ANN001
+        record = dict(event.keys)
+        record["Event"] = event.name
+        with self.lock:
+            self.events.append(record)
+
+    def action(self, name: str, **fields: str):  # noqa: ANN201
+        """Send an action and return asterisk-ami's Response."""
+        return self.client.send_action(SimpleAction(name, **fields)).response
+
+    def command(self, cli: str) -> str:
+        """Run a CLI command through AMI and return its output."""
+        response = self.action("Command", Command=cli)
+        if response is None or response.status != "Success":
+            raise RuntimeError(f"CLI command {cli!r} failed: {response}")
+        return response.keys.get("Output", "")
+
+    def matching(self, name: str, **fields: str) -> list[dict[str, str]]:
+        """Events received so far with this name and these field values."""
+        with self.lock:
+            return [e for e in self.events if e["Event"] == name
+                    and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait_event(self, name: str, timeout: float = 10.0, **fields: str) -> dict[str, str]:
+        """Wait for an event with this name and field values; return the first one."""
+        found = wait_for(lambda: self.matching(name, **fields), timeout,
+                         f"AMI event {name} {fields}")
+        return found[0]  # type: ignore[index]
+
+    def close(self) -> None:
+        """Log off and close."""
+        try:
+            self.client.logoff()
+        finally:
+            self.client.disconnect()
+
+
+class RunningAsterisk:
+    """One Asterisk process on a prepared center, for a whole test session."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        self.center = prepared.center
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.watches: list[AmiWatch] = []
+        self.out_path = prepared.paths.log / "asterisk.out"
+
+    @property
+    def sip_address(self) -> str:
+        """host:port of Asterisk's SIP transport."""
+        return f"{self.center.sip.host}:{self.center.sip.port}"
+
+    def password(self, extension: str) -> str:
+        """The generated SIP password of an extension."""
+        return self.prepared.creds.password(extension)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start Asterisk and wait until it is fully booted."""
+        argv = asterisk_argv(self.prepared.install, self.prepared.asterisk_conf,
+                             self.center.state_dir)
+        out = self.out_path.open("ab")
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+        self.wait_booted(timeout)
+
+    def wait_booted(self, timeout: float = 60.0) -> None:
+        """Wait until AMI accepts our login and Asterisk says it is fully booted."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = self.out_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"Asterisk exited with {self.proc.returncode}:\n{tail}")
+            try:
+                watch = self.ami(timeout=5)
+            except (OSError, RuntimeError) as exc:
+                last = exc
+                time.sleep(0.2)
+                continue
+            try:
+                watch.command("core waitfullybooted")
+                return
+            finally:
+                watch.close()
+        raise TimeoutError(f"Asterisk did not boot in {timeout:.0f} s: {last}")
+
+    def ami(self, timeout: float = 10.0) -> AmiWatch:
+        """A new logged-in AMI connection recording events (closed at the session's end)."""
+        client = AMIClient(address=self.center.ami.host, port=self.center.ami.port,
+                           timeout=timeout)
+        client.connect()
+        watch = AmiWatch(client)
+        client.add_event_listener(watch._on_event)
+        response = client.login(username=self.prepared.creds.ami_username,
+                                secret=self.prepared.creds.ami_secret).response
+        if response is None or response.status != "Success":
+            client.disconnect()
+            raise RuntimeError(f"AMI login refused: {response}")
+        self.watches.append(watch)
+        return watch
+
+    def log_problems(self) -> list[str]:
+        """ERROR and WARNING lines Asterisk wrote to its log so far."""
+        log = self.prepared.asterisk_log
+        if not log.exists():
+            return []
+        return [line for line in log.read_text(errors="replace").splitlines()
+                if " ERROR[" in line or " WARNING[" in line]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop Asterisk (SIGTERM, then SIGKILL) and close AMI connections."""
+        for watch in self.watches:
+            try:
+                watch.close()
+            except Exception:  # noqa: BLE001 — the connection may be gone with Asterisk
+                pass
+        self.watches.clear()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def start_asterisk(state_dir: Path, install: AsteriskInstall,
+                   config: Path = EXAMPLE_CONFIG) -> RunningAsterisk:
+    """Prepare the example city in ``state_dir`` and start Asterisk on it."""
+    running = RunningAsterisk(prepare(example_center(state_dir, config), install))
+    running.start()
+    return running
