@@ -472,6 +472,8 @@ class AMIClient(AMIActions):
 
     def _send_keepalive(self) -> None:
         def dead(failure: Failure) -> None:
+            if failure.check(AMIConnectionLost):
+                return  # the connection is already gone; its loss is reported elsewhere
             log.warn("AMI keepalive ping failed ({error}); closing the connection",
                      error=failure.getErrorMessage())
             if self.connected:
@@ -757,7 +759,19 @@ class AMIService(Service, AMIActions):
                                 listener=listener)
             return client
 
-        return client.ready.addCallback(logged_in)
+        # A Deferred of our own: ClientService's callbacks must not change client.ready's
+        # result for anyone else waiting on it.
+        done: defer.Deferred[AMIClient] = defer.Deferred()
+
+        def passed(client: AMIClient) -> AMIClient:
+            done.callback(client)
+            return client
+
+        def failed(failure: Failure) -> None:
+            done.errback(failure)  # handed on, not dropped: ClientService logs and retries
+
+        client.ready.addCallback(logged_in).addCallbacks(passed, failed)
+        return done
 
     def _lost(self, client: AMIClient) -> None:
         if self.client is client:
