@@ -24,7 +24,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from pbx.phone.stack import CLOCK_RATE, PhoneError, PhoneTimeout, SipStack
+from pbx.phone.stack import CLOCK_RATE, MAX_CALLS, PhoneError, PhoneTimeout, SipStack
 
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 
@@ -753,7 +753,10 @@ class Phone:
         except pj.Error as exc:
             self.calls.remove(call)
             call._pj = None
-            raise PhoneError(f"cannot call {uri}: {exc.info()}") from exc
+            hint = ""
+            if exc.status == 70010:  # PJ_ETOOMANY
+                hint = f" (pjsua allows {MAX_CALLS} calls at a time in one process)"
+            raise PhoneError(f"cannot call {uri}{hint}: {exc.info()}") from exc
         call.remote_uri = uri
         self._event("calling", uri, call)
         return call

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Compile-time limits of the pjsua build in the wheel (PJSUA_MAX_ACC, PJSUA_MAX_TRANSPORTS):
-# going past them is an assertion that kills the process, not an exception, so we check first.
+# Compile-time limits of the pjsua build in the wheel: 8 accounts and 8 transports
+# (PJSUA_MAX_ACC, PJSUA_MAX_TRANSPORTS; one more account is an assertion that kills the
+# process, so we check first) and 4 calls at a time (PJSUA_MAX_CALLS; pjsua refuses a fifth
+# with PJ_ETOOMANY and rejects a fifth incoming call itself).
 MAX_PHONES = 8
-MAX_CALLS = 32
+MAX_CALLS = 4
 CLOCK_RATE = 8000
 POLL_MS = 10
 

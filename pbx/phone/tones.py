@@ -25,6 +25,10 @@ FULL_SCALE = 32768.0
 # Below this level (dBFS, RMS) a frame counts as silence. G.711 idle noise sits far lower
 # (about -70 dBFS); a prompt or a tone sits far higher (-30 .. -6 dBFS).
 SILENCE_DBFS = -50.0
+# The tones of a two-way audio check: the caller's side sends DTMF row 1, the called side
+# DTMF column 1. Far apart and neither a harmonic of the other.
+CALLER_TONE_HZ = 697.0
+CALLEE_TONE_HZ = 1209.0
 
 
 @dataclass(frozen=True)
