@@ -59,11 +59,12 @@ def run(center: Center, rootfs: str | None = None) -> int:
         ready = getattr(server, "when_ready", None)
         if ready is not None:
             yield ready()
-        host = center.sip.host
+        sip = f"{center.sip_transport}://{center.sip.host}:{center.sip.port}"
+        secrets_file = center.state_dir / "secrets.yaml"
         print(f"""
 Siaga — {center.name}
-  SIP         {center.sip_transport}://{host}:{center.sip.port}   hotline {', '.join(center.hotline)}
-  AMI         {center.ami.host}:{center.ami.port} (loopback only; secret in {center.state_dir}/secrets.yaml)
+  SIP         {sip}   hotline {', '.join(center.hotline)}
+  AMI         {center.ami.host}:{center.ami.port} (loopback only; secret in {secrets_file})
   HTTP        http://{center.http.host}:{center.http.port}/
   logs        {prepared.paths.log}
   recordings  {prepared.paths.recordings}

@@ -8,6 +8,7 @@ import pytest
 
 from pbx.provision import AsteriskInstall, provision
 from tests.harness import RunningAsterisk, start_asterisk
+from tests.phones import phones, sip_stack  # noqa: F401 (fixtures for every test)
 
 
 @pytest.fixture(scope="session")
