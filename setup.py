@@ -13,9 +13,15 @@ setup(
         "pbx.phone",
         "dialplans",
         "dispatcher",
+        "dispatcher.calllog",
+        "dispatcher.calllog.migrations",
+        "dispatcher.calllog.migrations.versions",
         "ivr",
     ],
-    package_data={"dialplans": ["templates/*.j2"]},
+    package_data={
+        "dialplans": ["templates/*.j2"],
+        "dispatcher.calllog": ["templates/*.j2", "migrations/script.py.mako"],
+    },
     install_requires=[
         "Twisted>=23.10",
         "SQLAlchemy>=2.0",

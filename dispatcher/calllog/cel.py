@@ -9,11 +9,14 @@ log is left alone, and a cursor remembers how far the file was read.
 
 The CSV columns, in this order (``CEL_FIELDS``; cel_custom.conf ``fields =``)::
 
-    eventtype,eventtime,cidnum,cidname,ciddnid,exten,context,channame,appname,appdata,
+    eventtype,eventtime,cidnum,cidname,exten,context,channame,appname,appdata,
     uniqueid,linkedid,peer,extra
 
-``eventtime`` is Asterisk's default ``<seconds>.<microseconds>`` (no ``dateformat`` in
-cel.conf); ``%Y-%m-%d %H:%M:%S[.%f]`` (UTC) is accepted too. cel.conf must track at least the
+(the legacy mapping ``${CSV_QUOTE(${eventtype})},${CSV_QUOTE(${eventtime})},
+${CSV_QUOTE(${CALLERID(num)})},...,${CSV_QUOTE(${eventextra})}`` in that order gives them).
+``eventtime`` is Asterisk's default ``<seconds>.<microseconds>``: cel.conf must not set
+``dateformat`` (a formatted date would be in local time; ``%Y-%m-%d %H:%M:%S[.%f]`` is still read,
+as UTC). cel.conf must track at least the
 events CHAN_START, CHAN_END, ANSWER, HANGUP, APP_START, APP_END, BRIDGE_ENTER, BRIDGE_EXIT,
 BLINDTRANSFER, ATTENDEDTRANSFER, USER_DEFINED, LINKEDID_END, and the apps Queue and MixMonitor.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -37,7 +41,6 @@ CEL_FIELDS = (
     "eventtime",
     "cidnum",
     "cidname",
-    "ciddnid",
     "exten",
     "context",
     "channame",
@@ -65,7 +68,6 @@ class CelRow:
     eventtime: float
     cidnum: str = ""
     cidname: str = ""
-    ciddnid: str = ""
     exten: str = ""
     context: str = ""
     channame: str = ""
@@ -115,7 +117,6 @@ def parse_line(line: str, offset: int = 0) -> CelRow:
         eventtime=parse_time(values["eventtime"]),
         cidnum=values["cidnum"],
         cidname=values["cidname"],
-        ciddnid=values["ciddnid"],
         exten=values["exten"],
         context=values["context"],
         channame=values["channame"],
@@ -204,8 +205,12 @@ def _apply(j: Journey, row: CelRow) -> None:
         cause = extra.get("hangupcause")
         source = str(extra.get("hangupsource", ""))
         by_self = None if not source else source == row.channame
-        j.hangup(t, uid, int(cause) if isinstance(cause, int | str) and str(cause).isdigit()
-                 else None, by_self=by_self)
+        j.hangup(
+            t,
+            uid,
+            int(cause) if isinstance(cause, int | str) and str(cause).isdigit() else None,
+            by_self=by_self,
+        )
     elif kind == "CHAN_END":
         j.hangup(t, uid)
     elif kind in ("APP_START", "APP_END"):
@@ -291,11 +296,6 @@ def iter_lines(rows: Iterable[CelRow]) -> Iterator[str]:
     for row in rows:
         values = [getattr(row, name) for name in CEL_FIELDS]
         values[1] = f"{row.eventtime:.6f}"
-        buffer: list[str] = []
-
-        class _Sink:
-            def write(self, text: str) -> None:
-                buffer.append(text)
-
-        csv.writer(_Sink(), quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(values)
-        yield "".join(buffer)
+        out = io.StringIO()
+        csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(values)
+        yield out.getvalue()

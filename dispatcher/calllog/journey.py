@@ -25,6 +25,7 @@ needs ``timestampevents = yes`` in manager.conf) or from the ``now`` the caller 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -798,7 +799,8 @@ class JourneyBuilder:
         self.by_uid[uid] = journey
         self._on_newchannel(journey, dict(event), t)
         if started and journey.record is not None:
-            return [journey.record]
+            # A copy: the writer thread reads it while this thread goes on changing the live one.
+            return [copy.deepcopy(journey.record)]
         return []
 
     def _complete(self, journey: Journey) -> list[JourneyRecord]:

@@ -1,8 +1,9 @@
 """Initial schema: calls, legs, events, IVR choices, operators, agencies, recordings,
 callbacks, devices, incidents, alerts, CEL cursors (times are naive UTC).
+
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 20:17:31.675530
+Create Date: 2026-11-27 20:22:55.505685
 """
 
 from collections.abc import Sequence
@@ -163,6 +164,7 @@ def upgrade() -> None:
                 "talk_seconds",
                 "duration_seconds",
                 "category",
+                "caller_number",
             ],
             unique=False,
         )
@@ -274,12 +276,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_legs")),
     )
     with op.batch_alter_table("legs", schema=None) as batch_op:
-        batch_op.create_index("ix_legs_call", ["call_id"], unique=False)
         batch_op.create_index(
-            "ix_legs_report",
+            "ix_legs_call",
             [
+                "call_id",
                 "kind",
-                "started_at",
                 "operator_id",
                 "agency_id",
                 "result",
@@ -315,7 +316,6 @@ def downgrade() -> None:
 
     op.drop_table("recordings")
     with op.batch_alter_table("legs", schema=None) as batch_op:
-        batch_op.drop_index("ix_legs_report")
         batch_op.drop_index("ix_legs_call")
 
     op.drop_table("legs")

@@ -1,0 +1,708 @@
+"""Supervisor reports: figures aggregated in SQL, rendered as HTML, CSV or JSON.
+
+:func:`build_report` returns a plain data structure (dicts, lists, numbers, strings), the same
+for the ``siaga report`` command and for an HTTP resource; :func:`render` turns it into a
+document. Bahasa Indonesia by default, English on request.
+
+Definitions (stated in the report too):
+
+* A call belongs to the period (and hour) in which it *arrived*, even if it ended after
+  midnight; its legs (operator talk, transfers) count with it.
+* *Offered*: inbound journeys that are finished, less *short abandons* (the caller hung up in the
+  menu or the queue within ``short_abandon_seconds`` of arriving: misdials, pocket calls). One
+  journey is one call however many times it went through the queue.
+* *Answer time*: from arrival at the center (the first ring on the hotline) to the moment an
+  operator is connected. It includes the menu: the citizen waits during it too. NENA-STA-020.1
+  measures from arrival at the PSAP, and the menu is part of the center.
+* *Service level*: calls answered within 15 s (20 s) among the offered calls, against
+  NENA-STA-020.1's targets of 90 % (95 %). Abandoned calls count as not answered in time.
+* *ASA*: mean answer time of answered calls. *AHT*: mean operator talk time of answered calls
+  (all operator legs of a journey, consultation with an agency included).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from sqlalchemy import (
+    Integer,
+    and_,
+    case,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from dispatcher.calllog.models import Agency, Call, Callback, Leg, Operator
+
+SERVICE_LEVELS = ((15, 90.0), (20, 95.0))  # (seconds, target percent), NENA-STA-020.1
+ABANDONED = ("abandoned_ivr", "abandoned_queue")
+FAILED_TRANSFER = ("no_answer", "busy", "failed")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What a report covers: local dates ``start``..``end`` inclusive, in ``timezone``."""
+
+    start: dt.date
+    end: dt.date
+    timezone: str = "Asia/Jakarta"
+    short_abandon_seconds: float = 5.0
+    language: str = "id"
+    top_repeat_callers: int = 10
+
+    def utc_bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """The period as ``[start, end)`` in UTC."""
+        zone = ZoneInfo(self.timezone)
+        start = dt.datetime.combine(self.start, dt.time(), zone)
+        end = dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), zone)
+        return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+    def utc_offset_minutes(self) -> int:
+        """The zone's offset at the start of the period (Indonesian zones have no DST)."""
+        offset = dt.datetime.combine(self.start, dt.time(12), ZoneInfo(self.timezone)).utcoffset()
+        return int(offset.total_seconds() // 60) if offset else 0
+
+
+# --------------------------------------------------------------------------------------------
+# SQL helpers that differ between SQLite and PostgreSQL
+
+
+class local_hour(FunctionElement[int]):
+    """The hour of day (0-23) of a UTC timestamp column, shifted by whole minutes.
+
+    ``local_hour(column, literal(minutes))``: the offset is a bound parameter, so one cached
+    statement serves every time zone.
+    """
+
+    type = Integer()
+    inherit_cache = True
+    name = "local_hour"
+
+
+@compiles(local_hour, "sqlite")
+def _local_hour_sqlite(element: local_hour, compiler: Any, **kw: Any) -> str:
+    column, minutes = list(element.clauses)
+    return (
+        f"CAST(strftime('%H', {compiler.process(column, **kw)}, "
+        f"{compiler.process(minutes, **kw)} || ' minutes') AS INTEGER)"
+    )
+
+
+@compiles(local_hour, "postgresql")
+def _local_hour_postgresql(element: local_hour, compiler: Any, **kw: Any) -> str:
+    column, minutes = list(element.clauses)
+    return (
+        f"CAST(EXTRACT(HOUR FROM {compiler.process(column, **kw)} "
+        f"+ make_interval(mins => CAST({compiler.process(minutes, **kw)} AS INTEGER))) AS INTEGER)"
+    )
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _avg(value: Any, condition: ColumnElement[bool]) -> ColumnElement[float]:
+    return func.avg(case((condition, value), else_=None))
+
+
+def _r(value: Any, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if not whole else round(100.0 * part / whole, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The report as data
+
+
+def build_report(
+    session: Session, options: ReportOptions, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Compute every figure of the report for ``options`` (blocking: run off the reactor)."""
+    start, end = options.utc_bounds()
+    short = and_(
+        Call.outcome.in_(ABANDONED),
+        Call.duration_seconds < options.short_abandon_seconds,
+    )
+    in_period = and_(
+        Call.started_at >= start,
+        Call.started_at < end,
+        Call.direction == "inbound",
+        Call.outcome != "in_progress",
+    )
+    offered_filter = and_(in_period, not_(short))
+    answered = Call.outcome == "answered"
+
+    # -- summary: one pass over the period's calls ---------------------------------------------
+    columns = [
+        func.count().label("all_calls"),
+        _count(short).label("short_abandons"),
+        _count(answered).label("answered"),
+        _count(and_(Call.outcome == "abandoned_ivr", not_(short))).label("abandoned_ivr"),
+        _count(and_(Call.outcome == "abandoned_queue", not_(short))).label("abandoned_queue"),
+        _count(Call.outcome == "unanswered").label("unanswered"),
+        _count(Call.outcome == "dropped").label("dropped"),
+        _avg(Call.answer_seconds, answered).label("asa"),
+        _avg(Call.talk_seconds, answered).label("aht"),
+        func.max(case((answered, Call.answer_seconds), else_=None)).label("max_answer"),
+        _count(Call.queue_passes > 1).label("requeued"),
+    ]
+    for seconds, _target in SERVICE_LEVELS:
+        columns.append(
+            _count(and_(answered, Call.answer_seconds <= seconds)).label(f"within_{seconds}")
+        )
+    row = session.execute(select(*columns).where(in_period)).one()._mapping
+    offered = int(row["all_calls"]) - int(row["short_abandons"])
+    abandoned = int(row["abandoned_ivr"]) + int(row["abandoned_queue"])
+    summary: dict[str, Any] = {
+        "offered": offered,
+        "answered": int(row["answered"]),
+        "abandoned": abandoned,
+        "abandoned_ivr": int(row["abandoned_ivr"]),
+        "abandoned_queue": int(row["abandoned_queue"]),
+        "unanswered": int(row["unanswered"]),
+        "dropped": int(row["dropped"]),
+        "short_abandons_excluded": int(row["short_abandons"]),
+        "answered_percent": _pct(int(row["answered"]), offered),
+        "abandoned_percent": _pct(abandoned, offered),
+        "asa_seconds": _r(row["asa"]),
+        "aht_seconds": _r(row["aht"]),
+        "max_answer_seconds": _r(row["max_answer"]),
+        "requeued": int(row["requeued"]),
+        "service_levels": [
+            {
+                "seconds": seconds,
+                "target_percent": target,
+                "answered_within": int(row[f"within_{seconds}"]),
+                "percent": _pct(int(row[f"within_{seconds}"]), offered),
+                "met": offered > 0 and 100.0 * int(row[f"within_{seconds}"]) >= target * offered,
+            }
+            for seconds, target in SERVICE_LEVELS
+        ],
+    }
+    outbound = session.execute(
+        select(func.count(), _count(Call.outcome == "answered")).where(
+            Call.started_at >= start,
+            Call.started_at < end,
+            Call.direction == "outbound",
+            Call.outcome != "in_progress",
+        )
+    ).one()
+    summary["outbound_calls"] = int(outbound[0])
+    summary["outbound_answered"] = int(outbound[1])
+
+    return {
+        "language": options.language,
+        "period": {
+            "from": options.start.isoformat(),
+            "to": options.end.isoformat(),
+            "timezone": options.timezone,
+            "utc_start": start.isoformat(),
+            "utc_end": end.isoformat(),
+        },
+        "generated_at": (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(),
+        "settings": {
+            "short_abandon_seconds": options.short_abandon_seconds,
+            "service_level_targets": [
+                {"seconds": s, "target_percent": t} for s, t in SERVICE_LEVELS
+            ],
+        },
+        "summary": summary,
+        "operators": _operators(session, offered_filter),
+        "agencies": _agencies(session, offered_filter),
+        "categories": _categories(session, offered_filter),
+        "hourly": _hourly(session, offered_filter, options),
+        "callbacks": _callbacks(session, start, end),
+        "repeat_callers": _repeat_callers(session, offered_filter, options.top_repeat_callers),
+    }
+
+
+def _operators(session: Session, offered_filter: ColumnElement[bool]) -> list[dict[str, Any]]:
+    # Calls each operator answered first (ASA is theirs), and all their talk legs (AHT).
+    first = dict(
+        (op_id, (int(n), asa))
+        for op_id, n, asa in session.execute(
+            select(Call.answered_by_id, func.count(), func.avg(Call.answer_seconds))
+            .where(offered_filter, Call.outcome == "answered")
+            .group_by(Call.answered_by_id)
+        )
+    )
+    talk = session.execute(
+        select(
+            Leg.operator_id,
+            func.count(func.distinct(Leg.call_id)),
+            func.count(),
+            func.sum(Leg.duration_seconds),
+        )
+        .join(Call, Call.id == Leg.call_id)
+        .where(offered_filter, Leg.kind == "operator_talk")
+        .group_by(Leg.operator_id)
+    ).all()
+    names = {op.id: op for op in session.scalars(select(Operator))}
+    rows = []
+    seen = set()
+    for op_id, calls, _legs, seconds in talk:
+        seen.add(op_id)
+        answered, asa = first.get(op_id, (0, None))
+        rows.append(
+            {
+                "code": names[op_id].code if op_id in names else "?",
+                "name": names[op_id].name if op_id in names else "?",
+                "answered": answered,
+                "calls_handled": int(calls),
+                "talk_seconds": _r(seconds),
+                "aht_seconds": _r(seconds / calls if calls and seconds is not None else None),
+                "asa_seconds": _r(asa),
+            }
+        )
+    for op_id, (answered, asa) in first.items():
+        if op_id not in seen and op_id is not None:
+            op = names.get(op_id)
+            rows.append(
+                {
+                    "code": op.code if op else "?",
+                    "name": op.name if op else "?",
+                    "answered": answered,
+                    "calls_handled": 0,
+                    "talk_seconds": 0.0,
+                    "aht_seconds": None,
+                    "asa_seconds": _r(asa),
+                }
+            )
+    rows.sort(key=lambda r: (-r["answered"], r["code"]))
+    return rows
+
+
+def _agencies(session: Session, offered_filter: ColumnElement[bool]) -> list[dict[str, Any]]:
+    is_attempt = Leg.kind == "transfer_attempt"
+    is_talk = Leg.kind == "agency_talk"
+    answered = and_(is_attempt, Leg.result == "answered")
+    result = session.execute(
+        select(
+            Leg.agency_id,
+            _count(is_attempt).label("transfers"),
+            _count(answered).label("answered"),
+            _count(and_(is_attempt, Leg.result == "no_answer")).label("no_answer"),
+            _count(and_(is_attempt, Leg.result == "busy")).label("busy"),
+            _count(and_(is_attempt, Leg.result == "failed")).label("failed"),
+            _count(and_(is_attempt, Leg.result == "cancelled")).label("cancelled"),
+            _count(and_(is_attempt, Leg.fallback == True)).label("fallbacks"),  # noqa: E712
+            _avg(Leg.ring_seconds, answered).label("answer_time"),
+            func.max(case((answered, Leg.ring_seconds), else_=None)).label("max_answer_time"),
+            func.coalesce(func.sum(case((is_talk, Leg.duration_seconds), else_=None)), 0.0).label(
+                "talk"
+            ),
+        )
+        .join(Call, Call.id == Leg.call_id)
+        .where(offered_filter, Leg.agency_id.is_not(None), or_(is_attempt, is_talk))
+        .group_by(Leg.agency_id)
+    ).all()
+    agencies = {a.id: a for a in session.scalars(select(Agency))}
+    rows = []
+    for r in result:
+        agency = agencies.get(r.agency_id)
+        rows.append(
+            {
+                "code": agency.code if agency else "?",
+                "name": agency.name if agency else "?",
+                "transfers": int(r.transfers),
+                "answered": int(r.answered),
+                "no_answers": int(r.no_answer) + int(r.busy) + int(r.failed),
+                "no_answer": int(r.no_answer),
+                "busy": int(r.busy),
+                "failed": int(r.failed),
+                "cancelled": int(r.cancelled),
+                "fallbacks": int(r.fallbacks),
+                "answer_seconds": _r(r.answer_time),
+                "max_answer_seconds": _r(r.max_answer_time),
+                "talk_seconds": _r(r.talk),
+            }
+        )
+    rows.sort(key=lambda r: r["code"])
+    return rows
+
+
+def _categories(session: Session, offered_filter: ColumnElement[bool]) -> list[dict[str, Any]]:
+    answered = Call.outcome == "answered"
+    category = func.coalesce(Call.category, "")
+    result = session.execute(
+        select(
+            category.label("category"),
+            func.count().label("offered"),
+            _count(answered).label("answered"),
+            _count(Call.outcome.in_(ABANDONED)).label("abandoned"),
+            _avg(Call.answer_seconds, answered).label("asa"),
+            _avg(Call.talk_seconds, answered).label("aht"),
+        )
+        .where(offered_filter)
+        .group_by(category)
+        .order_by(func.count().desc(), category)
+    ).all()
+    return [
+        {
+            "category": r.category,
+            "offered": int(r.offered),
+            "answered": int(r.answered),
+            "abandoned": int(r.abandoned),
+            "asa_seconds": _r(r.asa),
+            "aht_seconds": _r(r.aht),
+        }
+        for r in result
+    ]
+
+
+def _hourly(
+    session: Session, offered_filter: ColumnElement[bool], options: ReportOptions
+) -> list[dict[str, Any]]:
+    answered = Call.outcome == "answered"
+    hour = local_hour(Call.started_at, literal(options.utc_offset_minutes(), Integer()))
+    first_sl = SERVICE_LEVELS[0][0]
+    result = {
+        int(r.hour): r
+        for r in session.execute(
+            select(
+                hour.label("hour"),
+                func.count().label("offered"),
+                _count(answered).label("answered"),
+                _count(Call.outcome.in_(ABANDONED)).label("abandoned"),
+                _count(and_(answered, Call.answer_seconds <= first_sl)).label("within"),
+                _avg(Call.answer_seconds, answered).label("asa"),
+            )
+            .where(offered_filter)
+            .group_by(hour)
+        )
+    }
+    rows = []
+    for h in range(24):
+        r = result.get(h)
+        offered = int(r.offered) if r else 0
+        rows.append(
+            {
+                "hour": h,
+                "offered": offered,
+                "answered": int(r.answered) if r else 0,
+                "abandoned": int(r.abandoned) if r else 0,
+                f"within_{first_sl}": int(r.within) if r else 0,
+                "service_level_percent": _pct(int(r.within), offered) if r else None,
+                "asa_seconds": _r(r.asa) if r else None,
+            }
+        )
+    return rows
+
+
+def _callbacks(session: Session, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    counts = dict(
+        session.execute(
+            select(Callback.state, func.count())
+            .where(Callback.created_at >= start, Callback.created_at < end)
+            .group_by(Callback.state)
+        ).all()
+    )
+    return {
+        "created": sum(int(v) for v in counts.values()),
+        "pending": int(counts.get("pending", 0)),
+        "ringing": int(counts.get("ringing", 0)),
+        "done": int(counts.get("done", 0)),
+        "failed": int(counts.get("failed", 0)),
+        "open_now": int(
+            session.scalar(select(func.count()).where(Callback.state.in_(("pending", "ringing"))))
+            or 0
+        ),
+    }
+
+
+def _repeat_callers(
+    session: Session, offered_filter: ColumnElement[bool], top: int
+) -> dict[str, Any]:
+    per_number = (
+        select(Call.caller_number.label("number"), func.count().label("calls"))
+        .where(offered_filter, Call.caller_number != "")
+        .group_by(Call.caller_number)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    numbers, calls = session.execute(
+        select(func.count(), func.coalesce(func.sum(per_number.c.calls), 0))
+    ).one()
+    leaders = session.execute(
+        select(per_number.c.number, per_number.c.calls)
+        .order_by(per_number.c.calls.desc(), per_number.c.number)
+        .limit(top)
+    ).all()
+    return {
+        "numbers": int(numbers),
+        "calls": int(calls),
+        "top": [{"number": n, "calls": int(c)} for n, c in leaders],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+TEXT: dict[str, dict[str, str]] = {
+    "id": {
+        "title": "Laporan Kinerja Layanan Panggilan Darurat",
+        "period": "Periode",
+        "timezone": "Zona waktu",
+        "generated": "Dibuat",
+        "summary": "Ringkasan",
+        "offered": "Panggilan masuk",
+        "answered": "Dijawab operator",
+        "abandoned": "Ditinggalkan penelepon",
+        "abandoned_ivr": "… di menu IVR",
+        "abandoned_queue": "… di antrean",
+        "unanswered": "Tidak terjawab (antrean habis waktu)",
+        "dropped": "Terputus karena gangguan",
+        "short_abandons_excluded": "Panggilan singkat dikecualikan (< {n} dtk)",
+        "requeued": "Masuk antrean lebih dari sekali",
+        "asa": "Rata-rata waktu jawab (ASA)",
+        "aht": "Rata-rata durasi penanganan (AHT)",
+        "max_answer": "Waktu jawab terlama",
+        "service_level": "Tingkat layanan (NENA-STA-020.1)",
+        "within": "Dijawab ≤ {s} dtk",
+        "target": "Target",
+        "met": "Tercapai",
+        "not_met": "Tidak tercapai",
+        "outbound": "Panggilan keluar (panggilan balik)",
+        "operators": "Per operator",
+        "operator": "Operator",
+        "calls_handled": "Panggilan ditangani",
+        "talk_time": "Total waktu bicara",
+        "agencies": "Per instansi",
+        "agency": "Instansi",
+        "transfers": "Transfer",
+        "agency_answer": "Rata-rata waktu jawab instansi",
+        "no_answers": "Tidak dijawab/sibuk/gagal",
+        "fallbacks": "Dialihkan ke cadangan",
+        "categories": "Per kategori IVR",
+        "category": "Kategori",
+        "no_category": "(tanpa kategori)",
+        "hourly": "Distribusi per jam",
+        "hour": "Jam",
+        "callbacks": "Panggilan balik",
+        "created": "Dibuat",
+        "pending": "Menunggu",
+        "ringing": "Berdering",
+        "done": "Selesai",
+        "failed": "Gagal",
+        "open_now": "Belum selesai saat ini",
+        "repeat_callers": "Penelepon berulang",
+        "numbers": "Nomor",
+        "calls": "Panggilan",
+        "number": "Nomor",
+        "seconds": "dtk",
+        "none": "—",
+        "notes": (
+            "Panggilan dihitung pada jam kedatangannya. Waktu jawab diukur dari panggilan tiba di "
+            "pusat hingga tersambung ke operator (termasuk menu IVR). Tingkat layanan = panggilan "
+            "yang dijawab dalam batas waktu dibagi panggilan masuk."
+        ),
+        "cat.police": "Polisi",
+        "cat.fire": "Pemadam kebakaran",
+        "cat.health": "Kesehatan/ambulans",
+        "cat.disaster": "Bencana",
+        "cat.public_order": "Ketertiban umum",
+        "cat.transport": "Perhubungan",
+    },
+    "en": {
+        "title": "Emergency Call Center Performance Report",
+        "period": "Period",
+        "timezone": "Time zone",
+        "generated": "Generated",
+        "summary": "Summary",
+        "offered": "Calls offered",
+        "answered": "Answered by an operator",
+        "abandoned": "Abandoned by the caller",
+        "abandoned_ivr": "… in the IVR menu",
+        "abandoned_queue": "… in the queue",
+        "unanswered": "Unanswered (queue timed out)",
+        "dropped": "Dropped by a fault",
+        "short_abandons_excluded": "Short abandons excluded (< {n} s)",
+        "requeued": "Queued more than once",
+        "asa": "Average speed of answer (ASA)",
+        "aht": "Average handle time (AHT)",
+        "max_answer": "Longest answer time",
+        "service_level": "Service level (NENA-STA-020.1)",
+        "within": "Answered ≤ {s} s",
+        "target": "Target",
+        "met": "Met",
+        "not_met": "Not met",
+        "outbound": "Outbound calls (callbacks)",
+        "operators": "Per operator",
+        "operator": "Operator",
+        "calls_handled": "Calls handled",
+        "talk_time": "Total talk time",
+        "agencies": "Per agency",
+        "agency": "Agency",
+        "transfers": "Transfers",
+        "agency_answer": "Mean agency answer time",
+        "no_answers": "No answer/busy/failed",
+        "fallbacks": "Fell back",
+        "categories": "Per IVR category",
+        "category": "Category",
+        "no_category": "(no category)",
+        "hourly": "Hourly distribution",
+        "hour": "Hour",
+        "callbacks": "Callbacks",
+        "created": "Created",
+        "pending": "Pending",
+        "ringing": "Ringing",
+        "done": "Done",
+        "failed": "Failed",
+        "open_now": "Still open now",
+        "repeat_callers": "Repeat callers",
+        "numbers": "Numbers",
+        "calls": "Calls",
+        "number": "Number",
+        "seconds": "s",
+        "none": "—",
+        "notes": (
+            "Calls count in the hour they arrived. Answer time runs from arrival at the center "
+            "to connection with an operator (IVR menu included). Service level = calls answered "
+            "within the limit divided by calls offered."
+        ),
+        "cat.police": "Police",
+        "cat.fire": "Fire",
+        "cat.health": "Health/ambulance",
+        "cat.disaster": "Disaster",
+        "cat.public_order": "Public order",
+        "cat.transport": "Transport",
+    },
+}
+
+
+def _environment() -> jinja2.Environment:
+    templates = resources.files("dispatcher.calllog") / "templates"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def hourly_chart(
+    hourly: list[dict[str, Any]], width: int = 720, height: int = 220
+) -> dict[str, Any]:
+    """Geometry of the hourly SVG bar chart (offered vs answered per hour)."""
+    top = max([h["offered"] for h in hourly] + [1])
+    left, bottom, right, upper = 40, 24, 8, 10
+    plot_w, plot_h = width - left - right, height - bottom - upper
+    slot = plot_w / 24
+    bars = []
+    for h in hourly:
+        offered_h = plot_h * h["offered"] / top
+        answered_h = plot_h * h["answered"] / top
+        x = left + slot * h["hour"]
+        bars.append(
+            {
+                "hour": h["hour"],
+                "x": round(x + slot * 0.1, 1),
+                "w": round(slot * 0.8, 1),
+                "offered_y": round(upper + plot_h - offered_h, 1),
+                "offered_h": round(offered_h, 1),
+                "answered_y": round(upper + plot_h - answered_h, 1),
+                "answered_h": round(answered_h, 1),
+                "offered": h["offered"],
+                "answered": h["answered"],
+                "label_x": round(x + slot / 2, 1),
+            }
+        )
+    ticks = [
+        {"value": round(top * i / 4), "y": round(upper + plot_h - plot_h * i / 4, 1)}
+        for i in range(5)
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "base_y": upper + plot_h,
+        "right": width - right,
+        "bars": bars,
+        "ticks": ticks,
+    }
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The report as a self-contained HTML page (inline CSS and SVG, no scripts)."""
+    language = report.get("language", "id")
+    text = TEXT.get(language, TEXT["id"])
+    template = _environment().get_template("report.html.j2")
+    return template.render(r=report, t=text, lang=language, chart=hourly_chart(report["hourly"]))
+
+
+def render_json(report: dict[str, Any]) -> str:
+    """The report as JSON (UTF-8 text, stable key order)."""
+    return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    """The report as CSV in long form: ``section,item,metric,value`` (one figure per line)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["section", "item", "metric", "value"])
+    writer.writerow(["period", "", "from", report["period"]["from"]])
+    writer.writerow(["period", "", "to", report["period"]["to"]])
+    writer.writerow(["period", "", "timezone", report["period"]["timezone"]])
+    for key, value in report["summary"].items():
+        if key == "service_levels":
+            for sl in value:
+                item = f"{sl['seconds']}s"
+                for metric in ("answered_within", "percent", "target_percent", "met"):
+                    writer.writerow(["service_level", item, metric, _cell(sl[metric])])
+        else:
+            writer.writerow(["summary", "", key, _cell(value)])
+    for section, key in (("operators", "code"), ("agencies", "code"), ("categories", "category")):
+        for row in report[section]:
+            for metric, value in row.items():
+                if metric != key:
+                    writer.writerow([section, row[key], metric, _cell(value)])
+    for row in report["hourly"]:
+        for metric, value in row.items():
+            if metric != "hour":
+                writer.writerow(["hourly", f"{row['hour']:02d}", metric, _cell(value)])
+    for metric, value in report["callbacks"].items():
+        writer.writerow(["callbacks", "", metric, _cell(value)])
+    writer.writerow(["repeat_callers", "", "numbers", report["repeat_callers"]["numbers"]])
+    writer.writerow(["repeat_callers", "", "calls", report["repeat_callers"]["calls"]])
+    for row in report["repeat_callers"]["top"]:
+        writer.writerow(["repeat_callers", row["number"], "calls", row["calls"]])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+RENDERERS = {"html": render_html, "csv": render_csv, "json": render_json}
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    """Render the report in ``fmt`` (html, csv or json)."""
+    try:
+        renderer = RENDERERS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown report format {fmt!r} (html, csv, json)") from None
+    return renderer(report)

@@ -1,0 +1,217 @@
+"""Writes to the call log from the reactor thread without ever blocking it.
+
+The reactor hands each write (a function of a session) to :class:`CallLogWriter`, which queues
+it and returns a Deferred at once. One dedicated thread takes the queue in batches, runs each
+batch in one transaction, and fires the Deferreds back on the reactor thread with
+``callFromThread``. One thread, because SQLite allows one writer at a time anyway, and because it
+keeps the writes in the order the reactor made them. ``stop()`` drains the queue before the
+thread ends: nothing submitted before a clean shutdown is lost.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dispatcher.calllog import store
+from dispatcher.calllog.journey import JourneyBuilder, JourneyRecord
+
+T = TypeVar("T")
+_STOP = object()
+
+
+class WriterStopped(Exception):
+    """A write was submitted after ``stop()``."""
+
+
+class _Job:
+    __slots__ = ("fn", "args", "kwargs", "deferred")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.deferred: Deferred[Any] = Deferred()
+
+
+class CallLogWriter(Service):
+    """A one-thread writer for the call log (a Twisted service: start/stop with the server).
+
+    ``reactor`` needs only ``callFromThread``; ``sessions`` is the session factory.
+    ``max_batch`` bounds how many writes share a transaction.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorFromThreads,
+        sessions: sessionmaker[Session],
+        max_batch: int = 200,
+    ) -> None:
+        self._reactor = reactor
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._stopped: Deferred[None] | None = None
+        self.batches = 0  # transactions committed (for tests and metrics)
+        self.written = 0  # writes that succeeded
+
+    # -- reactor side --------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start the writer thread."""
+        super().startService()
+        self.start()
+
+    def stopService(self) -> Deferred[None]:
+        """Drain and stop (``stop()``)."""
+        super().stopService()
+        return self.stop()
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="calllog-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        """Run ``fn(session, *args, **kwargs)`` in the writer thread, inside a transaction.
+
+        Returns a Deferred that fires on the reactor thread with ``fn``'s result once committed,
+        or fails with the exception (the other writes of its batch still commit).
+        """
+        if self._stopping:
+            return fail(WriterStopped("the call log writer is stopped"))
+        self.start()
+        job = _Job(fn, args, kwargs)
+        self._queue.put(job)
+        return job.deferred
+
+    def save_journey(self, record: JourneyRecord) -> Deferred[Any]:
+        """Queue a journey record (``store.save_journey``); fires with None when committed."""
+        return self.submit(_save_journey, record)
+
+    def flush(self) -> Deferred[None]:
+        """A Deferred that fires once every write submitted before it is committed."""
+        return self.submit(_nothing)
+
+    def stop(self) -> Deferred[None]:
+        """Refuse new writes, commit every queued one, end the thread. Fires when done."""
+        if self._stopped is not None:
+            return _chain(self._stopped)
+        self._stopping = True
+        self._stopped = Deferred()
+        if self._thread is None:
+            self._stopped.callback(None)
+        else:
+            self._queue.put(_STOP)
+        return _chain(self._stopped)
+
+    def _fire(self, job: _Job, ok: bool, value: Any) -> None:
+        # On the reactor thread.
+        if ok:
+            job.deferred.callback(value)
+        else:
+            job.deferred.errback(value)
+
+    def _finished(self) -> None:
+        assert self._stopped is not None
+        self._stopped.callback(None)
+
+    # -- writer thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[_Job] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stop = True
+                else:
+                    batch.append(item)
+                if len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+        self._reactor.callFromThread(self._finished)
+
+    def _write(self, batch: list[_Job]) -> None:
+        try:
+            results = self._transaction(batch)
+        except Exception:
+            # One write failed and took its batch's transaction down: redo them one by one so
+            # only the guilty one fails.
+            if len(batch) == 1:
+                self._reactor.callFromThread(self._fire, batch[0], False, Failure())
+                return
+            for job in batch:
+                self._write([job])
+            return
+        self.batches += 1
+        self.written += len(batch)
+        for job, result in zip(batch, results, strict=True):
+            self._reactor.callFromThread(self._fire, job, True, result)
+
+    def _transaction(self, batch: list[_Job]) -> list[Any]:
+        with self._sessions() as session, session.begin():
+            return [job.fn(session, *job.args, **job.kwargs) for job in batch]
+
+
+def _chain(d: Deferred[None]) -> Deferred[None]:
+    """A new Deferred firing with ``d`` (so several callers can wait for one stop)."""
+    out: Deferred[None] = Deferred()
+
+    def relay(result: Any) -> Any:
+        out.callback(None)
+        return result
+
+    d.addBoth(relay)
+    return out
+
+
+def _nothing(session: Session) -> None:
+    return None
+
+
+def _save_journey(session: Session, record: JourneyRecord) -> None:
+    store.save_journey(session, record)
+
+
+class CallLogRecorder:
+    """Glue for the server: feed it every AMI event; journeys go to the writer.
+
+    ``clock`` gives the time for events without a ``Timestamp`` header.
+    """
+
+    def __init__(self, clock: Any, builder: JourneyBuilder, writer: CallLogWriter) -> None:
+        self._clock = clock
+        self._builder = builder
+        self._writer = writer
+
+    def event_received(self, event: dict[str, str]) -> list[Deferred[Any]]:
+        """Apply one AMI event; return the Deferreds of the writes it caused."""
+        return [
+            self._writer.save_journey(record)
+            for record in self._builder.feed(event, self._clock.seconds())
+        ]
+
+    def connection_lost(self) -> list[str]:
+        """AMI is gone: forget journeys in progress (CEL reconciliation will complete them)."""
+        return self._builder.abandon_all()
