@@ -38,7 +38,6 @@ from pbx.ami.protocol import (
     AMIParser,
     Message,
     Oversized,
-    check_value,
     serialize_action,
 )
 
@@ -183,11 +182,6 @@ class EventDispatcher:
                             callback=callback, name=event.name)
 
 
-def _clean(value: object, what: str) -> str:
-    """A value from outside, made a string and checked for CR/LF/NUL."""
-    return check_value(str(value), what)
-
-
 class AMIActions:
     """One thin method per AMI action the server uses; each returns a Deferred.
 
@@ -248,10 +242,9 @@ class AMIActions:
             ("Async", "true"),
         ]
         for key, value in (variables or {}).items():
-            _clean(key, "variable name")
             if "=" in key:
                 return defer.fail(AMIInjectionError(f"variable name {key!r} holds '='"))
-            fields.append(("Variable", f"{key}={value}"))
+            fields.append(("Variable", f"{key}={value}"))  # CR/LF/NUL: refused when sent
         return self.send_action("Originate", fields, timeout)
 
     def hangup(self, channel: str, cause: int | None = None) -> defer.Deferred[Message]:
@@ -438,9 +431,10 @@ class AMIClient(AMIActions):
 
     def _login_failed(self, failure: Failure) -> None:
         log.error("AMI login failed: {error}", error=failure.getErrorMessage())
+        if not self.ready.called:
+            self.ready.errback(failure)
         if self.connected:
             self.transport.loseConnection()
-        self.ready.errback(failure)
 
     def connection_lost(self, reason: Failure) -> None:
         """Fail every pending action with :class:`AMIConnectionLost`; never resend them."""
@@ -684,7 +678,8 @@ class AMIClientFactory(Factory):
 
 def default_retry_policy() -> Callable[[int], float]:
     """Backoff for reconnecting: 0.5 s, doubling, capped at 4 s, plus up to 0.5 s jitter."""
-    return backoffPolicy(initialDelay=0.5, maxDelay=4.0, factor=2.0,
+    # backoffPolicy's first delay is initialDelay * factor.
+    return backoffPolicy(initialDelay=0.25, maxDelay=4.0, factor=2.0,
                          jitter=lambda: random.uniform(0, 0.5))
 
 
@@ -727,11 +722,15 @@ class AMIService(Service, AMIActions):
         self.connections = 0
         self.sent_actions: list[tuple[str, str]] = []  # (action, ActionID), for auditing
         self._listeners: list[Callable[[AMIClient], object]] = []
+        self._waiters: list[defer.Deferred[AMIClient]] = []
+        self._login_failures = 0
         self._client_service: ClientService | None = None
 
     def _make_client(self) -> AMIClient:
-        return AMIClient(self.clock, self.credentials, self.dispatcher,
-                         on_sent=self._record_sent, **self._client_options)
+        client = AMIClient(self.clock, self.credentials, self.dispatcher,
+                           on_sent=self._record_sent, **self._client_options)
+        client.ready.addCallbacks(self._logged_in, self._not_logged_in)
+        return client
 
     def _record_sent(self, name: str, action_id: str) -> None:
         # Bounded: enough for tests and debugging to see what went out, never a leak.
@@ -739,39 +738,33 @@ class AMIService(Service, AMIActions):
         if len(self.sent_actions) > 10_000:
             del self.sent_actions[:5_000]
 
-    def _prepare(self, proto: AMIProtocol) -> defer.Deferred[AMIClient]:
-        # ClientService waits on this: whenConnected() fires only once logged in, and a
-        # refused login closes the connection and retries with backoff.
-        client = proto.client
+    def _logged_in(self, client: AMIClient) -> AMIClient:
+        self.client = client
+        self.connections += 1
+        self._login_failures = 0
+        client.on_connection_lost(self._lost)
+        log.info("AMI logged in as {user} (connection {n}, manager {version})",
+                 user=self.credentials.username, n=self.connections, version=client.version)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(client)
+        for listener in tuple(self._listeners):
+            try:
+                listener(client)
+            except Exception:
+                log.failure("AMI on-connected listener {listener!r} failed", listener=listener)
+        return client
 
-        def logged_in(client: AMIClient) -> AMIClient:
-            self.client = client
-            self.connections += 1
-            client.on_connection_lost(self._lost)
-            log.info("AMI logged in as {user} (connection {n}, manager {version})",
-                     user=self.credentials.username, n=self.connections,
-                     version=client.version)
-            for listener in tuple(self._listeners):
-                try:
-                    listener(client)
-                except Exception:
-                    log.failure("AMI on-connected listener {listener!r} failed",
-                                listener=listener)
-            return client
+    def _not_logged_in(self, failure: Failure) -> None:
+        # The client has logged the reason and closed the connection; ClientService retries.
+        # Counting refusals keeps the backoff growing although each TCP connect succeeds.
+        if failure.check(AMIAuthenticationError):
+            self._login_failures += 1
 
-        # A Deferred of our own: ClientService's callbacks must not change client.ready's
-        # result for anyone else waiting on it.
-        done: defer.Deferred[AMIClient] = defer.Deferred()
-
-        def passed(client: AMIClient) -> AMIClient:
-            done.callback(client)
-            return client
-
-        def failed(failure: Failure) -> None:
-            done.errback(failure)  # handed on, not dropped: ClientService logs and retries
-
-        client.ready.addCallback(logged_in).addCallbacks(passed, failed)
-        return done
+    def _retry_delay(self, attempt: int) -> float:
+        # ClientService counts failed TCP connects only (and resets on connect); a refused
+        # login must also back off, or a wrong secret would hammer Asterisk every half second.
+        return self.retry_policy(attempt + self._login_failures)
 
     def _lost(self, client: AMIClient) -> None:
         if self.client is client:
@@ -781,25 +774,33 @@ class AMIService(Service, AMIActions):
     def startService(self) -> None:  # noqa: N802 -- Twisted's name
         """Start connecting (and reconnecting, with backoff)."""
         super().startService()
+        # Login is not done in ClientService's prepareConnection: a connection dropped while
+        # that runs trips its state machine (no transition for a disconnect while
+        # connecting), so ClientService sees TCP connections and this class tracks logins.
         self._client_service = ClientService(
-            self.endpoint, self.factory, retryPolicy=self.retry_policy, clock=self.clock,
-            prepareConnection=self._prepare,
+            self.endpoint, self.factory, retryPolicy=self._retry_delay, clock=self.clock,
         )
         self._client_service.startService()
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802 -- Twisted's name
         """Stop reconnecting and close the connection; fires once it is closed."""
         super().stopService()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(AMINotConnected("the AMI service stopped"))
         if self._client_service is None:
             return defer.succeed(None)
         return self._client_service.stopService()
 
-    def when_ready(self, fail_after_failures: int | None = None) -> defer.Deferred[AMIClient]:
-        """Fires with the logged-in client: now if there is one, else on the next login."""
-        if self._client_service is None:
-            return defer.fail(AMINotConnected("the AMI service is not started"))
-        d = self._client_service.whenConnected(failAfterFailures=fail_after_failures)
-        return d.addCallback(lambda proto: proto.client)
+    def when_ready(self) -> defer.Deferred[AMIClient]:
+        """Fires with the logged-in client: now if there is one, else at the next login."""
+        if self.client is not None and self.client.logged_in:
+            return defer.succeed(self.client)
+        if not self.running:
+            return defer.fail(AMINotConnected("the AMI service is not running"))
+        d: defer.Deferred[AMIClient] = defer.Deferred()
+        self._waiters.append(d)
+        return d
 
     whenConnected = when_ready  # noqa: N815 -- Twisted-style alias
 
