@@ -58,10 +58,14 @@ class SiagaServer(MultiService):
         asterisk.setServiceParent(self)
 
 
-def build_server(reactor, prepared: Prepared) -> SiagaServer:  # noqa: ANN001 (any reactor)
-    """Assemble the server for a prepared center. ``reactor`` is the only global it gets."""
+def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
+                 adopt_pid: int | None = None) -> SiagaServer:
+    """Assemble the server for a prepared center. ``reactor`` is the only global it gets.
+
+    ``adopt_pid`` is an Asterisk already running on this state directory, to keep.
+    """
     asterisk = AsteriskService(
         reactor, reactor, prepared.install, prepared.asterisk_conf,
-        prepared.center.state_dir, prepared.paths.log / "asterisk.out",
+        prepared.center.state_dir, prepared.paths.log / "asterisk.out", adopt_pid=adopt_pid,
     )
     return SiagaServer(prepared, asterisk)

@@ -5,10 +5,7 @@ This is the process's entry point and the only module that takes the global reac
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import time
 
 from twisted.internet import defer
 from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -17,20 +14,6 @@ from dispatcher.app import build_server, prepare
 from dispatcher.config import Center
 from pbx.asterisk import stale_pid
 from pbx.provision import ProvisionError, locate, provision
-
-
-def _stop_stale(pid: int, deadline_s: float = 15.0) -> None:
-    """Stop an Asterisk left running on our run directory by an earlier, killed server."""
-    print(f"stopping an Asterisk left running on this state directory (pid {pid})")
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
 
 
 def run(center: Center, rootfs: str | None = None) -> int:
@@ -44,11 +27,11 @@ def run(center: Center, rootfs: str | None = None) -> int:
         except ProvisionError as exc:
             print(f"siaga: {exc}", file=sys.stderr)
             return 1
-    pid = stale_pid(center.run_dir / "run")
-    if pid is not None:
-        _stop_stale(pid)
+    # An Asterisk left running by a server that was killed is adopted, not restarted: the
+    # calls it carries go on.
+    adopt = stale_pid(center.run_dir / "run")
     prepared = prepare(center, install)
-    server = build_server(reactor, prepared)
+    server = build_server(reactor, prepared, adopt_pid=adopt)
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)

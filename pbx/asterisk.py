@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from twisted.application.service import Service
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, error, protocol, task
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 
@@ -64,6 +64,10 @@ class AsteriskService(Service):
     The restart delay grows 1, 2, 4... seconds up to ``max_backoff`` and is reset once a run
     lasted longer than ``stable_after`` seconds. ``on_started`` is called with the run
     number each time a process is spawned (the AMI client reconnects by itself).
+
+    ``adopt_pid``: an Asterisk already running on this state directory (left by a server
+    that was killed). It is adopted, not restarted: calls in progress go on. It is watched
+    by polling its pid, replaced by a child of ours if it dies, and stopped on stop.
     """
 
     log = Logger()
@@ -71,7 +75,7 @@ class AsteriskService(Service):
     def __init__(self, reactor: IReactorProcess, clock: IReactorTime, install: AsteriskInstall,
                  asterisk_conf: Path, state_dir: Path, log_path: Path,
                  max_backoff: float = 10.0, stable_after: float = 30.0,
-                 stop_timeout: float = 15.0) -> None:
+                 stop_timeout: float = 15.0, adopt_pid: int | None = None) -> None:
         self.reactor = reactor
         self.clock = clock
         self.argv = asterisk_argv(install, asterisk_conf, state_dir)
@@ -87,16 +91,37 @@ class AsteriskService(Service):
         self._stopping = False
         self._exited: defer.Deferred[None] | None = None
         self.on_started: list[Callable[[int], None]] = []
+        self.adopted_pid = adopt_pid
+        self._watch: task.LoopingCall | None = None
 
     @property
     def pid(self) -> int | None:
         """The running process's pid (the unshare/chroot chain execs into Asterisk)."""
-        return self.transport.pid if self.transport is not None else None
+        if self.transport is not None:
+            return self.transport.pid
+        return self.adopted_pid
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
         self._stopping = False
+        if self.adopted_pid is not None and _alive(self.adopted_pid):
+            self.log.info("adopting the running Asterisk (pid {pid})", pid=self.adopted_pid)
+            self._started_at = self.clock.seconds()
+            self._exited = defer.Deferred()
+            self._watch = task.LoopingCall(self._check_adopted)
+            self._watch.clock = self.clock
+            self._watch.start(0.5, now=False)
+            return
+        self.adopted_pid = None
         self._spawn()
+
+    def _check_adopted(self) -> None:
+        if self.adopted_pid is not None and not _alive(self.adopted_pid):
+            if self._watch is not None and self._watch.running:
+                self._watch.stop()
+            self._watch = None
+            self.adopted_pid = None
+            self._ended(None, None)
 
     def _spawn(self) -> None:
         self._restart_call = None
@@ -134,7 +159,7 @@ class AsteriskService(Service):
         if self._restart_call is not None and self._restart_call.active():
             self._restart_call.cancel()
             self._restart_call = None
-        if self.transport is None or self._exited is None:
+        if (self.transport is None and self.adopted_pid is None) or self._exited is None:
             return defer.succeed(None)
         exited = self._exited
         self._signal(signal.SIGTERM)
@@ -148,6 +173,12 @@ class AsteriskService(Service):
         return exited.addBoth(done)
 
     def _signal(self, sig: int) -> None:
+        if self.adopted_pid is not None:
+            try:
+                os.kill(self.adopted_pid, sig)
+            except ProcessLookupError:
+                pass
+            return
         if self.transport is None:
             return
         try:
@@ -155,6 +186,20 @@ class AsteriskService(Service):
                 {signal.SIGTERM: "TERM", signal.SIGKILL: "KILL"}.get(sig, sig))
         except error.ProcessExitedAlready:
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited: it only waits for its parent to reap it.
+    try:
+        return ") Z " not in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
 
 
 def stale_pid(run_dir: Path) -> int | None:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -204,3 +205,114 @@ def start_asterisk(state_dir: Path, install: AsteriskInstall,
     running = RunningAsterisk(prepare(example_center(state_dir, config), install))
     running.start()
     return running
+
+
+def write_test_config(path: Path, sip_port: int | None = None, ami_port: int | None = None,
+                      http_port: int | None = None, config: Path = EXAMPLE_CONFIG) -> Path:
+    """A copy of the example city's config file on loopback and free (or given) ports."""
+    import yaml
+
+    doc = yaml.safe_load(config.read_text())
+    doc["sip"] = {**doc.get("sip", {}), "bind": "127.0.0.1",
+                  "port": sip_port or free_port(socket.SOCK_DGRAM)}
+    doc["ami"] = {**doc.get("ami", {}), "port": ami_port or free_port()}
+    doc["http"] = {**doc.get("http", {}), "port": http_port or free_port()}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return path
+
+
+class SiagaProcess:
+    """``siaga up`` as a child process on a test config: the whole server, as users run it."""
+
+    def __init__(self, config: Path, state_dir: Path) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.center = load_center(config, state_dir=state_dir)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        self.out_path = state_dir.parent / f"{state_dir.name}-siaga.out"
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Start ``siaga up`` and wait until its Asterisk is fully booted.
+
+        Each start writes to its own output file: :meth:`output` is this run's.
+        """
+        siaga = Path(sys.executable).parent / "siaga"
+        self.runs += 1
+        self.out_path = self.state_dir.parent / f"{self.state_dir.name}-siaga.{self.runs}.out"
+        out = self.out_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(siaga), "up", "--config", str(self.config), "--state-dir", str(self.state_dir)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        out.close()
+        self.wait_ready(timeout)
+
+    def output(self) -> str:
+        """What the server printed so far in its latest run."""
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until the server printed its banner and Asterisk answers AMI fully booted."""
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"siaga up exited {self.proc.returncode}:\n{self.output()}")
+            return "Stop with Ctrl-C." in self.output()
+        wait_for(ready, timeout, "siaga up to start")
+        watch = wait_for(self._try_ami, timeout, "AMI login")
+        try:
+            watch.command("core waitfullybooted")  # type: ignore[union-attr]
+        finally:
+            watch.close()  # type: ignore[union-attr]
+
+    def _try_ami(self) -> AmiWatch | None:
+        try:
+            return self.ami(timeout=5)
+        except (OSError, RuntimeError):
+            return None
+
+    def ami(self, timeout: float = 10.0) -> AmiWatch:
+        """A logged-in AMI connection to the server's Asterisk (caller closes it)."""
+        from dispatcher.credentials import ensure_credentials
+
+        creds = ensure_credentials(self.center)
+        client = AMIClient(address=self.center.ami.host, port=self.center.ami.port,
+                           timeout=timeout)
+        client.connect()
+        watch = AmiWatch(client)
+        client.add_event_listener(watch._on_event)
+        response = client.login(username=creds.ami_username, secret=creds.ami_secret).response
+        if response is None or response.status != "Success":
+            client.disconnect()
+            raise RuntimeError(f"AMI login refused: {response}")
+        return watch
+
+    def asterisk_pid(self) -> int | None:
+        """The pid of the Asterisk running on this state directory, if any."""
+        from pbx.asterisk import stale_pid
+
+        return stale_pid(self.center.run_dir / "run")
+
+    def signal(self, sig: int) -> None:
+        """Send a signal to the server process."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for the server to exit; its exit code."""
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop the server and anything it left running (used in teardown)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        pid = self.asterisk_pid()
+        if pid is not None:  # left behind on purpose by a test that killed the server
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: self.asterisk_pid() is None, 20, "the orphaned Asterisk to stop")
