@@ -10,10 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.logger import Logger
 
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
+from pbx.ami.client import AMIService
+from pbx.ami.client import Credentials as AMICredentials
 from pbx.asterisk import AsteriskService
 from pbx.provision import AsteriskInstall
 
@@ -51,11 +56,27 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
 class SiagaServer(MultiService):
     """The server's service tree; its parts are attributes for whoever needs to reach them."""
 
-    def __init__(self, prepared: Prepared, asterisk: AsteriskService) -> None:
+    log = Logger()
+
+    def __init__(self, prepared: Prepared, asterisk: AsteriskService, ami: AMIService) -> None:
         super().__init__()
         self.prepared = prepared
         self.asterisk = asterisk
+        self.ami = ami
         asterisk.setServiceParent(self)
+        ami.setServiceParent(self)
+
+    @defer.inlineCallbacks
+    def when_ready(self):  # noqa: ANN201 (Deferred[None])
+        """Fires once AMI is logged in and Asterisk says it is fully booted.
+
+        An adopted Asterisk was started on an earlier render: it reloads the new one.
+        """
+        yield self.ami.when_ready()
+        yield self.ami.command("core waitfullybooted", timeout=120)
+        if self.asterisk.adopted_pid is not None:
+            self.log.info("reloading the adopted Asterisk's configuration")
+            yield self.ami.command("core reload")
 
 
 def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
@@ -68,4 +89,10 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         reactor, reactor, prepared.install, prepared.asterisk_conf,
         prepared.center.state_dir, prepared.paths.log / "asterisk.out", adopt_pid=adopt_pid,
     )
-    return SiagaServer(prepared, asterisk)
+    center = prepared.center
+    ami = AMIService(
+        reactor,
+        TCP4ClientEndpoint(reactor, center.ami.host, center.ami.port, timeout=5),
+        AMICredentials(prepared.creds.ami_username, prepared.creds.ami_secret),
+    )
+    return SiagaServer(prepared, asterisk, ami)

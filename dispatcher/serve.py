@@ -55,6 +55,12 @@ Siaga — {center.name}
   accounts    siaga accounts --config {center.source}
 Stop with Ctrl-C.""", flush=True)
 
-    reactor.callWhenRunning(started)
+    def failed(failure):  # noqa: ANN001, ANN202
+        print(f"siaga: the center did not come up: {failure.getErrorMessage()}",
+              file=sys.stderr, flush=True)
+        failure.printTraceback(file=sys.stderr)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: started().addErrback(failed))
     reactor.run()
     return 0
