@@ -324,7 +324,10 @@ class Call:
         return "".join(self.dtmf_received)
 
     def wait_transfer(self, timeout: float = 5.0) -> int:
-        """Wait for the final NOTIFY of a transfer we asked for; return its status code."""
+        """Wait for the final NOTIFY of a transfer we asked for; return its status code.
+
+        Returns 0 if the call ended first without a final NOTIFY.
+        """
         self.stack.wait_until(
             lambda: self.transfer_final or self.state == CallState.DISCONNECTED,
             timeout,
@@ -373,18 +376,28 @@ class Call:
             if self._pj.isActive():
                 raise PhoneError(f"cannot hang up {self!r}: {exc.info()}") from exc
 
-    def send_dtmf(self, digits: str, duration_ms: int = 160) -> None:
-        """Send ``digits`` as RFC 4733 telephone-events in the RTP stream."""
-        pjcall = self._require()
-        prm = pj.CallSendDtmfParam()
-        prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
-        prm.digits = check_dtmf(digits)
-        prm.duration = duration_ms
-        try:
-            pjcall.sendDtmf(prm)
-        except pj.Error as exc:
-            raise PhoneError(f"cannot send DTMF on {self!r}: {exc.info()}") from exc
-        self.phone._event("dtmf-sent", digits, self)
+    def send_dtmf(self, digits: str, duration_ms: int = 160, gap_ms: int = 100) -> None:
+        """Send ``digits`` as RFC 4733 telephone-events, one key press at a time.
+
+        Returns when the last digit has been sent. Keys are spaced by ``gap_ms`` like a
+        person's presses: pjmedia sends queued digits back to back, and Asterisk turns a
+        digit that starts under 45 ms after the previous one into an emulated digit with no
+        DTMFBegin, which is not what a phone does.
+        """
+        check_dtmf(digits)
+        for index, digit in enumerate(digits):
+            pjcall = self._require()
+            prm = pj.CallSendDtmfParam()
+            prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+            prm.digits = digit
+            prm.duration = duration_ms
+            try:
+                pjcall.sendDtmf(prm)
+            except pj.Error as exc:
+                raise PhoneError(f"cannot send DTMF on {self!r}: {exc.info()}") from exc
+            self.phone._event("dtmf-sent", digit, self)
+            if index < len(digits) - 1 or gap_ms:
+                self.stack.run_for((duration_ms + gap_ms) / 1000)
 
     def hold(self, timeout: float = 5.0) -> None:
         """Put the call on hold (re-INVITE with sendonly) and wait until it is done."""
@@ -420,25 +433,56 @@ class Call:
                 return status == pj.PJSUA_CALL_MEDIA_ACTIVE
         return False
 
-    def transfer_blind(self, dest: str) -> None:
-        """Ask the other side to call ``dest`` instead of us (REFER)."""
+    def transfer_blind(
+        self, dest: str, *, timeout: float = 10.0, wait: bool = True, hangup: bool = True
+    ) -> int:
+        """Ask the other side to call ``dest`` instead of us (REFER); return the final status.
+
+        Like a desk phone, it waits for the transfer's final NOTIFY and then hangs up its own
+        leg when the transfer succeeded (``hangup=False`` keeps it). ``wait=False`` returns
+        at once with 0. Raises :class:`PhoneError` if the transfer fails.
+        """
         pjcall = self._require()
         uri = target_uri(dest, self.phone.server)
+        self.transfer_status, self.transfer_final = None, False
         try:
             pjcall.xfer(uri, pj.CallOpParam(True))
         except pj.Error as exc:
             raise PhoneError(f"cannot transfer {self!r} to {uri}: {exc.info()}") from exc
         self.phone._event("transfer", f"blind to {uri}", self)
+        return self._finish_transfer(timeout, wait, hangup, [])
 
-    def transfer_attended(self, other: Call) -> None:
-        """Join the other side of this call with the other side of ``other`` (REFER/Replaces)."""
+    def transfer_attended(
+        self, other: Call, *, timeout: float = 10.0, wait: bool = True, hangup: bool = True
+    ) -> int:
+        """Join the other side of this call with the other side of ``other`` (REFER/Replaces).
+
+        Waits for the final NOTIFY and, on success, hangs up both of our legs (as a phone
+        does; with ``hangup=False`` they stay). Returns the final status (0 with ``wait=False``).
+        """
         pjcall = self._require()
         other_pj = other._require()
+        self.transfer_status, self.transfer_final = None, False
         try:
             pjcall.xferReplaces(other_pj, pj.CallOpParam(True))
         except pj.Error as exc:
             raise PhoneError(f"cannot transfer {self!r} to {other!r}: {exc.info()}") from exc
         self.phone._event("transfer", f"attended to call#{other.id}", self)
+        return self._finish_transfer(timeout, wait, hangup, [other])
+
+    def _finish_transfer(self, timeout: float, wait: bool, hangup: bool, also: list[Call]) -> int:
+        if not wait:
+            return 0
+        status = self.wait_transfer(timeout)
+        if self.state == CallState.DISCONNECTED and not self.transfer_final:
+            # The far end hung us up as it took the transfer: that is a success too.
+            return status or 200
+        if not 200 <= status < 300:
+            raise PhoneError(f"transfer on {self!r} failed: {status}")
+        if hangup:
+            for call in [self, *also]:
+                call.hangup()
+        return status
 
     # -- audio ----------------------------------------------------------------------------------
 

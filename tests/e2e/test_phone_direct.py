@@ -18,7 +18,6 @@ from pbx.phone.stack import MAX_PHONES, CallbackError, PhoneError, PhoneTimeout,
 if TYPE_CHECKING:
     from tests.phones import PhoneFactory
 
-pytest_plugins = ("tests.phones",)  # the sip_stack and phones fixtures
 
 CITIZEN_TONE = tones.CALLER_TONE_HZ
 AGENCY_TONE = tones.CALLEE_TONE_HZ
@@ -136,7 +135,7 @@ def test_given_a_call_when_the_callee_blind_transfers_then_the_caller_talks_to_t
     """REFER from B sends A to C; A and C then hear each other."""
     a, b, c = phones.direct("citizen"), phones.direct("operator"), phones.direct("police")
     a_b, b_a = connect(a, b)
-    b_a.transfer_blind(c.uri)
+    b_a.transfer_blind(c.uri, wait=False)
     c_a = c.wait_incoming()
     assert a.user in c_a.remote_uri
     c_a.answer()
