@@ -209,6 +209,13 @@ class Directory:
             return "agency", self.agencies[endpoint]
         return "other", None
 
+    def operator_for_interface(self, interface: str) -> str | None:
+        """The operator of a queue member interface: ``PJSIP/201`` or ``Local/201@ctx/n``."""
+        tech, _, rest = interface.partition("/")
+        if tech.lower() == "local":
+            return self.operators.get(rest.split("@", 1)[0])
+        return self.operators.get(rest) if rest else None
+
 
 # --------------------------------------------------------------------------------------------
 # One journey's state machine
@@ -221,6 +228,9 @@ class _Channel:
     role: str
     code: str | None
     created: float
+    caller_number: str = ""
+    caller_name: str = ""
+    exten: str = ""
     answered: float | None = None
     hungup: float | None = None
     bridge: str | None = None
@@ -308,36 +318,38 @@ class Journey:
         if uid in self.channels:
             return
         role, code = self.directory.classify(name)
-        chan = _Channel(uid, name, role, code, t)
+        chan = _Channel(uid, name, role, code, t, caller_number, caller_name, exten)
         self.channels[uid] = chan
         if self.record is None:
             if role == "local":
                 # A Local channel first (an originate through the dialplan): the journey's
-                # nature shows with the first real channel.
+                # nature shows with the first real channel, or when one joins the queue.
                 self._first_seen = min(self._first_seen or t, t)
                 return
-            start = min(self._first_seen or t, t)
-            # The first real channel is the journey's origin: the citizen, or an operator for
-            # a callback the center originates.
-            outbound = role == "operator"
-            self.citizen = None if outbound else uid
-            self.record = JourneyRecord(
-                linkedid=self.linkedid,
-                started_at=start,
-                direction="outbound" if outbound else "inbound",
-                caller_number="" if outbound else caller_number,
-                caller_name="" if outbound else caller_name,
-                dialed=exten,
-                source=self.source,
-            )
-            if not outbound:
-                self.ivr_leg = self._open_leg(LegRecord("ivr", start, name, uid))
+            self._begin(chan, outbound=role == "operator")
         elif self.record.direction == "outbound" and role == "other" and self.citizen is None:
             # A callback: the citizen's phone is the first channel that is nobody of ours.
             self.citizen = uid
         self.event(t, "chan_start", name, caller=caller_number, exten=exten)
         if role == "agency":
             self._start_attempt(chan, t)
+
+    def _begin(self, chan: _Channel, outbound: bool) -> None:
+        """Open the record with ``chan`` as the origin: the citizen, or (``outbound``) the
+        operator of a callback the center originates."""
+        start = min(self._first_seen or chan.created, chan.created)
+        self.citizen = None if outbound else chan.uid
+        self.record = JourneyRecord(
+            linkedid=self.linkedid,
+            started_at=start,
+            direction="outbound" if outbound else "inbound",
+            caller_number="" if outbound else chan.caller_number,
+            caller_name="" if outbound else chan.caller_name,
+            dialed=chan.exten,
+            source=self.source,
+        )
+        if not outbound:
+            self.ivr_leg = self._open_leg(LegRecord("ivr", start, chan.name, chan.uid))
 
     def dialed_number(self, uid: str, number: str) -> None:
         """The number a Dial rang on ``uid`` (a callback's citizen number)."""
@@ -392,9 +404,15 @@ class Journey:
 
     # -- queue -------------------------------------------------------------------------------
 
-    def queue_join(self, t: float, uid: str, queue: str) -> None:
-        """The citizen entered a queue."""
-        if self.record is None or uid != self.citizen:
+    def queue_join(self, t: float, uid: str, queue: str, caller_number: str = "") -> None:
+        """The citizen entered a queue (the channel that joins is the citizen's, by definition)."""
+        chan = self.channels.get(uid)
+        if chan is None:
+            return
+        if self.record is None:
+            chan.caller_number = chan.caller_number or caller_number
+            self._begin(chan, outbound=False)
+        if uid != self.citizen:
             return
         self._close(self.ivr_leg, t)
         self.event(t, "queue_join", self.channels[uid].name, queue=queue)
@@ -429,6 +447,27 @@ class Journey:
                 role, found = self.directory.classify(operator_channel)
                 code = found or ""
             self.record.answered_by = code or None
+
+    def member_connected(self, t: float, member_uid: str, operator: str | None) -> None:
+        """The queue connected the citizen to a member channel (AMI AgentConnect).
+
+        A member reached through a Local channel with no operator phone of ours behind it (a
+        softphone outside the directory) still is the operator's leg: the Local channel takes
+        the operator's role so its talk time counts.
+        """
+        chan = self.channels.get(member_uid)
+        if (
+            chan is not None
+            and chan.role == "local"
+            and operator
+            and not any(c.role == "operator" and c.bridge for c in self.channels.values())
+        ):
+            chan.role, chan.code = "operator", operator
+            if chan.bridge is not None:
+                chan.talk_leg = self._open_leg(
+                    LegRecord("operator_talk", t, chan.name, chan.uid, operator=operator)
+                )
+        self.operator_connected(t, chan.name if chan else "", operator or "")
 
     # -- bridges -----------------------------------------------------------------------------
 
@@ -866,7 +905,12 @@ class JourneyBuilder:
             )
 
     def _on_queue_join(self, j: Journey, e: dict[str, str], t: float) -> None:
-        j.queue_join(t, e.get("Uniqueid", ""), e.get("Queue", ""))
+        j.queue_join(
+            t,
+            e.get("Uniqueid", ""),
+            e.get("Queue", ""),
+            e.get("CallerIDNum", "").replace("<unknown>", ""),
+        )
 
     def _on_queue_leave(self, j: Journey, e: dict[str, str], t: float) -> None:
         j.queue_leave(t, e.get("Uniqueid", ""))
@@ -876,11 +920,11 @@ class JourneyBuilder:
 
     def _on_agent_connect(self, j: Journey, e: dict[str, str], t: float) -> None:
         j.event(t, "agent_connect", e.get("Channel", ""), member=e.get("MemberName", ""))
-        interface = e.get("Interface", "") or e.get("DestChannel", "")
-        role, code = self.directory.classify(interface + "-0" if "/" in interface else "")
-        if role != "operator":
-            role, code = self.directory.classify(e.get("DestChannel", ""))
-        j.operator_connected(t, e.get("DestChannel", ""), code if role == "operator" else "")
+        code = self.directory.operator_for_interface(e.get("Interface", ""))
+        if code is None:
+            role, found = self.directory.classify(e.get("DestChannel", ""))
+            code = found if role == "operator" else None
+        j.member_connected(t, e.get("DestUniqueid", ""), code)
 
     def _on_bridge_enter(self, j: Journey, e: dict[str, str], t: float) -> None:
         j.bridge_enter(t, e.get("Uniqueid", ""), e.get("BridgeUniqueid", ""))

@@ -1,0 +1,283 @@
+"""The sans-IO journey builder: AMI event sequences in, journeys with their legs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.calllog import cel, journey
+from dispatcher.calllog.journey import Directory, JourneyBuilder, JourneyRecord
+from pbx.ami.protocol import AMIParser, Message
+from tests.unit import calllog_scenarios as sc
+
+CAPTURE = Path(__file__).resolve().parents[1] / "data" / "ami" / "asterisk22-session.raw"
+
+
+def only(records: list[JourneyRecord]) -> JourneyRecord:
+    """The single journey of a scenario."""
+    assert len(records) == 1, [r.linkedid for r in records]
+    return records[0]
+
+
+def legs(record: JourneyRecord, kind: str) -> list[journey.LegRecord]:
+    """The legs of one kind, in order."""
+    return [leg for leg in record.legs if leg.kind == kind]
+
+
+def rel(t: float | None) -> float | None:
+    """A time relative to the scenarios' start."""
+    return None if t is None else round(t - sc.T0, 3)
+
+
+def test_given_an_answered_hotline_call_when_built_then_menu_queue_and_talk_legs_are_right():
+    """Menu 0-5 s, queue 5-9 s, operator 201 from 9 s to 69 s; IVR choice and category kept."""
+    record = only(journey.run(sc.answered_call().ami(), sc.DIRECTORY))
+    assert record.outcome == "answered"
+    assert record.direction == "inbound"
+    assert record.caller_number == "081234567"
+    assert record.answered_by == "op201"
+    assert [leg.kind for leg in record.legs] == ["ivr", "queue_wait", "operator_talk"]
+    assert [(rel(leg.started_at), rel(leg.ended_at)) for leg in record.legs] == [
+        (0.0, 5.0),
+        (5.0, 9.0),
+        (9.0, 69.0),
+    ]
+    assert legs(record, "queue_wait")[0].result == "answered"
+    assert (record.answer_seconds, record.queue_seconds, record.talk_seconds) == (9.0, 4.0, 60.0)
+    assert record.duration_seconds == 69.0
+    assert record.category == "police" and record.language == "id"
+    assert [(c.menu, c.digit, c.choice) for c in record.ivr_choices] == [("main", "1", "police")]
+    assert [(r.path, rel(r.started_at), rel(r.ended_at)) for r in record.recordings] == [
+        ("/rec/1000.1.wav", 9.0, 69.0)
+    ]
+
+
+def test_given_any_journey_when_built_then_its_events_are_in_time_order():
+    """The audit trail is sorted by time and starts with the citizen's channel."""
+    record = only(journey.run(sc.failed_transfer_with_fallback().ami(), sc.DIRECTORY))
+    times = [e.at for e in record.events]
+    assert times == sorted(times)
+    assert record.events[0].kind == "chan_start"
+    assert record.events[0].channel == "PJSIP/trunk-5000.1"
+    assert record.events[-1].kind == "hangup"
+
+
+def test_given_a_caller_hanging_up_in_the_menu_when_built_then_abandoned_in_ivr():
+    """No queue, no operator: abandoned in the IVR, one menu leg."""
+    record = only(journey.run(sc.abandoned_in_ivr(after=12.0).ami(), sc.DIRECTORY))
+    assert record.outcome == "abandoned_ivr"
+    assert [leg.kind for leg in record.legs] == ["ivr"]
+    assert record.duration_seconds == 12.0
+    assert record.answered_at is None and record.answer_seconds is None
+
+
+def test_given_a_caller_hanging_up_while_queued_when_built_then_abandoned_in_queue():
+    """QueueCallerAbandon makes the queue leg 'abandoned' and the call abandoned in queue."""
+    record = only(journey.run(sc.abandoned_in_queue(after=20.0).ami(), sc.DIRECTORY))
+    assert record.outcome == "abandoned_queue"
+    wait = legs(record, "queue_wait")
+    assert [(rel(w.started_at), rel(w.ended_at), w.result) for w in wait] == [
+        (5.0, 20.0, "abandoned")
+    ]
+    assert record.category == "fire"
+
+
+def test_given_a_call_queued_twice_when_built_then_one_journey_with_two_queue_passes():
+    """Timeout then overflow back into the queue: one call, two waits, answer at 40 s."""
+    records = journey.run(sc.queued_twice().ami(), sc.DIRECTORY)
+    record = only(records)
+    assert record.queue_passes == 2
+    assert [w.result for w in legs(record, "queue_wait")] == ["exited", "answered"]
+    assert record.queue_seconds == 34.0
+    assert record.answer_seconds == 40.0
+    assert record.answered_by == "op202"
+
+
+def test_given_an_unanswered_transfer_when_a_fallback_answers_then_attempts_say_so():
+    """Police 301 rings 20 s unanswered (fallback follows), 309 answers after 6 s; the three
+    parties then talk in one bridge (a conference leg)."""
+    record = only(journey.run(sc.failed_transfer_with_fallback().ami(), sc.DIRECTORY))
+    attempts = legs(record, "transfer_attempt")
+    assert [(a.channel, a.agency, a.result, a.fallback) for a in attempts] == [
+        ("PJSIP/301-5000.1", "police", "no_answer", True),
+        ("PJSIP/309-5000.1", "police", "answered", False),
+    ]
+    assert attempts[1].ring_seconds == 6.0
+    talk = legs(record, "agency_talk")
+    assert [(rel(t.started_at), rel(t.ended_at), t.agency) for t in talk] == [
+        (47.0, 107.0, "police")
+    ]
+    assert [(rel(c.started_at), rel(c.ended_at)) for c in legs(record, "conference")] == [
+        (47.0, 107.0)
+    ]
+    assert record.outcome == "answered"
+
+
+def test_given_a_ring_group_when_one_phone_answers_then_one_answered_attempt():
+    """301 and 302 ring together; 302 answers, 301 is cancelled: one attempt, answered, no
+    fallback, no failure counted."""
+    record = only(journey.run(sc.ring_group().ami(), sc.DIRECTORY))
+    attempts = legs(record, "transfer_attempt")
+    assert [(a.channel, a.result, a.fallback, a.ring_seconds) for a in attempts] == [
+        ("PJSIP/302-6000.1", "answered", False, 5.0)
+    ]
+    assert [(rel(t.started_at), rel(t.ended_at)) for t in legs(record, "operator_talk")] == [
+        (5.0, 25.0)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "cause", "expected"),
+    [
+        ("BUSY", 17, "busy"),
+        ("NOANSWER", 19, "no_answer"),
+        ("CONGESTION", 34, "failed"),
+        ("CHANUNAVAIL", 20, "failed"),
+    ],
+)
+def test_given_a_transfer_dial_ending_with_status_when_built_then_attempt_result_follows(
+    status: str, cause: int, expected: str
+):
+    """DialEnd's status decides the attempt's result; the call stays answered by the operator."""
+    tl = sc.Timeline("8000.1")
+    citizen, operator, police = "8000.1", "8000.11", "8000.12"
+    tl.channel(0.0, citizen, "PJSIP/trunk-8000", "0816666", "112")
+    tl.queue_join(1.0, citizen)
+    tl.channel(2.0, operator, "PJSIP/201-8000")
+    tl.answer(3.0, operator, dialed_by=citizen)
+    tl.agent_connect(3.0, citizen, operator, "PJSIP/201")
+    tl.bridge(3.0, "b", operator, citizen)
+    tl.channel(10.0, police, "PJSIP/301-8000")
+    tl.dial(10.0, operator, police)
+    tl.no_answer(12.0, police, operator, status, cause)
+    tl.hangup(30.0, citizen, 16)
+    tl.hangup(30.0, operator, 16)
+    record = only(journey.run(tl.ami(), sc.DIRECTORY))
+    (attempt,) = legs(record, "transfer_attempt")
+    assert attempt.result == expected
+    assert attempt.fallback is False  # nothing was tried after it
+    assert record.outcome == "answered"
+
+
+def test_given_an_operator_first_callback_when_built_then_outbound_with_incident_and_number():
+    """The operator's channel comes first: outbound; answered when the citizen is bridged."""
+    record = only(journey.run(sc.callback_call(incident=42).ami(), sc.DIRECTORY))
+    assert record.direction == "outbound"
+    assert record.outcome == "answered"
+    assert record.caller_number == "08199999"
+    assert record.incident_ref == 42
+    assert record.answer_seconds == 10.0
+    assert [leg.kind for leg in record.legs] == ["operator_talk"]
+
+
+def test_given_a_new_call_when_its_first_channel_appears_then_an_unfinished_copy_is_returned():
+    """The start notice lets the log hold the call before it ends; it is a snapshot, not the
+    live record the builder keeps changing."""
+    builder = JourneyBuilder(sc.DIRECTORY)
+    events = sc.answered_call().ami()
+    first = builder.feed(events[0], now=0.0)
+    assert [(r.linkedid, r.complete, r.outcome) for r in first] == [
+        ("1000.1", False, "in_progress")
+    ]
+    finished = []
+    for event in events[1:]:
+        finished += builder.feed(event, now=0.0)
+    assert [r.complete for r in finished] == [True]
+    assert first[0].legs[0].ended_at is None  # the snapshot did not change under the writer
+    assert builder.active == 0
+
+
+def test_given_interleaved_calls_when_fed_then_each_journey_is_kept_apart():
+    """Two calls at once, events interleaved by time: two journeys, each with its own legs."""
+    a, b = sc.answered_call("1.1"), sc.abandoned_in_queue("2.1", t0=sc.T0 + 2)
+    events = sorted(a.ami() + b.ami(), key=lambda e: float(e["Timestamp"]))
+    records = {r.linkedid: r for r in journey.run(events, sc.DIRECTORY)}
+    assert set(records) == {"1.1", "2.1"}
+    assert records["1.1"].outcome == "answered"
+    assert records["2.1"].outcome == "abandoned_queue"
+    assert {leg.channel for leg in records["2.1"].legs} == {"PJSIP/trunk-2.1"}
+
+
+def test_given_a_lost_ami_connection_when_abandon_all_then_journeys_in_progress_are_dropped():
+    """After a disconnect the builder forgets half-seen calls (CEL will complete them)."""
+    builder = JourneyBuilder(sc.DIRECTORY)
+    for event in sc.answered_call().ami()[:6]:
+        builder.feed(event, now=0.0)
+    assert builder.active == 1
+    assert builder.abandon_all() == ["1000.1"]
+    assert builder.active == 0
+    # Events of the forgotten call are ignored, not misfiled as a new journey.
+    assert builder.feed({"Event": "Hangup", "Uniqueid": "1000.1", "Linkedid": "1000.1"}, 1) == []
+
+
+def test_given_an_event_without_timestamp_when_fed_then_now_is_used():
+    """Without ``timestampevents`` the caller's clock dates the event."""
+    builder = JourneyBuilder(sc.DIRECTORY)
+    event = {
+        "Event": "Newchannel",
+        "Channel": "PJSIP/trunk-1",
+        "Uniqueid": "9.1",
+        "Linkedid": "9.1",
+        "CallerIDNum": "0817",
+    }
+    (record,) = builder.feed(event, now=1234.5)
+    assert record.started_at == 1234.5
+
+
+def test_given_ami_and_cel_of_the_same_calls_when_built_then_the_journeys_agree():
+    """The live builder and the reconciliation give the same legs, outcome and figures."""
+    for make in (
+        sc.answered_call,
+        sc.abandoned_in_ivr,
+        sc.abandoned_in_queue,
+        sc.queued_twice,
+        sc.failed_transfer_with_fallback,
+        sc.ring_group,
+    ):
+        tl = make()
+        live = only(journey.run(tl.ami(), sc.DIRECTORY))
+        rebuilt = cel.build_journey(tl.cel(), sc.DIRECTORY)
+        assert rebuilt is not None
+        assert rebuilt.outcome == live.outcome, make.__name__
+        summary = [
+            (leg.kind, leg.started_at, leg.ended_at, leg.result, leg.fallback) for leg in live.legs
+        ]
+        assert [
+            (leg.kind, leg.started_at, leg.ended_at, leg.result, leg.fallback)
+            for leg in rebuilt.legs
+        ] == summary, make.__name__
+        assert (rebuilt.answer_seconds, rebuilt.talk_seconds, rebuilt.queue_seconds) == (
+            live.answer_seconds,
+            live.talk_seconds,
+            live.queue_seconds,
+        ), make.__name__
+
+
+def _capture_events() -> list[dict[str, str]]:
+    parser = AMIParser()
+    messages = parser.feed(CAPTURE.read_bytes())
+    return [m.fields for m in messages if isinstance(m, Message) and m.kind == Message.EVENT]
+
+
+def test_given_real_asterisk22_queue_traffic_when_built_then_two_answered_journeys():
+    """Traffic recorded from Asterisk 22 (two callers, queue members behind Local channels):
+    each caller is one answered journey with its queue wait and its operator's talk."""
+    events = _capture_events()
+    assert len(events) > 100
+    builder = JourneyBuilder(Directory(operators={"op1": "op1", "op2": "op2"}))
+    done: list[JourneyRecord] = []
+    for i, event in enumerate(events):
+        done += [r for r in builder.feed(event, now=1000.0 + i) if r.complete]
+    by_number = {r.caller_number: r for r in done}
+    assert set(by_number) == {"08127599486", "08124137597"}
+    assert by_number["08127599486"].answered_by == "op1"
+    assert by_number["08124137597"].answered_by == "op2"
+    for record in by_number.values():
+        assert record.outcome == "answered"
+        kinds = [leg.kind for leg in record.legs]
+        assert kinds[:2] == ["ivr", "queue_wait"] and "operator_talk" in kinds
+        assert record.queue_passes == 1
+        assert record.talk_seconds is not None and record.talk_seconds > 0
+        starts = [leg.started_at for leg in record.legs]
+        assert starts == sorted(starts)
