@@ -1,0 +1,539 @@
+"""The live model of Asterisk: channels, bridges, queues (callers and operators), endpoints.
+
+Sans-IO: :meth:`LiveModel.handle` is fed AMI events (a :class:`~pbx.ami.protocol.Message` or
+a plain ``{"Event": ..., ...}`` mapping) and :meth:`LiveModel.resync` rebuilds everything from
+the answers to CoreShowChannels, BridgeList (+BridgeInfo), QueueStatus and
+PJSIPShowEndpoints. :meth:`LiveModel.snapshot` gives a plain, comparable dict, so "the model
+built from live events" and "the model rebuilt from Asterisk's lists" can be checked equal.
+
+Every channel event of Asterisk 22 carries the channel's full snapshot (state, caller ID,
+connected line, context/exten/priority, linkedid); the model takes it from whichever event
+brings it, so it needs no handler per event for those fields. Handlers for the events that
+create, destroy or move things are found through a table, by event name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "Bridge",
+    "Channel",
+    "Endpoint",
+    "LiveModel",
+    "Queue",
+    "QueueCaller",
+    "QueueMember",
+    "device_state_name",
+]
+
+Fields = Mapping[str, str]
+
+# Asterisk's device states: the numbers queue members report, the words EndpointList uses,
+# and the constants DeviceStateChange uses, all mapped to the constants.
+_DEVICE_STATES = (
+    "UNKNOWN", "NOT_INUSE", "INUSE", "BUSY", "INVALID", "UNAVAILABLE", "RINGING",
+    "RINGINUSE", "ONHOLD",
+)
+_DEVICE_STATE_WORDS = {
+    "unknown": "UNKNOWN", "not in use": "NOT_INUSE", "in use": "INUSE", "busy": "BUSY",
+    "invalid": "INVALID", "unavailable": "UNAVAILABLE", "ringing": "RINGING",
+    "ring+inuse": "RINGINUSE", "on hold": "ONHOLD",
+}
+# ContactStatus values under which a contact still exists.
+_CONTACT_PRESENT = {"Created", "Reachable", "Unreachable", "NonQualified", "Updated", "Unknown"}
+
+
+def device_state_name(value: str) -> str:
+    """Normalize a device state given as a number, a word or a constant to the constant."""
+    text = value.strip()
+    if text.isdigit():
+        number = int(text)
+        return _DEVICE_STATES[number] if number < len(_DEVICE_STATES) else "UNKNOWN"
+    upper = text.upper().replace(" ", "_")
+    if upper in _DEVICE_STATES:
+        return upper
+    return _DEVICE_STATE_WORDS.get(text.lower(), "UNKNOWN")
+
+
+def _fields(event: Any) -> Fields:
+    # Accept a parsed Message (its .fields) or any mapping of header -> value.
+    return getattr(event, "fields", event)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass
+class Channel:
+    """One Asterisk channel, as its latest snapshot showed it."""
+
+    uniqueid: str
+    name: str = ""
+    linkedid: str = ""
+    state: str = ""
+    caller_num: str = ""
+    caller_name: str = ""
+    connected_num: str = ""
+    connected_name: str = ""
+    context: str = ""
+    exten: str = ""
+    priority: str = ""
+    bridge: str | None = None
+
+    def update(self, f: Fields, prefix: str = "") -> None:
+        """Take the channel snapshot fields of an event (``Dest``-prefixed ones for the
+        second channel of two-channel events)."""
+        get = f.get
+        self.name = get(prefix + "Channel", self.name)
+        self.linkedid = get(prefix + "Linkedid", self.linkedid)
+        self.state = get(prefix + "ChannelStateDesc", self.state)
+        self.caller_num = get(prefix + "CallerIDNum", self.caller_num)
+        self.caller_name = get(prefix + "CallerIDName", self.caller_name)
+        self.connected_num = get(prefix + "ConnectedLineNum", self.connected_num)
+        self.connected_name = get(prefix + "ConnectedLineName", self.connected_name)
+        self.context = get(prefix + "Context", self.context)
+        self.exten = get(prefix + "Exten", self.exten)
+        self.priority = get(prefix + "Priority", self.priority)
+
+
+@dataclass
+class Bridge:
+    """A bridge and the channels (by uniqueid) in it."""
+
+    uniqueid: str
+    bridge_type: str = ""
+    technology: str = ""
+    name: str = ""
+    creator: str = ""
+    members: set[str] = field(default_factory=set)
+
+    def update(self, f: Fields) -> None:
+        """Take the bridge snapshot fields of an event."""
+        self.bridge_type = f.get("BridgeType", self.bridge_type)
+        self.technology = f.get("BridgeTechnology", self.technology)
+        self.name = f.get("BridgeName", self.name)
+        self.creator = f.get("BridgeCreator", self.creator)
+
+
+@dataclass
+class QueueCaller:
+    """A caller waiting in a queue."""
+
+    uniqueid: str
+    channel: str
+    position: int
+    wait_start: float
+
+
+@dataclass
+class QueueMember:
+    """An operator's interface in a queue."""
+
+    interface: str
+    name: str = ""
+    state_interface: str = ""
+    status: str = "UNKNOWN"
+    paused: bool = False
+    paused_reason: str = ""
+    in_call: bool = False
+    membership: str = ""
+    penalty: str = "0"
+    calls_taken: int = 0
+
+
+@dataclass
+class Queue:
+    """A queue: callers by uniqueid, members by interface."""
+
+    name: str
+    strategy: str = ""
+    callers: dict[str, QueueCaller] = field(default_factory=dict)
+    members: dict[str, QueueMember] = field(default_factory=dict)
+
+
+@dataclass
+class Endpoint:
+    """A PJSIP endpoint: device state, registered contact URIs, reachability."""
+
+    name: str
+    device_state: str = "UNKNOWN"
+    contacts: set[str] = field(default_factory=set)
+    reachable: bool | None = None
+
+
+class LiveModel:
+    """Channels, bridges, queues and endpoints, kept current from AMI events.
+
+    ``clock`` returns the current time in seconds (``reactor.seconds``); it stamps queue
+    callers' wait start.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.queues: dict[str, Queue] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.device_states: dict[str, str] = {}
+        self._handlers: dict[str, Callable[[Fields], None]] = {
+            name: getattr(self, method) for name, method in self.HANDLERS.items()
+        }
+
+    # Event name -> method. Events not listed only refresh channel snapshots.
+    HANDLERS: dict[str, str] = {
+        "Newchannel": "_on_newchannel",
+        "Hangup": "_on_hangup",
+        "Rename": "_on_rename",
+        "BridgeCreate": "_on_bridge_create",
+        "BridgeDestroy": "_on_bridge_destroy",
+        "BridgeEnter": "_on_bridge_enter",
+        "BridgeLeave": "_on_bridge_leave",
+        "QueueCallerJoin": "_on_queue_caller_join",
+        "QueueCallerLeave": "_on_queue_caller_leave",
+        "QueueMemberAdded": "_on_queue_member",
+        "QueueMemberStatus": "_on_queue_member",
+        "QueueMemberPause": "_on_queue_member",
+        "QueueMemberPenalty": "_on_queue_member",
+        "QueueMemberRinginuse": "_on_queue_member",
+        "QueueMemberRemoved": "_on_queue_member_removed",
+        "AgentConnect": "_on_agent_connect",
+        "AgentComplete": "_on_agent_complete",
+        "DeviceStateChange": "_on_device_state",
+        "ContactStatus": "_on_contact_status",
+        "PeerStatus": "_on_peer_status",
+    }
+
+    # -- live events ----------------------------------------------------------------------
+
+    def handle(self, event: Any) -> None:
+        """Apply one AMI event (Message or mapping)."""
+        f = _fields(event)
+        handler = self._handlers.get(f.get("Event", ""))
+        if handler is not None:
+            handler(f)
+        elif "ChannelStateDesc" in f:
+            channel = self.channels.get(f.get("Uniqueid", ""))
+            if channel is not None:
+                channel.update(f)
+            if "DestChannelStateDesc" in f:
+                dest = self.channels.get(f.get("DestUniqueid", ""))
+                if dest is not None:
+                    dest.update(f, "Dest")
+
+    def _refresh(self, f: Fields) -> Channel | None:
+        channel = self.channels.get(f.get("Uniqueid", ""))
+        if channel is not None:
+            channel.update(f)
+        return channel
+
+    def _on_newchannel(self, f: Fields) -> None:
+        uniqueid = f["Uniqueid"]
+        channel = self.channels.get(uniqueid) or Channel(uniqueid)
+        channel.update(f)
+        self.channels[uniqueid] = channel
+
+    def _on_hangup(self, f: Fields) -> None:
+        uniqueid = f.get("Uniqueid", "")
+        channel = self.channels.pop(uniqueid, None)
+        if channel is not None and channel.bridge is not None:
+            bridge = self.bridges.get(channel.bridge)
+            if bridge is not None:
+                bridge.members.discard(uniqueid)
+        for queue in self.queues.values():
+            if uniqueid in queue.callers:
+                self._remove_caller(queue, uniqueid)
+
+    def _on_rename(self, f: Fields) -> None:
+        channel = self.channels.get(f.get("Uniqueid", ""))
+        if channel is not None:
+            channel.name = f.get("Newname", channel.name)
+
+    def _bridge(self, f: Fields) -> Bridge:
+        uniqueid = f["BridgeUniqueid"]
+        bridge = self.bridges.get(uniqueid)
+        if bridge is None:
+            bridge = self.bridges[uniqueid] = Bridge(uniqueid)
+        bridge.update(f)
+        return bridge
+
+    def _on_bridge_create(self, f: Fields) -> None:
+        self._bridge(f)
+
+    def _on_bridge_destroy(self, f: Fields) -> None:
+        bridge = self.bridges.pop(f.get("BridgeUniqueid", ""), None)
+        if bridge is None:
+            return
+        for uniqueid in bridge.members:
+            channel = self.channels.get(uniqueid)
+            if channel is not None and channel.bridge == bridge.uniqueid:
+                channel.bridge = None
+
+    def _on_bridge_enter(self, f: Fields) -> None:
+        bridge = self._bridge(f)
+        channel = self._refresh(f)
+        if channel is not None:
+            bridge.members.add(channel.uniqueid)
+            channel.bridge = bridge.uniqueid
+
+    def _on_bridge_leave(self, f: Fields) -> None:
+        bridge = self._bridge(f)
+        uniqueid = f.get("Uniqueid", "")
+        bridge.members.discard(uniqueid)
+        channel = self._refresh(f)
+        if channel is not None and channel.bridge == bridge.uniqueid:
+            channel.bridge = None
+
+    def _queue(self, name: str) -> Queue:
+        queue = self.queues.get(name)
+        if queue is None:
+            queue = self.queues[name] = Queue(name)
+        return queue
+
+    def _on_queue_caller_join(self, f: Fields) -> None:
+        self._refresh(f)
+        queue = self._queue(f["Queue"])
+        position = int(f.get("Position") or len(queue.callers) + 1)
+        # A caller with a higher priority joins ahead: those at or behind its place move back.
+        for caller in queue.callers.values():
+            if caller.position >= position:
+                caller.position += 1
+        uniqueid = f["Uniqueid"]
+        queue.callers[uniqueid] = QueueCaller(uniqueid, f.get("Channel", ""), position,
+                                              self.clock())
+
+    def _on_queue_caller_leave(self, f: Fields) -> None:
+        self._refresh(f)
+        queue = self.queues.get(f.get("Queue", ""))
+        if queue is not None:
+            self._remove_caller(queue, f.get("Uniqueid", ""))
+
+    @staticmethod
+    def _remove_caller(queue: Queue, uniqueid: str) -> None:
+        caller = queue.callers.pop(uniqueid, None)
+        if caller is None:
+            return
+        # Asterisk renumbers the callers behind the one who left.
+        for other in queue.callers.values():
+            if other.position > caller.position:
+                other.position -= 1
+
+    def _on_queue_member(self, f: Fields) -> None:
+        queue = self._queue(f["Queue"])
+        interface = f.get("Interface") or f.get("Location", "")
+        member = queue.members.get(interface)
+        if member is None:
+            member = queue.members[interface] = QueueMember(interface)
+        self._update_member(member, f)
+
+    @staticmethod
+    def _update_member(member: QueueMember, f: Fields) -> None:
+        get = f.get
+        member.name = get("MemberName") or get("Name") or member.name
+        member.state_interface = get("StateInterface", member.state_interface)
+        if "Status" in f:
+            member.status = device_state_name(f["Status"])
+        if "Paused" in f:
+            member.paused = _flag(f["Paused"])
+        member.paused_reason = get("PausedReason", member.paused_reason)
+        if "InCall" in f:
+            member.in_call = _flag(f["InCall"])
+        member.membership = get("Membership", member.membership)
+        member.penalty = get("Penalty", member.penalty)
+        if (get("CallsTaken") or "").isdigit():
+            member.calls_taken = int(f["CallsTaken"])
+
+    def _agent_event(self, f: Fields, in_call: bool) -> None:
+        # Asterisk flips a member's InCall without a QueueMemberStatus event; the agent
+        # events of the call tell it.
+        self._refresh(f)
+        if "DestChannelStateDesc" in f:
+            dest = self.channels.get(f.get("DestUniqueid", ""))
+            if dest is not None:
+                dest.update(f, "Dest")
+        queue = self.queues.get(f.get("Queue", ""))
+        member = queue.members.get(f.get("Interface", "")) if queue is not None else None
+        if member is not None:
+            member.in_call = in_call
+
+    def _on_agent_connect(self, f: Fields) -> None:
+        self._agent_event(f, True)
+
+    def _on_agent_complete(self, f: Fields) -> None:
+        self._agent_event(f, False)
+
+    def _on_queue_member_removed(self, f: Fields) -> None:
+        queue = self.queues.get(f.get("Queue", ""))
+        if queue is not None:
+            queue.members.pop(f.get("Interface") or f.get("Location", ""), None)
+
+    def _endpoint(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            endpoint = self.endpoints[name] = Endpoint(name)
+        return endpoint
+
+    def _on_device_state(self, f: Fields) -> None:
+        device = f.get("Device", "")
+        state = device_state_name(f.get("State", ""))
+        self.device_states[device] = state
+        if device.startswith("PJSIP/"):
+            self._endpoint(device[6:]).device_state = state
+
+    def _on_contact_status(self, f: Fields) -> None:
+        name = f.get("EndpointName") or f.get("AOR", "")
+        if not name:
+            return
+        endpoint = self._endpoint(name)
+        uri = f.get("URI", "")
+        if f.get("ContactStatus") in _CONTACT_PRESENT:
+            endpoint.contacts.add(uri)
+        else:
+            endpoint.contacts.discard(uri)
+
+    def _on_peer_status(self, f: Fields) -> None:
+        peer = f.get("Peer", "")
+        if peer.startswith("PJSIP/"):
+            status = f.get("PeerStatus", "")
+            reachable = {"Reachable": True, "Unreachable": False}.get(status)
+            self._endpoint(peer[6:]).reachable = reachable
+
+    # -- rebuilding from lists ----------------------------------------------------------
+
+    def resync(
+        self,
+        channels: Iterable[Any],
+        bridges: Iterable[Any] = (),
+        bridge_members: Mapping[str, Iterable[Any]] | None = None,
+        queues: Iterable[Any] = (),
+        endpoints: Iterable[Any] = (),
+    ) -> None:
+        """Replace the whole model with Asterisk's lists.
+
+        ``channels``: CoreShowChannel events; ``bridges``: BridgeListItem events;
+        ``bridge_members``: bridge id -> its BridgeInfoChannel events; ``queues``: the
+        QueueParams, QueueMember and QueueEntry events of QueueStatus; ``endpoints``:
+        EndpointList events of PJSIPShowEndpoints. Queue callers' wait start is now minus
+        their reported wait.
+        """
+        now = self.clock()
+        self.channels = {}
+        self.bridges = {}
+        self.queues = {}
+        old_endpoints, self.endpoints = self.endpoints, {}
+        for item in channels:
+            f = _fields(item)
+            channel = Channel(f["Uniqueid"])
+            channel.update(f)
+            channel.bridge = f.get("BridgeId") or None
+            self.channels[channel.uniqueid] = channel
+        for item in bridges:
+            f = _fields(item)
+            bridge = self.bridges[f["BridgeUniqueid"]] = Bridge(f["BridgeUniqueid"])
+            bridge.update(f)
+        for channel in self.channels.values():
+            if channel.bridge is not None:
+                bridge = self.bridges.get(channel.bridge)
+                if bridge is None:
+                    bridge = self.bridges[channel.bridge] = Bridge(channel.bridge)
+                bridge.members.add(channel.uniqueid)
+        for bridge_id, members in (bridge_members or {}).items():
+            bridge = self.bridges.get(bridge_id)
+            if bridge is None:
+                continue  # destroyed between the two lists
+            for item in members:
+                uniqueid = _fields(item).get("Uniqueid", "")
+                channel = self.channels.get(uniqueid)
+                if channel is not None:
+                    bridge.members.add(uniqueid)
+                    channel.bridge = bridge_id
+        for item in queues:
+            f = _fields(item)
+            event = f.get("Event")
+            if event == "QueueParams":
+                self._queue(f["Queue"]).strategy = f.get("Strategy", "")
+            elif event == "QueueMember":
+                self._on_queue_member(f)
+            elif event == "QueueEntry":
+                wait = f.get("Wait", "0")
+                queue = self._queue(f["Queue"])
+                queue.callers[f["Uniqueid"]] = QueueCaller(
+                    f["Uniqueid"], f.get("Channel", ""), int(f.get("Position") or 0),
+                    now - (int(wait) if wait.isdigit() else 0),
+                )
+        for item in endpoints:
+            f = _fields(item)
+            name = f.get("ObjectName", "")
+            if not name:
+                continue
+            endpoint = Endpoint(name, device_state_name(f.get("DeviceState", "")))
+            endpoint.contacts = _contact_uris(f.get("Contacts", ""))
+            previous = old_endpoints.get(name)
+            if previous is not None:
+                endpoint.reachable = previous.reachable
+            self.endpoints[name] = endpoint
+
+    # -- reading ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain dict of what the model holds, for comparison and for display.
+
+        Times (queue wait starts) and counters (calls taken) are left out: they cannot be
+        equal between a model built live and one rebuilt later.
+        """
+        channels = {
+            uid: {k: v for k, v in asdict(c).items() if k != "uniqueid"}
+            for uid, c in sorted(self.channels.items())
+        }
+        bridges = {
+            bid: {"type": b.bridge_type, "name": b.name, "members": sorted(b.members)}
+            for bid, b in sorted(self.bridges.items())
+        }
+        queues = {
+            name: {
+                "callers": sorted(
+                    (c.position, c.uniqueid, c.channel) for c in q.callers.values()
+                ),
+                "members": {
+                    iface: {
+                        "name": m.name, "state_interface": m.state_interface,
+                        "status": m.status, "paused": m.paused,
+                        "paused_reason": m.paused_reason, "in_call": m.in_call,
+                        "membership": m.membership, "penalty": m.penalty,
+                    }
+                    for iface, m in sorted(q.members.items())
+                },
+            }
+            for name, q in sorted(self.queues.items())
+        }
+        endpoints = {
+            name: {"device_state": e.device_state, "contacts": sorted(e.contacts)}
+            for name, e in sorted(self.endpoints.items())
+        }
+        return {"channels": channels, "bridges": bridges, "queues": queues,
+                "endpoints": endpoints}
+
+    def channels_of(self, linkedid: str) -> list[Channel]:
+        """The channels of one call (sharing a linkedid), oldest first."""
+        return sorted((c for c in self.channels.values() if c.linkedid == linkedid),
+                      key=lambda c: _uniqueid_order(c.uniqueid))
+
+
+def _contact_uris(text: str) -> set[str]:
+    """EndpointList's ``Contacts: aor/uri,aor/uri,`` as a set of URIs."""
+    uris = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        _, slash, uri = item.partition("/")
+        uris.add(uri if slash else item)
+    return uris
+
+
+def _uniqueid_order(uniqueid: str) -> tuple[int, ...]:
+    """Uniqueids are ``<epoch>.<sequence>``: order them numerically, not as text."""
+    return tuple(int(part) if part.isdigit() else 0 for part in uniqueid.split("."))
