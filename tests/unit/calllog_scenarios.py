@@ -207,6 +207,7 @@ def answered_call(
     number: str = "081234567",
     talk: float = 60.0,
     answer_at: float = 9.0,
+    operator_ext: str = "201",
 ) -> Timeline:
     """Menu (police), queue 4 s, operator 201 answers at ``answer_at``, talks ``talk`` s."""
     tl = Timeline(linkedid, t0)
@@ -215,10 +216,10 @@ def answered_call(
     tl.answer(0.5, citizen)
     tl.mark(3.0, citizen, "IVR", "menu=main&digit=1&choice=police&lang=id")
     tl.queue_join(answer_at - 4.0, citizen)
-    tl.channel(answer_at - 3.0, operator, f"PJSIP/201-{linkedid}")
+    tl.channel(answer_at - 3.0, operator, f"PJSIP/{operator_ext}-{linkedid}")
     tl.dial(answer_at - 3.0, citizen, operator)
     tl.answer(answer_at, operator, dialed_by=citizen)
-    tl.agent_connect(answer_at, citizen, operator, "PJSIP/201")
+    tl.agent_connect(answer_at, citizen, operator, f"PJSIP/{operator_ext}")
     tl.bridge(answer_at, "b-" + linkedid, operator, citizen)
     tl.record(answer_at, citizen, f"/rec/{linkedid}.wav")
     tl.hangup(answer_at + talk, citizen, 16, by_self=True)
@@ -227,10 +228,12 @@ def answered_call(
     return tl
 
 
-def abandoned_in_ivr(linkedid: str = "2000.1", t0: float = T0, after: float = 12.0) -> Timeline:
+def abandoned_in_ivr(
+    linkedid: str = "2000.1", t0: float = T0, after: float = 12.0, number: str = "0811111"
+) -> Timeline:
     """The caller hangs up in the menu after ``after`` s."""
     tl = Timeline(linkedid, t0)
-    tl.channel(0.0, linkedid, f"PJSIP/trunk-{linkedid}", "0811111", "112")
+    tl.channel(0.0, linkedid, f"PJSIP/trunk-{linkedid}", number, "112")
     tl.answer(0.5, linkedid)
     tl.hangup(after, linkedid, 16, by_self=True)
     tl.end(after)
