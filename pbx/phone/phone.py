@@ -805,6 +805,11 @@ class Phone:
         self._event("calling", uri, call)
         return call
 
+    @property
+    def incoming_waiting(self) -> int:
+        """How many incoming calls arrived and were not yet taken by :meth:`wait_incoming`."""
+        return len(self._incoming)
+
     def wait_incoming(self, timeout: float = 5.0) -> Call:
         """Wait for the next incoming call not yet taken, and take it."""
         self.stack.wait_until(lambda: self._incoming, timeout, f"a call to {self!r}")

@@ -1,0 +1,140 @@
+"""The hotline probe and the ``siaga phone``/``siaga probe`` commands against the real center."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pbx.phone import tones
+from pbx.phone.probe import ProbeConfig, run_probe
+
+if TYPE_CHECKING:
+    from pbx.phone.stack import SipStack
+    from tests.phones import Directory, PhoneFactory
+
+pytestmark = pytest.mark.asterisk
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def siaga(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the ``siaga`` command in its own process (it has its own pjsua2 stack)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_given_the_center_when_probed_with_an_operator_then_every_stage_passes(
+    sip_stack: SipStack, phone_directory: Directory, tmp_path: Path
+) -> None:
+    """Answer, audible greeting, IVR keys, operator rung and two-way audio, timed in order."""
+    operator = phone_directory.operator(3)
+    result = run_probe(
+        ProbeConfig(
+            server=phone_directory.server,
+            hotline=phone_directory.hotline,
+            ivr_digits="1",
+            digit_delay=0.3,
+            operator_user=operator.user,
+            operator_password=operator.password,
+            record_dir=tmp_path,
+        ),
+        sip_stack,
+    )
+    assert result.ok, result
+    assert result.stage == "done"
+    assert result.status_code == 200
+    assert result.greeting_silent is False
+    assert result.greeting_dbfs is not None and result.greeting_dbfs > tones.SILENCE_DBFS
+    assert result.operator_two_way_audio is True
+    assert result.time_to_answer is not None
+    assert result.time_to_first_audio is not None
+    assert result.time_to_ivr_done is not None
+    assert result.time_to_operator_ring is not None and result.total is not None
+    assert 0 < result.time_to_answer <= result.time_to_first_audio < result.time_to_ivr_done
+    # The example city has no IVR yet: the queue may ring the operator before the keys.
+    assert result.time_to_answer < result.time_to_operator_ring < result.total
+    assert all(Path(p).exists() for p in result.recordings)
+    assert sip_stack.phones == []  # the probe closed its phones
+
+
+def test_given_a_number_the_center_does_not_serve_when_probed_then_the_result_says_so(
+    sip_stack: SipStack, phone_directory: Directory
+) -> None:
+    """An anonymous caller may dial the hotline only: another number fails at the call stage."""
+    result = run_probe(ProbeConfig(server=phone_directory.server, hotline="301"), sip_stack)
+    assert not result.ok
+    assert result.stage == "call"
+    assert result.status_code is not None and result.status_code >= 400
+    assert "refused" in (result.error or "")
+    assert result.time_to_answer is None
+
+
+def test_given_the_probe_command_when_run_then_it_prints_one_json_result(
+    phone_directory: Directory, tmp_path: Path
+) -> None:
+    """``siaga probe`` in its own process prints a passing JSON result and exits 0."""
+    done = siaga(
+        "probe",
+        "--server", phone_directory.server,
+        "--hotline", phone_directory.hotline,
+        "--digits", "0",
+        "--digit-delay", "0.2",
+        "--record-dir", str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is True
+    assert result["stage"] == "done"
+    assert result["time_to_answer"] <= result["time_to_first_audio"]
+    assert result["operator_two_way_audio"] is None  # no operator was asked for
+
+
+def test_given_the_phone_command_when_it_calls_an_agency_then_the_agency_hears_it(
+    phones: PhoneFactory, phone_directory: Directory, tmp_path: Path
+) -> None:
+    """``siaga phone`` registers as an operator, calls police, presses 5, sends 697 Hz."""
+    police = phones.agency("police", 2)
+    operator = phone_directory.operator(4)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "dispatcher.cli", "phone",
+            "--server", phone_directory.server,
+            "--user", operator.user,
+            "--password", operator.password,
+            "--call", police.user,
+            "--tone", "697",
+            "--dtmf", "5",
+            "--hangup-after", "3",
+        ],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        call = police.wait_incoming(15)
+        assert operator.user in call.remote_uri
+        call.answer()
+        call.wait_confirmed()
+        call.start_recording(tmp_path / "police-hears.wav")
+        assert call.wait_dtmf("5") == "5"
+        call.wait_heard(1.0)
+        call.wait_disconnected(10)  # the command hangs up by itself
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert tones.hears_tone(call.recording, 697.0, skip_s=0.3)
+    assert "registration 200" in out
+    assert "state CONFIRMED" in out
+    assert "dtmf-sent 5" in out
+    assert "state DISCONNECTED" in out
