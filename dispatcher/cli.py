@@ -82,9 +82,11 @@ def accounts_document(center, creds) -> dict:  # noqa: ANN001
         "panic_number": center.panic_number,
         "accounts": [
             {"extension": ext, "username": ext, "password": creds.password(ext),
-             "role": role, "agency": agency}
+             "role": role, "agency": agency,
+             "console_password": creds.console_passwords.get(ext)}
             for ext, (role, agency) in sorted(center.extensions().items())
         ],
+        "console": f"http://{center.http.host}:{center.http.port}/",
     }
 
 
@@ -99,9 +101,11 @@ def _cmd_accounts(args: argparse.Namespace) -> int:
     sip = doc["sip"]
     print(f"SIP server: {sip['host']}:{sip['port']} ({sip['transport']})")
     print(f"Hotline: {', '.join(doc['hotline'])}   panic buttons dial: {doc['panic_number']}")
-    print(f"{'extension':<10} {'role':<11} {'agency':<13} password")
+    print(f"Console: {doc['console']} (operators and supervisors log in with their extension)")
+    print(f"{'extension':<10} {'role':<11} {'agency':<13} {'SIP password':<26} console password")
     for a in doc["accounts"]:
-        print(f"{a['extension']:<10} {a['role']:<11} {a['agency'] or '-':<13} {a['password']}")
+        print(f"{a['extension']:<10} {a['role']:<11} {a['agency'] or '-':<13} "
+              f"{a['password']:<26} {a['console_password'] or '-'}")
     return 0
 
 

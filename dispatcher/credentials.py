@@ -1,4 +1,5 @@
-"""Secrets generated on first run: the AMI secret and one SIP password per extension.
+"""Secrets generated on first run: the AMI secret, one SIP password per extension, one
+console password per operator and supervisor, and the key that signs console sessions.
 
 They live in ``<state_dir>/secrets.yaml`` with mode 0600, never in the repository or in the
 center's config. Existing secrets are kept; extensions added to the config get new ones;
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,8 @@ class Credentials:
     ami_username: str
     ami_secret: str
     sip_passwords: dict[str, str]
+    console_passwords: dict[str, str] = field(default_factory=dict)
+    session_key: str = ""
 
     def password(self, extension: str) -> str:
         """The SIP password of an extension."""
@@ -51,8 +54,15 @@ def ensure_credentials(center: Center) -> Credentials:
     ami_secret = str(ami.get("secret") or _new_secret(24))
     old_sip = data.get("sip") if isinstance(data.get("sip"), dict) else {}
     sip = {ext: str(old_sip.get(ext) or _new_secret()) for ext in center.extensions()}
-    creds = Credentials(AMI_USERNAME, ami_secret, sip)
-    new = {"ami": {"username": AMI_USERNAME, "secret": ami_secret}, "sip": sip}
+    # Console logins are separate from SIP passwords: a softphone's stored secret does not
+    # open the console.
+    old_console = data.get("console") if isinstance(data.get("console"), dict) else {}
+    staff = [op.extension for op in center.operators] + list(center.supervisors)
+    console = {ext: str(old_console.get(ext) or _new_secret(12)) for ext in staff}
+    session_key = str(data.get("session_key") or _new_secret(32))
+    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, session_key)
+    new = {"ami": {"username": AMI_USERNAME, "secret": ami_secret}, "sip": sip,
+           "console": console, "session_key": session_key}
     if new != data:
         _write_private(path, yaml.safe_dump(new, sort_keys=True))
     elif path.stat().st_mode & 0o077:

@@ -1,0 +1,1 @@
+"""The console on the web: staff login, the wallboard, supervisors' reports."""

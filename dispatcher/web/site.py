@@ -1,0 +1,364 @@
+"""The console's HTTP side: login, the wallboard, supervisors' reports; the API mounts here.
+
+Pages need a console login (operators and supervisors, with the console password from
+``siaga accounts``); reports need a supervisor. Sessions are signed cookies (HttpOnly,
+SameSite=Strict); a POST whose Origin is another site is refused. JSON errors carry a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from dispatcher.api.errors import error_body, json_body
+from dispatcher.config import Center
+from dispatcher.credentials import Credentials
+from dispatcher.web.sessions import LoginThrottle, SessionSigner, Staff, check_password
+
+COOKIE = b"siaga_session"
+MAX_FORM_BYTES = 4096
+
+TEXT = {
+    "id": {
+        "login": "Masuk", "logout": "Keluar", "extension": "Ekstensi", "password": "Kata sandi",
+        "wallboard": "Papan panggilan", "reports": "Laporan", "waiting": "Menunggu",
+        "longest_wait": "Tunggu terlama", "available": "Operator siap",
+        "active_calls": "Panggilan aktif", "callers": "Penelepon dalam antrean",
+        "caller": "Penelepon", "wait": "Tunggu", "operators": "Operator", "name": "Nama",
+        "state": "Status", "reason": "Alasan", "agencies": "Instansi", "agency": "Instansi",
+        "phones_reachable": "Telepon terhubung", "updated": "Diperbarui",
+        "bad_login": "Ekstensi atau kata sandi salah.",
+        "throttled": "Terlalu banyak percobaan. Coba lagi nanti.",
+    },
+    "en": {
+        "login": "Log in", "logout": "Log out", "extension": "Extension",
+        "password": "Password", "wallboard": "Wallboard", "reports": "Reports",
+        "waiting": "Waiting", "longest_wait": "Longest wait", "available": "Operators free",
+        "active_calls": "Active calls", "callers": "Callers in the queue", "caller": "Caller",
+        "wait": "Wait", "operators": "Operators", "name": "Name", "state": "State",
+        "reason": "Reason", "agencies": "Agencies", "agency": "Agency",
+        "phones_reachable": "Phones reachable", "updated": "Updated",
+        "bad_login": "Wrong extension or password.",
+        "throttled": "Too many attempts. Try again later.",
+    },
+}
+
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": b"default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                b"frame-ancestors 'none'",
+    b"X-Content-Type-Options": b"nosniff",
+    b"Referrer-Policy": b"same-origin",
+    b"X-Frame-Options": b"DENY",
+    b"Cache-Control": b"no-store",
+}
+
+ReportRunner = Callable[[dict[str, Any]], "defer.Deferred[tuple[str, str]]"]
+
+
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("dispatcher.web", "templates"),
+                       autoescape=select_autoescape(["html", "j2"]))
+
+
+def send_json(request: IRequest, status: int, document: object) -> bytes:
+    """Set status and JSON headers, return the body."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    return json_body(document)
+
+
+def send_error(request: IRequest, status: int, code: str, reason: str) -> bytes:
+    """A JSON error with its reason."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    return error_body(code, reason)
+
+
+class Console:
+    """Shared state of the console's resources: who is logged in, texts, templates."""
+
+    def __init__(self, center: Center, creds: Credentials, clock: Callable[[], float]):
+        self.center = center
+        self.creds = creds
+        self.clock = clock
+        self.signer = SessionSigner(creds.session_key, clock)
+        self.throttle = LoginThrottle(clock)
+        self.env = _environment()
+        self.roles = {op.extension: "operator" for op in center.operators}
+        self.roles.update({ext: "supervisor" for ext in center.supervisors})
+
+    def language(self, request: IRequest) -> str:
+        lang = (request.args.get(b"lang") or [b""])[0].decode("ascii", "replace")
+        return lang if lang in TEXT else (
+            self.center.ivr.default_language if self.center.ivr.default_language in TEXT
+            else "id")
+
+    def staff(self, request: IRequest) -> Staff | None:
+        raw = request.getCookie(COOKIE)
+        return self.signer.verify(raw.decode("ascii", "replace") if raw else None)
+
+    def page(self, request: IRequest, template: str, **ctx: Any) -> bytes:
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        lang = self.language(request)
+        html = self.env.get_template(template).render(
+            lang=lang, t=TEXT[lang], center_name=self.center.name, staff=self.staff(request),
+            **ctx)
+        return html.encode("utf-8")
+
+    def same_origin(self, request: IRequest) -> bool:
+        """A browser's POST must come from our own pages (CSRF), or carry no Origin."""
+        origin = request.getHeader(b"origin")
+        if origin is None:
+            return True
+        host = request.getHeader(b"host") or b""
+        return urlsplit(origin.decode("ascii", "replace")).netloc == host.decode(
+            "ascii", "replace")
+
+
+class _Protected(resource.Resource):
+    """A resource for logged-in staff; pages redirect to the login, JSON says 401."""
+
+    isLeaf = True
+    roles: tuple[str, ...] = ("operator", "supervisor")
+    json = False
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def render(self, request: IRequest) -> bytes | int:
+        staff = self.console.staff(request)
+        if staff is None:
+            if self.json:
+                return send_error(request, 401, "login_required", "log in to the console")
+            request.redirect(b"/login?next=" + quote(request.path.decode()).encode())
+            return b""
+        if staff.role not in self.roles:
+            return send_error(request, 403, "forbidden",
+                              f"a {staff.role} may not open this page")
+        return super().render(request)
+
+
+class LoginPage(resource.Resource):
+    """GET shows the form; POST checks the console password and sets the session cookie."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        nxt = (request.args.get(b"next") or [b"/wallboard"])[0].decode("utf-8", "replace")
+        return self.console.page(request, "login.html.j2", error=None, next=_safe_next(nxt))
+
+    def render_POST(self, request: IRequest) -> bytes:  # noqa: N802
+        console = self.console
+        if not console.same_origin(request):
+            return send_error(request, 403, "cross_site", "login from another site refused")
+        body = request.content.read(MAX_FORM_BYTES + 1)
+        if len(body) > MAX_FORM_BYTES:
+            return send_error(request, 413, "too_large", "the login form is too large")
+        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+        extension = (form.get("extension") or [""])[0].strip()
+        password = (form.get("password") or [""])[0]
+        nxt = _safe_next((form.get("next") or ["/wallboard"])[0])
+        address = request.getClientAddress()
+        keys = (f"user:{extension[:16]}", f"addr:{getattr(address, 'host', '?')}")
+        lang = console.language(request)
+        if console.throttle.blocked(*keys):
+            request.setResponseCode(429)
+            return console.page(request, "login.html.j2", error=TEXT[lang]["throttled"],
+                                next=nxt)
+        role = console.roles.get(extension)
+        if role is None or not check_password(console.creds.console_passwords, extension,
+                                              password):
+            console.throttle.failed(*keys)
+            self.log.warn("console login refused for {ext!r}", ext=extension[:16])
+            request.setResponseCode(401)
+            return console.page(request, "login.html.j2", error=TEXT[lang]["bad_login"],
+                                next=nxt)
+        console.throttle.succeeded(*keys)
+        token = console.signer.issue(Staff(extension, role))
+        request.addCookie(COOKIE, token.encode(), path=b"/", httpOnly=True,
+                          sameSite="strict", max_age=str(int(console.signer.lifetime)))
+        request.redirect(nxt.encode())
+        return b""
+
+
+def _safe_next(nxt: str) -> str:
+    """Only local paths: a login link must not bounce the user to another site."""
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt or len(nxt) > 200:
+        return "/wallboard"
+    return nxt
+
+
+class LogoutPage(resource.Resource):
+    """POST clears the session cookie."""
+
+    isLeaf = True
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def render_POST(self, request: IRequest) -> bytes:  # noqa: N802
+        if not self.console.same_origin(request):
+            return send_error(request, 403, "cross_site", "logout from another site refused")
+        request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict",
+                          max_age="0")
+        request.redirect(b"/login")
+        return b""
+
+
+class WallboardPage(_Protected):
+    """The wallboard page (its data comes from WallboardData)."""
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        return self.console.page(request, "wallboard.html.j2")
+
+
+class WallboardData(_Protected):
+    """The wallboard's figures as JSON."""
+
+    json = True
+
+    def __init__(self, console: Console, document: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(console)
+        self.document = document
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        request.setHeader(b"Cache-Control", b"no-store")
+        return send_json(request, 200, self.document())
+
+
+class ReportsPage(_Protected):
+    """Supervisors' reports: ``?from=YYYY-MM-DD&to=YYYY-MM-DD&format=html|csv|json&lang=``."""
+
+    roles = ("supervisor",)
+    log = Logger()
+
+    def __init__(self, console: Console, runner: ReportRunner) -> None:
+        super().__init__(console)
+        self.runner = runner
+
+    def render_GET(self, request: IRequest) -> bytes | int:  # noqa: N802
+        def arg(name: str, default: str) -> str:
+            return (request.args.get(name.encode()) or [default.encode()])[0].decode(
+                "utf-8", "replace")
+
+        today = dt.date.fromtimestamp(self.console.clock())
+        try:
+            start = dt.date.fromisoformat(arg("from", (today - dt.timedelta(days=6)).isoformat()))
+            end = dt.date.fromisoformat(arg("to", today.isoformat()))
+        except ValueError:
+            return send_error(request, 400, "bad_date", "from and to must be YYYY-MM-DD dates")
+        if end < start or (end - start).days > 366:
+            return send_error(request, 400, "bad_period",
+                              "to must not be before from, and a period is at most a year")
+        fmt = arg("format", "html")
+        if fmt not in ("html", "csv", "json"):
+            return send_error(request, 400, "bad_format", "format is html, csv or json")
+        query = {"from": start, "to": end, "format": fmt,
+                 "language": self.console.language(request)}
+        d = self.runner(query)
+
+        def done(result: tuple[str, str]) -> None:
+            content_type, text = result
+            for name, value in SECURITY_HEADERS.items():
+                request.setHeader(name, value)
+            request.setHeader(b"Content-Type", content_type.encode())
+            request.write(text.encode("utf-8"))
+            request.finish()
+
+        def failed(failure) -> None:  # noqa: ANN001
+            self.log.failure("report failed", failure)
+            request.write(send_error(request, 500, "report_failed",
+                                     "the report could not be computed; see the server log"))
+            request.finish()
+
+        d.addCallbacks(done, failed)
+        return server.NOT_DONE_YET
+
+
+class Static(resource.Resource):
+    """The console's few static files, from the package."""
+
+    isLeaf = True
+    TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        name = request.postpath[0].decode("ascii", "replace") if request.postpath else ""
+        suffix = name[name.rfind("."):] if "." in name else ""
+        if "/" in name or name.startswith(".") or suffix not in self.TYPES:
+            return send_error(request, 404, "not_found", "no such file")
+        try:
+            data = resources.files("dispatcher.web").joinpath("static", name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return send_error(request, 404, "not_found", "no such file")
+        request.setHeader(b"Content-Type", self.TYPES[suffix])
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        return data
+
+
+class Root(resource.Resource):
+    """``/``: redirects to the wallboard; unknown paths get a JSON 404."""
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        request.redirect(b"/wallboard")
+        return b""
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802
+        if path == b"":
+            return self
+        return _NotFound()
+
+
+class _NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request: IRequest) -> bytes:
+        return send_error(request, 404, "not_found", f"no such page: {request.path.decode()!r}")
+
+
+def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
+               wallboard: Callable[[], dict[str, Any]], reports: ReportRunner,
+               api: resource.Resource | None = None) -> server.Site:
+    """The whole HTTP site: console pages, static files and (when given) the API under /api."""
+    console = Console(center, creds, clock)
+    root = Root()
+    root.putChild(b"login", LoginPage(console))
+    root.putChild(b"logout", LogoutPage(console))
+    root.putChild(b"wallboard", WallboardPage(console))
+    root.putChild(b"wallboard.json", WallboardData(console, wallboard))
+    root.putChild(b"reports", ReportsPage(console, reports))
+    root.putChild(b"static", Static())
+    if api is not None:
+        root.putChild(b"api", api)
+    site = server.Site(root)
+    site.displayTracebacks = False
+    return site
+
+
+def report_text(query: dict[str, Any], report: dict[str, Any]) -> tuple[str, str]:
+    """Content type and text of a computed report in the asked format."""
+    from dispatcher.calllog.report import render
+
+    types = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8",
+             "json": "application/json; charset=utf-8"}
+    return types[query["format"]], render(report, query["format"])
+
+
+__all__ = ["Console", "build_site", "report_text"]

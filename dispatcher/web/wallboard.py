@@ -1,0 +1,85 @@
+"""What the wallboard shows, computed from the live model of Asterisk (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialplans.render import QUEUE_NAME
+from dispatcher.config import Center
+from pbx.ami.model import LiveModel
+
+# Queue member device states as the people at the desks say them.
+_MEMBER_STATE = {
+    "NOT_INUSE": "available",
+    "INUSE": "on call",
+    "BUSY": "on call",
+    "RINGING": "ringing",
+    "RINGINUSE": "on call",
+    "ONHOLD": "on call",
+    "UNAVAILABLE": "offline",
+    "INVALID": "offline",
+    "UNKNOWN": "offline",
+}
+
+
+def operator_state(status: str, paused: bool, in_call: bool) -> str:
+    """One word for an operator desk: available, ringing, on call, paused or offline."""
+    state = _MEMBER_STATE.get(status, "offline")
+    if state == "offline":
+        return state
+    if in_call or state == "on call":
+        return "on call"
+    if paused:
+        return "paused"
+    return state
+
+
+def wallboard_document(model: LiveModel, center: Center, now: float) -> dict[str, Any]:
+    """Callers waiting, operator desks and agency phones, for the wallboard and console."""
+    queue = model.queues.get(QUEUE_NAME)
+    callers = []
+    if queue is not None:
+        for caller in sorted(queue.callers.values(), key=lambda c: c.position):
+            channel = model.channels.get(caller.uniqueid)
+            callers.append({
+                "position": caller.position,
+                "caller": channel.caller_num if channel else "",
+                "wait_s": max(0, round(now - caller.wait_start)),
+            })
+    members = queue.members if queue is not None else {}
+    desks = []
+    for op in center.operators:
+        member = members.get(f"PJSIP/{op.extension}")
+        if member is None:
+            desks.append({"extension": op.extension, "name": op.name, "state": "logged out",
+                          "reason": ""})
+            continue
+        desks.append({
+            "extension": op.extension,
+            "name": op.name,
+            "state": operator_state(member.status, member.paused, member.in_call),
+            "reason": member.paused_reason if member.paused else "",
+            "calls_taken": member.calls_taken,
+        })
+    agencies = []
+    for agency in center.agencies:
+        phones = []
+        for ext in agency.extensions:
+            endpoint = model.endpoints.get(ext)
+            phones.append({
+                "extension": ext,
+                "registered": bool(endpoint and endpoint.contacts),
+                "state": endpoint.device_state if endpoint else "UNKNOWN",
+            })
+        agencies.append({"key": agency.key, "name": agency.name, "phones": phones,
+                         "reachable": sum(p["registered"] for p in phones)})
+    return {
+        "center": center.name,
+        "waiting": len(callers),
+        "longest_wait_s": max((c["wait_s"] for c in callers), default=0),
+        "callers": callers,
+        "operators": desks,
+        "available": sum(d["state"] == "available" for d in desks),
+        "agencies": agencies,
+        "active_calls": len({c.linkedid for c in model.channels.values() if c.linkedid}),
+    }

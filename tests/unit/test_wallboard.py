@@ -1,0 +1,53 @@
+"""Wallboard figures from the live model, fed the AMI events Asterisk sends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dispatcher.config import load_center
+from dispatcher.web.wallboard import operator_state, wallboard_document
+from pbx.ami.model import LiveModel
+from tests.harness import EXAMPLE_CONFIG
+
+
+def member(interface: str, status: str, paused: str = "0", reason: str = "") -> dict:
+    return {"Event": "QueueMemberStatus", "Queue": "operators", "Interface": interface,
+            "MemberName": interface, "StateInterface": interface, "Status": status,
+            "Paused": paused, "PausedReason": reason, "InCall": "0", "CallsTaken": "3",
+            "Membership": "static", "Penalty": "0"}
+
+
+def test_given_two_callers_and_desks_when_built_then_board_counts_them(tmp_path: Path) -> None:
+    """Waiting callers in order with their wait, each desk's state, free operators counted."""
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    now = [1000.0]
+    model = LiveModel(lambda: now[0])
+    for uid, num in (("1.1", "081234"), ("1.2", "<b>x</b>")):
+        model.handle({"Event": "Newchannel", "Uniqueid": uid, "Linkedid": uid,
+                      "Channel": f"PJSIP/anonymous-{uid}", "CallerIDNum": num,
+                      "ChannelStateDesc": "Up"})
+        model.handle({"Event": "QueueCallerJoin", "Queue": "operators", "Uniqueid": uid,
+                      "Channel": f"PJSIP/anonymous-{uid}", "Position": uid[-1], "Count": "1"})
+        now[0] += 30
+    model.handle(member("PJSIP/201", "1"))                       # not in use
+    model.handle(member("PJSIP/202", "1", "1", "break"))          # paused
+    model.handle(member("PJSIP/203", "6"))                       # ringing
+    model.handle(member("PJSIP/204", "5"))                       # unavailable
+    board = wallboard_document(model, center, now[0])
+    assert board["waiting"] == 2
+    assert [c["caller"] for c in board["callers"]] == ["081234", "<b>x</b>"]
+    assert [c["wait_s"] for c in board["callers"]] == [60, 30]
+    assert board["longest_wait_s"] == 60
+    states = {d["extension"]: (d["state"], d["reason"]) for d in board["operators"]}
+    assert states == {"201": ("available", ""), "202": ("paused", "break"),
+                      "203": ("ringing", ""), "204": ("offline", "")}
+    assert board["available"] == 1
+    assert board["active_calls"] == 2
+    assert {a["key"] for a in board["agencies"]} == {a.key for a in center.agencies}
+
+
+def test_given_states_when_named_then_call_beats_pause_and_offline_beats_all() -> None:
+    """An operator on a call shows 'on call' even if paused; offline wins over both."""
+    assert operator_state("INUSE", True, True) == "on call"
+    assert operator_state("NOT_INUSE", True, False) == "paused"
+    assert operator_state("UNAVAILABLE", True, True) == "offline"
