@@ -36,10 +36,10 @@ from sqlalchemy import (
     Integer,
     and_,
     case,
+    cast,
     func,
     literal,
     not_,
-    or_,
     select,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -84,21 +84,30 @@ class ReportOptions:
 class local_hour(FunctionElement[int]):
     """The hour of day (0-23) of a UTC timestamp column, shifted by whole minutes.
 
-    ``local_hour(column, literal(minutes))``: the offset is a bound parameter, so one cached
-    statement serves every time zone.
+    ``local_hour(column, literal(minutes))``.
     """
 
     type = Integer()
-    inherit_cache = True
+    # Not cached: the SQLite form inlines a whole-hour offset, which a cached statement would
+    # then reuse for another zone. Reports are rare; compiling them each time costs nothing.
+    inherit_cache = False
     name = "local_hour"
 
 
 @compiles(local_hour, "sqlite")
 def _local_hour_sqlite(element: local_hour, compiler: Any, **kw: Any) -> str:
+    # SQLAlchemy stores SQLite timestamps as "YYYY-MM-DD HH:MM:SS.ffffff": cutting the hour
+    # (and minute) out of the text costs far less per row than strftime() parsing it.
     column, minutes = list(element.clauses)
+    col = compiler.process(column, **kw)
+    value = getattr(minutes, "value", None)
+    if isinstance(value, int) and value % 60 == 0:
+        # Whole-hour zones (all of Indonesia's): the hour alone decides.
+        return f"((CAST(substr({col}, 12, 2) AS INTEGER) + {value // 60 % 24 + 24}) % 24)"
+    offset = compiler.process(minutes, **kw)
     return (
-        f"CAST(strftime('%H', {compiler.process(column, **kw)}, "
-        f"{compiler.process(minutes, **kw)} || ' minutes') AS INTEGER)"
+        f"((((CAST(substr({col}, 12, 2) AS INTEGER) * 60 + CAST(substr({col}, 15, 2) AS INTEGER)"
+        f" + {offset}) % 1440) + 1440) % 1440 / 60)"
     )
 
 
@@ -134,79 +143,29 @@ def _pct(part: int, whole: int) -> float | None:
 def build_report(
     session: Session, options: ReportOptions, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """Compute every figure of the report for ``options`` (blocking: run off the reactor)."""
+    """Compute every figure of the report for ``options`` (blocking: run off the reactor).
+
+    The period's calls are read in one grouped scan (by local hour, category and answering
+    operator, a few thousand groups at most); the summary, the hourly, per-category and
+    per-operator tables are sums of those groups. Agencies come from the transfer legs (one
+    index range), repeat callers from one more grouped scan.
+    """
     start, end = options.utc_bounds()
+    in_period = and_(Call.started_at >= start, Call.started_at < end)
     short = and_(
         Call.outcome.in_(ABANDONED),
         Call.duration_seconds < options.short_abandon_seconds,
     )
-    in_period = and_(
-        Call.started_at >= start,
-        Call.started_at < end,
-        Call.direction == "inbound",
-        Call.outcome != "in_progress",
+    offered_filter = and_(
+        in_period, Call.direction == "inbound", Call.outcome != "in_progress", not_(short)
     )
-    offered_filter = and_(in_period, not_(short))
-    answered = Call.outcome == "answered"
-
-    # -- summary: one pass over the period's calls ---------------------------------------------
-    columns = [
-        func.count().label("all_calls"),
-        _count(short).label("short_abandons"),
-        _count(answered).label("answered"),
-        _count(and_(Call.outcome == "abandoned_ivr", not_(short))).label("abandoned_ivr"),
-        _count(and_(Call.outcome == "abandoned_queue", not_(short))).label("abandoned_queue"),
-        _count(Call.outcome == "unanswered").label("unanswered"),
-        _count(Call.outcome == "dropped").label("dropped"),
-        _avg(Call.answer_seconds, answered).label("asa"),
-        _avg(Call.talk_seconds, answered).label("aht"),
-        func.max(case((answered, Call.answer_seconds), else_=None)).label("max_answer"),
-        _count(Call.queue_passes > 1).label("requeued"),
-    ]
-    for seconds, _target in SERVICE_LEVELS:
-        columns.append(
-            _count(and_(answered, Call.answer_seconds <= seconds)).label(f"within_{seconds}")
-        )
-    row = session.execute(select(*columns).where(in_period)).one()._mapping
-    offered = int(row["all_calls"]) - int(row["short_abandons"])
-    abandoned = int(row["abandoned_ivr"]) + int(row["abandoned_queue"])
-    summary: dict[str, Any] = {
-        "offered": offered,
-        "answered": int(row["answered"]),
-        "abandoned": abandoned,
-        "abandoned_ivr": int(row["abandoned_ivr"]),
-        "abandoned_queue": int(row["abandoned_queue"]),
-        "unanswered": int(row["unanswered"]),
-        "dropped": int(row["dropped"]),
-        "short_abandons_excluded": int(row["short_abandons"]),
-        "answered_percent": _pct(int(row["answered"]), offered),
-        "abandoned_percent": _pct(abandoned, offered),
-        "asa_seconds": _r(row["asa"]),
-        "aht_seconds": _r(row["aht"]),
-        "max_answer_seconds": _r(row["max_answer"]),
-        "requeued": int(row["requeued"]),
-        "service_levels": [
-            {
-                "seconds": seconds,
-                "target_percent": target,
-                "answered_within": int(row[f"within_{seconds}"]),
-                "percent": _pct(int(row[f"within_{seconds}"]), offered),
-                "met": offered > 0 and 100.0 * int(row[f"within_{seconds}"]) >= target * offered,
-            }
-            for seconds, target in SERVICE_LEVELS
-        ],
-    }
-    outbound = session.execute(
-        select(func.count(), _count(Call.outcome == "answered")).where(
-            Call.started_at >= start,
-            Call.started_at < end,
-            Call.direction == "outbound",
-            Call.outcome != "in_progress",
-        )
-    ).one()
-    summary["outbound_calls"] = int(outbound[0])
-    summary["outbound_answered"] = int(outbound[1])
-
+    groups = _call_groups(session, in_period, short, options)
+    inbound = [g for g in groups if g["direction"] == "inbound"]
+    outbound = [g for g in groups if g["direction"] == "outbound"]
+    summary = _fold(inbound)
+    summary["short_abandons_excluded"] = sum(g["short"] for g in inbound)
+    summary["outbound_calls"] = sum(g["all"] for g in outbound)
+    summary["outbound_answered"] = sum(g["answered"] for g in outbound)
     return {
         "language": options.language,
         "period": {
@@ -224,72 +183,166 @@ def build_report(
             ],
         },
         "summary": summary,
-        "operators": _operators(session, offered_filter),
-        "agencies": _agencies(session, offered_filter),
-        "categories": _categories(session, offered_filter),
-        "hourly": _hourly(session, offered_filter, options),
+        "operators": _operators(session, inbound),
+        "agencies": _agencies(session, start, end),
+        "categories": _categories(inbound),
+        "hourly": _hourly(inbound),
         "callbacks": _callbacks(session, start, end),
         "repeat_callers": _repeat_callers(session, offered_filter, options.top_repeat_callers),
     }
 
 
-def _operators(session: Session, offered_filter: ColumnElement[bool]) -> list[dict[str, Any]]:
-    # Calls each operator answered first (ASA is theirs), and all their talk legs (AHT).
-    first = dict(
-        (op_id, (int(n), asa))
-        for op_id, n, asa in session.execute(
-            select(Call.answered_by_id, func.count(), func.avg(Call.answer_seconds))
-            .where(offered_filter, Call.outcome == "answered")
-            .group_by(Call.answered_by_id)
+_SUMMED = (
+    "all",
+    "short",
+    "answered",
+    "abandoned_ivr",
+    "abandoned_queue",
+    "unanswered",
+    "dropped",
+    "answer_sum",
+    "talk_sum",
+    "requeued",
+) + tuple(f"within_{s}" for s, _t in SERVICE_LEVELS)
+
+
+def _call_groups(
+    session: Session,
+    in_period: ColumnElement[bool],
+    short: ColumnElement[bool],
+    options: ReportOptions,
+) -> list[dict[str, Any]]:
+    """Partial aggregates of the period's finished calls, one row per (direction, local hour,
+    category, answering operator). Short abandons are counted apart and nowhere else.
+
+    The SQL groups by outcome and by "shorter than the threshold" as well, so every aggregate
+    is a plain COUNT/SUM/MAX with no CASE per row (SQLite spends most of a report evaluating
+    per-row expressions); the outcome columns are then laid out from those few groups.
+    """
+    hour = local_hour(Call.started_at, literal(options.utc_offset_minutes(), Integer()))
+    category = func.coalesce(Call.category, "")
+    is_short = cast(Call.duration_seconds < options.short_abandon_seconds, Integer)
+    keys = (Call.direction, hour, category, Call.answered_by_id, Call.outcome, is_short)
+    columns = [
+        Call.direction.label("direction"),
+        hour.label("hour"),
+        category.label("category"),
+        Call.answered_by_id.label("operator_id"),
+        Call.outcome.label("outcome"),
+        is_short.label("is_short"),
+        func.count().label("n"),
+        func.sum(Call.answer_seconds).label("answer_sum"),
+        func.sum(Call.talk_seconds).label("talk_sum"),
+        func.max(Call.answer_seconds).label("answer_max"),
+        func.sum(cast(Call.queue_passes > 1, Integer)).label("requeued"),
+    ]
+    for seconds, _target in SERVICE_LEVELS:
+        columns.append(
+            func.sum(cast(Call.answer_seconds <= seconds, Integer)).label(f"within_{seconds}")
         )
-    )
-    talk = session.execute(
-        select(
-            Leg.operator_id,
-            func.count(func.distinct(Leg.call_id)),
-            func.count(),
-            func.sum(Leg.duration_seconds),
-        )
-        .join(Call, Call.id == Leg.call_id)
-        .where(offered_filter, Leg.kind == "operator_talk")
-        .group_by(Leg.operator_id)
-    ).all()
+    statement = select(*columns).where(in_period, Call.outcome != "in_progress").group_by(*keys)
+    groups = []
+    for row in session.execute(statement):
+        r = row._mapping
+        n = int(r["n"])
+        outcome = r["outcome"]
+        answered = outcome == "answered"
+        short_abandon = outcome in ABANDONED and r["is_short"] == 1
+        group: dict[str, Any] = {
+            "direction": r["direction"],
+            "hour": int(r["hour"]),
+            "category": r["category"],
+            "operator_id": r["operator_id"],
+            "all": n,
+            "short": n if short_abandon else 0,
+            "answered": n if answered else 0,
+            "abandoned_ivr": n if outcome == "abandoned_ivr" and not short_abandon else 0,
+            "abandoned_queue": n if outcome == "abandoned_queue" and not short_abandon else 0,
+            "unanswered": n if outcome == "unanswered" else 0,
+            "dropped": n if outcome == "dropped" else 0,
+            "answer_sum": float(r["answer_sum"] or 0.0) if answered else 0.0,
+            "talk_sum": float(r["talk_sum"] or 0.0) if answered else 0.0,
+            "answer_max": r["answer_max"] if answered else None,
+            "requeued": 0 if short_abandon else int(r["requeued"] or 0),
+        }
+        for seconds, _target in SERVICE_LEVELS:
+            key = f"within_{seconds}"
+            group[key] = int(r[key] or 0) if answered else 0
+        group["offered"] = n - group["short"]
+        groups.append(group)
+    return groups
+
+
+def _fold(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add partial aggregates up into the figures of one table row."""
+    total = {key: sum(g[key] for g in groups) for key in _SUMMED}
+    offered = sum(g["offered"] for g in groups)
+    answered = int(total["answered"])
+    abandoned = int(total["abandoned_ivr"] + total["abandoned_queue"])
+    maxima = [g["answer_max"] for g in groups if g["answer_max"] is not None]
+    return {
+        "offered": offered,
+        "answered": answered,
+        "abandoned": abandoned,
+        "abandoned_ivr": int(total["abandoned_ivr"]),
+        "abandoned_queue": int(total["abandoned_queue"]),
+        "unanswered": int(total["unanswered"]),
+        "dropped": int(total["dropped"]),
+        "answered_percent": _pct(answered, offered),
+        "abandoned_percent": _pct(abandoned, offered),
+        "asa_seconds": _r(total["answer_sum"] / answered) if answered else None,
+        "aht_seconds": _r(total["talk_sum"] / answered) if answered else None,
+        "talk_seconds": _r(total["talk_sum"]),
+        "max_answer_seconds": _r(max(maxima)) if maxima else None,
+        "requeued": int(total["requeued"]),
+        "service_levels": [
+            {
+                "seconds": seconds,
+                "target_percent": target,
+                "answered_within": int(total[f"within_{seconds}"]),
+                "percent": _pct(int(total[f"within_{seconds}"]), offered),
+                "met": offered > 0 and 100.0 * total[f"within_{seconds}"] >= target * offered,
+            }
+            for seconds, target in SERVICE_LEVELS
+        ],
+    }
+
+
+def _by(groups: list[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for group in groups:
+        out.setdefault(group[key], []).append(group)
+    return out
+
+
+def _operators(session: Session, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per operator: the calls they answered (ASA), and those calls' talk time (AHT)."""
     names = {op.id: op for op in session.scalars(select(Operator))}
     rows = []
-    seen = set()
-    for op_id, calls, _legs, seconds in talk:
-        seen.add(op_id)
-        answered, asa = first.get(op_id, (0, None))
+    for op_id, mine in _by(groups, "operator_id").items():
+        if op_id is None:
+            continue
+        folded = _fold(mine)
+        op = names.get(op_id)
         rows.append(
             {
-                "code": names[op_id].code if op_id in names else "?",
-                "name": names[op_id].name if op_id in names else "?",
-                "answered": answered,
-                "calls_handled": int(calls),
-                "talk_seconds": _r(seconds),
-                "aht_seconds": _r(seconds / calls if calls and seconds is not None else None),
-                "asa_seconds": _r(asa),
+                "code": op.code if op else "?",
+                "name": op.name if op else "?",
+                "answered": folded["answered"],
+                "asa_seconds": folded["asa_seconds"],
+                "aht_seconds": folded["aht_seconds"],
+                "talk_seconds": folded["talk_seconds"],
+                "max_answer_seconds": folded["max_answer_seconds"],
+                "answered_within_15": folded["service_levels"][0]["answered_within"],
             }
         )
-    for op_id, (answered, asa) in first.items():
-        if op_id not in seen and op_id is not None:
-            op = names.get(op_id)
-            rows.append(
-                {
-                    "code": op.code if op else "?",
-                    "name": op.name if op else "?",
-                    "answered": answered,
-                    "calls_handled": 0,
-                    "talk_seconds": 0.0,
-                    "aht_seconds": None,
-                    "asa_seconds": _r(asa),
-                }
-            )
     rows.sort(key=lambda r: (-r["answered"], r["code"]))
     return rows
 
 
-def _agencies(session: Session, offered_filter: ColumnElement[bool]) -> list[dict[str, Any]]:
+def _agencies(session: Session, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+    """Per agency: transfer attempts and agency talk of the journeys that arrived in the period
+    (callbacks included: the agency was called all the same)."""
     is_attempt = Leg.kind == "transfer_attempt"
     is_talk = Leg.kind == "agency_talk"
     answered = and_(is_attempt, Leg.result == "answered")
@@ -309,8 +362,12 @@ def _agencies(session: Session, offered_filter: ColumnElement[bool]) -> list[dic
                 "talk"
             ),
         )
-        .join(Call, Call.id == Leg.call_id)
-        .where(offered_filter, Leg.agency_id.is_not(None), or_(is_attempt, is_talk))
+        .where(
+            Leg.kind.in_(("transfer_attempt", "agency_talk")),
+            Leg.call_started_at >= start,
+            Leg.call_started_at < end,
+            Leg.agency_id.is_not(None),
+        )
         .group_by(Leg.agency_id)
     ).all()
     agencies = {a.id: a for a in session.scalars(select(Agency))}
@@ -338,69 +395,42 @@ def _agencies(session: Session, offered_filter: ColumnElement[bool]) -> list[dic
     return rows
 
 
-def _categories(session: Session, offered_filter: ColumnElement[bool]) -> list[dict[str, Any]]:
-    answered = Call.outcome == "answered"
-    category = func.coalesce(Call.category, "")
-    result = session.execute(
-        select(
-            category.label("category"),
-            func.count().label("offered"),
-            _count(answered).label("answered"),
-            _count(Call.outcome.in_(ABANDONED)).label("abandoned"),
-            _avg(Call.answer_seconds, answered).label("asa"),
-            _avg(Call.talk_seconds, answered).label("aht"),
+def _categories(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for category, mine in _by(groups, "category").items():
+        folded = _fold(mine)
+        if not folded["offered"]:
+            continue
+        rows.append(
+            {
+                "category": category,
+                "offered": folded["offered"],
+                "answered": folded["answered"],
+                "abandoned": folded["abandoned"],
+                "asa_seconds": folded["asa_seconds"],
+                "aht_seconds": folded["aht_seconds"],
+            }
         )
-        .where(offered_filter)
-        .group_by(category)
-        .order_by(func.count().desc(), category)
-    ).all()
-    return [
-        {
-            "category": r.category,
-            "offered": int(r.offered),
-            "answered": int(r.answered),
-            "abandoned": int(r.abandoned),
-            "asa_seconds": _r(r.asa),
-            "aht_seconds": _r(r.aht),
-        }
-        for r in result
-    ]
+    rows.sort(key=lambda r: (-r["offered"], r["category"]))
+    return rows
 
 
-def _hourly(
-    session: Session, offered_filter: ColumnElement[bool], options: ReportOptions
-) -> list[dict[str, Any]]:
-    answered = Call.outcome == "answered"
-    hour = local_hour(Call.started_at, literal(options.utc_offset_minutes(), Integer()))
+def _hourly(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first_sl = SERVICE_LEVELS[0][0]
-    result = {
-        int(r.hour): r
-        for r in session.execute(
-            select(
-                hour.label("hour"),
-                func.count().label("offered"),
-                _count(answered).label("answered"),
-                _count(Call.outcome.in_(ABANDONED)).label("abandoned"),
-                _count(and_(answered, Call.answer_seconds <= first_sl)).label("within"),
-                _avg(Call.answer_seconds, answered).label("asa"),
-            )
-            .where(offered_filter)
-            .group_by(hour)
-        )
-    }
+    by_hour = _by(groups, "hour")
     rows = []
     for h in range(24):
-        r = result.get(h)
-        offered = int(r.offered) if r else 0
+        folded = _fold(by_hour.get(h, []))
+        within = folded["service_levels"][0]["answered_within"]
         rows.append(
             {
                 "hour": h,
-                "offered": offered,
-                "answered": int(r.answered) if r else 0,
-                "abandoned": int(r.abandoned) if r else 0,
-                f"within_{first_sl}": int(r.within) if r else 0,
-                "service_level_percent": _pct(int(r.within), offered) if r else None,
-                "asa_seconds": _r(r.asa) if r else None,
+                "offered": folded["offered"],
+                "answered": folded["answered"],
+                "abandoned": folded["abandoned"],
+                f"within_{first_sl}": within,
+                "service_level_percent": _pct(within, folded["offered"]),
+                "asa_seconds": folded["asa_seconds"],
             }
         )
     return rows
@@ -430,6 +460,10 @@ def _callbacks(session: Session, start: dt.datetime, end: dt.datetime) -> dict[s
 def _repeat_callers(
     session: Session, offered_filter: ColumnElement[bool], top: int
 ) -> dict[str, Any]:
+    """Numbers that called more than once in the period: how many, their calls, the top ones.
+
+    One grouped scan; window functions carry the totals on the top rows.
+    """
     per_number = (
         select(Call.caller_number.label("number"), func.count().label("calls"))
         .where(offered_filter, Call.caller_number != "")
@@ -437,18 +471,20 @@ def _repeat_callers(
         .having(func.count() > 1)
         .subquery()
     )
-    numbers, calls = session.execute(
-        select(func.count(), func.coalesce(func.sum(per_number.c.calls), 0))
-    ).one()
-    leaders = session.execute(
-        select(per_number.c.number, per_number.c.calls)
+    rows = session.execute(
+        select(
+            per_number.c.number,
+            per_number.c.calls,
+            func.count().over().label("numbers"),
+            func.sum(per_number.c.calls).over().label("total"),
+        )
         .order_by(per_number.c.calls.desc(), per_number.c.number)
         .limit(top)
     ).all()
     return {
-        "numbers": int(numbers),
-        "calls": int(calls),
-        "top": [{"number": n, "calls": int(c)} for n, c in leaders],
+        "numbers": int(rows[0].numbers) if rows else 0,
+        "calls": int(rows[0].total) if rows else 0,
+        "top": [{"number": r.number, "calls": int(r.calls)} for r in rows],
     }
 
 
@@ -482,7 +518,6 @@ TEXT: dict[str, dict[str, str]] = {
         "outbound": "Panggilan keluar (panggilan balik)",
         "operators": "Per operator",
         "operator": "Operator",
-        "calls_handled": "Panggilan ditangani",
         "talk_time": "Total waktu bicara",
         "agencies": "Per instansi",
         "agency": "Instansi",
@@ -546,7 +581,6 @@ TEXT: dict[str, dict[str, str]] = {
         "outbound": "Outbound calls (callbacks)",
         "operators": "Per operator",
         "operator": "Operator",
-        "calls_handled": "Calls handled",
         "talk_time": "Total talk time",
         "agencies": "Per agency",
         "agency": "Agency",

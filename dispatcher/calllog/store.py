@@ -183,6 +183,7 @@ def save_journey(session: Session, record: JourneyRecord) -> Call | None:
             operator=operator_of(leg.operator),
             agency=agency_of(leg.agency),
             queue=leg.queue,
+            call_started_at=call.started_at,
             started_at=_ts(leg.started_at),
             answered_at=_ts(leg.answered_at),
             ended_at=_ts(leg.ended_at),

@@ -3,7 +3,7 @@ callbacks, devices, incidents, alerts, CEL cursors (times are naive UTC).
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 20:22:55.505685
+Create Date: 2026-11-27 20:31:03.145002
 """
 
 from collections.abc import Sequence
@@ -160,10 +160,12 @@ def upgrade() -> None:
                 "started_at",
                 "direction",
                 "outcome",
+                "duration_seconds",
                 "answer_seconds",
                 "talk_seconds",
-                "duration_seconds",
+                "queue_passes",
                 "category",
+                "answered_by_id",
                 "caller_number",
             ],
             unique=False,
@@ -257,6 +259,7 @@ def upgrade() -> None:
         sa.Column("operator_id", sa.Integer(), nullable=True),
         sa.Column("agency_id", sa.Integer(), nullable=True),
         sa.Column("queue", sa.String(length=64), nullable=True),
+        sa.Column("call_started_at", sa.DateTime(), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=False),
         sa.Column("answered_at", sa.DateTime(), nullable=True),
         sa.Column("ended_at", sa.DateTime(), nullable=True),
@@ -276,13 +279,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_legs")),
     )
     with op.batch_alter_table("legs", schema=None) as batch_op:
+        batch_op.create_index("ix_legs_call", ["call_id"], unique=False)
         batch_op.create_index(
-            "ix_legs_call",
+            "ix_legs_report",
             [
-                "call_id",
                 "kind",
-                "operator_id",
+                "call_started_at",
                 "agency_id",
+                "operator_id",
                 "result",
                 "ring_seconds",
                 "duration_seconds",
@@ -316,6 +320,7 @@ def downgrade() -> None:
 
     op.drop_table("recordings")
     with op.batch_alter_table("legs", schema=None) as batch_op:
+        batch_op.drop_index("ix_legs_report")
         batch_op.drop_index("ix_legs_call")
 
     op.drop_table("legs")
