@@ -198,6 +198,24 @@ class Directory:
     operators: Mapping[str, str] = field(default_factory=dict)  # endpoint -> operator code
     agencies: Mapping[str, str] = field(default_factory=dict)  # endpoint -> agency code
 
+    @classmethod
+    def from_center(cls, center: Any) -> Directory:
+        """Build it from the center's config (``dispatcher.config.Center``).
+
+        Operators are known by their extension; an agency by its key, on each of its phones
+        and on its fallback number unless that number is an operator's or a supervisor's.
+        """
+        operators = {op.extension: op.extension for op in center.operators}
+        staff = set(operators) | set(getattr(center, "supervisors", ()))
+        agencies: dict[str, str] = {}
+        for agency in center.agencies:
+            for extension in agency.extensions:
+                agencies[extension] = agency.key
+            fallback = getattr(agency, "fallback", "")
+            if fallback and fallback not in staff:
+                agencies.setdefault(fallback, agency.key)
+        return cls(operators=operators, agencies=agencies)
+
     def classify(self, channel: str) -> tuple[str, str | None]:
         """Return ``(role, code)`` for a channel name: operator, agency, local or other."""
         tech, endpoint = endpoint_of(channel)

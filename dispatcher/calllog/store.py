@@ -15,6 +15,7 @@ import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -98,6 +99,15 @@ def sync_reference(
             codes.add(code)
         for row in session.scalars(select(model)):
             row.active = row.code in codes
+
+
+def sync_center(session: Session, center: Any) -> None:
+    """``sync_reference`` from the center's config (``dispatcher.config.Center``)."""
+    sync_reference(
+        session,
+        [(op.extension, op.name) for op in center.operators],
+        [(agency.key, agency.name) for agency in center.agencies],
+    )
 
 
 # --------------------------------------------------------------------------------------------

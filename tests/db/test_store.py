@@ -391,3 +391,25 @@ def test_given_the_same_calls_when_reported_on_this_backend_then_figures_match_s
     assert figures[0]["summary"]["offered"] == 6
     assert sum(h["offered"] for h in figures[0]["hourly"]) == 6
     assert figures[0]["hourly"][10]["offered"] == 6  # 03:00 UTC is 10:00 in Jakarta
+
+
+def test_given_the_center_config_when_synced_then_reference_rows_follow_it(
+    sessions: sessionmaker[Session], tmp_path: Path
+):
+    """Operators and agencies of the config become rows; one dropped from the config is kept
+    (old calls refer to it) but marked inactive."""
+    from dispatcher.config import load_center
+
+    root = Path(__file__).resolve().parents[2]
+    center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
+    with db.transaction(sessions) as session:
+        store.ensure_operator(session, "199", "Retired")
+        store.sync_center(session, center)
+    with sessions() as session:
+        operators = {o.code: o for o in session.scalars(select(Operator))}
+        agencies = {a.code for a in session.scalars(select(Agency)) if a.active}
+    assert {op.extension for op in center.operators} <= {
+        c for c, o in operators.items() if o.active
+    }
+    assert operators["199"].active is False
+    assert agencies == {a.key for a in center.agencies}

@@ -281,3 +281,22 @@ def test_given_real_asterisk22_queue_traffic_when_built_then_two_answered_journe
         assert record.talk_seconds is not None and record.talk_seconds > 0
         starts = [leg.started_at for leg in record.legs]
         assert starts == sorted(starts)
+
+
+def test_given_the_example_city_when_building_the_directory_then_phones_map_to_their_owner(
+    tmp_path: Path,
+):
+    """Operators by extension; agency phones and fallbacks by agency key; a fallback that is a
+    supervisor's phone stays nobody's agency."""
+    from dispatcher.config import load_center
+
+    root = Path(__file__).resolve().parents[2]
+    center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
+    directory = Directory.from_center(center)
+    assert directory.classify("PJSIP/201-00000001") == ("operator", "201")
+    assert directory.classify("PJSIP/302-0000000a") == ("agency", "police")
+    assert directory.classify("PJSIP/309-0000000b") == ("agency", "police")
+    assert directory.classify("PJSIP/351-0000000c") == ("agency", "transport")
+    assert directory.classify("PJSIP/290-0000000d") == ("other", None)
+    assert directory.classify("Local/201@operators-00000001;1") == ("local", None)
+    assert directory.operator_for_interface("Local/201@operators/n") == "201"
