@@ -8,17 +8,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from twisted.application.service import MultiService
-from twisted.internet import defer
+from twisted.application import internet
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from dialplans.render import AsteriskPaths, render_all, write_config
+from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction, upgrade
+from dispatcher.calllog.report import ReportOptions, build_report
+from dispatcher.calllog.writer import CallLogWriter
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
+from dispatcher.web.site import build_site, report_text
+from dispatcher.web.wallboard import wallboard_document
 from pbx.ami.client import AMIService
 from pbx.ami.client import Credentials as AMICredentials
+from pbx.ami.model import LiveModel
+from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
 from pbx.provision import AsteriskInstall
 
@@ -53,18 +63,48 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     return Prepared(center, install, paths, creds)
 
 
+class ThreadPoolService(Service):
+    """A thread pool for blocking reads (reports), started and stopped with the server."""
+
+    def __init__(self, name: str, max_threads: int = 2) -> None:
+        self.pool = ThreadPool(0, max_threads, name=name)
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> None:  # noqa: N802
+        super().stopService()
+        self.pool.stop()
+
+
 class SiagaServer(MultiService):
-    """The server's service tree; its parts are attributes for whoever needs to reach them."""
+    """The server's service tree; its parts are attributes for whoever needs to reach them.
+
+    Children start in the order they were added and stop in reverse: Asterisk first, the
+    HTTP site last (so it never serves without the parts behind it).
+    """
 
     log = Logger()
 
-    def __init__(self, prepared: Prepared, asterisk: AsteriskService, ami: AMIService) -> None:
+    def __init__(self, prepared: Prepared) -> None:
         super().__init__()
         self.prepared = prepared
-        self.asterisk = asterisk
-        self.ami = ami
-        asterisk.setServiceParent(self)
-        ami.setServiceParent(self)
+        self.parts: dict[str, object] = {}
+
+    def add(self, name: str, part: object) -> object:
+        """Keep ``part`` under ``name``; a Service also joins the tree."""
+        self.parts[name] = part
+        if isinstance(part, Service):
+            part.setName(name)
+            part.setServiceParent(self)
+        return part
+
+    def __getattr__(self, name: str) -> object:
+        parts = self.__dict__.get("parts", {})
+        if name in parts:
+            return parts[name]
+        raise AttributeError(name)
 
     @defer.inlineCallbacks
     def when_ready(self):  # noqa: ANN201 (Deferred[None])
@@ -84,15 +124,45 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     """Assemble the server for a prepared center. ``reactor`` is the only global it gets.
 
     ``adopt_pid`` is an Asterisk already running on this state directory, to keep.
+    Blocking set-up (the database schema upgrade) happens here, before the reactor runs.
     """
-    asterisk = AsteriskService(
-        reactor, reactor, prepared.install, prepared.asterisk_conf,
-        prepared.center.state_dir, prepared.paths.log / "asterisk.out", adopt_pid=adopt_pid,
-    )
     center = prepared.center
-    ami = AMIService(
+    server = SiagaServer(prepared)
+    server.add("asterisk", AsteriskService(
+        reactor, reactor, prepared.install, prepared.asterisk_conf,
+        center.state_dir, prepared.paths.log / "asterisk.out", adopt_pid=adopt_pid,
+    ))
+    ami = server.add("ami", AMIService(
         reactor,
         TCP4ClientEndpoint(reactor, center.ami.host, center.ami.port, timeout=5),
         AMICredentials(prepared.creds.ami_username, prepared.creds.ami_secret),
+    ))
+    model = server.add("model", LiveModel(reactor.seconds))
+    server.add("model_sync", ModelSync(ami, model))
+
+    # The call log: schema brought to head at every start, one writer thread, reads for
+    # reports in a pool of their own so a long report never delays a write.
+    upgrade(center.database_url)
+    engine = server.add("db_engine", make_engine(center.database_url))
+    sessions = server.add("db_sessions", make_sessionmaker(engine))
+    server.add("writer", CallLogWriter(reactor, sessions))
+    readers = server.add("readers", ThreadPoolService("siaga-reports"))
+
+    def run_report(query: dict[str, Any]) -> defer.Deferred[tuple[str, str]]:
+        options = ReportOptions(start=query["from"], end=query["to"],
+                                language=query["language"])
+
+        def work() -> tuple[str, str]:
+            with transaction(sessions) as session:
+                return report_text(query, build_report(session, options))
+
+        return threads.deferToThreadPool(reactor, readers.pool, work)
+
+    site = build_site(
+        center, prepared.creds, reactor.seconds,
+        wallboard=lambda: wallboard_document(model, center, reactor.seconds()),
+        reports=run_report,
     )
-    return SiagaServer(prepared, asterisk, ami)
+    server.add("site", site)
+    server.add("http", internet.TCPServer(center.http.port, site, interface=center.http.host))
+    return server
