@@ -43,6 +43,7 @@ setup(
             "asterisk-ami>=0.1.7",
             "panoramisk>=1.4",
             "ruff>=0.6",
+            "selenium>=4.20",
         ],
     },
     entry_points={"console_scripts": ["siaga=dispatcher.cli:main"]},
