@@ -19,6 +19,7 @@ from dispatcher.config import ConfigError, load_center
 COMMAND_MODULES: tuple[str, ...] = (
     "pbx.phone.cli",
     "dispatcher.calllog.cli",
+    "dispatcher.alerts.cli",
 )
 
 

@@ -1,0 +1,321 @@
+"""The alert service: from an HTTP body to a committed incident and an operator-first callback.
+
+:class:`AlertService` is HTTP-agnostic (``dispatcher.api`` turns requests into calls to it) and
+IO-agnostic: it gets
+
+* ``clock`` (``IReactorTime``): every time it uses;
+* ``write(fn, *args)``: run ``fn(session, *args)`` in one transaction off the reactor thread and
+  fire with its result once committed (``CallLogWriter.submit``);
+* ``read(fn, *args)``: the same for reads (a thread pool; see ``dispatcher.api.service``);
+* ``ami``: an ``AMIService`` (originate, subscribe), or None to take alerts without calling
+  back (callbacks then wait in the database for a server with AMI).
+
+Durable before acknowledged: ``post_alert`` fires only after the writer committed the alert,
+its incident and the callback owed; at start-up every callback still owed is resumed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dispatcher.alerts import storage
+from dispatcher.alerts.auth import REPLAY_WINDOW, Authenticator, DeviceCredentials
+from dispatcher.alerts.buttons import ButtonWatcher
+from dispatcher.alerts.callback import CallbackDialer, DialerSettings
+from dispatcher.alerts.feed import IncidentFeed
+from dispatcher.alerts.incident import FINAL_STATES, IncidentInput, InvalidTransition
+from dispatcher.alerts.intake import (
+    MAX_BODY_BYTES,
+    parse_json_object,
+    validate_alert,
+    validate_identifier,
+)
+from dispatcher.alerts.ratelimit import RateLimiter
+from dispatcher.api.errors import ApiError
+
+__all__ = ["AlertService", "AlertSettings", "Reply"]
+
+log = Logger(namespace="dispatcher.alerts")
+
+Runner = Callable[..., "Deferred[Any]"]
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Limits and timings of alert intake and callbacks (defaults suit a city center)."""
+
+    rate_burst: float = 10.0  # alerts a device may send at once
+    rate_per_second: float = 0.2  # then one every 5 s
+    replay_window: float = REPLAY_WINDOW
+    device_cache_seconds: float = 10.0  # a revoked device is refused at commit anyway
+    max_body_bytes: int = MAX_BODY_BYTES
+    dialer: DialerSettings = field(default_factory=DialerSettings)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer for the HTTP layer: status, JSON document, extra headers."""
+
+    status: int
+    document: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class AlertService(Service):
+    """Alert intake, incidents' state changes, callbacks and buttons (see the module doc)."""
+
+    name = "alerts"
+
+    def __init__(self, clock: IReactorTime, write: Runner, read: Runner, ami: Any = None,
+                 settings: AlertSettings | None = None,
+                 buttons: Iterable[tuple[str, str, float, float]] = (),
+                 panic_number: str | None = None) -> None:
+        self.clock = clock
+        self.write = write
+        self.read = read
+        self.ami = ami
+        self.settings = settings or AlertSettings()
+        self.buttons = tuple(buttons)
+        self.auth = Authenticator(self.settings.replay_window)
+        self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_second)
+        self.feed = IncidentFeed(clock)
+        self._devices: dict[str, tuple[float, DeviceCredentials | None]] = {}
+        self.dialer: CallbackDialer | None = None
+        self.watcher: ButtonWatcher | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.ready: Deferred[None] | None = None
+        if ami is not None:
+            self.dialer = CallbackDialer(clock, ami, self.settings.dialer, self.report,
+                                         self._callback_state)
+            if panic_number is not None:
+                self.watcher = ButtonWatcher(panic_number, [b[0] for b in self.buttons],
+                                             self._open_button_incident, self.report,
+                                             self._tag_button_call)
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.seconds(), dt.UTC)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802 -- Twisted's name
+        """Subscribe to AMI, make the buttons' device rows, resume callbacks still owed."""
+        super().startService()
+        if self.ami is not None:
+            subs = []
+            if self.dialer is not None:
+                subs += [("OriginateResponse", self.dialer.on_originate_response),
+                         ("UserEvent", self.dialer.on_user_event),
+                         ("Hangup", self.dialer.on_hangup)]
+            if self.watcher is not None:
+                subs += [("Newchannel", self.watcher.on_newchannel),
+                         ("QueueCallerJoin", self.watcher.on_queue_join),
+                         ("AgentConnect", self.watcher.on_agent_connect),
+                         ("QueueCallerAbandon", self.watcher.on_queue_abandon),
+                         ("Hangup", self.watcher.on_hangup)]
+            self._unsubscribe = [self.ami.subscribe(name, cb) for name, cb in subs]
+        d: Deferred[Any] = succeed(None)
+        if self.buttons:
+            d = self.write(storage.sync_buttons, list(self.buttons), self._now())
+        d.addCallback(lambda _: self.recover())
+        d.addErrback(self._log_failure, "start-up (buttons, pending callbacks)")
+        self.ready = d
+
+    def stopService(self) -> None:  # noqa: N802 -- Twisted's name
+        """Unsubscribe and stop the dialer's timers (owed callbacks stay in the database)."""
+        super().stopService()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        if self.dialer is not None:
+            self.dialer.stop()
+
+    def recover(self) -> Deferred[int]:
+        """Resume every callback the database says is owed; fires with how many."""
+        if self.dialer is None:
+            return succeed(0)
+
+        def resume(jobs: list[storage.CallbackJob]) -> int:
+            for job in jobs:
+                log.info("resuming the callback of incident {incident}",
+                         incident=job.incident_id)
+                assert self.dialer is not None
+                self.dialer.submit(job)
+            return len(jobs)
+
+        return self.read(storage.pending_callbacks).addCallback(resume)
+
+    # -- alert intake --------------------------------------------------------------------
+
+    def lookup_device(self, device_id: str) -> Deferred[DeviceCredentials | None]:
+        """The device's credentials, from a short-lived cache or the database."""
+        now = self.clock.seconds()
+        cached = self._devices.get(device_id)
+        if cached is not None and cached[0] > now:
+            return succeed(cached[1])
+
+        def keep(device: DeviceCredentials | None) -> DeviceCredentials | None:
+            if len(self._devices) > 100_000:
+                self._devices.clear()
+            self._devices[device_id] = (self.clock.seconds()
+                                        + self.settings.device_cache_seconds, device)
+            return device
+
+        return self.read(storage.device_credentials, device_id).addCallback(keep)
+
+    def post_alert(self, headers: Mapping[str, str | None], body: bytes) -> Deferred[Reply]:
+        """Take one ``POST /api/v1/alerts``; fires with the Reply (or fails with ApiError).
+
+        Order: body → device id → credentials → rate limit → fields → commit. The rate limit
+        comes after authentication so nobody can use up a device's allowance in its name.
+        """
+        try:
+            document = parse_json_object(body, self.settings.max_body_bytes)
+            if "device_id" not in document:
+                raise ApiError(422, "missing_field", "device_id is required")
+            device_id = validate_identifier(document["device_id"], "device_id")
+        except ApiError as exc:
+            return _failed(exc)
+        d = self.lookup_device(device_id)
+        d.addCallback(self._authenticated, headers, body, document)
+        return d
+
+    def _authenticated(self, device: DeviceCredentials | None,
+                       headers: Mapping[str, str | None], body: bytes,
+                       document: dict[str, Any]) -> Deferred[Reply]:
+        now = self.clock.seconds()
+        device = self.auth.check(device, headers, body, now)
+        wait = self.limiter.take(device.device_id, now)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", f"too many alerts from this device; retry in "
+                           f"{wait:.0f} s", {"Retry-After": self.limiter.retry_after_header(wait)})
+        if device.kind != "app":
+            raise ApiError(403, "forbidden", "this device may not post alerts")
+        request = validate_alert(document, self._now())
+        if request.callback_number is None and device.callback_number is None:
+            raise ApiError(422, "missing_field", "callback_number is required (the device "
+                           "has no default number)")
+        d = self.write(storage.commit_alert, request, device, self._now())
+        d.addCallbacks(self._committed, self._not_committed, callbackArgs=(request,))
+        return d
+
+    def _committed(self, receipt: storage.AlertReceipt, request: Any) -> Reply:
+        doc = {"alert_id": request.alert_id, "incident_id": receipt.incident_id,
+               "state": receipt.state, "created": receipt.created,
+               "incident_url": f"/api/v1/incidents/{receipt.incident_id}"}
+        if not receipt.created:
+            return Reply(200, doc)
+        extra: dict[str, Any] = {"type": request.type, "device_id": request.device_id}
+        if request.location is not None:
+            extra.update(lat=request.location.lat, lon=request.location.lon)
+        self.feed.publish(receipt.incident_id, receipt.state, "alert_received", **extra)
+        if receipt.callback is not None and self.dialer is not None:
+            self.dialer.submit(receipt.callback)
+        return Reply(201, doc, {"Location": doc["incident_url"]})
+
+    def _not_committed(self, failure: Failure) -> Failure:
+        if failure.check(storage.DeviceChanged):
+            self._devices.pop(str(failure.value), None)
+            raise ApiError(401, "invalid_credentials", "unknown device or wrong credentials")
+        if failure.check(storage.NoCallbackNumber):
+            raise ApiError(422, "missing_field", "callback_number is required (the device has "
+                           "no default number)")
+        log.failure("an alert could not be stored", failure)
+        raise ApiError(503, "storage_unavailable", "the alert could not be stored; retry with "
+                       "the same alert_id", {"Retry-After": "1"})
+
+    # -- incidents -----------------------------------------------------------------------
+
+    def incident(self, incident_id: int) -> Deferred[dict[str, Any] | None]:
+        """The incident's document for operators, or None."""
+        return self.read(storage.incident_document, incident_id)
+
+    def report(self, incident_id: int, what: IncidentInput, detail: str = "",
+               operator: str | None = None, agency: str | None = None
+               ) -> Deferred[storage.TransitionResult | None]:
+        """Record an input to an incident; publish the change. Refused pairs are logged."""
+        d = self.write(storage.transition, incident_id, what, self._now(), detail, operator,
+                       agency)
+
+        def done(result: storage.TransitionResult) -> storage.TransitionResult:
+            self.feed.publish(incident_id, result.to_state, what.value, detail=detail,
+                              operator=operator, agency=agency)
+            if result.to_state in FINAL_STATES and self.dialer is not None:
+                self.dialer.cancel(incident_id)
+            return result
+
+        def refused(failure: Failure) -> None:
+            if failure.check(InvalidTransition, LookupError):
+                log.error("incident {incident}: {what} refused: {error}",
+                          incident=incident_id, what=what.value,
+                          error=failure.getErrorMessage())
+            else:
+                log.failure("incident {incident}: {what} could not be recorded", failure,
+                            incident=incident_id, what=what.value)
+            return None
+
+        return d.addCallbacks(done, refused)
+
+    def operator_input(self, incident_id: int, what: IncidentInput, detail: str = "",
+                       agency: str | None = None) -> Deferred[storage.TransitionResult]:
+        """An operator's action on an incident (API); fails with ApiError when refused."""
+        d = self.write(storage.transition, incident_id, what, self._now(), detail, None, agency)
+
+        def done(result: storage.TransitionResult) -> storage.TransitionResult:
+            self.feed.publish(incident_id, result.to_state, what.value, detail=detail,
+                              agency=agency)
+            if result.to_state in FINAL_STATES and self.dialer is not None:
+                self.dialer.cancel(incident_id)
+            return result
+
+        def refused(failure: Failure) -> None:
+            if failure.check(InvalidTransition):
+                raise ApiError(409, "invalid_transition", failure.getErrorMessage())
+            if failure.check(LookupError):
+                raise ApiError(404, "not_found", f"no incident {incident_id}")
+            log.failure("incident {incident}: operator input failed", failure,
+                        incident=incident_id)
+            raise ApiError(503, "storage_unavailable", "the change could not be stored")
+
+        return d.addCallbacks(done, refused)
+
+    def _callback_state(self, callback_id: int, state: str) -> None:
+        d = self.write(storage.set_callback, callback_id, state, self._now())
+        d.addErrback(self._log_failure, f"callback {callback_id} -> {state}")
+
+    # -- buttons -------------------------------------------------------------------------
+
+    def _open_button_incident(self, extension: str, linkedid: str) -> Deferred[int]:
+        d = self.write(storage.commit_button_call, extension, linkedid, self._now())
+
+        def opened(receipt: storage.AlertReceipt) -> int:
+            if receipt.created:
+                self.feed.publish(receipt.incident_id, receipt.state, "button_pressed",
+                                  device_id=storage.button_device_id(extension))
+            return receipt.incident_id
+
+        return d.addCallback(opened)
+
+    def _tag_button_call(self, incident_id: int, channel: str) -> None:
+        # The call log links the call to its incident through this inherited variable.
+        if self.ami is None:
+            return
+        d = self.ami.setvar("__SIAGA_INCIDENT", incident_id, channel)
+        d.addErrback(self._log_failure, f"tagging {channel} with incident {incident_id}")
+
+    def _log_failure(self, failure: Failure, what: str) -> None:
+        log.failure("alerts: {what} failed", failure, what=what)
+
+
+def _failed(exc: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(exc)
+    return d

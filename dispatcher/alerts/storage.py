@@ -1,0 +1,264 @@
+"""The alerts' database work: one function per operation, each taking a session in a transaction.
+
+They run in the call log's writer thread (``CallLogWriter.submit``) or a reader thread, never on
+the reactor thread, and return plain snapshots (dataclasses, dicts), never ORM objects: those
+belong to the session of the thread that loaded them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatcher.alerts.auth import DeviceCredentials
+from dispatcher.alerts.incident import IncidentInput, IncidentState, next_state
+from dispatcher.alerts.intake import AlertRequest
+from dispatcher.calllog import store
+from dispatcher.calllog.models import (
+    Agency,
+    Alert,
+    Callback,
+    Device,
+    Incident,
+    IncidentTransition,
+    Operator,
+)
+
+__all__ = [
+    "AlertReceipt",
+    "CallbackJob",
+    "DeviceChanged",
+    "NoCallbackNumber",
+    "TransitionResult",
+    "button_device_id",
+    "commit_alert",
+    "commit_button_call",
+    "device_credentials",
+    "incident_document",
+    "list_devices",
+    "pending_callbacks",
+    "set_callback",
+    "sync_buttons",
+    "transition",
+]
+
+
+class DeviceChanged(Exception):
+    """The device was revoked or re-keyed between authentication and commit."""
+
+
+class NoCallbackNumber(Exception):
+    """The alert has no number to call back and its device has no default one."""
+
+
+@dataclass(frozen=True)
+class CallbackJob:
+    """A callback the center owes for an incident (snapshot of a ``callbacks`` row)."""
+
+    callback_id: int
+    incident_id: int
+    number: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AlertReceipt:
+    """What the API answers about a stored alert."""
+
+    incident_id: int
+    state: str
+    created: bool
+    callback: CallbackJob | None
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    """An incident's move: from, to, and when."""
+
+    incident_id: int
+    from_state: str
+    to_state: str
+
+
+def button_device_id(extension: str) -> str:
+    """The device id of the physical button on SIP extension ``extension``."""
+    return f"button-{extension}"
+
+
+def _credentials(device: Device) -> DeviceCredentials:
+    return DeviceCredentials(
+        pk=device.id, device_id=device.device_id, kind=device.kind, enabled=device.enabled,
+        token_hash=device.token_hash, hmac_key=device.hmac_key,
+        callback_number=device.callback_number, lat=device.lat, lon=device.lon,
+    )
+
+
+def device_credentials(session: Session, device_id: str) -> DeviceCredentials | None:
+    """The device's credentials snapshot, or None if it is not enrolled."""
+    device = store.get_device(session, device_id)
+    return None if device is None else _credentials(device)
+
+
+def commit_alert(session: Session, request: AlertRequest, seen: DeviceCredentials,
+                 now: dt.datetime) -> AlertReceipt:
+    """Store the alert, its incident and the callback it is owed, once per alert id.
+
+    ``seen`` is the device as authenticated: if it was revoked or its credentials changed
+    since, nothing is stored (:class:`DeviceChanged`). A retry of a stored alert returns the
+    first one's incident with ``created=False`` whatever it carries.
+    """
+    device = store.get_device(session, request.device_id)
+    if (device is None or not device.enabled or device.id != seen.pk
+            or device.token_hash != seen.token_hash or device.hmac_key != seen.hmac_key):
+        raise DeviceChanged(request.device_id)
+    existing = session.scalar(select(Alert).where(Alert.device_id == device.id,
+                                                  Alert.alert_id == request.alert_id))
+    if existing is not None:
+        return AlertReceipt(existing.incident_id, existing.incident.state, False, None)
+    number = request.callback_number or device.callback_number
+    if number is None:
+        raise NoCallbackNumber(request.device_id)
+    loc = request.location
+    outcome = store.record_alert(
+        session, device, request.alert_id, request.type,
+        lat=loc.lat if loc else None, lon=loc.lon if loc else None,
+        accuracy_m=loc.accuracy_m if loc else None, fix_time=loc.fix_time if loc else None,
+        callback_number=number, note=request.note, now=now,
+    )
+    if not outcome.created:
+        return AlertReceipt(outcome.incident.id, outcome.incident.state, False, None)
+    callback = store.create_callback(session, number, reason="alert",
+                                     incident_id=outcome.incident.id, now=now)
+    job = CallbackJob(callback.id, outcome.incident.id, number, 0)
+    return AlertReceipt(outcome.incident.id, outcome.incident.state, True, job)
+
+
+def commit_button_call(session: Session, extension: str, linkedid: str,
+                       now: dt.datetime) -> AlertReceipt:
+    """Open (once per call) the incident of a physical button's call to the panic number."""
+    device = store.get_device(session, button_device_id(extension))
+    if device is None:
+        raise LookupError(f"no button device for extension {extension}")
+    outcome = store.record_alert(session, device, f"call-{linkedid}", "panic",
+                                 callback_number=extension, note=device.label or None, now=now)
+    return AlertReceipt(outcome.incident.id, outcome.incident.state, outcome.created, None)
+
+
+def sync_buttons(session: Session, buttons: list[tuple[str, str, float, float]],
+                 now: dt.datetime) -> list[str]:
+    """Make a ``button`` device row for each configured button (extension, name, lat, lon).
+
+    A button authenticates as a SIP endpoint, never on the API: its row has no credential.
+    Returns the device ids.
+    """
+    ids = []
+    for extension, name, lat, lon in buttons:
+        device_id = button_device_id(extension)
+        device = store.get_device(session, device_id)
+        if device is None:
+            store.add_device(session, device_id, kind="button", label=name,
+                             callback_number=extension, lat=lat, lon=lon, now=now)
+        else:
+            device.label, device.lat, device.lon = name, lat, lon
+            device.callback_number, device.enabled = extension, True
+        ids.append(device_id)
+    return ids
+
+
+def list_devices(session: Session) -> list[dict[str, Any]]:
+    """Every enrolled device (without secrets), for ``siaga device list``."""
+    rows = session.scalars(select(Device).order_by(Device.device_id))
+    return [{
+        "device_id": d.device_id, "kind": d.kind, "label": d.label, "enabled": d.enabled,
+        "auth": "+".join(a for a, on in (("token", d.token_hash), ("hmac", d.hmac_key)) if on)
+        or "none",
+        "callback_number": d.callback_number, "created_at": d.created_at.isoformat(),
+        "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None,
+    } for d in rows]
+
+
+def transition(session: Session, incident_id: int, event: IncidentInput,
+               now: dt.datetime, detail: str = "", operator: str | None = None,
+               agency: str | None = None) -> TransitionResult:
+    """Apply ``event`` to the incident as the database has it (the state machine decides).
+
+    Raises ``LookupError`` for an unknown incident and ``InvalidTransition`` for a pair the
+    table refuses; nothing is written then.
+    """
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise LookupError(f"no incident {incident_id}")
+    before = incident.state
+    after = next_state(before, event)
+    text = event.value + (f": {detail}" if detail else "")
+    store.set_incident_state(session, incident_id, after.value, now=now, detail=text,
+                             operator_code=operator, agency_code=agency)
+    return TransitionResult(incident_id, before, after.value)
+
+
+def set_callback(session: Session, callback_id: int, state: str, now: dt.datetime) -> None:
+    """Move a callback to ``state`` (pending, ringing, done, failed)."""
+    store.set_callback_state(session, callback_id, state, now=now)
+
+
+def pending_callbacks(session: Session) -> list[CallbackJob]:
+    """Alert callbacks not finished whose incident still wants one (recovery at start-up)."""
+    jobs = []
+    for callback in store.pending_callbacks(session):
+        if callback.reason != "alert" or callback.incident_id is None:
+            continue
+        incident = session.get(Incident, callback.incident_id)
+        if incident is None or incident.state not in (IncidentState.NEW,
+                                                      IncidentState.OPERATOR_RINGING):
+            continue
+        jobs.append(CallbackJob(callback.id, callback.incident_id, callback.number,
+                                callback.attempts))
+    return jobs
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def incident_document(session: Session, incident_id: int) -> dict[str, Any] | None:
+    """The incident as the API shows it to operators, or None if there is none."""
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        return None
+    device = session.get(Device, incident.device_id) if incident.device_id else None
+    operator = session.get(Operator, incident.operator_id) if incident.operator_id else None
+    agency = session.get(Agency, incident.agency_id) if incident.agency_id else None
+    location = None
+    if incident.lat is not None and incident.lon is not None:
+        location = {"lat": incident.lat, "lon": incident.lon, "accuracy_m": incident.accuracy_m,
+                    "fix_time": _iso(incident.fix_time)}
+    callback = session.scalar(select(Callback).where(Callback.incident_id == incident.id)
+                              .order_by(Callback.id.desc()))
+    transitions = session.scalars(select(IncidentTransition)
+                                  .where(IncidentTransition.incident_id == incident.id)
+                                  .order_by(IncidentTransition.id))
+    return {
+        "id": incident.id,
+        "state": incident.state,
+        "type": incident.type,
+        "device": None if device is None else {"device_id": device.device_id,
+                                               "kind": device.kind, "label": device.label},
+        "location": location,
+        "callback_number": incident.callback_number,
+        "note": incident.note,
+        "operator": operator.code if operator else None,
+        "agency": agency.code if agency else None,
+        "created_at": _iso(incident.created_at),
+        "updated_at": _iso(incident.updated_at),
+        "closed_at": _iso(incident.closed_at),
+        "alerts": [{"alert_id": a.alert_id, "received_at": _iso(a.received_at)}
+                   for a in incident.alerts],
+        "callback": None if callback is None else {"state": callback.state,
+                                                   "attempts": callback.attempts},
+        "transitions": [{"at": _iso(t.at), "from": t.from_state, "to": t.to_state,
+                         "detail": t.detail} for t in transitions],
+    }

@@ -1,0 +1,87 @@
+"""Run the API alone (with the AMI client when asked): ``python -m dispatcher.api.standalone``.
+
+The full server (``siaga up``) also starts Asterisk; this runs only the HTTP API, the call log
+writer and, with ``--ami``, the AMI client to an Asterisk already running for the center. The
+end-to-end tests kill it with SIGKILL to prove an acknowledged alert survives, and the
+benchmark loads it. It prints ``LISTENING <port>`` once the port is bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def build(reactor: Any, args: argparse.Namespace) -> Any:
+    """Build the service tree: writer, (AMI), API."""
+    from twisted.application.service import MultiService
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    from dispatcher.alerts.callback import DialerSettings
+    from dispatcher.alerts.service import AlertSettings
+    from dispatcher.api.service import make_http_service
+    from dispatcher.calllog import db
+    from dispatcher.calllog.writer import CallLogWriter
+    from dispatcher.config import load_center
+
+    center = load_center(args.config, state_dir=args.state_dir)
+    url = args.db or center.database_url
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    sessions = db.make_sessionmaker(engine)
+    top = MultiService()
+    writer = CallLogWriter(reactor, sessions)
+    writer.setServiceParent(top)
+    ami = None
+    if args.ami:
+        from dispatcher.credentials import ensure_credentials
+        from pbx.ami.client import AMIService, Credentials
+
+        creds = ensure_credentials(center)
+        ami = AMIService(reactor, TCP4ClientEndpoint(reactor, center.ami.host, center.ami.port),
+                         Credentials(creds.ami_username, creds.ami_secret))
+        ami.setServiceParent(top)
+    settings = AlertSettings(
+        rate_burst=args.rate_burst, rate_per_second=args.rate_per_second,
+        dialer=DialerSettings(citizen_dial=args.citizen_dial,
+                              citizen_attempts=args.citizen_attempts,
+                              retry_interval=args.retry_interval,
+                              citizen_ring_seconds=args.citizen_ring_seconds),
+    )
+    http = make_http_service(reactor, center, writer, sessions, ami, settings=settings,
+                             port=args.port, host="127.0.0.1")
+    http.setServiceParent(top)
+    return top, http
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--state-dir")
+    parser.add_argument("--db", help="database URL (default: the center's)")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ami", action="store_true", help="connect to the center's Asterisk")
+    parser.add_argument("--citizen-dial", default="PJSIP/{number}@trunk")
+    parser.add_argument("--citizen-attempts", type=int, default=3)
+    parser.add_argument("--citizen-ring-seconds", type=int, default=30)
+    parser.add_argument("--retry-interval", type=float, default=60.0)
+    parser.add_argument("--rate-burst", type=float, default=10.0)
+    parser.add_argument("--rate-per-second", type=float, default=0.2)
+    args = parser.parse_args(argv)
+
+    from twisted.internet import reactor  # the entry point: the only place the reactor is global
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    top, http = build(reactor, args)
+    top.startService()
+    print(f"LISTENING {http.port}", flush=True)
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
