@@ -32,7 +32,7 @@ from dispatcher.alerts.service import AlertService, Reply
 from dispatcher.api.errors import ApiError, json_body
 from dispatcher.config import AGENCY_KINDS
 
-__all__ = ["ApiRequest", "build_root", "openapi_document"]
+__all__ = ["ApiRequest", "build_api", "build_root", "openapi_document"]
 
 log = Logger(namespace="dispatcher.api")
 
@@ -50,8 +50,6 @@ class ApiRequest(Request):
     """
 
     max_body = 16 * 1024
-    # Form parsing is for HTML forms; this API takes JSON only.
-    _parsePOSTFormSubmission = False
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 -- Twisted's name
         """Refuse to buffer a declared length over the limit."""
@@ -351,12 +349,10 @@ class StaticDocument(JsonResource):
         return self.body
 
 
-def build_root(alerts: AlertService, operator_token: str | None = None) -> Resource:
-    """The resource tree: ``/api/v1/...`` (mount it on a Site, or under the server's root)."""
-    root = JsonResource()
+def build_api(alerts: AlertService, operator_token: str | None = None) -> Resource:
+    """The ``/api`` resource (``v1/...`` below it), to mount as the server root's ``api``."""
     api = JsonResource()
     v1 = JsonResource()
-    root.putChild(b"api", api)
     api.putChild(b"v1", v1)
     v1.putChild(b"alerts", AlertsResource(alerts))
     v1.putChild(b"incidents", IncidentsResource(alerts, operator_token))
@@ -365,4 +361,11 @@ def build_root(alerts: AlertService, operator_token: str | None = None) -> Resou
                                                 b"application/json"))
     text = (importlib_resources.files("dispatcher.api") / "openapi.yaml").read_bytes()
     v1.putChild(b"openapi.yaml", StaticDocument(text, b"application/yaml"))
+    return api
+
+
+def build_root(alerts: AlertService, operator_token: str | None = None) -> Resource:
+    """A root with only ``/api`` (the API served alone)."""
+    root = JsonResource()
+    root.putChild(b"api", build_api(alerts, operator_token))
     return root

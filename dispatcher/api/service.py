@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,21 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from dispatcher.alerts.service import AlertService, AlertSettings
-from dispatcher.api.resources import ApiRequest, build_root
+from dispatcher.api.resources import ApiRequest, JsonResource, build_api
 from dispatcher.config import Center
 
-__all__ = ["HttpService", "ReadPool", "ensure_operator_token", "make_http_service"]
+__all__ = [
+    "ApiParts",
+    "HttpService",
+    "ReadPool",
+    "ensure_operator_token",
+    "make_api",
+    "make_http_service",
+]
 
 OPERATOR_TOKEN_FILE = "operator-api.token"
 
@@ -128,15 +137,29 @@ def ensure_operator_token(state_dir: Path) -> str:
     return token
 
 
-def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessionmaker[Session],
-                      ami: Any = None, *, settings: AlertSettings | None = None,
-                      operator_token: str | None = None, port: int | None = None,
-                      host: str | None = None) -> HttpService:
-    """The API's service for the server tree (see the module docstring for what it needs).
+@dataclass
+class ApiParts:
+    """The API's pieces for a server that has its own HTTP site (``dispatcher.app``).
+
+    ``service`` (read pool + alert service) joins the server tree before the site listens;
+    ``resource`` is mounted as the root's ``api`` child; the site should be built with
+    ``requestFactory=request_factory`` so bodies over the limit are never buffered.
+    """
+
+    service: MultiService
+    alerts: AlertService
+    reads: ReadPool
+    resource: Resource
+    request_factory: type[ApiRequest]
+
+
+def make_api(reactor: Any, center: Center, writer: Any, sessions: sessionmaker[Session],
+             ami: Any = None, *, settings: AlertSettings | None = None,
+             operator_token: str | None = None) -> ApiParts:
+    """Build the API's services and its ``/api`` resource (see the module docstring).
 
     ``operator_token`` None leaves operator endpoints to loopback callers without a token;
-    pass ``ensure_operator_token(center.state_dir)`` to require one as well. ``port`` and
-    ``host`` override ``center.http`` (tests pass port 0).
+    pass ``ensure_operator_token(center.state_dir)`` to require one as well.
     """
     reads = ReadPool(reactor, sessions)
     alerts = AlertService(
@@ -144,11 +167,29 @@ def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessi
         buttons=[(b.extension, b.name, b.lat, b.lon) for b in center.buttons],
         panic_number=center.panic_number,
     )
+    service = MultiService()
+    reads.setServiceParent(service)
+    alerts.setServiceParent(service)
     request_class = type("SizedApiRequest", (ApiRequest,),
                          {"max_body": alerts.settings.max_body_bytes})
-    site = Site(build_root(alerts, operator_token), requestFactory=request_class)
+    return ApiParts(service, alerts, reads, build_api(alerts, operator_token), request_class)
+
+
+def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessionmaker[Session],
+                      ami: Any = None, *, settings: AlertSettings | None = None,
+                      operator_token: str | None = None, port: int | None = None,
+                      host: str | None = None) -> HttpService:
+    """The API served on a site of its own (``make_api`` plus a listener).
+
+    ``port`` and ``host`` override ``center.http`` (tests pass port 0).
+    """
+    parts = make_api(reactor, center, writer, sessions, ami, settings=settings,
+                     operator_token=operator_token)
+    root = JsonResource()
+    root.putChild(b"api", parts.resource)
+    site = Site(root, requestFactory=parts.request_factory)
     site.displayTracebacks = False
     site.noisy = False
     listener = _Listener(reactor, site, host if host is not None else center.http.host,
                          port if port is not None else center.http.port)
-    return HttpService(reads, alerts, listener)
+    return HttpService(parts.reads, parts.alerts, listener)
