@@ -897,7 +897,9 @@ class JourneyBuilder:
         j.hangup(t, e.get("Uniqueid", ""), _int(e.get("Cause")))
 
     def _on_varset(self, j: Journey, e: dict[str, str], t: float) -> None:
-        variable = e.get("Variable", "")
+        # Set(__NAME=...) (inherited by the channels the call creates) is reported with its
+        # underscores.
+        variable = e.get("Variable", "").lstrip("_")
         if variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
             j.mark(t, e.get("Uniqueid", ""), variable[6:], e.get("Value", ""))
         elif variable == "MIXMONITOR_FILENAME":

@@ -300,3 +300,22 @@ def test_given_the_example_city_when_building_the_directory_then_phones_map_to_t
     assert directory.classify("PJSIP/290-0000000d") == ("other", None)
     assert directory.classify("Local/201@operators-00000001;1") == ("local", None)
     assert directory.operator_for_interface("Local/201@operators/n") == "201"
+
+
+def test_given_an_inherited_variable_when_set_then_the_fact_is_still_recorded():
+    """``Set(__SIAGA_CATEGORY=fire)`` is reported as ``__SIAGA_CATEGORY``: still the category."""
+    tl = sc.abandoned_in_ivr("10.1")
+    events = tl.ami()
+    events.insert(
+        2,
+        {
+            "Event": "VarSet",
+            "Timestamp": f"{sc.T0 + 1:.6f}",
+            "Linkedid": "10.1",
+            "Uniqueid": "10.1",
+            "Channel": "PJSIP/trunk-10.1",
+            "Variable": "__SIAGA_CATEGORY",
+            "Value": "fire",
+        },
+    )
+    assert only(journey.run(events, sc.DIRECTORY)).category == "fire"
