@@ -22,6 +22,7 @@ CONFIG_FILES = (
     "logger.conf",
     "pjsip.conf",
     "extensions.conf",
+    "extensions_alerts.conf",
     "queues.conf",
     "manager.conf",
     "confbridge.conf",
