@@ -132,12 +132,12 @@ class JsonResource(Resource):
     def render(self, request: Request) -> bytes | int:
         """Dispatch to ``render_<METHOD>``; a method without one answers a JSON 405."""
         method = request.method.decode("ascii", "replace")
-        handler = getattr(self, f"render_{method}", None)
-        if handler is None and method == "HEAD":
-            handler = getattr(self, "render_GET", None)
+        # Resource defines render_HEAD for everyone; HEAD only makes sense where GET does.
+        allowed = sorted(name[len("render_"):] for name in dir(self)
+                         if name.startswith("render_") and name[7:].isupper()
+                         and (name != "render_HEAD" or hasattr(self, "render_GET")))
+        handler = getattr(self, f"render_{method}", None) if method in allowed else None
         if handler is None:
-            allowed = sorted(name[len("render_"):] for name in dir(self)
-                             if name.startswith("render_") and name[7:].isupper())
             return _send_error(request, ApiError(
                 405, "method_not_allowed", f"{method} is not allowed here",
                 {"Allow": ", ".join(allowed)}))

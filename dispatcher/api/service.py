@@ -187,7 +187,7 @@ def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessi
                      operator_token=operator_token)
     root = JsonResource()
     root.putChild(b"api", parts.resource)
-    site = Site(root, requestFactory=parts.request_factory)
+    site = Site(root, requestFactory=parts.request_factory, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
     listener = _Listener(reactor, site, host if host is not None else center.http.host,
