@@ -14,6 +14,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
+from dispatcher.hotline import codes
+from ivr.menu import build_menu
 
 # Every file Asterisk reads; each has a template ``<name>.j2``.
 CONFIG_FILES = (
@@ -94,6 +96,10 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths) -> dict
         "paths": paths,
         "queue_name": QUEUE_NAME,
         "accounts": sorted(center.extensions().items()),
+        # The hotline's menu and the operators' feature codes (extensions/features.conf).
+        "menu": build_menu(center, paths.sounds),
+        "codes": codes,
+        "agency_codes": codes.agency_codes(center.agencies),
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

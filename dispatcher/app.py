@@ -25,6 +25,7 @@ from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
+from ivr.prompts import build_prompts, stock_sound_dirs
 from pbx.ami.client import AMIService
 from pbx.ami.client import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
@@ -60,6 +61,9 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     paths.make()
     creds = ensure_credentials(center)
     write_config(render_all(center, creds, paths), paths.etc)
+    # The IVR's prompts, spoken from the config's texts (stock sounds without espeak-ng).
+    build_prompts(center, paths.sounds, stock_dirs=stock_sound_dirs(install.datadir,
+                                                                    install.rootfs))
     return Prepared(center, install, paths, creds)
 
 

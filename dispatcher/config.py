@@ -91,6 +91,8 @@ class Queue:
     overflow_seconds: int
     announce_seconds: int
     overflow: str  # "supervisors" or "agency"
+    # Priority (1 most urgent .. 10) of a caller who chose no category (0, no key, bad key).
+    default_priority: int = 3
 
 
 @dataclass(frozen=True)
@@ -271,18 +273,20 @@ class _Parser:
             raise db.get("url").error("must be a sqlite:/// or postgresql:// URL")
 
         q = r.section("queue", {"ring_seconds", "overflow_seconds", "announce_seconds",
-                                "overflow"})
+                                "overflow", "default_priority"})
         queue = Queue(
             ring_seconds=q.integer("ring_seconds", 15, lo=5, hi=120),
             overflow_seconds=q.integer("overflow_seconds", 60, lo=10, hi=3600),
             announce_seconds=q.integer("announce_seconds", 30, lo=0, hi=600),
             overflow=q.text("overflow", "supervisors"),
+            default_priority=q.integer("default_priority", 3, lo=1, hi=10),
         )
         if queue.overflow not in ("supervisors", "agency"):
             raise q.get("overflow").error("must be 'supervisors' or 'agency'")
 
-        ivr = self.ivr(r.section("ivr", {"default_language", "languages", "digit_timeout",
-                                         "max_seconds", "texts"}))
+        ivr_sec = r.section("ivr", {"default_language", "languages", "digit_timeout",
+                                    "max_seconds", "texts"})
+        ivr = self.ivr(ivr_sec)
 
         operators: list[Operator] = []
         ops_v = r.get("operators")
@@ -312,6 +316,12 @@ class _Parser:
         trunk = self.trunk(r.section("trunk", {"host", "port", "username", "password"}))
         agencies = self.agencies(r.get("agencies"), trunk)
         buttons = self.buttons(r.get("buttons"))
+        # The IVR's language keys (see LANGUAGE_KEYS) share the keypad with agency digits.
+        for lang, key in language_keys(ivr.languages).items():
+            clash = next((a.key for a in agencies if a.digit == key), None)
+            if clash is not None:
+                raise ivr_sec.get("languages").error(
+                    f"language {lang} takes key {key}, already agency {clash}'s digit")
 
         return Center(
             name=name, source=self.path, state_dir=state_dir, hotline=tuple(hotline),
@@ -332,6 +342,8 @@ class _Parser:
                 if not isinstance(lang, str) or not LANGUAGE_RE.match(lang):
                     raise item.error(f"must be a two-letter language code, got {lang!r}")
                 languages.append(lang)
+        if len(languages) > len(LANGUAGE_KEYS):
+            raise langs_v.error(f"at most {len(LANGUAGE_KEYS)} languages")
         if default not in languages:
             raise sec.get("default_language").error(
                 f"{default!r} is not among languages {languages}")
@@ -436,6 +448,17 @@ class _Parser:
                               sec.number("lat", lo=-90, hi=90),
                               sec.number("lon", lo=-180, hi=180)))
         return tuple(out)
+
+
+# Keys that switch the IVR's language: the last language listed takes 9, the one before 8,
+# the one before 7 (with [id, en]: 8 Bahasa Indonesia, 9 English).
+LANGUAGE_KEYS = (7, 8, 9)
+
+
+def language_keys(languages: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """The key that switches the IVR to each language."""
+    first = LANGUAGE_KEYS[-1] - len(languages) + 1
+    return {lang: first + i for i, lang in enumerate(languages)}
 
 
 # Prompts the IVR plays; texts in the config override the built-in ones per language.
