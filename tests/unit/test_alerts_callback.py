@@ -1,0 +1,291 @@
+"""Operator-first callbacks and buttons over a real AMI client on a StringTransport.
+
+The AMI side is the project's AMIClient writing to a StringTransport: the tests read back the
+exact actions that would reach Asterisk, and play Asterisk's answers and events as bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import defer, task
+from twisted.internet.testing import StringTransport
+
+from dispatcher.alerts.callback import CallbackDialer, DialerSettings, citizen_dial_string
+from dispatcher.alerts.incident import IncidentInput
+from dispatcher.alerts.service import AlertService, AlertSettings
+from dispatcher.alerts.storage import CallbackJob
+from dispatcher.calllog import db
+from dispatcher.calllog.models import Callback, Incident
+from pbx.ami.client import AMIActions, AMIClient, AMIProtocol
+from pbx.ami.protocol import AMIParser, Message
+from tests.unit.alerts_support import NOW, TOKEN, Http, counts, inline, make_service
+
+
+class WireAMI(AMIActions):
+    """The real AMIClient on a StringTransport, with AMIService's subscribe()."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.client = AMIClient(clock, None, keepalive_interval=0)
+        self.proto = AMIProtocol(self.client)
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+
+    def send_action(self, name: str, fields: Mapping[str, object] | Iterable[tuple[str, object]]
+                    = (), timeout: float | None = None) -> defer.Deferred[Any]:
+        return self.client.send_action(name, fields, timeout)
+
+    def subscribe(self, name: str, callback: Any) -> Any:
+        return self.client.dispatcher.subscribe(name, callback)
+
+    def sent(self) -> list[Message]:
+        """Every action written so far."""
+        return [m for m in AMIParser().feed(self.transport.value()) if isinstance(m, Message)]
+
+    def originates(self) -> list[Message]:
+        """The Originate actions written so far."""
+        return [m for m in self.sent() if m.get("Action") == "Originate"]
+
+    def receive(self, text: str) -> None:
+        """Bytes from Asterisk (LF line ends become CR LF)."""
+        self.proto.dataReceived(text.replace("\n", "\r\n").encode())
+
+    def accept(self, action: Message) -> None:
+        """Asterisk accepts an action."""
+        self.receive(f"Response: Success\nActionID: {action.action_id}\nMessage: ok\n\n")
+
+    def stage(self, incident: int, attempt: int, stage: str, **extra: str) -> None:
+        """The dialplan's UserEvent for a stage of an attempt."""
+        more = "".join(f"{k}: {v}\n" for k, v in extra.items())
+        self.receive(f"Event: UserEvent\nUserEvent: SiagaAlert\nIncident: {incident}\n"
+                     f"Attempt: {attempt}\nStage: {stage}\n{more}\n")
+
+
+def variables(action: Message) -> dict[str, str]:
+    """An Originate's Variable headers as a dict."""
+    return dict(v.split("=", 1) for v in action.get_all("Variable"))
+
+
+SETTINGS = AlertSettings(dialer=DialerSettings(
+    citizen_dial="PJSIP/{number}", citizen_attempts=2, retry_interval=30,
+    operator_retry_interval=5, max_active=8))
+
+
+@pytest.fixture
+def center(tmp_path: Path) -> Any:
+    """An alert service wired to a WireAMI, started, with an HTTP face."""
+    clock = task.Clock()
+    ami = WireAMI(clock)
+    service, sessions, clock = make_service(tmp_path, ami=ami, settings=SETTINGS, clock=clock)
+    service.startService()
+
+    class Center:
+        pass
+
+    c = Center()
+    c.ami, c.service, c.sessions, c.clock = ami, service, sessions, clock
+    c.http = Http(service, clock)
+
+    def post(**fields: Any) -> tuple[int, dict[str, Any]]:
+        doc = {"alert_id": "a1", "device_id": "app1", "type": "medical",
+               "location": {"lat": 1.5, "lon": 125.2}, "callback_number": "081234567890"}
+        doc.update(fields)
+        status, _, body = c.http.request(
+            "POST", "/api/v1/alerts", json.dumps(doc).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        return status, json.loads(body)
+
+    def incident(incident_id: int) -> tuple[str, str | None, int]:
+        with sessions() as session:
+            row = session.get(Incident, incident_id)
+            cb = session.query(Callback).filter_by(incident_id=incident_id).one()
+            return row.state, cb.state, cb.attempts
+
+    c.post, c.incident = post, incident
+    yield c
+    service.stopService()
+
+
+def test_given_alert_when_committed_then_operator_first_originate_sent(center: Any) -> None:
+    """One Originate: the Local channel into the queue at top priority, the citizen's dial
+    string built from the validated digits, the incident and attempt as variables."""
+    status, doc = center.post()
+    assert status == 201
+    [originate] = center.ami.originates()
+    assert originate["Channel"] == "Local/operator@siaga-alerts"
+    assert (originate["Context"], originate["Exten"]) == ("siaga-alerts", "citizen")
+    assert originate["Async"] == "true"
+    v = variables(originate)
+    assert v["__SIAGA_INCIDENT"] == str(doc["incident_id"]) and v["__SIAGA_ATTEMPT"] == "1"
+    assert v["SIAGA_CITIZEN_DIAL"] == "PJSIP/081234567890"
+    assert v["SIAGA_QUEUE_PRIO"] == "100"
+    assert center.incident(doc["incident_id"])[0] == "operator_ringing"
+
+
+def test_given_operator_and_citizen_answer_then_talking_and_callback_done(center: Any) -> None:
+    """operator_answered records the operator; citizen_answered → talking, callback done."""
+    _, doc = center.post()
+    incident = doc["incident_id"]
+    center.ami.accept(center.ami.originates()[0])
+    center.ami.stage(incident, 1, "operator_answered", Operator="201")
+    center.ami.stage(incident, 1, "citizen_dialing")
+    assert center.incident(incident)[0] == "operator_ringing"
+    center.ami.stage(incident, 1, "citizen_answered")
+    state, callback_state, attempts = center.incident(incident)
+    assert (state, callback_state, attempts) == ("talking", "done", 1)
+    _, _, body = center.http.request("GET", f"/api/v1/incidents/{incident}")
+    assert json.loads(body)["operator"] == "201"
+
+
+def test_given_citizen_not_answering_then_retry_after_interval_then_unreachable(
+        center: Any) -> None:
+    """First NOANSWER: nothing until 30 s pass on the injected clock, then attempt 2; its
+    NOANSWER makes the incident unreachable, the callback failed, and nothing more is sent."""
+    _, doc = center.post()
+    incident = doc["incident_id"]
+    center.ami.accept(center.ami.originates()[0])
+    center.ami.stage(incident, 1, "operator_answered", Operator="202")
+    center.ami.stage(incident, 1, "citizen_done", DialStatus="NOANSWER")
+    center.clock.advance(29)
+    assert len(center.ami.originates()) == 1
+    center.clock.advance(1)
+    second = center.ami.originates()[1]
+    assert variables(second)["__SIAGA_ATTEMPT"] == "2"
+    center.ami.accept(second)
+    center.ami.stage(incident, 1, "citizen_answered")  # a stale event of attempt 1: ignored
+    center.ami.stage(incident, 2, "operator_answered", Operator="202")
+    center.ami.stage(incident, 2, "citizen_done", DialStatus="BUSY")
+    state, callback_state, _ = center.incident(incident)
+    assert (state, callback_state) == ("unreachable", "failed")
+    center.clock.advance(600)
+    assert len(center.ami.originates()) == 2
+
+
+def test_given_no_operator_answers_then_originate_again_without_using_an_attempt(
+        center: Any) -> None:
+    """OriginateResponse Failure (queue wait over) re-originates after 5 s; the citizen's
+    attempts are untouched (the next one is still attempt 1 of the citizen)."""
+    _, doc = center.post()
+    first = center.ami.originates()[0]
+    center.ami.accept(first)
+    center.ami.receive(f"Event: OriginateResponse\nActionID: {first.action_id}\n"
+                       "Response: Failure\nReason: 3\nChannel: Local/operator@siaga-alerts\n\n")
+    center.clock.advance(5)
+    assert len(center.ami.originates()) == 2
+    assert center.incident(doc["incident_id"])[0] == "operator_ringing"
+    assert center.service.dialer.active[doc["incident_id"]].citizen_attempt == 1
+
+
+@pytest.mark.parametrize("field", [
+    {"note": "help\r\nAction: Hangup\r\nChannel: PJSIP/201"},
+    {"callback_number": "0812\r\nAction: Originate"},
+    {"alert_id": "x\nAction: Command"},
+    {"device_id": "app1\r\nAction: Logoff"},
+    {"location": {"lat": 1, "lon": 2, "fix_time": "2026-11-27T12:00:00Z\r\nX: y"}},
+    {"type": "panic\r\n"},
+], ids=["note", "number", "alert id", "device id", "fix time", "type"])
+def test_given_crlf_in_any_field_then_refused_and_nothing_reaches_ami(
+        center: Any, field: dict[str, Any]) -> None:
+    """CR/LF anywhere in the alert: 4xx, nothing stored, and not one byte written to AMI."""
+    status, doc = center.post(**field)
+    assert 400 <= status < 500 and doc["error"]
+    assert center.ami.transport.value() == b""
+    assert counts(center.sessions)["alerts"] == 0
+
+
+def test_given_stored_number_with_crlf_when_dialled_then_nothing_sent() -> None:
+    """The dialer checks the number again: a bad one (a bug upstream) gives up, sends nothing."""
+    clock = task.Clock()
+    ami = WireAMI(clock)
+    reports: list[tuple[int, IncidentInput]] = []
+    dialer = CallbackDialer(clock, ami, DialerSettings(citizen_dial="PJSIP/{number}"),
+                            lambda i, what, detail, op: reports.append((i, what)),
+                            lambda cb, state: None)
+    dialer.submit(CallbackJob(1, 7, "0812\r\nAction: Hangup", 0))
+    assert ami.transport.value() == b""
+    assert reports == [(7, IncidentInput.GIVE_UP)]
+    with pytest.raises(ValueError):
+        citizen_dial_string("PJSIP/{number}", "0812&PJSIP/201")
+
+
+def test_given_max_active_one_then_second_callback_waits_for_the_first(tmp_path: Path) -> None:
+    """At most max_active callbacks are in Asterisk; the next starts when one ends."""
+    clock = task.Clock()
+    ami = WireAMI(clock)
+    settings = AlertSettings(dialer=DialerSettings(citizen_dial="PJSIP/{number}",
+                                                   max_active=1))
+    service, sessions, clock = make_service(tmp_path, ami=ami, settings=settings, clock=clock)
+    service.startService()
+    http = Http(service, clock)
+    h = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    for n in (1, 2):
+        body = json.dumps({"alert_id": f"a{n}", "device_id": "app1", "type": "panic"})
+        assert http.request("POST", "/api/v1/alerts", body.encode(), h)[0] == 201
+    [first] = ami.originates()
+    ami.accept(first)
+    ami.stage(1, 1, "operator_answered", Operator="201")
+    ami.stage(1, 1, "citizen_answered")
+    assert len(ami.originates()) == 1
+    ami.stage(1, 1, "citizen_done", DialStatus="ANSWER")
+    assert variables(ami.originates()[1])["__SIAGA_INCIDENT"] == "2"
+
+
+def test_given_callback_owed_when_service_restarts_then_originated_again(tmp_path: Path
+                                                                        ) -> None:
+    """A callback committed by a process that died is resumed by the next one at start."""
+    clock = task.Clock()
+    service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
+    http = Http(service, clock)
+    body = json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode()
+    status, _, _ = http.request("POST", "/api/v1/alerts", body, {
+        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert status == 201  # this one has no AMI: the callback stays owed in the database
+    ami = WireAMI(clock)
+    run = inline(sessions)
+    restarted = AlertService(clock, run, run, ami, SETTINGS)
+    restarted.startService()
+    [originate] = ami.originates()
+    assert variables(originate)["__SIAGA_INCIDENT"] == "1"
+    assert variables(originate)["SIAGA_CITIZEN_DIAL"] == "PJSIP/081234567890"
+
+
+def test_given_button_call_then_incident_with_its_place_follows_the_queue(tmp_path: Path
+                                                                         ) -> None:
+    """Newchannel from PJSIP/901 to the panic number opens one incident for button-901 at
+    its configured place; queue join → operator_ringing; AgentConnect → talking (201)."""
+    clock = task.Clock()
+    clock.advance(NOW)
+    ami = WireAMI(clock)
+    sessions_service = make_service(tmp_path, clock=task.Clock())[1]
+    run = inline(sessions_service)
+    service = AlertService(clock, run, run, ami, SETTINGS,
+                           buttons=[("901", "Pasar Girian", 1.4756, 125.1736)],
+                           panic_number="1990")
+    service.startService()
+    new_channel = ("Event: Newchannel\nChannel: PJSIP/901-0000002a\nCallerIDNum: 901\n"
+                   "Context: buttons\nExten: 1990\nUniqueid: 1795800000.42\n"
+                   "Linkedid: 1795800000.42\n\n")
+    ami.receive(new_channel)
+    ami.receive(new_channel)  # seen twice (e.g. replayed): still one incident
+    ami.receive("Event: Newchannel\nChannel: PJSIP/201-0000002b\nContext: operators\n"
+                "Exten: 1990\nUniqueid: 1795800000.43\nLinkedid: 1795800000.43\n\n")
+    ami.receive("Event: QueueCallerJoin\nChannel: PJSIP/901-0000002a\n"
+                "Uniqueid: 1795800000.42\nQueue: operators\nPosition: 1\n\n")
+    ami.receive("Event: AgentConnect\nChannel: PJSIP/901-0000002a\nUniqueid: 1795800000.42\n"
+                "Interface: PJSIP/201\nMemberName: Operator 1\n\n")
+    assert counts(sessions_service)["incidents"] == 1
+    with db.transaction(sessions_service) as session:
+        from dispatcher.alerts.storage import incident_document
+
+        doc = incident_document(session, 1)
+    assert doc["device"]["device_id"] == "button-901" and doc["device"]["kind"] == "button"
+    assert doc["location"]["lat"] == 1.4756 and doc["location"]["lon"] == 125.1736
+    assert [t["to"] for t in doc["transitions"]] == ["new", "operator_ringing", "talking"]
+    assert doc["operator"] == "201"
+    setvars = [m for m in ami.sent() if m.get("Action") == "Setvar"]
+    assert [(m["Channel"], m["Variable"], m["Value"]) for m in setvars] == [
+        ("PJSIP/901-0000002a", "__SIAGA_INCIDENT", "1")]
