@@ -90,7 +90,7 @@ def citizen_dial_string(template: str, number: str) -> str:
 class _Attempt:
     job: CallbackJob
     citizen_attempt: int = 1
-    seq: int = 0  # originates sent for this incident by this process
+    seq: int = 0  # originates for this incident (continues the database's count)
     phase: str = "idle"  # idle, originating, operator, talking, waiting
     action_id: str | None = None
     channel_id: str | None = None
@@ -132,6 +132,35 @@ class CallbackDialer:
             self._begin(job)
         else:
             self.waiting.append(job)
+
+    def resume(self, job: CallbackJob, live_channels: list[str]) -> None:
+        """Take over a callback owed since before a restart.
+
+        ``live_channels`` are the Uniqueids of channels Asterisk has now. If one is this
+        incident's callback (the process that died had originated it), the dialer follows that
+        call instead of ringing an operator a second time; otherwise it starts again.
+        Attempt numbers continue after the ones already counted in the database, so the dead
+        process's events are never taken for the new process's.
+        """
+        prefix = f"siaga-alert-{job.incident_id}-"
+        live = [c for c in live_channels if c.startswith(prefix)]
+        if not live or job.incident_id in self.active:
+            attempt = _Attempt(job, seq=job.attempts)
+            self.active[job.incident_id] = attempt
+            self.report(job.incident_id, IncidentInput.DIAL_OPERATOR,
+                        "resumed after a restart", None)
+            self._originate(attempt)
+            return
+        channel_id = live[-1]
+        seq_text = channel_id[len(prefix):].split("-", 1)[0]
+        seq = int(seq_text) if seq_text.isdigit() else job.attempts
+        attempt = _Attempt(job, seq=seq, phase="originating", channel_id=channel_id)
+        self.active[job.incident_id] = attempt
+        self._by_channel[channel_id] = job.incident_id
+        log.info("incident {incident}: following callback call {channel} left by the "
+                 "previous process", incident=job.incident_id, channel=channel_id)
+        self.report(job.incident_id, IncidentInput.DIAL_OPERATOR,
+                    f"following call {channel_id} after a restart", None)
 
     def cancel(self, incident_id: int) -> None:
         """Stop calling back for ``incident_id`` (the operator closed or cancelled it)."""
@@ -217,7 +246,7 @@ class CallbackDialer:
     # -- attempts ------------------------------------------------------------------------
 
     def _begin(self, job: CallbackJob) -> None:
-        attempt = _Attempt(job)
+        attempt = _Attempt(job, seq=job.attempts)
         self.active[job.incident_id] = attempt
         self.report(job.incident_id, IncidentInput.DIAL_OPERATOR,
                     "operator-first callback to " + job.number, None)

@@ -143,15 +143,29 @@ class AlertService(Service):
         if self.dialer is None:
             return succeed(0)
 
-        def resume(jobs: list[storage.CallbackJob]) -> int:
+        def live_channels(jobs: list[storage.CallbackJob]) -> Deferred[Any]:
+            if not jobs:
+                return succeed((jobs, []))
+            # A callback the dead process had originated may still be ringing or talking:
+            # look before ringing an operator again.
+            when_ready = getattr(self.ami, "when_ready", None)
+            d = when_ready() if when_ready is not None else succeed(None)
+            d.addCallback(lambda _: self.ami.coreshowchannels())
+            d.addCallback(lambda result: (jobs, [e.get("Uniqueid") for e in result.events]))
+            return d
+
+        def resume(found: tuple[list[storage.CallbackJob], list[str]]) -> int:
+            jobs, channels = found
             for job in jobs:
                 log.info("resuming the callback of incident {incident}",
                          incident=job.incident_id)
                 assert self.dialer is not None
-                self.dialer.submit(job)
+                self.dialer.resume(job, channels)
             return len(jobs)
 
-        return self.read(storage.pending_callbacks).addCallback(resume)
+        d = self.read(storage.pending_callbacks)
+        d.addCallback(live_channels)
+        return d.addCallback(resume)
 
     # -- alert intake --------------------------------------------------------------------
 

@@ -58,6 +58,18 @@ class WireAMI(AMIActions):
         """Asterisk accepts an action."""
         self.receive(f"Response: Success\nActionID: {action.action_id}\nMessage: ok\n\n")
 
+    def answer_channels(self, uniqueids: list[str]) -> None:
+        """Answer the pending CoreShowChannels with these channels."""
+        [action] = [m for m in self.sent() if m.get("Action") == "CoreShowChannels"]
+        text = (f"Response: Success\nActionID: {action.action_id}\nEventList: start\n"
+                "Message: Channels will follow\n\n")
+        for uniqueid in uniqueids:
+            text += (f"Event: CoreShowChannel\nActionID: {action.action_id}\n"
+                     f"Uniqueid: {uniqueid}\nChannel: Local/operator@siaga-alerts-1;1\n\n")
+        text += (f"Event: CoreShowChannelsComplete\nActionID: {action.action_id}\n"
+                 f"EventList: Complete\nListItems: {len(uniqueids)}\n\n")
+        self.receive(text)
+
     def stage(self, incident: int, attempt: int, stage: str, **extra: str) -> None:
         """The dialplan's UserEvent for a stage of an attempt."""
         more = "".join(f"{k}: {v}\n" for k, v in extra.items())
@@ -248,9 +260,32 @@ def test_given_callback_owed_when_service_restarts_then_originated_again(tmp_pat
     run = inline(sessions)
     restarted = AlertService(clock, run, run, ami, SETTINGS)
     restarted.startService()
+    assert ami.originates() == []  # it looks at Asterisk's channels first
+    ami.answer_channels([])
     [originate] = ami.originates()
     assert variables(originate)["__SIAGA_INCIDENT"] == "1"
     assert variables(originate)["SIAGA_CITIZEN_DIAL"] == "PJSIP/081234567890"
+
+
+def test_given_callback_still_in_asterisk_when_restarted_then_followed_not_redialled(
+        tmp_path: Path) -> None:
+    """The dead process's callback call is still up: the new process follows it (its
+    attempt's events move the incident) and rings no operator a second time."""
+    clock = task.Clock()
+    service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
+    body = json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode()
+    Http(service, clock).request("POST", "/api/v1/alerts", body, {
+        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    ami = WireAMI(clock)
+    run = inline(sessions)
+    restarted = AlertService(clock, run, run, ami, SETTINGS)
+    restarted.startService()
+    ami.answer_channels(["1795800000.7", "siaga-alert-1-3-0a1b2c3d"])
+    assert ami.originates() == []
+    ami.stage(1, 3, "operator_answered", Operator="203")
+    ami.stage(1, 3, "citizen_answered")
+    with sessions() as session:
+        assert session.get(Incident, 1).state == "talking"
 
 
 def test_given_button_call_then_incident_with_its_place_follows_the_queue(tmp_path: Path
