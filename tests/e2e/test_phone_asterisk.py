@@ -13,9 +13,10 @@ import pytest
 from pbx.phone import tones
 from pbx.phone.phone import Call, CallState, Phone
 from pbx.phone.stack import PhoneError
+from tests.harness import wait_for
 
 if TYPE_CHECKING:
-    from tests.harness import RunningAsterisk
+    from tests.harness import AmiWatch, RunningAsterisk
     from tests.phones import Directory, PhoneFactory
 
 pytestmark = pytest.mark.asterisk
@@ -27,7 +28,8 @@ OTHER_TONE = tones.CALLEE_TONE_HZ
 def hotline_call(phones: PhoneFactory, citizen: Phone, operator: Phone) -> tuple[Call, Call]:
     """The citizen dials the hotline and the operator answers the queue call."""
     call = citizen.call(phones.directory.hotline)
-    call.wait_confirmed(10)  # the hotline answers before queueing
+    call.wait_confirmed(10)  # the hotline answers before its menu
+    call.send_dtmf("0")  # "0 for an operator" (before there was a menu: ignored by the queue)
     taken = operator.wait_incoming(20)  # the queue may try an absent operator first
     taken.answer()
     taken.wait_confirmed()
@@ -79,48 +81,103 @@ def test_given_a_citizen_when_calling_the_hotline_then_an_operator_talks_with_th
     assert heard.both, heard
 
 
-def test_given_a_hotline_call_when_the_citizen_presses_keys_then_asterisk_sees_the_dtmf(
+def channel_of(ami: AmiWatch, phone: Phone) -> str:
+    """The name of a channel Asterisk made for a registered phone (from any event)."""
+    prefix = f"PJSIP/{phone.user}-"
+
+    def seen() -> list[str]:
+        with ami.lock:
+            return [e["Channel"] for e in ami.events if e.get("Channel", "").startswith(prefix)]
+
+    return wait_for(seen, 5, f"a channel of {phone.user}")[0]  # type: ignore[index]
+
+
+def dtmf_digits(ami_events: list[dict[str, str]], channel: str, direction: str) -> str:
+    """The keys AMI reports on ``channel`` (one per press: a Begin and its End count once)."""
+    keys = ""
+    last_begin = None
+    for event in ami_events:
+        if event.get("Channel") != channel or event.get("Direction") != direction:
+            continue
+        if event["Event"] == "DTMFBegin":
+            keys += event["Digit"]
+            last_begin = event["Digit"]
+        elif event["Event"] == "DTMFEnd":
+            # Asterisk reports only the End of a press it did not see begin (emulated DTMF,
+            # or an application reading End frames only).
+            if last_begin != event["Digit"]:
+                keys += event["Digit"]
+            last_begin = None
+    return keys
+
+
+def test_given_the_hotline_menu_when_the_citizen_presses_a_key_then_asterisk_sees_the_dtmf(
     phones: PhoneFactory, asterisk: RunningAsterisk
 ) -> None:
-    """RFC 4733 digits from the phone arrive as DTMFBegin/DTMFEnd on the citizen's channel."""
+    """A key pressed while the hotline answers arrives as a DTMF event on the citizen's channel."""
     ami = asterisk.ami()
     citizen = phones.citizen()
     call = citizen.call(phones.directory.hotline)
     call.wait_confirmed(10)
-    newchannel = ami.wait_event("Newchannel", 5, Exten=phones.directory.hotline)
-    channel = newchannel["Channel"]
+    channel = ami.wait_event("Newchannel", 5, Exten=phones.directory.hotline)["Channel"]
+    call.send_dtmf("0")
+    end = ami.wait_event("DTMFEnd", 5, Channel=channel, Digit="0", Direction="Received")
+    assert int(end["DurationMs"]) >= 100  # the phone held the key for 160 ms
+    assert dtmf_digits(ami.events, channel, "Received") == "0"
+
+
+def test_given_a_citizen_with_an_operator_when_keys_are_pressed_then_ami_and_operator_see_them(
+    phones: PhoneFactory, asterisk: RunningAsterisk
+) -> None:
+    """RFC 4733 keys cross Asterisk: AMI sees them received from the citizen and sent to the
+    operator, in order, and the operator's phone hears the same keys."""
+    ami = asterisk.ami()
+    citizen, operator = phones.citizen(), phones.operator(1)
+    call, taken = hotline_call(phones, citizen, operator)
+    citizen_channel = ami.wait_event("Newchannel", 5, Exten=phones.directory.hotline)["Channel"]
+    operator_channel = channel_of(ami, operator)
+    pressed_before = dtmf_digits(ami.events, citizen_channel, "Received")
     call.send_dtmf("19#")
+    assert taken.wait_dtmf("19#") == "19#"
     for digit in "19#":
-        ami.wait_event("DTMFEnd", 5, Channel=channel, Digit=digit, Direction="Received")
-    begins = [e["Digit"] for e in ami.matching("DTMFBegin", Channel=channel)]
-    ends = [e["Digit"] for e in ami.matching("DTMFEnd", Channel=channel)]
-    assert begins == ends == ["1", "9", "#"]
-    durations = [int(e["DurationMs"]) for e in ami.matching("DTMFEnd", Channel=channel)]
-    assert all(d > 0 for d in durations)
+        ami.wait_event("DTMFBegin", 5, Channel=operator_channel, Digit=digit, Direction="Sent")
+    received = dtmf_digits(ami.events, citizen_channel, "Received")
+    assert received == pressed_before + "19#"
+    assert dtmf_digits(ami.events, operator_channel, "Sent").endswith("19#")
 
 
-def test_given_a_hotline_call_when_the_operator_blind_transfers_then_citizen_and_agency_talk(
+def test_given_agency_and_operator_when_the_operator_blind_transfers_then_the_agencies_talk(
     phones: PhoneFactory,
 ) -> None:
-    """Operator REFERs the citizen to police: citizen and police hear each other, operator out."""
-    citizen, operator, police = phones.citizen(), phones.operator(1), phones.agency("police")
-    call, taken = hotline_call(phones, citizen, operator)
-    taken.transfer_blind(police.user)
-    ringing = police.wait_incoming(10)
+    """Police calls operator 1, who REFERs police to fire: police and fire hear each other."""
+    police, operator, fire = phones.agency("police"), phones.operator(1), phones.agency("fire")
+    out = police.call(operator.user)
+    taken = operator.wait_incoming(5)
+    taken.answer()
+    out.wait_confirmed()
+    taken.wait_confirmed()
+    assert taken.transfer_blind(fire.user, wait=False) == 0
+    ringing = fire.wait_incoming(10)
+    assert f"sip:{police.user}@" in ringing.remote_uri  # fire sees who is transferred to it
     ringing.answer()
     ringing.wait_confirmed()
-    taken.wait_disconnected(10)  # Asterisk hangs the operator up once it took the transfer
-    assert call.state == CallState.CONFIRMED  # the citizen never left their call
-    heard = phones.two_way_audio(call, ringing)
+    assert taken.wait_transfer(10) == 200
+    taken.hangup()
+    assert out.state == CallState.CONFIRMED  # police never left its call
+    heard = phones.two_way_audio(out, ringing)
     assert heard.both, heard
 
 
-def test_given_a_hotline_call_when_the_operator_transfers_attended_then_citizen_and_agency_talk(
+def test_given_agency_and_operator_when_the_operator_transfers_attended_then_the_agencies_talk(
     phones: PhoneFactory,
 ) -> None:
-    """Operator holds the citizen, consults fire, then joins them (REFER with Replaces)."""
-    citizen, operator, fire = phones.citizen(), phones.operator(1), phones.agency("fire")
-    call, taken = hotline_call(phones, citizen, operator)
+    """Operator holds police, consults fire, then joins them (REFER with Replaces)."""
+    police, operator, fire = phones.agency("police"), phones.operator(1), phones.agency("fire")
+    out = police.call(operator.user)
+    taken = operator.wait_incoming(5)
+    taken.answer()
+    out.wait_confirmed()
+    taken.wait_confirmed()
     taken.hold()
     consult = operator.call(fire.user)
     at_fire = fire.wait_incoming(10)
@@ -129,11 +186,11 @@ def test_given_a_hotline_call_when_the_operator_transfers_attended_then_citizen_
     at_fire.wait_confirmed()
     # The operator and fire talk first: the consultation is a real call.
     assert phones.two_way_audio(consult, at_fire).both
-    taken.transfer_attended(consult)
+    assert taken.transfer_attended(consult) == 200
     taken.wait_disconnected(10)
     consult.wait_disconnected(10)
-    assert call.state == CallState.CONFIRMED
-    assert at_fire.state == CallState.CONFIRMED or at_fire.replaced_by is not None
+    assert out.state == CallState.CONFIRMED
     fire_leg = at_fire.replaced_by or at_fire
-    heard = phones.two_way_audio(call, fire_leg)
+    assert fire_leg.state == CallState.CONFIRMED
+    heard = phones.two_way_audio(out, fire_leg)
     assert heard.both, heard

@@ -21,8 +21,23 @@ def parser() -> argparse.ArgumentParser:
 def test_given_the_phone_command_when_parsed_then_every_option_lands() -> None:
     """All options of ``siaga phone`` reach the handler with their types."""
     args = parser().parse_args(
-        ["phone", "--server", "127.0.0.1:5070", "--user", "201", "--password", "pw",
-         "--call", "301", "--dtmf", "12#", "--tone", "697", "--hangup-after", "2.5"]
+        [
+            "phone",
+            "--server",
+            "127.0.0.1:5070",
+            "--user",
+            "201",
+            "--password",
+            "pw",
+            "--call",
+            "301",
+            "--dtmf",
+            "12#",
+            "--tone",
+            "697",
+            "--hangup-after",
+            "2.5",
+        ]
     )
     assert args.func is cli.cmd_phone
     assert (args.server, args.user, args.password) == ("127.0.0.1:5070", "201", "pw")
@@ -44,7 +59,7 @@ def test_given_the_probe_command_when_parsed_then_it_calls_the_hotline_without_o
 @pytest.mark.parametrize(
     "argv",
     [
-        ["phone", "--server", "127.0.0.1"  + ":99999"],
+        ["phone", "--server", "127.0.0.1:99999"],
         ["phone", "--server", "127.0.0.1:5070", "--dtmf", "1x"],
         ["phone", "--server", "127.0.0.1:5070", "--tone", "-5"],
         ["probe", "--server", "127.0.0.1:5070", "--digits", "1\n2"],
