@@ -1,0 +1,226 @@
+"""Alerts end to end: real Asterisk, the API server in a child process, SQLite, pjsua2 phones.
+
+The API runs as ``python -m dispatcher.api.standalone`` (HTTP + call log writer + AMI client)
+against the session's Asterisk, so a test can SIGKILL it right after a 201 and start it again.
+The citizen's phone is a pjsua2 phone registered as extension 339; the server dials it with
+the dial string template ``PJSIP/{number}`` (a center dials ``PJSIP/{number}@trunk``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.harness import wait_for, write_test_config
+
+if TYPE_CHECKING:
+    from tests.harness import RunningAsterisk
+    from tests.phones import PhoneFactory
+
+pytestmark = pytest.mark.asterisk
+
+CITIZEN_EXT = "339"  # the disaster agency's duty phone stands in for a citizen's mobile
+REPO = Path(__file__).resolve().parents[2]
+
+
+class AlertServer:
+    """The API server as a child process on the session's Asterisk."""
+
+    def __init__(self, asterisk: RunningAsterisk, workdir: Path) -> None:
+        self.workdir = workdir
+        self.config = write_test_config(workdir / "siaga.yaml",
+                                        sip_port=asterisk.center.sip.port,
+                                        ami_port=asterisk.center.ami.port)
+        self.state_dir = asterisk.center.state_dir  # its secrets.yaml holds the AMI secret
+        self.db_path = workdir / "alerts.db"
+        self.db = f"sqlite:///{self.db_path}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.runs = 0
+
+    def start(self) -> None:
+        """Start it and wait until it listens."""
+        self.runs += 1
+        out_path = self.workdir / f"server.{self.runs}.log"
+        out = out_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher.api.standalone", "--config", str(self.config),
+             "--state-dir", str(self.state_dir), "--db", self.db, "--port", "0", "--ami",
+             "--citizen-dial", "PJSIP/{number}", "--citizen-ring-seconds", "15",
+             "--retry-interval", "2"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
+        out.close()
+
+        def listening() -> int | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the API server exited:\n{out_path.read_text()}")
+            match = re.search(r"LISTENING (\d+)", out_path.read_text(errors="replace"))
+            return int(match.group(1)) if match else None
+
+        self.port = int(wait_for(listening, 60, "the API server to listen"))  # type: ignore[arg-type]
+        self.log_path = out_path
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, nothing flushed that was not already committed."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop it if it runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def enrol(self, device_id: str, callback_number: str) -> str:
+        """``siaga device add`` on the server's database; the token it printed."""
+        siaga = Path(sys.executable).parent / "siaga"
+        out = subprocess.run(
+            [str(siaga), "device", "add", "--db", self.db, device_id, "--callback-number",
+             callback_number, "--json"], check=True, capture_output=True, text=True, cwd=REPO)
+        return json.loads(out.stdout)["token"]
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                token: str | None = None) -> tuple[int, dict[str, Any]]:
+        """One HTTP request to the API; status and JSON body (errors included)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/v1{path}", data=data,
+                                     method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def incident(self, incident_id: int) -> dict[str, Any]:
+        """The incident as operators see it."""
+        status, doc = self.request("GET", f"/incidents/{incident_id}")
+        assert status == 200, doc
+        return doc
+
+
+@pytest.fixture
+def server(asterisk: RunningAsterisk, tmp_path: Path) -> Any:
+    """An API server for this test (stopped at its end)."""
+    s = AlertServer(asterisk, tmp_path)
+    yield s
+    s.stop()
+
+
+def alert(alert_id: str, number: str = CITIZEN_EXT) -> dict[str, Any]:
+    """An alert from the test's app with a location and a note."""
+    return {"alert_id": alert_id, "device_id": "e2e-app", "type": "panic",
+            "location": {"lat": 1.4400, "lon": 125.1900, "accuracy_m": 8},
+            "callback_number": number, "note": "Kebakaran di gudang"}
+
+
+def test_given_alert_when_posted_then_operator_then_citizen_talk_with_two_way_audio(
+        server: AlertServer, phones: PhoneFactory, asterisk: RunningAsterisk) -> None:
+    """POST → 201; operator 201's phone rings and answers; then the citizen's phone rings and
+    answers; each hears the other's tone; the incident is ``talking`` with operator 201; a
+    retry of the alert id answers 200 with the same incident."""
+    operator = phones.operator(1)
+    citizen = phones.extension(CITIZEN_EXT, asterisk.password(CITIZEN_EXT))
+    server.start()
+    token = server.enrol("e2e-app", CITIZEN_EXT)
+    alert_id = str(uuid.uuid4())
+    status, receipt = server.request("POST", "/alerts", alert(alert_id), token)
+    assert status == 201, receipt
+    incident_id = receipt["incident_id"]
+
+    taken = operator.wait_incoming(30)
+    assert citizen.incoming_waiting == 0  # operator first: the citizen is not rung yet
+    taken.answer()
+    taken.wait_confirmed()
+    ringing = citizen.wait_incoming(20)
+    ringing.answer()
+    ringing.wait_confirmed()
+
+    heard = phones.two_way_audio(ringing, taken)
+    assert heard.both, heard
+    wait_for(lambda: server.incident(incident_id)["state"] == "talking", 10,
+             "the incident to be talking")
+    doc = server.incident(incident_id)
+    assert doc["operator"] == "201" and doc["callback"]["state"] == "done"
+    assert doc["note"] == "Kebakaran di gudang" and doc["location"]["lat"] == 1.44
+
+    status, again = server.request("POST", "/alerts", alert(alert_id), token)
+    assert status == 200 and again["incident_id"] == incident_id and not again["created"]
+    status, refused = server.request("POST", "/alerts", alert("x2", number="339\r\n"), token)
+    assert status == 422 and refused["error"] == "invalid_field"
+    taken.hangup()
+    ringing.wait_disconnected(10)
+
+
+def test_given_server_killed_right_after_201_then_alert_kept_and_callback_happens(
+        server: AlertServer, phones: PhoneFactory, asterisk: RunningAsterisk) -> None:
+    """SIGKILL right after the 201: the alert is in the database; the restarted server
+    calls back (following the call the dead one had started, or starting it): the operator
+    answers, the citizen answers, and the incident reaches ``talking``."""
+    citizen = phones.extension(CITIZEN_EXT, asterisk.password(CITIZEN_EXT))
+    server.start()
+    token = server.enrol("e2e-app", CITIZEN_EXT)
+    status, receipt = server.request("POST", "/alerts", alert(str(uuid.uuid4())), token)
+    assert status == 201, receipt
+    server.kill()
+    with sqlite3.connect(server.db_path) as con:
+        rows = con.execute("select incident_id, callback_number from alerts").fetchall()
+    assert rows == [(receipt["incident_id"], CITIZEN_EXT)]
+
+    server.start()
+    operator = phones.operator(1)  # registers only now: the callback waits in the queue
+    taken = operator.wait_incoming(40)
+    taken.answer()
+    taken.wait_confirmed()
+    ringing = citizen.wait_incoming(20)
+    ringing.answer()
+    ringing.wait_confirmed()
+    wait_for(lambda: server.incident(receipt["incident_id"])["state"] == "talking", 10,
+             "the recovered callback to reach talking")
+    assert len(operator.active_calls) == 1  # one callback, not one per process
+    taken.hangup()
+
+
+def test_given_button_calls_panic_number_then_incident_with_its_place(
+        server: AlertServer, phones: PhoneFactory, asterisk: RunningAsterisk) -> None:
+    """Button 901 dials the panic number: the operator's phone rings (the dialplan queues it
+    first) and the server opens an incident for button-901 at its configured place, which
+    becomes ``talking`` with operator 201 when answered."""
+    operator = phones.operator(1)
+    button = phones.extension("901", asterisk.password("901"))
+    server.start()
+    call = button.call(asterisk.center.panic_number)
+    taken = operator.wait_incoming(40)
+    taken.answer()
+    taken.wait_confirmed()
+
+    def incident() -> dict[str, Any] | None:
+        status, feed = server.request("GET", "/incidents/feed?after=0")
+        opened = [e for e in feed["events"] if e["event"] == "button_pressed"]
+        return server.incident(opened[0]["incident_id"]) if opened else None
+
+    doc = wait_for(lambda: (d := incident()) and d["state"] == "talking" and d, 15,
+                   "the button's incident to be talking")
+    assert doc["device"]["device_id"] == "button-901"  # type: ignore[index]
+    assert (doc["location"]["lat"], doc["location"]["lon"]) == (1.4756, 125.1736)  # type: ignore[index]
+    assert doc["operator"] == "201"  # type: ignore[index]
+    call.hangup()
