@@ -4,7 +4,8 @@ The dialplan alone puts the call at the front of the operators' queue (``buttons
 ``hotline,panic``, priority 100): that works with the server down. The server adds the
 incident, with the button's identity and configured place, from AMI events:
 
-* ``Newchannel`` in context ``buttons`` to the panic number → open the incident, once per call
+* ``Newchannel`` or ``Newexten`` in context ``buttons`` at the panic number → open the
+  incident, once per call
   (the alert id is ``call-<linkedid>``, so a repeated event changes nothing);
 * ``QueueCallerJoin`` → ``caller_queued``; ``AgentConnect`` → ``caller_connected`` (with the
   operator); ``QueueCallerAbandon`` → ``caller_abandoned``.
@@ -56,8 +57,10 @@ class ButtonWatcher:
         self.calls: dict[str, Deferred[int]] = {}  # button channel's Uniqueid -> incident id
 
     def on_newchannel(self, event: Any) -> None:
-        """A new channel: a button dialling the panic number opens an incident."""
-        if event.get("Context") != BUTTONS_CONTEXT or event.get("Exten") != self.panic_number:
+        """A new channel (or its first dialplan step, ``Newexten``): a button dialling the
+        panic number opens an incident."""
+        exten = event.get("Exten") or event.get("Extension")
+        if event.get("Context") != BUTTONS_CONTEXT or exten != self.panic_number:
             return
         channel = event.get("Channel")
         extension = endpoint_of(channel)

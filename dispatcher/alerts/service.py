@@ -117,6 +117,7 @@ class AlertService(Service):
                          ("Hangup", self.dialer.on_hangup)]
             if self.watcher is not None:
                 subs += [("Newchannel", self.watcher.on_newchannel),
+                         ("Newexten", self.watcher.on_newchannel),
                          ("QueueCallerJoin", self.watcher.on_queue_join),
                          ("AgentConnect", self.watcher.on_agent_connect),
                          ("QueueCallerAbandon", self.watcher.on_queue_abandon),
