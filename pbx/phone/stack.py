@@ -13,6 +13,7 @@ the references and collects garbage before destroying the library.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import random
@@ -127,6 +128,9 @@ class SipStack:
         self.rtp_port = rtp_port or random.randrange(20000, 30000, 2)
         self.started_in = time.monotonic() - started
         SipStack._live = self
+        # A script or test run that ends without closing the stack would destroy pjsua2 with
+        # calls still bound during interpreter teardown, which aborts: close it first.
+        atexit.register(self._close_at_exit)
 
     @staticmethod
     def _only_g711(ep: pj.Endpoint) -> None:
@@ -254,6 +258,7 @@ class SipStack:
         gc.collect()
         self._closed = True
         SipStack._live = None
+        atexit.unregister(self._close_at_exit)
         try:
             self.ep.libDestroy()
         except pj.Error as exc:
@@ -262,6 +267,14 @@ class SipStack:
         gc.collect()
         if problems:
             raise PhoneError(f"closing the SipStack: {problems[0]}") from problems[0]
+
+    def _close_at_exit(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.close(timeout=1.0)
+        except PhoneError as exc:
+            print(f"siaga phone stack: closing at exit: {exc}", file=sys.stderr)
 
     @property
     def closed(self) -> bool:

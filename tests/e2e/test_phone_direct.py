@@ -7,8 +7,10 @@ Asterisk live in ``test_phone_asterisk.py``.
 
 from __future__ import annotations
 
+import wave
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 
 from pbx.phone import tones
@@ -70,6 +72,27 @@ def test_given_a_call_when_nobody_plays_then_both_sides_hear_silence(
     path = out.wait_heard(1.0)
     assert tones.is_silence(path)
     assert tones.dominant_frequency(path) is None
+
+
+def test_given_a_call_when_a_wav_is_played_then_the_other_side_hears_it(
+    phones: PhoneFactory,
+) -> None:
+    """play_wav sends a file's audio (here a 1209 Hz tone written with numpy) into the call."""
+    samples = 0.3 * np.sin(2 * np.pi * AGENCY_TONE * np.arange(8000) / 8000)
+    path = phones.workdir / "tone.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes((samples * 32767).astype("<i2").tobytes())
+    out, inc = connect(phones.direct("ivr"), phones.direct("citizen"))
+    out.play_wav(path)
+    inc.start_recording(phones.recording("heard"))
+    heard = inc.wait_heard(1.3)
+    assert tones.hears_tone(heard, AGENCY_TONE, skip_s=0.3)
+    out.stop_audio()
+    inc.start_recording(phones.recording("after"))
+    assert tones.is_silence(inc.wait_heard(0.8), skip_s=0.2)
 
 
 def test_given_a_call_when_dtmf_is_sent_then_the_other_side_receives_the_digits(
