@@ -82,8 +82,13 @@ def test_given_a_citizen_when_calling_the_hotline_then_an_operator_talks_with_th
 
 
 def channel_of(ami: AmiWatch, phone: Phone) -> str:
-    """The name of a channel Asterisk made for a registered phone (from any event)."""
-    prefix = f"PJSIP/{phone.user}-"
+    """The name of a channel Asterisk made for a phone (from any event).
+
+    A registered phone's channels are named after its endpoint; a citizen's after the
+    ``anonymous`` endpoint (one citizen per test).
+    """
+    endpoint = phone.user if phone.register else "anonymous"
+    prefix = f"PJSIP/{endpoint}-"
 
     def seen() -> list[str]:
         with ami.lock:
@@ -119,7 +124,7 @@ def test_given_the_hotline_menu_when_the_citizen_presses_a_key_then_asterisk_see
     citizen = phones.citizen()
     call = citizen.call(phones.directory.hotline)
     call.wait_confirmed(10)
-    channel = ami.wait_event("Newchannel", 5, Exten=phones.directory.hotline)["Channel"]
+    channel = channel_of(ami, citizen)
     call.send_dtmf("0")
     end = ami.wait_event("DTMFEnd", 5, Channel=channel, Digit="0", Direction="Received")
     assert int(end["DurationMs"]) >= 100  # the phone held the key for 160 ms
@@ -134,7 +139,7 @@ def test_given_a_citizen_with_an_operator_when_keys_are_pressed_then_ami_and_ope
     ami = asterisk.ami()
     citizen, operator = phones.citizen(), phones.operator(1)
     call, taken = hotline_call(phones, citizen, operator)
-    citizen_channel = ami.wait_event("Newchannel", 5, Exten=phones.directory.hotline)["Channel"]
+    citizen_channel = channel_of(ami, citizen)
     operator_channel = channel_of(ami, operator)
     pressed_before = dtmf_digits(ami.events, citizen_channel, "Received")
     call.send_dtmf("19#")
