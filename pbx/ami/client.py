@@ -140,27 +140,35 @@ class EventDispatcher:
     """
 
     def __init__(self) -> None:
-        self._by_name: dict[str, list[EventCallback]] = {}
-        self._all: list[EventCallback] = []
+        # Tuples, replaced on (un)subscribe: dispatch iterates them without copying, and a
+        # subscriber may unsubscribe while being called.
+        self._by_name: dict[str, tuple[EventCallback, ...]] = {}
+        self._all: tuple[EventCallback, ...] = ()
 
     def subscribe(self, name: str, callback: EventCallback) -> Callable[[], None]:
         """Call ``callback(event)`` for each event named ``name``; return an unsubscriber."""
-        self._by_name.setdefault(name, []).append(callback)
+        self._by_name[name] = (*self._by_name.get(name, ()), callback)
 
         def unsubscribe() -> None:
-            callbacks = self._by_name.get(name, [])
+            callbacks = list(self._by_name.get(name, ()))
             if callback in callbacks:
                 callbacks.remove(callback)
+                if callbacks:
+                    self._by_name[name] = tuple(callbacks)
+                else:
+                    del self._by_name[name]
 
         return unsubscribe
 
     def subscribe_all(self, callback: EventCallback) -> Callable[[], None]:
         """Call ``callback(event)`` for every event; return an unsubscriber."""
-        self._all.append(callback)
+        self._all = (*self._all, callback)
 
         def unsubscribe() -> None:
-            if callback in self._all:
-                self._all.remove(callback)
+            callbacks = list(self._all)
+            if callback in callbacks:
+                callbacks.remove(callback)
+                self._all = tuple(callbacks)
 
         return unsubscribe
 
@@ -168,13 +176,13 @@ class EventDispatcher:
         """Hand ``event`` to its subscribers, logging (never propagating) their errors."""
         callbacks = self._by_name.get(event.name)
         if callbacks:
-            for callback in tuple(callbacks):
+            for callback in callbacks:
                 try:
                     callback(event)
                 except Exception:
                     log.failure("AMI subscriber {callback!r} failed on {name} event",
                                 callback=callback, name=event.name)
-        for callback in tuple(self._all):
+        for callback in self._all:
             try:
                 callback(event)
             except Exception:
@@ -571,23 +579,20 @@ class AMIClient(AMIActions):
 
     def message_received(self, item: Message | Oversized) -> None:
         """Route one parsed item: answers to their action, other events to subscribers."""
-        if isinstance(item, Oversized):
-            self._oversized(item)
-            return
         kind = item.kind
+        if kind == "oversized":
+            self._oversized(item)  # type: ignore[arg-type]
+            return
+        if item.unparsed:  # type: ignore[union-attr]
+            log.warn("AMI lines without 'Key: Value' in {name}: {lines!r}",
+                     name=item.name, lines=item.unparsed)  # type: ignore[union-attr]
         if kind == "event":
-            action_id = item.fields.get("ActionID")
-            if action_id is not None:
-                p = self._pending.get(action_id)
-                if p is not None and p.response is not None:
-                    if item.fields.get("EventList") == "Complete" or item.name.endswith(
-                        "Complete"
-                    ):
-                        self._finish(action_id, p, ListResult(p.response, p.events, item))
-                    else:
-                        p.events.append(item)
+            # Events answering a pending list action belong to it, not to subscribers.
+            if self._pending:
+                action_id = item.fields.get("ActionID")  # type: ignore[union-attr]
+                if action_id is not None and self._list_item(action_id, item):
                     return
-            self.dispatcher.dispatch(item)
+            self.dispatcher.dispatch(item)  # type: ignore[arg-type]
         elif kind == "response":
             self._response(item)
         elif kind == "banner":
@@ -595,9 +600,16 @@ class AMIClient(AMIActions):
         else:
             log.warn("AMI message that is neither response nor event: {fields!r}",
                      fields=item.fields)
-        if item.unparsed:
-            log.warn("AMI lines without 'Key: Value' in {name}: {lines!r}",
-                     name=item.name, lines=item.unparsed)
+
+    def _list_item(self, action_id: str, event: Message) -> bool:
+        p = self._pending.get(action_id)
+        if p is None or p.response is None:
+            return False
+        if event.fields.get("EventList") == "Complete" or event.name.endswith("Complete"):
+            self._finish(action_id, p, ListResult(p.response, p.events, event))
+        else:
+            p.events.append(event)
+        return True
 
     def _response(self, response: Message) -> None:
         action_id = response.fields.get("ActionID")

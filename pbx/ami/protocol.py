@@ -16,6 +16,7 @@ never takes the rest of the stream with it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -54,12 +55,18 @@ class Message:
     ``Key: Value`` (kept, so a caller can log them rather than lose them silently).
     """
 
-    __slots__ = ("kind", "name", "fields", "output", "multi", "unparsed")
+    # Most messages have only kind, name and fields: the rest defaults at class level and
+    # lands in a lazily created instance dict when present (the parser makes ~10^5/s).
+    __slots__ = ("kind", "name", "fields", "__dict__")
 
     BANNER = "banner"
     RESPONSE = "response"
     EVENT = "event"
     UNKNOWN = "unknown"
+
+    output: list[str] | None = None
+    multi: dict[str, list[str]] | None = None
+    unparsed: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -73,9 +80,12 @@ class Message:
         self.kind = kind
         self.name = name
         self.fields = fields
-        self.output = output
-        self.multi = multi
-        self.unparsed = unparsed
+        if output is not None:
+            self.output = output
+        if multi is not None:
+            self.multi = multi
+        if unparsed:
+            self.unparsed = unparsed
 
     @property
     def action_id(self) -> str | None:
@@ -130,6 +140,8 @@ class Oversized:
     head: str
     action_id: str | None
 
+    kind = "oversized"  # class constant, so routing can test .kind on anything parsed
+
 
 def _decode(data: bytes) -> str:
     # Asterisk sends UTF-8 but passes through whatever bytes a caller ID or a CLI line holds;
@@ -138,20 +150,21 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _parse_lines(lines: list[str]) -> Message:
+def _parse_lines(lines: list[str]) -> Message | None:
     """Build a message from its header lines (the slow, general path)."""
     fields: dict[str, str] = {}
     multi: dict[str, list[str]] | None = None
     output: list[str] | None = None
     unparsed: list[str] = []
     for line in lines:
-        key, sep, value = line.partition(":")
+        # The key ends at the first ": " (as on the fast path); "Key:" is an empty value.
+        key, sep, value = line.partition(": ")
+        if not sep:
+            key, sep, value = line.partition(":")
         if not sep or not key:
             if line:
                 unparsed.append(line)
             continue
-        if value[:1] == " ":
-            value = value[1:]
         if key == "Output":
             if output is None:
                 output = []
@@ -163,6 +176,8 @@ def _parse_lines(lines: list[str]) -> Message:
             multi.setdefault(key, [fields[key]]).append(value)
         else:
             fields[key] = value
+    if not fields and not unparsed and output is None:
+        return None  # nothing but empty lines
     return _classify(fields, output, multi, tuple(unparsed))
 
 
@@ -179,6 +194,27 @@ def _classify(
     if name is not None:
         return Message(Message.RESPONSE, name, fields, output, multi, unparsed)
     return Message(Message.UNKNOWN, "", fields, output, multi, unparsed)
+
+
+_SEPARATOR = itertools.repeat(": ")
+_ONCE = itertools.repeat(1)
+
+
+def _join_follows(chunks: list[str]) -> list[str]:
+    """Glue back a legacy command response that empty lines inside its output cut apart."""
+    joined: list[str] = []
+    i, n = 0, len(chunks)
+    while i < n:
+        chunk = chunks[i]
+        i += 1
+        if chunk.lstrip("\r\n").startswith("Response: Follows"):
+            parts = [chunk]
+            while _END_COMMAND not in parts[-1] and i < n:
+                parts.append(chunks[i])
+                i += 1
+            chunk = "\r\n\r\n".join(parts)
+        joined.append(chunk)
+    return joined
 
 
 def _parse_follows(text: str) -> Message:
@@ -198,7 +234,7 @@ def _parse_follows(text: str) -> Message:
             break
     else:
         index = len(lines)
-    message = _parse_lines(head)
+    message = _parse_lines(head) or Message(Message.UNKNOWN, "", {})
     out = lines[index:]
     while out and not out[-1]:
         out.pop()
@@ -247,7 +283,10 @@ class AMIParser:
             if _FOLLOWS in complete:
                 # A legacy command response may hold empty lines; cut it at its end marker.
                 complete, buf = self._cut_follows(complete, buf)
-            if len(complete) > self.MAX_LINE_LENGTH:
+            if len(complete) > self.MAX_LINE_LENGTH and max(
+                map(len, complete.split(_EOM))
+            ) > self.MAX_LINE_LENGTH:
+                # Only a message longer than a line can hold a line over the limit.
                 self._parse_checked(complete, out)
             elif complete:
                 self._parse_block(_decode(complete), out)
@@ -303,41 +342,35 @@ class AMIParser:
     def _parse_block(self, text: str, out: list[Message | Oversized]) -> None:
         """Parse complete messages separated by empty lines (sizes already checked)."""
         chunks = text.split("\r\n\r\n")
-        i = 0
-        n = len(chunks)
-        while i < n:
-            chunk = chunks[i]
-            i += 1
-            if not chunk:
+        if "Response: Follows" in text:
+            chunks = _join_follows(chunks)
+            follows = True
+        else:
+            follows = False
+        append = out.append
+        split = str.split
+        for chunk in chunks:
+            if follows and chunk.lstrip("\r\n").startswith("Response: Follows"):
+                append(_parse_follows(chunk.lstrip("\r\n")))
                 continue
-            if chunk[0] == "\r" or chunk[0] == "\n":
-                # A stray empty line between messages is not a message.
-                chunk = chunk.lstrip("\r\n")
-                if not chunk:
-                    continue
-            if chunk.startswith("Response: Follows"):
-                # Its raw output may hold empty lines: it ends at its end marker.
-                parts = [chunk]
-                while _END_COMMAND not in parts[-1] and i < n:
-                    parts.append(chunks[i])
-                    i += 1
-                out.append(_parse_follows("\r\n\r\n".join(parts)))
-                continue
-            lines = chunk.split(_EOL)
+            lines = chunk.split("\r\n")
             try:
-                # Fast path: every line is "Key: Value" and no key repeats.
-                fields = dict([line.split(": ", 1) for line in lines])
+                # Fast path, all in C: every line is "Key: Value" and no key repeats.
+                fields = dict(map(split, lines, _SEPARATOR, _ONCE))
             except ValueError:
-                out.append(_parse_lines(lines))
+                # Stray empty lines, lines without "Key: Value", or an empty chunk.
+                message = _parse_lines(lines)
+                if message is not None:
+                    append(message)
                 continue
             if len(fields) != len(lines) or "Output" in fields:
-                out.append(_parse_lines(lines))
+                append(_parse_lines(lines))
                 continue
             event = fields.get("Event")
             if event is not None:
-                out.append(Message("event", event, fields))
+                append(Message("event", event, fields))
             else:
-                out.append(_classify(fields))
+                append(_classify(fields))
 
     def _parse_checked(self, complete: bytes, out: list[Message | Oversized]) -> None:
         """Parse messages in a large block, enforcing both limits message by message."""
