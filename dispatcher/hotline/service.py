@@ -1,0 +1,335 @@
+"""The server's side of the hotline, over AMI: the queue, transfers, priorities, callbacks.
+
+Everything here is optional to the hotline (the dialplan carries calls on its own); it is
+what the operator console and the server's logic call. Every method returns a Deferred from
+the AMI client and validates what it is given first: a value that could smuggle a new AMI
+header or dialplan argument (CR, LF, NUL, commas, ampersands...) is refused with
+:class:`InvalidInput` and nothing is sent.
+
+Queue membership: operators are static members (see queues.conf), so logging out is a pause
+with the reason ``logged-out``; :meth:`HotlineService.add_member` adds extra, dynamic members
+(a supervisor helping out), which :meth:`remove_member` takes away again.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from dispatcher.config import Center
+from dispatcher.hotline import codes
+from dispatcher.hotline.callbacks import (
+    CallbackEntry,
+    CallbackList,
+    MissedCallDetector,
+)
+from ivr.menu import queue_prio
+from pbx.ami.client import AMIActions
+
+log = Logger(namespace="dispatcher.hotline")
+
+QUEUE_NAME = "operators"  # dialplans.render.QUEUE_NAME (not imported: no Jinja here)
+CHANNEL_RE = re.compile(r"^(PJSIP|Local)/[A-Za-z0-9_.@*#+-]{1,100}(;[12])?$")
+EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
+REASON_RE = re.compile(r"^[A-Za-z0-9 _.-]{1,40}$")
+NUMBER_RE = re.compile(r"^\+?[A-Za-z0-9_.-]{1,64}$")
+SOURCE_RE = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$")
+CALLBACK_CONTEXT = "siaga-callback"
+
+
+class TransferMode(enum.Enum):
+    """How an operator's call is bridged to an agency."""
+
+    BLIND = "blind"
+    ATTENDED = "attended"
+    CONFERENCE = "conference"
+
+
+class HotlineError(Exception):
+    """A hotline request that cannot be carried out."""
+
+
+class InvalidInput(HotlineError, ValueError):
+    """A caller-provided value was refused before anything reached Asterisk."""
+
+
+def _no_controls(value: str, what: str) -> str:
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise InvalidInput(f"{what} holds CR, LF or NUL (or is not text): {value!r}")
+    return value
+
+
+def check_channel(channel: str) -> str:
+    """An Asterisk channel name such as ``PJSIP/201-0000001a``; raises InvalidInput."""
+    _no_controls(channel, "channel")
+    if not CHANNEL_RE.match(channel):
+        raise InvalidInput(f"not a channel name: {channel!r}")
+    return channel
+
+
+def check_reason(reason: str) -> str:
+    """A pause reason: 1 to 40 letters, digits, spaces, ``_ . -``."""
+    _no_controls(reason, "reason")
+    if not REASON_RE.match(reason):
+        raise InvalidInput(f"a pause reason is 1-40 letters, digits, spaces, _ . - : {reason!r}")
+    return reason
+
+
+def check_number(number: str) -> str:
+    """A number (or SIP user part) to call back."""
+    _no_controls(number, "number")
+    if not NUMBER_RE.match(number):
+        raise InvalidInput(f"not a number to call: {number!r}")
+    return number
+
+
+def callback_target(center: Center, number: str, endpoint: str, source: str | None) -> str:
+    """The dial string that reaches a citizen again, or InvalidInput when there is none.
+
+    A staff extension is dialled directly; a caller who came through the trunk, back through
+    it; a caller who came straight to our SIP port (an app), at the address it came from.
+    """
+    check_number(number)
+    if number in center.extensions():
+        return f"PJSIP/{number}"
+    if endpoint == "trunk" and center.trunk is not None:
+        return f"PJSIP/{number}@trunk"
+    if endpoint == "anonymous" and source:
+        _no_controls(source, "source")
+        if not SOURCE_RE.match(source):
+            raise InvalidInput(f"not a SIP source address: {source!r}")
+        return f"PJSIP/anonymous/sip:{number}@{source}"
+    if center.trunk is not None and re.match(r"^\+?[0-9]{3,20}$", number):
+        return f"PJSIP/{number}@trunk"
+    raise InvalidInput(f"no way to call {number!r} back (endpoint {endpoint!r}, no trunk)")
+
+
+class HotlineService:
+    """AMI operations on the hotline, for the server and the operator console.
+
+    ``ami`` is anything with the :class:`pbx.ami.client.AMIActions` methods (the running
+    ``AMIService``); ``callbacks`` is the list :meth:`call_back` updates.
+    """
+
+    def __init__(self, ami: AMIActions, center: Center, callbacks: CallbackList | None = None,
+                 queue: str = QUEUE_NAME) -> None:
+        self.ami = ami
+        self.center = center
+        self.queue = queue
+        self.callbacks = callbacks if callbacks is not None else CallbackList()
+        self._agencies = {a.key: a for a in center.agencies}
+        self._operators = {op.extension for op in center.operators}
+
+    # -- who is who --------------------------------------------------------------------------
+
+    def _staff(self, extension: str) -> str:
+        _no_controls(extension, "extension")
+        if not EXTENSION_RE.match(extension) or extension not in self.center.extensions():
+            raise InvalidInput(f"not a configured extension: {extension!r}")
+        return f"PJSIP/{extension}"
+
+    def _operator(self, extension: str) -> str:
+        iface = self._staff(extension)
+        if extension not in self._operators:
+            raise InvalidInput(f"{extension} is not an operator desk")
+        return iface
+
+    def _agency(self, key: str):  # noqa: ANN202 (dispatcher.config.Agency)
+        _no_controls(key, "agency")
+        agency = self._agencies.get(key)
+        if agency is None:
+            raise InvalidInput(f"unknown agency {key!r}; known: {sorted(self._agencies)}")
+        return agency
+
+    # -- the operators' queue ----------------------------------------------------------------
+
+    def login(self, extension: str) -> defer.Deferred[Any]:
+        """The operator at ``extension`` takes calls again."""
+        return self._guard(lambda: self.ami.queuepause(
+            self._operator(extension), False, queue=self.queue, reason="logged-in"))
+
+    def logout(self, extension: str) -> defer.Deferred[Any]:
+        """The operator leaves the desk (a pause with the reason ``logged-out``)."""
+        return self._guard(lambda: self.ami.queuepause(
+            self._operator(extension), True, queue=self.queue,
+            reason=codes.LOGGED_OUT_REASON))
+
+    def pause(self, extension: str, reason: str = codes.DEFAULT_PAUSE_REASON
+              ) -> defer.Deferred[Any]:
+        """Pause the operator (no calls) with a reason."""
+        return self._guard(lambda: self.ami.queuepause(
+            self._operator(extension), True, queue=self.queue, reason=check_reason(reason)))
+
+    def unpause(self, extension: str) -> defer.Deferred[Any]:
+        """Unpause the operator."""
+        return self._guard(lambda: self.ami.queuepause(
+            self._operator(extension), False, queue=self.queue, reason="available"))
+
+    def add_member(self, extension: str, name: str | None = None, paused: bool = False
+                   ) -> defer.Deferred[Any]:
+        """Add a staff phone (a supervisor) to the queue as an extra, dynamic member."""
+        def send() -> defer.Deferred[Any]:
+            iface = self._staff(extension)
+            member = check_reason(name) if name else extension
+            return self.ami.queueadd(self.queue, iface, member_name=member,
+                                     state_interface=iface, paused=paused)
+        return self._guard(send)
+
+    def remove_member(self, extension: str) -> defer.Deferred[Any]:
+        """Remove a dynamic member (static operator desks cannot be removed: Asterisk says
+        so and the Deferred fails)."""
+        return self._guard(lambda: self.ami.queueremove(self.queue, self._staff(extension)))
+
+    def set_priority(self, caller_channel: str, priority: int) -> defer.Deferred[Any]:
+        """Re-rank a waiting caller: ``priority`` 1 (life-threatening) .. 10, like the
+        agencies'; or a QUEUE_PRIO above 10 (15: like a returning citizen, 20: like panic).
+
+        The dialplan queues every caller at its category's priority at once; this is the
+        server's correction (a linked panic alert, a repeat caller), applied whenever it
+        comes: the dialplan never waits for the server.
+        """
+        def send() -> defer.Deferred[Any]:
+            if not isinstance(priority, int) or not 1 <= priority <= 20:
+                raise InvalidInput(f"priority must be 1..20, got {priority!r}")
+            prio = queue_prio(priority) if priority <= 10 else priority
+            return self.ami.send_action("QueueChangePriorityCaller", {
+                "Queue": self.queue, "Caller": check_channel(caller_channel),
+                "Priority": prio, "Immediate": "true",
+            })
+        return self._guard(send)
+
+    # -- bridging to an agency ---------------------------------------------------------------
+
+    def transfer(self, operator_channel: str, agency: str, mode: TransferMode | str,
+                 citizen_channel: str | None = None) -> defer.Deferred[Any]:
+        """Bridge the citizen on ``operator_channel`` (the operator's leg) to ``agency``.
+
+        * blind: the citizen goes to the agency's ring group (then its fallback); the
+          operator's leg ends.
+        * attended: the operator's phone rings the agency while the citizen holds; the
+          operator completes or cancels with the consultation keys (#1 / #0).
+        * conference: citizen, operator and agency in one ConfBridge; the operator may leave.
+          ``citizen_channel`` is the operator's peer (asked of Asterisk when not given).
+        """
+        def send() -> defer.Deferred[Any]:
+            channel = check_channel(operator_channel)
+            target = self._agency(agency)
+            how = TransferMode(mode)
+            if how is TransferMode.BLIND:
+                return self.ami.blindtransfer(channel, "s", f"agency-{target.key}")
+            if how is TransferMode.ATTENDED:
+                return self.ami.atxfer(channel, f"{codes.BLIND_PREFIX}{target.digit}",
+                                       "siaga-transfer")
+            peer = check_channel(citizen_channel) if citizen_channel else None
+            return self._conference(channel, target.key, peer)
+        return self._guard(send)
+
+    @defer.inlineCallbacks
+    def _conference(self, operator_channel: str, agency: str,  # noqa: ANN202
+                    citizen: str | None):
+        if citizen is None:
+            citizen = yield self.ami.getvar("BRIDGEPEER", operator_channel)
+        if not citizen:
+            raise HotlineError(f"{operator_channel} is not bridged to anyone")
+        check_channel(citizen)
+        yield self.ami.setvar("SIAGA_CONF_AGENCY", agency, operator_channel)
+        # Both legs at once (one Redirect with ExtraChannel): moving one alone would end
+        # the other's bridge under it.
+        result = yield self.ami.send_action("Redirect", {
+            "Channel": operator_channel, "Context": "siaga-conference",
+            "Exten": "operator", "Priority": 1,
+            "ExtraChannel": citizen, "ExtraContext": "siaga-conference",
+            "ExtraExten": "citizen", "ExtraPriority": 1,
+        })
+        return result
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    def call_back(self, entry_id: int, operator_extension: str, ring_seconds: int = 30
+                  ) -> defer.Deferred[Any]:
+        """Ring the operator's phone first; once answered, the dialplan dials the citizen.
+
+        The entry goes to ``ringing``; the outcome is in the ``SiagaCallbackResult`` user
+        event (and :meth:`callback_result`).
+        """
+        def send() -> defer.Deferred[Any]:
+            entry = self.callbacks.get(entry_id)
+            iface = self._staff(operator_extension)
+            target = callback_target(self.center, entry.number, entry.endpoint, entry.source)
+            if not 5 <= ring_seconds <= 120:
+                raise InvalidInput(f"ring_seconds must be 5..120, got {ring_seconds}")
+            d = self.ami.originate(
+                iface, context=CALLBACK_CONTEXT, exten="s", priority=1,
+                caller_id=f'"Callback" <{entry.number}>',
+                variables={"SIAGA_CALLBACK_ID": entry.id, "SIAGA_CALLBACK_TARGET": target},
+                originate_timeout_ms=ring_seconds * 1000,
+            )
+            self.callbacks.set_state(entry.id, "ringing")
+            return d
+        return self._guard(send)
+
+    def callback_result(self, fields: Mapping[str, str]) -> CallbackEntry | None:
+        """Apply a ``SiagaCallbackResult`` user event to the list (done when answered)."""
+        try:
+            entry_id = int(fields.get("Callback", ""))
+            entry = self.callbacks.get(entry_id)
+        except (ValueError, KeyError):
+            log.warn("Callback result for an unknown callback: {fields!r}", fields=dict(fields))
+            return None
+        state = "done" if fields.get("Status") == "ANSWER" else "pending"
+        return self.callbacks.set_state(entry.id, state, result_linkedid=fields.get("Call"))
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _guard(send) -> defer.Deferred[Any]:  # noqa: ANN001
+        # Validation errors become failed Deferreds: one error path for callers.
+        try:
+            return defer.maybeDeferred(send)
+        except Exception as exc:  # pragma: no cover - maybeDeferred catches already
+            return defer.fail(exc)
+
+
+class MissedCallWatcher:
+    """Wires the detector and the callback list to an AMI service's events.
+
+    ``clock`` gives the time (``IReactorTime.seconds``); ``ami`` has ``subscribe_all``
+    (``pbx.ami.client.AMIService``). Call :meth:`start` once; :meth:`stop` unsubscribes.
+    """
+
+    def __init__(self, ami: Any, clock: Any, callbacks: CallbackList,
+                 detector: MissedCallDetector | None = None,
+                 service: HotlineService | None = None) -> None:
+        self.ami = ami
+        self.clock = clock
+        self.callbacks = callbacks
+        self.detector = detector or MissedCallDetector()
+        self.service = service
+        self._unsubscribe: Any = None
+
+    def start(self) -> None:
+        """Subscribe to every AMI event."""
+        self._unsubscribe = self.ami.subscribe_all(self.on_event)
+
+    def stop(self) -> None:
+        """Unsubscribe."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def on_event(self, event: Any) -> None:
+        """One AMI event (a ``pbx.ami.protocol.Message``)."""
+        now = self.clock.seconds()
+        if (event.name == "UserEvent" and event.get("UserEvent") == "SiagaCallbackResult"
+                and self.service is not None):
+            self.service.callback_result(event.fields)
+        for missed in self.detector.feed(event.name, event.fields, now):
+            entry = self.callbacks.add(missed, now)
+            log.info("Missed hotline call {linkedid} from {number} ({reason}): callback {id}",
+                     linkedid=missed.linkedid, number=missed.number or "withheld",
+                     reason=missed.reason, id=entry.id if entry else None)
