@@ -17,8 +17,10 @@ ${CSV_QUOTE(${CALLERID(num)})},...,${CSV_QUOTE(${eventextra})}`` in that order g
 ``eventtime`` is Asterisk's default ``<seconds>.<microseconds>``: cel.conf must not set
 ``dateformat`` (a formatted date would be in local time; ``%Y-%m-%d %H:%M:%S[.%f]`` is still read,
 as UTC). cel.conf must track at least the
-events CHAN_START, CHAN_END, ANSWER, HANGUP, APP_START, APP_END, BRIDGE_ENTER, BRIDGE_EXIT,
-BLINDTRANSFER, ATTENDEDTRANSFER, USER_DEFINED, LINKEDID_END, and the apps Queue and MixMonitor.
+events CHAN_START, CHAN_END, ANSWER, HANGUP, BRIDGE_ENTER, BRIDGE_EXIT, BLINDTRANSFER,
+ATTENDEDTRANSFER, USER_DEFINED, LINKEDID_END (``events = ALL`` does). Checked against a real
+Asterisk 22.10: APP_START/APP_END never appear, so the queue is read from the dialplan's
+``SIAGA_QUEUE``/``SIAGA_QUEUE_EXIT`` user events, or failing those from the ``appname`` column.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from dispatcher.calllog import store
-from dispatcher.calllog.journey import MARK_NAMES, Directory, Journey, JourneyRecord, user_extra
+from dispatcher.calllog.journey import (
+    DIAL_APPS,
+    MARK_NAMES,
+    Directory,
+    Journey,
+    JourneyRecord,
+    user_extra,
+)
 
 CEL_FIELDS = (
     "eventtype",
@@ -188,17 +197,36 @@ def build_journey(rows: list[CelRow], directory: Directory | None = None) -> Jou
         return None
     linkedid = rows[0].linkedid or rows[0].uniqueid
     journey = Journey(linkedid, directory or Directory(), source="cel")
+    apps: dict[str, str] = {}
     # Stable sort: rows of the same microsecond keep Asterisk's order.
     for row in sorted(rows, key=lambda r: r.eventtime):
-        _apply(journey, row)
+        _apply(journey, row, apps)
     return journey.finish()
 
 
-def _apply(j: Journey, row: CelRow) -> None:
+# Asterisk 22 raises no APP_START/APP_END (they are listed but never generated), so the queue
+# shows only as the application a channel is running when its other records are written.
+
+
+def _apply(j: Journey, row: CelRow, apps: dict[str, str]) -> None:
     t, uid, kind = row.eventtime, row.uniqueid, row.eventtype
     if kind == "CHAN_START":
         j.chan_start(t, uid, row.channame, row.cidnum, row.cidname, row.exten)
-    elif kind == "ANSWER":
+    j.caller_seen(uid, row.cidnum, row.cidname)
+    app = row.appname.lower()
+    if kind == "ANSWER" and app not in DIAL_APPS:
+        # A channel that answers to run dialplan applications, in a journey that had only
+        # Local channels so far: the hotline runs on it.
+        j.adopt_origin(uid)
+    if kind not in ("HANGUP", "CHAN_END", "LINKEDID_END"):
+        previous = apps.get(uid)
+        if app != previous:
+            if app == "queue":
+                j.queue_join(t, uid, row.appdata.split(",", 1)[0])
+            elif previous == "queue":
+                j.queue_leave(t, uid)
+            apps[uid] = app
+    if kind == "ANSWER":
         j.answer(t, uid)
     elif kind == "HANGUP":
         extra = row.extra_json()
@@ -214,7 +242,7 @@ def _apply(j: Journey, row: CelRow) -> None:
     elif kind == "CHAN_END":
         j.hangup(t, uid)
     elif kind in ("APP_START", "APP_END"):
-        app = row.appname.lower()
+        # Listed by Asterisk but not raised by 22; read if a version ever does.
         argument = row.appdata.split(",", 1)[0]
         if app == "queue":
             if kind == "APP_START":
@@ -223,14 +251,16 @@ def _apply(j: Journey, row: CelRow) -> None:
                 j.queue_leave(t, uid)
         elif app == "mixmonitor" and kind == "APP_START":
             j.recording_start(t, uid, argument)
-        elif app == "stopmixmonitor" and kind == "APP_START":
-            j.recording_stop(t, uid)
     elif kind in ("BRIDGE_ENTER", "BRIDGE_EXIT"):
         bridge = str(row.extra_json().get("bridge_id", "")) or row.peer
         if kind == "BRIDGE_ENTER":
             j.bridge_enter(t, uid, bridge)
         else:
             j.bridge_exit(t, uid, bridge)
+    elif kind == "DTMF":
+        digit = str(row.extra_json().get("digit", ""))
+        if digit:
+            j.dtmf(t, uid, digit, row.context)
     elif kind in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "PICKUP", "FORWARD"):
         j.event(t, kind.lower(), row.channame, extra=row.extra)
     elif kind.startswith("SIAGA_") and kind[6:] in MARK_NAMES:

@@ -17,7 +17,15 @@ the CEL file, and as an AMI ``CEL`` event when ``cel_manager`` is on), with NAME
 * ``SIAGA_LANGUAGE``  value ``<id|en>``
 * ``SIAGA_AGENCY``    value ``<agency code>`` set on a channel that rings an agency
 * ``SIAGA_INCIDENT``  value ``<incident id>`` on a callback's channel
-* ``MIXMONITOR_FILENAME`` (set by MixMonitor itself) marks a recording.
+* ``SIAGA_QUEUE``     value ``<queue>``, just before ``Queue()`` (CEL has no queue events)
+* ``SIAGA_QUEUE_EXIT`` value ``${QUEUESTATUS}``, just after ``Queue()`` returns
+* ``SIAGA_RECORDING`` value ``<file>``, next to ``MixMonitor()`` (AMI needs nothing: MixMonitor
+  sets ``MIXMONITOR_FILENAME`` itself)
+
+Without the QUEUE marks, CEL reconciliation still finds the queue from the application the
+citizen's channel was running (the ``appname`` of its records); the marks make it exact. DTMF
+the citizen sends in an ``ivr*`` context is kept as an IVR choice (AMI ``DTMFEnd``, CEL ``DTMF``);
+the next ``SIAGA_CATEGORY`` says what the key meant.
 
 Nothing here does I/O or reads a clock: times come with the events (AMI ``Timestamp``, which
 needs ``timestampevents = yes`` in manager.conf) or from the ``now`` the caller passes.
@@ -33,7 +41,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-MARK_NAMES = ("IVR", "CATEGORY", "LANGUAGE", "AGENCY", "INCIDENT")
+MARK_NAMES = (
+    "IVR",
+    "CATEGORY",
+    "LANGUAGE",
+    "AGENCY",
+    "INCIDENT",
+    "QUEUE",
+    "QUEUE_EXIT",
+    "RECORDING",
+)
+# Applications a channel runs while it is only the far end of a Dial (not running dialplan).
+DIAL_APPS = frozenset({"", "appdial", "appdial2", "appqueue"})
 _ENDPOINT = re.compile(r"^(?P<tech>[A-Za-z0-9_]+)/(?P<rest>.+)$")
 
 # Hangup causes (Q.850) that mean the network or Asterisk failed, not that a person hung up.
@@ -646,6 +665,15 @@ class Journey:
                 self.record.language = choice.language
         elif name == "CATEGORY":
             self.record.category = value or self.record.category
+            pending = [c for c in self.record.ivr_choices if not c.choice]
+            if value and pending:
+                pending[-1].choice = value
+        elif name == "QUEUE":
+            self.queue_join(t, uid, value)
+        elif name == "QUEUE_EXIT":
+            self.queue_leave(t, uid)
+        elif name == "RECORDING":
+            self.recording_start(t, uid, value)
         elif name == "LANGUAGE":
             self.record.language = value or self.record.language
         elif name == "INCIDENT":
@@ -662,6 +690,34 @@ class Journey:
                 chan.talk_leg = self._open_leg(
                     LegRecord("agency_talk", t, chan.name, uid, agency=value)
                 )
+
+    def caller_seen(self, uid: str, number: str, name: str = "") -> None:
+        """A later record shows the caller ID of a channel (Local channels start without it)."""
+        chan = self.channels.get(uid)
+        if chan is None or not number:
+            return
+        chan.caller_number = chan.caller_number or number
+        chan.caller_name = chan.caller_name or name
+        if self.record is not None and uid == self.citizen and not self.record.caller_number:
+            self.record.caller_number = number
+            self.record.caller_name = self.record.caller_name or name
+
+    def adopt_origin(self, uid: str) -> None:
+        """Make ``uid`` the citizen of a journey that so far had only Local channels (a call
+        originated into the hotline through a Local channel: its ``;2`` runs the dialplan)."""
+        chan = self.channels.get(uid)
+        if chan is not None and self.record is None:
+            self._begin(chan, outbound=False)
+
+    def dtmf(self, t: float, uid: str, digit: str, context: str) -> None:
+        """The citizen pressed a key; in an ``ivr*`` context it is a menu choice."""
+        if self.record is None or uid != self.citizen or not context.startswith("ivr"):
+            return
+        language = context.split("-", 1)[1] if "-" in context else None
+        self.record.ivr_choices.append(IvrChoiceRecord(t, context, digit, "", language))
+        if language and not self.record.language:
+            self.record.language = language
+        self.event(t, "dtmf", self.channels[uid].name, digit=digit, context=context)
 
     def recording_start(self, t: float, uid: str, path: str) -> None:
         """MixMonitor started recording ``path`` on a channel."""
@@ -807,6 +863,8 @@ class JourneyBuilder:
             "confbridgeleave": self._on_note,
             "cdr": self._on_note,
             "newexten": self._on_newexten,
+            "newcallerid": self._on_nothing,
+            "dtmfend": self._on_dtmf,
         }
 
     @property
@@ -840,6 +898,13 @@ class JourneyBuilder:
         if journey is None:
             return []
         handler(journey, dict(event), t)
+        number = event.get("CallerIDNum", "")
+        if number and number != "<unknown>":
+            # A Local channel gets its caller ID after it starts (NewCallerid and later events).
+            name = event.get("CallerIDName", "")
+            journey.caller_seen(
+                event.get("Uniqueid", ""), number, "" if name == "<unknown>" else name
+            )
         if journey.finished:
             return self._complete(journey)
         return []
@@ -900,7 +965,10 @@ class JourneyBuilder:
         # Set(__NAME=...) (inherited by the channels the call creates) is reported with its
         # underscores.
         variable = e.get("Variable", "").lstrip("_")
-        if variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
+        if variable == "SIAGA_CITIZEN":
+            # The hotline dialplan marks the channel it runs on as the citizen's.
+            j.adopt_origin(e.get("Uniqueid", ""))
+        elif variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
             j.mark(t, e.get("Uniqueid", ""), variable[6:], e.get("Value", ""))
         elif variable == "MIXMONITOR_FILENAME":
             j.recording_start(t, e.get("Uniqueid", ""), e.get("Value", ""))
@@ -988,9 +1056,20 @@ class JourneyBuilder:
         j.recording_stop(t, e.get("Uniqueid", ""))
 
     def _on_newexten(self, j: Journey, e: dict[str, str], t: float) -> None:
-        # Newexten is frequent; only a MixMonitor start is worth anything here (its file name).
-        if e.get("Application", "").lower() == "mixmonitor":
+        application = e.get("Application", "").lower()
+        if j.record is None and application not in DIAL_APPS:
+            # Only Local channels so far, and one of them now runs the dialplan: the hotline
+            # runs on it (a call originated into the hotline through a Local channel).
+            j.adopt_origin(e.get("Uniqueid", ""))
+        if application == "mixmonitor":
             j.recording_start(t, e.get("Uniqueid", ""), e.get("AppData", "").split(",", 1)[0])
+
+    def _on_dtmf(self, j: Journey, e: dict[str, str], t: float) -> None:
+        if e.get("Direction", "Received") == "Received":
+            j.dtmf(t, e.get("Uniqueid", ""), e.get("Digit", ""), e.get("Context", ""))
+
+    def _on_nothing(self, j: Journey, e: dict[str, str], t: float) -> None:
+        """Events read only for the caller ID every event carries (see ``feed``)."""
 
     def _on_note(self, j: Journey, e: dict[str, str], t: float) -> None:
         j.event(t, e.get("Event", "").lower(), e.get("Channel", ""))

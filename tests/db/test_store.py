@@ -413,3 +413,27 @@ def test_given_the_center_config_when_synced_then_reference_rows_follow_it(
     }
     assert operators["199"].active is False
     assert agencies == {a.key for a in center.agencies}
+
+
+def test_given_a_real_asterisk22_cel_file_when_reconciled_twice_then_its_calls_are_added_once(
+    sessions: sessionmaker[Session], tmp_path: Path
+):
+    """The CEL file a real Asterisk 22 wrote for two hotline calls (tests/data/calllog): both
+    calls appear with their menu and queue legs; the second pass adds nothing."""
+    import shutil
+
+    source = Path(__file__).resolve().parents[1] / "data" / "calllog" / "asterisk22-hotline.cel.csv"
+    path = tmp_path / "Master.csv"
+    shutil.copy(source, path)
+    with db.transaction(sessions) as session:
+        first = cel.reconcile(session, str(path))
+    with db.transaction(sessions) as session:
+        second = cel.reconcile(session, str(path))
+    assert len(first.saved) == 2 and first.bad_lines == [] and first.unfinished == 0
+    assert second.saved == []
+    with sessions() as session:
+        calls = {c.caller_number: c for c in session.scalars(select(Call))}
+        assert set(calls) == {"08123456789", "08120000002"}
+        assert calls["08123456789"].outcome == "abandoned_queue"
+        assert [leg.kind for leg in calls["08123456789"].legs] == ["ivr", "queue_wait"]
+        assert calls["08120000002"].outcome == "abandoned_ivr"

@@ -28,6 +28,7 @@ class Timeline:
 
     linkedid: str
     t0: float = T0
+    user_events: bool = True  # the dialplan's SIAGA_QUEUE/SIAGA_QUEUE_EXIT CEL user events
     events: list[dict[str, str]] = field(default_factory=list)
     rows: list[CelRow] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
@@ -104,24 +105,62 @@ class Timeline:
 
     def mark(self, at: float, uid: str, name: str, value: str) -> None:
         """The dialplan records a fact (Set() and CELGenUserEvent())."""
-        self._ami(at, "VarSet", uid, Variable=f"SIAGA_{name}", Value=value)
-        self._cel(at, f"SIAGA_{name}", uid, extra=json.dumps({"extra": value}))
+        self._ami(at, "VarSet", uid, Variable=f"__SIAGA_{name}", Value=value)
+        self._cel(
+            at, f"SIAGA_{name}", uid, appname="CELGenUserEvent", extra=json.dumps({"extra": value})
+        )
+
+    def dtmf(self, at: float, uid: str, digit: str, context: str = "ivr-id") -> None:
+        """The citizen presses a key in a menu."""
+        self._ami(
+            at, "DTMFEnd", uid, Digit=digit, Direction="Received", Context=context, DurationMs="120"
+        )
+        self._cel(
+            at,
+            "DTMF",
+            uid,
+            context=context,
+            appname="BackGround",
+            extra=json.dumps({"digit": digit, "duration_ms": 120}),
+        )
 
     def queue_join(self, at: float, uid: str, queue: str = "operators") -> None:
-        """The citizen enters the queue."""
+        """The citizen enters the queue. CEL (Asterisk 22) has no queue event: the dialplan's
+        user event says so, and the queue's announcement is written with appname Queue."""
         self._ami(at, "QueueCallerJoin", uid, Queue=queue, Position="1")
-        self._cel(at, "APP_START", uid, appname="Queue", appdata=f"{queue},t,,,60")
+        if self.user_events:
+            self._cel(
+                at,
+                "SIAGA_QUEUE",
+                uid,
+                appname="CELGenUserEvent",
+                extra=json.dumps({"extra": queue}),
+            )
+        self._cel(
+            at,
+            "STREAM_BEGIN",
+            uid,
+            appname="Queue",
+            appdata=f"{queue},rt,,,60",
+            extra=json.dumps({"sound": "queue-youarenext"}),
+        )
 
     def queue_leave(self, at: float, uid: str, queue: str = "operators") -> None:
         """The citizen leaves the queue without an operator (timeout)."""
         self._ami(at, "QueueCallerLeave", uid, Queue=queue)
-        self._cel(at, "APP_END", uid, appname="Queue", appdata=f"{queue},t,,,60")
+        if self.user_events:
+            self._cel(
+                at,
+                "SIAGA_QUEUE_EXIT",
+                uid,
+                appname="CELGenUserEvent",
+                extra=json.dumps({"extra": "TIMEOUT"}),
+            )
 
     def queue_abandon(self, at: float, uid: str, queue: str = "operators") -> None:
         """The citizen hangs up while waiting."""
         self._ami(at, "QueueCallerAbandon", uid, Queue=queue)
         self._ami(at, "QueueCallerLeave", uid, Queue=queue)
-        self._cel(at, "APP_END", uid, appname="Queue", appdata=f"{queue},t,,,60")
         self.hangup(at, uid, 16, by_self=True)
 
     def agent_connect(
@@ -167,7 +206,9 @@ class Timeline:
     def record(self, at: float, uid: str, path: str) -> None:
         """MixMonitor starts on a channel."""
         self._ami(at, "VarSet", uid, Variable="MIXMONITOR_FILENAME", Value=path)
-        self._cel(at, "APP_START", uid, appname="MixMonitor", appdata=f"{path},b")
+        self._cel(
+            at, "SIAGA_RECORDING", uid, appname="CELGenUserEvent", extra=json.dumps({"extra": path})
+        )
 
     def hangup(self, at: float, uid: str, cause: int = 16, by_self: bool = False) -> None:
         """A channel hangs up."""
@@ -208,13 +249,17 @@ def answered_call(
     talk: float = 60.0,
     answer_at: float = 9.0,
     operator_ext: str = "201",
+    user_events: bool = True,
 ) -> Timeline:
-    """Menu (police), queue 4 s, operator 201 answers at ``answer_at``, talks ``talk`` s."""
-    tl = Timeline(linkedid, t0)
+    """Menu (key 1: police), queue 4 s, operator 201 answers at ``answer_at``, talks ``talk``
+    s."""
+    tl = Timeline(linkedid, t0, user_events=user_events)
     citizen, operator = linkedid, linkedid + "1"
     tl.channel(0.0, citizen, f"PJSIP/trunk-{linkedid}", number, "112")
     tl.answer(0.5, citizen)
-    tl.mark(3.0, citizen, "IVR", "menu=main&digit=1&choice=police&lang=id")
+    tl.dtmf(2.5, citizen, "1")
+    tl.mark(3.0, citizen, "CATEGORY", "police")
+    tl.mark(3.0, citizen, "LANGUAGE", "id")
     tl.queue_join(answer_at - 4.0, citizen)
     tl.channel(answer_at - 3.0, operator, f"PJSIP/{operator_ext}-{linkedid}")
     tl.dial(answer_at - 3.0, citizen, operator)

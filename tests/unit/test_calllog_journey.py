@@ -47,7 +47,9 @@ def test_given_an_answered_hotline_call_when_built_then_menu_queue_and_talk_legs
     assert (record.answer_seconds, record.queue_seconds, record.talk_seconds) == (9.0, 4.0, 60.0)
     assert record.duration_seconds == 69.0
     assert record.category == "police" and record.language == "id"
-    assert [(c.menu, c.digit, c.choice) for c in record.ivr_choices] == [("main", "1", "police")]
+    assert [(c.menu, c.digit, c.choice, c.language) for c in record.ivr_choices] == [
+        ("ivr-id", "1", "police", "id")
+    ]
     assert [(r.path, rel(r.started_at), rel(r.ended_at)) for r in record.recordings] == [
         ("/rec/1000.1.wav", 9.0, 69.0)
     ]
@@ -261,19 +263,18 @@ def _capture_events() -> list[dict[str, str]]:
 
 
 def test_given_real_asterisk22_queue_traffic_when_built_then_two_answered_journeys():
-    """Traffic recorded from Asterisk 22 (two callers, queue members behind Local channels):
-    each caller is one answered journey with its queue wait and its operator's talk."""
+    """Traffic recorded from Asterisk 22 for the AMI parser (two callers, queue members behind
+    Local channels, plus a Local pair parked in a hold context): each caller is one answered
+    journey with its queue wait and its operator's talk."""
     events = _capture_events()
     assert len(events) > 100
     builder = JourneyBuilder(Directory(operators={"op1": "op1", "op2": "op2"}))
     done: list[JourneyRecord] = []
     for i, event in enumerate(events):
         done += [r for r in builder.feed(event, now=1000.0 + i) if r.complete]
-    by_number = {r.caller_number: r for r in done}
-    assert set(by_number) == {"08127599486", "08124137597"}
-    assert by_number["08127599486"].answered_by == "op1"
-    assert by_number["08124137597"].answered_by == "op2"
-    for record in by_number.values():
+    queued = [r for r in done if r.queue_passes]
+    assert sorted(r.answered_by or "" for r in queued) == ["op1", "op2"]
+    for record in queued:
         assert record.outcome == "answered"
         kinds = [leg.kind for leg in record.legs]
         assert kinds[:2] == ["ivr", "queue_wait"] and "operator_talk" in kinds
@@ -281,6 +282,8 @@ def test_given_real_asterisk22_queue_traffic_when_built_then_two_answered_journe
         assert record.talk_seconds is not None and record.talk_seconds > 0
         starts = [leg.started_at for leg in record.legs]
         assert starts == sorted(starts)
+    others = [r for r in done if not r.queue_passes]
+    assert [r.outcome for r in others] == ["abandoned_ivr"]  # the hold pair never queued
 
 
 def test_given_the_example_city_when_building_the_directory_then_phones_map_to_their_owner(
@@ -319,3 +322,66 @@ def test_given_an_inherited_variable_when_set_then_the_fact_is_still_recorded():
         },
     )
     assert only(journey.run(events, sc.DIRECTORY)).category == "fire"
+
+
+HOTLINE_AMI = (
+    Path(__file__).resolve().parents[1] / "data" / "calllog" / "asterisk22-hotline.ami.json"
+)
+HOTLINE_CEL = (
+    Path(__file__).resolve().parents[1] / "data" / "calllog" / "asterisk22-hotline.cel.csv"
+)
+
+
+def _example_directory(tmp_path: Path) -> Directory:
+    from dispatcher.config import load_center
+
+    root = Path(__file__).resolve().parents[2]
+    return Directory.from_center(
+        load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
+    )
+
+
+def test_given_real_hotline_ami_traffic_when_built_then_menu_and_queue_abandons_are_told_apart(
+    tmp_path: Path,
+):
+    """Recorded from Asterisk 22 on the example city (tests/data/calllog/capture.py): caller A
+    pressed 1 (police) and hung up in the queue; caller B hung up in the menu after 4 s."""
+    import json
+
+    events = json.loads(HOTLINE_AMI.read_text())
+    records = {r.caller_number: r for r in journey.run(events, _example_directory(tmp_path))}
+    assert set(records) == {"08123456789", "08120000002"}
+    a, b = records["08123456789"], records["08120000002"]
+    assert (a.outcome, a.category, a.language) == ("abandoned_queue", "police", "id")
+    assert [leg.kind for leg in a.legs] == ["ivr", "queue_wait"]
+    assert [(c.menu, c.digit, c.choice) for c in a.ivr_choices] == [("ivr-id", "1", "police")]
+    assert [r.path.rsplit("/", 1)[-1] for r in a.recordings] == [f"{a.linkedid}.wav"]
+    assert (b.outcome, [leg.kind for leg in b.legs]) == ("abandoned_ivr", ["ivr"])
+    assert b.duration_seconds == pytest.approx(4.0, abs=0.5)
+
+
+def test_given_the_cel_file_of_the_same_calls_when_rebuilt_then_it_agrees_with_ami(
+    tmp_path: Path,
+):
+    """The CEL file Asterisk wrote for those calls gives the same journeys: outcomes, legs and
+    their durations (to the millisecond; AMI and CEL stamp the same moments), the IVR key."""
+    import json
+
+    directory = _example_directory(tmp_path)
+    live = {r.linkedid: r for r in journey.run(json.loads(HOTLINE_AMI.read_text()), directory)}
+    rows = cel.read_rows(str(HOTLINE_CEL))
+    assert rows.bad_lines == []
+    rebuilt = {
+        linkedid: cel.build_journey(group, directory)
+        for linkedid, group in cel.group_by_linkedid(rows.rows).items()
+    }
+    assert set(rebuilt) == set(live)
+    for linkedid, record in rebuilt.items():
+        assert record is not None
+        ami = live[linkedid]
+        assert (record.outcome, record.caller_number) == (ami.outcome, ami.caller_number)
+        assert [leg.kind for leg in record.legs] == [leg.kind for leg in ami.legs]
+        for mine, theirs in zip(record.legs, ami.legs, strict=True):
+            assert mine.duration == pytest.approx(theirs.duration, abs=0.01)
+            assert mine.result == theirs.result
+        assert [c.digit for c in record.ivr_choices] == [c.digit for c in ami.ivr_choices]
