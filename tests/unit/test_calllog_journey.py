@@ -385,3 +385,17 @@ def test_given_the_cel_file_of_the_same_calls_when_rebuilt_then_it_agrees_with_a
             assert mine.duration == pytest.approx(theirs.duration, abs=0.01)
             assert mine.result == theirs.result
         assert [c.digit for c in record.ivr_choices] == [c.digit for c in ami.ivr_choices]
+
+
+def test_given_cel_without_the_dialplans_queue_events_when_rebuilt_then_the_queue_is_found():
+    """Without SIAGA_QUEUE user events the queue shows in the appname of the citizen's records
+    (its announcement): the wait runs from there to the operator's answer, as AMI says."""
+    tl = sc.answered_call("11.1", user_events=False)
+    assert not any(row.eventtype.startswith("SIAGA_QUEUE") for row in tl.cel())
+    live = only(journey.run(tl.ami(), sc.DIRECTORY))
+    rebuilt = cel.build_journey(tl.cel(), sc.DIRECTORY)
+    assert rebuilt is not None
+    assert [(leg.kind, leg.started_at, leg.ended_at, leg.result) for leg in rebuilt.legs] == [
+        (leg.kind, leg.started_at, leg.ended_at, leg.result) for leg in live.legs
+    ]
+    assert rebuilt.queue_seconds == 4.0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,32 +17,7 @@ from dispatcher.calllog import db, journey, store
 from dispatcher.calllog.models import Call
 from dispatcher.calllog.writer import CallLogRecorder, CallLogWriter, WriterStopped
 from tests.unit import calllog_scenarios as sc
-
-
-class ThreadedFakeReactor:
-    """Stands in for the reactor's ``callFromThread``: calls are queued by the writer thread and
-    run on the test's thread when it pumps, as the real reactor would run them on its own."""
-
-    def __init__(self) -> None:
-        self.calls: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.Queue()
-        self.threads: set[str] = set()
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any) -> None:  # noqa: N802
-        self.threads.add(threading.current_thread().name)
-        self.calls.put((f, args))
-
-    def pump_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Run queued calls until ``condition`` holds; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("condition not reached before the deadline")
-            try:
-                f, args = self.calls.get(timeout=min(0.05, remaining))
-            except queue.Empty:
-                continue
-            f(*args)
+from tests.unit.calllog_fakes import ThreadedFakeReactor
 
 
 class FakeClock:

@@ -1,0 +1,134 @@
+"""The call log as one Twisted service for the server: writer, live journeys, reconciliation.
+
+The server builds it once and hands it the reactor, the database URL, who is who (a
+:class:`~dispatcher.calllog.journey.Directory`) and where Asterisk writes CEL::
+
+    calllog = CallLogService(reactor, center.database_url, Directory.from_center(center),
+                             cel_path=str(paths.log / "cel-custom" / "Master.csv"))
+    calllog.prepare(center)            # blocking, before reactor.run(): schema + reference rows
+    calllog.setServiceParent(server)   # starts the writer; reconciles now and every minute
+    ami.subscribe(calllog.event_received)          # every AMI event
+    ami.on_connection_lost(calllog.connection_lost)
+    ami.on_connected(lambda: calllog.reconcile())  # catch up on what happened meanwhile
+
+Nothing here blocks the reactor once ``prepare`` is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dispatcher.calllog import cel, db, store
+from dispatcher.calllog.journey import Directory, JourneyBuilder
+from dispatcher.calllog.writer import CallLogRecorder, CallLogWriter
+
+
+class CallLogService(MultiService):
+    """Owns the engine, the writer thread, the journey builder and the CEL reconciliation.
+
+    ``reactor`` must provide ``callFromThread`` and ``callLater`` (``seconds``).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        url: str | Engine,
+        directory: Directory,
+        cel_path: str | None = None,
+        reconcile_every: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self.engine = db.make_engine(url) if isinstance(url, str) else url
+        self.sessions = db.make_sessionmaker(self.engine)
+        self.directory = directory
+        self.cel_path = cel_path
+        self.writer = CallLogWriter(reactor, self.sessions)
+        self.writer.setServiceParent(self)
+        self.builder = JourneyBuilder(directory)
+        self.recorder = CallLogRecorder(reactor, self.builder, self.writer)
+        self._reconcile_every = reconcile_every
+        self._loop: LoopingCall | None = None
+        self._waiters: list[Deferred[Any]] | None = None
+
+    def prepare(self, center: Any | None = None) -> str | None:
+        """Upgrade the schema and sync operators/agencies from the config (blocking: call it
+        before the reactor runs). Returns the schema revision."""
+        revision = db.upgrade(self.engine)
+        if center is not None:
+            with db.transaction(self.sessions) as session:
+                store.sync_center(session, center)
+        return revision
+
+    def startService(self) -> None:
+        """Start the writer, then reconcile now and every ``reconcile_every`` seconds."""
+        super().startService()
+        if self.cel_path and self._reconcile_every > 0:
+            self._loop = LoopingCall(self._scheduled_reconcile)
+            self._loop.clock = self._reactor
+            self._loop.start(self._reconcile_every, now=True).addErrback(
+                lambda f: self.log.failure("CEL reconciliation loop stopped", f)
+            )
+
+    def stopService(self) -> Deferred[None]:
+        """Stop reconciling; drain the writer (every queued write is committed)."""
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return super().stopService()  # type: ignore[no-any-return]
+
+    # -- what the server feeds it --------------------------------------------------------------
+
+    def event_received(self, event: dict[str, str]) -> list[Deferred[Any]]:
+        """Every AMI event goes here; journeys are written as they start and finish."""
+        return self.recorder.event_received(event)
+
+    def connection_lost(self) -> list[str]:
+        """AMI is gone: drop journeys in progress; the next reconciliation completes them."""
+        return self.recorder.connection_lost()
+
+    def reconcile(self) -> Deferred[Any]:
+        """Read the CEL file's new records in the writer thread; fires with the
+        :class:`~dispatcher.calllog.cel.ReconcileResult` (None without a CEL file).
+
+        One pass at a time: a call while one runs waits for that pass's result.
+        """
+        waiter: Deferred[Any] = Deferred()
+        if self.cel_path is None:
+            waiter.callback(None)
+            return waiter
+        if self._waiters is not None:
+            self._waiters.append(waiter)
+            return waiter
+        self._waiters = [waiter]
+        self.writer.submit(cel.reconcile, self.cel_path, self.directory).addBoth(self._passed)
+        return waiter
+
+    def _passed(self, result: Any) -> None:
+        waiters, self._waiters = self._waiters or [], None
+        if isinstance(result, cel.ReconcileResult):
+            if result.saved:
+                self.log.info("CEL reconciliation added {n} calls", n=len(result.saved))
+            for offset, problem in result.bad_lines:
+                self.log.warn(
+                    "unreadable CEL line at {offset}: {problem}", offset=offset, problem=problem
+                )
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    def _scheduled_reconcile(self) -> Deferred[Any]:
+        # A failed pass is logged and the loop goes on: the next minute may succeed.
+        return self.reconcile().addErrback(
+            lambda f: self.log.failure("CEL reconciliation failed", f)
+        )
