@@ -276,6 +276,12 @@ class AMIActions:
                           ExtraPriority=priority)
         return self.send_action("Redirect", fields)
 
+    def bridge(self, channel1: str, channel2: str, tone: bool = False
+               ) -> defer.Deferred[Message]:
+        """``Bridge`` two answered channels together in a new basic bridge."""
+        return self.send_action("Bridge", {"Channel1": channel1, "Channel2": channel2,
+                                           "Tone": "yes" if tone else "no"})
+
     def atxfer(self, channel: str, exten: str, context: str | None = None
                ) -> defer.Deferred[Message]:
         """``Atxfer``: attended transfer of ``channel``'s peer to ``exten``."""
@@ -358,6 +364,10 @@ class AMIActions:
         return self.send_action("QueuePause", {
             "Interface": interface, "Paused": paused, "Queue": queue, "Reason": reason,
         })
+
+    def devicestatelist(self, timeout: float | None = None) -> defer.Deferred[ListResult]:
+        """``DeviceStateList``: one ``DeviceStateChange`` event per known device."""
+        return self.send_action("DeviceStateList", (), timeout)
 
     def pjsipshowendpoints(self, timeout: float | None = None) -> defer.Deferred[ListResult]:
         """``PJSIPShowEndpoints``: one ``EndpointList`` event per endpoint."""
@@ -634,6 +644,11 @@ class AMIClient(AMIActions):
                          error=AMIMessageTooLarge(f"{p.name}: answer dropped, {item.limit}"))
 
     @property
+    def action_id_prefix(self) -> str:
+        """What every ActionID of this connection starts with."""
+        return self._prefix
+
+    @property
     def pending_count(self) -> int:
         """How many actions await an answer."""
         return len(self._pending)
@@ -781,7 +796,8 @@ class AMIService(Service, AMIActions):
     def _lost(self, client: AMIClient) -> None:
         if self.client is client:
             self.client = None
-            log.warn("AMI connection lost; reconnecting")
+            if self.running:
+                log.warn("AMI connection lost; reconnecting")
 
     def startService(self) -> None:  # noqa: N802 -- Twisted's name
         """Start connecting (and reconnecting, with backoff)."""

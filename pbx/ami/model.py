@@ -410,19 +410,23 @@ class LiveModel:
         bridge_members: Mapping[str, Iterable[Any]] | None = None,
         queues: Iterable[Any] = (),
         endpoints: Iterable[Any] = (),
+        device_states: Iterable[Any] = (),
     ) -> None:
         """Replace the whole model with Asterisk's lists.
 
         ``channels``: CoreShowChannel events; ``bridges``: BridgeListItem events;
         ``bridge_members``: bridge id -> its BridgeInfoChannel events; ``queues``: the
         QueueParams, QueueMember and QueueEntry events of QueueStatus; ``endpoints``:
-        EndpointList events of PJSIPShowEndpoints. Queue callers' wait start is now minus
-        their reported wait.
+        EndpointList events of PJSIPShowEndpoints; ``device_states``: the DeviceStateChange
+        events of DeviceStateList (an AMI user without the ``system`` class may not list
+        endpoints, but may list device states: ``PJSIP/<name>`` devices then give the
+        endpoints). Queue callers' wait start is now minus their reported wait.
         """
         now = self.clock()
         self.channels = {}
         self.bridges = {}
         self.queues = {}
+        self.device_states = {}
         old_endpoints, self.endpoints = self.endpoints, {}
         for item in channels:
             f = _fields(item)
@@ -475,6 +479,17 @@ class LiveModel:
             if previous is not None:
                 endpoint.reachable = previous.reachable
             self.endpoints[name] = endpoint
+        for item in device_states:
+            f = _fields(item)
+            device = f.get("Device", "")
+            if device.startswith("PJSIP/") and device[6:] not in self.endpoints:
+                previous = old_endpoints.get(device[6:])
+                if previous is not None:
+                    # DeviceStateList says nothing of contacts: keep what events told.
+                    endpoint = self._endpoint(device[6:])
+                    endpoint.contacts = set(previous.contacts)
+                    endpoint.reachable = previous.reachable
+            self._on_device_state(f)
 
     # -- reading ------------------------------------------------------------------------
 

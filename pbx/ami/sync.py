@@ -2,9 +2,10 @@
 
 Every event goes to the model. After every login, and when Asterisk says ``FullyBooted``
 (unless a resync is already running), the model is rebuilt from CoreShowChannels,
-BridgeList (+BridgeInfo per bridge), QueueStatus and PJSIPShowEndpoints. Events that arrive
-while those lists are being fetched are held and applied after the rebuild, so none is lost
-and none is applied to a model about to be replaced.
+BridgeList (+BridgeInfo per bridge), QueueStatus, PJSIPShowEndpoints and DeviceStateList
+(the last three optional: a list the AMI user may not read is logged and skipped). Events
+that arrive while those lists are being fetched are held and applied after the rebuild, so
+none is lost and none is applied to a model about to be replaced.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class ModelSync:
                 client.bridgelist(timeout=timeout),
                 optional(client.queuestatus(timeout=timeout), "QueueStatus"),
                 optional(client.pjsipshowendpoints(timeout=timeout), "PJSIPShowEndpoints"),
+                optional(client.devicestatelist(timeout=timeout), "DeviceStateList"),
             ],
             consumeErrors=True,
         )
@@ -128,8 +130,8 @@ class ModelSync:
 
     def _rebuild(self, fetched: tuple[list[Any], dict[str, list[Message]]]) -> bool:
         results, bridge_members = fetched
-        channels, bridges, queues, endpoints = results
-        if endpoints is None:
+        channels, bridges, queues, endpoints, device_states = results
+        if endpoints is None and device_states is None:
             kept = dict(self.model.endpoints)
         self.model.resync(
             channels.events,
@@ -137,8 +139,9 @@ class ModelSync:
             bridge_members,
             queues.events if queues is not None else (),
             endpoints.events if endpoints is not None else (),
+            device_states.events if device_states is not None else (),
         )
-        if endpoints is None:
+        if endpoints is None and device_states is None:
             self.model.endpoints = kept
         if queues is None:
             log.warn("AMI resync without QueueStatus: queues start empty")
