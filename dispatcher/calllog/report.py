@@ -64,6 +64,40 @@ class ReportOptions:
     language: str = "id"
     top_repeat_callers: int = 10
 
+    MAX_DAYS = 400  # a report over more than a year is a mistake, not a request
+
+    @classmethod
+    def parse(
+        cls,
+        start: str,
+        end: str,
+        language: str = "id",
+        timezone: str = "Asia/Jakarta",
+        short_abandon_seconds: str | float = 5.0,
+    ) -> ReportOptions:
+        """Options from untrusted text (a query string): raises ValueError with a reason."""
+        try:
+            first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        except (TypeError, ValueError):
+            raise ValueError("dates must be YYYY-MM-DD") from None
+        if last < first:
+            raise ValueError("the period ends before it starts")
+        if (last - first).days >= cls.MAX_DAYS:
+            raise ValueError(f"the period is longer than {cls.MAX_DAYS} days")
+        if language not in TEXT:
+            raise ValueError(f"language must be one of {', '.join(sorted(TEXT))}")
+        try:
+            ZoneInfo(timezone)
+        except (ValueError, KeyError, OSError):
+            raise ValueError("unknown time zone") from None
+        try:
+            short = float(short_abandon_seconds)
+        except (TypeError, ValueError):
+            raise ValueError("short abandon threshold must be a number of seconds") from None
+        if not 0 <= short <= 600:
+            raise ValueError("short abandon threshold must be between 0 and 600 s")
+        return cls(first, last, timezone, short, language)
+
     def utc_bounds(self) -> tuple[dt.datetime, dt.datetime]:
         """The period as ``[start, end)`` in UTC."""
         zone = ZoneInfo(self.timezone)

@@ -202,3 +202,35 @@ def test_given_the_register_hook_when_added_to_a_parser_then_db_and_report_exist
     assert args.func is cli.cmd_report
     assert args.start == dt.date(2026, 11, 1) and args.format == "csv"
     assert parser.parse_args(["db", "upgrade"]).func is cli.cmd_db_upgrade
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("2026-11-31", "2026-12-01"), "YYYY-MM-DD"),
+        (("2026-11-27", "2026-11-01"), "ends before"),
+        (("2024-01-01", "2026-01-01"), "longer than"),
+        (("2026-11-01", "2026-11-02", "fr"), "language"),
+        (("2026-11-01", "2026-11-02", "id", "Mars/Olympus"), "time zone"),
+        (("2026-11-01", "2026-11-02", "id", "Asia/Jakarta", "-1"), "between"),
+        (("2026-11-01", "2026-11-02", "id", "Asia/Jakarta", "abc"), "number"),
+    ],
+)
+def test_given_bad_report_parameters_when_parsed_then_refused_with_a_reason(
+    args: tuple[str, ...], reason: str
+):
+    """What an HTTP query may carry is checked before any SQL runs."""
+    with pytest.raises(ValueError, match=reason):
+        report.ReportOptions.parse(*args)
+
+
+def test_given_good_report_parameters_when_parsed_then_options_follow_them():
+    """Dates, language, zone and threshold come through."""
+    options = report.ReportOptions.parse("2026-11-01", "2026-11-30", "en", "Asia/Makassar", "8")
+    assert (options.start, options.end) == (dt.date(2026, 11, 1), dt.date(2026, 11, 30))
+    assert (options.language, options.timezone, options.short_abandon_seconds) == (
+        "en",
+        "Asia/Makassar",
+        8.0,
+    )
+    assert options.utc_offset_minutes() == 8 * 60
