@@ -65,7 +65,7 @@ def test_given_recorded_session_when_fed_one_byte_at_a_time_then_messages_are_th
     parser = AMIParser()
     out: list[Message | Oversized] = []
     for i in range(len(SESSION)):
-        out.extend(parser.feed(SESSION[i:i + 1]))
+        out.extend(parser.feed(SESSION[i : i + 1]))
     assert out == whole
 
 
@@ -110,8 +110,14 @@ def test_given_legacy_follows_response_when_split_anywhere_then_output_is_whole(
     assert [m.kind for m in whole] == ["response", "event"]
     follows = whole[0]
     assert follows.name == "Follows" and follows.action_id == "old-1"
-    assert follows.output == ["Name/username  Host", "listed: yes", "", "", "",
-                              "after a blank line"]
+    assert follows.output == [
+        "Name/username  Host",
+        "listed: yes",
+        "",
+        "",
+        "",
+        "after a blank line",
+    ]
     for cut in range(len(LEGACY) + 1):
         assert parse_all(LEGACY[:cut], LEGACY[cut:]) == whole, f"split at byte {cut}"
 
@@ -165,7 +171,7 @@ def test_given_repeated_keys_then_all_values_are_kept() -> None:
 
 def test_given_stream_without_banner_then_messages_still_parse() -> None:
     """A stream picked up mid-way (no banner) parses the same messages."""
-    body = SESSION[SESSION.index(b"\r\n") + 2:]
+    body = SESSION[SESSION.index(b"\r\n") + 2 :]
     assert parse_all(body) == parse_all(SESSION)[1:]
 
 
@@ -199,8 +205,13 @@ def test_given_oversized_line_or_message_when_split_anywhere_then_skipped_and_re
     messages around it come through, at any split."""
     whole = parse_all(OVERSIZE, parser=SmallParser())
     kinds = [(type(m).__name__, getattr(m, "name", None) or m.action_id) for m in whole]
-    assert kinds == [("Message", "Before"), ("Oversized", "big-line"), ("Message", "Middle"),
-                     ("Oversized", "big-msg"), ("Message", "After")]
+    assert kinds == [
+        ("Message", "Before"),
+        ("Oversized", "big-line"),
+        ("Message", "Middle"),
+        ("Oversized", "big-msg"),
+        ("Message", "After"),
+    ]
     assert whole[-1].get("Name") == "Ñ"
     for cut in range(len(OVERSIZE) + 1):
         split = parse_all(OVERSIZE[:cut], OVERSIZE[cut:], parser=SmallParser())
@@ -226,14 +237,22 @@ def test_given_fields_when_serialized_then_bytes_are_an_ami_action() -> None:
     """Mapping or pairs, lists repeat the key, None is left out, bools are true/false."""
     data = serialize_action(
         "Originate",
-        [("Channel", "Local/100@callers"), ("Variable", ["A=1", "B=Ñ"]), ("Account", None),
-         ("Async", True), ("Timeout", 30000)],
+        [
+            ("Channel", "Local/100@callers"),
+            ("Variable", ["A=1", "B=Ñ"]),
+            ("Account", None),
+            ("Async", True),
+            ("Timeout", 30000),
+        ],
         action_id="a-1",
     )
-    assert data == (
-        "Action: Originate\r\nActionID: a-1\r\nChannel: Local/100@callers\r\n"
-        "Variable: A=1\r\nVariable: B=Ñ\r\nAsync: true\r\nTimeout: 30000\r\n\r\n"
-    ).encode()
+    assert (
+        data
+        == (
+            "Action: Originate\r\nActionID: a-1\r\nChannel: Local/100@callers\r\n"
+            "Variable: A=1\r\nVariable: B=Ñ\r\nAsync: true\r\nTimeout: 30000\r\n\r\n"
+        ).encode()
+    )
 
 
 @pytest.mark.parametrize("bad", ["\r", "\n", "\0", "\r\n", "x\r\nAction: Command"])
@@ -296,3 +315,35 @@ def test_property_any_value_with_a_control_character_is_refused(
     """Wherever CR, LF or NUL hides in a value, serialization raises and returns nothing."""
     with pytest.raises(AMIInjectionError):
         serialize_action("Setvar", {"Value": before + bad + after}, action_id="p-2")
+
+
+line_text = st.text(st.characters(blacklist_characters="\r\n", codec="utf-8"), max_size=12)
+any_line = st.one_of(
+    st.builds(lambda k, v: f"{k}: {v}", st.sampled_from(["Event", "Channel", "Uniqueid",
+                                                          "Output", "ActionID", "Response"]),
+              line_text),
+    st.builds(lambda k, v: f"{k}: {v}", header_key, line_text),
+    st.builds(lambda k: f"{k}:", header_key),
+    line_text.filter(lambda t: t.strip() != ""),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(any_line, min_size=1, max_size=6), min_size=1, max_size=5),
+       st.lists(st.integers(0, 400), max_size=6))
+def test_property_fast_and_careful_parsing_agree_at_any_split(
+    messages: list[list[str]], cuts: list[int],
+) -> None:
+    """For any mix of good lines, repeated keys, 'Key:' lines, values holding ': ' and
+    garbage, the result is the one of the careful line-by-line reading of each message,
+    whatever the split of the stream."""
+    from pbx.ami.protocol import _parse_lines
+
+    messages = [m for m in messages if not m[0].startswith("Response: Follows")]
+    data = "".join("\r\n".join(m) + "\r\n\r\n" for m in messages).encode()
+    expected = [_parse_lines(m) for m in messages]
+    expected = [m for m in expected if m is not None]
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    assert parse_all(b"Asterisk Call Manager/11.0.0\r\n", *chunks) == [
+        Message("banner", "11.0.0", {}), *expected]
