@@ -698,7 +698,11 @@ class Journey:
             return
         chan.caller_number = chan.caller_number or number
         chan.caller_name = chan.caller_name or name
-        if self.record is not None and uid == self.citizen and not self.record.caller_number:
+        if self.record is None or self.record.direction == "outbound":
+            # A callback's number is the one dialled (dialed_number), not the caller ID the
+            # citizen's channel carries (the center's own).
+            return
+        if uid == self.citizen and not self.record.caller_number:
             self.record.caller_number = number
             self.record.caller_name = self.record.caller_name or name
 
