@@ -399,3 +399,14 @@ def test_given_cel_without_the_dialplans_queue_events_when_rebuilt_then_the_queu
         (leg.kind, leg.started_at, leg.ended_at, leg.result) for leg in live.legs
     ]
     assert rebuilt.queue_seconds == 4.0
+
+
+def test_given_a_callback_when_the_citizens_channel_shows_our_caller_id_then_it_is_ignored():
+    """The citizen's leg of a callback presents the center's number; the log keeps the number
+    that was dialled."""
+    events = sc.callback_call().ami()
+    for event in events:
+        if event.get("Uniqueid") == "7000.11":
+            event["CallerIDNum"] = "021112"  # what the trunk presents for the center
+    record = only(journey.run(events, sc.DIRECTORY))
+    assert record.caller_number == "08199999"
