@@ -110,6 +110,23 @@ class Live:
 
         return threads.deferToThread(read)
 
+    def asterisk_queue_callers(self, queue: str) -> defer.Deferred[dict[str, int]]:
+        """Callers waiting in ``queue`` (uniqueid -> position), from QueueStatus through
+        asterisk-ami."""
+
+        def read() -> dict[str, int]:
+            watch = self.asterisk.ami()
+            try:
+                response = watch.action("QueueStatus", Queue=queue)
+                action_id = response.keys["ActionID"]
+                watch.wait_event("QueueStatusComplete", 10, ActionID=action_id)
+                return {e["Uniqueid"]: int(e["Position"])
+                        for e in watch.matching("QueueEntry", ActionID=action_id)}
+            finally:
+                watch.close()
+
+        return threads.deferToThread(read)
+
     def channel_names(self) -> set[str]:
         """Channel names as our model holds them."""
         return {c.name for c in self.model.channels.values()}
@@ -237,6 +254,8 @@ def test_given_calls_queued_and_bridged_when_rebuilt_from_lists_then_equal_to_li
         assert len(live_snap["queues"]["operators"]["callers"]) >= 3
         seen_by_asterisk = yield live.asterisk_channels()
         assert live.channel_names() == seen_by_asterisk
+        waiting = yield live.asterisk_queue_callers("operators")
+        assert {u: c.position for u, c in queue["operators"].callers.items()} == waiting
 
         for name in firsts + [c.name for c in live.model.channels.values()
                               if c.caller_num == numbers[2] and c.name.endswith(";1")]:
