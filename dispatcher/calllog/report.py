@@ -26,6 +26,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -557,6 +558,7 @@ TEXT: dict[str, dict[str, str]] = {
         "agency": "Instansi",
         "transfers": "Transfer",
         "agency_answer": "Rata-rata waktu jawab instansi",
+        "agency_answered": "Dijawab instansi",
         "no_answers": "Tidak dijawab/sibuk/gagal",
         "fallbacks": "Dialihkan ke cadangan",
         "categories": "Per kategori IVR",
@@ -620,6 +622,7 @@ TEXT: dict[str, dict[str, str]] = {
         "agency": "Agency",
         "transfers": "Transfers",
         "agency_answer": "Mean agency answer time",
+        "agency_answered": "Answered by the agency",
         "no_answers": "No answer/busy/failed",
         "fallbacks": "Fell back",
         "categories": "Per IVR category",
@@ -671,7 +674,15 @@ def hourly_chart(
     hourly: list[dict[str, Any]], width: int = 720, height: int = 220
 ) -> dict[str, Any]:
     """Geometry of the hourly SVG bar chart (offered vs answered per hour)."""
-    top = max([h["offered"] for h in hourly] + [1])
+    # Whole-call gridlines: a step of 1, 2, 5, 10, 20, 50... giving at most 5 lines.
+    highest = max([h["offered"] for h in hourly] + [1])
+    step = 1
+    while highest / step > 5:
+        for factor in (2, 2.5, 2):
+            step = int(step * factor)
+            if highest / step <= 5:
+                break
+    top = step * math.ceil(highest / step)
     left, bottom, right, upper = 40, 24, 8, 10
     plot_w, plot_h = width - left - right, height - bottom - upper
     slot = plot_w / 24
@@ -695,8 +706,8 @@ def hourly_chart(
             }
         )
     ticks = [
-        {"value": round(top * i / 4), "y": round(upper + plot_h - plot_h * i / 4, 1)}
-        for i in range(5)
+        {"value": value, "y": round(upper + plot_h - plot_h * value / top, 1)}
+        for value in range(0, top + 1, step)
     ]
     return {
         "width": width,
