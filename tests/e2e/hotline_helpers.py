@@ -51,8 +51,13 @@ def reset_queue(asterisk: RunningAsterisk, ami: AmiWatch) -> None:
 
 def wait_no_channels(ami: AmiWatch, timeout: float = 10.0) -> None:
     """Wait until Asterisk has no channel left (the previous call is fully over)."""
-    wait_for(lambda: "0 active channels" in ami.command("core show channels count"),
-             timeout, "every channel to be gone")
+    def quiet() -> bool:
+        try:
+            return "0 active channels" in ami.command("core show channels count")
+        except RuntimeError:  # asterisk-ami now and then loses an answer: ask again
+            return False
+
+    wait_for(quiet, timeout, "every channel to be gone")
 
 
 def call_hotline(phones: PhoneFactory, keys: str | None, caller_id: str | None = None,
