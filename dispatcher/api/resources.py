@@ -74,6 +74,8 @@ def _send(request: Request, status: int, body: bytes, headers: dict[str, str] | 
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
     request.setHeader(b"Cache-Control", b"no-store")
     request.setHeader(b"X-Content-Type-Options", b"nosniff")
+    # A length rather than chunks: simpler for small clients (buttons, apps) to read.
+    request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
     for name, value in (headers or {}).items():
         request.setHeader(name.encode("ascii"), value.encode("ascii"))
     return body

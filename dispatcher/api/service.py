@@ -102,6 +102,14 @@ class _Listener(Service):
         return listening.stopListening()
 
 
+class ApiSite(Site):
+    """The API's own site. No access log line per request: at a thousand alerts a second
+    it would cost more than the alerts; refusals and failures are logged where they occur."""
+
+    def log(self, request: Any) -> None:
+        """No access log."""
+
+
 class HttpService(MultiService):
     """The API: read pool, alert service and listener. ``port`` is the bound port once started."""
 
@@ -187,7 +195,7 @@ def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessi
                      operator_token=operator_token)
     root = JsonResource()
     root.putChild(b"api", parts.resource)
-    site = Site(root, requestFactory=parts.request_factory, reactor=reactor)
+    site = ApiSite(root, requestFactory=parts.request_factory, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
     listener = _Listener(reactor, site, host if host is not None else center.http.host,

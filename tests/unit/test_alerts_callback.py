@@ -324,3 +324,41 @@ def test_given_button_call_then_incident_with_its_place_follows_the_queue(tmp_pa
     setvars = [m for m in ami.sent() if m.get("Action") == "Setvar"]
     assert [(m["Channel"], m["Variable"], m["Value"]) for m in setvars] == [
         ("PJSIP/901-0000002a", "__SIAGA_INCIDENT", "1")]
+
+
+def test_given_batch_with_retries_and_revoked_device_then_each_alert_answered_once(
+        tmp_path: Path) -> None:
+    """commit_alerts: new alerts created once (a retry inside the batch and one of an
+    earlier batch get the same incident), a revoked device's alert refused, results in order."""
+    import datetime as dt
+
+    from dispatcher.alerts import storage
+    from dispatcher.alerts.intake import AlertRequest, Location
+    from dispatcher.calllog import store
+
+    _, sessions, _ = make_service(tmp_path)
+    now = dt.datetime.fromtimestamp(NOW, dt.UTC)
+    with db.transaction(sessions) as session:
+        app1 = storage.device_credentials(session, "app1")
+        app2 = storage.device_credentials(session, "app2")
+        first = storage.commit_alerts(session, [(AlertRequest(
+            "old", "app1", "panic", None, None, None), app1)], now)
+    with db.transaction(sessions) as session:
+        store.revoke_device(session, "app2")
+
+    def req(alert_id: str, device: str = "app1") -> AlertRequest:
+        return AlertRequest(alert_id, device, "fire", Location(1.0, 2.0, 5.0, None),
+                            "0811111111", "note")
+
+    with db.transaction(sessions) as session:
+        out = storage.commit_alerts(session, [
+            (req("n1"), app1), (req("old"), app1), (req("n1"), app1), (req("x", "app2"), app2),
+            (req("n2"), app1)], now)
+    n1, old, n1_again, refused, n2 = out
+    assert n1.created and n2.created and n1.incident_id != n2.incident_id
+    assert (old.created, old.incident_id) == (False, first[0].incident_id)
+    assert (n1_again.created, n1_again.incident_id) == (False, n1.incident_id)
+    assert isinstance(refused, storage.DeviceChanged)
+    assert n1.callback is not None and n1.callback.number == "0811111111"
+    assert counts(sessions) == {"alerts": 3, "incidents": 3, "incident_transitions": 3,
+                                "callbacks": 3}
