@@ -589,20 +589,20 @@ class AMIClient(AMIActions):
 
     def message_received(self, item: Message | Oversized) -> None:
         """Route one parsed item: answers to their action, other events to subscribers."""
-        kind = item.kind
-        if kind == "oversized":
-            self._oversized(item)  # type: ignore[arg-type]
+        if isinstance(item, Oversized):
+            self._oversized(item)
             return
-        if item.unparsed:  # type: ignore[union-attr]
+        if item.unparsed:
             log.warn("AMI lines without 'Key: Value' in {name}: {lines!r}",
-                     name=item.name, lines=item.unparsed)  # type: ignore[union-attr]
+                     name=item.name, lines=item.unparsed)
+        kind = item.kind
         if kind == "event":
             # Events answering a pending list action belong to it, not to subscribers.
             if self._pending:
-                action_id = item.fields.get("ActionID")  # type: ignore[union-attr]
+                action_id = item.fields.get("ActionID")
                 if action_id is not None and self._list_item(action_id, item):
                     return
-            self.dispatcher.dispatch(item)  # type: ignore[arg-type]
+            self.dispatcher.dispatch(item)
         elif kind == "response":
             self._response(item)
         elif kind == "banner":

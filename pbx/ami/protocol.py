@@ -1,7 +1,7 @@
 """The AMI wire protocol without I/O: bytes in, messages out; actions in, bytes out.
 
 AMI is line based: ``Key: Value`` lines ending in CR LF, a message ending with an empty line.
-A connection opens with a one-line banner (``Asterisk Call Manager/9.0.0``). Responses to
+A connection opens with a one-line banner (``Asterisk Call Manager/11.0.0``). Responses to
 ``Command`` carry the CLI output as repeated ``Output:`` lines (Asterisk 14 and newer), or, on
 older Asterisks, as raw text after ``Response: Follows`` up to ``--END COMMAND--``; both come
 out of :class:`AMIParser` as :attr:`Message.output`.
@@ -259,7 +259,8 @@ class AMIParser:
         self._buffer = b""
         self._want_banner = True
         self._skipping = False
-        #: The banner's version (``"9.0.0"`` for Asterisk 22), once seen.
+        self._tail = b""  # last bytes seen while skipping: an end marker may straddle reads
+        #: The manager protocol version from the banner (``"11.0.0"`` for Asterisk 22).
         self.version: str | None = None
 
     def feed(self, data: bytes) -> list[Message | Oversized]:
@@ -433,8 +434,6 @@ class AMIParser:
             else f"message larger than {self.MAX_MESSAGE_SIZE} bytes"
         )
         return Oversized(limit=label, head=head[:200], action_id=action_id)
-
-    _tail = b""
 
 
 def check_value(value: str, what: str = "value") -> str:
