@@ -787,6 +787,9 @@ class AMIService(Service, AMIActions):
         # Counting refusals keeps the backoff growing although each TCP connect succeeds.
         if failure.check(AMIAuthenticationError):
             self._login_failures += 1
+        else:
+            log.info("AMI connection ended before login: {error}",
+                     error=failure.getErrorMessage())
 
     def _retry_delay(self, attempt: int) -> float:
         # ClientService counts failed TCP connects only (and resets on connect); a refused
