@@ -49,6 +49,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def enrol(db_url: str, count: int) -> dict[str, str]:
     """Enrol ``count`` devices directly in the database; device id → token."""
     from dispatcher.calllog import db, store
@@ -227,6 +233,7 @@ def main() -> int:
     if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds > 200_000:
         parser.error("rate and seconds must be positive, at most 200,000 alerts in all")
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
         workdir = Path(tmp)
         db_url = f"sqlite:///{workdir / 'siaga.db'}"
@@ -234,9 +241,12 @@ def main() -> int:
         proc, port = start_server(workdir, db_url, args.rate, args.devices)
         try:
             load = Load(port, tokens, args.rate, args.seconds, args.connections)
+            server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
             began = time.monotonic()
             asyncio.run(load.run(args.drain))
             elapsed = time.monotonic() - began
+            server_cpu = cpu_seconds(proc.pid) - server_cpu0
+            client_cpu = time.process_time() - client_cpu0
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
@@ -259,6 +269,9 @@ def main() -> int:
     print(f"  POST -> operator notified:   p50 {pct(notify_lat, 50):7.1f} ms   "
           f"p99 {pct(notify_lat, 99):7.1f} ms   max {pct(notify_lat, 100):7.1f} ms")
     print(f"  lost (no 2xx, or never notified): {lost}")
+    print(f"  CPU: server {server_cpu:.1f} s ({server_cpu / max(1, load.sent) * 1000:.2f} ms "
+          f"per alert, all threads), this load generator {client_cpu:.1f} s, over "
+          f"{elapsed:.1f} s; load average before the run {load_before:.2f}")
     if load.failed:
         sample = list(load.failed.items())[:3]
         print(f"  first failures: {sample}")

@@ -134,10 +134,7 @@ class JsonResource(Resource):
     def render(self, request: Request) -> bytes | int:
         """Dispatch to ``render_<METHOD>``; a method without one answers a JSON 405."""
         method = request.method.decode("ascii", "replace")
-        # Resource defines render_HEAD for everyone; HEAD only makes sense where GET does.
-        allowed = sorted(name[len("render_"):] for name in dir(self)
-                         if name.startswith("render_") and name[7:].isupper()
-                         and (name != "render_HEAD" or hasattr(self, "render_GET")))
+        allowed = _allowed_methods(type(self))
         handler = getattr(self, f"render_{method}", None) if method in allowed else None
         if handler is None:
             return _send_error(request, ApiError(
@@ -151,6 +148,19 @@ class JsonResource(Resource):
             log.failure("API request {method} {path} failed", method=method, path=request.path)
             return _send_error(request, ApiError(500, "internal_error",
                                                  "the server failed; the error is logged"))
+
+
+_ALLOWED: dict[type, list[str]] = {}
+
+
+def _allowed_methods(cls: type) -> list[str]:
+    # Resource defines render_HEAD for everyone; HEAD only makes sense where GET does.
+    if cls not in _ALLOWED:
+        _ALLOWED[cls] = sorted(
+            name[len("render_"):] for name in dir(cls)
+            if name.startswith("render_") and name[7:].isupper()
+            and (name != "render_HEAD" or hasattr(cls, "render_GET")))
+    return _ALLOWED[cls]
 
 
 class ErrorResource(JsonResource):

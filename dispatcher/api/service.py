@@ -195,7 +195,10 @@ def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessi
                      operator_token=operator_token)
     root = JsonResource()
     root.putChild(b"api", parts.resource)
-    site = ApiSite(root, requestFactory=parts.request_factory, reactor=reactor)
+    # This site serves JSON only: no HTML form parsing (it parses Content-Type per request).
+    request_class = type("JsonOnlyRequest", (parts.request_factory,),
+                         {"_parsePOSTFormSubmission": False})
+    site = ApiSite(root, requestFactory=request_class, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
     listener = _Listener(reactor, site, host if host is not None else center.http.host,
