@@ -22,6 +22,9 @@ _MEMBER_STATE = {
 }
 
 
+_REACHABLE = {"NOT_INUSE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
+
+
 def operator_state(status: str, paused: bool, in_call: bool) -> str:
     """One word for an operator desk: available, ringing, on call, paused or offline."""
     state = _MEMBER_STATE.get(status, "offline")
@@ -66,11 +69,11 @@ def wallboard_document(model: LiveModel, center: Center, now: float) -> dict[str
         phones = []
         for ext in agency.extensions:
             endpoint = model.endpoints.get(ext)
-            phones.append({
-                "extension": ext,
-                "registered": bool(endpoint and endpoint.contacts),
-                "state": endpoint.device_state if endpoint else "UNKNOWN",
-            })
+            state = endpoint.device_state if endpoint else "UNKNOWN"
+            # Contacts come only from ContactStatus events; the device state (listed at
+            # every resync) says the same: a PJSIP device with no contact is UNAVAILABLE.
+            registered = bool(endpoint and (endpoint.contacts or state in _REACHABLE))
+            phones.append({"extension": ext, "registered": registered, "state": state})
         agencies.append({"key": agency.key, "name": agency.name, "phones": phones,
                          "reachable": sum(p["registered"] for p in phones)})
     return {

@@ -51,3 +51,16 @@ def test_given_states_when_named_then_call_beats_pause_and_offline_beats_all() -
     assert operator_state("INUSE", True, True) == "on call"
     assert operator_state("NOT_INUSE", True, False) == "paused"
     assert operator_state("UNAVAILABLE", True, True) == "offline"
+
+
+def test_given_device_states_only_when_built_then_agency_phones_count_as_reachable(
+        tmp_path: Path) -> None:
+    """After a resync without endpoint lists, device states tell which phones are up."""
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    model = LiveModel(lambda: 0.0)
+    model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/301", "State": "NOT_INUSE"})
+    model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/302", "State": "UNAVAILABLE"})
+    board = wallboard_document(model, center, 0.0)
+    police = next(a for a in board["agencies"] if a["key"] == "police")
+    assert police["reachable"] == 1
+    assert [p["registered"] for p in police["phones"]] == [True, False, False]
