@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import itertools
 import time
 import weakref
 from collections.abc import Callable
@@ -604,9 +603,6 @@ class CallFailed(PhoneError):
         self.call = call
 
 
-_serial = itertools.count(1)
-
-
 class Phone:
     """A SIP phone on a :class:`SipStack`: an extension, or an anonymous caller.
 
@@ -889,31 +885,3 @@ class Phone:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-@dataclass
-class PhoneSpec:
-    """What it takes to make a phone: a user, and for an extension a server and password."""
-
-    user: str
-    server: str | None = None
-    password: str | None = None
-    display_name: str | None = None
-
-    def make(self, stack: SipStack, **kwargs: Any) -> Phone:
-        """Create the phone on ``stack``; extensions are waited registered."""
-        phone = Phone(
-            stack,
-            self.user,
-            server=self.server,
-            password=self.password,
-            display_name=self.display_name,
-            **kwargs,
-        )
-        if phone.register:
-            try:
-                phone.wait_registered()
-            except BaseException:
-                phone.close()
-                raise
-        return phone
