@@ -181,9 +181,54 @@ def group_by_linkedid(rows: Iterable[CelRow]) -> dict[str, list[CelRow]]:
     return groups
 
 
+def merge_groups(groups: dict[str, list[CelRow]]) -> dict[str, list[CelRow]]:
+    """Join the groups Asterisk started apart but that are one journey.
+
+    An agency brought into a conference by an originated Local pair gets a linkedid of its
+    own. Its group is joined to the earlier journey when the dialplan says so (a
+    ``SIAGA_CALL`` user event naming the journey's linkedid), or when its first channel is a
+    Local one and it enters a bridge that journey's channels are in. Rows keep file order.
+    """
+    firsts = {lid: min(r.eventtime for r in rows) for lid, rows in groups.items()}
+    order = sorted(groups, key=lambda lid: firsts[lid])
+    root: dict[str, str] = {lid: lid for lid in groups}
+
+    def find(lid: str) -> str:
+        while root[lid] != lid:
+            lid = root[lid]
+        return lid
+
+    bridge_owner: dict[str, str] = {}
+    for lid in order:
+        rows = groups[lid]
+        link = next((user_extra(r.extra) for r in rows if r.eventtype == "SIAGA_CALL"), "")
+        starts = [r for r in rows if r.eventtype == "CHAN_START"]
+        local_first = bool(starts) and starts[0].channame.lower().startswith("local/")
+        bridges = [
+            str(r.extra_json().get("bridge_id", "")) for r in rows if r.eventtype == "BRIDGE_ENTER"
+        ]
+        target = None
+        if link and link != lid and link in groups:
+            target = link
+        elif local_first:
+            target = next((bridge_owner[b] for b in bridges if b in bridge_owner), None)
+        if target is not None and find(target) != lid:
+            root[lid] = find(target)
+        for bridge in bridges:
+            bridge_owner.setdefault(bridge, find(lid))
+    merged: dict[str, list[CelRow]] = {}
+    for lid in order:
+        merged.setdefault(find(lid), []).extend(groups[lid])
+    for rows in merged.values():
+        rows.sort(key=lambda r: r.offset)
+    return merged
+
+
 def is_finished(rows: list[CelRow], newest: float, stale_after: float = STALE_AFTER) -> bool:
-    """True when a journey's records are complete (LINKEDID_END, or all ended and stale)."""
-    if any(r.eventtype == "LINKEDID_END" for r in rows):
+    """True when a journey's records are complete: LINKEDID_END for each linkedid in it, or
+    every channel ended and nothing happened for ``stale_after`` seconds."""
+    linkedids = {r.linkedid for r in rows}
+    if linkedids <= {r.linkedid for r in rows if r.eventtype == "LINKEDID_END"}:
         return True
     started = {r.uniqueid for r in rows if r.eventtype == "CHAN_START"}
     ended = {r.uniqueid for r in rows if r.eventtype in ("CHAN_END", "HANGUP")}
@@ -192,10 +237,11 @@ def is_finished(rows: list[CelRow], newest: float, stale_after: float = STALE_AF
 
 
 def build_journey(rows: list[CelRow], directory: Directory | None = None) -> JourneyRecord | None:
-    """Rebuild one journey from its CEL rows (sans-IO)."""
+    """Rebuild one journey from its CEL rows (sans-IO); the earliest row's linkedid names it."""
     if not rows:
         return None
-    linkedid = rows[0].linkedid or rows[0].uniqueid
+    first = min(rows, key=lambda r: r.eventtime)
+    linkedid = first.linkedid or first.uniqueid
     journey = Journey(linkedid, directory or Directory(), source="cel")
     apps: dict[str, str] = {}
     # Stable sort: rows of the same microsecond keep Asterisk's order.
@@ -299,7 +345,7 @@ def reconcile(
     offset = store.cel_cursor(session, path, stat.st_ino, stat.st_size)
     read = read_rows(path, offset)
     result.rows_read, result.bad_lines = len(read.rows), read.bad_lines
-    groups = group_by_linkedid(read.rows)
+    groups = merge_groups(group_by_linkedid(read.rows))
     newest = max((r.eventtime for r in read.rows), default=0.0)
     keep_from = read.end_offset
     for linkedid, rows in groups.items():

@@ -51,6 +51,9 @@ MARK_NAMES = (
     "QUEUE_EXIT",
     "RECORDING",
 )
+# Channel technologies that carry no person: Local pairs, ConfBridge's announcer, recorders.
+# They are "local" here: never a leg of their own, never counted in a conference.
+HELPER_TECHS = frozenset({"local", "cbann", "cbrec", "announcer", "recorder", "snoop"})
 # Applications a channel runs while it is only the far end of a Dial (not running dialplan).
 DIAL_APPS = frozenset({"", "appdial", "appdial2", "appqueue"})
 _ENDPOINT = re.compile(r"^(?P<tech>[A-Za-z0-9_]+)/(?P<rest>.+)$")
@@ -238,7 +241,7 @@ class Directory:
     def classify(self, channel: str) -> tuple[str, str | None]:
         """Return ``(role, code)`` for a channel name: operator, agency, local or other."""
         tech, endpoint = endpoint_of(channel)
-        if tech.lower() == "local":
+        if tech.lower() in HELPER_TECHS:
             return "local", None
         if endpoint in self.operators:
             return "operator", self.operators[endpoint]
@@ -300,6 +303,7 @@ class Journey:
         self.ivr_leg: LegRecord | None = None
         self.queue_leg: LegRecord | None = None
         self.conference_legs: dict[str, LegRecord] = {}
+        self._partners: dict[str, str] = {}  # Local channel uid -> the other half's uid
         self.attempts: dict[str, _Attempt] = {}  # agency code -> open attempt
         self.last_failed_attempt: LegRecord | None = None
         self.recordings: dict[str, RecordingRecord] = {}  # uid -> open recording
@@ -357,6 +361,11 @@ class Journey:
         role, code = self.directory.classify(name)
         chan = _Channel(uid, name, role, code, t, caller_number, caller_name, exten)
         self.channels[uid] = chan
+        if name.startswith("Local/") and name[-2:] in (";1", ";2"):
+            other = name[:-1] + ("2" if name.endswith("1") else "1")
+            for known in self.channels.values():
+                if known.name == other:
+                    self._partners[uid], self._partners[known.uid] = known.uid, uid
         if self.record is None:
             if role == "local":
                 # A Local channel first (an originate through the dialplan): the journey's
@@ -513,7 +522,9 @@ class Journey:
         chan = self.channels.get(uid)
         if chan is None or self.record is None:
             return
-        if chan.bridge is not None and chan.bridge != bridge:
+        if chan.bridge == bridge:
+            return  # BridgeEnter and ConfbridgeJoin both report it
+        if chan.bridge is not None:
             self.bridge_exit(t, uid, chan.bridge)
         chan.bridge = bridge
         members = self.bridges.setdefault(bridge, set())
@@ -530,9 +541,40 @@ class Journey:
                 LegRecord("agency_talk", t, chan.name, uid, agency=chan.code)
             )
         self._check_answered(t)
-        people = [u for u in members if self.channels[u].role != "local"]
-        if len(people) >= 3 and bridge not in self.conference_legs:
-            self.conference_legs[bridge] = self._open_leg(LegRecord("conference", t, "", bridge))
+        self._check_conferences(t)
+
+    def _people(self, bridge: str) -> set[str]:
+        """The people talking in a bridge: its own channels and, when two of them talk there,
+        those a Local channel in it leads to (an agency brought into a conference through a
+        Local pair sits in a bridge of its own with the pair's other half)."""
+        members = self.bridges.get(bridge, set())
+        people = {u for u in members if self.channels[u].role != "local"}
+        if len(people) < 2:
+            return people
+        for uid in members:
+            chan = self.channels[uid]
+            if chan.role != "local":
+                continue
+            partner = self.channels.get(self._partners.get(uid, ""))
+            if partner is not None and partner.bridge is not None and partner.bridge != bridge:
+                people |= {
+                    u
+                    for u in self.bridges.get(partner.bridge, set())
+                    if self.channels[u].role != "local"
+                }
+        return people
+
+    def _check_conferences(self, t: float) -> None:
+        """A conference leg runs while three people or more share a bridge."""
+        for bridge in set(self.bridges) | set(self.conference_legs):
+            open_leg = self.conference_legs.get(bridge)
+            many = len(self._people(bridge)) >= 3
+            if many and open_leg is None:
+                self.conference_legs[bridge] = self._open_leg(
+                    LegRecord("conference", t, "", bridge)
+                )
+            elif not many and open_leg is not None:
+                self._close(self.conference_legs.pop(bridge), t)
 
     def bridge_exit(self, t: float, uid: str, bridge: str) -> None:
         """A channel left a bridge."""
@@ -545,9 +587,9 @@ class Journey:
         self.event(t, "bridge_exit", chan.name, bridge=bridge)
         self._close(chan.talk_leg, t)
         chan.talk_leg = None
-        people = [u for u in members if self.channels[u].role != "local"]
-        if len(people) < 3 and bridge in self.conference_legs:
-            self._close(self.conference_legs.pop(bridge), t)
+        if not members:
+            self.bridges.pop(bridge, None)
+        self._check_conferences(t)
 
     def _check_answered(self, t: float) -> None:
         """The citizen is answered once an operator and the citizen are both in bridges.
@@ -741,6 +783,27 @@ class Journey:
         if rec is not None and rec.ended_at is None:
             rec.ended_at = t
 
+    def absorb(self, other: Journey) -> None:
+        """Take over the channels of ``other``, a journey Asterisk started apart but that is
+        part of this one (an agency brought into a conference by an originated Local pair gets
+        a linkedid of its own). What ``other`` recorded moves here, its menu leg excepted:
+        nobody called the hotline on it."""
+        for uid, chan in other.channels.items():
+            self.channels.setdefault(uid, chan)
+        self._partners.update(other._partners)
+        for bridge, members in other.bridges.items():
+            self.bridges.setdefault(bridge, set()).update(members)
+        for code, attempt in other.attempts.items():
+            self.attempts.setdefault(code, attempt)
+        self.recordings.update(other.recordings)
+        if self.record is not None and other.record is not None:
+            self.record.legs += [leg for leg in other.record.legs if leg.kind != "ivr"]
+            self.record.events += other.record.events
+            self.record.recordings += other.record.recordings
+        self.last_time = max(self.last_time, other.last_time)
+        if self.record is not None:
+            self.event(other.last_time or self.last_time, "joined", "", linkedid=other.linkedid)
+
     # -- result --------------------------------------------------------------------------------
 
     def snapshot(self) -> JourneyRecord | None:
@@ -840,6 +903,7 @@ class JourneyBuilder:
         self.directory = directory or Directory()
         self.journeys: dict[str, Journey] = {}
         self.by_uid: dict[str, Journey] = {}
+        self.aliases: dict[str, Journey] = {}  # linkedid merged into another journey
         self._handlers: dict[str, Callable[[Journey, dict[str, str], float], None]] = {
             "newchannel": self._on_newchannel,
             "newstate": self._on_newstate,
@@ -863,8 +927,8 @@ class JourneyBuilder:
             "attendedtransfer": self._on_transfer,
             "mixmonitorstart": self._on_note,
             "mixmonitorstop": self._on_mixmonitor_stop,
-            "confbridgejoin": self._on_note,
-            "confbridgeleave": self._on_note,
+            "confbridgejoin": self._on_bridge_enter,
+            "confbridgeleave": self._on_bridge_leave,
             "cdr": self._on_note,
             "newexten": self._on_newexten,
             "newcallerid": self._on_nothing,
@@ -882,7 +946,7 @@ class JourneyBuilder:
         if journey is not None:
             return journey
         linked = event.get("Linkedid") or event.get("LinkedID") or ""
-        return self.journeys.get(linked)
+        return self.journeys.get(linked) or self.aliases.get(linked)
 
     def feed(self, event: Mapping[str, str], now: float) -> list[JourneyRecord]:
         """Apply one AMI event (header names as Asterisk sends them); return changed journeys.
@@ -918,7 +982,7 @@ class JourneyBuilder:
         linkedid = event.get("Linkedid") or uid
         if not uid or uid in self.by_uid:
             return []
-        journey = self.journeys.get(linkedid)
+        journey = self.journeys.get(linkedid) or self.aliases.get(linkedid)
         started = journey is None
         if journey is None:
             journey = self.journeys[linkedid] = Journey(linkedid, self.directory)
@@ -934,6 +998,8 @@ class JourneyBuilder:
         self.journeys.pop(journey.linkedid, None)
         for uid in journey.channels:
             self.by_uid.pop(uid, None)
+        for linkedid in [k for k, j in self.aliases.items() if j is journey]:
+            del self.aliases[linkedid]
         return [record] if record is not None else []
 
     def abandon_all(self) -> list[str]:
@@ -944,6 +1010,7 @@ class JourneyBuilder:
         lost = list(self.journeys)
         self.journeys.clear()
         self.by_uid.clear()
+        self.aliases.clear()
         return lost
 
     # -- handlers ----------------------------------------------------------------------------
@@ -969,7 +1036,10 @@ class JourneyBuilder:
         # Set(__NAME=...) (inherited by the channels the call creates) is reported with its
         # underscores.
         variable = e.get("Variable", "").lstrip("_")
-        if variable == "SIAGA_CITIZEN":
+        if variable == "SIAGA_CALL" and e.get("Value", "") not in ("", j.linkedid):
+            # The dialplan names the journey this channel serves: merge into it.
+            self._merge(j, e.get("Value", ""))
+        elif variable == "SIAGA_CITIZEN":
             # The hotline dialplan marks the channel it runs on as the citizen's.
             j.adopt_origin(e.get("Uniqueid", ""))
         elif variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
@@ -977,24 +1047,45 @@ class JourneyBuilder:
         elif variable == "MIXMONITOR_FILENAME":
             j.recording_start(t, e.get("Uniqueid", ""), e.get("Value", ""))
 
+    def _merge(self, journey: Journey, into: str) -> None:
+        target = self.journeys.get(into) or self.aliases.get(into)
+        if target is None or target is journey:
+            return
+        target.absorb(journey)
+        for uid in journey.channels:
+            self.by_uid[uid] = target
+        self.journeys.pop(journey.linkedid, None)
+        self.aliases[journey.linkedid] = target
+        for linkedid in [k for k, j in self.aliases.items() if j is journey]:
+            self.aliases[linkedid] = target
+
     def _on_userevent(self, j: Journey, e: dict[str, str], t: float) -> None:
         name = e.get("UserEvent", "")
         if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
             j.mark(t, e.get("Uniqueid", ""), name[6:], e.get("Value", ""))
 
     def _on_cel(self, j: Journey, e: dict[str, str], t: float) -> None:
-        # Only the dialplan's own facts: the other CEL events duplicate AMI ones.
+        # CEL over AMI (cel.conf [manager]): the dialplan's own facts, and the ends of channels
+        # and journeys as a second account of them, in case a Hangup event never arrived. The
+        # rest duplicates AMI's own events.
         name = e.get("EventName", "")
         if name == "USER_DEFINED":
             name = e.get("UserDefType", "")
+        uid = e.get("UniqueID", e.get("Uniqueid", ""))
         if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-            t = _float(e.get("EventTime")) or t
-            j.mark(
-                t,
-                e.get("UniqueID", e.get("Uniqueid", "")),
-                name[6:],
-                user_extra(e.get("Extra", "")),
-            )
+            j.mark(t, uid, name[6:], user_extra(e.get("Extra", "")))
+        elif name in ("HANGUP", "CHAN_END"):
+            extra = e.get("Extra", "")
+            cause = None
+            if extra.startswith("{"):
+                try:
+                    cause = _int(json.loads(extra).get("hangupcause"))
+                except (ValueError, AttributeError):
+                    cause = None
+            j.hangup(t, uid, cause)
+        elif name == "LINKEDID_END":
+            for chan in list(j.channels.values()):
+                j.hangup(t, chan.uid)
 
     def _on_queue_join(self, j: Journey, e: dict[str, str], t: float) -> None:
         j.queue_join(

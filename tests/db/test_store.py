@@ -437,3 +437,42 @@ def test_given_a_real_asterisk22_cel_file_when_reconciled_twice_then_its_calls_a
         assert calls["08123456789"].outcome == "abandoned_queue"
         assert [leg.kind for leg in calls["08123456789"].legs] == ["ivr", "queue_wait"]
         assert calls["08120000002"].outcome == "abandoned_ivr"
+
+
+def test_given_real_transfers_in_cel_when_reconciled_then_three_calls_and_no_stray_leg(
+    sessions: sessionmaker[Session], tmp_path: Path
+):
+    """Blind, consulted-with-fallback and conference transfers from a real Asterisk 22: three
+    calls with their agency legs; the conference's agency leg (a linkedid of its own) is not
+    logged as a call; a second pass adds nothing."""
+    import shutil
+
+    from dispatcher.calllog.journey import Directory
+    from dispatcher.config import load_center
+
+    root = Path(__file__).resolve().parents[2]
+    center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
+    path = tmp_path / "Master.csv"
+    shutil.copy(root / "tests" / "data" / "calllog" / "asterisk22-transfers.cel.csv", path)
+    directory = Directory.from_center(center)
+    with db.transaction(sessions) as session:
+        first = cel.reconcile(session, str(path), directory)
+    with db.transaction(sessions) as session:
+        second = cel.reconcile(session, str(path), directory)
+    assert len(first.saved) == 3 and second.saved == []
+    with sessions() as session:
+        calls = list(session.scalars(select(Call).order_by(Call.started_at)))
+        assert [c.outcome for c in calls] == ["answered"] * 3
+        agency_legs = [
+            [(leg.kind, leg.result) for leg in c.legs if leg.agency_id is not None] for c in calls
+        ]
+    assert agency_legs == [
+        [("transfer_attempt", "answered"), ("agency_talk", None)],
+        [
+            ("transfer_attempt", "no_answer"),
+            ("transfer_attempt", "answered"),
+            ("agency_talk", None),
+            ("agency_talk", None),
+        ],
+        [("transfer_attempt", "answered"), ("agency_talk", None)],
+    ]

@@ -410,3 +410,92 @@ def test_given_a_callback_when_the_citizens_channel_shows_our_caller_id_then_it_
             event["CallerIDNum"] = "021112"  # what the trunk presents for the center
     record = only(journey.run(events, sc.DIRECTORY))
     assert record.caller_number == "08199999"
+
+
+TRANSFERS_AMI = HOTLINE_AMI.with_name("asterisk22-transfers.ami.json.xz")
+TRANSFERS_CEL = HOTLINE_AMI.with_name("asterisk22-transfers.cel.csv")
+
+
+def _transfer_events() -> list[dict[str, str]]:
+    import json
+    import lzma
+
+    with lzma.open(TRANSFERS_AMI, "rt") as f:
+        return json.load(f)
+
+
+def _kinds(record: JourneyRecord) -> list[tuple[str, str | None, str | None, bool]]:
+    return [(leg.kind, leg.agency, leg.result, leg.fallback) for leg in record.legs]
+
+
+def test_given_real_transfers_when_built_from_ami_then_each_way_shows_in_the_legs(tmp_path: Path):
+    """Recorded on Asterisk 22 with pjsua2 phones (tests/data/calllog/capture_transfers.py):
+    a blind transfer, a consultation whose police group rang out to the fallback, and a
+    conference whose agency leg Asterisk gave a linkedid of its own (merged back here)."""
+    records = journey.run(_transfer_events(), _example_directory(tmp_path))
+    assert len(records) == 3  # the conference's agency leg is not a journey of its own
+    blind, consult, conference = sorted(records, key=lambda r: r.started_at)
+    for record in records:
+        assert (record.outcome, record.answered_by, record.category) == (
+            "answered",
+            "201",
+            "police",
+        )
+    assert _kinds(blind)[2:] == [
+        ("operator_talk", None, None, False),
+        ("transfer_attempt", "police", "answered", False),
+        ("agency_talk", "police", None, False),
+    ]
+    attempts = [leg for leg in consult.legs if leg.kind == "transfer_attempt"]
+    assert [(a.channel.split("-")[0], a.result, a.fallback) for a in attempts] == [
+        ("PJSIP/301", "no_answer", True),
+        ("PJSIP/309", "answered", False),
+    ]
+    assert attempts[0].duration == pytest.approx(20.0, abs=0.5)  # the group's ring_seconds
+    kinds = [leg.kind for leg in conference.legs]
+    assert kinds.count("operator_talk") == 2 and "conference" in kinds
+    assert "agency_talk" in kinds and "ivr" not in kinds[1:]
+
+
+def test_given_real_transfers_when_rebuilt_from_cel_then_they_match_ami(tmp_path: Path):
+    """The CEL file of the same calls: same journeys, same transfer, talk and conference legs
+    to 20 ms. (Menu and queue split differently without the dialplan's SIAGA_QUEUE events:
+    CEL alone sees the queue only once a record is written inside Queue().)"""
+    directory = _example_directory(tmp_path)
+    live = {r.linkedid: r for r in journey.run(_transfer_events(), directory)}
+    rows = cel.read_rows(str(TRANSFERS_CEL)).rows
+    groups = cel.merge_groups(cel.group_by_linkedid(rows))
+    assert set(groups) == set(live)
+    for linkedid, group in groups.items():
+        rebuilt = cel.build_journey(group, directory)
+        assert rebuilt is not None
+        ami = live[linkedid]
+        later = [leg for leg in ami.legs if leg.kind not in ("ivr", "queue_wait")]
+        mine = [leg for leg in rebuilt.legs if leg.kind not in ("ivr", "queue_wait")]
+        assert [(leg.kind, leg.result, leg.fallback) for leg in mine] == [
+            (leg.kind, leg.result, leg.fallback) for leg in later
+        ]
+        for a, b in zip(mine, later, strict=True):
+            assert a.started_at == pytest.approx(b.started_at, abs=0.02)
+            assert a.duration == pytest.approx(b.duration, abs=0.02)
+        assert rebuilt.answer_seconds == pytest.approx(ami.answer_seconds, abs=0.02)
+        assert rebuilt.outcome == ami.outcome
+
+
+def test_given_a_lost_hangup_event_when_cel_over_ami_reports_it_then_the_journey_ends(
+    tmp_path: Path,
+):
+    """An AMI client can miss an event; CEL over AMI (cel.conf [manager]) reports the same
+    channel's end, so the journey is still finished and written."""
+    events = _transfer_events()
+    first_police = next(
+        e["Uniqueid"]
+        for e in events
+        if e["Event"] == "Newchannel" and e["Channel"].startswith("PJSIP/301-")
+    )
+    without = [
+        e for e in events if not (e["Event"] == "Hangup" and e.get("Uniqueid") == first_police)
+    ]
+    assert len(without) == len(events) - 1
+    records = journey.run(without, _example_directory(tmp_path))
+    assert len(records) == 3
