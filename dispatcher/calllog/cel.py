@@ -259,6 +259,8 @@ def _apply(j: Journey, row: CelRow, apps: dict[str, str]) -> None:
     if kind == "CHAN_START":
         j.chan_start(t, uid, row.channame, row.cidnum, row.cidname, row.exten)
     j.caller_seen(uid, row.cidnum, row.cidname)
+    if j.record is None and row.context in j.directory.outbound_contexts:
+        j.hint_outbound()
     app = row.appname.lower()
     if kind == "ANSWER" and app not in DIAL_APPS:
         # A channel that answers to run dialplan applications, in a journey that had only

@@ -219,6 +219,9 @@ class Directory:
 
     operators: Mapping[str, str] = field(default_factory=dict)  # endpoint -> operator code
     agencies: Mapping[str, str] = field(default_factory=dict)  # endpoint -> agency code
+    # Dialplan contexts where the center places calls itself (callbacks): a Local channel
+    # running there makes its journey outbound.
+    outbound_contexts: frozenset[str] = frozenset({"siaga-callback", "siaga-alerts"})
 
     @classmethod
     def from_center(cls, center: Any) -> Directory:
@@ -309,6 +312,8 @@ class Journey:
         self.recordings: dict[str, RecordingRecord] = {}  # uid -> open recording
         self._last_mark: tuple[str, str, float] | None = None
         self._first_seen: float | None = None
+        self.outbound_hint = False
+        self._pending_marks: list[tuple[float, str, str, str]] = []
         self.last_time = 0.0
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -396,6 +401,9 @@ class Journey:
         )
         if not outbound:
             self.ivr_leg = self._open_leg(LegRecord("ivr", start, chan.name, chan.uid))
+        for mark in self._pending_marks:
+            self.mark(*mark)
+        self._pending_marks.clear()
 
     def dialed_number(self, uid: str, number: str) -> None:
         """The number a Dial rang on ``uid`` (a callback's citizen number)."""
@@ -456,6 +464,8 @@ class Journey:
         if chan is None:
             return
         if self.record is None:
+            if self.outbound_hint:
+                return  # a callback queueing for an operator, not a citizen in the queue
             chan.caller_number = chan.caller_number or caller_number
             self._begin(chan, outbound=False)
         if uid != self.citizen:
@@ -513,6 +523,10 @@ class Journey:
                 chan.talk_leg = self._open_leg(
                     LegRecord("operator_talk", t, chan.name, chan.uid, operator=operator)
                 )
+        if self.record is not None and self.record.direction == "outbound":
+            # A callback's operator took it; the call is answered when the citizen is.
+            self._check_answered(t)
+            return
         self.operator_connected(t, chan.name if chan else "", operator or "")
 
     # -- bridges -----------------------------------------------------------------------------
@@ -684,6 +698,10 @@ class Journey:
     def mark(self, t: float, uid: str, name: str, value: str) -> None:
         """A ``SIAGA_*`` fact set by the dialplan (see the module docstring)."""
         if self.record is None:
+            if name == "INCIDENT":
+                # Set on the Local pair of an alert's callback, before any real channel.
+                self.hint_outbound()
+                self._pending_marks.append((t, uid, name, value))
             return
         key = (name, value, round(t))
         if self._last_mark == key:
@@ -752,8 +770,14 @@ class Journey:
         """Make ``uid`` the citizen of a journey that so far had only Local channels (a call
         originated into the hotline through a Local channel: its ``;2`` runs the dialplan)."""
         chan = self.channels.get(uid)
-        if chan is not None and self.record is None:
+        if chan is not None and self.record is None and not self.outbound_hint:
             self._begin(chan, outbound=False)
+
+    def hint_outbound(self) -> None:
+        """The center itself placed this call (a callback run through Local channels): the
+        journey is outbound and starts with the operator's channel, not with the Local pair
+        that runs the callback dialplan."""
+        self.outbound_hint = True
 
     def dtmf(self, t: float, uid: str, digit: str, context: str) -> None:
         """The citizen pressed a key; in an ``ivr*`` context it is a menu choice."""
@@ -965,6 +989,8 @@ class JourneyBuilder:
             journey = self._journey_for(event, "DestUniqueid")
         if journey is None:
             return []
+        if journey.record is None and event.get("Context", "") in self.directory.outbound_contexts:
+            journey.hint_outbound()
         handler(journey, dict(event), t)
         number = event.get("CallerIDNum", "")
         if number and number != "<unknown>":

@@ -385,3 +385,42 @@ def callback_call(linkedid: str = "7000.1", t0: float = T0, incident: int = 42) 
     tl.hangup(70.0, operator, 16)
     tl.end(70.0)
     return tl
+
+
+def alert_callback(linkedid: str = "9000.1", t0: float = T0, incident: int = 77) -> Timeline:
+    """An alert's operator-first callback through a Local pair: the server originates
+    Local/operator@siaga-alerts; its ;2 queues for an operator (202 answers at 4 s); then its
+    ;1 dials the citizen, who answers at 12 s; they talk until 72 s."""
+    tl = Timeline(linkedid, t0)
+    one, two, operator, citizen = (linkedid, linkedid + "1", linkedid + "2", linkedid + "3")
+    tl.channel(0.0, one, f"Local/operator@siaga-alerts-{linkedid};1", "", "operator")
+    tl.channel(0.0, two, f"Local/operator@siaga-alerts-{linkedid};2", "", "operator")
+    for uid in (one, two):
+        tl.mark(0.0, uid, "INCIDENT", str(incident))
+    tl._ami(
+        0.1,
+        "Newexten",
+        two,
+        Context="siaga-alerts",
+        Application="Queue",
+        AppData="operators,r,,,,,siaga-alerts-operator",
+    )
+    tl._cel(
+        0.1, "STREAM_BEGIN", two, context="siaga-alerts", appname="Queue", appdata="operators,r"
+    )
+    tl.queue_join(0.1, two)
+    tl.channel(1.0, operator, f"PJSIP/202-{linkedid}")
+    tl.answer(4.0, operator, dialed_by=two)
+    tl.agent_connect(4.0, two, operator, "PJSIP/202")
+    tl.bridge(4.0, "q-" + linkedid, operator, two)
+    tl.answer(4.0, one)
+    tl.channel(4.1, citizen, f"PJSIP/trunk-{linkedid}")
+    tl.dial(4.1, one, citizen, "trunk/08177777")
+    tl.answer(12.0, citizen, dialed_by=one)
+    tl.bridge(12.0, "c-" + linkedid, one, citizen)
+    tl.hangup(72.0, citizen, 16, by_self=True)
+    tl.hangup(72.0, one, 16)
+    tl.hangup(72.0, two, 16)
+    tl.hangup(72.0, operator, 16)
+    tl.end(72.0)
+    return tl

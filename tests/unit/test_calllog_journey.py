@@ -499,3 +499,21 @@ def test_given_a_lost_hangup_event_when_cel_over_ami_reports_it_then_the_journey
     assert len(without) == len(events) - 1
     records = journey.run(without, _example_directory(tmp_path))
     assert len(records) == 3
+
+
+def test_given_an_alert_callback_through_a_local_pair_when_built_then_it_is_outbound():
+    """The Local pair that runs the callback dialplan queues for an operator: that is the
+    center calling out (incident 77), answered once the citizen is bridged at 12 s, not a
+    citizen waiting in the hotline's queue. CEL says the same."""
+    tl = sc.alert_callback()
+    live = only(journey.run(tl.ami(), sc.DIRECTORY))
+    rebuilt = cel.build_journey(tl.cel(), sc.DIRECTORY)
+    assert rebuilt is not None
+    for record in (live, rebuilt):
+        assert (record.direction, record.outcome) == ("outbound", "answered")
+        assert record.incident_ref == 77
+        assert record.answered_by == "op202"
+        assert record.answer_seconds == 12.0
+        assert [leg.kind for leg in record.legs] == ["operator_talk"]
+        assert record.queue_passes == 0
+    assert live.caller_number == "08177777"
