@@ -1028,6 +1028,23 @@ class JourneyBuilder:
             del self.aliases[linkedid]
         return [record] if record is not None else []
 
+    def expire(self, now: float, idle_seconds: float = 3600.0) -> list[str]:
+        """Forget journeys nothing happened to for ``idle_seconds`` (their end was never
+        seen); return their linkedids. They stay ``in_progress`` in the log until CEL
+        reconciliation completes them."""
+        stale = [
+            linkedid
+            for linkedid, journey in self.journeys.items()
+            if now - journey.last_time >= idle_seconds
+        ]
+        for linkedid in stale:
+            journey = self.journeys.pop(linkedid)
+            for uid in journey.channels:
+                self.by_uid.pop(uid, None)
+            for alias in [k for k, j in self.aliases.items() if j is journey]:
+                del self.aliases[alias]
+        return stale
+
     def abandon_all(self) -> list[str]:
         """Forget every journey in progress (AMI connection lost); return their linkedids.
 

@@ -127,7 +127,16 @@ class CallLogService(MultiService):
             else:
                 waiter.callback(result)
 
+    # A journey whose end AMI never reported is forgotten after this long without events (the
+    # log keeps it in progress; CEL completes it).
+    IDLE_JOURNEY_SECONDS = 4 * 3600.0
+
     def _scheduled_reconcile(self) -> Deferred[Any]:
+        lost = self.builder.expire(self._reactor.seconds(), self.IDLE_JOURNEY_SECONDS)
+        if lost:
+            self.log.warn(
+                "forgot {n} journeys without events for hours: {ids}", n=len(lost), ids=lost
+            )
         # A failed pass is logged and the loop goes on: the next minute may succeed.
         return self.reconcile().addErrback(
             lambda f: self.log.failure("CEL reconciliation failed", f)

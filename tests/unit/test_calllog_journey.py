@@ -517,3 +517,16 @@ def test_given_an_alert_callback_through_a_local_pair_when_built_then_it_is_outb
         assert [leg.kind for leg in record.legs] == ["operator_talk"]
         assert record.queue_passes == 0
     assert live.caller_number == "08177777"
+
+
+def test_given_a_journey_whose_end_never_came_when_expired_then_it_is_forgotten():
+    """A journey idle past the limit is dropped (the log keeps it in progress for CEL);
+    an active one stays."""
+    builder = JourneyBuilder(sc.DIRECTORY)
+    for event in sc.answered_call("1.1").ami()[:6]:
+        builder.feed(event, now=0.0)
+    for event in sc.answered_call("2.1", t0=sc.T0 + 3000).ami()[:6]:
+        builder.feed(event, now=0.0)
+    assert builder.expire(sc.T0 + 3599, idle_seconds=3600) == []
+    assert builder.expire(sc.T0 + 3700, idle_seconds=3600) == ["1.1"]
+    assert builder.active == 1
