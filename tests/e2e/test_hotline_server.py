@@ -230,3 +230,22 @@ def test_given_citizen_hangs_up_right_after_answer_then_it_is_a_dropped_call(
     missed = wait_for(feed, 10, "the dropped call")
     assert [(m.reason, m.number) for m in missed] == [(DROPPED, "5559876")]
     assert missed[0].talked is not None and missed[0].talked < 5.0
+
+
+def test_given_two_waiting_callers_when_the_server_raises_one_then_it_is_answered_first(
+        asterisk: RunningAsterisk, ami, hotline: HotlineService, phones) -> None:  # noqa: ANN001
+    """set_priority (QueueChangePriorityCaller) moves a transport caller ahead of a fire
+    caller who came first: the server's say over the dialplan's default."""
+    for op in asterisk.center.operators:
+        result(hotline.pause(op.extension, "test"))
+    first, first_call = call_hotline(phones, "2", caller_id="5552002")
+    ami.wait_event("QueueCallerJoin", Queue=QUEUE, CallerIDNum="5552002")
+    second, second_call = call_hotline(phones, "6", caller_id="5556006")
+    join = ami.wait_event("QueueCallerJoin", Queue=QUEUE, CallerIDNum="5556006")
+    assert join["Position"] == "2"  # fire (priority 1) is ahead of transport (5)
+    result(hotline.set_priority(join["Channel"], 20))
+    operator = phones.operator(1)
+    result(hotline.unpause(operator.user))
+    answered = answer_as_operator(ami, second, second_call, operator, timeout=15)
+    assert answered.connect["CallerIDNum"] == "5556006"
+    assert first_call.state == CallState.CONFIRMED
