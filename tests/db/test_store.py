@@ -476,3 +476,55 @@ def test_given_real_transfers_in_cel_when_reconciled_then_three_calls_and_no_str
         ],
         [("transfer_attempt", "answered"), ("agency_talk", None)],
     ]
+
+
+def test_given_two_retries_racing_when_recorded_then_one_alert_and_the_same_incident(
+    sessions: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    """Two requests with the same alert id committing at the same moment (PostgreSQL, several
+    connections): the unique constraint decides, the loser returns the winner's incident.
+    (SQLite is written by one thread, the call log writer, so it never races.)"""
+    import threading
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite is written by the single writer thread only")
+    with db.transaction(sessions) as session:
+        store.add_device(session, "racer", token="t")
+    barrier = threading.Barrier(2)
+    outcomes: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+    looked = threading.local()
+    find = store._find_alert
+
+    def find_then_wait(session: Session, device_pk: int, alert_id: str) -> Alert | None:
+        # Both requests look before either inserts: the race the constraint must settle.
+        found = find(session, device_pk, alert_id)
+        if not getattr(looked, "done", False):
+            looked.done = True
+            assert found is None
+            barrier.wait(10)
+        return found
+
+    monkeypatch.setattr(store, "_find_alert", find_then_wait)
+
+    def attempt() -> None:
+        try:
+            with sessions() as session, session.begin():
+                device = store.get_device(session, "racer")
+                assert device is not None
+                result = store.record_alert(session, device, "same-id", "panic")
+                outcomes.append((result.incident.id, result.created))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len({incident for incident, _ in outcomes}) == 1
+    assert sorted(created for _, created in outcomes) == [False, True]
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == 1
+        assert session.scalar(select(func.count()).select_from(Incident)) == 1
