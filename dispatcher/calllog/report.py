@@ -590,6 +590,10 @@ TEXT: dict[str, dict[str, str]] = {
         "cat.disaster": "Bencana",
         "cat.public_order": "Ketertiban umum",
         "cat.transport": "Perhubungan",
+        "cat.unknown": "Tidak memilih",
+        "cat.operator": "Langsung ke operator",
+        "cat.panic": "Tombol panik",
+        "cat.callback": "Panggilan balik",
     },
     "en": {
         "title": "Emergency Call Center Performance Report",
@@ -654,6 +658,10 @@ TEXT: dict[str, dict[str, str]] = {
         "cat.disaster": "Disaster",
         "cat.public_order": "Public order",
         "cat.transport": "Transport",
+        "cat.unknown": "No choice",
+        "cat.operator": "Straight to an operator",
+        "cat.panic": "Panic button",
+        "cat.callback": "Callback",
     },
 }
 

@@ -234,3 +234,8 @@ def test_given_good_report_parameters_when_parsed_then_options_follow_them():
         8.0,
     )
     assert options.utc_offset_minutes() == 8 * 60
+
+
+def test_given_both_languages_when_compared_then_every_label_exists_in_each():
+    """A label missing in one language would show a key, or fail, in that language only."""
+    assert set(report.TEXT["id"]) == set(report.TEXT["en"])
