@@ -362,3 +362,24 @@ def test_given_batch_with_retries_and_revoked_device_then_each_alert_answered_on
     assert n1.callback is not None and n1.callback.number == "0811111111"
     assert counts(sessions) == {"alerts": 3, "incidents": 3, "incident_transitions": 3,
                                 "callbacks": 3}
+
+
+def test_given_button_seen_only_by_newexten_then_incident_opened(tmp_path: Path) -> None:
+    """Asterisk's Newchannel for an inbound PJSIP call may carry no extension yet: the first
+    Newexten in context buttons at the panic number opens the incident just the same."""
+    clock = task.Clock()
+    clock.advance(NOW)
+    ami = WireAMI(clock)
+    sessions = make_service(tmp_path, clock=task.Clock())[1]
+    run = inline(sessions)
+    service = AlertService(clock, run, run, ami, SETTINGS,
+                           buttons=[("902", "Terminal Tangkoko", 1.447, 125.1822)],
+                           panic_number="1990")
+    service.startService()
+    ami.receive("Event: Newchannel\nChannel: PJSIP/902-00000031\nContext: buttons\nExten: s\n"
+                "Uniqueid: 1795800001.1\nLinkedid: 1795800001.1\n\n")
+    assert counts(sessions)["incidents"] == 0
+    ami.receive("Event: Newexten\nChannel: PJSIP/902-00000031\nContext: buttons\n"
+                "Extension: 1990\nPriority: 1\nApplication: Goto\n"
+                "Uniqueid: 1795800001.1\nLinkedid: 1795800001.1\n\n")
+    assert counts(sessions)["incidents"] == 1
