@@ -199,3 +199,46 @@ def test_given_agency_and_operator_when_the_operator_transfers_attended_then_the
     assert fire_leg.state == CallState.CONFIRMED
     heard = phones.two_way_audio(out, fire_leg)
     assert heard.both, heard
+
+
+def test_given_a_hotline_call_when_the_operator_blind_transfers_then_citizen_and_police_talk(
+    phones: PhoneFactory,
+) -> None:
+    """Citizen -> 112 -> operator; they talk; the operator REFERs the citizen to police."""
+    citizen, operator, police = phones.citizen(), phones.operator(1), phones.agency("police")
+    call, taken = hotline_call(phones, citizen, operator)
+    # Talking first also means the operator's leg has joined the citizen's bridge: a REFER
+    # before that (milliseconds after answering) is refused by Asterisk with 400.
+    assert phones.two_way_audio(call, taken).both
+    taken.transfer_blind(police.user, wait=False)
+    ringing = police.wait_incoming(10)
+    ringing.answer()
+    ringing.wait_confirmed()
+    assert taken.wait_transfer(10) == 200
+    taken.hangup()
+    assert call.state == CallState.CONFIRMED  # the citizen never left their call
+    heard = phones.two_way_audio(call, ringing)
+    assert heard.both, heard
+
+
+def test_given_a_hotline_call_when_the_operator_transfers_attended_then_citizen_and_fire_talk(
+    phones: PhoneFactory,
+) -> None:
+    """The operator holds the citizen, consults fire, then joins them (REFER/Replaces)."""
+    citizen, operator, fire = phones.citizen(), phones.operator(1), phones.agency("fire")
+    call, taken = hotline_call(phones, citizen, operator)
+    assert phones.two_way_audio(call, taken).both
+    taken.hold()
+    consult = operator.call(fire.user)
+    at_fire = fire.wait_incoming(10)
+    at_fire.answer()
+    consult.wait_confirmed()
+    at_fire.wait_confirmed()
+    assert taken.transfer_attended(consult) == 200
+    taken.wait_disconnected(10)
+    consult.wait_disconnected(10)
+    assert call.state == CallState.CONFIRMED
+    fire_leg = at_fire.replaced_by or at_fire
+    assert fire_leg.state == CallState.CONFIRMED
+    heard = phones.two_way_audio(call, fire_leg)
+    assert heard.both, heard
