@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pbx.phone import tones
+from pbx.phone.phone import CallState
 from pbx.phone.probe import ProbeConfig, run_probe
+from pbx.phone.stack import PhoneError
 
 if TYPE_CHECKING:
     from pbx.phone.stack import SipStack
@@ -138,3 +140,43 @@ def test_given_the_phone_command_when_it_calls_an_agency_then_the_agency_hears_i
     assert "state CONFIRMED" in out
     assert "dtmf-sent 5" in out
     assert "state DISCONNECTED" in out
+
+
+def test_given_the_phone_command_answering_when_called_then_the_caller_hears_its_tone(
+    phones: PhoneFactory, phone_directory: Directory, tmp_path: Path
+) -> None:
+    """``siaga phone --answer`` registers as a police phone, answers and sends 1209 Hz."""
+    police = phone_directory.agency("police", 3)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "dispatcher.cli", "phone",
+            "--server", phone_directory.server,
+            "--user", police.user,
+            "--password", police.password,
+            "--answer",
+            "--tone", "1209",
+            "--duration", "30",
+        ],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        operator = phones.operator(2)
+        # The command registers in its own time: call once Asterisk can reach it.
+        call = None
+        for _attempt in range(50):
+            call = operator.call(police.user)
+            try:
+                call.wait_confirmed(5)
+                break
+            except PhoneError:
+                operator.stack.run_for(0.2)
+        assert call is not None and call.state == CallState.CONFIRMED
+        call.start_recording(tmp_path / "operator-hears.wav")
+        heard = call.wait_heard(1.3)
+        assert tones.hears_tone(heard, 1209.0, skip_s=0.3)
+        call.hangup()
+    finally:
+        proc.terminate()  # SIGTERM: the command closes its stack and exits 0
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "incoming" in out and "state CONFIRMED" in out
