@@ -18,15 +18,16 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from dialplans.render import AsteriskPaths, render_all, write_config
-from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction, upgrade
+from dispatcher.calllog.db import transaction
+from dispatcher.calllog.journey import Directory
 from dispatcher.calllog.report import ReportOptions, build_report
-from dispatcher.calllog.writer import CallLogWriter
+from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
-from pbx.ami.client import AMIService
+from pbx.ami.client import AMIClient, AMIService
 from pbx.ami.client import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
 from pbx.ami.sync import ModelSync
@@ -144,12 +145,22 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     model = server.add("model", LiveModel(reactor.seconds))
     server.add("model_sync", ModelSync(ami, model))
 
-    # The call log: schema brought to head at every start, one writer thread, reads for
-    # reports in a pool of their own so a long report never delays a write.
-    upgrade(center.database_url)
-    engine = server.add("db_engine", make_engine(center.database_url))
-    sessions = server.add("db_sessions", make_sessionmaker(engine))
-    server.add("writer", CallLogWriter(reactor, sessions))
+    # The call log: schema brought to head (blocking, before the reactor runs), journeys
+    # built from every AMI event, completed from Asterisk's CEL file after any gap in AMI.
+    calllog = server.add("calllog", CallLogService(
+        reactor, center.database_url, Directory.from_center(center),
+        cel_path=str(prepared.paths.log / "cel-custom" / "Master.csv"),
+    ))
+    calllog.prepare(center)
+    ami.subscribe_all(lambda event: calllog.event_received(event.fields))
+
+    def ami_connected(client: AMIClient) -> None:
+        client.on_connection_lost(lambda _client: calllog.connection_lost())
+        calllog.reconcile()
+
+    ami.on_connected(ami_connected)
+    sessions = calllog.sessions
+    # Reports read in a pool of their own so a long report never delays a write.
     readers = server.add("readers", ThreadPoolService("siaga-reports"))
 
     def run_report(query: dict[str, Any]) -> defer.Deferred[tuple[str, str]]:
