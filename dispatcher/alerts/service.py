@@ -127,9 +127,21 @@ class AlertService(Service):
         d: Deferred[Any] = succeed(None)
         if self.buttons:
             d = self.write(storage.sync_buttons, list(self.buttons), self._now())
-        d.addCallback(lambda _: self.recover())
+        d.addCallback(lambda _: self._recover_until_done())
         d.addErrback(self._log_failure, "start-up (buttons, pending callbacks)")
         self.ready = d
+
+    def _recover_until_done(self, delay: float = 5.0) -> Deferred[Any]:
+        # Owed callbacks must not wait for the next restart because AMI or the database
+        # hiccuped at start-up: try again until it works (or the service stops).
+        d = self.recover()
+
+        def again(failure: Failure) -> None:
+            self._log_failure(failure, f"resuming owed callbacks (again in {delay:g} s)")
+            if self.running:
+                self.clock.callLater(delay, self._recover_until_done, delay)
+
+        return d.addErrback(again)
 
     def stopService(self) -> None:  # noqa: N802 -- Twisted's name
         """Unsubscribe and stop the dialer's timers (owed callbacks stay in the database)."""

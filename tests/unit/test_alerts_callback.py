@@ -383,3 +383,27 @@ def test_given_button_seen_only_by_newexten_then_incident_opened(tmp_path: Path)
                 "Extension: 1990\nPriority: 1\nApplication: Goto\n"
                 "Uniqueid: 1795800001.1\nLinkedid: 1795800001.1\n\n")
     assert counts(sessions)["incidents"] == 1
+
+
+def test_given_ami_refusing_at_start_then_recovery_retried_until_it_works(tmp_path: Path
+                                                                         ) -> None:
+    """The channel check at start-up fails (Asterisk answers an error): the owed callback is
+    not forgotten; 5 s later the service looks again and originates."""
+    clock = task.Clock()
+    service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
+    body = json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode()
+    Http(service, clock).request("POST", "/api/v1/alerts", body, {
+        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    ami = WireAMI(clock)
+    run = inline(sessions)
+    restarted = AlertService(clock, run, run, ami, SETTINGS)
+    restarted.startService()
+    [first] = [m for m in ami.sent() if m.get("Action") == "CoreShowChannels"]
+    ami.receive(f"Response: Error\nActionID: {first.action_id}\nMessage: not now\n\n")
+    assert ami.originates() == []
+    clock.advance(5)
+    pending = [m for m in ami.sent() if m.get("Action") == "CoreShowChannels"][-1]
+    ami.receive(f"Response: Success\nActionID: {pending.action_id}\nEventList: start\n\n"
+                f"Event: CoreShowChannelsComplete\nActionID: {pending.action_id}\n"
+                "EventList: Complete\nListItems: 0\n\n")
+    assert len(ami.originates()) == 1
