@@ -25,12 +25,17 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pbx.phone import tones
+from pbx.phone.host import PhoneHost, RemoteCall, RemotePhone
 from pbx.phone.phone import Call, Phone
 from pbx.phone.stack import PhoneError, SipStack
+
+AnyPhone = Phone | RemotePhone  # a phone here, or in a PhoneHost child process
+AnyCall = Call | RemoteCall
 
 CITIZEN_TONE = tones.CALLER_TONE_HZ  # what the citizen's side sends in a two-way check
 AGENCY_TONE = tones.CALLEE_TONE_HZ  # what the operator's/agency's side sends
@@ -86,10 +91,11 @@ class PhoneFactory:
         self.stack = stack
         self.workdir = workdir
         self._directory = directory
-        self._phones: list[Phone] = []
+        self._phones: list[AnyPhone] = []
+        self._hosts: list[PhoneHost] = []
         self._serial = itertools.count(1)
 
-    def _keep(self, phone: Phone) -> Phone:
+    def _keep(self, phone: AnyPhone) -> AnyPhone:
         self._phones.append(phone)
         return phone
 
@@ -97,43 +103,67 @@ class PhoneFactory:
         # Unique user parts: pjsua matches an incoming INVITE to an account by its user part.
         return f"{name}-{next(self._serial)}"
 
-    def direct(self, name: str = "phone") -> Phone:
+    def _make(self, host: PhoneHost | None, user: str, **kwargs: Any) -> AnyPhone:
+        if host is None:
+            return self._keep(Phone(self.stack, user, **kwargs))
+        return self._keep(host.phone(user, **kwargs))
+
+    def host(self) -> PhoneHost:
+        """A child process with its own pjsua2 stack, closed when the test ends.
+
+        Pass it as ``host=`` to the methods below to make phones there: past the 8 phones and
+        4 calls one process can hold, or to keep a phone's crash out of the test process.
+        """
+        host = PhoneHost()
+        self._hosts.append(host)
+        return host
+
+    def direct(self, name: str = "phone", *, host: PhoneHost | None = None) -> AnyPhone:
         """An unregistered phone reachable at ``phone.uri`` (phone-to-phone, no server)."""
-        return self._keep(Phone(self.stack, self._unique(name), name=name))
+        return self._make(host, self._unique(name), name=name)
 
     def extension(
-        self, user: str, password: str, server: str | None = None, *, timeout: float = 5.0
-    ) -> Phone:
+        self,
+        user: str,
+        password: str,
+        server: str | None = None,
+        *,
+        timeout: float = 5.0,
+        host: PhoneHost | None = None,
+        name: str | None = None,
+    ) -> AnyPhone:
         """A phone registered as ``user`` at ``server`` (the directory's by default)."""
         server = server or self._need_directory().server
-        phone = self._keep(Phone(self.stack, user, server=server, password=password))
+        phone = self._make(host, user, server=server, password=password, name=name)
         phone.wait_registered(timeout)
         return phone
 
-    def citizen(self, name: str = "citizen", caller_id: str | None = None) -> Phone:
+    def citizen(
+        self,
+        name: str = "citizen",
+        caller_id: str | None = None,
+        *,
+        host: PhoneHost | None = None,
+    ) -> AnyPhone:
         """An anonymous caller at the center's SIP server: registers nowhere, only calls.
 
         ``caller_id`` becomes the user part of its From (the number the center sees).
         """
         directory = self._need_directory()
         user = caller_id or self._unique(name)
-        return self._keep(Phone(self.stack, user, server=directory.server, name=name))
+        return self._make(host, user, server=directory.server, name=name)
 
-    def operator(self, n: int = 1) -> Phone:
+    def operator(self, n: int = 1, *, host: PhoneHost | None = None) -> AnyPhone:
         """Operator ``n``'s softphone, registered."""
         cred = self._need_directory().operator(n)
-        phone = self.extension(cred.user, cred.password)
-        phone.name = f"operator{n}"
-        return phone
+        return self.extension(cred.user, cred.password, host=host, name=f"operator{n}")
 
-    def agency(self, key: str, n: int = 1) -> Phone:
+    def agency(self, key: str, n: int = 1, *, host: PhoneHost | None = None) -> AnyPhone:
         """Phone ``n`` of agency ``key``, registered."""
         cred = self._need_directory().agency(key, n)
-        phone = self.extension(cred.user, cred.password)
-        phone.name = f"{key}{n}"
-        return phone
+        return self.extension(cred.user, cred.password, host=host, name=f"{key}{n}")
 
-    def two_way_audio(self, a: Call, b: Call, **kwargs: float) -> TwoWay:
+    def two_way_audio(self, a: AnyCall, b: AnyCall, **kwargs: float) -> TwoWay:
         """:func:`check_two_way_audio` with recordings in this test's directory."""
         return check_two_way_audio(a, b, self.workdir, **kwargs)
 
@@ -163,6 +193,12 @@ class PhoneFactory:
                 problems.append(exc)
         self._phones.clear()
         gc.collect()  # pjsua2 objects die here, on the stack's thread
+        for host in self._hosts:
+            try:
+                host.close()
+            except PhoneError as exc:
+                problems.append(exc)
+        self._hosts.clear()
         if problems:
             raise problems[0]
 
@@ -183,8 +219,8 @@ class TwoWay:
 
 
 def check_two_way_audio(
-    a: Call,
-    b: Call,
+    a: AnyCall,
+    b: AnyCall,
     workdir: Path,
     *,
     a_tone: float = CITIZEN_TONE,

@@ -154,6 +154,14 @@ class SipStack:
         if threading.get_ident() != self._thread:
             raise PhoneError("pjsua2 is driven from the thread that created the SipStack only")
 
+    @classmethod
+    def live_here(cls) -> SipStack | None:
+        """The open stack of this process if the calling thread owns it, else None."""
+        stack = cls._live
+        if stack is None or stack._closed or threading.get_ident() != stack._thread:
+            return None
+        return stack
+
     def report_callback_error(self, exc: BaseException) -> None:
         """Keep an exception raised inside a pjsua2 callback for the next :meth:`pump`.
 
