@@ -18,6 +18,9 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from dialplans.render import AsteriskPaths, render_all, write_config
+from dispatcher.alerts.callback import DialerSettings
+from dispatcher.alerts.service import AlertSettings
+from dispatcher.api.service import ensure_operator_token, make_api
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory
 from dispatcher.calllog.report import ReportOptions, build_report
@@ -173,10 +176,20 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
 
         return threads.deferToThreadPool(reactor, readers.pool, work)
 
+    # Panic-button alerts and incidents: the API under /api, its services before the site.
+    # Without a trunk a callback number is dialled as a local endpoint (test centers).
+    dial = "PJSIP/{number}@trunk" if center.trunk else "PJSIP/{number}"
+    api = make_api(
+        reactor, center, calllog.writer, sessions, ami,
+        settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial)),
+        operator_token=ensure_operator_token(center.state_dir),
+    )
+    server.add("alerts", api.service)
+
     site = build_site(
         center, prepared.creds, reactor.seconds,
         wallboard=lambda: wallboard_document(model, center, reactor.seconds()),
-        reports=run_report,
+        reports=run_report, api=api.resource, request_factory=api.request_factory,
     )
     server.add("site", site)
     server.add("http", internet.TCPServer(center.http.port, site, interface=center.http.host))

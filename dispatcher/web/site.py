@@ -335,8 +335,13 @@ class _NotFound(resource.Resource):
 
 def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
                wallboard: Callable[[], dict[str, Any]], reports: ReportRunner,
-               api: resource.Resource | None = None) -> server.Site:
-    """The whole HTTP site: console pages, static files and (when given) the API under /api."""
+               api: resource.Resource | None = None,
+               request_factory: type[server.Request] | None = None) -> server.Site:
+    """The whole HTTP site: console pages, static files and (when given) the API under /api.
+
+    ``request_factory`` is the API's request class, which refuses oversized bodies before
+    buffering them.
+    """
     console = Console(center, creds, clock)
     root = Root()
     root.putChild(b"login", LoginPage(console))
@@ -347,7 +352,7 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     root.putChild(b"static", Static())
     if api is not None:
         root.putChild(b"api", api)
-    site = server.Site(root)
+    site = server.Site(root, requestFactory=request_factory or server.Request)
     site.displayTracebacks = False
     return site
 

@@ -1,0 +1,98 @@
+"""A panic alert through the whole center (`siaga up`): API on the console's HTTP port,
+operator first, then the citizen, talking with two-way audio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.credentials import ensure_credentials
+from tests.harness import SiagaProcess, write_test_config
+
+pytestmark = pytest.mark.asterisk
+
+CITIZEN_EXT = "339"  # the disaster agency's duty phone stands in for the citizen's mobile
+
+
+@pytest.fixture
+def center_server(tmp_path: Path, asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
+    """The whole center (`siaga up`) on free ports."""
+    proc = SiagaProcess(write_test_config(tmp_path / "center.yaml"), tmp_path / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def post(server: SiagaProcess, path: str, body: dict[str, Any] | None,
+         token: str | None = None, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    """An HTTP request to the center's API; (status, JSON body)."""
+    http = server.center.http
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(f"http://{http.host}:{http.port}/api/v1{path}", data=data,
+                                 method="POST" if data is not None else "GET")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def enrol(server: SiagaProcess, device_id: str) -> str:
+    """`siaga device add` on the center's config and state; the device's token."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "siaga"), "device", "add", device_id,
+         "--config", str(server.config), "--state-dir", str(server.state_dir),
+         "--callback-number", CITIZEN_EXT, "--json"],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)["token"]
+
+
+def test_given_an_enrolled_app_when_it_posts_an_alert_then_operator_and_citizen_talk(
+        center_server: SiagaProcess, phones, tmp_path: Path) -> None:  # noqa: ANN001
+    """POST → 201 from siaga up; operator 201 rings first and answers; then the citizen's
+    phone rings and answers; each hears the other's tone. Bad input changes nothing."""
+    center = center_server.center
+    creds = ensure_credentials(center)
+    sip = f"{center.sip.host}:{center.sip.port}"
+    op_ext = center.operators[0].extension
+    operator = phones.extension(op_ext, creds.password(op_ext), sip)
+    citizen = phones.extension(CITIZEN_EXT, creds.password(CITIZEN_EXT), sip)
+    token = enrol(center_server, "bitung-app-1")
+
+    status, refused = post(center_server, "/alerts", None, token, raw=b'{"alert_id": "x"')
+    assert status == 400 and refused["reason"]
+    alert = {"alert_id": str(uuid.uuid4()), "device_id": "bitung-app-1", "type": "medical",
+             "location": {"lat": 1.4456, "lon": 125.1824, "accuracy_m": 12},
+             "callback_number": CITIZEN_EXT, "note": "Ibu pingsan di pasar"}
+    status, refused = post(center_server, "/alerts", alert, "wrong-token")
+    assert status == 401 and refused["reason"]
+    status, receipt = post(center_server, "/alerts", alert, token)
+    assert status == 201, receipt
+
+    taken = operator.wait_incoming(30)
+    taken.answer()
+    taken.wait_confirmed()
+    ringing = citizen.wait_incoming(30)
+    ringing.answer()
+    ringing.wait_confirmed()
+    heard = phones.two_way_audio(ringing, taken)
+    assert heard.both, heard
+
+    status, again = post(center_server, "/alerts", alert, token)
+    assert status == 200 and again["incident_id"] == receipt["incident_id"]
+    taken.hangup()
+    ringing.wait_disconnected(15)
