@@ -1,4 +1,5 @@
-"""Fail-open: a center whose siaga server never started still carries the hotline.
+"""Fail-open: a center whose siaga server never started, or was killed, still carries the
+hotline.
 
 A private Asterisk is started fresh (empty Asterisk database, nobody on AMI, no siaga
 process at all): a hotline call reaches an operator, the operator's feature code reaches
@@ -8,14 +9,23 @@ desk comes back available (static members), so a restart can never leave the que
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline import codes
+from pbx.phone.phone import Phone
 from pbx.provision import AsteriskInstall
-from tests.harness import RunningAsterisk, start_asterisk, wait_for
+from tests.harness import (
+    RunningAsterisk,
+    SiagaProcess,
+    start_asterisk,
+    wait_for,
+    write_test_config,
+)
 from tests.phones import Credentials, Directory, PhoneFactory
 
 pytestmark = pytest.mark.asterisk
@@ -101,3 +111,59 @@ def _restarted(fresh: RunningAsterisk) -> bool:
 def _member_line(ami, iface: str) -> str:  # noqa: ANN001
     output = ami.command("queue show operators")
     return next((line for line in output.splitlines() if f"({iface})" in line), "")
+
+
+@pytest.fixture
+def center_server(tmp_path: Path, asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
+    """The whole center (`siaga up`) on free ports."""
+    proc = SiagaProcess(write_test_config(tmp_path / "center.yaml"), tmp_path / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_given_siaga_killed_mid_call_when_operator_transfers_then_agency_and_new_calls_work(
+        center_server: SiagaProcess, sip_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    """`siaga up` is SIGKILLed while a citizen talks to an operator: Asterisk carries on; the
+    operator's *2 still reaches the fire brigade (two-way audio); a new hotline call still
+    reaches an operator."""
+    center = center_server.center
+    creds = ensure_credentials(center)
+    sip = f"{center.sip.host}:{center.sip.port}"
+    phones = PhoneFactory(sip_stack, tmp_path)
+    try:
+        def staff(ext: str):  # noqa: ANN202
+            return phones.extension(ext, creds.password(ext), sip)
+
+        operator = staff(center.operators[0].extension)
+        fire = staff(center.agency("fire").extensions[0])
+        citizen = phones._keep(Phone(sip_stack, "citizen-killed", server=sip))
+        call = citizen.call(center.hotline[0])
+        call.wait_confirmed(10)
+        call.send_dtmf("0")
+        op_call = operator.answer(20)
+
+        asterisk_pid = center_server.asterisk_pid()
+        center_server.signal(signal.SIGKILL)
+        center_server.wait_exit(10)
+        assert center_server.asterisk_pid() == asterisk_pid  # Asterisk lives on, alone
+
+        op_call.send_dtmf(f"{codes.BLIND_PREFIX}{center.agency('fire').digit}")
+        fire_call = fire.answer(15)
+        op_call.wait_disconnected(10)
+        heard = phones.two_way_audio(call, fire_call)
+        assert heard.both, heard
+        call.hangup()
+        fire_call.wait_disconnected(10)
+
+        second = phones._keep(Phone(sip_stack, "citizen-after", server=sip))
+        again = second.call(center.hotline[0])
+        again.wait_confirmed(10)
+        again.send_dtmf("0")
+        answered = operator.answer(20)
+        heard = phones.two_way_audio(again, answered)
+        assert heard.both, heard
+    finally:
+        phones.close_all()
