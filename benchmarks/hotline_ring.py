@@ -10,9 +10,9 @@ times (pjsua2 callbacks, polled every 10 ms). Asterisk acts on a key when it is 
 the key lasts 160 ms (pjsua2's default, a person's press is similar), so most of
 "'0' sent -> ringing" is the key itself.
 
-Two rounds: Asterisk alone (the fail-open path: no siaga server), and Asterisk with an AMI
-client subscribed to every event, as the siaga server is, to show what the server's event
-stream costs the call path.
+Four rounds: Asterisk alone (the fail-open path: no siaga server); the same Asterisk with an
+AMI client subscribed to every event; the whole center (`siaga up`, its own Asterisk, the
+server reading AMI); and that center after the server was SIGKILLed (Asterisk left alone).
 
     .venv/bin/python benchmarks/hotline_ring.py [--calls 20]
 """
@@ -20,6 +20,7 @@ stream costs the call path.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -28,10 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dispatcher.credentials import ensure_credentials  # noqa: E402
 from pbx.phone.phone import CallState, Phone  # noqa: E402
 from pbx.phone.stack import SipStack  # noqa: E402
 from pbx.provision import provision  # noqa: E402
-from tests.harness import RunningAsterisk, start_asterisk, wait_for  # noqa: E402
+from tests.harness import (  # noqa: E402
+    RunningAsterisk,
+    SiagaProcess,
+    start_asterisk,
+    write_test_config,
+)
 
 
 def one_call(asterisk: RunningAsterisk, citizen: Phone, operator: Phone) -> tuple[float, ...]:
@@ -58,19 +65,49 @@ def one_call(asterisk: RunningAsterisk, citizen: Phone, operator: Phone) -> tupl
     return answered - invite, sent - answered, rang - sent, rang - invite
 
 
+LAST_SEEN: list[str] = []  # what the last quiet() check saw, for a failure message
+
+
+class ServerCenter:
+    """A `siaga up` (tests.harness.SiagaProcess) seen the way run_round sees an Asterisk."""
+
+    def __init__(self, proc: SiagaProcess) -> None:
+        self.proc = proc
+        self.center = proc.center
+        self.sip_address = f"{proc.center.sip.host}:{proc.center.sip.port}"
+        self._creds = ensure_credentials(proc.center)
+        self.watches: list = []
+
+    def password(self, ext: str) -> str:
+        """The generated SIP password of an extension."""
+        return self._creds.password(ext)
+
+    def ami(self):  # noqa: ANN201 (tests.harness.AmiWatch)
+        """A new AMI connection to the server's Asterisk."""
+        watch = self.proc.ami()
+        self.watches.append(watch)
+        return watch
+
+
 def quiet(asterisk: RunningAsterisk) -> bool:
     """True when Asterisk has no channel and the operator is free again (a new AMI
     connection each time: asterisk-ami's listener sometimes stops answering)."""
-    watch = asterisk.ami()
+    try:
+        watch = asterisk.ami()
+    except (OSError, RuntimeError) as exc:
+        LAST_SEEN[:] = [f"AMI login failed: {exc}"]
+        return False
     try:
         idle = "0 active channels" in watch.command("core show channels count")
         queue = watch.command("queue show operators")
-    except RuntimeError:
+    except RuntimeError as exc:
+        LAST_SEEN[:] = [f"AMI command failed: {exc}"]
         return False
     finally:
         watch.close()
         asterisk.watches.remove(watch)
     line = next((x for x in queue.splitlines() if "(PJSIP/201)" in x), "")
+    LAST_SEEN[:] = [f"idle={idle} {line}"]
     return idle and "(Not in use)" in line
 
 
@@ -84,7 +121,8 @@ def run_round(asterisk: RunningAsterisk, stack: SipStack, calls: int, label: str
     results = []
     try:
         for _ in range(calls):
-            wait_for(lambda: quiet(asterisk), 10, "a quiet Asterisk")
+            # Pump the phones meanwhile: the operator answers Asterisk's OPTIONS (qualify).
+            stack.wait_until(lambda: quiet(asterisk), 10, f"a quiet Asterisk ({LAST_SEEN})")
             results.append(one_call(asterisk, citizen, operator))
     finally:
         citizen.close()
@@ -114,6 +152,18 @@ def main() -> None:
             run_round(asterisk, stack, args.calls,
                       f"with an AMI client reading every event ({len(listener.events)} so far)")
             print(f"  (the listener received {len(listener.events)} events)")
+            asterisk.stop()
+            server = SiagaProcess(write_test_config(Path(tmp) / "center.yaml"),
+                                  Path(tmp) / "server-state")
+            server.start()
+            try:
+                run_round(ServerCenter(server), stack, args.calls, "siaga up running")
+                server.signal(signal.SIGKILL)
+                server.wait_exit(10)
+                run_round(ServerCenter(server), stack, args.calls,
+                          "siaga up SIGKILLed (its Asterisk left alone)")
+            finally:
+                server.stop()
         finally:
             stack.close()
             asterisk.stop()
