@@ -1,11 +1,9 @@
 """Phones for end-to-end tests: one pjsua2 stack per test session, phones per test.
 
-Load the fixtures as a plugin (in the top-level ``tests/conftest.py``, or in a test module)::
-
-    pytest_plugins = ("tests.phones",)
+``tests/conftest.py`` imports the fixtures, so every test can ask for them::
 
     def test_something(phones):
-        citizen = phones.direct("citizen")
+        citizen, operator = phones.citizen(), phones.operator(1)
         ...
 
 ``sip_stack`` (session) owns the process's only pjsua2 endpoint. ``phones`` (per test) is a
@@ -16,6 +14,10 @@ Roles against the center's Asterisk (``citizen``, ``operator``, ``agency``) need
 :class:`Directory` telling where the SIP server is and which extension/password each role
 uses; the e2e harness provides one (fixture ``phone_directory``). Without it, only
 ``direct`` phones (calling each other at ``sip:user@127.0.0.1:port``) are available.
+
+One process holds at most 8 phones and 4 call legs (the pjsua2 wheel's build limits);
+``phones.host()`` gives a child process with as many again, and every role method takes
+``host=`` to make its phone there.
 """
 
 from __future__ import annotations
