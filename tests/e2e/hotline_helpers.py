@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from pbx.phone.phone import Call, CallState, Phone
+from pbx.phone.phone import Call, Phone
 from tests.harness import AmiWatch, RunningAsterisk, wait_for
 from tests.phones import PhoneFactory
 
@@ -99,18 +99,6 @@ def send_code(call: Call, code: str) -> None:
     # extra keys; past the feature digit timeout they are dropped instead of joining the
     # next code. (features.conf featuredigittimeout is 2 s.)
     call.stack.run_for(0.2 * len(code) + FEATURE_DIGIT_TIMEOUT + 0.3)
-
-
-def incoming_ringing(phone: Phone, timeout: float) -> Call:
-    """Wait for a call to ``phone`` and return it (still ringing)."""
-    call = phone.wait_incoming(timeout)
-    call.stack.wait_until(lambda: call.state >= CallState.INCOMING, 2, "incoming state")
-    return call
-
-
-def monotonic() -> float:
-    """Now (monotonic seconds)."""
-    return time.monotonic()
 
 
 def wait_two_way_audio(phones: PhoneFactory, a: Call, b: Call, timeout: float = 12.0):  # noqa: ANN201
