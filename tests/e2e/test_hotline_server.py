@@ -249,3 +249,26 @@ def test_given_two_waiting_callers_when_the_server_raises_one_then_it_is_answere
     answered = answer_as_operator(ami, second, second_call, operator, timeout=15)
     assert answered.connect["CallerIDNum"] == "5556006"
     assert first_call.state == CallState.CONFIRMED
+
+
+def test_given_only_the_operator_channel_when_conferencing_then_the_peer_is_found(
+        asterisk: RunningAsterisk, ami, hotline: HotlineService, phones) -> None:  # noqa: ANN001
+    """Without the citizen's channel, the service asks Asterisk for the operator's bridge
+    peer (BRIDGEPEER) and conferences the right two legs with the agency."""
+    operator = phones.operator(1)
+    police = phones.agency("police")
+    citizen, citizen_call = call_hotline(phones, "1")
+    answered = answer_as_operator(ami, citizen, citizen_call, operator)
+    wait_for(lambda: ami.matching("BridgeEnter", Channel=answered.operator_channel), 10,
+             "the operator in the bridge")
+    wait_for(lambda: _peer(ami, answered.operator_channel) == answered.citizen_channel, 10,
+             "BRIDGEPEER to be set")
+    result(hotline.transfer(answered.operator_channel, "police", "conference"))
+    police_call = police.answer(15)
+    heard = wait_two_way_audio(phones, citizen_call, police_call)
+    assert heard.both, heard
+
+
+def _peer(ami: AmiWatch, channel: str) -> str:
+    response = ami.action("Getvar", Channel=channel, Variable="BRIDGEPEER")
+    return response.keys.get("Value", "") if response is not None else ""
