@@ -109,3 +109,41 @@ def test_given_a_caller_waiting_when_announce_time_passes_then_it_hears_the_wait
         assert _speech_windows(heard, start=every - 1.5) >= 2, "no periodic announcement"
     finally:
         phones.close_all()
+
+
+@pytest.fixture
+def agency_overflow(tmp_path: Path, asterisk_install: AsteriskInstall
+                    ) -> Iterator[RunningAsterisk]:
+    """The example city overflowing to the caller's chosen agency after 10 s."""
+    text = EXAMPLE_CONFIG.read_text()
+    for old, new in (("  overflow_seconds: 60 ", "  overflow_seconds: 10 "),
+                     ("  overflow: supervisors ", "  overflow: agency ")):
+        assert old in text
+        text = text.replace(old, new, 1)
+    config = tmp_path / "siaga.example.yaml"
+    config.write_text(text)
+    running = start_asterisk(tmp_path / "center", asterisk_install, config=config)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_given_overflow_to_the_agency_when_no_operator_answers_then_the_chosen_agency_rings(
+        agency_overflow: RunningAsterisk, sip_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    """A caller who pressed 2 (fire) and waited overflow_seconds is put through to the fire
+    brigade's ring group directly."""
+    asterisk = agency_overflow
+    phones = PhoneFactory(sip_stack, tmp_path)
+    try:
+        fire_ext = asterisk.center.agency("fire").extensions[0]
+        fire = phones.extension(fire_ext, asterisk.password(fire_ext), asterisk.sip_address)
+        citizen = phones._keep(Phone(sip_stack, "citizen-fire", server=asterisk.sip_address))
+        call = citizen.call(asterisk.center.hotline[0])
+        call.wait_confirmed(10)
+        call.send_dtmf(str(asterisk.center.agency("fire").digit))
+        fire_call = fire.answer(asterisk.center.queue.overflow_seconds + 15)
+        heard = phones.two_way_audio(call, fire_call)
+        assert heard.both, heard
+    finally:
+        phones.close_all()

@@ -23,7 +23,7 @@ from dispatcher.hotline import (
     TransferMode,
     codes,
 )
-from dispatcher.hotline.callbacks import ABANDONED, DROPPED
+from dispatcher.hotline.callbacks import ABANDONED, DROPPED, MissedCall
 from pbx.ami.client import AMIActionError, AMIActions
 from pbx.ami.protocol import Message, serialize_action
 from pbx.phone.phone import CallState
@@ -272,3 +272,25 @@ def test_given_only_the_operator_channel_when_conferencing_then_the_peer_is_foun
 def _peer(ami: AmiWatch, channel: str) -> str:
     response = ami.action("Getvar", Channel=channel, Variable="BRIDGEPEER")
     return response.keys.get("Value", "") if response is not None else ""
+
+
+def test_given_a_callback_connected_when_operator_keys_conference_then_ambulance_joins(
+        asterisk: RunningAsterisk, ami, hotline: HotlineService, phones) -> None:  # noqa: ANN001
+    """On a callback the operator is the calling side; *03 still makes the three-way call and
+    the operator may leave it."""
+    entry = hotline.callbacks.add(MissedCall(
+        ABANDONED, "citizen-cb", "0.0", "PJSIP/anonymous-0", "anonymous", None, "health",
+        5.0, None), now=0)
+    operator = phones.operator(1)
+    health = phones.agency("health")
+    citizen = phones.citizen(caller_id="citizen-cb")
+    entry.source = f"127.0.0.1:{citizen.port}"  # where the app's SIP lives
+    result(hotline.call_back(entry.id, operator.user))
+    op_call = operator.answer(15)
+    citizen_call = citizen.answer(15)
+    send_code(op_call, f"{codes.CONFERENCE_PREFIX}{asterisk.center.agency('health').digit}")
+    health_call = health.answer(15)
+    op_call.hangup()
+    op_call.wait_disconnected(10)
+    heard = wait_two_way_audio(phones, citizen_call, health_call)
+    assert heard.both, heard
