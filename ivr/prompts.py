@@ -105,6 +105,7 @@ class PromptBuild:
     built: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     files: dict[tuple[str, str], Path] = field(default_factory=dict)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (language, key) not made
     warning: str | None = None
 
     @property
@@ -136,8 +137,11 @@ Runner = Callable[[Sequence[str], bytes | None], None]
 
 
 def _run(argv: Sequence[str], stdin: bytes | None) -> None:
-    result = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=60,
-                            check=False)
+    try:
+        result = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=60,
+                                check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PromptError(f"{argv[0]} could not run: {exc}") from exc
     if result.returncode != 0:
         raise PromptError(f"{argv[0]} failed ({result.returncode}): "
                           f"{result.stderr.decode(errors='replace').strip()[:300]}")
@@ -155,12 +159,15 @@ def build_prompts(
     espeak: str = "espeak-ng",
     sox: str = "sox",
     run: Runner = _run,
+    strict: bool = False,
 ) -> PromptBuild:
     """Make every prompt of ``center`` in ``sounds``; skip those whose text is unchanged.
 
     ``stock_dirs`` are where Asterisk's stock English sounds are on this host (used when
-    espeak-ng or sox is missing). Raises :class:`PromptError` if a tool fails, or if neither
-    the tools nor the stock sounds are there.
+    espeak-ng or sox is missing). A prompt that cannot be made (a tool fails; neither the
+    tools nor the stock sounds are there) is logged and listed in ``missing``: the hotline
+    must start anyway (the menu still routes every key; Asterisk skips a missing file).
+    With ``strict`` it raises :class:`PromptError` instead.
     """
     sounds.mkdir(parents=True, exist_ok=True)
     espeak_path, sox_path = shutil.which(espeak), shutil.which(sox)
@@ -192,7 +199,16 @@ def build_prompts(
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             _remove_other_formats(sounds / spec.relative, keep=ext)
-            make(spec, out)
+            try:
+                make(spec, out)
+            except PromptError as exc:
+                if strict:
+                    raise
+                log.error("IVR prompt {lang}/{key} not made: {error}", lang=spec.language,
+                          key=spec.key, error=str(exc))
+                result.missing.append((spec.language, spec.key))
+                manifest.pop(spec.relative + ext, None)
+                continue
             manifest[spec.relative + ext] = digest
             result.built.append(out)
         result.files[(spec.language, spec.key)] = out

@@ -123,7 +123,7 @@ def test_given_a_tool_that_fails_when_building_then_prompt_error_says_which(
 
     with pytest.raises(PromptError, match="no voice"):
         build_prompts(center_at(tmp_path), tmp_path / "sounds", espeak=EXISTING,
-                      sox=EXISTING, run=failing)
+                      sox=EXISTING, run=failing, strict=True)
 
 
 def _stock_dir(tmp_path: Path) -> Path:
@@ -152,10 +152,30 @@ def test_given_no_espeak_when_building_then_stock_sounds_stand_in_and_it_says_so
 
 
 def test_given_no_espeak_and_no_stock_sounds_when_building_then_error(tmp_path: Path) -> None:
-    """Nothing to play at all is an error that names where it looked."""
+    """Nothing to play at all is an error that names where it looked (strict)."""
     with pytest.raises(PromptError, match="stock sound"):
         build_prompts(center_at(tmp_path), tmp_path / "sounds", stock_dirs=[],
-                      espeak="/nonexistent/espeak-ng", sox=EXISTING)
+                      espeak="/nonexistent/espeak-ng", sox=EXISTING, strict=True)
+
+
+def test_given_prompts_that_cannot_be_made_when_not_strict_then_listed_and_center_starts(
+        tmp_path: Path) -> None:
+    """The center must start without its prompts: they are listed as missing, the others
+    are made, and the next build tries the missing ones again."""
+    calls = FakeTools()
+
+    def menu_fails(argv: Sequence[str], stdin: bytes | None) -> None:
+        if stdin is not None and b"Tekan 1" in stdin:
+            raise PromptError("espeak-ng crashed")
+        calls(argv, stdin)
+
+    sounds = tmp_path / "sounds"
+    center = center_at(tmp_path)
+    result = build_prompts(center, sounds, espeak=EXISTING, sox=EXISTING, run=menu_fails)
+    assert result.missing == [("id", "menu")]
+    assert len(result.built) == 2 * len(IVR_PROMPTS) - 1
+    again = build_prompts(center, sounds, espeak=EXISTING, sox=EXISTING, run=FakeTools())
+    assert again.built == [sounds / "id" / "siaga-menu.wav"] and again.missing == []
 
 
 def test_given_a_corrupt_manifest_when_building_then_every_prompt_is_rebuilt(
