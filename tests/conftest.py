@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from pbx.provision import AsteriskInstall, provision
-from tests.harness import RunningAsterisk, start_asterisk
+from tests.harness import IDLE_HOOKS, RunningAsterisk, start_asterisk, wait_for
 from tests.phones import phones, sip_stack  # noqa: F401 (fixtures for every test)
 
 
@@ -45,3 +48,53 @@ def phone_directory(asterisk: RunningAsterisk):  # noqa: ANN201 (tests.phones.Di
         agencies={a.key: [creds(e) for e in a.extensions] for a in center.agencies},
         extensions={ext: creds(ext) for ext in center.extensions()},
     )
+
+
+@pytest.fixture(autouse=True)
+def _pump_phones_while_waiting(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In tests with phones, every harness wait also pumps the SIP stack's events."""
+    if "sip_stack" not in request.fixturenames:
+        yield
+        return
+    stack = request.getfixturevalue("sip_stack")
+    owner = threading.current_thread()
+
+    def hook() -> None:
+        if threading.current_thread() is owner:  # pjsua2 runs on its owner thread only
+            stack.pump(50)
+        else:
+            time.sleep(0.05)
+
+    IDLE_HOOKS.append(hook)
+    try:
+        yield
+    finally:
+        IDLE_HOOKS.remove(hook)
+
+
+@pytest.fixture(autouse=True)
+def _clean_asterisk_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests share one Asterisk: whatever calls a test leaves behind are hung up after it,
+    so the next test's operator is not rung by the last test's leftovers."""
+    yield
+    if "asterisk" not in request.fixturenames:
+        return
+    running: RunningAsterisk = request.getfixturevalue("asterisk")
+    if running.proc is None or running.proc.poll() is not None:
+        return
+    watch = running.ami()
+    try:
+        if re.search(r"^(\d+) active channels?", watch.command("core show channels count"),
+                     re.M) is None:
+            return
+        watch.command("channel request hangup all")
+
+        def idle() -> bool:
+            found = re.search(r"^(\d+) active channels?",
+                              watch.command("core show channels count"), re.M)
+            return found is not None and found.group(1) == "0"
+
+        wait_for(idle, 15, "the shared Asterisk to have no channels left")
+    finally:
+        watch.close()
+        running.watches.remove(watch)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.asterisk
 def test_given_example_city_when_asterisk_boots_then_no_configuration_error(
         asterisk: RunningAsterisk) -> None:
     """Asterisk loaded every generated file without an ERROR or WARNING in its log."""
-    assert asterisk.log_problems() == []
+    assert asterisk.boot_problems == []
 
 
 def test_given_example_city_when_asked_over_ami_then_every_endpoint_exists(
