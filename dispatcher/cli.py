@@ -119,7 +119,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="siaga", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="siaga", description="Siaga: emergency dispatch for a city command center.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("render", help="render the Asterisk configuration into a folder")
