@@ -27,6 +27,8 @@ from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
+from dispatcher.hotline.callbacks import CallbackList, WriterCallbackStore
+from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -175,6 +177,14 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                 return report_text(query, build_report(session, options))
 
         return threads.deferToThreadPool(reactor, readers.pool, work)
+
+    # The hotline's server side: queue control and transfers over AMI (the console's verbs),
+    # and the callback list of abandoned and dropped calls, persisted through the writer.
+    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit))
+    hotline = server.add("hotline", HotlineService(ami, center, callbacks))
+    missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
+                                                          service=hotline))
+    missed.start()
 
     # Panic-button alerts and incidents: the API under /api, its services before the site.
     # Without a trunk a callback number is dialled as a local endpoint (test centers).

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
@@ -284,3 +284,62 @@ class SqlCallbackStore:
         with db.transaction(self.session_factory) as session:
             store.set_callback_state(session, entry.store_id, entry.state,
                                      result_linkedid=entry.result_linkedid)
+
+
+class WriterCallbackStore:
+    """Persists callbacks through the call log's writer thread: the reactor never waits on
+    the database. ``submit(fn, *args)`` runs ``fn(session, *args)`` in a transaction in the
+    writer's thread and returns a Deferred (``CallLogWriter.submit``).
+
+    ``created`` returns None at once; the row's id is put on the entry when the insert is
+    committed, and state changes made before that are written after it, in order.
+    """
+
+    def __init__(self, submit: Callable[..., Any]) -> None:
+        self.submit = submit
+        self._pending: dict[int, Any] = {}  # entry id -> Deferred of its insert
+
+    def created(self, entry: CallbackEntry) -> int | None:
+        """Queue the insert; the id arrives on the entry later."""
+        def insert(session: Any, number: str, reason: str, linkedid: str) -> int:
+            from dispatcher.calllog import store
+
+            origin = linkedid if store.get_call(session, linkedid) else None
+            return int(store.create_callback(session, number, reason=reason,
+                                             origin_linkedid=origin).id)
+
+        def stored(row_id: int) -> int:
+            entry.store_id = row_id
+            self._pending.pop(entry.id, None)
+            return row_id
+
+        d = self.submit(insert, entry.number, entry.reason, entry.linkedid)
+        d.addCallback(stored)
+        d.addErrback(lambda f: log.failure("Callback {id} not persisted", f, id=entry.id))
+        self._pending[entry.id] = d
+        return None
+
+    def updated(self, entry: CallbackEntry) -> None:
+        """Queue the state change (after the insert when that is still on its way)."""
+        state, result = entry.state, entry.result_linkedid
+
+        def write(session: Any, row_id: int) -> None:
+            from dispatcher.calllog import store
+
+            store.set_callback_state(session, row_id, state, result_linkedid=result)
+
+        def after_insert(_: object) -> None:
+            if entry.store_id is not None:
+                self.submit(write, entry.store_id).addErrback(
+                    lambda f: log.failure("Callback {id} state not persisted", f, id=entry.id))
+
+        pending = self._pending.get(entry.id)
+        if pending is None:
+            after_insert(None)
+            return
+
+        def then(row_id: object) -> object:
+            after_insert(row_id)
+            return row_id
+
+        pending.addCallback(then)

@@ -94,3 +94,35 @@ def test_given_the_server_was_down_when_it_restarts_then_the_missed_call_is_logg
     assert row["outcome"] == "answered"  # type: ignore[index]
     kinds = [kind for kind, _, _ in row["legs"]]  # type: ignore[index]
     assert "operator_talk" in kinds
+
+
+def test_given_a_running_center_when_a_citizen_hangs_up_in_the_queue_then_a_callback_is_owed(
+        center_server: SiagaProcess, phones) -> None:  # noqa: ANN001
+    """An abandoned hotline call becomes a pending callback in the database, via the writer."""
+    from dispatcher.calllog.models import Callback
+
+    center = center_server.center
+    caller = "081234500003"
+    citizen = phones._keep(Phone(phones.stack, caller,
+                                 server=f"{center.sip.host}:{center.sip.port}"))
+    watch = center_server.ami()
+    try:
+        call = citizen.call(center.hotline[0])
+        call.wait_state(CallState.CONFIRMED, 15)
+        call.send_dtmf("0")  # straight to the queue; no operator is logged in to answer
+        wait_for(lambda: watch.matching("QueueCallerJoin", CallerIDNum=caller), 20,
+                 "the caller in the queue")
+    finally:
+        watch.close()
+    call.hangup()
+
+    def owed() -> list[tuple[str, str]]:
+        engine = make_engine(center.database_url)
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                return [(c.number, c.state) for c in session.scalars(select(Callback))]
+        finally:
+            engine.dispose()
+
+    rows = wait_for(lambda: [r for r in owed() if r[0] == caller], 20, "the callback row")
+    assert rows == [(caller, "pending")]
