@@ -41,6 +41,7 @@ def logged_call(server: SiagaProcess, caller: str, finished: bool = True):  # no
             call = rows[-1]
             legs = [(leg.kind, leg.started_at, leg.ended_at) for leg in call.legs]
             return {"outcome": call.outcome, "source": call.source, "legs": legs,
+                    "category": call.category,
                     "started": call.started_at, "ended": call.ended_at,
                     "answered_by": call.answered_by.code if call.answered_by else None}
     finally:
@@ -71,6 +72,7 @@ def test_given_a_running_center_when_a_citizen_is_answered_then_the_log_has_the_
     row = wait_for(lambda: logged_call(center_server, caller), 20, "the call in the log")
     assert row["outcome"] == "answered" and row["source"] == "ami"  # type: ignore[index]
     assert row["answered_by"] == center_server.center.operators[0].extension  # type: ignore[index]
+    assert row["category"] == "operator"  # type: ignore[index]
     kinds = [kind for kind, _, _ in row["legs"]]  # type: ignore[index]
     assert "queue_wait" in kinds and "operator_talk" in kinds
     assert kinds.index("queue_wait") < kinds.index("operator_talk")
@@ -92,6 +94,8 @@ def test_given_the_server_was_down_when_it_restarts_then_the_missed_call_is_logg
     row = wait_for(lambda: logged_call(center_server, caller), 30, "the reconciled call")
     assert row["source"] == "cel"  # type: ignore[index]
     assert row["outcome"] == "answered"  # type: ignore[index]
+    # the dialplan's CEL marks carry what the citizen chose in the menu (0: an operator)
+    assert row["category"] == "operator"  # type: ignore[index]
     kinds = [kind for kind, _, _ in row["legs"]]  # type: ignore[index]
     assert "operator_talk" in kinds
 
