@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import pytest
 
 from pbx.provision import AsteriskInstall, provision
-from tests.harness import IDLE_HOOKS, RunningAsterisk, start_asterisk, wait_for
+from tests.harness import (
+    IDLE_HOOKS,
+    RunningAsterisk,
+    SiagaProcess,
+    start_asterisk,
+    wait_for,
+    write_test_config,
+)
 from tests.phones import phones, sip_stack  # noqa: F401 (fixtures for every test)
 
 
@@ -29,6 +36,20 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory,
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def center_server(tmp_path_factory: pytest.TempPathFactory,
+                  asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
+    """The whole center as users run it (`siaga up`) on free ports, stopped after the test
+    whatever happened (an Asterisk a test left orphaned included)."""
+    tmp = tmp_path_factory.mktemp("center-server")
+    proc = SiagaProcess(write_test_config(tmp / "center.yaml"), tmp / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,20 +11,11 @@ from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction
 from dispatcher.calllog.models import Call
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import CallState, Phone
-from tests.harness import SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, wait_for
 
 pytestmark = pytest.mark.asterisk
 
 
-@pytest.fixture
-def center_server(tmp_path: Path, asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
-    """The whole center (`siaga up`) on free ports."""
-    proc = SiagaProcess(write_test_config(tmp_path / "center.yaml"), tmp_path / "state")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def logged_call(server: SiagaProcess, caller: str, finished: bool = True):  # noqa: ANN201

@@ -9,29 +9,19 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dispatcher.credentials import ensure_credentials
-from tests.harness import SiagaProcess, write_test_config
+from tests.harness import SiagaProcess
 
 pytestmark = pytest.mark.asterisk
 
 CITIZEN_EXT = "339"  # the disaster agency's duty phone stands in for the citizen's mobile
 
 
-@pytest.fixture
-def center_server(tmp_path: Path, asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
-    """The whole center (`siaga up`) on free ports."""
-    proc = SiagaProcess(write_test_config(tmp_path / "center.yaml"), tmp_path / "state")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def post(server: SiagaProcess, path: str, body: dict[str, Any] | None,

@@ -24,7 +24,6 @@ from tests.harness import (
     SiagaProcess,
     start_asterisk,
     wait_for,
-    write_test_config,
 )
 from tests.phones import Credentials, Directory, PhoneFactory
 
@@ -113,15 +112,6 @@ def _member_line(ami, iface: str) -> str:  # noqa: ANN001
     return next((line for line in output.splitlines() if f"({iface})" in line), "")
 
 
-@pytest.fixture
-def center_server(tmp_path: Path, asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
-    """The whole center (`siaga up`) on free ports."""
-    proc = SiagaProcess(write_test_config(tmp_path / "center.yaml"), tmp_path / "state")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def test_given_siaga_killed_mid_call_when_operator_transfers_then_agency_and_new_calls_work(

@@ -6,25 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, wait_for
 
 pytestmark = pytest.mark.asterisk
 
 
-@pytest.fixture
-def server(tmp_path: Path, asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
-    """A `siaga up` of the example city on free ports, stopped at the end whatever happens."""
-    proc = SiagaProcess(write_test_config(tmp_path / "center.yaml"), tmp_path / "state")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def ami_port_open(port: int) -> bool:
@@ -43,15 +33,15 @@ def process_alive(pid: int) -> bool:
 
 
 def test_given_running_center_when_asterisk_is_killed_then_it_is_restarted(
-        server: SiagaProcess) -> None:
+        center_server: SiagaProcess) -> None:
     """SIGKILL to Asterisk: the server starts a new one, which boots and answers AMI."""
-    first = server.asterisk_pid()
+    first = center_server.asterisk_pid()
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: server.asterisk_pid() not in (None, first), 30, "a new Asterisk")
-    server.wait_ready(60)
-    assert "Asterisk died" in server.output()
-    watch = server.ami()
+    wait_for(lambda: center_server.asterisk_pid() not in (None, first), 30, "a new Asterisk")
+    center_server.wait_ready(60)
+    assert "Asterisk died" in center_server.output()
+    watch = center_server.ami()
     try:
         assert "operators has" in watch.command("queue show operators")
     finally:
@@ -59,29 +49,29 @@ def test_given_running_center_when_asterisk_is_killed_then_it_is_restarted(
 
 
 def test_given_running_center_when_sigterm_then_nothing_is_left_behind(
-        server: SiagaProcess) -> None:
+        center_server: SiagaProcess) -> None:
     """SIGTERM: the server stops Asterisk and exits 0; no process, mount or socket remains."""
-    pid = server.asterisk_pid()
+    pid = center_server.asterisk_pid()
     assert pid is not None
-    server.signal(signal.SIGTERM)
-    assert server.wait_exit(30) == 0
+    center_server.signal(signal.SIGTERM)
+    assert center_server.wait_exit(30) == 0
     assert not process_alive(pid)
-    assert not ami_port_open(server.center.ami.port)
+    assert not ami_port_open(center_server.center.ami.port)
     mounts = Path("/proc/mounts").read_text()
-    assert str(server.state_dir) not in mounts
+    assert str(center_server.state_dir) not in mounts
 
 
 def test_given_server_killed_when_started_again_then_running_asterisk_is_adopted(
-        server: SiagaProcess) -> None:
+        center_server: SiagaProcess) -> None:
     """A killed server leaves Asterisk carrying calls; the next server adopts it, not restarts."""
-    pid = server.asterisk_pid()
+    pid = center_server.asterisk_pid()
     assert pid is not None
-    server.signal(signal.SIGKILL)
-    server.wait_exit(10)
+    center_server.signal(signal.SIGKILL)
+    center_server.wait_exit(10)
     assert process_alive(pid), "Asterisk must outlive a crashed server (fail-open)"
-    server.start()
-    assert server.asterisk_pid() == pid
-    assert "adopting the running Asterisk" in server.output()
-    server.signal(signal.SIGTERM)
-    assert server.wait_exit(30) == 0
+    center_server.start()
+    assert center_server.asterisk_pid() == pid
+    assert "adopting the running Asterisk" in center_server.output()
+    center_server.signal(signal.SIGTERM)
+    assert center_server.wait_exit(30) == 0
     wait_for(lambda: not process_alive(pid), 20, "the adopted Asterisk to stop")
