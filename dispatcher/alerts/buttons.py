@@ -10,6 +10,13 @@ incident, with the button's identity and configured place, from AMI events:
 * ``QueueCallerJoin`` → ``caller_queued``; ``AgentConnect`` → ``caller_connected`` (with the
   operator); ``QueueCallerAbandon`` → ``caller_abandoned``.
 
+A button call that began while the server was not listening (the server started or restarted
+during it, or AMI reconnected) has no event left to open its incident: after every AMI login
+the server lists Asterisk's channels (``CoreShowChannels``, :meth:`ButtonWatcher.on_channels`);
+a button's own channel opens its incident there (the same alert id, so a call the previous
+process had already seen keeps its incident), is reported where it stands (waiting in the
+queue, or bridged with an operator) and is followed by its live events from then on.
+
 The button is known by its PJSIP endpoint (from the channel name, which Asterisk sets after
 digest authentication), never by the caller ID it sends.
 """
@@ -24,7 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dispatcher.alerts.incident import IncidentInput
+from dispatcher.alerts.incident import IncidentInput, InvalidTransition, next_state
 
 __all__ = ["ButtonWatcher", "endpoint_of"]
 
@@ -34,7 +41,8 @@ _PJSIP_CHANNEL_RE = re.compile(r"^PJSIP/([0-9]{2,8})-[0-9a-f]+$")
 _MEMBER_RE = re.compile(r"^(?:PJSIP/)?([A-Za-z0-9._-]{1,64})$")
 BUTTONS_CONTEXT = "buttons"
 
-OpenIncident = Callable[[str, str], "Deferred[int]"]
+# (button extension, linkedid) -> fires with (incident id, its state once opened)
+OpenIncident = Callable[[str, str], "Deferred[tuple[int, str]]"]
 Report = Callable[[int, IncidentInput, str, "str | None"], object]
 
 
@@ -54,7 +62,8 @@ class ButtonWatcher:
         self.open_incident = open_incident
         self.report = report
         self.on_opened = on_opened
-        self.calls: dict[str, Deferred[int]] = {}  # button channel's Uniqueid -> incident id
+        # button channel's Uniqueid -> its incident id (None if it could not be opened)
+        self.calls: dict[str, Deferred[int | None]] = {}
 
     def on_newchannel(self, event: Any) -> None:
         """A new channel (or its first dialplan step, ``Newexten``): a button dialling the
@@ -71,21 +80,84 @@ class ButtonWatcher:
             return
         if uniqueid in self.calls:
             return
-        linkedid = event.get("Linkedid") or uniqueid
-        d = self.open_incident(extension, linkedid)
-        self.calls[uniqueid] = d
+        self._open(channel, extension, uniqueid, event.get("Linkedid") or uniqueid)
 
-        def opened(incident_id: int) -> int:
+    def _open(self, channel: str, extension: str, uniqueid: str, linkedid: str,
+              catch_up: tuple[IncidentInput, str, str | None] | None = None) -> None:
+        """Open the call's incident (once per call: the alert id is ``call-<linkedid>``) and
+        follow the channel by its Uniqueid. ``catch_up`` (input, detail, operator) is where a
+        call found after login stands: reported before any live event that came meanwhile."""
+        d = self.open_incident(extension, linkedid)
+        followed: Deferred[int | None] = Deferred()
+        self.calls[uniqueid] = followed
+
+        def opened(receipt: tuple[int, str]) -> None:
+            incident_id, state = receipt
             if self.on_opened is not None:
                 self.on_opened(incident_id, channel)
-            return incident_id
+            if catch_up is not None:
+                self._catch_up(incident_id, state, *catch_up)
+            followed.callback(incident_id)
 
         def failed(failure: Failure) -> None:
             log.failure("button {ext}: the incident could not be opened", failure,
                         ext=extension)
-            self.calls.pop(uniqueid, None)
+            if self.calls.get(uniqueid) is followed:
+                del self.calls[uniqueid]
+            followed.callback(None)  # the events already chained on it do nothing
 
         d.addCallbacks(opened, failed)
+
+    def on_channels(self, channels: Iterable[Any]) -> None:
+        """The ``CoreShowChannel`` events listed after an AMI login: open and place the button
+        calls whose start this server did not see (see the module doc)."""
+        listed = list(channels)
+        in_bridge: dict[str, list[str]] = {}
+        for item in listed:
+            if item.get("BridgeId"):
+                in_bridge.setdefault(item.get("BridgeId"), []).append(item.get("Channel") or "")
+        for item in listed:
+            channel = item.get("Channel") or ""
+            extension = endpoint_of(channel)
+            uniqueid = item.get("Uniqueid")
+            if extension is None or extension not in self.extensions or not uniqueid:
+                continue
+            if uniqueid in self.calls:
+                continue  # already followed from its live events
+            # The button's own call (it dialled): a channel dialled *to* the button belongs
+            # to another call. Its context only has the panic number.
+            if (item.get("Linkedid") or uniqueid) != uniqueid:
+                continue
+            exten = item.get("Exten") or item.get("Extension")
+            if item.get("Context") == BUTTONS_CONTEXT and exten != self.panic_number:
+                continue
+            log.info("button {ext}: call {channel} found in progress after AMI login",
+                     ext=extension, channel=channel)
+            catch_up: tuple[IncidentInput, str, str | None] | None = None
+            bridge = item.get("BridgeId")
+            if item.get("Application") != "Queue":
+                pass  # not queued yet: its QueueCallerJoin is still to come, live
+            elif not bridge:
+                queue = (item.get("ApplicationData") or "").split(",")[0]
+                catch_up = (IncidentInput.CALLER_QUEUED,
+                            f"queue {queue} (found waiting after AMI login)", None)
+            else:
+                peers = [endpoint_of(c) for c in in_bridge.get(bridge, []) if c != channel]
+                operator = next((p for p in peers if p is not None), None)
+                catch_up = (IncidentInput.CALLER_CONNECTED,
+                            f"operator {operator or '?'} (found talking after AMI login)",
+                            operator)
+            self._open(channel, extension, uniqueid, uniqueid, catch_up)
+
+    def _catch_up(self, incident_id: int, state: str, what: IncidentInput, detail: str,
+                  operator: str | None) -> None:
+        try:
+            next_state(state, what)
+        except InvalidTransition:
+            # Already past this point (the previous process followed the call that far):
+            # nothing to catch up on, and no refused transition to log as an error.
+            return
+        self.report(incident_id, what, detail, operator)
 
     def _follow(self, event: Any, what: IncidentInput, detail: str,
                 operator: str | None = None) -> None:

@@ -92,6 +92,7 @@ class AlertService(Service):
         self.dialer: CallbackDialer | None = None
         self.watcher: ButtonWatcher | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._logins_watched = False
         self.ready: Deferred[None] | None = None
         self._batcher = AlertBatcher(write, self._now)
         if ami is not None:
@@ -108,7 +109,8 @@ class AlertService(Service):
     # -- lifecycle -----------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 -- Twisted's name
-        """Subscribe to AMI, make the buttons' device rows, resume callbacks still owed."""
+        """Subscribe to AMI, make the buttons' device rows, resume callbacks still owed; after
+        every AMI login, look for button calls already in progress (``ButtonWatcher``)."""
         super().startService()
         if self.ami is not None:
             subs = []
@@ -127,6 +129,15 @@ class AlertService(Service):
         d: Deferred[Any] = succeed(None)
         if self.buttons:
             d = self.write(storage.sync_buttons, list(self.buttons), self._now())
+        on_connected = getattr(self.ami, "on_connected", None)
+        if self.watcher is not None and on_connected is not None:
+            # After the buttons' rows are written (or failed to be: logged below), so that
+            # a button call found at login can open its incident.
+            def watch_logins(result: Any) -> Any:
+                self._watch_logins(on_connected)
+                return result
+
+            d.addBoth(watch_logins)
         d.addCallback(lambda _: self._recover_until_done())
         d.addErrback(self._log_failure, "start-up (buttons, pending callbacks)")
         self.ready = d
@@ -321,16 +332,35 @@ class AlertService(Service):
 
     # -- buttons -------------------------------------------------------------------------
 
-    def _open_button_incident(self, extension: str, linkedid: str) -> Deferred[int]:
+    def _open_button_incident(self, extension: str, linkedid: str
+                              ) -> Deferred[tuple[int, str]]:
         d = self.write(storage.commit_button_call, extension, linkedid, self._now())
 
-        def opened(receipt: storage.AlertReceipt) -> int:
+        def opened(receipt: storage.AlertReceipt) -> tuple[int, str]:
             if receipt.created:
                 self.feed.publish(receipt.incident_id, receipt.state, "button_pressed",
                                   device_id=storage.button_device_id(extension))
-            return receipt.incident_id
+            return receipt.incident_id, receipt.state
 
         return d.addCallback(opened)
+
+    def _watch_logins(self, on_connected: Callable[[Callable[[Any], object]], object]) -> None:
+        # Button calls that began before this login (server started or restarted during
+        # them, AMI reconnected) sent their Newchannel to nobody: find them in the channel list.
+        if not self._logins_watched:  # once: AMIService has no way to remove a listener
+            self._logins_watched = True
+            on_connected(self._find_button_calls)
+        client = getattr(self.ami, "client", None)
+        if client is not None and getattr(client, "logged_in", False):
+            self._find_button_calls(client)  # logged in before this service started
+
+    def _find_button_calls(self, client: Any) -> None:
+        if not self.running or self.watcher is None:
+            return  # AMIService keeps its listeners; this one outlives a stopped service
+        watcher = self.watcher
+        d = client.coreshowchannels()
+        d.addCallback(lambda result: watcher.on_channels(result.events))
+        d.addErrback(self._log_failure, "listing channels for button calls after AMI login")
 
     def _tag_button_call(self, incident_id: int, channel: str) -> None:
         # The call log links the call to its incident through this inherited variable.

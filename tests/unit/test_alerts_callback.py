@@ -407,3 +407,139 @@ def test_given_ami_refusing_at_start_then_recovery_retried_until_it_works(tmp_pa
                 f"Event: CoreShowChannelsComplete\nActionID: {pending.action_id}\n"
                 "EventList: Complete\nListItems: 0\n\n")
     assert len(ami.originates()) == 1
+
+
+class LoginAMI(WireAMI):
+    """WireAMI with AMIService's on_connected(): ``login()`` plays a successful login."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        super().__init__(clock)
+        self.listeners: list[Any] = []
+
+    def on_connected(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def login(self) -> None:
+        """Every on-connected listener is called, as after a (re)login."""
+        for listener in self.listeners:
+            listener(self)
+
+    def answer_listing(self, channels: list[dict[str, str]]) -> None:
+        """Answer the last CoreShowChannels with these CoreShowChannel events."""
+        action = [m for m in self.sent() if m.get("Action") == "CoreShowChannels"][-1]
+        text = (f"Response: Success\nActionID: {action.action_id}\nEventList: start\n"
+                "Message: Channels will follow\n\n")
+        for fields in channels:
+            text += f"Event: CoreShowChannel\nActionID: {action.action_id}\n"
+            text += "".join(f"{k}: {v}\n" for k, v in fields.items()) + "\n"
+        text += (f"Event: CoreShowChannelsComplete\nActionID: {action.action_id}\n"
+                 f"EventList: Complete\nListItems: {len(channels)}\n\n")
+        self.receive(text)
+
+
+def _listed(channel: str, uniqueid: str, linkedid: str, context: str, exten: str,
+            application: str = "", bridge: str = "") -> dict[str, str]:
+    return {"Channel": channel, "Uniqueid": uniqueid, "Linkedid": linkedid,
+            "Context": context, "Exten": exten, "Application": application,
+            "ApplicationData": "operators,rtF(siaga-operator-after^s^1)" if application else "",
+            "BridgeId": bridge}
+
+
+def _buttons_service(tmp_path: Path) -> tuple[AlertService, LoginAMI, Any]:
+    clock = task.Clock()
+    clock.advance(NOW)
+    ami = LoginAMI(clock)
+    sessions = make_service(tmp_path, clock=task.Clock())[1]
+    run = inline(sessions)
+    service = AlertService(clock, run, run, ami, SETTINGS,
+                           buttons=[("901", "Pasar Girian", 1.4756, 125.1736),
+                                    ("902", "Terminal Tangkoko", 1.447, 125.1822)],
+                           panic_number="1990")
+    service.startService()
+    return service, ami, sessions
+
+
+def _transitions(sessions: Any, incident_id: int) -> list[str]:
+    from dispatcher.alerts.storage import incident_document
+
+    with db.transaction(sessions) as session:
+        doc = incident_document(session, incident_id)
+    return [t["to"] for t in doc["transitions"]]
+
+
+def test_given_button_calls_in_progress_at_login_then_opened_where_they_stand(
+        tmp_path: Path) -> None:
+    """After an AMI login the server lists the channels: button 901 bridged with operator
+    202 in the queue → incident ``talking`` with 202; button 902 waiting in the queue →
+    ``operator_ringing``, then its live AgentConnect → ``talking``. A channel dialled to a
+    button (another call's leg) and non-button channels open nothing."""
+    _, ami, sessions = _buttons_service(tmp_path)
+    # The connection was logged in before the service started: it lists at once.
+    assert len([m for m in ami.sent() if m.get("Action") == "CoreShowChannels"]) == 1
+    ami.answer_listing([
+        _listed("PJSIP/901-0000000a", "1795800000.10", "1795800000.10", "hotline", "queue",
+                "Queue", bridge="b-1"),
+        _listed("PJSIP/202-0000000b", "1795800000.11", "1795800000.10", "operators", "s",
+                "AppQueue", bridge="b-1"),
+        _listed("PJSIP/902-0000000c", "1795800000.12", "1795800000.12", "hotline", "queue",
+                "Queue"),
+        _listed("PJSIP/901-0000000d", "1795800000.13", "1795800000.99", "staff", "s", "Dial"),
+        _listed("PJSIP/203-0000000e", "1795800000.14", "1795800000.14", "operators", "s"),
+    ])
+    assert counts(sessions)["incidents"] == 2
+    assert _transitions(sessions, 1) == ["new", "talking"]
+    assert _transitions(sessions, 2) == ["new", "operator_ringing"]
+    ami.receive("Event: AgentConnect\nChannel: PJSIP/902-0000000c\nUniqueid: 1795800000.12\n"
+                "Interface: PJSIP/204\nMemberName: Operator 4\n\n")
+    assert _transitions(sessions, 2) == ["new", "operator_ringing", "talking"]
+    from dispatcher.alerts.storage import incident_document
+
+    with db.transaction(sessions) as session:
+        assert incident_document(session, 1)["operator"] == "202"
+        assert incident_document(session, 2)["operator"] == "204"
+
+
+def test_given_button_call_already_followed_when_ami_relogs_then_nothing_repeated(
+        tmp_path: Path) -> None:
+    """A call followed from its live events, then AMI reconnects while it talks: the listing
+    opens no second incident and records no second transition (none refused either)."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    errors: list[dict[str, Any]] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") in (LogLevel.error, LogLevel.critical):
+            errors.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        _relog_while_talking(tmp_path)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert errors == []
+
+
+def _relog_while_talking(tmp_path: Path) -> None:
+    _, ami, sessions = _buttons_service(tmp_path)
+    ami.receive("Event: Newexten\nChannel: PJSIP/901-0000002a\nContext: buttons\n"
+                "Extension: 1990\nUniqueid: 1795800000.42\nLinkedid: 1795800000.42\n\n")
+    ami.receive("Event: AgentConnect\nChannel: PJSIP/901-0000002a\nUniqueid: 1795800000.42\n"
+                "Interface: PJSIP/201\nMemberName: Operator 1\n\n")
+    connected = _listed("PJSIP/901-0000002a", "1795800000.42", "1795800000.42", "hotline",
+                        "queue", "Queue", bridge="b-9")
+    ami.login()  # reconnected
+    assert len([m for m in ami.sent() if m.get("Action") == "CoreShowChannels"]) == 2
+    ami.answer_listing([connected])
+    assert counts(sessions)["incidents"] == 1
+    assert _transitions(sessions, 1) == ["new", "talking"]
+    # A restarted server (nothing followed in memory) finds the same call: same incident,
+    # already talking, so nothing to catch up on.
+    ami2 = LoginAMI(task.Clock())
+    run = inline(sessions)
+    restarted = AlertService(task.Clock(), run, run, ami2, SETTINGS,
+                             buttons=[("901", "Pasar Girian", 1.4756, 125.1736)],
+                             panic_number="1990")
+    restarted.startService()
+    ami2.answer_listing([connected])
+    assert counts(sessions)["incidents"] == 1
+    assert _transitions(sessions, 1) == ["new", "talking"]
