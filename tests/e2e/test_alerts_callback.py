@@ -224,3 +224,64 @@ def test_given_button_calls_panic_number_then_incident_with_its_place(
     assert (doc["location"]["lat"], doc["location"]["lon"]) == (1.4756, 125.1736)  # type: ignore[index]
     assert doc["operator"] == "201"  # type: ignore[index]
     call.hangup()
+
+
+def test_given_button_call_answered_before_server_starts_then_incident_talking(
+        server: AlertServer, phones: PhoneFactory, asterisk: RunningAsterisk) -> None:
+    """The server (re)starts while a button's call is already with an operator (it saw none
+    of its events): after its AMI login it finds the call among Asterisk's channels, opens
+    the incident for button-901 and records it ``talking`` with operator 201."""
+    operator = phones.operator(1)
+    button = phones.extension("901", asterisk.password("901"))
+    call = button.call(asterisk.center.panic_number)
+    taken = operator.wait_incoming(40)
+    taken.answer()
+    taken.wait_confirmed()
+    server.start()
+
+    doc = wait_for(lambda: button_incident(server, "talking"), 15,
+                   "the incident of the call found at login to be talking")
+    assert doc["device"]["device_id"] == "button-901"  # type: ignore[index]
+    assert doc["operator"] == "201"  # type: ignore[index]
+    call.hangup()
+
+
+def test_given_button_call_queued_before_server_starts_then_followed_to_talking(
+        server: AlertServer, phones: PhoneFactory, asterisk: RunningAsterisk) -> None:
+    """The server starts while a button's call waits in the queue (no operator registered
+    yet): it opens the incident (``operator_ringing``) from the channel list, then follows
+    the live queue events: operator 201 registers, answers, and the incident is ``talking``."""
+    button = phones.extension("901", asterisk.password("901"))
+    watch = asterisk.ami()
+    try:
+        call = button.call(asterisk.center.panic_number)
+        wait_for(lambda: [e for e in watch.matching("QueueCallerJoin", Queue="operators")
+                          if e.get("Channel", "").startswith("PJSIP/901-")], 15,
+                 "the button's call to wait in the operators' queue")
+    finally:
+        watch.close()
+        asterisk.watches.remove(watch)
+    server.start()
+
+    doc = wait_for(lambda: button_incident(server, "operator_ringing"), 15,
+                   "the queued call found at login to open an incident")
+    operator = phones.operator(1)
+    taken = operator.wait_incoming(40)
+    taken.answer()
+    taken.wait_confirmed()
+    incident_id = doc["id"]  # type: ignore[index]
+    wait_for(lambda: server.incident(incident_id)["state"] == "talking", 15,
+             "the incident to follow the live AgentConnect to talking")
+    assert server.incident(incident_id)["operator"] == "201"
+    call.hangup()
+
+
+def button_incident(server: AlertServer, state: str) -> dict[str, Any] | None:
+    """The incident of the first button press in the server's feed once it is in ``state``,
+    else None."""
+    _, feed = server.request("GET", "/incidents/feed?after=0")
+    opened = [e for e in feed["events"] if e["event"] == "button_pressed"]
+    if not opened:
+        return None
+    doc = server.incident(opened[0]["incident_id"])
+    return doc if doc["state"] == state else None
