@@ -103,19 +103,27 @@ def _clean_asterisk_after_test(request: pytest.FixtureRequest) -> Iterator[None]
     running: RunningAsterisk = request.getfixturevalue("asterisk")
     if running.proc is None or running.proc.poll() is not None:
         return
-    watch = running.ami()
-    try:
-        if re.search(r"^(\d+) active channels?", watch.command("core show channels count"),
-                     re.M) is None:
-            return
-        watch.command("channel request hangup all")
 
-        def idle() -> bool:
+    def channels() -> int | None:
+        # A fresh connection each time: an asterisk-ami connection left idle may stop
+        # listening (its reader thread dies on a socket timeout).
+        watch = running.ami()
+        try:
             found = re.search(r"^(\d+) active channels?",
                               watch.command("core show channels count"), re.M)
-            return found is not None and found.group(1) == "0"
+            return int(found.group(1)) if found else None
+        except RuntimeError:
+            return None
+        finally:
+            watch.close()
+            running.watches.remove(watch)
 
-        wait_for(idle, 15, "the shared Asterisk to have no channels left")
+    if channels() == 0:
+        return
+    watch = running.ami()
+    try:
+        watch.command("channel request hangup all")
     finally:
         watch.close()
         running.watches.remove(watch)
+    wait_for(lambda: channels() == 0, 15, "the shared Asterisk to have no channels left")

@@ -692,6 +692,7 @@ class AMIClientFactory(Factory):
     """Builds an :class:`AMIProtocol` with a fresh :class:`AMIClient` per connection."""
 
     protocol = AMIProtocol
+    noisy = False  # the service logs connections and logins itself
 
     def __init__(self, make_client: Callable[[], AMIClient]) -> None:
         self.make_client = make_client

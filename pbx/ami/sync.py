@@ -39,6 +39,7 @@ class ModelSync:
         self._held: list[Message] | None = None
         self._running: defer.Deferred[None] | None = None
         self._listeners: list[Callable[[LiveModel], object]] = []
+        self._refused: set[str] = set()  # lists this AMI user may not read
         service.subscribe_all(self._event)
         service.on_connected(self._connected)
 
@@ -73,23 +74,30 @@ class ModelSync:
         self._held = []
         timeout = self.LIST_TIMEOUT
 
-        def optional(d: defer.Deferred[ListResult], what: str) -> defer.Deferred[Any]:
-            # A list the AMI user may not read (permission) must not stop the others.
+        def optional(ask: Callable[..., defer.Deferred[ListResult]],
+                     what: str) -> defer.Deferred[Any]:
+            # A list the AMI user may not read (permission) must not stop the others; it is
+            # not asked for again (the center's least-privilege user is refused
+            # PJSIPShowEndpoints by design; device states and events stand in for it).
+            if what in self._refused:
+                return defer.succeed(None)
+
             def refused(failure: Failure) -> None:
                 failure.trap(AMIActionError)
-                log.warn("AMI resync: {what} refused ({error}); kept from events",
+                self._refused.add(what)
+                log.info("AMI resync: {what} refused ({error}); kept from events from now on",
                          what=what, error=failure.getErrorMessage())
                 return None
 
-            return d.addErrback(refused)
+            return ask(timeout=timeout).addErrback(refused)
 
         lists = defer.gatherResults(
             [
                 client.coreshowchannels(timeout=timeout),
                 client.bridgelist(timeout=timeout),
-                optional(client.queuestatus(timeout=timeout), "QueueStatus"),
-                optional(client.pjsipshowendpoints(timeout=timeout), "PJSIPShowEndpoints"),
-                optional(client.devicestatelist(timeout=timeout), "DeviceStateList"),
+                optional(client.queuestatus, "QueueStatus"),
+                optional(client.pjsipshowendpoints, "PJSIPShowEndpoints"),
+                optional(client.devicestatelist, "DeviceStateList"),
             ],
             consumeErrors=True,
         )
