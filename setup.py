@@ -16,6 +16,7 @@ setup(
         "dispatcher.web",
         "dispatcher.api",
         "dispatcher.alerts",
+        "dispatcher.hotline",
         "dispatcher.calllog",
         "dispatcher.calllog.migrations",
         "dispatcher.calllog.migrations.versions",
