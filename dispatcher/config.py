@@ -28,6 +28,7 @@ __all__ = [
 # The six agencies a center bridges to. Keys are stable identifiers used in the dialplan,
 # the call log and the API.
 AGENCY_KINDS = ("police", "fire", "health", "disaster", "public_order", "transport")
+QUEUE_NAME_FORBIDDEN = (",", ";", "|", "\\", '"')
 EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
 NUMBER_RE = re.compile(r"^\+?[0-9]{2,20}$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
@@ -299,7 +300,13 @@ class _Parser:
                 raise ext_v.error("is required")
             ext = self.extension(ext_v)
             self.claim(ext, f"operator {ext}", ext_v)
-            operators.append(Operator(ext, sec.text("name", f"Operator {i + 1}")))
+            name = sec.text("name", f"Operator {i + 1}", max_len=60)
+            if any(c in name for c in QUEUE_NAME_FORBIDDEN):
+                # The name is a field of a queues.conf member line: a comma would shift the
+                # fields after it, a semicolon would cut the line as a comment.
+                raise sec.get("name").error(
+                    f"must not contain any of {' '.join(QUEUE_NAME_FORBIDDEN)}")
+            operators.append(Operator(ext, name))
         if not operators:
             raise ops_v.error("needs at least one operator")
 

@@ -75,6 +75,8 @@ def test_given_an_agency_phone_that_is_an_operator_when_loaded_then_error_names_
         ("  - key: transport", "  - key: trains", "agencies[5].key", "must be one of"),
         ("    lat: 1.4756", "    lat: 91.5", "buttons[0].lat", "must be between -90 and 90"),
         ("recordings: true", "recordings: true\nrecordngs: false", "recordngs", "unknown key"),
+        ("    name: Operator 2", "    name: Operator 2; desk B", "operators[1].name",
+         "must not contain"),
         ('    fallback: "309"', '    fallback: "201"', "agencies[0].fallback",
          "201 is already operator 201"),
         ('    fallback: "309"', '    fallback: "+62438123"', "agencies[0].fallback",
