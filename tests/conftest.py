@@ -101,12 +101,18 @@ def _clean_asterisk_after_test(request: pytest.FixtureRequest) -> Iterator[None]
     if "asterisk" not in request.fixturenames:
         return
     running: RunningAsterisk = request.getfixturevalue("asterisk")
+    # AMI connections the test opened: each would otherwise be fed every event of every
+    # later test until the session ends.
+    while running.watches:
+        watch = running.watches.pop()
+        try:
+            watch.close()
+        except Exception:  # noqa: BLE001 — Asterisk may have closed it already
+            pass
     if running.proc is None or running.proc.poll() is not None:
         return
 
     def channels() -> int | None:
-        # A fresh connection each time: an asterisk-ami connection left idle may stop
-        # listening (its reader thread dies on a socket timeout).
         watch = running.ami()
         try:
             found = re.search(r"^(\d+) active channels?",

@@ -29,6 +29,11 @@ from pbx.provision import AsteriskInstall
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "siaga.example.yaml"
 
+# Every deadline a test waits on is multiplied by this. A deadline only costs time when the
+# awaited thing does not happen, so a generous factor makes a slow or stalled machine (a
+# loaded CI host, a disk that pauses for seconds) wait longer instead of failing.
+PATIENCE = float(os.environ.get("SIAGA_TEST_PATIENCE", "3"))
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port nobody listens on right now (TCP or UDP)."""
@@ -58,7 +63,9 @@ IDLE_HOOKS: list[Callable[[], object]] = []
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str,
              interval: float = 0.05) -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds
+    (times :data:`PATIENCE`)."""
+    timeout *= PATIENCE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -80,6 +87,14 @@ class AmiWatch:
     client: AMIClient
     events: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Why the reader thread stopped, once it has (a closed connection or a parse error).
+    ended: str | None = None
+    # The latest responses and unrecognised packets, to explain an answer that never came.
+    recent: list[str] = field(default_factory=list)
+
+    def _note(self, text: str) -> None:
+        self.recent.append(text)
+        del self.recent[:-20]
 
     def _on_event(self, event, **_kw) -> None:  # noqa: ANN001
         record = dict(event.keys)
@@ -87,14 +102,25 @@ class AmiWatch:
         with self.lock:
             self.events.append(record)
 
+    def _on_disconnect(self, error: Exception | None = None, **_kw: object) -> None:
+        self.ended = repr(error) if error is not None else "connection closed"
+
     def action(self, name: str, **fields: str):  # noqa: ANN201
-        """Send an action and return asterisk-ami's Response."""
+        """Send an action and return asterisk-ami's Response (None if none came in time)."""
         return self.client.send_action(SimpleAction(name, **fields)).response
+
+    def no_answer(self, name: str) -> str:
+        """Why an action got no answer, for an error message."""
+        reader = f"reader stopped: {self.ended}" if self.ended else "reader still running"
+        return (f"AMI action {name} got no answer in {self.client._timeout:.0f} s ({reader});"
+                f" latest packets: {self.recent}")
 
     def command(self, cli: str) -> str:
         """Run a CLI command through AMI and return its output."""
         response = self.action("Command", Command=cli)
-        if response is None or response.status != "Success":
+        if response is None:
+            raise RuntimeError(f"CLI command {cli!r}: {self.no_answer('Command')}")
+        if response.status != "Success":
             raise RuntimeError(f"CLI command {cli!r} failed: {response}")
         return response.keys.get("Output", "")
 
@@ -107,15 +133,64 @@ class AmiWatch:
     def wait_event(self, name: str, timeout: float = 10.0, **fields: str) -> dict[str, str]:
         """Wait for an event with this name and field values; return the first one."""
         found = wait_for(lambda: self.matching(name, **fields), timeout,
-                         f"AMI event {name} {fields}")
+                         f"AMI event {name} {fields}"
+                         + (f" (reader stopped: {self.ended})" if self.ended else ""))
         return found[0]  # type: ignore[index]
 
     def close(self) -> None:
-        """Log off and close."""
+        """Log off and close (the reader thread is woken, not left to a timeout)."""
         try:
             self.client.logoff()
         finally:
+            sock = self.client._socket
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by Asterisk
             self.client.disconnect()
+
+
+class _AmiClient(AMIClient):
+    """asterisk-ami's client, tolerant of the empty lines Asterisk sometimes puts between
+    messages.
+
+    asterisk-ami cuts the stream at each empty line and recognises a packet only when it
+    starts with ``Response:`` or ``Event:``. Asterisk's ``TestEvent`` (Debian builds it with
+    the test framework) ends with one more CR LF than other messages, so the packet after
+    it started with CR LF and asterisk-ami dropped it as unknown: a lost answer or a lost
+    event. Leading line ends are not part of any message; they are removed before
+    asterisk-ami reads the packet.
+    """
+
+    def fire_recv_pack(self, pack: str) -> None:
+        """Hand the packet, without leading line ends, to asterisk-ami."""
+        super().fire_recv_pack(pack.lstrip("\r\n"))
+
+
+def open_watch(host: str, port: int, username: str, secret: str,
+               timeout: float = 10.0) -> AmiWatch:
+    """A logged-in asterisk-ami connection recording events.
+
+    Answers are awaited ``timeout`` × :data:`PATIENCE` seconds. asterisk-ami reads with the
+    same timeout on its socket, so a connection quiet for that long would lose its reader
+    thread; once logged in the socket is made blocking (closing wakes it) so an idle watch
+    keeps listening.
+    """
+    client = _AmiClient(address=host, port=port, timeout=timeout * PATIENCE)
+    client.connect()
+    watch = AmiWatch(client)
+    client.add_event_listener(watch._on_event)
+    client.add_listener(
+        on_disconnect=watch._on_disconnect,
+        on_response=lambda response, **_kw: watch._note(f"response {response.keys}"),
+        on_unknown=lambda pack, **_kw: watch._note(f"unknown {pack!r}"),
+        on_action=lambda action, **_kw: watch._note(f"action {action.name} {action.keys}"))
+    response = client.login(username=username, secret=secret).response
+    if response is None or response.status != "Success":
+        client.disconnect()
+        raise RuntimeError(f"AMI login refused: {response}")
+    client._socket.settimeout(None)
+    return watch
 
 
 class RunningAsterisk:
@@ -174,16 +249,9 @@ class RunningAsterisk:
 
     def ami(self, timeout: float = 10.0) -> AmiWatch:
         """A new logged-in AMI connection recording events (closed at the session's end)."""
-        client = AMIClient(address=self.center.ami.host, port=self.center.ami.port,
-                           timeout=timeout)
-        client.connect()
-        watch = AmiWatch(client)
-        client.add_event_listener(watch._on_event)
-        response = client.login(username=self.prepared.creds.ami_username,
-                                secret=self.prepared.creds.ami_secret).response
-        if response is None or response.status != "Success":
-            client.disconnect()
-            raise RuntimeError(f"AMI login refused: {response}")
+        watch = open_watch(self.center.ami.host, self.center.ami.port,
+                           self.prepared.creds.ami_username, self.prepared.creds.ami_secret,
+                           timeout)
         self.watches.append(watch)
         return watch
 
@@ -290,16 +358,8 @@ class SiagaProcess:
         from dispatcher.credentials import ensure_credentials
 
         creds = ensure_credentials(self.center)
-        client = AMIClient(address=self.center.ami.host, port=self.center.ami.port,
-                           timeout=timeout)
-        client.connect()
-        watch = AmiWatch(client)
-        client.add_event_listener(watch._on_event)
-        response = client.login(username=creds.ami_username, secret=creds.ami_secret).response
-        if response is None or response.status != "Success":
-            client.disconnect()
-            raise RuntimeError(f"AMI login refused: {response}")
-        return watch
+        return open_watch(self.center.ami.host, self.center.ami.port,
+                          creds.ami_username, creds.ami_secret, timeout)
 
     def asterisk_pid(self) -> int | None:
         """The pid of the Asterisk running on this state directory, if any."""

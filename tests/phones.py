@@ -34,7 +34,8 @@ import pytest
 from pbx.phone import tones
 from pbx.phone.host import PhoneHost, RemoteCall, RemotePhone
 from pbx.phone.phone import Call, Phone
-from pbx.phone.stack import PhoneError, SipStack
+from pbx.phone.stack import PhoneError, SipStack, T
+from tests.harness import PATIENCE
 
 AnyPhone = Phone | RemotePhone  # a phone here, or in a PhoneHost child process
 AnyCall = Call | RemoteCall
@@ -254,10 +255,19 @@ def check_two_way_audio(
     return result
 
 
+class PatientStack(SipStack):
+    """The tests' stack: every deadline a phone waits on is stretched by ``PATIENCE``, as
+    the harness's own waits are (a stalled machine makes a test slower, not red)."""
+
+    def wait_until(self, predicate: Callable[[], T], timeout: float, what: str) -> T:
+        """:meth:`SipStack.wait_until` with ``timeout`` × ``PATIENCE``."""
+        return super().wait_until(predicate, timeout * PATIENCE, what)
+
+
 @pytest.fixture(scope="session")
 def sip_stack() -> Iterator[SipStack]:
     """The process's pjsua2 stack, started once per test session, closed at its end."""
-    stack = SipStack()
+    stack = PatientStack()
     yield stack
     stack.close()
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from pbx.phone.phone import Call, Phone
-from tests.harness import AmiWatch, RunningAsterisk, wait_for
+from tests.harness import PATIENCE, AmiWatch, RunningAsterisk, wait_for
 from tests.phones import PhoneFactory
 
 QUEUE = "operators"
@@ -54,7 +54,7 @@ def wait_no_channels(ami: AmiWatch, timeout: float = 10.0) -> None:
     def quiet() -> bool:
         try:
             return "0 active channels" in ami.command("core show channels count")
-        except RuntimeError:  # asterisk-ami now and then loses an answer: ask again
+        except RuntimeError:  # no answer in time (Asterisk busy): ask again
             return False
 
     wait_for(quiet, timeout, "every channel to be gone")
@@ -108,7 +108,7 @@ def wait_two_way_audio(phones: PhoneFactory, a: Call, b: Call, timeout: float = 
     re-forms); the check is repeated rather than failing on that gap. Returns the last
     :class:`tests.phones.TwoWay`.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * PATIENCE
     while True:
         heard = phones.two_way_audio(a, b)
         if heard.both or time.monotonic() >= deadline:

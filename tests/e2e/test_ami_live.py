@@ -20,7 +20,7 @@ from pbx.ami.client import AMIConnectionLost, AMIService, AMITimeout, Credential
 from pbx.ami.model import LiveModel
 from pbx.ami.sync import ModelSync
 from pbx.provision import AsteriskInstall
-from tests.harness import RunningAsterisk, start_asterisk
+from tests.harness import PATIENCE, RunningAsterisk, start_asterisk
 
 pytestmark = pytest.mark.asterisk
 
@@ -84,7 +84,9 @@ class Live:
 
     def until(self, predicate: Callable[[], object], timeout: float, what: str
               ) -> defer.Deferred[None]:
-        """Poll ``predicate`` on the reactor until true; fail after ``timeout`` seconds."""
+        """Poll ``predicate`` on the reactor until true; fail after ``timeout`` seconds
+        (times the harness's PATIENCE)."""
+        timeout *= PATIENCE
         deadline = self.reactor.seconds() + timeout
 
         @defer.inlineCallbacks

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,19 @@ def browser() -> Iterator[object]:
         yield driver
 
 
+def settled(check: Callable[[], object]) -> Callable[[], object]:
+    """``check`` as a wait predicate that is merely false while the page is being replaced
+    (an element not there yet, or one from the page just left)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def predicate() -> object:
+        try:
+            return check()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+    return predicate
+
+
 def log_in(driver, base: str, extension: str, password: str) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
 
@@ -56,8 +69,8 @@ def test_given_a_supervisor_when_logging_in_then_the_wallboard_follows_a_waiting
     base = f"http://{center.http.host}:{center.http.port}"
     supervisor = center.supervisors[0]
     log_in(browser, base, supervisor, creds.console_passwords[supervisor])
-    wait_for(lambda: browser.current_url.endswith("/wallboard")
-             and browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"),
+    wait_for(settled(lambda: browser.current_url.endswith("/wallboard")
+                     and browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded")),
              15, "the wallboard to load its data")
     assert browser.find_element(By.ID, "waiting").text == "0"
     operators = browser.find_element(By.ID, "operators").text
@@ -71,10 +84,10 @@ def test_given_a_supervisor_when_logging_in_then_the_wallboard_follows_a_waiting
         phones.stack.pump(50)
         return browser.find_element(By.ID, "waiting").text
 
-    wait_for(lambda: waiting_count() == "1", 30, "the caller on the wallboard")
+    wait_for(settled(lambda: waiting_count() == "1"), 30, "the caller on the wallboard")
     assert "081355501234" in browser.find_element(By.ID, "callers").text
     call.hangup()
-    wait_for(lambda: waiting_count() == "0", 15, "the caller to leave the wallboard")
+    wait_for(settled(lambda: waiting_count() == "0"), 15, "the caller to leave the wallboard")
 
 
 def test_given_wrong_password_when_logging_in_then_stays_on_login_with_reason(
@@ -85,8 +98,10 @@ def test_given_wrong_password_when_logging_in_then_stays_on_login_with_reason(
     center = center_server.center
     base = f"http://{center.http.host}:{center.http.port}"
     log_in(browser, base, center.operators[0].extension, "wrong")
-    error = wait_for(lambda: browser.find_elements(By.CLASS_NAME, "error"), 10, "an error")
-    assert error[0].text  # type: ignore[index]
+    error = wait_for(settled(lambda: [e.text for e in
+                                      browser.find_elements(By.CLASS_NAME, "error")]),
+                     10, "an error")
+    assert error[0]  # type: ignore[index]
     assert "/login" in browser.current_url
     browser.get(base + "/wallboard.json")
     assert "login_required" in browser.page_source

@@ -70,6 +70,8 @@ class HarnessAmi(AMIActions):
                 keys[key] = value
         self.sent.append(name)
         response = self.watch.client.send_action(Action(name, keys, variables)).response
+        if response is None:
+            return defer.fail(AssertionError(self.watch.no_answer(name)))
         message = Message("response", response.status, dict(response.keys))
         if response.status == "Error":
             return defer.fail(AMIActionError(name, message))
@@ -294,3 +296,4 @@ def test_given_a_callback_connected_when_operator_keys_conference_then_ambulance
     op_call.wait_disconnected(10)
     heard = wait_two_way_audio(phones, citizen_call, health_call)
     assert heard.both, heard
+

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.phone import CallState
 from pbx.phone.probe import ProbeConfig, run_probe
-from pbx.phone.stack import PhoneError
+from tests.harness import wait_for
 
 if TYPE_CHECKING:
     from pbx.phone.stack import SipStack
@@ -22,6 +22,50 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.asterisk
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+class OutputLines:
+    """A child's standard output read as it comes (threads drain both pipes)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self._lines: list[str] = []
+        self._errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(proc.stdout, self._lines), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self._errors), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(pipe: IO[str] | None, into: list[str]) -> None:
+        assert pipe is not None
+        for line in pipe:
+            into.append(line)
+
+    def text(self) -> str:
+        """Everything printed so far."""
+        return "".join(list(self._lines))
+
+    def saw(self, needle: str) -> bool:
+        """Whether the output holds ``needle``; raises if the child already exited."""
+        if needle in self.text():
+            return True
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the command exited {self.proc.returncode}: {self.text()}")
+        return False
+
+    def finish(self, timeout: float) -> str:
+        """Wait for the child to exit; its standard error."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(timeout)
+        return "".join(self._errors)
 
 
 def siaga(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -159,24 +203,22 @@ def test_given_the_phone_command_answering_when_called_then_the_caller_hears_its
         ],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines = OutputLines(proc)
     try:
         operator = phones.operator(2)
-        # The command registers in its own time: call once Asterisk can reach it.
-        call = None
-        for _attempt in range(50):
-            call = operator.call(police.user)
-            try:
-                call.wait_confirmed(5)
-                break
-            except PhoneError:
-                operator.stack.run_for(0.2)
-        assert call is not None and call.state == CallState.CONFIRMED
+        # The command registers in its own time (a loaded machine may take seconds to even
+        # import it): call once it says Asterisk took its registration.
+        wait_for(lambda: lines.saw("registration 200"), 60,
+                 f"siaga phone to register (it printed {lines.text()!r})")
+        call = operator.call(police.user)
+        call.wait_confirmed(10)
         call.start_recording(tmp_path / "operator-hears.wav")
         heard = call.wait_heard(1.3)
         assert tones.hears_tone(heard, 1209.0, skip_s=0.3)
         call.hangup()
     finally:
         proc.terminate()  # SIGTERM: the command closes its stack and exits 0
-        out, err = proc.communicate(timeout=15)
+        err = lines.finish(timeout=15)
     assert proc.returncode == 0, err
+    out = lines.text()
     assert "incoming" in out and "state CONFIRMED" in out
