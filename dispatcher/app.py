@@ -19,10 +19,11 @@ from twisted.python.threadpool import ThreadPool
 
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.alerts.callback import DialerSettings
+from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.service import AlertSettings
 from dispatcher.api.service import ensure_operator_token, make_api
 from dispatcher.calllog.db import transaction
-from dispatcher.calllog.journey import Directory
+from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
@@ -195,6 +196,15 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         operator_token=ensure_operator_token(center.state_dir),
     )
     server.add("alerts", api.service)
+
+    # An incident's citizen now talking with an agency (the operator's transfer or
+    # conference, seen in the call's journey) moves the incident to handed_to_agency.
+    def handed_over(record: JourneyRecord, agency: str) -> None:
+        if record.incident_ref is not None:
+            api.alerts.report(record.incident_ref, IncidentInput.HAND_TO_AGENCY,
+                              detail=f"{agency} answered", agency=agency)
+
+    calllog.builder.on_handoff = handed_over
 
     site = build_site(
         center, prepared.creds, reactor.seconds,

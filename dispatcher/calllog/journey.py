@@ -315,6 +315,10 @@ class Journey:
         self.outbound_hint = False
         self._pending_marks: list[tuple[float, str, str, str]] = []
         self.last_time = 0.0
+        #: Called once per agency with (record, agency key) when an incident's citizen first
+        #: shares a bridge with that agency's phone (the JourneyBuilder sets it).
+        self.on_handoff: Callable[[JourneyRecord, str], object] | None = None
+        self._handed: set[str] = set()
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -556,6 +560,23 @@ class Journey:
             )
         self._check_answered(t)
         self._check_conferences(t)
+        self._check_handoff()
+
+    def _check_handoff(self) -> None:
+        """Tell ``on_handoff`` when an incident's citizen talks with an agency: both in one
+        bridge (a blind or completed attended transfer) or one conference (the agency's
+        Local leg resolved by :meth:`_people`). An operator consulting an agency while the
+        citizen waits on hold is not a hand-off."""
+        if self.on_handoff is None or self.record is None or self.record.incident_ref is None:
+            return
+        citizen = self.channels.get(self.citizen or "")
+        if citizen is None or citizen.bridge is None:
+            return
+        for uid in self._reachable(citizen.bridge):
+            chan = self.channels[uid]
+            if chan.role == "agency" and chan.code and chan.code not in self._handed:
+                self._handed.add(chan.code)
+                self.on_handoff(self.record, chan.code)
 
     def _people(self, bridge: str) -> set[str]:
         """The people talking in a bridge: its own channels and, when two of them talk there,
@@ -576,6 +597,27 @@ class Journey:
                     for u in self.bridges.get(partner.bridge, set())
                     if self.channels[u].role != "local"
                 }
+        return people
+
+    def _reachable(self, bridge: str) -> set[str]:
+        """Everyone who hears a bridge: its members and, through each Local pair in it, the
+        members of the bridge the pair's other half is in (and so on)."""
+        people: set[str] = set()
+        seen: set[str] = set()
+        todo = [bridge]
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            for uid in self.bridges.get(current, ()):
+                chan = self.channels[uid]
+                if chan.role != "local":
+                    people.add(uid)
+                    continue
+                partner = self.channels.get(self._partners.get(uid, ""))
+                if partner is not None and partner.bridge is not None:
+                    todo.append(partner.bridge)
         return people
 
     def _check_conferences(self, t: float) -> None:
@@ -741,6 +783,7 @@ class Journey:
                 self.record.incident_ref = int(value)
             except ValueError:
                 self.event(t, "bad_incident_ref", chan.name if chan else "", value=value)
+            self._check_handoff()
         elif name == "AGENCY" and chan is not None and chan.role != "agency" and value:
             chan.role, chan.code = "agency", value
             self._start_attempt(chan, t)
@@ -750,6 +793,7 @@ class Journey:
                 chan.talk_leg = self._open_leg(
                     LegRecord("agency_talk", t, chan.name, uid, agency=value)
                 )
+                self._check_handoff()
 
     def caller_seen(self, uid: str, number: str, name: str = "") -> None:
         """A later record shows the caller ID of a channel (Local channels start without it)."""
@@ -923,8 +967,12 @@ class JourneyBuilder:
     record (``complete=True``) when its last channel hangs up.
     """
 
-    def __init__(self, directory: Directory | None = None) -> None:
+    def __init__(self, directory: Directory | None = None,
+                 on_handoff: Callable[[JourneyRecord, str], object] | None = None) -> None:
         self.directory = directory or Directory()
+        #: ``on_handoff(record, agency)``: an incident's citizen now talks with ``agency``
+        #: (see :meth:`Journey._check_handoff`); the server moves the incident on with it.
+        self.on_handoff = on_handoff
         self.journeys: dict[str, Journey] = {}
         self.by_uid: dict[str, Journey] = {}
         self.aliases: dict[str, Journey] = {}  # linkedid merged into another journey
@@ -1012,6 +1060,7 @@ class JourneyBuilder:
         started = journey is None
         if journey is None:
             journey = self.journeys[linkedid] = Journey(linkedid, self.directory)
+            journey.on_handoff = self.on_handoff
         self.by_uid[uid] = journey
         self._on_newchannel(journey, dict(event), t)
         if started and journey.record is not None:
