@@ -50,6 +50,7 @@ _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Report = Callable[[int, IncidentInput, str, "str | None"], object]
 CallbackState = Callable[[int, str], object]
+CitizenMissed = Callable[[int], object]
 
 
 class Originator(Protocol):
@@ -103,12 +104,16 @@ class CallbackDialer:
     """Runs the operator-first callbacks of alert incidents (see the module docstring)."""
 
     def __init__(self, clock: IReactorTime, ami: Originator, settings: DialerSettings,
-                 report: Report, callback_state: CallbackState) -> None:
+                 report: Report, callback_state: CallbackState,
+                 citizen_missed: CitizenMissed | None = None) -> None:
         self.clock = clock
         self.ami = ami
         self.settings = settings
         self.report = report
         self.callback_state = callback_state
+        #: ``citizen_missed(callback_id)``: the citizen left one more attempt unanswered
+        #: (stored, so a restarted server goes on counting: see :meth:`resume`).
+        self.citizen_missed = citizen_missed
         self.active: dict[int, _Attempt] = {}
         self.waiting: deque[CallbackJob] = deque()
         self._by_action: dict[str, int] = {}
@@ -142,10 +147,19 @@ class CallbackDialer:
         Attempt numbers continue after the ones already counted in the database, so the dead
         process's events are never taken for the new process's.
         """
+        if job.incident_id in self.active:
+            return
+        missed = job.citizen_no_answers
+        if missed >= self.settings.citizen_attempts:
+            # The previous process counted the last attempt but died before giving up.
+            self.report(job.incident_id, IncidentInput.GIVE_UP,
+                        f"citizen unreachable after {missed} attempts", None)
+            self.callback_state(job.callback_id, "failed")
+            return
         prefix = f"siaga-alert-{job.incident_id}-"
         live = [c for c in live_channels if c.startswith(prefix)]
-        if not live or job.incident_id in self.active:
-            attempt = _Attempt(job, seq=job.attempts)
+        if not live:
+            attempt = _Attempt(job, citizen_attempt=missed + 1, seq=job.attempts)
             self.active[job.incident_id] = attempt
             self.report(job.incident_id, IncidentInput.DIAL_OPERATOR,
                         "resumed after a restart", None)
@@ -154,7 +168,8 @@ class CallbackDialer:
         channel_id = live[-1]
         seq_text = channel_id[len(prefix):].split("-", 1)[0]
         seq = int(seq_text) if seq_text.isdigit() else job.attempts
-        attempt = _Attempt(job, seq=seq, phase="originating", channel_id=channel_id)
+        attempt = _Attempt(job, citizen_attempt=missed + 1, seq=seq, phase="originating",
+                           channel_id=channel_id)
         self.active[job.incident_id] = attempt
         self._by_channel[channel_id] = job.incident_id
         log.info("incident {incident}: following callback call {channel} left by the "
@@ -305,6 +320,8 @@ class CallbackDialer:
 
     def _citizen_failed(self, attempt: _Attempt, why: str) -> None:
         incident_id = attempt.job.incident_id
+        if self.citizen_missed is not None:
+            self.citizen_missed(attempt.job.callback_id)
         self.report(incident_id, IncidentInput.CITIZEN_NO_ANSWER,
                     f"attempt {attempt.citizen_attempt} of {self.settings.citizen_attempts}: "
                     + why, attempt.operator)

@@ -97,7 +97,7 @@ class AlertService(Service):
         self._batcher = AlertBatcher(write, self._now)
         if ami is not None:
             self.dialer = CallbackDialer(clock, ami, self.settings.dialer, self.report,
-                                         self._callback_state)
+                                         self._callback_state, self._citizen_missed)
             if panic_number is not None:
                 self.watcher = ButtonWatcher(panic_number, [b[0] for b in self.buttons],
                                              self._open_button_incident, self.report,
@@ -329,6 +329,10 @@ class AlertService(Service):
     def _callback_state(self, callback_id: int, state: str) -> None:
         d = self.write(storage.set_callback, callback_id, state, self._now())
         d.addErrback(self._log_failure, f"callback {callback_id} -> {state}")
+
+    def _citizen_missed(self, callback_id: int) -> None:
+        d = self.write(storage.citizen_no_answer, callback_id, self._now())
+        d.addErrback(self._log_failure, f"callback {callback_id}: count a missed attempt")
 
     # -- buttons -------------------------------------------------------------------------
 

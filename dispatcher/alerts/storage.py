@@ -65,6 +65,7 @@ class CallbackJob:
     incident_id: int
     number: str
     attempts: int
+    citizen_no_answers: int = 0  # attempts the citizen already left unanswered
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,11 @@ def set_callback(session: Session, callback_id: int, state: str, now: dt.datetim
     store.set_callback_state(session, callback_id, state, now=now)
 
 
+def citizen_no_answer(session: Session, callback_id: int, now: dt.datetime) -> int:
+    """Count an attempt the citizen did not answer (kept for a restarted server)."""
+    return store.count_citizen_no_answer(session, callback_id, now=now)
+
+
 def pending_callbacks(session: Session) -> list[CallbackJob]:
     """Alert callbacks not finished whose incident still wants one (recovery at start-up)."""
     jobs = []
@@ -324,7 +330,7 @@ def pending_callbacks(session: Session) -> list[CallbackJob]:
                                                       IncidentState.OPERATOR_RINGING):
             continue
         jobs.append(CallbackJob(callback.id, callback.incident_id, callback.number,
-                                callback.attempts))
+                                callback.attempts, callback.citizen_no_answers))
     return jobs
 
 

@@ -295,6 +295,9 @@ class Callback(Base):
     origin_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Times the citizen did not answer an alert's callback: a restarted server goes on
+    # counting from here instead of granting the citizen a fresh set of attempts.
+    citizen_no_answers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

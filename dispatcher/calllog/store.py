@@ -336,6 +336,18 @@ def set_callback_state(
     return callback
 
 
+def count_citizen_no_answer(session: Session, callback_id: int,
+                            now: dt.datetime | None = None) -> int:
+    """The citizen missed one more callback attempt; the count so far."""
+    callback = session.get(Callback, callback_id)
+    if callback is None:
+        raise LookupError(f"no callback {callback_id}")
+    callback.citizen_no_answers += 1
+    callback.updated_at = _now(now)
+    session.flush()
+    return callback.citizen_no_answers
+
+
 def pending_callbacks(session: Session) -> list[Callback]:
     """Callbacks not done yet (pending or ringing), oldest first."""
     return list(

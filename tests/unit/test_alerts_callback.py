@@ -543,3 +543,69 @@ def _relog_while_talking(tmp_path: Path) -> None:
     ami2.answer_listing([connected])
     assert counts(sessions)["incidents"] == 1
     assert _transitions(sessions, 1) == ["new", "talking"]
+
+
+def test_given_citizen_missed_an_attempt_when_restarted_then_counting_goes_on(
+        tmp_path: Path) -> None:
+    """Attempt 1 of 2 goes unanswered, then the process dies during the retry interval. The
+    next process rings again for attempt 2 (not 1 of a fresh 2); when that is missed too the
+    incident is unreachable and nothing more is sent."""
+    clock = task.Clock()
+    ami = WireAMI(clock)
+    service, sessions, clock = make_service(tmp_path, ami=ami, settings=SETTINGS, clock=clock)
+    service.startService()
+    status, _, _ = Http(service, clock).request(
+        "POST", "/api/v1/alerts",
+        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert status == 201
+    ami.accept(ami.originates()[0])
+    ami.stage(1, 1, "operator_answered", Operator="202")
+    ami.stage(1, 1, "citizen_done", DialStatus="NOANSWER")
+    with sessions() as session:
+        assert session.query(Callback).one().citizen_no_answers == 1
+    service.stopService()  # the process is gone before the 30 s retry
+
+    ami2 = WireAMI(clock)
+    run = inline(sessions)
+    restarted = AlertService(clock, run, run, ami2, SETTINGS)
+    restarted.startService()
+    ami2.answer_channels([])
+    [again] = ami2.originates()
+    assert restarted.dialer.active[1].citizen_attempt == 2
+    seq = variables(again)["__SIAGA_ATTEMPT"]
+    ami2.accept(again)
+    ami2.stage(1, int(seq), "operator_answered", Operator="202")
+    ami2.stage(1, int(seq), "citizen_done", DialStatus="NOANSWER")
+    with sessions() as session:
+        assert session.get(Incident, 1).state == "unreachable"
+        callback = session.query(Callback).one()
+        assert (callback.state, callback.citizen_no_answers) == ("failed", 2)
+    clock.advance(600)
+    assert len(ami2.originates()) == 1
+    restarted.stopService()
+
+
+def test_given_every_attempt_missed_before_a_crash_when_restarted_then_given_up_not_redialled(
+        tmp_path: Path) -> None:
+    """The dead process counted the last missed attempt but never gave up: the next one
+    gives up at once instead of ringing an operator again."""
+    clock = task.Clock()
+    service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
+    Http(service, clock).request(
+        "POST", "/api/v1/alerts",
+        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    with sessions() as session, session.begin():
+        session.get(Incident, 1).state = "operator_ringing"
+        session.query(Callback).one().citizen_no_answers = SETTINGS.dialer.citizen_attempts
+    ami = WireAMI(clock)
+    run = inline(sessions)
+    restarted = AlertService(clock, run, run, ami, SETTINGS)
+    restarted.startService()
+    ami.answer_channels([])
+    assert ami.originates() == []
+    with sessions() as session:
+        assert session.get(Incident, 1).state == "unreachable"
+        assert session.query(Callback).one().state == "failed"
+    restarted.stopService()
