@@ -191,6 +191,35 @@ class CallbackDialer:
             if attempt.timer is not None and attempt.timer.active():
                 attempt.timer.cancel()
 
+    # -- after AMI was away --------------------------------------------------------------
+
+    def in_flight(self) -> list[tuple[int, str, str]]:
+        """``(incident, channel id, phase)`` of every callback whose call is in Asterisk."""
+        return [(incident_id, a.channel_id, a.phase) for incident_id, a in self.active.items()
+                if a.channel_id and a.phase in ("originating", "operator", "talking")]
+
+    def check_live(self, in_flight: list[tuple[int, str, str]], live: set[str]) -> None:
+        """After an AMI login: a callback call of ``in_flight`` that is not among the
+        ``live`` Uniqueids ended while AMI was away, and its events were lost. An operator
+        never seen answering → ring again; the citizen being dialled → that attempt counts
+        as missed (a needless call beats a lost one); talking → the callback is done.
+        Attempts that moved on since ``in_flight`` was taken are left alone."""
+        for incident_id, channel_id, phase in in_flight:
+            attempt = self.active.get(incident_id)
+            if (attempt is None or attempt.channel_id != channel_id or attempt.phase != phase
+                    or channel_id in live):
+                continue
+            log.warn("incident {incident}: callback call {channel} ended while AMI was away "
+                     "({phase})", incident=incident_id, channel=channel_id, phase=phase)
+            if phase == "originating":
+                self.report(incident_id, IncidentInput.OPERATOR_NO_ANSWER,
+                            "callback call ended while AMI was away", None)
+                self._retry(attempt, self.settings.operator_retry_interval)
+            elif phase == "operator":
+                self._citizen_failed(attempt, "call ended while AMI was away")
+            else:
+                self._finish(attempt)
+
     # -- AMI events ----------------------------------------------------------------------
 
     def on_originate_response(self, event: Any) -> None:

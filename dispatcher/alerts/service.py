@@ -130,7 +130,7 @@ class AlertService(Service):
         if self.buttons:
             d = self.write(storage.sync_buttons, list(self.buttons), self._now())
         on_connected = getattr(self.ami, "on_connected", None)
-        if self.watcher is not None and on_connected is not None:
+        if (self.watcher is not None or self.dialer is not None) and on_connected is not None:
             # After the buttons' rows are written (or failed to be: logged below), so that
             # a button call found at login can open its incident.
             def watch_logins(result: Any) -> Any:
@@ -349,22 +349,33 @@ class AlertService(Service):
         return d.addCallback(opened)
 
     def _watch_logins(self, on_connected: Callable[[Callable[[Any], object]], object]) -> None:
-        # Button calls that began before this login (server started or restarted during
-        # them, AMI reconnected) sent their Newchannel to nobody: find them in the channel list.
+        # What happened while AMI was away reached nobody: button calls that began before
+        # this login sent their Newchannel to no one, and a callback's call may have ended
+        # unseen. After each login the channel list tells both.
         if not self._logins_watched:  # once: AMIService has no way to remove a listener
             self._logins_watched = True
-            on_connected(self._find_button_calls)
+            on_connected(self._after_login)
         client = getattr(self.ami, "client", None)
         if client is not None and getattr(client, "logged_in", False):
-            self._find_button_calls(client)  # logged in before this service started
+            self._after_login(client)  # logged in before this service started
 
-    def _find_button_calls(self, client: Any) -> None:
-        if not self.running or self.watcher is None:
+    def _after_login(self, client: Any) -> None:
+        if not self.running:
             return  # AMIService keeps its listeners; this one outlives a stopped service
-        watcher = self.watcher
+        watcher, dialer = self.watcher, self.dialer
+        # Callbacks in Asterisk now: taken before asking, so one started after the login
+        # is not judged by a list that predates it.
+        in_flight = dialer.in_flight() if dialer is not None else []
+
+        def listed(result: Any) -> None:
+            if watcher is not None:
+                watcher.on_channels(result.events)
+            if dialer is not None and in_flight:
+                dialer.check_live(in_flight, {e.get("Uniqueid") for e in result.events})
+
         d = client.coreshowchannels()
-        d.addCallback(lambda result: watcher.on_channels(result.events))
-        d.addErrback(self._log_failure, "listing channels for button calls after AMI login")
+        d.addCallback(listed)
+        d.addErrback(self._log_failure, "listing channels after AMI login")
 
     def _tag_button_call(self, incident_id: int, channel: str) -> None:
         # The call log links the call to its incident through this inherited variable.

@@ -609,3 +609,67 @@ def test_given_every_attempt_missed_before_a_crash_when_restarted_then_given_up_
         assert session.get(Incident, 1).state == "unreachable"
         assert session.query(Callback).one().state == "failed"
     restarted.stopService()
+
+
+def _callback_in_flight(tmp_path: Path) -> tuple[AlertService, LoginAMI, Any, task.Clock, str]:
+    """A service whose alert's callback is in Asterisk (originate accepted); the service,
+    its AMI, sessions, clock and the callback call's channel id."""
+    clock = task.Clock()
+    ami = LoginAMI(clock)
+    sessions = make_service(tmp_path, clock=task.Clock())[1]
+    run = inline(sessions)
+    service = AlertService(clock, run, run, ami, SETTINGS)
+    service.startService()
+    ami.answer_listing([])  # recovery at start: nothing owed
+    status, _, _ = Http(service, clock).request(
+        "POST", "/api/v1/alerts",
+        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert status == 201
+    [originate] = ami.originates()
+    ami.accept(originate)
+    return service, ami, sessions, clock, originate["ChannelId"]
+
+
+def test_given_operator_ringing_when_ami_relogs_and_the_call_is_gone_then_rung_again(
+        tmp_path: Path) -> None:
+    """The callback call vanished while AMI was away (Asterisk restarted, say): after the
+    login's channel list the operator is rung again; the citizen's attempts are untouched."""
+    service, ami, sessions, clock, channel = _callback_in_flight(tmp_path)
+    ami.login()
+    ami.answer_listing([])
+    clock.advance(SETTINGS.dialer.operator_retry_interval)
+    assert len(ami.originates()) == 2
+    assert service.dialer.active[1].citizen_attempt == 1
+    service.stopService()
+
+
+def test_given_citizen_being_dialled_when_ami_relogs_and_the_call_is_gone_then_attempt_missed(
+        tmp_path: Path) -> None:
+    """The operator answered, the citizen was being dialled, then AMI dropped and the call
+    ended unseen: that attempt counts as missed and the retry follows the interval."""
+    service, ami, sessions, clock, channel = _callback_in_flight(tmp_path)
+    ami.stage(1, 1, "operator_answered", Operator="201")
+    ami.login()
+    ami.answer_listing([])
+    with sessions() as session:
+        assert session.query(Callback).one().citizen_no_answers == 1
+    clock.advance(SETTINGS.dialer.retry_interval)
+    assert len(ami.originates()) == 2
+    assert service.dialer.active[1].citizen_attempt == 2
+    service.stopService()
+
+
+def test_given_callback_still_up_when_ami_relogs_then_left_alone(tmp_path: Path) -> None:
+    """The call is listed after the login: nothing is re-sent, nothing counted."""
+    service, ami, sessions, clock, channel = _callback_in_flight(tmp_path)
+    ami.stage(1, 1, "operator_answered", Operator="201")
+    ami.login()
+    ami.answer_listing([_listed("Local/operator@siaga-alerts-00000001;1", channel, channel,
+                                "siaga-alerts", "citizen", "Dial")])
+    clock.advance(600)
+    assert len(ami.originates()) == 1
+    with sessions() as session:
+        assert session.query(Callback).one().citizen_no_answers == 0
+    assert service.dialer.active[1].phase == "operator"
+    service.stopService()
