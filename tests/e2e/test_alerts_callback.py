@@ -9,6 +9,7 @@ the dial string template ``PJSIP/{number}`` (a center dials ``PJSIP/{number}@tru
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -285,3 +286,54 @@ def button_incident(server: AlertServer, state: str) -> dict[str, Any] | None:
         return None
     doc = server.incident(opened[0]["incident_id"])
     return doc if doc["state"] == state else None
+
+
+def test_given_operator_ringing_when_asterisk_restarts_then_the_callback_is_rung_again(
+        tmp_path: Path, asterisk_install: Any, phones: PhoneFactory) -> None:
+    """The callback rings operator 201 when Asterisk dies (SIGKILL: no OriginateResponse,
+    no Hangup, nothing more on AMI) and is started again. After its AMI login the server
+    finds the callback's call missing and rings the operator again; the citizen is then
+    called as usual. (A graceful ``core restart`` reports the originate as failed first,
+    which the dialer has always handled.)
+
+    On an Asterisk of its own: killing it must not disturb the session's other tests."""
+    from tests.harness import start_asterisk
+
+    own = start_asterisk(tmp_path / "center", asterisk_install)
+    try:
+        server = AlertServer(own, tmp_path)
+        sip = own.sip_address
+        operator = phones.extension("201", own.password("201"), sip)
+        citizen = phones.extension(CITIZEN_EXT, own.password(CITIZEN_EXT), sip)
+        server.start()
+        try:
+            token = server.enrol("e2e-app", CITIZEN_EXT)
+            status, receipt = server.request("POST", "/alerts", alert(str(uuid.uuid4())),
+                                             token)
+            assert status == 201, receipt
+            incident_id = receipt["incident_id"]
+            first = operator.wait_incoming(30)
+
+            assert own.proc is not None
+            os.killpg(own.proc.pid, signal.SIGKILL)
+            own.proc.wait(10)
+            own.start()
+            # Asterisk forgot the first call: that INVITE will never be cancelled.
+            first.hangup()
+            second = operator.wait_incoming(60)
+            second.answer()
+            second.wait_confirmed()
+            ringing = citizen.wait_incoming(30)
+            ringing.answer()
+            ringing.wait_confirmed()
+            wait_for(lambda: server.incident(incident_id)["state"] == "talking", 15,
+                     "the callback rung again to reach talking")
+            details = [t.get("detail", "") for t in server.incident(incident_id)["transitions"]]
+            assert any("while AMI was away" in d for d in details), details
+            second.hangup()
+            ringing.wait_disconnected(15)
+        finally:
+            server.stop()
+            phones.close_all()  # unregister while this Asterisk still answers
+    finally:
+        own.stop()
