@@ -28,7 +28,11 @@ from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
-from dispatcher.hotline.callbacks import CallbackList, WriterCallbackStore
+from dispatcher.hotline.callbacks import (
+    CallbackList,
+    WriterCallbackStore,
+    stored_open_callbacks,
+)
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
@@ -182,6 +186,9 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     # The hotline's server side: queue control and transfers over AMI (the console's verbs),
     # and the callback list of abandoned and dropped calls, persisted through the writer.
     callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit))
+    # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
+    with transaction(sessions) as session:
+        callbacks.restore(stored_open_callbacks(session))
     hotline = server.add("hotline", HotlineService(ami, center, callbacks))
     missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
                                                           service=hotline))
@@ -193,7 +200,7 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     api = make_api(
         reactor, center, calllog.writer, sessions, ami,
         settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial)),
-        operator_token=ensure_operator_token(center.state_dir),
+        operator_token=ensure_operator_token(center.state_dir), hotline=hotline,
     )
     server.add("alerts", api.service)
 

@@ -5,13 +5,14 @@ methods (405 with ``Allow``), bodies over the limit (413, read and discarded, ne
 wrong ``Content-Type`` (415), and whatever the alert service refuses. A failure nobody
 expected is logged with its traceback and answered 500 without details.
 
-Operator endpoints (``/incidents...``) are for the console on the center's own machine: they
-answer only requests from a loopback address, and, when an operator token is configured,
-only with ``Authorization: Bearer <operator token>``.
+Operator endpoints (``/incidents...``, ``/callbacks...``) are for the console on the
+center's own machine: they answer only requests from a loopback address, and, when an
+operator token is configured, only with ``Authorization: Bearer <operator token>``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import io
 import ipaddress
@@ -31,6 +32,9 @@ from dispatcher.alerts.intake import parse_json_object
 from dispatcher.alerts.service import AlertService, Reply
 from dispatcher.api.errors import ApiError, json_body
 from dispatcher.config import AGENCY_KINDS
+from dispatcher.hotline.callbacks import CallbackEntry
+from dispatcher.hotline.service import HotlineService, InvalidInput
+from pbx.ami.client import AMIActionError, AMINotConnected
 
 __all__ = ["ApiRequest", "build_api", "build_root", "openapi_document"]
 
@@ -232,6 +236,20 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
+def check_operator(request: Request, operator_token: str | None) -> None:
+    """Operator endpoints: loopback callers only, with the operator token when one is set."""
+    if not _is_loopback(request):
+        raise ApiError(403, "forbidden", "operator endpoints answer the center's own "
+                       "machine only")
+    if operator_token is not None:
+        given = _header(request, b"authorization") or ""
+        expected = f"Bearer {operator_token}"
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
+            raise ApiError(401, "invalid_credentials", "send the operator token as "
+                           "Authorization: Bearer <token>",
+                           {"WWW-Authenticate": 'Bearer realm="siaga-operators"'})
+
+
 class IncidentsResource(JsonResource):
     """``/api/v1/incidents/{id}``, ``/api/v1/incidents/{id}/events``, ``.../feed``."""
 
@@ -243,16 +261,7 @@ class IncidentsResource(JsonResource):
         self.operator_token = operator_token
 
     def _check_operator(self, request: Request) -> None:
-        if not _is_loopback(request):
-            raise ApiError(403, "forbidden", "operator endpoints answer the center's own "
-                           "machine only")
-        if self.operator_token is not None:
-            given = _header(request, b"authorization") or ""
-            expected = f"Bearer {self.operator_token}"
-            if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
-                raise ApiError(401, "invalid_credentials", "send the operator token as "
-                               "Authorization: Bearer <token>",
-                               {"WWW-Authenticate": 'Bearer realm="siaga-operators"'})
+        check_operator(request, self.operator_token)
 
     def _route(self, request: Request) -> tuple[str, int | None]:
         parts = [p.decode("ascii", "replace") for p in request.postpath]
@@ -326,6 +335,94 @@ class IncidentsResource(JsonResource):
             "incident_id": r.incident_id, "from": r.from_state, "state": r.to_state}), {}))
 
 
+def callback_document(entry: CallbackEntry) -> dict[str, Any]:
+    """A callback as operators see it."""
+    created = dt.datetime.fromtimestamp(entry.created_at, dt.UTC)
+    return {
+        "id": entry.id, "number": entry.number, "reason": entry.reason,
+        "category": entry.category, "state": entry.state, "attempts": entry.attempts,
+        "created_at": created.isoformat().replace("+00:00", "Z"), "calls": list(entry.calls),
+        "endpoint": entry.endpoint,
+    }
+
+
+class CallbacksResource(JsonResource):
+    """``/api/v1/callbacks`` (the open ones) and ``/api/v1/callbacks/{id}/call``.
+
+    The hotline's callback list: citizens who hung up before an operator answered, or whose
+    call dropped right after. ``POST .../call`` with ``{"operator": "201"}`` rings that
+    operator's phone first; once answered, the dialplan dials the citizen.
+    """
+
+    isLeaf = True
+
+    def __init__(self, hotline: HotlineService, operator_token: str | None) -> None:
+        super().__init__()
+        self.hotline = hotline
+        self.operator_token = operator_token
+
+    def _route(self, request: Request) -> int | None:
+        parts = [p.decode("ascii", "replace") for p in request.postpath]
+        if parts and parts[-1] == "":
+            parts = parts[:-1]
+        if not parts:
+            return None
+        if len(parts) == 2 and parts[0].isdigit() and len(parts[0]) <= 12 \
+                and parts[1] == "call":
+            return int(parts[0])
+        raise ApiError(404, "not_found", "no such resource")
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        """The callbacks still owed, oldest first."""
+        if self._route(request) is not None:
+            raise ApiError(405, "method_not_allowed", "GET is not allowed here",
+                           {"Allow": "POST"})
+        check_operator(request, self.operator_token)
+        entries = self.hotline.callbacks.pending()
+        return _send(request, 200, json_body(
+            {"callbacks": [callback_document(e) for e in entries]}))
+
+    def render_POST(self, request: Request) -> bytes | int:  # noqa: N802
+        """Ring an operator for a callback: ``{"operator": "<extension>"}``."""
+        entry_id = self._route(request)
+        if entry_id is None:
+            raise ApiError(405, "method_not_allowed", "POST is not allowed here",
+                           {"Allow": "GET"})
+        check_operator(request, self.operator_token)
+        document = parse_json_object(_body(request, 4096), 4096)
+        unknown = sorted(set(document) - {"operator", "ring_seconds"})
+        if unknown:
+            raise ApiError(422, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+        operator = document.get("operator")
+        ring = document.get("ring_seconds", 30)
+        if not isinstance(operator, str) or not operator.isdigit() or len(operator) > 12:
+            raise ApiError(422, "invalid_field", "operator must be an extension (digits)")
+        if not isinstance(ring, int) or isinstance(ring, bool) or not 5 <= ring <= 120:
+            raise ApiError(422, "invalid_field", "ring_seconds must be an integer 5..120")
+        try:
+            entry = self.hotline.callbacks.get(entry_id)
+        except KeyError:
+            raise ApiError(404, "not_found", f"no callback {entry_id}") from None
+        if not entry.open:
+            raise ApiError(409, "not_open", f"callback {entry_id} is {entry.state}")
+        if entry.state == "ringing":
+            raise ApiError(409, "already_ringing", f"callback {entry_id} is ringing now")
+        d = self.hotline.call_back(entry_id, operator, ring)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(InvalidInput):
+                raise ApiError(422, "invalid_field", failure.getErrorMessage())
+            if failure.check(AMINotConnected):
+                raise ApiError(503, "pbx_unavailable", "the PBX is not connected; try again")
+            if failure.check(AMIActionError):
+                raise ApiError(502, "pbx_refused", failure.getErrorMessage())
+            failure.raiseException()
+
+        d.addErrback(refused)
+        return _finish_async(request, d, lambda _: (
+            202, json_body(callback_document(self.hotline.callbacks.get(entry_id))), {}))
+
+
 def _int_arg(request: Request, name: bytes, default: int, lo: int, hi: int) -> int:
     values = request.args.get(name)
     if not values:
@@ -361,13 +458,18 @@ class StaticDocument(JsonResource):
         return self.body
 
 
-def build_api(alerts: AlertService, operator_token: str | None = None) -> Resource:
-    """The ``/api`` resource (``v1/...`` below it), to mount as the server root's ``api``."""
+def build_api(alerts: AlertService, operator_token: str | None = None,
+              hotline: HotlineService | None = None) -> Resource:
+    """The ``/api`` resource (``v1/...`` below it), to mount as the server root's ``api``.
+
+    ``/callbacks`` is there when the hotline's service is given (``siaga up``)."""
     api = JsonResource()
     v1 = JsonResource()
     api.putChild(b"v1", v1)
     v1.putChild(b"alerts", AlertsResource(alerts))
     v1.putChild(b"incidents", IncidentsResource(alerts, operator_token))
+    if hotline is not None:
+        v1.putChild(b"callbacks", CallbacksResource(hotline, operator_token))
     spec = openapi_document()
     v1.putChild(b"openapi.json", StaticDocument(json.dumps(spec, indent=1).encode(),
                                                 b"application/json"))

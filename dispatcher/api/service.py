@@ -163,11 +163,12 @@ class ApiParts:
 
 def make_api(reactor: Any, center: Center, writer: Any, sessions: sessionmaker[Session],
              ami: Any = None, *, settings: AlertSettings | None = None,
-             operator_token: str | None = None) -> ApiParts:
+             operator_token: str | None = None, hotline: Any = None) -> ApiParts:
     """Build the API's services and its ``/api`` resource (see the module docstring).
 
     ``operator_token`` None leaves operator endpoints to loopback callers without a token;
-    pass ``ensure_operator_token(center.state_dir)`` to require one as well.
+    pass ``ensure_operator_token(center.state_dir)`` to require one as well. ``hotline``
+    (a ``dispatcher.hotline.HotlineService``) adds ``/callbacks``.
     """
     reads = ReadPool(reactor, sessions)
     alerts = AlertService(
@@ -180,7 +181,8 @@ def make_api(reactor: Any, center: Center, writer: Any, sessions: sessionmaker[S
     alerts.setServiceParent(service)
     request_class = type("SizedApiRequest", (ApiRequest,),
                          {"max_body": alerts.settings.max_body_bytes})
-    return ApiParts(service, alerts, reads, build_api(alerts, operator_token), request_class)
+    return ApiParts(service, alerts, reads, build_api(alerts, operator_token, hotline),
+                    request_class)
 
 
 def make_http_service(reactor: Any, center: Center, writer: Any, sessions: sessionmaker[Session],

@@ -15,6 +15,7 @@ to the call log's ``callbacks`` table).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -214,6 +215,15 @@ class CallbackList:
         self._changed(entry)
         return entry
 
+    def restore(self, entries: list[CallbackEntry]) -> None:
+        """Take back open entries a previous process persisted (``stored_open_callbacks``):
+        each gets an id of this list; its ``store_id`` keeps pointing at its row."""
+        for stored in entries:
+            if any(e.open and e.number == stored.number for e in self._entries.values()):
+                continue
+            stored.id = next(self._ids)
+            self._entries[stored.id] = stored
+
     def get(self, entry_id: int) -> CallbackEntry:
         """The entry with this id (KeyError if none)."""
         return self._entries[entry_id]
@@ -343,3 +353,39 @@ class WriterCallbackStore:
             return row_id
 
         pending.addCallback(then)
+
+
+def stored_open_callbacks(session: Any) -> list[CallbackEntry]:
+    """The abandoned and dropped calls' callbacks still open in the call log, as entries
+    for :meth:`CallbackList.restore` (blocking: run it before the reactor or in a thread).
+
+    A row left ``ringing`` by a process that died is pending again: its ring is gone. The
+    endpoint the citizen came in on is read from the origin call's first leg (a direct SIP
+    caller's source address is not stored, so such a caller is listed but cannot be rung).
+    """
+    from sqlalchemy import select
+
+    from dispatcher.calllog import store
+    from dispatcher.calllog.journey import endpoint_of
+    from dispatcher.calllog.models import Call, Leg
+
+    entries = []
+    for row in store.pending_callbacks(session):
+        if row.reason not in (ABANDONED, DROPPED):
+            continue
+        call = session.get(Call, row.origin_call_id) if row.origin_call_id else None
+        channel = ""
+        if call is not None:
+            channel = session.scalars(select(Leg.channel).where(Leg.call_id == call.id)
+                                      .order_by(Leg.seq).limit(1)).first() or ""
+        created = row.created_at
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=dt.UTC)
+        entries.append(CallbackEntry(
+            id=0, number=row.number, reason=row.reason,
+            linkedid=call.linkedid if call is not None else "",
+            endpoint=endpoint_of(channel)[1] if channel else "", source=None,
+            category=(call.category or "") if call is not None else "",
+            created_at=created.timestamp(), attempts=row.attempts,
+            calls=[call.linkedid] if call is not None else [], store_id=row.id))
+    return entries

@@ -124,6 +124,7 @@ class HotlineService:
         self.callbacks = callbacks if callbacks is not None else CallbackList()
         self._agencies = {a.key: a for a in center.agencies}
         self._operators = {op.extension for op in center.operators}
+        self._ringing: dict[str, int] = {}  # callback originate ActionID -> entry id
 
     # -- who is who --------------------------------------------------------------------------
 
@@ -254,8 +255,9 @@ class HotlineService:
                   ) -> defer.Deferred[Any]:
         """Ring the operator's phone first; once answered, the dialplan dials the citizen.
 
-        The entry goes to ``ringing``; the outcome is in the ``SiagaCallbackResult`` user
-        event (and :meth:`callback_result`).
+        The entry goes to ``ringing`` once Asterisk accepted the originate; the outcome is
+        in the ``SiagaCallbackResult`` user event (:meth:`callback_result`), or, when the
+        operator never answers, in the ``OriginateResponse`` (:meth:`originate_result`).
         """
         def send() -> defer.Deferred[Any]:
             entry = self.callbacks.get(entry_id)
@@ -269,9 +271,27 @@ class HotlineService:
                 variables={"SIAGA_CALLBACK_ID": entry.id, "SIAGA_CALLBACK_TARGET": target},
                 originate_timeout_ms=ring_seconds * 1000,
             )
-            self.callbacks.set_state(entry.id, "ringing")
-            return d
+
+            def accepted(response: Any) -> Any:
+                self.callbacks.set_state(entry.id, "ringing")
+                action_id = response.get("ActionID") if response is not None else None
+                if action_id:
+                    self._ringing[action_id] = entry.id
+                return response
+
+            return d.addCallback(accepted)
         return self._guard(send)
+
+    def originate_result(self, fields: Mapping[str, str]) -> CallbackEntry | None:
+        """An ``OriginateResponse``: a callback whose operator never answered is pending
+        again (an answered one is settled by its ``SiagaCallbackResult``)."""
+        entry_id = self._ringing.pop(fields.get("ActionID", ""), None)
+        if entry_id is None or fields.get("Response") == "Success":
+            return None
+        entry = self.callbacks.get(entry_id)
+        if entry.state != "ringing":
+            return None
+        return self.callbacks.set_state(entry_id, "pending")
 
     def callback_result(self, fields: Mapping[str, str]) -> CallbackEntry | None:
         """Apply a ``SiagaCallbackResult`` user event to the list (done when answered)."""
@@ -328,6 +348,8 @@ class MissedCallWatcher:
         if (event.name == "UserEvent" and event.get("UserEvent") == "SiagaCallbackResult"
                 and self.service is not None):
             self.service.callback_result(event.fields)
+        elif event.name == "OriginateResponse" and self.service is not None:
+            self.service.originate_result(event.fields)
         for missed in self.detector.feed(event.name, event.fields, now):
             entry = self.callbacks.add(missed, now)
             log.info("Missed hotline call {linkedid} from {number} ({reason}): callback {id}",

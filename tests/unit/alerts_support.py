@@ -79,9 +79,10 @@ class Http:
     """A Site over the API, fed raw HTTP through StringTransport (one connection a request)."""
 
     def __init__(self, service: AlertService, clock: task.Clock,
-                 operator_token: str | None = None, peer: str = "127.0.0.1") -> None:
+                 operator_token: str | None = None, peer: str = "127.0.0.1",
+                 hotline: Any = None) -> None:
         root = JsonResource()
-        root.putChild(b"api", build_api(service, operator_token))
+        root.putChild(b"api", build_api(service, operator_token, hotline))
         self.site = Site(root, requestFactory=ApiRequest, reactor=clock)
         self.peer = peer
 
