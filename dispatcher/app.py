@@ -22,6 +22,7 @@ from dispatcher.alerts.callback import DialerSettings
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.service import AlertSettings
 from dispatcher.api.service import ensure_operator_token, make_api
+from dispatcher.calllog.cel import ReconcileResult
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.report import ReportOptions, build_report
@@ -31,6 +32,7 @@ from dispatcher.credentials import Credentials, ensure_credentials
 from dispatcher.hotline.callbacks import (
     CallbackList,
     WriterCallbackStore,
+    missed_from_journey,
     stored_open_callbacks,
 )
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
@@ -169,6 +171,7 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         calllog.reconcile()
 
     ami.on_connected(ami_connected)
+
     sessions = calllog.sessions
     # Reports read in a pool of their own so a long report never delays a write.
     readers = server.add("readers", ThreadPoolService("siaga-reports"))
@@ -189,6 +192,18 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
     with transaction(sessions) as session:
         callbacks.restore(stored_open_callbacks(session))
+
+    # Calls that ended while the server was away reach the log through CEL; those that were
+    # missed (abandoned or dropped) are owed a callback like the ones seen live.
+    def reconciled(result: ReconcileResult) -> None:
+        now = reactor.seconds()
+        seen = {linkedid for entry in callbacks.all() for linkedid in entry.calls}
+        for record in result.records:
+            missed_call = missed_from_journey(record, center.hotline, now)
+            if missed_call is not None and missed_call.linkedid not in seen:
+                callbacks.add(missed_call, now)
+
+    calllog.on_reconciled = reconciled
     hotline = server.add("hotline", HotlineService(ami, center, callbacks))
     missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
                                                           service=hotline))

@@ -322,6 +322,7 @@ class ReconcileResult:
     rows_read: int = 0
     journeys_seen: int = 0
     saved: list[str] = field(default_factory=list)  # linkedids added or completed
+    records: list[JourneyRecord] = field(default_factory=list)  # the journeys saved
     skipped: int = 0  # finished journeys already in the log
     unfinished: int = 0  # journeys still in progress at the end of the file
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
@@ -364,6 +365,7 @@ def reconcile(
             continue
         store.save_journey(session, record)
         result.saved.append(linkedid)
+        result.records.append(record)
     store.set_cel_cursor(session, path, stat.st_ino, keep_from)
     result.offset = keep_from
     return result

@@ -16,6 +16,7 @@ Nothing here blocks the reactor once ``prepare`` is done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
@@ -45,6 +46,7 @@ class CallLogService(MultiService):
         directory: Directory,
         cel_path: str | None = None,
         reconcile_every: float = 60.0,
+        on_reconciled: Callable[[cel.ReconcileResult], object] | None = None,
     ) -> None:
         super().__init__()
         self._reactor = reactor
@@ -59,6 +61,9 @@ class CallLogService(MultiService):
         self._reconcile_every = reconcile_every
         self._loop: LoopingCall | None = None
         self._waiters: list[Deferred[Any]] | None = None
+        #: Told of every completed pass (the server looks for missed calls among the
+        #: journeys it added: calls made while it was away).
+        self.on_reconciled = on_reconciled
 
     def prepare(self, center: Any | None = None) -> str | None:
         """Upgrade the schema and sync operators/agencies from the config (blocking: call it
@@ -121,6 +126,11 @@ class CallLogService(MultiService):
                 self.log.warn(
                     "unreadable CEL line at {offset}: {problem}", offset=offset, problem=problem
                 )
+            if self.on_reconciled is not None:
+                try:
+                    self.on_reconciled(result)
+                except Exception:
+                    self.log.failure("handling the reconciled calls failed")
         for waiter in waiters:
             if isinstance(result, Failure):
                 waiter.errback(result)

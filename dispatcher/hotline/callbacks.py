@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -389,3 +389,39 @@ def stored_open_callbacks(session: Any) -> list[CallbackEntry]:
             created_at=created.timestamp(), attempts=row.attempts,
             calls=[call.linkedid] if call is not None else [], store_id=row.id))
     return entries
+
+
+#: Calls found only afterwards (in Asterisk's CEL, after the server was away) are called back
+#: when they ended at most this long ago; older ones are history, not a callback to make now.
+LATE_MISSED_WINDOW = 24 * 3600.0
+_AGENCY_LEGS = ("transfer_attempt", "agency_talk", "conference")
+
+
+def missed_from_journey(record: Any, hotline: Iterable[str], now: float,
+                        window: float = LATE_MISSED_WINDOW,
+                        dropped_seconds: float = DEFAULT_DROPPED_SECONDS) -> MissedCall | None:
+    """The missed call in a finished journey (``dispatcher.calllog.journey.JourneyRecord``)
+    that nobody saw live, by the same rules as :class:`MissedCallDetector`: a call to a
+    hotline number that ended before an operator answered (abandoned), or less than
+    ``dropped_seconds`` after the answer with no agency involved (dropped). None otherwise,
+    and for calls that ended more than ``window`` seconds before ``now``."""
+    if record.direction != "inbound" or record.dialed not in set(hotline):
+        return None
+    ended = record.ended_at
+    if ended is None or now - ended > window:
+        return None
+    channel = record.legs[0].channel if record.legs else ""
+    from dispatcher.calllog.journey import endpoint_of
+
+    endpoint = endpoint_of(channel)[1] if channel else ""
+    number = "" if record.caller_number in ("", "<unknown>", "anonymous") \
+        else record.caller_number
+    if record.answered_at is None:
+        return MissedCall(ABANDONED, number, record.linkedid, channel, endpoint, None,
+                          record.category or "", ended - record.started_at, None)
+    talked = ended - record.answered_at
+    if talked < dropped_seconds and not any(leg.kind in _AGENCY_LEGS for leg in record.legs):
+        return MissedCall(DROPPED, number, record.linkedid, channel, endpoint, None,
+                          record.category or "", record.answered_at - record.started_at,
+                          talked)
+    return None

@@ -97,3 +97,19 @@ def test_given_a_callback_owed_when_the_server_restarts_then_it_is_still_listed(
     assert after is not None, "the owed callback was lost in the restart"
     assert (after["reason"], after["state"], after["calls"]) == (
         "abandoned", "pending", before["calls"])  # type: ignore[index]
+
+
+def test_given_a_citizen_gave_up_while_the_server_was_down_then_owed_after_its_start(
+        center_server: SiagaProcess, phones) -> None:  # noqa: ANN001
+    """SIGKILL the server (Asterisk goes on: the hotline fails open); a citizen waits in the
+    queue and hangs up; the server starts again, finds the call in Asterisk's CEL and owes
+    the citizen a callback as if it had seen it live."""
+    center_server.signal(signal.SIGKILL)
+    center_server.wait_exit(10)
+    try:
+        give_up_in_queue(phones, center_server, "5559878")
+    finally:
+        center_server.start()
+    entry = wait_for(lambda: owed(center_server, "5559878"), 20,
+                     "the callback of the call made while the server was down")
+    assert (entry["reason"], entry["state"]) == ("abandoned", "pending")  # type: ignore[index]

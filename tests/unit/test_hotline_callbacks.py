@@ -203,3 +203,50 @@ def test_given_the_call_log_database_when_persisting_then_rows_follow_the_list(
         rows = store.pending_callbacks(session)
         assert [(r.number, r.state, r.attempts, r.reason) for r in rows] == [
             ("0811", "ringing", 1, ABANDONED)]
+
+
+# -- missed calls found afterwards (CEL reconciliation) ---------------------------------------
+
+def _journey(timeline: object) -> object:
+    from dispatcher.calllog import journey
+    from tests.unit import calllog_scenarios as sc
+
+    return journey.run(timeline.ami(), sc.DIRECTORY)[0]  # type: ignore[attr-defined]
+
+
+def test_given_a_journey_abandoned_in_the_queue_when_found_late_then_a_missed_call() -> None:
+    """The same facts the live detector reports: abandoned, the number, the category."""
+    from dispatcher.hotline.callbacks import missed_from_journey
+    from tests.unit import calllog_scenarios as sc
+
+    record = _journey(sc.abandoned_in_queue(after=20.0, number="0812222"))
+    missed = missed_from_journey(record, ["112"], now=sc.T0 + 60)
+    assert missed is not None
+    assert (missed.reason, missed.number, missed.category, missed.linkedid) == (
+        ABANDONED, "0812222", "fire", "3000.1")
+    assert missed.waited == 20.0 and missed.endpoint == "trunk"
+
+
+def test_given_journeys_that_were_not_missed_or_are_old_then_none() -> None:
+    """An answered call with a real conversation, a call to another number, and a call that
+    ended more than a day ago are not owed a callback."""
+    from dispatcher.hotline.callbacks import LATE_MISSED_WINDOW, missed_from_journey
+    from tests.unit import calllog_scenarios as sc
+
+    answered = _journey(sc.answered_call(talk=60.0))
+    assert missed_from_journey(answered, ["112"], now=sc.T0 + 100) is None
+    abandoned = _journey(sc.abandoned_in_queue(after=20.0))
+    assert missed_from_journey(abandoned, ["11245"], now=sc.T0 + 60) is None
+    assert missed_from_journey(abandoned, ["112"],
+                               now=sc.T0 + 20 + LATE_MISSED_WINDOW + 1) is None
+
+
+def test_given_a_call_cut_two_seconds_after_the_answer_then_dropped() -> None:
+    """Answered, 2 s with the operator, no agency: dropped, like the live rule."""
+    from dispatcher.hotline.callbacks import missed_from_journey
+    from tests.unit import calllog_scenarios as sc
+
+    record = _journey(sc.answered_call(talk=2.0, answer_at=9.0))
+    missed = missed_from_journey(record, ["112"], now=sc.T0 + 60)
+    assert missed is not None
+    assert (missed.reason, missed.talked) == (DROPPED, 2.0)
