@@ -193,17 +193,6 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     with transaction(sessions) as session:
         callbacks.restore(stored_open_callbacks(session))
 
-    # Calls that ended while the server was away reach the log through CEL; those that were
-    # missed (abandoned or dropped) are owed a callback like the ones seen live.
-    def reconciled(result: ReconcileResult) -> None:
-        now = reactor.seconds()
-        seen = {linkedid for entry in callbacks.all() for linkedid in entry.calls}
-        for record in result.records:
-            missed_call = missed_from_journey(record, center.hotline, now)
-            if missed_call is not None and missed_call.linkedid not in seen:
-                callbacks.add(missed_call, now)
-
-    calllog.on_reconciled = reconciled
     hotline = server.add("hotline", HotlineService(ami, center, callbacks))
     missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
                                                           service=hotline))
@@ -227,6 +216,21 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                               detail=f"{agency} answered", agency=agency)
 
     calllog.builder.on_handoff = handed_over
+
+    # Calls that ended while the server was away reach the log through CEL: those missed
+    # (abandoned or dropped) are owed a callback like the ones seen live, and a button's
+    # call opens its incident.
+    def reconciled(result: ReconcileResult) -> None:
+        now = reactor.seconds()
+        seen = {linkedid for entry in callbacks.all() for linkedid in entry.calls}
+        for record in result.records:
+            missed_call = missed_from_journey(record, center.hotline, now)
+            if missed_call is not None and missed_call.linkedid not in seen:
+                callbacks.add(missed_call, now)
+            if api.alerts.watcher is not None:
+                api.alerts.watcher.on_finished_call(record)
+
+    calllog.on_reconciled = reconciled
 
     site = build_site(
         center, prepared.creds, reactor.seconds,

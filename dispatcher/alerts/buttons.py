@@ -15,7 +15,9 @@ during it, or AMI reconnected) has no event left to open its incident: after eve
 the server lists Asterisk's channels (``CoreShowChannels``, :meth:`ButtonWatcher.on_channels`);
 a button's own channel opens its incident there (the same alert id, so a call the previous
 process had already seen keeps its incident), is reported where it stands (waiting in the
-queue, or bridged with an operator) and is followed by its live events from then on.
+queue, or bridged with an operator) and is followed by its live events from then on. A call
+made entirely while the server was away is found in Asterisk's CEL when the call log
+reconciles it (:meth:`ButtonWatcher.on_finished_call`).
 
 The button is known by its PJSIP endpoint (from the channel name, which Asterisk sets after
 digest authentication), never by the caller ID it sends.
@@ -148,6 +150,32 @@ class ButtonWatcher:
                             f"operator {operator or '?'} (found talking after AMI login)",
                             operator)
             self._open(channel, extension, uniqueid, uniqueid, catch_up)
+
+    def on_finished_call(self, record: Any) -> None:
+        """A whole button call found afterwards in Asterisk's CEL (the server was away from
+        its first event to its last; ``record`` is the call log's ``JourneyRecord``): open
+        its incident (or find the one already open for it) and record how it ended: an
+        operator took it (``talking``, for the operator to close) or nobody did
+        (``unreachable``)."""
+        channel = record.legs[0].channel if record.legs else ""
+        extension = endpoint_of(channel)
+        if (record.dialed != self.panic_number or extension is None
+                or extension not in self.extensions or record.linkedid in self.calls):
+            return
+        if record.answered_at is not None:
+            operator = record.answered_by
+            catch_up = (IncidentInput.CALLER_CONNECTED,
+                        f"operator {operator or '?'} (call found in CEL after downtime)",
+                        operator)
+        else:
+            catch_up = (IncidentInput.CALLER_ABANDONED,
+                        "the call ended before an operator answered (found in CEL after "
+                        "downtime)", None)
+        log.info("button {ext}: call {linkedid} made while the server was away",
+                 ext=extension, linkedid=record.linkedid)
+        self._open(channel, extension, record.linkedid, record.linkedid, catch_up)
+        # Over already: no Hangup will come to stop following it.
+        self.calls.pop(record.linkedid, None)
 
     def _catch_up(self, incident_id: int, state: str, what: IncidentInput, detail: str,
                   operator: str | None) -> None:

@@ -1,6 +1,7 @@
-"""The callback list through the whole center (`siaga up`): a citizen gives up in the queue,
-an operator takes the callback through the API, is rung first, then the citizen; the list
-survives a restart of the server."""
+"""Calls for help that must not be lost, through the whole center (`siaga up`): a citizen who
+gives up in the queue is owed a callback, which an operator takes through the API (operator
+first, then the citizen); the list survives a restart; a citizen who gives up, or a panic
+button pressed, while the server is down is found in Asterisk's CEL when it starts."""
 
 from __future__ import annotations
 
@@ -113,3 +114,39 @@ def test_given_a_citizen_gave_up_while_the_server_was_down_then_owed_after_its_s
     entry = wait_for(lambda: owed(center_server, "5559878"), 20,
                      "the callback of the call made while the server was down")
     assert (entry["reason"], entry["state"]) == ("abandoned", "pending")  # type: ignore[index]
+
+
+def test_given_a_button_pressed_while_the_server_was_down_then_its_incident_after_start(
+        center_server: SiagaProcess, phones) -> None:  # noqa: ANN001
+    """SIGKILL the server; button 902 calls the panic number, nobody answers, the caller
+    hangs up; the server starts, finds the call in CEL and opens the button's incident, as
+    ``unreachable`` (no operator took it): a press is never lost."""
+    center = center_server.center
+    button = center.buttons[1].extension
+    creds = ensure_credentials(center)
+    center_server.signal(signal.SIGKILL)
+    center_server.wait_exit(10)
+    try:
+        phone = phones.extension(button, creds.password(button),
+                                 f"{center.sip.host}:{center.sip.port}")
+        watch = center_server.ami()
+        try:
+            call = phone.call(center.panic_number)
+            watch.wait_event("QueueCallerJoin", 20, CallerIDNum=button)
+        finally:
+            watch.close()
+        call.hangup()
+        call.wait_disconnected(10)
+    finally:
+        center_server.start()
+
+    def opened() -> list[dict[str, Any]]:
+        status, doc = api(center_server, "GET", "/incidents/feed?after=0")
+        assert status == 200, doc
+        return [e for e in doc["events"] if e["event"] == "button_pressed"
+                and e.get("device_id", "").endswith(button)]
+
+    event = wait_for(opened, 20, "the button's incident")[0]  # type: ignore[index]
+    status, incident = api(center_server, "GET", f"/incidents/{event['incident_id']}")
+    assert status == 200, incident
+    assert incident["state"] == "unreachable", incident

@@ -673,3 +673,49 @@ def test_given_callback_still_up_when_ami_relogs_then_left_alone(tmp_path: Path)
         assert session.query(Callback).one().citizen_no_answers == 0
     assert service.dialer.active[1].phase == "operator"
     service.stopService()
+
+
+def _button_journey(linkedid: str, answered_by: str | None) -> Any:
+    """The call log's record of button 901's whole call to 1990, as CEL rebuilds it."""
+    from dispatcher.calllog.journey import JourneyRecord, LegRecord
+
+    t0 = NOW - 300
+    record = JourneyRecord(linkedid=linkedid, started_at=t0, dialed="1990",
+                           caller_number="901", source="cel", complete=True,
+                           ended_at=t0 + 60, outcome="answered" if answered_by else
+                           "abandoned_queue")
+    record.legs.append(LegRecord("ivr", t0, f"PJSIP/901-{linkedid[-4:]}", linkedid))
+    if answered_by:
+        record.answered_at, record.answered_by = t0 + 8, answered_by
+    return record
+
+
+def test_given_button_calls_made_while_the_server_was_away_then_incidents_where_they_ended(
+        tmp_path: Path) -> None:
+    """A whole button call found in CEL: answered by 203 → ``talking`` with 203; nobody
+    answered → ``unreachable``; the same call found again opens nothing more."""
+    service, ami, sessions = _buttons_service(tmp_path)
+    ami.answer_listing([])
+    service.watcher.on_finished_call(_button_journey("1795800000.a001", "203"))
+    service.watcher.on_finished_call(_button_journey("1795800000.a002", None))
+    service.watcher.on_finished_call(_button_journey("1795800000.a001", "203"))
+    assert counts(sessions)["incidents"] == 2
+    assert _transitions(sessions, 1) == ["new", "talking"]
+    assert _transitions(sessions, 2) == ["new", "unreachable"]
+    from dispatcher.alerts.storage import incident_document
+
+    with db.transaction(sessions) as session:
+        assert incident_document(session, 1)["operator"] == "203"
+
+
+def test_given_a_finished_call_that_is_no_button_call_then_no_incident(tmp_path: Path) -> None:
+    """A hotline call, or a non-button phone calling 1990, opens nothing."""
+    service, ami, sessions = _buttons_service(tmp_path)
+    ami.answer_listing([])
+    hotline_call = _button_journey("1795800000.b001", "201")
+    hotline_call.dialed = "112"
+    stranger = _button_journey("1795800000.b002", None)
+    stranger.legs[0].channel = "PJSIP/339-0000b002"
+    for record in (hotline_call, stranger):
+        service.watcher.on_finished_call(record)
+    assert counts(sessions)["incidents"] == 0
