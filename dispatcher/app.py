@@ -234,7 +234,8 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
 
     site = build_site(
         center, prepared.creds, reactor.seconds,
-        wallboard=lambda: wallboard_document(model, center, reactor.seconds()),
+        wallboard=lambda: wallboard_document(model, center, reactor.seconds(),
+                                             callbacks.pending()),
         reports=run_report, api=api.resource, request_factory=api.request_factory,
     )
     server.add("site", site)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from dialplans.render import QUEUE_NAME
 from dispatcher.config import Center
+from dispatcher.hotline.callbacks import CallbackEntry
 from pbx.ami.model import LiveModel
 
 # Queue member device states as the people at the desks say them.
@@ -37,8 +39,11 @@ def operator_state(status: str, paused: bool, in_call: bool) -> str:
     return state
 
 
-def wallboard_document(model: LiveModel, center: Center, now: float) -> dict[str, Any]:
-    """Callers waiting, operator desks and agency phones, for the wallboard and console."""
+def wallboard_document(model: LiveModel, center: Center, now: float,
+                       callbacks: Iterable[CallbackEntry] = ()) -> dict[str, Any]:
+    """Callers waiting, operator desks, agency phones and the callbacks owed (open entries
+    of the hotline's list, oldest first), for the wallboard and console."""
+    owed = [e for e in callbacks if e.open]
     queue = model.queues.get(QUEUE_NAME)
     callers = []
     if queue is not None:
@@ -85,4 +90,7 @@ def wallboard_document(model: LiveModel, center: Center, now: float) -> dict[str
         "available": sum(d["state"] == "available" for d in desks),
         "agencies": agencies,
         "active_calls": len({c.linkedid for c in model.channels.values() if c.linkedid}),
+        "callbacks": [{"number": e.number, "reason": e.reason, "state": e.state,
+                       "since_s": max(0, round(now - e.created_at))} for e in owed],
+        "callbacks_owed": len(owed),
     }

@@ -61,7 +61,8 @@ def log_in(driver, base: str, extension: str, password: str) -> None:  # noqa: A
 
 def test_given_a_supervisor_when_logging_in_then_the_wallboard_follows_a_waiting_caller(
         center_server: SiagaProcess, browser, phones, tmp_path: Path) -> None:  # noqa: ANN001
-    """Login in the browser; a citizen calling 112 appears as waiting, then leaves."""
+    """Login in the browser; a citizen calling 112 appears as waiting, then gives up and is
+    listed among the callbacks owed."""
     from selenium.webdriver.common.by import By
 
     center = center_server.center
@@ -88,6 +89,10 @@ def test_given_a_supervisor_when_logging_in_then_the_wallboard_follows_a_waiting
     assert "081355501234" in browser.find_element(By.ID, "callers").text
     call.hangup()
     wait_for(settled(lambda: waiting_count() == "0"), 15, "the caller to leave the wallboard")
+    # Gave up in the queue: now owed a callback, on the board for everyone to see.
+    wait_for(settled(lambda: "081355501234" in browser.find_element(By.ID, "callbacks").text),
+             15, "the missed call among the callbacks")
+    assert int(browser.find_element(By.ID, "owed").text) >= 1
 
 
 def test_given_wrong_password_when_logging_in_then_stays_on_login_with_reason(

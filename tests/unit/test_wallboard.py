@@ -64,3 +64,24 @@ def test_given_device_states_only_when_built_then_agency_phones_count_as_reachab
     police = next(a for a in board["agencies"] if a["key"] == "police")
     assert police["reachable"] == 1
     assert [p["registered"] for p in police["phones"]] == [True, False, False]
+
+
+def test_given_callbacks_owed_when_built_then_listed_open_only_with_their_age(
+        tmp_path: Path) -> None:
+    """The open callbacks, oldest first, with how long they have waited; done ones are not
+    on the board."""
+    from dispatcher.hotline.callbacks import ABANDONED, DROPPED, CallbackList, MissedCall
+
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    callbacks = CallbackList()
+    for number, reason, at in (("0811", ABANDONED, 100.0), ("0822", DROPPED, 160.0),
+                               ("0833", ABANDONED, 170.0)):
+        callbacks.add(MissedCall(reason, number, f"{at}.1", "PJSIP/trunk-1", "trunk", None,
+                                 "fire", 3.0, None), at)
+    done = callbacks.pending()[2]
+    callbacks.set_state(done.id, "done")
+    board = wallboard_document(LiveModel(lambda: 0.0), center, 200.0, callbacks.pending())
+    assert board["callbacks_owed"] == 2
+    assert board["callbacks"] == [
+        {"number": "0811", "reason": "abandoned", "state": "pending", "since_s": 100},
+        {"number": "0822", "reason": "dropped", "state": "pending", "since_s": 40}]

@@ -36,8 +36,11 @@ async function refresh() {
     document.getElementById("longest").textContent = seconds(board.longest_wait_s);
     document.getElementById("available").textContent = board.available;
     document.getElementById("active").textContent = board.active_calls;
+    document.getElementById("owed").textContent = board.callbacks_owed;
     fill("callers", board.callers, ["position", "caller", (c) => seconds(c.wait_s)]);
     fill("operators", board.operators, ["extension", "name", "state", "reason"]);
+    fill("callbacks", board.callbacks,
+         ["number", "reason", (c) => seconds(c.since_s), "state"]);
     fill("agencies", board.agencies,
          ["name", (a) => a.reachable + " / " + a.phones.length]);
     document.getElementById("updated").textContent = new Date().toLocaleTimeString();
