@@ -113,3 +113,16 @@ def wait_two_way_audio(phones: PhoneFactory, a: Call, b: Call, timeout: float = 
         heard = phones.two_way_audio(a, b)
         if heard.both or time.monotonic() >= deadline:
             return heard
+
+
+def operator_then_citizen(operator: Phone, citizen: Phone, operator_timeout: float = 30.0,
+                          citizen_timeout: float = 30.0) -> tuple[Call, Call]:
+    """An operator-first callback: the operator's phone rings and answers, then the
+    citizen's; (operator's call, citizen's call), both confirmed."""
+    taken = operator.wait_incoming(operator_timeout)
+    taken.answer()
+    taken.wait_confirmed()
+    ringing = citizen.wait_incoming(citizen_timeout)
+    ringing.answer()
+    ringing.wait_confirmed()
+    return taken, ringing

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e.hotline_helpers import operator_then_citizen
 from tests.harness import wait_for, write_test_config
 
 if TYPE_CHECKING:
@@ -189,12 +190,7 @@ def test_given_server_killed_right_after_201_then_alert_kept_and_callback_happen
 
     server.start()
     operator = phones.operator(1)  # registers only now: the callback waits in the queue
-    taken = operator.wait_incoming(40)
-    taken.answer()
-    taken.wait_confirmed()
-    ringing = citizen.wait_incoming(20)
-    ringing.answer()
-    ringing.wait_confirmed()
+    taken, ringing = operator_then_citizen(operator, citizen, 40, 20)
     wait_for(lambda: server.incident(receipt["incident_id"])["state"] == "talking", 10,
              "the recovered callback to reach talking")
     assert len(operator.active_calls) == 1  # one callback, not one per process
@@ -320,12 +316,7 @@ def test_given_operator_ringing_when_asterisk_restarts_then_the_callback_is_rung
             own.start()
             # Asterisk forgot the first call: that INVITE will never be cancelled.
             first.hangup()
-            second = operator.wait_incoming(60)
-            second.answer()
-            second.wait_confirmed()
-            ringing = citizen.wait_incoming(30)
-            ringing.answer()
-            ringing.wait_confirmed()
+            second, ringing = operator_then_citizen(operator, citizen, 60, 30)
             wait_for(lambda: server.incident(incident_id)["state"] == "talking", 15,
                      "the callback rung again to reach talking")
             details = [t.get("detail", "") for t in server.incident(incident_id)["transitions"]]

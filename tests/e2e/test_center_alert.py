@@ -17,7 +17,7 @@ import pytest
 from dispatcher.api.service import ensure_operator_token
 from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline import codes
-from tests.e2e.hotline_helpers import send_code, wait_two_way_audio
+from tests.e2e.hotline_helpers import operator_then_citizen, send_code, wait_two_way_audio
 from tests.harness import SiagaProcess, wait_for
 
 pytestmark = pytest.mark.asterisk
@@ -76,12 +76,7 @@ def test_given_an_enrolled_app_when_it_posts_an_alert_then_operator_and_citizen_
     status, receipt = post(center_server, "/alerts", alert, token)
     assert status == 201, receipt
 
-    taken = operator.wait_incoming(30)
-    taken.answer()
-    taken.wait_confirmed()
-    ringing = citizen.wait_incoming(30)
-    ringing.answer()
-    ringing.wait_confirmed()
+    taken, ringing = operator_then_citizen(operator, citizen)
     heard = phones.two_way_audio(ringing, taken)
     assert heard.both, heard
 
@@ -115,12 +110,7 @@ def test_given_an_alert_callback_when_the_operator_sends_it_to_police_then_hande
     assert status == 201, receipt
     incident_id = receipt["incident_id"]
 
-    taken = operator.wait_incoming(30)
-    taken.answer()
-    taken.wait_confirmed()
-    ringing = citizen.wait_incoming(30)
-    ringing.answer()
-    ringing.wait_confirmed()
+    taken, ringing = operator_then_citizen(operator, citizen)
     assert phones.two_way_audio(ringing, taken).both
 
     operator_token = ensure_operator_token(center.state_dir)
