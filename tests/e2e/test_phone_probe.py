@@ -48,6 +48,13 @@ class OutputLines:
         """Everything printed so far."""
         return "".join(list(self._lines))
 
+    def exited(self) -> bool:
+        """False while the child runs; raises with what it printed once it has exited."""
+        if self.proc.poll() is None:
+            return False
+        raise AssertionError(f"the command exited {self.proc.returncode}: "
+                             f"{self.text()}{''.join(self._errors)}")
+
     def saw(self, needle: str) -> bool:
         """Whether the output holds ``needle``; raises if the child already exited."""
         if needle in self.text():
@@ -164,8 +171,13 @@ def test_given_the_phone_command_when_it_calls_an_agency_then_the_agency_hears_i
         ],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines = OutputLines(proc)
     try:
-        call = police.wait_incoming(15)
+        try:
+            wait_for(lambda: police.incoming_waiting or lines.exited(), 15, "police to ring")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; siaga phone said: {lines.text()!r}") from exc
+        call = police.wait_incoming(1)
         assert operator.user in call.remote_uri
         call.answer()
         call.wait_confirmed()
@@ -173,12 +185,10 @@ def test_given_the_phone_command_when_it_calls_an_agency_then_the_agency_hears_i
         assert call.wait_dtmf("5") == "5"
         call.wait_heard(1.0)
         call.wait_disconnected(10)  # the command hangs up by itself
-        out, err = proc.communicate(timeout=15)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = lines.finish(timeout=15)
     assert proc.returncode == 0, err
+    out = lines.text()
     assert tones.hears_tone(call.recording, 697.0, skip_s=0.3)
     assert "registration 200" in out
     assert "state CONFIRMED" in out
