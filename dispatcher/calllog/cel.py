@@ -61,7 +61,7 @@ CEL_FIELDS = (
     "extra",
 )
 
-# What to put in cel_custom.conf for this reader (the lead renders it into the run directory).
+# What to put in cel_custom.conf for this reader (dialplans renders it into the run directory).
 CEL_CUSTOM_FIELDS = ",".join(CEL_FIELDS)
 
 # A journey whose LINKEDID_END never came (event not tracked, or Asterisk killed mid-call) is

@@ -195,7 +195,7 @@ def test_given_dates_in_the_wrong_order_when_reporting_then_refused(
 
 
 def test_given_the_register_hook_when_added_to_a_parser_then_db_and_report_exist():
-    """The lead's ``siaga`` command adds the subcommands through ``register``."""
+    """The ``siaga`` command adds the subcommands through ``register``."""
     parser = argparse.ArgumentParser(prog="siaga")
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--from", "2026-11-01", "--format", "csv"])
