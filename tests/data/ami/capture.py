@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -170,11 +171,13 @@ class Recorder:
     def pump(self, seconds: float) -> None:
         """Record what arrives during ``seconds``."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.sock], [], [], remaining)
+            if not readable:
+                continue
             try:
                 data = self.sock.recv(65536)
             except BlockingIOError:
-                time.sleep(0.01)
                 continue
             if not data:
                 raise ConnectionError("Asterisk closed the AMI connection")

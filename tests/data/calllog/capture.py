@@ -3,8 +3,8 @@
 Starts Asterisk on the example city (the e2e harness: free ports, private state directory),
 places two hotline calls through Local channels (no SIP phone needed):
 
-* A presses 1 (police) in the Indonesian menu, waits in the queue (no operator is registered)
-  and is hung up after about 25 s;
+* A presses 1 (police) in the Indonesian menu and waits in the queue (no operator is
+  registered) until B's call is over, then is hung up;
 * B hangs up in the menu after 4 s;
 
 then copies the CEL file Asterisk wrote (cel_custom, the generated mapping) and saves every AMI
@@ -22,7 +22,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,9 +52,11 @@ def main() -> int:
             10,
             "call A's channel",
         )
-        time.sleep(3)  # into the menu
+        # The menu accepts a key while it speaks: press 1 once A hears it.
+        ami.wait_event("Newexten", 10, Context="ivr-id", Application="BackGround",
+                       CallerIDNum="08123456789")
         ami.action("PlayDTMF", Channel=first[0], Digit="1", Duration="200")  # type: ignore[index]
-        time.sleep(14)  # menu done, waiting in the queue
+        ami.wait_event("QueueCallerJoin", 30, CallerIDNum="08123456789")
         ami.action(
             "Originate",
             Channel="Local/112@public",
@@ -64,14 +65,23 @@ def main() -> int:
             CallerID="Warga B <08120000002>",
             Async="true",
         )
-        time.sleep(8)
+        # B's Local pair ends when its Wait(4) does, still in the menu.
+        wait_for(lambda: len(ami.matching("Hangup", CallerIDNum="08120000002")) >= 2, 30,
+                 "call B to end in the menu")
         try:
             ami.command("channel request hangup all")
         except RuntimeError as exc:  # the CLI's output may come without a response status
             print(f"hangup all: {exc}")
         wait_for(lambda: len(ami.matching("Hangup")) >= 4, 30, "every channel hung up")
-        time.sleep(2)  # let CEL write LINKEDID_END
-        (cel_file,) = glob.glob(str(asterisk.prepared.paths.log) + "/**/Master.csv", recursive=True)
+        pattern = str(asterisk.prepared.paths.log) + "/**/Master.csv"
+
+        def both_ended() -> bool:
+            # Asterisk writes LINKEDID_END after the last hangup of each call.
+            files = glob.glob(pattern, recursive=True)
+            return bool(files) and Path(files[0]).read_text().count('"LINKEDID_END"') >= 2
+
+        wait_for(both_ended, 30, "CEL to close both calls")
+        (cel_file,) = glob.glob(pattern, recursive=True)
         shutil.copy(cel_file, HERE / "asterisk22-hotline.cel.csv")
         with ami.lock:
             events = list(ami.events)
