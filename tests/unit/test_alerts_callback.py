@@ -77,6 +77,15 @@ class WireAMI(AMIActions):
                      f"Attempt: {attempt}\nStage: {stage}\n{more}\n")
 
 
+def post_panic(service: AlertService, clock: task.Clock) -> int:
+    """app1 posts alert a1 (a panic, no number: the device's default); the HTTP status."""
+    status, _, _ = Http(service, clock).request(
+        "POST", "/api/v1/alerts",
+        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    return status
+
+
 def variables(action: Message) -> dict[str, str]:
     """An Originate's Variable headers as a dict."""
     return dict(v.split("=", 1) for v in action.get_all("Variable"))
@@ -251,11 +260,8 @@ def test_given_callback_owed_when_service_restarts_then_originated_again(tmp_pat
     """A callback committed by a process that died is resumed by the next one at start."""
     clock = task.Clock()
     service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
-    http = Http(service, clock)
-    body = json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode()
-    status, _, _ = http.request("POST", "/api/v1/alerts", body, {
-        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-    assert status == 201  # this one has no AMI: the callback stays owed in the database
+    # This one has no AMI: the callback stays owed in the database.
+    assert post_panic(service, clock) == 201
     ami = WireAMI(clock)
     run = inline(sessions)
     restarted = AlertService(clock, run, run, ami, SETTINGS)
@@ -273,9 +279,7 @@ def test_given_callback_still_in_asterisk_when_restarted_then_followed_not_redia
     attempt's events move the incident) and rings no operator a second time."""
     clock = task.Clock()
     service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
-    body = json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode()
-    Http(service, clock).request("POST", "/api/v1/alerts", body, {
-        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert post_panic(service, clock) == 201
     ami = WireAMI(clock)
     run = inline(sessions)
     restarted = AlertService(clock, run, run, ami, SETTINGS)
@@ -391,9 +395,7 @@ def test_given_ami_refusing_at_start_then_recovery_retried_until_it_works(tmp_pa
     not forgotten; 5 s later the service looks again and originates."""
     clock = task.Clock()
     service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
-    body = json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode()
-    Http(service, clock).request("POST", "/api/v1/alerts", body, {
-        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert post_panic(service, clock) == 201
     ami = WireAMI(clock)
     run = inline(sessions)
     restarted = AlertService(clock, run, run, ami, SETTINGS)
@@ -554,11 +556,7 @@ def test_given_citizen_missed_an_attempt_when_restarted_then_counting_goes_on(
     ami = WireAMI(clock)
     service, sessions, clock = make_service(tmp_path, ami=ami, settings=SETTINGS, clock=clock)
     service.startService()
-    status, _, _ = Http(service, clock).request(
-        "POST", "/api/v1/alerts",
-        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
-        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-    assert status == 201
+    assert post_panic(service, clock) == 201
     ami.accept(ami.originates()[0])
     ami.stage(1, 1, "operator_answered", Operator="202")
     ami.stage(1, 1, "citizen_done", DialStatus="NOANSWER")
@@ -592,10 +590,7 @@ def test_given_every_attempt_missed_before_a_crash_when_restarted_then_given_up_
     gives up at once instead of ringing an operator again."""
     clock = task.Clock()
     service, sessions, clock = make_service(tmp_path, ami=None, clock=clock)
-    Http(service, clock).request(
-        "POST", "/api/v1/alerts",
-        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
-        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert post_panic(service, clock) == 201
     with sessions() as session, session.begin():
         session.get(Incident, 1).state = "operator_ringing"
         session.query(Callback).one().citizen_no_answers = SETTINGS.dialer.citizen_attempts
@@ -621,11 +616,7 @@ def _callback_in_flight(tmp_path: Path) -> tuple[AlertService, LoginAMI, Any, ta
     service = AlertService(clock, run, run, ami, SETTINGS)
     service.startService()
     ami.answer_listing([])  # recovery at start: nothing owed
-    status, _, _ = Http(service, clock).request(
-        "POST", "/api/v1/alerts",
-        json.dumps({"alert_id": "a1", "device_id": "app1", "type": "panic"}).encode(),
-        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-    assert status == 201
+    assert post_panic(service, clock) == 201
     [originate] = ami.originates()
     ami.accept(originate)
     return service, ami, sessions, clock, originate["ChannelId"]
