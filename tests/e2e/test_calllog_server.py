@@ -38,7 +38,8 @@ def logged_call(server: SiagaProcess, caller: str, finished: bool = True):  # no
 
 
 def hotline_call_answered_by_operator(server: SiagaProcess, phones, caller: str) -> None:  # noqa: ANN001
-    """A citizen calls 112, presses 0 for an operator, operator 201 answers; both hang up."""
+    """A citizen calls 112, presses 0 for an operator, operator 201 answers, they hear each
+    other; both hang up."""
     center = server.center
     sip = f"{center.sip.host}:{center.sip.port}"
     op_ext = center.operators[0].extension
@@ -49,6 +50,10 @@ def hotline_call_answered_by_operator(server: SiagaProcess, phones, caller: str)
     call.send_dtmf("0")
     answered = operator.answer(40)
     answered.wait_confirmed(10)
+    # Hang up only once the two are bridged: a citizen gone in the instant between the
+    # operator's answer and the bridge never talked to anyone, and is logged as abandoned.
+    heard = phones.two_way_audio(call, answered)
+    assert heard.both, heard
     call.hangup()
     answered.wait_disconnected(10)
 
