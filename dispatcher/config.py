@@ -300,13 +300,13 @@ class _Parser:
                 raise ext_v.error("is required")
             ext = self.extension(ext_v)
             self.claim(ext, f"operator {ext}", ext_v)
-            name = sec.text("name", f"Operator {i + 1}", max_len=60)
-            if any(c in name for c in QUEUE_NAME_FORBIDDEN):
+            desk_name = sec.text("name", f"Operator {i + 1}", max_len=60)
+            if any(c in desk_name for c in QUEUE_NAME_FORBIDDEN):
                 # The name is a field of a queues.conf member line: a comma would shift the
                 # fields after it, a semicolon would cut the line as a comment.
                 raise sec.get("name").error(
                     f"must not contain any of {' '.join(QUEUE_NAME_FORBIDDEN)}")
-            operators.append(Operator(ext, name))
+            operators.append(Operator(ext, desk_name))
         if not operators:
             raise ops_v.error("needs at least one operator")
 

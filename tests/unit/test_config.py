@@ -53,6 +53,14 @@ def test_given_the_example_when_loaded_then_it_describes_a_whole_city(tmp_path: 
     assert roles == {"operator", "supervisor", "agency", "button"}
 
 
+def test_given_named_operators_when_loaded_then_the_center_keeps_its_own_name(
+        tmp_path: Path) -> None:
+    """The operators' names never replace the center's (the banner once said "Operator 4")."""
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    assert center.name == "Bitung Command Center"
+    assert [op.name for op in center.operators][-1] == "Operator 4"
+
+
 def test_given_an_agency_phone_that_is_an_operator_when_loaded_then_error_names_line_and_key(
         tmp_path: Path) -> None:
     """A clash is reported as file:line path: reason, pointing at the second owner."""
