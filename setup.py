@@ -20,6 +20,8 @@ setup(
         "dispatcher.calllog",
         "dispatcher.calllog.migrations",
         "dispatcher.calllog.migrations.versions",
+        "dispatcher.metrics",
+        "dispatcher.retention",
         "ivr",
     ],
     package_data={
@@ -37,6 +39,7 @@ setup(
         "pjsua2-python>=2.15",
         "numpy>=1.26",
         "psycopg[binary]>=3.1",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [

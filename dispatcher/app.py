@@ -36,6 +36,8 @@ from dispatcher.hotline.callbacks import (
     stored_open_callbacks,
 )
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
+from dispatcher.metrics.collector import Sources
+from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -238,6 +240,13 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                                              callbacks.pending()),
         reports=run_report, api=api.resource, request_factory=api.request_factory,
     )
+    if center.metrics.enabled:
+        # /metrics reads the live parts at scrape time; today's figures in the readers' pool.
+        site.resource.putChild(b"metrics", MetricsResource(
+            center.metrics,
+            Sources(model, center, reactor.seconds, ami=ami, asterisk=server.asterisk,
+                    writer=calllog.writer, alerts=api.alerts, callbacks=callbacks),
+            today_reader(reactor, readers.pool, sessions, reactor.seconds)))
     server.add("site", site)
     server.add("http", internet.TCPServer(center.http.port, site, interface=center.http.host))
     return server

@@ -22,6 +22,8 @@ __all__ = [
     "Center",
     "ConfigError",
     "Endpoint",
+    "MetricsAccess",
+    "Retention",
     "load_center",
 ]
 
@@ -107,6 +109,30 @@ class Ivr:
     texts: dict[str, dict[str, str]]
 
 
+LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may scrape ``/metrics``: a client address in ``allow``, or the bearer ``token``."""
+
+    enabled: bool = True
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK_NETWORKS
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long recordings and CEL files are kept; 0 means no limit of that kind."""
+
+    every_minutes: int = 60
+    recordings_max_age_days: int = 0
+    recordings_max_total_mb: int = 0
+    cel_rotate_mb: int = 64
+    cel_max_age_days: int = 365
+    cel_max_total_mb: int = 1024
+
+
 @dataclass(frozen=True)
 class Center:
     """The whole center, as the config file describes it."""
@@ -131,6 +157,8 @@ class Center:
     trunk: Trunk | None
     recordings: bool = True
     extras: dict[str, str] = field(default_factory=dict)
+    metrics: MetricsAccess = field(default_factory=MetricsAccess)
+    retention: Retention = field(default_factory=Retention)
 
     @property
     def run_dir(self) -> Path:
@@ -171,7 +199,8 @@ class Center:
 
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
-             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings"}
+             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
+             "metrics", "retention"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -337,6 +366,45 @@ class _Parser:
             queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
             agencies=agencies, buttons=buttons, trunk=trunk,
             recordings=r.boolean("recordings", True),
+            metrics=self.metrics(r.section("metrics", {"enabled", "allow", "token"})),
+            retention=self.retention(r.section("retention", {"every_minutes", "recordings",
+                                                             "cel"})),
+        )
+
+    def metrics(self, sec: Section) -> MetricsAccess:
+        allow_v = sec.get("allow")
+        allow = LOOPBACK_NETWORKS
+        if not allow_v.missing:
+            nets = []
+            for item in allow_v.items():
+                raw = item.scalar()
+                try:
+                    nets.append(ipaddress.ip_network(str(raw), strict=False))
+                except ValueError:
+                    raise item.error(f"must be an IP address or network (CIDR), got {raw!r}"
+                                     ) from None
+            allow = tuple(nets)
+        token = None
+        if not sec.get("token").missing:
+            token = sec.text("token", max_len=200)
+            if len(token) < 24 or any(c.isspace() for c in token):
+                # A short token is guessed; whitespace would not survive an HTTP header.
+                raise sec.get("token").error("must be at least 24 characters, no spaces")
+        return MetricsAccess(sec.boolean("enabled", True), allow, token)
+
+    def retention(self, sec: Section) -> Retention:
+        default = Retention()
+        rec = sec.section("recordings", {"max_age_days", "max_total_mb"})
+        cel = sec.section("cel", {"rotate_mb", "max_age_days", "max_total_mb"})
+        return Retention(
+            every_minutes=sec.integer("every_minutes", default.every_minutes, lo=1, hi=1440),
+            recordings_max_age_days=rec.integer("max_age_days", 0, lo=0, hi=36500),
+            recordings_max_total_mb=rec.integer("max_total_mb", 0, lo=0, hi=100_000_000),
+            cel_rotate_mb=cel.integer("rotate_mb", default.cel_rotate_mb, lo=1, hi=100_000),
+            cel_max_age_days=cel.integer("max_age_days", default.cel_max_age_days, lo=0,
+                                         hi=36500),
+            cel_max_total_mb=cel.integer("max_total_mb", default.cel_max_total_mb, lo=0,
+                                         hi=100_000_000),
         )
 
     def ivr(self, sec: Section) -> Ivr:

@@ -42,7 +42,7 @@ from dispatcher.alerts.intake import (
 from dispatcher.alerts.ratelimit import RateLimiter
 from dispatcher.api.errors import ApiError
 
-__all__ = ["AlertBatcher", "AlertService", "AlertSettings", "Reply"]
+__all__ = ["AlertBatcher", "AlertCounts", "AlertService", "AlertSettings", "Reply"]
 
 log = Logger(namespace="dispatcher.alerts")
 
@@ -59,6 +59,28 @@ class AlertSettings:
     device_cache_seconds: float = 10.0  # a revoked device is refused at commit anyway
     max_body_bytes: int = MAX_BODY_BYTES
     dialer: DialerSettings = field(default_factory=DialerSettings)
+
+
+@dataclass
+class AlertCounts:
+    """Alerts seen since start (metrics): received, stored, retries of a stored one, and
+    refusals by error code."""
+
+    received: int = 0
+    committed: int = 0
+    duplicates: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def count(self, result: Any) -> Any:
+        """Count one alert's outcome (a Reply, or a Failure); pass it on unchanged."""
+        if isinstance(result, Failure):
+            code = result.value.code if isinstance(result.value, ApiError) else "error"
+            self.refused[code] = self.refused.get(code, 0) + 1
+        elif result.status == 201:
+            self.committed += 1
+        else:
+            self.duplicates += 1
+        return result
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,7 @@ class AlertService(Service):
         self._logins_watched = False
         self.ready: Deferred[None] | None = None
         self._batcher = AlertBatcher(write, self._now)
+        self.counts = AlertCounts()
         if ami is not None:
             self.dialer = CallbackDialer(clock, ami, self.settings.dialer, self.report,
                                          self._callback_state, self._citizen_missed)
@@ -216,6 +239,10 @@ class AlertService(Service):
         Order: body → device id → credentials → rate limit → fields → commit. The rate limit
         comes after authentication so nobody can use up a device's allowance in its name.
         """
+        self.counts.received += 1
+        return self._post_alert(headers, body).addBoth(self.counts.count)
+
+    def _post_alert(self, headers: Mapping[str, str | None], body: bytes) -> Deferred[Reply]:
         try:
             document = parse_json_object(body, self.settings.max_body_bytes)
             if "device_id" not in document:

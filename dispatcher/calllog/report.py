@@ -227,6 +227,19 @@ def build_report(
     }
 
 
+def summary(session: Session, options: ReportOptions) -> dict[str, Any]:
+    """The report's summary row alone (offered, answered, service levels...) for the
+    period: what live figures such as the metrics need, by the report's own definitions."""
+    start, end = options.utc_bounds()
+    in_period = and_(Call.started_at >= start, Call.started_at < end)
+    short = and_(
+        Call.outcome.in_(ABANDONED),
+        Call.duration_seconds < options.short_abandon_seconds,
+    )
+    groups = _call_groups(session, in_period, short, options)
+    return _fold([g for g in groups if g["direction"] == "inbound"])
+
+
 _SUMMED = (
     "all",
     "short",

@@ -67,6 +67,7 @@ class CallLogWriter(Service):
         self._stopped: Deferred[None] | None = None
         self.batches = 0  # transactions committed (for tests and metrics)
         self.written = 0  # writes that succeeded
+        self.failed = 0  # writes that failed (each logged by whoever submitted it)
 
     # -- reactor side --------------------------------------------------------------------------
 
@@ -102,6 +103,11 @@ class CallLogWriter(Service):
     def save_journey(self, record: JourneyRecord) -> Deferred[Any]:
         """Queue a journey record (``store.save_journey``); fires with None when committed."""
         return self.submit(_save_journey, record)
+
+    @property
+    def backlog(self) -> int:
+        """Writes submitted and not yet taken by the writer thread (approximate)."""
+        return self._queue.qsize()
 
     def flush(self) -> Deferred[None]:
         """A Deferred that fires once every write submitted before it is committed."""
@@ -159,6 +165,7 @@ class CallLogWriter(Service):
             # One write failed and took its batch's transaction down: redo them one by one so
             # only the guilty one fails.
             if len(batch) == 1:
+                self.failed += 1
                 self._reactor.callFromThread(self._fire, batch[0], False, Failure())
                 return
             for job in batch:
