@@ -38,6 +38,7 @@ from dispatcher.hotline.callbacks import (
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources
 from dispatcher.metrics.resource import MetricsResource, today_reader
+from dispatcher.retention.service import RetentionService
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -233,6 +234,14 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                 api.alerts.watcher.on_finished_call(record)
 
     calllog.on_reconciled = reconciled
+
+    # Recordings and CEL files kept within the configured age and size (files in the pool,
+    # the CEL rename in the writer thread that also reconciles CEL).
+    server.add("retention", RetentionService(
+        reactor, center.retention, sessions, center.recordings_dir,
+        Path(calllog.cel_path) if calllog.cel_path else None,
+        blocking=lambda fn, *args: threads.deferToThreadPool(reactor, readers.pool, fn, *args),
+        write=calllog.writer.submit, reconcile=calllog.reconcile))
 
     site = build_site(
         center, prepared.creds, reactor.seconds,
