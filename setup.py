@@ -22,6 +22,7 @@ setup(
         "dispatcher.calllog.migrations.versions",
         "dispatcher.metrics",
         "dispatcher.retention",
+        "dispatcher.backup",
         "ivr",
     ],
     package_data={

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pbx.phone.cli",
     "dispatcher.calllog.cli",
     "dispatcher.alerts.cli",
+    "dispatcher.backup.cli",
 )
 
 

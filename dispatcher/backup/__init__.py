@@ -1,0 +1,1 @@
+"""Backups of a center: its database, recordings and secrets, and restoring them."""
