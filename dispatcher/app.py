@@ -235,12 +235,14 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
 
     calllog.on_reconciled = reconciled
 
-    # Recordings and CEL files kept within the configured age and size (files in the pool,
-    # the CEL rename in the writer thread that also reconciles CEL).
+    # Recordings and CEL files kept within the configured age and size: file work in a
+    # thread of its own (a long pass never delays a report or a scrape), the CEL rename in
+    # the writer thread that also reconciles CEL.
+    files = server.add("retention_files", ThreadPoolService("siaga-retention", 1))
     server.add("retention", RetentionService(
         reactor, center.retention, sessions, center.recordings_dir,
         Path(calllog.cel_path) if calllog.cel_path else None,
-        blocking=lambda fn, *args: threads.deferToThreadPool(reactor, readers.pool, fn, *args),
+        blocking=lambda fn, *args: threads.deferToThreadPool(reactor, files.pool, fn, *args),
         write=calllog.writer.submit, reconcile=calllog.reconcile))
 
     site = build_site(
