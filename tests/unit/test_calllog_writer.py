@@ -114,12 +114,14 @@ def test_given_a_failing_write_in_a_batch_when_committed_then_only_it_fails(sess
     )
     bad = writer.submit(broken)
     good_after = writer.save_journey(journey.run(sc.abandoned_in_ivr("2.1").ami(), sc.DIRECTORY)[0])
+    assert writer.backlog >= 3  # what the metrics call the writer's backlog
     gate.set()
     reactor.pump_until(fired(writer.flush()))
     with pytest.raises(RuntimeError, match="disk on fire"):
         result_of(bad)
     assert good_before.called and good_after.called
     assert count_calls(sessions) == 2
+    assert writer.failed == 1 and writer.backlog == 0  # counted for the metrics
     reactor.pump_until(fired(writer.stop()))
 
 

@@ -144,3 +144,20 @@ def test_given_the_database_unreadable_when_collected_then_day_figures_are_left_
     assert samples["siaga_calllog_readable"] == [({}, 0.0)]
     assert "siaga_calls_answered_within_today" not in samples
     assert "siaga_calls_offered_today" not in samples
+
+
+def test_given_alert_outcomes_when_counted_then_new_retries_and_refusals_are_apart() -> None:
+    """A 201 is a new alert, a 200 a retry of one stored, a failure a refusal by code."""
+    from twisted.python.failure import Failure
+
+    from dispatcher.alerts.service import Reply
+    from dispatcher.api.errors import ApiError
+
+    counts = AlertCounts()
+    counts.count(Reply(201, {}))
+    counts.count(Reply(200, {}))
+    refused = Failure(ApiError(429, "rate_limited", "slow down"))
+    assert counts.count(refused) is refused  # passed on: the API still answers 429
+    counts.count(Failure(RuntimeError("boom")))
+    assert (counts.committed, counts.duplicates) == (1, 1)
+    assert counts.refused == {"rate_limited": 1, "error": 1}
