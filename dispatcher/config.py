@@ -118,7 +118,7 @@ class MetricsAccess:
 
     enabled: bool = True
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK_NETWORKS
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log line
 
 
 @dataclass(frozen=True)
