@@ -80,7 +80,9 @@ def test_given_a_running_service_when_a_minute_passes_then_new_cel_records_are_a
     path = tmp_path / "Master.csv"
     write_cel(path, sc.abandoned_in_ivr())
     service.startService()
-    reactor.pump_until(lambda: count_calls(service) == 1)
+    # The row is committed in the writer thread before the pass's end reaches the reactor:
+    # wait for both, or the pass may still look in progress below.
+    reactor.pump_until(lambda: count_calls(service) == 1 and service._waiters is None)
     write_cel(path, sc.abandoned_in_queue(), mode="a")
     reactor.advance(59)
     assert service._waiters is None  # nothing scheduled before the minute is up
