@@ -10,6 +10,8 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
+from tests.harness import PATIENCE
+
 
 class ThreadedFakeReactor(Clock):
     """A ``task.Clock`` that also takes ``callFromThread``: calls queued by the writer thread
@@ -26,8 +28,9 @@ class ThreadedFakeReactor(Clock):
         self.thread_calls.put((f, args))
 
     def pump_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Run queued calls until ``condition`` holds; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        """Run queued calls until ``condition`` holds; fail after ``timeout`` × ``PATIENCE``
+        seconds (the writer thread is real, and a loaded machine slows it)."""
+        deadline = time.monotonic() + timeout * PATIENCE
         while not condition():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
