@@ -21,6 +21,7 @@ __all__ = [
     "Button",
     "Center",
     "ConfigError",
+    "Security",
     "Endpoint",
     "load_center",
 ]
@@ -108,6 +109,17 @@ class Ivr:
 
 
 @dataclass(frozen=True)
+class Security:
+    """When a source address is blocked for failing SIP authentication (dispatcher.guard)."""
+
+    # Networks the staff phones use: never blocked, whatever they get wrong.
+    staff_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    block_after: int = 10  # failed registrations/challenges from one address ...
+    window_seconds: int = 60  # ... within this many seconds ...
+    block_seconds: int = 600  # ... block it for this long
+
+
+@dataclass(frozen=True)
 class Center:
     """The whole center, as the config file describes it."""
 
@@ -131,6 +143,7 @@ class Center:
     trunk: Trunk | None
     recordings: bool = True
     extras: dict[str, str] = field(default_factory=dict)
+    security: Security = field(default_factory=Security)
 
     @property
     def run_dir(self) -> Path:
@@ -171,7 +184,8 @@ class Center:
 
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
-             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings"}
+             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
+             "security"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -337,6 +351,25 @@ class _Parser:
             queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
             agencies=agencies, buttons=buttons, trunk=trunk,
             recordings=r.boolean("recordings", True),
+            security=self.security(r.section("security", {
+                "staff_networks", "block_after", "window_seconds", "block_seconds"})),
+        )
+
+    def security(self, sec: Section) -> Security:
+        networks = []
+        nets_v = sec.get("staff_networks")
+        for item in () if nets_v.missing else nets_v.items():
+            raw = item.scalar()
+            try:
+                networks.append(ipaddress.ip_network(str(raw), strict=False))
+            except ValueError:
+                raise item.error(f"must be an address or network (10.1.0.0/16), got {raw!r}"
+                                 ) from None
+        return Security(
+            staff_networks=tuple(networks),
+            block_after=sec.integer("block_after", 10, lo=2, hi=1000),
+            window_seconds=sec.integer("window_seconds", 60, lo=1, hi=86400),
+            block_seconds=sec.integer("block_seconds", 600, lo=1, hi=7 * 86400),
         )
 
     def ivr(self, sec: Section) -> Ivr:
