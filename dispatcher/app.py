@@ -163,7 +163,9 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     # refused by a res_pjsip ACL for a while, reloaded through Asterisk's console socket.
     console = AsteriskConsole(reactor, reactor, prepared.paths.run)
     guard = server.add("sip_guard", SipGuardService(
-        reactor, GuardPolicy(center.security, reactor), prepared.paths.etc / GUARD_FILE,
+        reactor, GuardPolicy(center.security, reactor,
+                             trusted=[center.trunk.host] if center.trunk else []),
+        prepared.paths.etc / GUARD_FILE,
         lambda: console.reload_module("res_pjsip.so")))
     guard.reset()
     guard.subscribe(ami)

@@ -250,3 +250,14 @@ def test_given_an_earlier_runs_blocks_when_the_service_is_reset_then_the_file_ha
     clock = task.Clock()
     SipGuardService(clock, GuardPolicy(settings(), clock), path, FakeReload(path)).reset()
     assert "deny" not in path.read_text()
+
+
+def test_given_failures_forged_from_the_trunks_address_when_counted_then_it_is_never_blocked(
+        ) -> None:
+    """UDP sources can be forged: blocking the carrier's address would cut off every citizen
+    who calls through it, so the trunk's address is trusted like the staff networks."""
+    clock = task.Clock()
+    policy = GuardPolicy(settings(), clock, trusted=["198.51.100.7", "sip.carrier.example"])
+    for _ in range(50):
+        assert policy.failure("198.51.100.7") is None
+    assert policy.blocked() == []
