@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import CallState, Phone
-from tests.harness import REPO, SiagaProcess, wait_for
+from tests.harness import REPO, SiagaProcess, wait_for, write_test_config
 
 pytestmark = pytest.mark.asterisk
 
@@ -140,3 +141,41 @@ def test_given_svwar_enumerating_extensions_when_it_keeps_trying_then_its_source
     print(f"\nsvwar from {ENUMERATOR}: refused after {runs} runs, "
           f"{time.monotonic() - started:.2f} s")
     assert options_status("127.0.0.1", center_server) not in (None, 403)
+
+
+@pytest.fixture
+def quick_center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiagaProcess]:
+    """`siaga up` whose blocks last 3 s (block after 5 failures in 60 s)."""
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("guard-center")
+    config = write_test_config(tmp / "center.yaml")
+    doc = yaml.safe_load(config.read_text())
+    doc["security"] = {**doc["security"], "block_after": 5, "block_seconds": 3}
+    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    proc = SiagaProcess(config, tmp / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_given_a_blocked_source_when_block_seconds_pass_then_it_is_served_again(
+        quick_center: SiagaProcess) -> None:
+    """The block lasts the configured time, then Asterisk answers the source again (the
+    server rewrote the ACL and reloaded it): an address shared with a real caller is not
+    cut off for good."""
+    crack = scanner("svcrack", "127.0.0.4", quick_center, "-u", "202", "-r", "1-400",
+                    "--maximumtime", "2")
+    try:
+        wait_for(lambda: options_status("127.0.0.4", quick_center) == 403, 5,
+                 "127.0.0.4 to be refused")
+    finally:
+        stop(crack)
+    refused_at = time.monotonic()
+    assert options_status("127.0.0.4", quick_center) == 403
+    wait_for(lambda: options_status("127.0.0.4", quick_center) not in (None, 403), 6,
+             "127.0.0.4 to be served again")
+    print(f"\n127.0.0.4 served again {time.monotonic() - refused_at:.2f} s after its block "
+          "was seen (block_seconds: 3)")
