@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from dialplans.render import write_config
 from dispatcher.guard.acl import render_acl
 from dispatcher.guard.events import FAILURE_EVENTS, auth_failure
 from dispatcher.guard.policy import GuardPolicy
@@ -111,13 +111,10 @@ class SipGuardService(Service):
             self._apply()
 
     def _write(self) -> None:
-        text = render_acl(self.policy.blocked())
-        tmp = self.acl_path.with_name(f".{self.acl_path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        # Atomic: a reloading Asterisk never reads half a file.
-        os.replace(tmp, self.acl_path)
+        # As every generated Asterisk file is written (atomically, same mode and owner): a
+        # reloading Asterisk never reads half a file, and can read this one.
+        write_config({self.acl_path.name: render_acl(self.policy.blocked())},
+                     self.acl_path.parent)
 
     def _schedule_expiry(self) -> None:
         if self._expiry is not None and self._expiry.active():
