@@ -53,6 +53,7 @@ setup(
             "ruff>=0.6",
             "selenium>=4.20",
             "schemathesis>=3.30",
+            "sipvicious>=0.3.8",
         ],
     },
     entry_points={"console_scripts": ["siaga=dispatcher.cli:main"]},

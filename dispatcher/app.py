@@ -29,6 +29,7 @@ from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
+from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.callbacks import (
     CallbackList,
     WriterCallbackStore,
@@ -47,6 +48,7 @@ from pbx.ami.client import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
 from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
+from pbx.console import AsteriskConsole
 from pbx.provision import AsteriskInstall
 
 
@@ -159,6 +161,17 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     ))
     model = server.add("model", LiveModel(reactor.seconds))
     server.add("model_sync", ModelSync(ami, model))
+
+    # SIP scans and password guessing: a source that keeps failing authentication is
+    # refused by a res_pjsip ACL for a while, reloaded through Asterisk's console socket.
+    console = AsteriskConsole(reactor, reactor, prepared.paths.run)
+    guard = server.add("sip_guard", SipGuardService(
+        reactor, GuardPolicy(center.security, reactor,
+                             trusted=[center.trunk.host] if center.trunk else []),
+        prepared.paths.etc / GUARD_FILE,
+        lambda: console.reload_module("res_pjsip.so")))
+    guard.reset()
+    guard.subscribe(ami)
 
     # The call log: schema brought to head (blocking, before the reactor runs), journeys
     # built from every AMI event, completed from Asterisk's CEL file after any gap in AMI.

@@ -21,6 +21,7 @@ __all__ = [
     "Button",
     "Center",
     "ConfigError",
+    "Security",
     "Endpoint",
     "MetricsAccess",
     "Retention",
@@ -134,6 +135,17 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Security:
+    """When a source address is blocked for failing SIP authentication (dispatcher.guard)."""
+
+    # Networks the staff phones use: never blocked, whatever they get wrong.
+    staff_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    block_after: int = 10  # failed registrations/challenges from one address ...
+    window_seconds: int = 60  # ... within this many seconds ...
+    block_seconds: int = 600  # ... block it for this long
+
+
+@dataclass(frozen=True)
 class Center:
     """The whole center, as the config file describes it."""
 
@@ -159,6 +171,7 @@ class Center:
     extras: dict[str, str] = field(default_factory=dict)
     metrics: MetricsAccess = field(default_factory=MetricsAccess)
     retention: Retention = field(default_factory=Retention)
+    security: Security = field(default_factory=Security)
 
     @property
     def run_dir(self) -> Path:
@@ -200,7 +213,7 @@ class Center:
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
-             "metrics", "retention"}
+             "metrics", "retention", "security"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -369,21 +382,25 @@ class _Parser:
             metrics=self.metrics(r.section("metrics", {"enabled", "allow", "token"})),
             retention=self.retention(r.section("retention", {"every_minutes", "recordings",
                                                              "cel"})),
+            security=self.security(r.section("security", {
+                "staff_networks", "block_after", "window_seconds", "block_seconds"})),
         )
+
+    def networks(self, value: Value) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """A list of addresses or CIDR networks; a bad one is named with its line."""
+        nets = []
+        for item in value.items():
+            raw = item.scalar()
+            try:
+                nets.append(ipaddress.ip_network(str(raw), strict=False))
+            except ValueError:
+                raise item.error("must be an IP address or network (CIDR, e.g. 10.1.0.0/16), "
+                                 f"got {raw!r}") from None
+        return tuple(nets)
 
     def metrics(self, sec: Section) -> MetricsAccess:
         allow_v = sec.get("allow")
-        allow = LOOPBACK_NETWORKS
-        if not allow_v.missing:
-            nets = []
-            for item in allow_v.items():
-                raw = item.scalar()
-                try:
-                    nets.append(ipaddress.ip_network(str(raw), strict=False))
-                except ValueError:
-                    raise item.error(f"must be an IP address or network (CIDR), got {raw!r}"
-                                     ) from None
-            allow = tuple(nets)
+        allow = LOOPBACK_NETWORKS if allow_v.missing else self.networks(allow_v)
         token = None
         if not sec.get("token").missing:
             token = sec.text("token", max_len=200)
@@ -405,6 +422,15 @@ class _Parser:
                                          hi=36500),
             cel_max_total_mb=cel.integer("max_total_mb", default.cel_max_total_mb, lo=0,
                                          hi=100_000_000),
+        )
+
+    def security(self, sec: Section) -> Security:
+        nets_v = sec.get("staff_networks")
+        return Security(
+            staff_networks=() if nets_v.missing else self.networks(nets_v),
+            block_after=sec.integer("block_after", 10, lo=2, hi=1000),
+            window_seconds=sec.integer("window_seconds", 60, lo=1, hi=86400),
+            block_seconds=sec.integer("block_seconds", 600, lo=1, hi=7 * 86400),
         )
 
     def ivr(self, sec: Section) -> Ivr:

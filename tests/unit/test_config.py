@@ -135,3 +135,35 @@ def test_given_control_characters_when_loaded_then_refused(tmp_path: Path) -> No
                         'name: "Bitung\\r\\nCommand Center"')
     with pytest.raises(ConfigError, match="control characters"):
         load_center(path)
+
+
+def test_given_the_example_when_loaded_then_its_security_section_is_read(
+        tmp_path: Path) -> None:
+    """The SIP guard's settings: the staff network, and N failures in T seconds block for B."""
+    security = load_center(EXAMPLE_CONFIG, state_dir=tmp_path).security
+    assert [str(n) for n in security.staff_networks] == ["127.0.0.1/32"]
+    assert (security.block_after, security.window_seconds, security.block_seconds) == (
+        10, 60, 600)
+
+
+NETS = 'staff_networks: ["127.0.0.1/32"]'
+
+
+@pytest.mark.parametrize(("old", "new", "key", "reason"), [
+    (NETS, 'staff_networks: ["10.20.0.0/33"]', "security.staff_networks[0]",
+     "address or network"),
+    (NETS, 'staff_networks: ["desks"]', "security.staff_networks[0]", "address or network"),
+    (NETS, "staff_networks: 10.20.0.0/24", "security.staff_networks", "must be a list"),
+    ("block_after: 10", "block_after: 1", "security.block_after", "between 2 and 1000"),
+    ("block_seconds: 600", "block_secs: 600", "security.block_secs", "unknown key"),
+])
+def test_given_a_bad_security_value_when_loaded_then_error_names_file_line_and_key(
+        tmp_path: Path, old: str, new: str, key: str, reason: str) -> None:
+    """A staff network that is no network, a limit that would block on one typo, a
+    misspelt key: refused, naming the file, the line and the key."""
+    path = example_with(tmp_path, old, new)
+    with pytest.raises(ConfigError) as err:
+        load_center(path, state_dir=tmp_path)
+    assert err.value.path == key and reason in err.value.reason, str(err.value)
+    assert err.value.line == line_of(path, new)
+    assert str(err.value).startswith(f"siaga.example.yaml:{line_of(path, new)} {key}:")
