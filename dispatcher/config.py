@@ -19,6 +19,7 @@ __all__ = [
     "AGENCY_KINDS",
     "Agency",
     "Button",
+    "Callbacks",
     "Center",
     "ConfigError",
     "Endpoint",
@@ -97,6 +98,15 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class Callbacks:
+    """Bounds of the list of callbacks owed (abandoned and dropped hotline calls): anyone can
+    call and hang up, so a flood must not grow it without end or bury real callers."""
+
+    max_open: int = 1000  # open entries in all; beyond it the weakest pending one goes
+    max_per_source: int = 20  # pending entries from one SIP source address
+
+
+@dataclass(frozen=True)
 class Ivr:
     """The hotline's voice menu."""
 
@@ -131,6 +141,7 @@ class Center:
     trunk: Trunk | None
     recordings: bool = True
     extras: dict[str, str] = field(default_factory=dict)
+    callbacks: Callbacks = field(default_factory=Callbacks)
 
     @property
     def run_dir(self) -> Path:
@@ -171,7 +182,8 @@ class Center:
 
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
-             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings"}
+             "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
+             "callbacks"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -337,7 +349,19 @@ class _Parser:
             queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
             agencies=agencies, buttons=buttons, trunk=trunk,
             recordings=r.boolean("recordings", True),
+            callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
         )
+
+    def callbacks(self, sec: Section) -> Callbacks:
+        bounds = Callbacks(
+            max_open=sec.integer("max_open", Callbacks.max_open, lo=10, hi=100_000),
+            max_per_source=sec.integer("max_per_source", Callbacks.max_per_source,
+                                       lo=1, hi=100_000),
+        )
+        if bounds.max_per_source > bounds.max_open:
+            raise sec.get("max_per_source").error(
+                f"must not exceed callbacks.max_open ({bounds.max_open})")
+        return bounds
 
     def ivr(self, sec: Section) -> Ivr:
         default = sec.text("default_language", "id")
