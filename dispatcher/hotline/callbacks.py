@@ -129,12 +129,19 @@ def endpoint_of(channel: str) -> str:
     return channel[len("PJSIP/"):].rsplit("-", 1)[0]
 
 
+#: Hotline calls the detector follows at once. Far above what Asterisk carries; it only
+#: bounds the memory of calls whose Hangup never came (an AMI connection lost meanwhile).
+MAX_TRACKED = 10_000
+
+
 class MissedCallDetector:
     """Sans-IO: AMI events in, :class:`MissedCall` out."""
 
-    def __init__(self, dropped_seconds: float = DEFAULT_DROPPED_SECONDS) -> None:
+    def __init__(self, dropped_seconds: float = DEFAULT_DROPPED_SECONDS,
+                 max_tracked: int = MAX_TRACKED) -> None:
         self.dropped_seconds = dropped_seconds
-        self._calls: dict[str, _Tracked] = {}  # by the citizen channel's Uniqueid
+        self.max_tracked = max_tracked
+        self._calls: dict[str, _Tracked] = {}  # by the citizen channel's Uniqueid, oldest first
 
     @property
     def tracked(self) -> int:
@@ -171,6 +178,9 @@ class MissedCallDetector:
         variable = _bare(fields.get("Variable", ""))
         value = fields.get("Value", "")
         if variable == "SIAGA_CITIZEN" and value == "yes" and uniqueid:
+            if uniqueid not in self._calls and len(self._calls) >= self.max_tracked:
+                # The oldest is the likeliest to have ended unseen (dicts keep insertion order).
+                del self._calls[next(iter(self._calls))]
             self._calls.setdefault(uniqueid, _Tracked(
                 uniqueid=uniqueid, channel=fields.get("Channel", ""),
                 linkedid=fields.get("Linkedid", uniqueid),

@@ -266,3 +266,20 @@ def test_given_bad_callback_bounds_when_loaded_then_the_error_names_file_line_an
         load_center(path, state_dir=tmp_path)
     message = str(caught.value)
     assert f"siaga.example.yaml:{line}" in message and key in message and says in message
+
+
+def test_given_calls_whose_hangup_never_comes_when_more_start_then_the_detector_stays_bounded(
+        ) -> None:
+    """Hangups lost (AMI was away): the detector forgets the oldest calls beyond its bound
+    instead of growing, and still judges the newest ones."""
+    from dispatcher.hotline.callbacks import MissedCallDetector
+
+    detector = MissedCallDetector(max_tracked=100)
+    for i in range(FLOOD):
+        detector.feed("VarSet", {"Uniqueid": f"1.{i}", "Channel": f"PJSIP/anonymous-{i}",
+                                 "Variable": "SIAGA_CITIZEN", "Value": "yes",
+                                 "CallerIDNum": f"0899{i}"}, float(i))
+    assert detector.tracked == 100
+    last = FLOOD - 1
+    [missed_call] = detector.feed("Hangup", {"Uniqueid": f"1.{last}"}, float(FLOOD))
+    assert missed_call.number == f"0899{last}"
