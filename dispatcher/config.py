@@ -102,7 +102,9 @@ class Callbacks:
     """Bounds of the list of callbacks owed (abandoned and dropped hotline calls): anyone can
     call and hang up, so a flood must not grow it without end or bury real callers."""
 
-    max_open: int = 1000  # open entries in all; beyond it the weakest pending one goes
+    # Pending entries in all (the few an operator is ringing come on top); beyond it the
+    # weakest pending one is evicted.
+    max_open: int = 1000
     max_per_source: int = 20  # pending entries from one SIP source address
 
 

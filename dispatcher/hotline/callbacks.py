@@ -275,7 +275,8 @@ class CallbackStore(Protocol):
 
 class CallbackList:
     """The callbacks owed, strongest evidence first; one open entry per number; at most
-    ``max_per_source`` pending entries per SIP source address and ``max_open`` in all.
+    ``max_per_source`` pending entries per SIP source address and ``max_open`` pending in
+    all (an entry an operator is ringing is never evicted, and does not count).
 
     Every operation is O(log n) (sorted containers and dicts) or O(log n + k) for a page of
     k entries: the wallboard and the API read pages, never the whole list.
