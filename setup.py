@@ -37,6 +37,7 @@ setup(
         "pjsua2-python>=2.15",
         "numpy>=1.26",
         "psycopg[binary]>=3.1",
+        "sortedcontainers>=2.4",
     ],
     extras_require={
         "test": [
