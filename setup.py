@@ -41,6 +41,7 @@ setup(
         "numpy>=1.26",
         "psycopg[binary]>=3.1",
         "prometheus_client>=0.20",
+        "sortedcontainers>=2.4",
     ],
     extras_require={
         "test": [

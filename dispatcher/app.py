@@ -41,7 +41,7 @@ from dispatcher.metrics.collector import Sources
 from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.retention.service import RetentionService
 from dispatcher.web.site import build_site, report_text
-from dispatcher.web.wallboard import wallboard_document
+from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
 from pbx.ami.client import AMIClient, AMIService
 from pbx.ami.client import Credentials as AMICredentials
@@ -204,7 +204,9 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
 
     # The hotline's server side: queue control and transfers over AMI (the console's verbs),
     # and the callback list of abandoned and dropped calls, persisted through the writer.
-    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit))
+    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit),
+                             max_open=center.callbacks.max_open,
+                             max_per_source=center.callbacks.max_per_source)
     # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
     with transaction(sessions) as session:
         callbacks.restore(stored_open_callbacks(session))
@@ -238,10 +240,9 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     # call opens its incident.
     def reconciled(result: ReconcileResult) -> None:
         now = reactor.seconds()
-        seen = {linkedid for entry in callbacks.all() for linkedid in entry.calls}
         for record in result.records:
             missed_call = missed_from_journey(record, center.hotline, now)
-            if missed_call is not None and missed_call.linkedid not in seen:
+            if missed_call is not None and not callbacks.has_call(missed_call.linkedid):
                 callbacks.add(missed_call, now)
             if api.alerts.watcher is not None:
                 api.alerts.watcher.on_finished_call(record)
@@ -261,7 +262,8 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     site = build_site(
         center, prepared.creds, reactor.seconds,
         wallboard=lambda: wallboard_document(model, center, reactor.seconds(),
-                                             callbacks.pending()),
+                                             callbacks.page(0, WALLBOARD_CALLBACKS),
+                                             callbacks.open_count),
         reports=run_report, api=api.resource, request_factory=api.request_factory,
     )
     if center.metrics.enabled:

@@ -19,6 +19,7 @@ __all__ = [
     "AGENCY_KINDS",
     "Agency",
     "Button",
+    "Callbacks",
     "Center",
     "ConfigError",
     "Security",
@@ -100,6 +101,17 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class Callbacks:
+    """Bounds of the list of callbacks owed (abandoned and dropped hotline calls): anyone can
+    call and hang up, so a flood must not grow it without end or bury real callers."""
+
+    # Pending entries in all (the few an operator is ringing come on top); beyond it the
+    # weakest pending one is evicted.
+    max_open: int = 1000
+    max_per_source: int = 20  # pending entries from one SIP source address
+
+
+@dataclass(frozen=True)
 class Ivr:
     """The hotline's voice menu."""
 
@@ -172,6 +184,7 @@ class Center:
     metrics: MetricsAccess = field(default_factory=MetricsAccess)
     retention: Retention = field(default_factory=Retention)
     security: Security = field(default_factory=Security)
+    callbacks: Callbacks = field(default_factory=Callbacks)
 
     @property
     def run_dir(self) -> Path:
@@ -213,7 +226,7 @@ class Center:
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
-             "metrics", "retention", "security"}
+             "metrics", "retention", "security", "callbacks"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -384,6 +397,7 @@ class _Parser:
                                                              "cel"})),
             security=self.security(r.section("security", {
                 "staff_networks", "block_after", "window_seconds", "block_seconds"})),
+            callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
         )
 
     def networks(self, value: Value) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -432,6 +446,17 @@ class _Parser:
             window_seconds=sec.integer("window_seconds", 60, lo=1, hi=86400),
             block_seconds=sec.integer("block_seconds", 600, lo=1, hi=7 * 86400),
         )
+
+    def callbacks(self, sec: Section) -> Callbacks:
+        bounds = Callbacks(
+            max_open=sec.integer("max_open", Callbacks.max_open, lo=10, hi=100_000),
+            max_per_source=sec.integer("max_per_source", Callbacks.max_per_source,
+                                       lo=1, hi=100_000),
+        )
+        if bounds.max_per_source > bounds.max_open:
+            raise sec.get("max_per_source").error(
+                f"must not exceed callbacks.max_open ({bounds.max_open})")
+        return bounds
 
     def ivr(self, sec: Section) -> Ivr:
         default = sec.text("default_language", "id")

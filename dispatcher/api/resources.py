@@ -33,7 +33,7 @@ from dispatcher.alerts.service import AlertService, Reply
 from dispatcher.api.errors import ApiError, json_body
 from dispatcher.config import AGENCY_KINDS
 from dispatcher.hotline.callbacks import CallbackEntry
-from dispatcher.hotline.service import HotlineService, InvalidInput
+from dispatcher.hotline.service import HotlineService, InvalidInput, NoWayBack
 from pbx.ami.client import AMIActionError, AMINotConnected
 
 __all__ = ["ApiRequest", "build_api", "build_root", "openapi_document"]
@@ -335,23 +335,33 @@ class IncidentsResource(JsonResource):
             "incident_id": r.incident_id, "from": r.from_state, "state": r.to_state}), {}))
 
 
+# A page of the callback list: the list may hold thousands (a flood of hang-ups), a request
+# never serializes more than this.
+CALLBACKS_PAGE = 50
+CALLBACKS_PAGE_MAX = 200
+
+
 def callback_document(entry: CallbackEntry) -> dict[str, Any]:
-    """A callback as operators see it."""
+    """A callback as operators see it, with the evidence it is ranked by."""
     created = dt.datetime.fromtimestamp(entry.created_at, dt.UTC)
     return {
         "id": entry.id, "number": entry.number, "reason": entry.reason,
         "category": entry.category, "state": entry.state, "attempts": entry.attempts,
         "created_at": created.isoformat().replace("+00:00", "Z"), "calls": list(entry.calls),
-        "endpoint": entry.endpoint,
+        "endpoint": entry.endpoint, "missed_calls": entry.missed,
+        "waited_s": round(entry.waited, 1), "queued": entry.queued,
+        "strength": round(entry.strength, 1),
     }
 
 
 class CallbacksResource(JsonResource):
-    """``/api/v1/callbacks`` (the open ones) and ``/api/v1/callbacks/{id}/call``.
+    """``/api/v1/callbacks`` (the open ones, a page) and ``/api/v1/callbacks/{id}/call``.
 
     The hotline's callback list: citizens who hung up before an operator answered, or whose
-    call dropped right after. ``POST .../call`` with ``{"operator": "201"}`` rings that
-    operator's phone first; once answered, the dialplan dials the citizen.
+    call dropped right after, the strongest evidence of a person first; ``?limit=&offset=``
+    pages through it. ``POST .../call`` with ``{"operator": "201"}`` rings that operator's
+    phone first; once answered, the dialplan dials the citizen, by the way they came in
+    only (409 ``no_way_back`` otherwise, and nothing is dialled).
     """
 
     isLeaf = True
@@ -373,14 +383,22 @@ class CallbacksResource(JsonResource):
         raise ApiError(404, "not_found", "no such resource")
 
     def render_GET(self, request: Request) -> bytes:  # noqa: N802
-        """The callbacks still owed, oldest first."""
+        """A page of the callbacks still owed, strongest evidence first (then oldest)."""
         if self._route(request) is not None:
             raise ApiError(405, "method_not_allowed", "GET is not allowed here",
                            {"Allow": "POST"})
         check_operator(request, self.operator_token)
-        entries = self.hotline.callbacks.pending()
-        return _send(request, 200, json_body(
-            {"callbacks": [callback_document(e) for e in entries]}))
+        limit = _int_arg(request, b"limit", CALLBACKS_PAGE, 1, CALLBACKS_PAGE_MAX)
+        offset = _int_arg(request, b"offset", 0, 0, 10**9)
+        callbacks = self.hotline.callbacks
+        entries = callbacks.page(offset, limit)
+        total = callbacks.open_count
+        following = offset + len(entries)
+        return _send(request, 200, json_body({
+            "callbacks": [callback_document(e) for e in entries], "total": total,
+            "offset": offset, "limit": limit,
+            "next_offset": following if following < total else None,
+        }))
 
     def render_POST(self, request: Request) -> bytes | int:  # noqa: N802
         """Ring an operator for a callback: ``{"operator": "<extension>"}``."""
@@ -412,6 +430,8 @@ class CallbacksResource(JsonResource):
         def refused(failure: Failure) -> None:
             if failure.check(InvalidInput):
                 raise ApiError(422, "invalid_field", failure.getErrorMessage())
+            if failure.check(NoWayBack):
+                raise ApiError(409, "no_way_back", failure.getErrorMessage())
             if failure.check(AMINotConnected):
                 raise ApiError(503, "pbx_unavailable", "the PBX is not connected; try again")
             if failure.check(AMIActionError):

@@ -317,7 +317,8 @@ def set_callback_state(
     now: dt.datetime | None = None,
     result_linkedid: str | None = None,
 ) -> Callback:
-    """Move a callback to ``state`` (ringing counts an attempt; done/failed close it)."""
+    """Move a callback to ``state`` (ringing counts an attempt; done, failed and evicted
+    close it: evicted is a hotline callback that gave way to stronger ones in a full list)."""
     if state not in CALLBACK_STATES:
         raise ValueError(f"unknown callback state {state!r}")
     callback = session.get(Callback, callback_id)
@@ -328,7 +329,7 @@ def set_callback_state(
     callback.updated_at = at
     if state == "ringing":
         callback.attempts += 1
-    if state in ("done", "failed"):
+    if state in ("done", "failed", "evicted"):
         callback.done_at = at
     if result_linkedid:
         callback.result_linkedid = result_linkedid

@@ -22,6 +22,7 @@ from dispatcher.hotline.service import (
     HotlineService,
     InvalidInput,
     MissedCallWatcher,
+    NoWayBack,
     TransferMode,
     callback_target,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "MissedCall",
     "MissedCallDetector",
     "MissedCallWatcher",
+    "NoWayBack",
     "SqlCallbackStore",
     "TransferMode",
     "callback_target",

@@ -7,29 +7,62 @@ hangs up before an operator answered (in the menu or in the queue), and **droppe
 ends less than ``dropped_seconds`` after an operator answered without having been handed to
 an agency (a blind transfer, a consultation or a conference is not a drop).
 
-:class:`CallbackList` keeps the callbacks: in memory, one pending entry per number (a
+:class:`CallbackList` keeps the callbacks: in memory, one open entry per number (a
 citizen who calls three times and gives up three times is called back once), with an
 optional :class:`CallbackStore` hook to persist them (:class:`SqlCallbackStore` writes them
 to the call log's ``callbacks`` table).
+
+Anyone can call the hotline and hang up, thousands of times a minute from a script, so the
+list is bounded and ranked. Each entry carries the evidence that a person was there (how
+long the caller waited, whether they reached the operators' queue, whether an operator
+answered, how often the same number tried again: :func:`evidence`); the list is kept sorted
+on it, strongest first, in balanced sorted containers (insert, remove, rank and page in
+O(log n)). Beyond ``max_per_source`` open entries from one SIP source address, or
+``max_open`` in all, the weakest pending entry is evicted (state ``evicted``): a flood of
+short calls only ever displaces its own kind, and a citizen who waited stays at the top.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sortedcontainers import SortedKeyList
 from twisted.logger import Logger
 
 log = Logger(namespace="dispatcher.hotline.callbacks")
 
 ABANDONED = "abandoned"
 DROPPED = "dropped"
-CALLBACK_STATES = ("pending", "ringing", "done", "failed")
+EVICTED = "evicted"
+CALLBACK_STATES = ("pending", "ringing", "done", "failed", EVICTED)
 OPEN_STATES = ("pending", "ringing")
 DEFAULT_DROPPED_SECONDS = 5.0
+DEFAULT_MAX_OPEN = 1000
+DEFAULT_MAX_PER_SOURCE = 20
+
+# The weights of the evidence that a person, not a script, made a missed call. Seconds count
+# as points up to WAIT_CAP (past ten minutes a longer wait says nothing more); reaching the
+# queue means the caller sat through the menu or chose an operator; an operator's answer
+# means a person was heard. A scripted INVITE and hang-up scores next to nothing.
+WAIT_CAP = 600.0
+QUEUE_POINTS = 60.0
+DROPPED_POINTS = 120.0
+# Each further missed call from the same number adds this, when it shows a person (at least
+# CREDIBLE_POINTS) and at most MAX_REPEATS times: one number redialled by a script cannot
+# climb above callers who waited.
+REPEAT_POINTS = 30.0
+MAX_REPEATS = 4
+CREDIBLE_POINTS = 3.0
+# The missed calls' ids kept per entry (the newest): a number redialled ten thousand times
+# keeps a bounded entry.
+MAX_CALLS_KEPT = 20
+# Entries no longer open (done, failed, evicted) kept for lookups by id, newest.
+MAX_CLOSED_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,29 @@ class MissedCall:
     category: str
     waited: float  # seconds from the start of the call to the end (abandoned) or answer
     talked: float | None  # seconds with the operator (dropped)
+    queued: bool = False  # it reached the operators' queue
+
+
+def evidence(missed: MissedCall) -> float:
+    """Points for the evidence that a person made ``missed``: seconds waited (capped),
+    plus :data:`QUEUE_POINTS` when it reached the queue and :data:`DROPPED_POINTS` when an
+    operator answered it."""
+    points = min(max(missed.waited, 0.0), WAIT_CAP)
+    if missed.queued:
+        points += QUEUE_POINTS
+    if missed.reason == DROPPED:
+        points += DROPPED_POINTS
+    return points
+
+
+def source_host(source: str | None) -> str | None:
+    """The address part of a SIP source ``host:port`` (``[v6]:port``): what a flood from one
+    machine shares whatever ports it uses. None for None or ''."""
+    if not source:
+        return None
+    if source.startswith("["):
+        return source[1:].split("]", 1)[0] or None
+    return source.rsplit(":", 1)[0] or None
 
 
 @dataclass
@@ -58,6 +114,7 @@ class _Tracked:
     category: str = "unknown"
     answered_at: float | None = None
     handed_over: bool = False
+    queued: bool = False
 
 
 def _bare(variable: str) -> str:
@@ -72,12 +129,19 @@ def endpoint_of(channel: str) -> str:
     return channel[len("PJSIP/"):].rsplit("-", 1)[0]
 
 
+#: Hotline calls the detector follows at once. Far above what Asterisk carries; it only
+#: bounds the memory of calls whose Hangup never came (an AMI connection lost meanwhile).
+MAX_TRACKED = 10_000
+
+
 class MissedCallDetector:
     """Sans-IO: AMI events in, :class:`MissedCall` out."""
 
-    def __init__(self, dropped_seconds: float = DEFAULT_DROPPED_SECONDS) -> None:
+    def __init__(self, dropped_seconds: float = DEFAULT_DROPPED_SECONDS,
+                 max_tracked: int = MAX_TRACKED) -> None:
         self.dropped_seconds = dropped_seconds
-        self._calls: dict[str, _Tracked] = {}  # by the citizen channel's Uniqueid
+        self.max_tracked = max_tracked
+        self._calls: dict[str, _Tracked] = {}  # by the citizen channel's Uniqueid, oldest first
 
     @property
     def tracked(self) -> int:
@@ -93,7 +157,9 @@ class MissedCallDetector:
         call = self._calls.get(uniqueid)
         if call is None:
             return []
-        if name == "AgentConnect":
+        if name == "QueueCallerJoin":
+            call.queued = True
+        elif name == "AgentConnect":
             if call.answered_at is None:
                 call.answered_at = now
         elif name == "Newexten":
@@ -112,6 +178,9 @@ class MissedCallDetector:
         variable = _bare(fields.get("Variable", ""))
         value = fields.get("Value", "")
         if variable == "SIAGA_CITIZEN" and value == "yes" and uniqueid:
+            if uniqueid not in self._calls and len(self._calls) >= self.max_tracked:
+                # The oldest is the likeliest to have ended unseen (dicts keep insertion order).
+                del self._calls[next(iter(self._calls))]
             self._calls.setdefault(uniqueid, _Tracked(
                 uniqueid=uniqueid, channel=fields.get("Channel", ""),
                 linkedid=fields.get("Linkedid", uniqueid),
@@ -130,7 +199,7 @@ class MissedCallDetector:
         number = "" if call.number in ("<unknown>", "anonymous") else call.number
         common = dict(number=number, linkedid=call.linkedid, channel=call.channel,
                       endpoint=endpoint_of(call.channel), source=call.source,
-                      category=call.category)
+                      category=call.category, queued=call.queued)
         if call.answered_at is None:
             return MissedCall(reason=ABANDONED, waited=now - call.started, talked=None,
                               **common)
@@ -144,7 +213,10 @@ class MissedCallDetector:
 @dataclass
 class CallbackEntry:
     """A call the center owes a citizen. ``id`` is the list's own; ``store_id`` the
-    persistence hook's (the call log's row id), when it has one."""
+    persistence hook's (the call log's row id), when it has one.
+
+    ``evidence`` is the strongest single missed call's (:func:`evidence`), ``repeats`` the
+    further missed calls from the number that showed a person, ``missed`` all of them."""
 
     id: int
     number: str
@@ -156,14 +228,38 @@ class CallbackEntry:
     created_at: float
     state: str = "pending"
     attempts: int = 0
-    calls: list[str] = field(default_factory=list)  # linkedids of every missed call
+    calls: list[str] = field(default_factory=list)  # linkedids of the newest missed calls
     result_linkedid: str | None = None
     store_id: int | None = None
+    evidence: float = 0.0
+    repeats: int = 0
+    missed: int = 1
+    waited: float = 0.0  # the longest wait of its missed calls, seconds
+    queued: bool = False  # one of its missed calls reached the queue
 
     @property
     def open(self) -> bool:
         """Still to be done (pending or ringing)."""
         return self.state in OPEN_STATES
+
+    @property
+    def strength(self) -> float:
+        """How sure the center is that a person is owed this call: the list's order."""
+        return self.evidence + REPEAT_POINTS * min(self.repeats, MAX_REPEATS)
+
+    @property
+    def source_key(self) -> str | None:
+        """What the per-source bound counts by: the SIP source address of a caller that
+        came straight to our SIP port. A trunk's callers all share the carrier's address, and
+        an entry restored from the call log has none: the total bound covers those."""
+        if self.endpoint == "trunk":
+            return None
+        return source_host(self.source)
+
+
+def _rank(entry: CallbackEntry) -> tuple[float, float, int]:
+    # Strongest first; among equals the oldest, so a newcomer never pushes an equal aside.
+    return (-entry.strength, entry.created_at, entry.id)
 
 
 class CallbackStore(Protocol):
@@ -178,35 +274,108 @@ class CallbackStore(Protocol):
 
 
 class CallbackList:
-    """The callbacks owed, oldest first; one open entry per number."""
+    """The callbacks owed, strongest evidence first; one open entry per number; at most
+    ``max_per_source`` pending entries per SIP source address and ``max_open`` pending in
+    all (an entry an operator is ringing is never evicted, and does not count).
+
+    Every operation is O(log n) (sorted containers and dicts) or O(log n + k) for a page of
+    k entries: the wallboard and the API read pages, never the whole list.
+    """
 
     def __init__(self, store: CallbackStore | None = None,
-                 on_change: Callable[[CallbackEntry], object] | None = None) -> None:
+                 on_change: Callable[[CallbackEntry], object] | None = None,
+                 max_open: int = DEFAULT_MAX_OPEN,
+                 max_per_source: int = DEFAULT_MAX_PER_SOURCE) -> None:
+        if max_open < 1 or max_per_source < 1:
+            raise ValueError("max_open and max_per_source must be at least 1")
         self.store = store
         self.on_change = on_change
-        self._entries: dict[int, CallbackEntry] = {}
+        self.max_open = max_open
+        self.max_per_source = max_per_source
         self._ids = itertools.count(1)
+        self._open: dict[int, CallbackEntry] = {}
+        self._closed: OrderedDict[int, CallbackEntry] = OrderedDict()
+        self._by_number: dict[str, CallbackEntry] = {}
+        self._by_call: dict[str, int] = {}  # a missed call's linkedid -> its open entry id
+        # Every open entry, ranked: what the API and the wallboard page through.
+        self._ranked = SortedKeyList(key=_rank)
+        # Pending entries only (one an operator is ringing is never evicted), ranked: the
+        # weakest is the last.
+        self._evictable = SortedKeyList(key=_rank)
+        self._by_source: dict[str, SortedKeyList] = {}
+        self._persisted: set[int] = set()  # open entries the store was told about
+        self.evicted_count = 0  # entries evicted since start
+        self.refused_count = 0  # missed calls turned away at once (weaker than a full list)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        """Open entries (pending and ringing)."""
+        return len(self._ranked)
+
+    def page(self, offset: int = 0, limit: int = 50) -> list[CallbackEntry]:
+        """``limit`` open entries from rank ``offset`` (0 is the strongest)."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must not be negative")
+        return list(self._ranked.islice(offset, offset + limit))
+
+    def pending(self) -> list[CallbackEntry]:
+        """Every open entry, ranked (O(n): for tools and tests; pages use :meth:`page`)."""
+        return list(self._ranked)
+
+    def all(self) -> list[CallbackEntry]:
+        """The open entries, ranked, then those recently closed (O(n), for tools)."""
+        return list(self._ranked) + list(self._closed.values())
+
+    def get(self, entry_id: int) -> CallbackEntry:
+        """The entry with this id, open or recently closed (KeyError if none)."""
+        entry = self._open.get(entry_id)
+        return entry if entry is not None else self._closed[entry_id]
+
+    def has_call(self, linkedid: str) -> bool:
+        """Whether an open entry already counts this missed call."""
+        return linkedid in self._by_call
+
+    # -- changing -----------------------------------------------------------------------------
 
     def add(self, missed: MissedCall, now: float) -> CallbackEntry | None:
-        """Owe ``missed`` a callback; None when it cannot be called back (no number)."""
+        """Owe ``missed`` a callback. None when it cannot be called back (no number) or when
+        it is weaker than every entry of a full list (it is then not kept)."""
         if not missed.number:
             log.info("Missed call {linkedid} ({reason}) has no number to call back",
                      linkedid=missed.linkedid, reason=missed.reason)
             return None
-        existing = next((e for e in self._entries.values()
-                         if e.open and e.number == missed.number), None)
+        points = evidence(missed)
+        existing = self._by_number.get(missed.number)
         if existing is not None:
-            existing.calls.append(missed.linkedid)
+            self._unindex(existing)
+            self._note_call(existing, missed.linkedid)
+            existing.missed += 1
+            if points >= CREDIBLE_POINTS:
+                existing.repeats += 1
+            existing.evidence = max(existing.evidence, points)
+            existing.waited = max(existing.waited, missed.waited)
+            existing.queued = existing.queued or missed.queued
             # The newest way to reach the caller wins (an app may have moved).
             existing.source = missed.source or existing.source
-            return existing
+            self._index(existing)
+            self._enforce(existing)
+            return existing if existing.open else None
         entry = CallbackEntry(
             id=next(self._ids), number=missed.number, reason=missed.reason,
             linkedid=missed.linkedid, endpoint=missed.endpoint, source=missed.source,
-            category=missed.category, created_at=now, calls=[missed.linkedid],
+            category=missed.category, created_at=now, calls=[], evidence=points,
+            waited=missed.waited, queued=missed.queued,
         )
-        self._entries[entry.id] = entry
+        self._note_call(entry, missed.linkedid)
+        self._open[entry.id] = entry
+        self._index(entry)
+        if self._enforce(entry, fresh=entry) is entry:
+            # Weaker than all it would have displaced: never persisted, never shown.
+            return None
         if self.store is not None:
+            self._persisted.add(entry.id)
             try:
                 entry.store_id = self.store.created(entry)
             except Exception:
@@ -217,45 +386,136 @@ class CallbackList:
 
     def restore(self, entries: list[CallbackEntry]) -> None:
         """Take back open entries a previous process persisted (``stored_open_callbacks``):
-        each gets an id of this list; its ``store_id`` keeps pointing at its row."""
+        each gets an id of this list; its ``store_id`` keeps pointing at its row. The bounds
+        apply to them too: the weakest beyond them are evicted (and their rows say so)."""
         for stored in entries:
-            if any(e.open and e.number == stored.number for e in self._entries.values()):
+            if stored.number in self._by_number:
                 continue
             stored.id = next(self._ids)
-            self._entries[stored.id] = stored
-
-    def get(self, entry_id: int) -> CallbackEntry:
-        """The entry with this id (KeyError if none)."""
-        return self._entries[entry_id]
-
-    def pending(self) -> list[CallbackEntry]:
-        """Open entries, oldest first."""
-        return sorted((e for e in self._entries.values() if e.open),
-                      key=lambda e: (e.created_at, e.id))
-
-    def all(self) -> list[CallbackEntry]:
-        """Every entry, oldest first."""
-        return sorted(self._entries.values(), key=lambda e: (e.created_at, e.id))
+            stored.state = "pending"
+            stored.calls = stored.calls[-MAX_CALLS_KEPT:]
+            self._open[stored.id] = stored
+            self._persisted.add(stored.id)
+            for linkedid in stored.calls:
+                self._by_call[linkedid] = stored.id
+            self._index(stored)
+            self._enforce(stored)
 
     def set_state(self, entry_id: int, state: str,
                   result_linkedid: str | None = None) -> CallbackEntry:
         """Move an entry to ``state`` (ringing counts an attempt)."""
         if state not in CALLBACK_STATES:
             raise ValueError(f"unknown callback state {state!r}")
-        entry = self._entries[entry_id]
+        entry = self.get(entry_id)
+        if entry.open:
+            self._unindex(entry)
         entry.state = state
         if state == "ringing":
             entry.attempts += 1
         if result_linkedid:
             entry.result_linkedid = result_linkedid
-        if self.store is not None:
-            try:
-                self.store.updated(entry)
-            except Exception:
-                log.failure("Callback {id} state {state} not persisted", id=entry.id,
-                            state=state)
+        if entry.open:
+            self._open[entry.id] = entry
+            self._closed.pop(entry.id, None)
+            self._index(entry)
+        else:
+            self._close(entry)
+        self._persist(entry)
         self._changed(entry)
+        if entry.open:
+            self._enforce(entry)
         return entry
+
+    # -- the bounds ---------------------------------------------------------------------------
+
+    def _index(self, entry: CallbackEntry) -> None:
+        self._by_number[entry.number] = entry
+        self._ranked.add(entry)
+        if entry.state != "pending":
+            return
+        self._evictable.add(entry)
+        key = entry.source_key
+        if key is not None:
+            group = self._by_source.get(key)
+            if group is None:
+                group = self._by_source[key] = SortedKeyList(key=_rank)
+            group.add(entry)
+
+    def _unindex(self, entry: CallbackEntry) -> None:
+        # Before any change to what _rank or source_key reads: the containers find an
+        # entry by its key.
+        self._ranked.discard(entry)
+        self._evictable.discard(entry)
+        key = entry.source_key
+        group = self._by_source.get(key) if key is not None else None
+        if group is not None:
+            group.discard(entry)
+            if not group:
+                del self._by_source[key]
+
+    def _enforce(self, entry: CallbackEntry, fresh: CallbackEntry | None = None
+                 ) -> CallbackEntry | None:
+        """Evict the weakest pending entries beyond the bounds, after ``entry`` came in or
+        changed; the entry evicted last (``entry`` itself when it was the weakest). ``fresh``
+        is a newcomer: turned away rather than evicted when it is the weakest."""
+        evicted = None
+        key = entry.source_key
+        group = self._by_source.get(key) if key is not None else None
+        while group is not None and len(group) > self.max_per_source:
+            evicted = self._evict(group[-1], f"more than {self.max_per_source} from {key}",
+                                  fresh)
+            group = self._by_source.get(key)
+        while len(self._evictable) > self.max_open:
+            evicted = self._evict(self._evictable[-1], f"more than {self.max_open} owed",
+                                  fresh)
+        return evicted
+
+    def _evict(self, weakest: CallbackEntry, why: str,
+               fresh: CallbackEntry | None = None) -> CallbackEntry:
+        persisted = weakest.id in self._persisted
+        self._unindex(weakest)
+        weakest.state = EVICTED
+        self._close(weakest)
+        if weakest is fresh:
+            self.refused_count += 1
+        else:
+            self.evicted_count += 1
+        log.debug("Callback {id} for {number} evicted: {why}", id=weakest.id,
+                  number=weakest.number, why=why)
+        if persisted:
+            # Its row says it is no longer owed (a restart does not bring it back).
+            self._persist(weakest)
+            self._changed(weakest)
+        return weakest
+
+    def _close(self, entry: CallbackEntry) -> None:
+        self._open.pop(entry.id, None)
+        self._persisted.discard(entry.id)
+        if self._by_number.get(entry.number) is entry:
+            del self._by_number[entry.number]
+        for linkedid in entry.calls:
+            if self._by_call.get(linkedid) == entry.id:
+                del self._by_call[linkedid]
+        self._closed[entry.id] = entry
+        while len(self._closed) > MAX_CLOSED_KEPT:
+            self._closed.popitem(last=False)
+
+    def _note_call(self, entry: CallbackEntry, linkedid: str) -> None:
+        entry.calls.append(linkedid)
+        self._by_call[linkedid] = entry.id
+        while len(entry.calls) > MAX_CALLS_KEPT:
+            dropped = entry.calls.pop(0)
+            if self._by_call.get(dropped) == entry.id:
+                del self._by_call[dropped]
+
+    def _persist(self, entry: CallbackEntry) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.updated(entry)
+        except Exception:
+            log.failure("Callback {id} state {state} not persisted", id=entry.id,
+                        state=entry.state)
 
     def _changed(self, entry: CallbackEntry) -> None:
         if self.on_change is not None:
@@ -381,13 +641,22 @@ def stored_open_callbacks(session: Any) -> list[CallbackEntry]:
         created = row.created_at
         if created.tzinfo is None:
             created = created.replace(tzinfo=dt.UTC)
+        # The evidence the live list ranked it by, again from the logged call.
+        waited, queued = 0.0, False
+        if call is not None:
+            waited = (call.answer_seconds if row.reason == DROPPED
+                      else call.duration_seconds) or 0.0
+            queued = bool(call.queue_passes) or call.queued_at is not None
         entries.append(CallbackEntry(
             id=0, number=row.number, reason=row.reason,
             linkedid=call.linkedid if call is not None else "",
             endpoint=endpoint_of(channel)[1] if channel else "", source=None,
             category=(call.category or "") if call is not None else "",
             created_at=created.timestamp(), attempts=row.attempts,
-            calls=[call.linkedid] if call is not None else [], store_id=row.id))
+            calls=[call.linkedid] if call is not None else [], store_id=row.id,
+            evidence=evidence(MissedCall(row.reason, row.number, "", "", "", None, "",
+                                         waited, None, queued)),
+            waited=waited, queued=queued))
     return entries
 
 
@@ -416,12 +685,13 @@ def missed_from_journey(record: Any, hotline: Iterable[str], now: float,
     endpoint = endpoint_of(channel)[1] if channel else ""
     number = "" if record.caller_number in ("", "<unknown>", "anonymous") \
         else record.caller_number
+    queued = record.queue_passes > 0 or record.queued_at is not None
     if record.answered_at is None:
         return MissedCall(ABANDONED, number, record.linkedid, channel, endpoint, None,
-                          record.category or "", ended - record.started_at, None)
+                          record.category or "", ended - record.started_at, None, queued)
     talked = ended - record.answered_at
     if talked < dropped_seconds and not any(leg.kind in _AGENCY_LEGS for leg in record.legs):
         return MissedCall(DROPPED, number, record.linkedid, channel, endpoint, None,
                           record.category or "", record.answered_at - record.started_at,
-                          talked)
+                          talked, queued)
     return None

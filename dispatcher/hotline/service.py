@@ -58,6 +58,11 @@ class InvalidInput(HotlineError, ValueError):
     """A caller-provided value was refused before anything reached Asterisk."""
 
 
+class NoWayBack(HotlineError):
+    """A callback that cannot be made safely: the way the citizen came in is not known, or
+    not one the center may dial out on. Nothing is sent to Asterisk."""
+
+
 def _no_controls(value: str, what: str) -> str:
     if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
         raise InvalidInput(f"{what} holds CR, LF or NUL (or is not text): {value!r}")
@@ -89,24 +94,35 @@ def check_number(number: str) -> str:
 
 
 def callback_target(center: Center, number: str, endpoint: str, source: str | None) -> str:
-    """The dial string that reaches a citizen again, or InvalidInput when there is none.
+    """The dial string that reaches a citizen again by the way they came in, or NoWayBack.
 
-    A staff extension is dialled directly; a caller who came through the trunk, back through
-    it; a caller who came straight to our SIP port (an app), at the address it came from.
+    A caller who came through the trunk is dialled back through it; a staff phone is dialled
+    directly when the call came from that phone's own endpoint; a caller who came straight
+    to our SIP port (an app) is dialled at the address it came from. Nothing else: the number
+    is the caller's to choose, so dialling it anywhere else (the trunk above all: toll fraud)
+    would let an anonymous caller make the center call where they like.
     """
     check_number(number)
-    if number in center.extensions():
-        return f"PJSIP/{number}"
-    if endpoint == "trunk" and center.trunk is not None:
+    if endpoint == "trunk":
+        if center.trunk is None:
+            raise NoWayBack(f"{number} came in over a trunk that is no longer configured")
+        if not re.match(r"^\+?[0-9]{3,20}$", number):
+            raise NoWayBack(f"{number!r} came in over the trunk but is not a phone number")
         return f"PJSIP/{number}@trunk"
-    if endpoint == "anonymous" and source:
+    if endpoint == number and number in center.extensions():
+        return f"PJSIP/{number}"
+    if endpoint == "anonymous":
+        if not source:
+            raise NoWayBack(
+                f"{number} called straight to the SIP port from an address no longer known "
+                "(the list was restored after a restart): call back by hand")
         _no_controls(source, "source")
         if not SOURCE_RE.match(source):
             raise InvalidInput(f"not a SIP source address: {source!r}")
         return f"PJSIP/anonymous/sip:{number}@{source}"
-    if center.trunk is not None and re.match(r"^\+?[0-9]{3,20}$", number):
-        return f"PJSIP/{number}@trunk"
-    raise InvalidInput(f"no way to call {number!r} back (endpoint {endpoint!r}, no trunk)")
+    came = f"endpoint {endpoint!r}" if endpoint else "an unknown endpoint"
+    raise NoWayBack(f"no known way back to {number!r} (it came in on {came}); only the way "
+                    "a citizen came in is dialled")
 
 
 class HotlineService:

@@ -39,10 +39,20 @@ def operator_state(status: str, paused: bool, in_call: bool) -> str:
     return state
 
 
+# The callbacks the board lists: the strongest of the hotline's list (it may hold a
+# thousand); the board shows how many are owed in all beside them.
+WALLBOARD_CALLBACKS = 10
+
+
 def wallboard_document(model: LiveModel, center: Center, now: float,
-                       callbacks: Iterable[CallbackEntry] = ()) -> dict[str, Any]:
-    """Callers waiting, operator desks, agency phones and the callbacks owed (open entries
-    of the hotline's list, oldest first), for the wallboard and console."""
+                       callbacks: Iterable[CallbackEntry] = (),
+                       owed_total: int | None = None) -> dict[str, Any]:
+    """Callers waiting, operator desks, agency phones and the callbacks owed, for the
+    wallboard and console.
+
+    ``callbacks`` is the top of the hotline's list (``CallbackList.page``: open entries,
+    strongest evidence first) and ``owed_total`` how many are open in all (by default, how
+    many were given)."""
     owed = [e for e in callbacks if e.open]
     queue = model.queues.get(QUEUE_NAME)
     callers = []
@@ -92,5 +102,5 @@ def wallboard_document(model: LiveModel, center: Center, now: float,
         "active_calls": len({c.linkedid for c in model.channels.values() if c.linkedid}),
         "callbacks": [{"number": e.number, "reason": e.reason, "state": e.state,
                        "since_s": max(0, round(now - e.created_at))} for e in owed],
-        "callbacks_owed": len(owed),
+        "callbacks_owed": len(owed) if owed_total is None else owed_total,
     }

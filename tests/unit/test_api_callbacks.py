@@ -55,15 +55,19 @@ def request(api: Any, method: str, path: str, body: Any = None,
     return status, json.loads(data)
 
 
-def test_given_missed_calls_when_listed_then_open_callbacks_oldest_first(api: Any) -> None:
-    """Both numbers, with reason, category and the missed call's id; times in UTC."""
+def test_given_missed_calls_when_listed_then_open_callbacks_strongest_evidence_first(
+        api: Any) -> None:
+    """Both numbers, with reason, category and the missed call's id; times in UTC; the
+    dropped call (an operator heard a person) ranks above the one that waited as long."""
     status, doc = request(api, "GET", "/api/v1/callbacks")
     assert status == 200
     assert [(c["number"], c["reason"], c["state"]) for c in doc["callbacks"]] == [
-        ("0811111", "abandoned", "pending"), ("0822222", "dropped", "pending")]
-    first = doc["callbacks"][0]
-    assert first["calls"] == ["1.1"] and first["category"] == "fire"
-    assert first["created_at"] == "2026-11-27T03:00:00Z"
+        ("0822222", "dropped", "pending"), ("0811111", "abandoned", "pending")]
+    assert (doc["total"], doc["offset"], doc["next_offset"]) == (2, 0, None)
+    second = doc["callbacks"][1]
+    assert second["calls"] == ["1.1"] and second["category"] == "fire"
+    assert second["created_at"] == "2026-11-27T03:00:00Z"
+    assert doc["callbacks"][0]["strength"] > second["strength"]
 
 
 def test_given_a_callback_when_an_operator_takes_it_then_the_operator_is_rung(

@@ -46,7 +46,7 @@ def test_given_a_caller_who_hangs_up_in_the_queue_then_abandoned_with_how_to_cal
     assert missed == [MissedCall(reason=ABANDONED, number="08123", linkedid="1700.1",
                                  channel="PJSIP/anonymous-00000001", endpoint="anonymous",
                                  source="10.0.0.7:5062", category="police", waited=30.0,
-                                 talked=None)]
+                                 talked=None, queued=True)]
     assert d.tracked == 0
 
 

@@ -17,6 +17,7 @@ from dispatcher.hotline import (
     HotlineService,
     InvalidInput,
     MissedCallWatcher,
+    NoWayBack,
     TransferMode,
     callback_target,
 )
@@ -208,7 +209,7 @@ def test_given_callers_when_targets_are_made_then_each_way_back_is_right(center)
     assert callback_target(center, "202", "202", None) == "PJSIP/202"
     assert (callback_target(center, "citizen-1", "anonymous", "127.0.0.1:40123")
             == "PJSIP/anonymous/sip:citizen-1@127.0.0.1:40123")
-    with pytest.raises(InvalidInput):
+    with pytest.raises(NoWayBack):
         callback_target(center, "0812", "trunk", None)  # the example has no trunk
     with_trunk = replace(center, trunk=Trunk("198.51.100.7", 5060, None, None))
     assert callback_target(with_trunk, "0812", "trunk", None) == "PJSIP/0812@trunk"

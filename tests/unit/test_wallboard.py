@@ -68,8 +68,8 @@ def test_given_device_states_only_when_built_then_agency_phones_count_as_reachab
 
 def test_given_callbacks_owed_when_built_then_listed_open_only_with_their_age(
         tmp_path: Path) -> None:
-    """The open callbacks, oldest first, with how long they have waited; done ones are not
-    on the board."""
+    """The open callbacks, strongest evidence first (a dropped call before abandoned ones,
+    then oldest first), with how long they have waited; done ones are not on the board."""
     from dispatcher.hotline.callbacks import ABANDONED, DROPPED, CallbackList, MissedCall
 
     center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
@@ -83,5 +83,5 @@ def test_given_callbacks_owed_when_built_then_listed_open_only_with_their_age(
     board = wallboard_document(LiveModel(lambda: 0.0), center, 200.0, callbacks.pending())
     assert board["callbacks_owed"] == 2
     assert board["callbacks"] == [
-        {"number": "0811", "reason": "abandoned", "state": "pending", "since_s": 100},
-        {"number": "0822", "reason": "dropped", "state": "pending", "since_s": 40}]
+        {"number": "0822", "reason": "dropped", "state": "pending", "since_s": 40},
+        {"number": "0811", "reason": "abandoned", "state": "pending", "since_s": 100}]

@@ -1,0 +1,301 @@
+"""Hostile callers against the whole center (`siaga up`, real Asterisk), with SIPp as the
+attacker on a loopback alias (127.0.0.2) and a pjsua2 phone as the citizen (127.0.0.1):
+
+* an abandon flood (a burst of calls to 112 that hang up at once, each from a new number)
+  leaves the callback list bounded, and a citizen who waited in the queue heads the API's
+  list and the wallboard;
+* a caller whose From user is "trunk" (or the trunk's username), from an address that is
+  not the trunk's, lands on the anonymous endpoint, never on the trunk's (whose callers are
+  dialled back over the trunk).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dispatcher.api.service import ensure_operator_token
+from dispatcher.credentials import ensure_credentials
+from dispatcher.web.site import COOKIE
+from pbx.phone.phone import Phone
+from pbx.provision import AsteriskInstall
+from tests.harness import PATIENCE, SiagaProcess, wait_for, write_test_config
+
+pytestmark = pytest.mark.asterisk
+
+ATTACKER = "127.0.0.2"
+TRUNK_HOST = "127.0.0.3"  # nobody answers there: only its address matters
+TRUNK_USER = "bitung"
+MAX_PER_SOURCE = 8
+MAX_OPEN = 40
+FLOOD_CALLS = 150
+CITIZEN = "5551234"
+
+# One call to [service] that the attacker hangs up right after the answer (the hotline
+# answers at once); the From user is "[field0]" + [call_number] so every call has a new
+# number, or the same fixed user when [field0] is a whole name.
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="hang up at once">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def free_udp_port() -> int:
+    """A UDP port nobody uses on the attacker's address right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((ATTACKER, 0))
+        return s.getsockname()[1]
+
+
+class Sipp:
+    """SIPp as the attacker, run where it is installed (in the Asterisk root filesystem:
+    chrooted, so its scenario file is written there)."""
+
+    def __init__(self, install: AsteriskInstall) -> None:
+        if install.sipp is None:
+            pytest.skip("SIPp (sip-tester) is not installed")
+        self.prefix = install.sipp
+        self.inside = install.rootfs  # None for a system SIPp
+        base = (install.rootfs / "tmp") if install.rootfs is not None else None
+        self.dir = Path(tempfile.mkdtemp(prefix="siaga-sipp-", dir=base))
+
+    def start(self, target: str, user: str, calls: int, rate: int, hold_ms: int,
+              log: Path) -> subprocess.Popen[bytes]:
+        """``calls`` calls to 112 at ``target`` from ATTACKER, ``rate`` per second."""
+        scenario = self.dir / f"{re.sub(r'[^a-z0-9]', '', user.lower())}.xml"
+        scenario.write_text(SCENARIO.format(user=user, hold_ms=hold_ms))
+        seen = scenario if self.inside is None else Path("/") / scenario.relative_to(self.inside)
+        argv = [*self.prefix, "-sf", str(seen), "-s", "112", "-i", ATTACKER,
+                "-p", str(free_udp_port()), "-mi", ATTACKER, "-mp", str(free_udp_port()),
+                "-m", str(calls), "-r", str(rate), "-l", "30",
+                "-nostdin", "-timeout", f"{int(120 * PATIENCE)}s", "-timeout_error", target]
+        out = log.open("wb")
+        try:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            out.close()
+
+    def close(self) -> None:
+        """Remove the scenario files."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def hostile_center(tmp_path_factory: pytest.TempPathFactory,
+                   asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
+    """The example city with a trunk at 127.0.0.3 and small callback bounds, run by
+    `siaga up` on free loopback ports for this module's tests."""
+    tmp = tmp_path_factory.mktemp("hostile-center")
+    config = write_test_config(tmp / "center.yaml")
+    doc = yaml.safe_load(config.read_text())
+    doc["trunk"] = {"host": TRUNK_HOST, "port": 5060, "username": TRUNK_USER,
+                    "password": "from-the-carrier"}
+    doc["callbacks"] = {"max_open": MAX_OPEN, "max_per_source": MAX_PER_SOURCE}
+    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    proc = SiagaProcess(config, tmp / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def sipp(asterisk_install: AsteriskInstall) -> Iterator[Sipp]:
+    """The attacker's SIPp."""
+    attacker = Sipp(asterisk_install)
+    try:
+        yield attacker
+    finally:
+        attacker.close()
+
+
+def callbacks_page(server: SiagaProcess, limit: int = 200) -> dict[str, Any]:
+    """GET /api/v1/callbacks as the operators' console does (loopback, operator token)."""
+    http_ = server.center.http
+    conn = http.client.HTTPConnection(http_.host, http_.port, timeout=10)
+    try:
+        conn.request("GET", f"/api/v1/callbacks?limit={limit}", headers={
+            "Authorization": f"Bearer {ensure_operator_token(server.state_dir)}"})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        assert response.status == 200, body
+        return body
+    finally:
+        conn.close()
+
+
+def wallboard(server: SiagaProcess) -> dict[str, Any]:
+    """/wallboard.json as a supervisor logged into the console sees it."""
+    center = server.center
+    supervisor = center.supervisors[0]
+    password = ensure_credentials(center).console_passwords[supervisor]
+    conn = http.client.HTTPConnection(center.http.host, center.http.port, timeout=10)
+    try:
+        form = urllib.parse.urlencode({"extension": supervisor, "password": password,
+                                       "next": "/wallboard"})
+        conn.request("POST", "/login", form, {
+            "Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        cookie = next((c.split(";", 1)[0] for c in response.headers.get_all("Set-Cookie") or []
+                       if c.startswith(COOKIE.decode() + "=")), None)
+        assert cookie, f"no session cookie (HTTP {response.status})"
+        conn.request("GET", "/wallboard.json", headers={"Cookie": cookie})
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        assert response.status == 200, body
+        return body
+    finally:
+        conn.close()
+
+
+def give_up_in_queue(phones, server: SiagaProcess, number: str) -> None:  # noqa: ANN001
+    """A citizen on 127.0.0.1 calls 112, chooses an operator (key 0), waits in the queue
+    (no operator is at a desk) and hangs up."""
+    center = server.center
+    citizen = phones._keep(Phone(phones.stack, number,
+                                 server=f"{center.sip.host}:{center.sip.port}"))
+    watch = server.ami()
+    try:
+        call = citizen.call(center.hotline[0])
+        call.wait_confirmed(10)
+        call.send_dtmf("0")
+        watch.wait_event("QueueCallerJoin", 20, CallerIDNum=number)
+    finally:
+        watch.close()
+    call.hangup()
+    call.wait_disconnected(10)
+
+
+def test_given_an_abandon_flood_from_one_address_when_a_citizen_waited_then_bounded_and_on_top(
+        hostile_center: SiagaProcess, sipp: Sipp, phones, tmp_path: Path) -> None:  # noqa: ANN001
+    """SIPp on 127.0.0.2 places 150 calls to 112 that hang up 0.2 s after the answer, each
+    from a new number; meanwhile a citizen on 127.0.0.1 waits in the queue and gives up.
+    Afterwards the list holds exactly max_per_source of the attacker's calls (the flood
+    reached it and went no further) plus the citizen, who is first in GET /api/v1/callbacks
+    and on the wallboard."""
+    center = hostile_center.center
+    target = f"{center.sip.host}:{center.sip.port}"
+    log = tmp_path / "sipp-flood.out"
+    flood = sipp.start(target, "0899[call_number]", FLOOD_CALLS, 25, 200, log)
+    try:
+        wait_for(lambda: callbacks_page(hostile_center)["total"] >= MAX_PER_SOURCE, 60,
+                 "the flood to fill the attacker's share of the list")
+        give_up_in_queue(phones, hostile_center, CITIZEN)
+        flood.wait(timeout=180 * PATIENCE)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait()
+    output = log.read_text(errors="replace")
+    assert flood.returncode == 0, f"SIPp exit {flood.returncode}:\n{output[-3000:]}"
+
+    def settled() -> dict[str, Any] | None:
+        page = callbacks_page(hostile_center)
+        if page["callbacks"] and page["callbacks"][0]["number"] == CITIZEN:
+            return page
+        return None
+
+    page: dict[str, Any] = wait_for(settled, 30, "the citizen at the top")  # type: ignore[assignment]
+    numbers = [c["number"] for c in page["callbacks"]]
+    flooders = [n for n in numbers if n.startswith("0899")]
+    assert len(flooders) == MAX_PER_SOURCE, numbers
+    assert page["total"] == MAX_PER_SOURCE + 1 == len(numbers)
+    top = page["callbacks"][0]
+    assert top["queued"] is True and top["endpoint"] == "anonymous"
+    board = wallboard(hostile_center)
+    assert board["callbacks"][0]["number"] == CITIZEN
+    assert board["callbacks_owed"] == MAX_PER_SOURCE + 1
+
+
+@pytest.mark.parametrize("user", ["trunk", TRUNK_USER])
+def test_given_a_from_user_naming_the_trunk_when_calling_from_elsewhere_then_anonymous(
+        hostile_center: SiagaProcess, sipp: Sipp, tmp_path: Path, user: str) -> None:
+    """SIPp on 127.0.0.2 (not the trunk's 127.0.0.3) calls 112 with From user "trunk" (or
+    the trunk's username): Asterisk puts the call on the anonymous endpoint, never on the
+    trunk's, so it is never dialled back over the trunk."""
+    center = hostile_center.center
+    watch = hostile_center.ami()
+    try:
+        log = tmp_path / "sipp-trunk.out"
+        caller = sipp.start(f"{center.sip.host}:{center.sip.port}", user, 1, 1, 500, log)
+        caller.wait(timeout=60 * PATIENCE)
+        assert caller.returncode == 0, log.read_text(errors="replace")[-3000:]
+        # The only call made since the watch opened (the caller ID is matched on nothing:
+        # the dialplan may clean it).
+        started = watch.wait_event("Newchannel", 20, Exten="112")
+        channels = [e["Channel"] for e in watch.matching("Newchannel")]
+    finally:
+        watch.close()
+    assert started["Channel"].startswith("PJSIP/anonymous-"), started["Channel"]
+    assert not any(c.startswith("PJSIP/trunk-") for c in channels), channels
