@@ -43,18 +43,20 @@ class FakeProcessReactor:
 def make(tmp_path: Path) -> tuple[AsteriskService, FakeProcessReactor, task.Clock]:
     reactor, clock = FakeProcessReactor(), task.Clock()
     service = AsteriskService(reactor, clock, ROOTFS_INSTALL, tmp_path / "asterisk.conf",
-                              tmp_path, tmp_path / "asterisk.out", max_backoff=8,
+                              [tmp_path], tmp_path / "asterisk.out", max_backoff=8,
                               stable_after=30)
     return service, reactor, clock
 
 
 def test_given_rootfs_install_when_argv_built_then_chrooted_in_private_namespace() -> None:
-    """Asterisk in a root filesystem runs under unshare -m and chroot, in the foreground."""
-    argv = asterisk_argv(ROOTFS_INSTALL, Path("/s/run/etc/asterisk.conf"), Path("/s"))
+    """Asterisk in a root filesystem runs under unshare -m and chroot, in the foreground,
+    with only the directories it uses bound in, under umask 027."""
+    argv = asterisk_argv(ROOTFS_INSTALL, Path("/s/run/etc/asterisk.conf"),
+                         [Path("/s/run"), Path("/s/recordings")])
     assert argv[:4] == ["unshare", "-m", "--propagation", "private"]
-    assert argv[-4:] == ["/var/lib/siaga/rootfs", "/s", "/usr/sbin/asterisk",
-                         "/s/run/etc/asterisk.conf"]
-    assert "chroot" in argv[6] and "-f" in argv[6]
+    assert argv[8:] == ["/var/lib/siaga/rootfs", "2", "/s/run", "/s/recordings",
+                        "/usr/sbin/asterisk", "-C", "/s/run/etc/asterisk.conf", "-f", "-n"]
+    assert "exec chroot" in argv[6] and "umask 027" in argv[6]
 
 
 def test_given_asterisk_keeps_dying_when_restarted_then_backoff_doubles_to_the_cap(
