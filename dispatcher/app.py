@@ -233,7 +233,8 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     dial = "PJSIP/{number}@trunk" if center.trunk else "PJSIP/{number}"
     api = make_api(
         reactor, center, calllog.writer, sessions, ami,
-        settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial)),
+        settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial),
+                               master_key=prepared.creds.master_key),
         operator_token=ensure_operator_token(center.state_dir), hotline=hotline,
     )
     server.add("alerts", api.service)
