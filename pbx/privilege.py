@@ -15,6 +15,7 @@ would redirect the write), and it changes owners without following links.
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -94,25 +95,45 @@ def _group_lines(path: Path) -> Iterable[list[str]]:
     return [f for f in (line.split(":") for line in text.splitlines()) if len(f) >= 3]
 
 
-def _set(path: Path, mode: int, uid: int, gid: int) -> None:
-    # Never follow a link: Asterisk may have planted one in a directory it owns.
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        return
+def _fix(fd: int, mode: int, uid: int, gid: int) -> None:
+    """Set owner and mode through an open descriptor (nothing to re-resolve, nothing to race)."""
+    st = os.fstat(fd)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return  # a socket or FIFO Asterisk made: its own business
     if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
-        os.chown(path, uid, gid, follow_symlinks=False)
+        os.fchown(fd, uid, gid)
     if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(path, mode)
+        os.fchmod(fd, mode)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _set(path: Path, mode: int, uid: int, gid: int, dir_fd: int | None = None) -> None:
+    """Set owner and mode of ``path``, never through a link (Asterisk may have planted one
+    in a directory it owns, or swap one in while this runs)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOENT, errno.EOPNOTSUPP):
+            return  # a link, a socket, or gone since it was listed
+        raise
+    try:
+        _fix(fd, mode, uid, gid)
+    finally:
+        os.close(fd)
 
 
 def _tree(root: Path, dir_mode: int, file_mode: int, uid: int, gid: int) -> None:
-    """Set owner and modes on ``root`` and everything below it (links left alone)."""
-    _set(root, dir_mode, uid, gid)
-    for here, dirs, files in os.walk(root):  # os.walk does not descend into links
-        for d in dirs:
-            _set(Path(here, d), dir_mode, uid, gid)
-        for f in files:
-            _set(Path(here, f), file_mode, uid, gid)
+    """Set owner and modes on ``root`` and everything below it.
+
+    ``os.fwalk`` without following links walks by directory descriptors, so a directory
+    swapped for a link while the walk runs leads nowhere outside the tree.
+    """
+    for _here, _dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        _fix(dir_fd, dir_mode, uid, gid)
+        for name in files:
+            _set(Path(name), file_mode, uid, gid, dir_fd=dir_fd)
 
 
 def secure_state(state_dir: Path, *, shared: Path, reads: Iterable[Path],
