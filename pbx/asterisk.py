@@ -98,8 +98,9 @@ class _AsteriskProtocol(protocol.ProcessProtocol):
     def __init__(self, log_path: Path, on_exit: Callable[[int | None, int | None], None]):
         self.log_path = log_path
         self.on_exit = on_exit
-        # Never through a link, and not readable by others from the first byte.
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        # Never through a link, and root's alone from the first byte.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # also when an older run left it readable
         self._log = os.fdopen(fd, "ab")
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
