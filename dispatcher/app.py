@@ -44,7 +44,7 @@ from pbx.ami.client import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
 from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
-from pbx.privilege import PRIVATE_DIR, RunUser, private_file, run_user, secure_state
+from pbx.privilege import PRIVATE_DIR, RunUser, run_user, secure_state
 from pbx.provision import AsteriskInstall
 
 
@@ -92,21 +92,11 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     # The IVR's prompts, spoken from the config's texts (stock sounds without espeak-ng).
     build_prompts(center, paths.sounds, stock_dirs=stock_sound_dirs(install.datadir,
                                                                     install.rootfs))
-    database = sqlite_path(center.database_url)
-    if database is not None and database.parent.is_dir():
-        private_file(database)
     secure_state(center.state_dir, shared=center.run_dir, reads=(paths.etc, paths.sounds),
                  writes=(paths.run, paths.log, paths.spool, paths.db, paths.recordings),
                  user=user, traverse_state=install.rootfs is None)
     return Prepared(center, install, paths, creds, user)
 
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite database URL, or None (another database, or in memory)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url == prefix or ":memory:" in url:
-        return None
-    return Path(url[len(prefix):].split("?", 1)[0])
 
 
 class ThreadPoolService(Service):

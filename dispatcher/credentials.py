@@ -85,7 +85,7 @@ def ensure_credentials(center: Center) -> Credentials:
 
 def _write_private(path: Path, text: str) -> None:
     """Write atomically, readable by the owner only from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secrets-")
     try:
         os.fchmod(fd, 0o600)

@@ -82,3 +82,24 @@ def test_given_rootfs_without_the_account_when_looked_up_then_none(tmp_path: Pat
     (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
     (tmp_path / "etc/group").write_text("root:x:0:\n")
     assert run_user(tmp_path) is None
+
+
+def test_given_umask_022_when_a_device_is_enrolled_on_a_fresh_center_then_files_private(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`siaga device add` before the server ever ran creates the state directory, the
+    secrets and the database: none of them readable by others, under umask 022."""
+    from dispatcher.cli import main
+    from tests.harness import EXAMPLE_CONFIG
+
+    state = tmp_path / "state"
+    old = os.umask(0o022)
+    try:
+        assert main(["device", "add", "--config", str(EXAMPLE_CONFIG), "--state-dir",
+                     str(state), "app-1", "--auth", "hmac"]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    assert mode(state) == 0o700
+    made = sorted(state.iterdir())
+    assert [p.name for p in made if p.name.startswith("siaga.db")]
+    assert {p.name: mode(p) for p in made} == {p.name: 0o600 for p in made}
