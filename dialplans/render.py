@@ -16,6 +16,7 @@ from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
 from ivr.menu import build_menu
+from pbx.privilege import RunUser
 
 # Every file Asterisk reads; each has a template ``<name>.j2``.
 CONFIG_FILES = (
@@ -87,10 +88,16 @@ def _environment() -> Environment:
     return env
 
 
-def render_all(center: Center, creds: Credentials, paths: AsteriskPaths) -> dict[str, str]:
-    """Every configuration file's text, by file name."""
+def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
+               run_user: RunUser | None = None) -> dict[str, str]:
+    """Every configuration file's text, by file name.
+
+    ``run_user``: the account Asterisk drops to after starting as root (None: it keeps the
+    user it was started as).
+    """
     env = _environment()
     ctx = {
+        "run_user": run_user,
         "center": center,
         "creds": creds,
         "paths": paths,

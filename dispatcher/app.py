@@ -49,6 +49,7 @@ from pbx.ami.model import LiveModel
 from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
 from pbx.console import AsteriskConsole
+from pbx.privilege import PRIVATE_DIR, RunUser, run_user, secure_state
 from pbx.provision import AsteriskInstall
 
 
@@ -60,11 +61,24 @@ class Prepared:
     install: AsteriskInstall
     paths: AsteriskPaths
     creds: Credentials
+    run_user: RunUser | None = None
 
     @property
     def asterisk_conf(self) -> Path:
         """The generated asterisk.conf that Asterisk is started with."""
         return self.paths.etc / "asterisk.conf"
+
+    @property
+    def asterisk_binds(self) -> tuple[Path, ...]:
+        """The directories Asterisk uses, mounted into its root filesystem (not the state
+        directory itself: the secrets and the database stay out of Asterisk's reach)."""
+        return (self.center.run_dir, self.paths.recordings)
+
+    @property
+    def asterisk_out(self) -> Path:
+        """Asterisk's console output, written by the supervisor: in a directory Asterisk's
+        user cannot write to, so no link it plants there redirects root's writes."""
+        return self.center.run_dir / "asterisk.out"
 
     @property
     def asterisk_log(self) -> Path:
@@ -74,15 +88,20 @@ class Prepared:
 
 def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     """Create the state directory, secrets and generated Asterisk configuration."""
-    center.state_dir.mkdir(parents=True, exist_ok=True)
+    center.state_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     paths = AsteriskPaths.for_center(center, install.moddir, install.datadir)
     paths.make()
     creds = ensure_credentials(center)
-    write_config(render_all(center, creds, paths), paths.etc)
+    user = run_user(install.rootfs)
+    write_config(render_all(center, creds, paths, run_user=user), paths.etc)
     # The IVR's prompts, spoken from the config's texts (stock sounds without espeak-ng).
     build_prompts(center, paths.sounds, stock_dirs=stock_sound_dirs(install.datadir,
                                                                     install.rootfs))
-    return Prepared(center, install, paths, creds)
+    secure_state(center.state_dir, shared=center.run_dir, reads=(paths.etc, paths.sounds),
+                 writes=(paths.run, paths.log, paths.spool, paths.db, paths.recordings),
+                 user=user, traverse_state=install.rootfs is None)
+    return Prepared(center, install, paths, creds, user)
+
 
 
 class ThreadPoolService(Service):
@@ -132,13 +151,14 @@ class SiagaServer(MultiService):
     def when_ready(self):  # noqa: ANN201 (Deferred[None])
         """Fires once AMI is logged in and Asterisk says it is fully booted.
 
-        An adopted Asterisk was started on an earlier render: it reloads the new one.
+        An adopted Asterisk was started on an earlier render: it reloads the new one. Both
+        go through the control socket (the AMI user may not run CLI commands).
         """
         yield self.ami.when_ready()
-        yield self.ami.command("core waitfullybooted", timeout=120)
+        yield self.asterisk.cli("core waitfullybooted", timeout=120)
         if self.asterisk.adopted_pid is not None:
             self.log.info("reloading the adopted Asterisk's configuration")
-            yield self.ami.command("core reload")
+            yield self.asterisk.cli("core reload")
 
 
 def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
@@ -152,7 +172,7 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     server = SiagaServer(prepared)
     server.add("asterisk", AsteriskService(
         reactor, reactor, prepared.install, prepared.asterisk_conf,
-        center.state_dir, prepared.paths.log / "asterisk.out", adopt_pid=adopt_pid,
+        prepared.asterisk_binds, prepared.asterisk_out, adopt_pid=adopt_pid,
     ))
     ami = server.add("ami", AMIService(
         reactor,
@@ -221,7 +241,8 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     dial = "PJSIP/{number}@trunk" if center.trunk else "PJSIP/{number}"
     api = make_api(
         reactor, center, calllog.writer, sessions, ami,
-        settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial)),
+        settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial),
+                               master_key=prepared.creds.master_key),
         operator_token=ensure_operator_token(center.state_dir), hotline=hotline,
     )
     server.add("alerts", api.service)

@@ -1,9 +1,15 @@
 """Secrets generated on first run: the AMI secret, one SIP password per extension, one
-console password per operator and supervisor, and the key that signs console sessions.
+console password per operator and supervisor, and the center's master key.
 
 They live in ``<state_dir>/secrets.yaml`` with mode 0600, never in the repository or in the
 center's config. Existing secrets are kept; extensions added to the config get new ones;
 removed extensions' passwords are dropped.
+
+What is stored in clear, and why: the AMI secret and the SIP passwords are given to Asterisk
+(its configuration) and to the phones (``siaga accounts``), which need them as they are; the
+console passwords are handed to staff by ``siaga accounts``. Keys only the server uses are
+not stored at all: the session-signing key and the devices' HMAC keys are derived from the
+master key (:mod:`dispatcher.keys`), so the file holds one key instead of many.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from pathlib import Path
 import yaml
 
 from dispatcher.config import Center
+from dispatcher.keys import derive
 
 AMI_USERNAME = "siaga"
 FILE_NAME = "secrets.yaml"
+SESSION_PURPOSE = "siaga console sessions v1"
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Credentials:
     sip_passwords: dict[str, str]
     console_passwords: dict[str, str] = field(default_factory=dict)
     session_key: str = ""
+    master_key: bytes = field(default=b"", repr=False)
 
     def password(self, extension: str) -> str:
         """The SIP password of an extension."""
@@ -59,10 +68,14 @@ def ensure_credentials(center: Center) -> Credentials:
     old_console = data.get("console") if isinstance(data.get("console"), dict) else {}
     staff = [op.extension for op in center.operators] + list(center.supervisors)
     console = {ext: str(old_console.get(ext) or _new_secret(12)) for ext in staff}
-    session_key = str(data.get("session_key") or _new_secret(32))
-    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, session_key)
+    master = str(data.get("master_key") or _new_secret(32))
+    # The console's sessions are signed with a key of their own, derived, never stored.
+    session_key = derive(master.encode("ascii"), SESSION_PURPOSE).hex()
+    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, session_key,
+                        master.encode("ascii"))
+    # A session_key stored by an older version is dropped: sessions signed with it end.
     new = {"ami": {"username": AMI_USERNAME, "secret": ami_secret}, "sip": sip,
-           "console": console, "session_key": session_key}
+           "console": console, "master_key": master}
     if new != data:
         _write_private(path, yaml.safe_dump(new, sort_keys=True))
     elif path.stat().st_mode & 0o077:
@@ -72,7 +85,7 @@ def ensure_credentials(center: Center) -> Credentials:
 
 def _write_private(path: Path, text: str) -> None:
     """Write atomically, readable by the owner only from the first byte on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secrets-")
     try:
         os.fchmod(fd, 0o600)

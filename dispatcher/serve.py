@@ -5,6 +5,7 @@ This is the process's entry point and the only module that takes the global reac
 
 from __future__ import annotations
 
+import os
 import sys
 
 from twisted.internet import defer
@@ -20,6 +21,9 @@ def run(center: Center, rootfs: str | None = None) -> int:
     """Provision if needed, render, start Asterisk and the server; return the exit code."""
     from twisted.internet import reactor
 
+    # Whatever the server creates without an explicit mode is its own alone; files another
+    # process must read get their modes set explicitly (pbx.privilege).
+    os.umask(0o077)
     install = locate(rootfs)
     if install is None:
         try:

@@ -1,16 +1,23 @@
 """Starting, supervising and stopping the Asterisk process.
 
 With a provisioned root filesystem Asterisk runs chrooted in it, inside a private mount
-namespace (``unshare -m``) where /proc and the center's state directory are mounted at the
-same paths as on the host. Generated files therefore use one set of paths for both sides, and
-every mount disappears with the process, even when it is killed.
+namespace (``unshare -m``) where /proc and the center's directories Asterisk uses (its run
+directory and the recordings; not the state directory with the secrets and the database) are
+mounted at the same paths as on the host. Generated files therefore use one set of paths for
+both sides, and every mount disappears with the process, even when it is killed.
+
+Asterisk is started as root and drops to its own user (``runuser`` in asterisk.conf, see
+:mod:`pbx.privilege`) under umask 027. CLI commands (a reload, waiting for the boot) go
+through Asterisk's control socket from this root-owned supervisor (``asterisk -rx``), never
+through AMI: the server's AMI user has no ``command`` class, so its secret cannot run CLI
+commands, which include adding dialplan that runs a shell.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from twisted.application.service import Service
@@ -18,24 +25,71 @@ from twisted.internet import defer, error, protocol, task
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 
+from pbx.privilege import ASTERISK_UMASK
 from pbx.provision import AsteriskInstall
 
+# $1 root filesystem, $2 how many directories to bind, then the directories, then the
+# command. The mount points are made under umask 022 so Asterisk's user can walk to them;
+# Asterisk itself runs under umask 027: nothing it writes is readable by others.
 _CHROOT_SCRIPT = (
-    'set -e; mount -t proc proc "$0/proc"; mkdir -p "$0$1"; mount --bind "$1" "$0$1"; '
-    'exec chroot "$0" "$2" -C "$3" -f -n'
+    'set -e; root="$1"; n="$2"; shift 2; umask 022; mount -t proc proc "$root/proc"; '
+    'while [ "$n" -gt 0 ]; do mkdir -p "$root$1"; mount --bind "$1" "$root$1"; '
+    'shift; n=$((n - 1)); done; '
+    f'umask {ASTERISK_UMASK:03o}; exec chroot "$root" "$@"'
 )
+_UMASK_SCRIPT = f'umask {ASTERISK_UMASK:03o}; exec "$@"'
 
 
-def asterisk_argv(install: AsteriskInstall, asterisk_conf: Path, state_dir: Path) -> list[str]:
+class AsteriskCLIError(RuntimeError):
+    """A CLI command through the control socket failed (Asterisk down, or an error)."""
+
+
+def _in_asterisk_tree(install: AsteriskInstall, binds: Sequence[Path],
+                      command: list[str]) -> list[str]:
+    """``command`` run where Asterisk's files are: chrooted with ``binds`` mounted, under
+    Asterisk's umask."""
+    if install.rootfs is None:
+        return ["sh", "-c", _UMASK_SCRIPT, "siaga-asterisk", *command]
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", _CHROOT_SCRIPT,
+            "siaga-asterisk", str(install.rootfs), str(len(binds)), *map(str, binds),
+            *command]
+
+
+def asterisk_argv(install: AsteriskInstall, asterisk_conf: Path,
+                  binds: Sequence[Path]) -> list[str]:
     """The command line that runs Asterisk in the foreground on ``asterisk_conf``.
 
-    ``state_dir`` holds the configuration and everything Asterisk writes; in a root
-    filesystem it is bind-mounted at the same path.
+    ``binds`` are the directories Asterisk uses (its configuration among them); in a root
+    filesystem each is bind-mounted at the same path.
     """
-    if install.rootfs is None:
-        return [install.binary, "-C", str(asterisk_conf), "-f", "-n"]
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", _CHROOT_SCRIPT,
-            str(install.rootfs), str(state_dir), install.binary, str(asterisk_conf)]
+    return _in_asterisk_tree(install, binds,
+                             [install.binary, "-C", str(asterisk_conf), "-f", "-n"])
+
+
+def asterisk_cli_argv(install: AsteriskInstall, asterisk_conf: Path, binds: Sequence[Path],
+                      command: str) -> list[str]:
+    """The command line that runs one CLI ``command`` through the control socket."""
+    if not command or any(c in command for c in "\r\n\0"):
+        raise ValueError(f"a CLI command is one line: {command!r}")
+    return _in_asterisk_tree(install, binds,
+                             [install.binary, "-C", str(asterisk_conf), "-rx", command])
+
+
+class _CLIProtocol(protocol.ProcessProtocol):
+    """Collects one ``asterisk -rx`` run's output."""
+
+    def __init__(self, done: defer.Deferred[tuple[bytes, int | None]]) -> None:
+        self.done = done
+        self.output = bytearray()
+
+    def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason) -> None:  # noqa: N802
+        if not self.done.called:
+            self.done.callback((bytes(self.output), getattr(reason.value, "exitCode", None)))
 
 
 class _AsteriskProtocol(protocol.ProcessProtocol):
@@ -44,7 +98,10 @@ class _AsteriskProtocol(protocol.ProcessProtocol):
     def __init__(self, log_path: Path, on_exit: Callable[[int | None, int | None], None]):
         self.log_path = log_path
         self.on_exit = on_exit
-        self._log = log_path.open("ab")
+        # Never through a link, and root's alone from the first byte.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # also when an older run left it readable
+        self._log = os.fdopen(fd, "ab")
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         self._log.write(data)
@@ -73,12 +130,15 @@ class AsteriskService(Service):
     log = Logger()
 
     def __init__(self, reactor: IReactorProcess, clock: IReactorTime, install: AsteriskInstall,
-                 asterisk_conf: Path, state_dir: Path, log_path: Path,
+                 asterisk_conf: Path, binds: Sequence[Path], log_path: Path,
                  max_backoff: float = 10.0, stable_after: float = 30.0,
                  stop_timeout: float = 15.0, adopt_pid: int | None = None) -> None:
         self.reactor = reactor
         self.clock = clock
-        self.argv = asterisk_argv(install, asterisk_conf, state_dir)
+        self.install = install
+        self.asterisk_conf = asterisk_conf
+        self.binds = tuple(binds)
+        self.argv = asterisk_argv(install, asterisk_conf, self.binds)
         self.log_path = log_path
         self.max_backoff = max_backoff
         self.stable_after = stable_after
@@ -186,6 +246,40 @@ class AsteriskService(Service):
                 {signal.SIGTERM: "TERM", signal.SIGKILL: "KILL"}.get(sig, sig))
         except error.ProcessExitedAlready:
             pass
+
+
+    def cli(self, command: str, timeout: float = 30.0) -> defer.Deferred[str]:
+        """Run a CLI command through Asterisk's control socket; fires with its output.
+
+        Fails with :class:`AsteriskCLIError` when Asterisk cannot be reached or the command
+        does not end within ``timeout`` seconds.
+        """
+        argv = asterisk_cli_argv(self.install, self.asterisk_conf, self.binds, command)
+        done: defer.Deferred[tuple[bytes, int | None]] = defer.Deferred()
+        transport = self.reactor.spawnProcess(
+            _CLIProtocol(done), argv[0], argv,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+
+        def too_slow() -> None:
+            try:
+                transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
+            if not done.called:
+                done.errback(AsteriskCLIError(f"{command!r}: no answer in {timeout:.0f} s"))
+
+        timer = self.clock.callLater(timeout, too_slow)
+
+        def finished(result: tuple[bytes, int | None]) -> str:
+            if timer.active():
+                timer.cancel()
+            output, code = result
+            text = output.decode("utf-8", "replace")
+            if code != 0:
+                raise AsteriskCLIError(f"{command!r} exited {code}: {text.strip()[-500:]}")
+            return text
+
+        return done.addCallback(finished)
 
 
 def _alive(pid: int) -> bool:

@@ -162,6 +162,7 @@ def provision(rootfs: str | os.PathLike[str] | None = None, prefer_system: bool 
     ready = rootfs_asterisk(root)
     if ready:
         _ensure_hosts(root)
+        _ensure_own_ids(root)
         step(f"Asterisk {ready.version} is ready in {root}", started)
         return ready
 
@@ -213,6 +214,7 @@ def provision(rootfs: str | os.PathLike[str] | None = None, prefer_system: bool 
     version = _version_of(["chroot", str(root), "/usr/sbin/asterisk"]) or "unknown"
     if _major(version) < MIN_SYSTEM_VERSION:
         raise ProvisionError(f"the root filesystem's Asterisk is {version}, need 20 or newer")
+    _ensure_own_ids(root)
     (root / READY_MARKER).write_text(version + "\n")
     found = rootfs_asterisk(root)
     assert found is not None
@@ -233,3 +235,97 @@ def _ensure_hosts(root: Path) -> None:
     hosts.parent.mkdir(parents=True, exist_ok=True)
     hosts.write_text(text + ("" if text.endswith("\n") or not text else "\n")
                      + f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
+
+
+# Where a renumbered asterisk account's ids are looked for: high, below the 65534 of nobody,
+# far from the ranges distributions hand out to system accounts and people.
+_OWN_ID_START = 64990
+# What the asterisk package made in the root filesystem for its account.
+_ASTERISK_TREES = ("etc/asterisk", "var/lib/asterisk", "var/log/asterisk", "var/spool/asterisk",
+                   "run/asterisk", "var/run/asterisk", "usr/share/asterisk")
+
+
+def _ids(path: Path, column: int = 2) -> dict[int, str]:
+    out: dict[int, str] = {}
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > column and fields[column].isdigit():
+            out[int(fields[column])] = fields[0]
+    return out
+
+
+def _ensure_own_ids(root: Path, name: str = "asterisk") -> None:
+    """Give the root filesystem's asterisk account a uid and gid no host account has.
+
+    The kernel knows users by number only: if the chrooted Asterisk ran as a uid that is
+    also, say, the host's postgres, it could signal and trace that account's processes and
+    open its files. Idempotent: nothing changes once the ids are the root filesystem's own.
+    """
+    import grp
+    import pwd
+
+    passwd, group = root / "etc/passwd", root / "etc/group"
+    users, groups = _ids(passwd), _ids(group)
+    uid = next((u for u, n in users.items() if n == name), None)
+    gid = next((g for g, n in groups.items() if n == name), None)
+    if uid is None or gid is None:
+        return
+    _drop_supplementary(group, name)
+    host_uids = {p.pw_uid for p in pwd.getpwall()}
+    host_gids = {g.gr_gid for g in grp.getgrall()}
+    if uid not in host_uids and gid not in host_gids:
+        return
+    new = next(i for i in range(_OWN_ID_START, 1000, -1)
+               if i not in host_uids and i not in host_gids and i not in users
+               and i not in groups)
+    _renumber(passwd, name, {2: new, 3: new})
+    _renumber(group, name, {2: new})
+    # Anything else whose primary group was the old one keeps pointing at it: only the
+    # asterisk account and group are renumbered.
+    for tree in _ASTERISK_TREES:
+        base = root / tree
+        if not base.exists() or base.is_symlink():
+            continue
+        for here, dirs, files in os.walk(base):
+            for entry in [here, *(os.path.join(here, x) for x in dirs + files)]:
+                st = os.lstat(entry)
+                if st.st_uid == uid or st.st_gid == gid:
+                    os.chown(entry, new if st.st_uid == uid else -1,
+                             new if st.st_gid == gid else -1, follow_symlinks=False)
+
+
+def _drop_supplementary(group: Path, name: str) -> None:
+    """Take ``name`` out of other groups' member lists (the package puts asterisk in dialout
+    and audio, groups whose numbers are the host's too): it needs no device of the host."""
+    lines = group.read_text().splitlines(keepends=True)
+    changed = False
+    for i, line in enumerate(lines):
+        fields = line.rstrip("\n").split(":")
+        if len(fields) >= 4 and name in fields[3].split(","):
+            fields[3] = ",".join(m for m in fields[3].split(",") if m != name)
+            lines[i] = ":".join(fields) + "\n"
+            changed = True
+    if changed:
+        tmp = group.with_name(group.name + ".siaga-tmp")
+        tmp.write_text("".join(lines))
+        os.chmod(tmp, os.stat(group).st_mode & 0o7777)
+        os.replace(tmp, group)
+
+
+def _renumber(path: Path, name: str, columns: dict[int, int]) -> None:
+    """Rewrite ``name``'s line of a passwd/group-style file with new ids (atomically)."""
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        fields = line.rstrip("\n").split(":")
+        if fields and fields[0] == name:
+            for column, value in columns.items():
+                fields[column] = str(value)
+            lines[i] = ":".join(fields) + "\n"
+    tmp = path.with_name(path.name + ".siaga-tmp")
+    tmp.write_text("".join(lines))
+    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    os.replace(tmp, path)

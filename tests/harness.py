@@ -23,7 +23,7 @@ from asterisk.ami import AMIClient, SimpleAction
 
 from dispatcher.app import Prepared, prepare
 from dispatcher.config import Center, Endpoint, load_center
-from pbx.asterisk import asterisk_argv
+from pbx.asterisk import asterisk_argv, asterisk_cli_argv
 from pbx.provision import AsteriskInstall
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,6 +91,8 @@ class AmiWatch:
     ended: str | None = None
     # The latest responses and unrecognised packets, to explain an answer that never came.
     recent: list[str] = field(default_factory=list)
+    # Runs a CLI command through the control socket (the AMI user may not run commands).
+    cli: Callable[[str], str] | None = None
 
     def _note(self, text: str) -> None:
         self.recent.append(text)
@@ -116,13 +118,15 @@ class AmiWatch:
                 f" latest packets: {self.recent}")
 
     def command(self, cli: str) -> str:
-        """Run a CLI command through AMI and return its output."""
-        response = self.action("Command", Command=cli)
-        if response is None:
-            raise RuntimeError(f"CLI command {cli!r}: {self.no_answer('Command')}")
-        if response.status != "Success":
-            raise RuntimeError(f"CLI command {cli!r} failed: {response}")
-        return response.keys.get("Output", "")
+        """Run a CLI command on this connection's Asterisk and return its output.
+
+        Not through AMI: the center's AMI user has no ``command`` class. The command goes
+        through Asterisk's control socket (``asterisk -rx``), as root, like the server's
+        supervisor does it.
+        """
+        if self.cli is None:
+            raise RuntimeError(f"CLI command {cli!r}: this AMI connection has no console")
+        return self.cli(cli)
 
     def matching(self, name: str, **fields: str) -> list[dict[str, str]]:
         """Events received so far with this name and these field values."""
@@ -168,7 +172,7 @@ class _AmiClient(AMIClient):
 
 
 def open_watch(host: str, port: int, username: str, secret: str,
-               timeout: float = 10.0) -> AmiWatch:
+               timeout: float = 10.0, cli: Callable[[str], str] | None = None) -> AmiWatch:
     """A logged-in asterisk-ami connection recording events.
 
     Answers are awaited ``timeout`` × :data:`PATIENCE` seconds. asterisk-ami reads with the
@@ -178,7 +182,7 @@ def open_watch(host: str, port: int, username: str, secret: str,
     """
     client = _AmiClient(address=host, port=port, timeout=timeout * PATIENCE)
     client.connect()
-    watch = AmiWatch(client)
+    watch = AmiWatch(client, cli=cli)
     client.add_event_listener(watch._on_event)
     client.add_listener(
         on_disconnect=watch._on_disconnect,
@@ -201,7 +205,7 @@ class RunningAsterisk:
         self.center = prepared.center
         self.proc: subprocess.Popen[bytes] | None = None
         self.watches: list[AmiWatch] = []
-        self.out_path = prepared.paths.log / "asterisk.out"
+        self.out_path = prepared.asterisk_out
         self.boot_problems: list[str] = []
 
     @property
@@ -216,7 +220,7 @@ class RunningAsterisk:
     def start(self, timeout: float = 60.0) -> None:
         """Start Asterisk and wait until it is fully booted."""
         argv = asterisk_argv(self.prepared.install, self.prepared.asterisk_conf,
-                             self.center.state_dir)
+                             self.prepared.asterisk_binds)
         out = self.out_path.open("ab")
         self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -247,11 +251,15 @@ class RunningAsterisk:
                 watch.close()
         raise TimeoutError(f"Asterisk did not boot in {timeout:.0f} s: {last}")
 
+    def cli(self, command: str, timeout: float = 30.0) -> str:
+        """Run a CLI command through Asterisk's control socket; its output."""
+        return run_cli(self.prepared, command, timeout)
+
     def ami(self, timeout: float = 10.0) -> AmiWatch:
         """A new logged-in AMI connection recording events (closed at the session's end)."""
         watch = open_watch(self.center.ami.host, self.center.ami.port,
                            self.prepared.creds.ami_username, self.prepared.creds.ami_secret,
-                           timeout)
+                           timeout, cli=self.cli)
         self.watches.append(watch)
         return watch
 
@@ -279,6 +287,19 @@ class RunningAsterisk:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+
+def run_cli(prepared: Prepared, command: str, timeout: float = 30.0) -> str:
+    """Run a CLI command through the control socket of the Asterisk on ``prepared``'s state
+    directory (``asterisk -rx``, as the server's supervisor does); its output."""
+    argv = asterisk_cli_argv(prepared.install, prepared.asterisk_conf, prepared.asterisk_binds,
+                             command)
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                          timeout=timeout * PATIENCE, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"CLI command {command!r} exited {proc.returncode}: "
+                           f"{(proc.stdout + proc.stderr).strip()[-500:]}")
+    return proc.stdout
 
 
 def start_asterisk(state_dir: Path, install: AsteriskInstall,
@@ -359,7 +380,19 @@ class SiagaProcess:
 
         creds = ensure_credentials(self.center)
         return open_watch(self.center.ami.host, self.center.ami.port,
-                          creds.ami_username, creds.ami_secret, timeout)
+                          creds.ami_username, creds.ami_secret, timeout, cli=self.cli)
+
+    def cli(self, command: str, timeout: float = 30.0) -> str:
+        """Run a CLI command through the control socket of the server's Asterisk."""
+        from dialplans.render import AsteriskPaths
+        from dispatcher.credentials import ensure_credentials
+        from pbx.provision import locate
+
+        install = locate()
+        assert install is not None
+        paths = AsteriskPaths.for_center(self.center, install.moddir, install.datadir)
+        return run_cli(Prepared(self.center, install, paths,
+                                ensure_credentials(self.center)), command, timeout)
 
     def asterisk_pid(self) -> int | None:
         """The pid of the Asterisk running on this state directory, if any."""

@@ -9,7 +9,9 @@ Scheme (also in ``dispatcher/api/openapi.yaml``):
   ``HMAC-SHA256(key, "<timestamp>." + body)`` over the exact body bytes. A timestamp more than
   :data:`REPLAY_WINDOW` seconds away from the server's clock is refused, and a signature already
   seen inside the window is refused as a replay (a retry must be signed again, with a new
-  timestamp). HMAC is symmetric: the server must hold the key itself (``devices.hmac_key``).
+  timestamp). HMAC is symmetric: the server must hold the key itself. ``devices.hmac_key``
+  holds a label the key is derived with from the center's master key (``dispatcher.keys``),
+  or, for a device enrolled without the center's config, the key.
 
 A device enrolled with a token must send it; one enrolled with a key must sign; one enrolled
 with both must do both. Unknown device, disabled device and wrong credential all answer the
@@ -27,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dispatcher import keys
 from dispatcher.api.errors import ApiError
 
 __all__ = [
@@ -82,8 +85,10 @@ class Authenticator:
     valid signatures are remembered).
     """
 
-    def __init__(self, window: float = REPLAY_WINDOW, max_remembered: int = 200_000) -> None:
+    def __init__(self, window: float = REPLAY_WINDOW, max_remembered: int = 200_000,
+                 master_key: bytes = b"") -> None:
         self.window = window
+        self.master_key = master_key
         self.max_remembered = max_remembered
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
 
@@ -132,11 +137,24 @@ class Authenticator:
         if device.hmac_key is not None:
             if digest is None or timestamp is None:
                 raise _unauthorized("invalid_signature", "this device must sign its requests")
-            expected = sign(device.hmac_key, timestamp, body)[len("sha256="):]
+            key = self._hmac_key(device)
+            if key is None:
+                raise _unauthorized("invalid_credentials",
+                                    "unknown device or wrong credentials")
+            expected = sign(key, timestamp, body)[len("sha256="):]
             if not hmac.compare_digest(expected, digest):
                 raise _unauthorized("invalid_signature", "the signature does not match the body")
             self._remember(device.device_id, digest, now)
         return device
+
+    def _hmac_key(self, device: DeviceCredentials) -> str | None:
+        """The device's HMAC key: derived from its stored label, or stored as it is."""
+        stored = device.hmac_key
+        if not keys.is_derived(stored):
+            return stored
+        if not self.master_key:
+            return None  # a derived key cannot be checked without the master key
+        return keys.device_key(self.master_key, device.device_id, stored)  # type: ignore[arg-type]
 
     def _remember(self, device_id: str, digest: str, now: float) -> None:
         while self._seen:

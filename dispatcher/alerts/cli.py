@@ -2,7 +2,10 @@
 
 The database is the center's (``--config``), else ``--db`` / ``$SIAGA_DB_URL`` /
 ``$SIAGA_STATE_DIR`` as for ``siaga db``. Credentials are printed once, on enrolment: the
-server keeps only the token's hash (and the HMAC key, which a signature check needs).
+server keeps only the token's hash. An HMAC key enrolled on the center's config is derived
+from the center's master key (:mod:`dispatcher.keys`): the database keeps only the label it
+was derived with. With ``--db`` alone there is no master key at hand, so the key itself is
+stored (as before keys were derived).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import secrets
 import sys
 from typing import Any
 
+from dispatcher import keys
 from dispatcher.alerts import storage
 from dispatcher.alerts.intake import CALLBACK_RE, IDENTIFIER_RE
 from dispatcher.calllog import db, store
@@ -86,15 +90,33 @@ def _sessions(args: argparse.Namespace) -> Any:
     return db.make_sessionmaker(engine)
 
 
+def _master_key(args: argparse.Namespace) -> bytes | None:
+    """The center's master key when the command names the center (and no other database)."""
+    if getattr(args, "db", None) is not None or not getattr(args, "config", None):
+        return None
+    from dispatcher.cli import load_from_args
+    from dispatcher.credentials import ensure_credentials
+
+    return ensure_credentials(load_from_args(args)).master_key
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     """Enrol a device; print its token and/or key."""
     token = store.new_token() if args.auth in ("token", "both") else None
-    key = secrets.token_urlsafe(32) if args.auth in ("hmac", "both") else None
+    key = stored_key = None
+    if args.auth in ("hmac", "both"):
+        master = _master_key(args)
+        if master is None:
+            key = stored_key = secrets.token_urlsafe(32)
+        else:
+            stored_key = keys.new_device_label()
+            key = keys.device_key(master, args.device_id, stored_key)
     sessions = _sessions(args)
     try:
         with db.transaction(sessions) as session:
             store.add_device(session, args.device_id, kind="app", label=args.label,
-                             token=token, hmac_key=key, callback_number=args.callback_number,
+                             token=token, hmac_key=stored_key,
+                             callback_number=args.callback_number,
                              now=dt.datetime.now(dt.UTC))
     except ValueError as exc:
         print(f"siaga: {exc}", file=sys.stderr)

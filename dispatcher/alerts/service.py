@@ -59,6 +59,8 @@ class AlertSettings:
     device_cache_seconds: float = 10.0  # a revoked device is refused at commit anyway
     max_body_bytes: int = MAX_BODY_BYTES
     dialer: DialerSettings = field(default_factory=DialerSettings)
+    # The center's master key, from which devices' HMAC keys are derived.
+    master_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -107,7 +109,8 @@ class AlertService(Service):
         self.ami = ami
         self.settings = settings or AlertSettings()
         self.buttons = tuple(buttons)
-        self.auth = Authenticator(self.settings.replay_window)
+        self.auth = Authenticator(self.settings.replay_window,
+                                  master_key=self.settings.master_key)
         self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_second)
         self.feed = IncidentFeed(clock)
         self._devices: dict[str, tuple[float, DeviceCredentials | None]] = {}

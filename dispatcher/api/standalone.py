@@ -33,12 +33,13 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
     top = MultiService()
     writer = CallLogWriter(reactor, sessions)
     writer.setServiceParent(top)
+    from dispatcher.credentials import ensure_credentials
+
+    creds = ensure_credentials(center)
     ami = None
     if args.ami:
-        from dispatcher.credentials import ensure_credentials
         from pbx.ami.client import AMIService, Credentials
 
-        creds = ensure_credentials(center)
         ami = AMIService(reactor, TCP4ClientEndpoint(reactor, center.ami.host, center.ami.port),
                          Credentials(creds.ami_username, creds.ami_secret))
         ami.setServiceParent(top)
@@ -48,6 +49,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
                               citizen_attempts=args.citizen_attempts,
                               retry_interval=args.retry_interval,
                               citizen_ring_seconds=args.citizen_ring_seconds),
+        master_key=creds.master_key,
     )
     http = make_http_service(reactor, center, writer, sessions, ami, settings=settings,
                              port=args.port, host="127.0.0.1")

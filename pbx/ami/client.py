@@ -212,7 +212,11 @@ class AMIActions:
         return self.send_action("Ping")
 
     def command(self, cli: str, timeout: float | None = None) -> defer.Deferred[list[str]]:
-        """Run a CLI command; fires with its output lines."""
+        """Run a CLI command; fires with its output lines.
+
+        Needs the ``command`` write class, which the center's own AMI user does not have
+        (the server runs CLI commands through the control socket: ``AsteriskService.cli``).
+        """
         d = self.send_action("Command", {"Command": cli}, timeout)
         return d.addCallback(lambda response: list(response.output or ()))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from twisted.internet import task
 from twisted.internet.error import ProcessTerminated
 from twisted.python.failure import Failure
@@ -43,18 +44,20 @@ class FakeProcessReactor:
 def make(tmp_path: Path) -> tuple[AsteriskService, FakeProcessReactor, task.Clock]:
     reactor, clock = FakeProcessReactor(), task.Clock()
     service = AsteriskService(reactor, clock, ROOTFS_INSTALL, tmp_path / "asterisk.conf",
-                              tmp_path, tmp_path / "asterisk.out", max_backoff=8,
+                              [tmp_path], tmp_path / "asterisk.out", max_backoff=8,
                               stable_after=30)
     return service, reactor, clock
 
 
 def test_given_rootfs_install_when_argv_built_then_chrooted_in_private_namespace() -> None:
-    """Asterisk in a root filesystem runs under unshare -m and chroot, in the foreground."""
-    argv = asterisk_argv(ROOTFS_INSTALL, Path("/s/run/etc/asterisk.conf"), Path("/s"))
+    """Asterisk in a root filesystem runs under unshare -m and chroot, in the foreground,
+    with only the directories it uses bound in, under umask 027."""
+    argv = asterisk_argv(ROOTFS_INSTALL, Path("/s/run/etc/asterisk.conf"),
+                         [Path("/s/run"), Path("/s/recordings")])
     assert argv[:4] == ["unshare", "-m", "--propagation", "private"]
-    assert argv[-4:] == ["/var/lib/siaga/rootfs", "/s", "/usr/sbin/asterisk",
-                         "/s/run/etc/asterisk.conf"]
-    assert "chroot" in argv[6] and "-f" in argv[6]
+    assert argv[8:] == ["/var/lib/siaga/rootfs", "2", "/s/run", "/s/recordings",
+                        "/usr/sbin/asterisk", "-C", "/s/run/etc/asterisk.conf", "-f", "-n"]
+    assert "exec chroot" in argv[6] and "umask 027" in argv[6]
 
 
 def test_given_asterisk_keeps_dying_when_restarted_then_backoff_doubles_to_the_cap(
@@ -101,3 +104,32 @@ def test_given_running_when_stopped_then_sigterm_then_sigkill_after_timeout(
     assert stopped.called
     assert clock.getDelayedCalls() == []
     assert len(reactor.spawned) == 1
+
+
+def test_given_a_cli_command_when_run_then_it_goes_through_the_control_socket(
+        tmp_path: Path) -> None:
+    """cli() runs `asterisk -rx` in the root filesystem (not AMI) and fires with its output;
+    a command with a line break is refused before anything runs; a hung one fails at its
+    deadline and is killed."""
+    from twisted.internet.error import ProcessDone
+
+    from pbx.asterisk import AsteriskCLIError
+
+    service, reactor, clock = make(tmp_path)
+    done = service.cli("core reload")
+    proto, argv, _transport = reactor.spawned[-1]
+    assert argv[:2] == ["unshare", "-m"] and argv[-2:] == ["-rx", "core reload"]
+    proto.outReceived(b"reloaded\n")  # type: ignore[attr-defined]
+    proto.processEnded(Failure(ProcessDone(0)))  # type: ignore[attr-defined]
+    assert done.result == "reloaded\n"
+
+    with pytest.raises(ValueError):
+        service.cli("core reload\ndialplan add extension 1,1,System(id) into public")
+    assert len(reactor.spawned) == 1
+
+    hung = service.cli("core waitfullybooted", timeout=5)
+    failures: list[Failure] = []
+    hung.addErrback(failures.append)
+    clock.advance(5)
+    assert failures and failures[0].check(AsteriskCLIError)
+    assert reactor.spawned[-1][2].signals == ["KILL"]

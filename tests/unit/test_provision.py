@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -72,3 +73,37 @@ def test_given_rootfs_env_when_no_flag_then_env_is_used(monkeypatch: pytest.Monk
     assert prov.rootfs_path("/x") == Path("/x")
     monkeypatch.delenv(prov.ROOTFS_ENV)
     assert prov.rootfs_path() == prov.DEFAULT_ROOTFS
+
+
+def test_given_rootfs_asterisk_with_a_host_uid_when_provisioned_then_renumbered(
+        tmp_path: Path) -> None:
+    """A chrooted Asterisk whose uid and gid are a host account's (here the account running
+    the test) would act as that account to the kernel: its ids are moved to numbers no host
+    account has, its files follow, it leaves the host-numbered device groups; a second run
+    changes nothing."""
+    import grp
+    import pwd
+
+    from pbx.provision import _ensure_own_ids
+
+    host_uid, host_gid = os.getuid(), os.getgid()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text(
+        f"root:x:0:0:root:/root:/bin/sh\nasterisk:x:{host_uid}:{host_gid}:PBX:/x:/bin/false\n")
+    (tmp_path / "etc/group").write_text(
+        f"dialout:x:20:asterisk\naudio:x:29:other,asterisk\nasterisk:x:{host_gid}:\n")
+    owned = tmp_path / "var/lib/asterisk/astdb"
+    owned.parent.mkdir(parents=True)
+    owned.write_text("")
+    _ensure_own_ids(tmp_path)
+    user = next(line.split(":") for line in (tmp_path / "etc/passwd").read_text().splitlines()
+                if line.startswith("asterisk:"))
+    uid, gid = int(user[2]), int(user[3])
+    assert uid not in {p.pw_uid for p in pwd.getpwall()}
+    assert gid not in {g.gr_gid for g in grp.getgrall()}
+    assert f"asterisk:x:{gid}:" in (tmp_path / "etc/group").read_text()
+    assert "dialout:x:20:\naudio:x:29:other\n" in (tmp_path / "etc/group").read_text()
+    assert (owned.stat().st_uid, owned.stat().st_gid) == (uid, gid)
+    before = (tmp_path / "etc/passwd").read_text(), (tmp_path / "etc/group").read_text()
+    _ensure_own_ids(tmp_path)
+    assert ((tmp_path / "etc/passwd").read_text(), (tmp_path / "etc/group").read_text()) == before

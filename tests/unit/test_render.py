@@ -12,6 +12,7 @@ from dialplans.render import CONFIG_FILES, AsteriskPaths, render_all, write_conf
 from dispatcher.cli import main
 from dispatcher.config import load_center
 from dispatcher.credentials import ensure_credentials
+from pbx.privilege import RunUser
 from tests.harness import EXAMPLE_CONFIG
 
 
@@ -51,14 +52,16 @@ def test_given_first_run_when_credentials_made_then_private_and_kept(tmp_path: P
 
 def test_given_example_when_rendered_then_ami_is_loopback_least_privilege(
         tmp_path: Path) -> None:
-    """manager.conf binds loopback, permits only loopback, and grants no `system` writes."""
+    """manager.conf binds loopback, permits only loopback, and grants no `system`, `config`
+    or `command` writes: the AMI secret runs no CLI command (adding dialplan that runs a
+    shell is one) and no program."""
     manager = rendered(tmp_path)["manager.conf"]
     assert "bindaddr = 127.0.0.1" in manager
     assert "deny = 0.0.0.0/0.0.0.0" in manager
     assert "permit = 127.0.0.0/255.0.0.0" in manager
     write = next(line for line in manager.splitlines() if line.startswith("write ="))
     classes = {c.strip() for c in write.split("=", 1)[1].split(",")}
-    assert classes.isdisjoint({"system", "config", "all"}), classes
+    assert classes.isdisjoint({"system", "config", "command", "all"}), classes
     assert "webenabled = no" in manager
 
 
@@ -99,3 +102,17 @@ def test_given_written_config_when_rewritten_then_no_temp_files_left(tmp_path: P
     write_config(files, tmp_path / "out")
     write_config(files, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(files)
+
+
+def test_given_a_run_user_when_rendered_then_asterisk_drops_to_it(tmp_path: Path) -> None:
+    """asterisk.conf names the unprivileged account Asterisk switches to after starting as
+    root, and keeps dangerous functions away from AMI; without one, no runuser line."""
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    paths = AsteriskPaths.for_center(center, "/mods", "/usr/share/asterisk")
+    user = RunUser("asterisk", "asterisk", 64990, 64990)
+    conf = render_all(center, ensure_credentials(center), paths, run_user=user)["asterisk.conf"]
+    lines = {line.split("=")[0].strip(): line.split("=", 1)[1].strip()
+             for line in conf.splitlines() if "=" in line and not line.startswith(";")}
+    assert lines["runuser"] == "asterisk" and lines["rungroup"] == "asterisk"
+    assert lines["live_dangerously"] == "no"
+    assert "runuser" not in rendered(tmp_path / "other")["asterisk.conf"]
