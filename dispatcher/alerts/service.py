@@ -57,6 +57,10 @@ class AlertSettings:
     rate_per_second: float = 0.2  # then one every 5 s
     replay_window: float = REPLAY_WINDOW
     device_cache_seconds: float = 10.0  # a revoked device is refused at commit anyway
+    # Failed or unauthenticated attempts one source address may make (then one per 2 s)
+    # before it is answered 429 without its device being looked up.
+    failure_burst: float = 20.0
+    failure_per_second: float = 0.5
     max_body_bytes: int = MAX_BODY_BYTES
     dialer: DialerSettings = field(default_factory=DialerSettings)
 
@@ -87,6 +91,8 @@ class AlertService(Service):
         self.buttons = tuple(buttons)
         self.auth = Authenticator(self.settings.replay_window)
         self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_second)
+        self.failures = RateLimiter(self.settings.failure_burst,
+                                    self.settings.failure_per_second)
         self.feed = IncidentFeed(clock)
         self._devices: dict[str, tuple[float, DeviceCredentials | None]] = {}
         self.dialer: CallbackDialer | None = None
@@ -210,28 +216,56 @@ class AlertService(Service):
 
         return self.read(storage.device_credentials, device_id).addCallback(keep)
 
-    def post_alert(self, headers: Mapping[str, str | None], body: bytes) -> Deferred[Reply]:
+    def post_alert(self, headers: Mapping[str, str | None], body: bytes,
+                   source: str | None = None) -> Deferred[Reply]:
         """Take one ``POST /api/v1/alerts``; fires with the Reply (or fails with ApiError).
 
-        Order: body → device id → credentials → rate limit → fields → commit. The rate limit
-        comes after authentication so nobody can use up a device's allowance in its name.
+        Order: the source's failed attempts → credentials' form → body → device id →
+        the device's row → credentials → the device's rate limit → fields → commit.
+        Nothing before the device's row reads the database, and a source (an IP address)
+        that keeps failing is answered 429 before that read too: guessing devices or
+        tokens costs the center no database work. The device's rate limit comes after
+        authentication so nobody can use up a device's allowance in its name.
         """
+        now = self.clock.seconds()
         try:
-            document = parse_json_object(body, self.settings.max_body_bytes)
-            if "device_id" not in document:
-                raise ApiError(422, "missing_field", "device_id is required")
-            device_id = validate_identifier(document["device_id"], "device_id")
+            if source is not None:
+                wait = self.failures.wait(source, now)
+                if wait > 0:
+                    raise ApiError(429, "rate_limited", f"too many failed attempts from this "
+                                   f"address; retry in {wait:.0f} s",
+                                   {"Retry-After": self.failures.retry_after_header(wait)})
+            try:
+                self.auth.precheck(headers, now)
+                document = parse_json_object(body, self.settings.max_body_bytes)
+                if "device_id" not in document:
+                    raise ApiError(422, "missing_field", "device_id is required")
+                device_id = validate_identifier(document["device_id"], "device_id")
+            except ApiError:
+                self._failed_attempt(source)
+                raise
         except ApiError as exc:
             return _failed(exc)
         d = self.lookup_device(device_id)
-        d.addCallback(self._authenticated, headers, body, document)
+        d.addCallback(self._checked, headers, body, source)
+        d.addCallback(self._authenticated, document)
         return d
 
-    def _authenticated(self, device: DeviceCredentials | None,
-                       headers: Mapping[str, str | None], body: bytes,
-                       document: dict[str, Any]) -> Deferred[Reply]:
+    def _failed_attempt(self, source: str | None) -> None:
+        if source is not None:
+            self.failures.take(source, self.clock.seconds())
+
+    def _checked(self, device: DeviceCredentials | None, headers: Mapping[str, str | None],
+                 body: bytes, source: str | None) -> DeviceCredentials:
+        try:
+            return self.auth.check(device, headers, body, self.clock.seconds())
+        except ApiError:
+            self._failed_attempt(source)
+            raise
+
+    def _authenticated(self, device: DeviceCredentials, document: dict[str, Any]
+                       ) -> Deferred[Reply]:
         now = self.clock.seconds()
-        device = self.auth.check(device, headers, body, now)
         wait = self.limiter.take(device.device_id, now)
         if wait > 0:
             raise ApiError(429, "rate_limited", f"too many alerts from this device; retry in "
