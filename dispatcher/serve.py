@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from dispatcher.app import build_server, prepare
+from dispatcher.banner import mask_password
 from dispatcher.config import Center
 from pbx.asterisk import stale_pid
 from pbx.provision import ProvisionError, locate, provision
@@ -51,7 +52,7 @@ Siaga — {center.name}
   HTTP        http://{center.http.host}:{center.http.port}/
   logs        {prepared.paths.log}
   recordings  {prepared.paths.recordings}
-  database    {center.database_url}
+  database    {mask_password(center.database_url)}
   accounts    siaga accounts --config {center.source}
 Stop with Ctrl-C.""", flush=True)
 
