@@ -237,6 +237,7 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         wallboard=lambda: wallboard_document(model, center, reactor.seconds(),
                                              callbacks.pending()),
         reports=run_report, api=api.resource, request_factory=api.request_factory,
+        reactor=reactor,
     )
     server.add("site", site)
     server.add("http", internet.TCPServer(center.http.port, site, interface=center.http.host))
