@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-__all__ = ["mask_password"]
+from dispatcher.config import Center
+
+__all__ = ["banner_text", "mask_password"]
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # A password given as a query parameter (libpq and psycopg accept ?password=...).
@@ -26,3 +29,20 @@ def mask_password(url: str) -> str:
         if at and ":" in userinfo:
             url = f"{scheme.group(0)}{userinfo.split(':', 1)[0]}:***@{host}"
     return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def banner_text(center: Center, logs: Path, recordings: Path) -> str:
+    """What ``siaga up`` prints once the center is up (no secret in it: the AMI secret is
+    named by its file, the database's password is masked)."""
+    sip = f"{center.sip_transport}://{center.sip.host}:{center.sip.port}"
+    secrets_file = center.state_dir / "secrets.yaml"
+    return f"""
+Siaga — {center.name}
+  SIP         {sip}   hotline {', '.join(center.hotline)}
+  AMI         {center.ami.host}:{center.ami.port} (loopback only; secret in {secrets_file})
+  HTTP        http://{center.http.host}:{center.http.port}/
+  logs        {logs}
+  recordings  {recordings}
+  database    {mask_password(center.database_url)}
+  accounts    siaga accounts --config {center.source}
+Stop with Ctrl-C."""
