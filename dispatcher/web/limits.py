@@ -59,6 +59,7 @@ class GuardedChannel(http.HTTPChannel):
     source: str = "?"
     _deadline: IDelayedCall | None = None
     _abort: IDelayedCall | None = None
+    _started = False  # a byte of the current request has arrived
 
     def connectionMade(self) -> None:  # noqa: N802 -- Twisted's name
         super().connectionMade()
@@ -68,11 +69,13 @@ class GuardedChannel(http.HTTPChannel):
         # The first byte of a request after the previous one was answered starts its clock.
         if self._deadline is None and not self._handlingRequest:
             self._start_deadline()
+        self._started = self._started or not self._handlingRequest
         super().dataReceived(data)
 
     def allContentReceived(self) -> None:  # noqa: N802 -- Twisted's name
         # The request is all here: how long the answer takes is the server's business.
         self._stop_deadline()
+        self._started = False
         super().allContentReceived()
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802 -- Twisted's name
@@ -97,6 +100,12 @@ class GuardedChannel(http.HTTPChannel):
 
     def _too_slow(self) -> None:
         self._deadline = None
+        if not self._started:
+            # Nothing sent at all: browsers open spare connections ahead of need, and would
+            # read a 408 written now as the answer to the request they send next. Closing
+            # an unused connection silently makes them retry on a fresh one.
+            self.loseConnection()
+            return
         self.log.info("HTTP client {source} too slow to send its request: dropped",
                       source=self.source)
         self.transport.write(TOO_SLOW)

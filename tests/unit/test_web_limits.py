@@ -88,3 +88,13 @@ def test_given_too_many_connections_when_one_more_opens_then_503_and_others_stil
     proto.dataReceived(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 200")
     assert site.open_connections == 6 and len(others) == 3
+
+
+def test_given_a_connection_that_sends_nothing_when_the_deadline_passes_then_closed_silently(
+        site) -> None:  # noqa: ANN001
+    """A spare connection a browser opened ahead of need is closed without a 408, which the
+    browser would otherwise take for the answer to its next request."""
+    site, clock = site
+    _, transport = connect(site)
+    clock.advance(10)
+    assert transport.disconnecting and transport.value() == b""
