@@ -4,6 +4,7 @@ loopback, raw HTTP from several loopback addresses (127.0.0.x stand for other ma
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -213,6 +214,54 @@ def test_given_wrong_alert_credentials_from_one_address_when_repeated_then_429(
     assert statuses[:20] == [401] * 20 and statuses[20:] == [429] * 5
     assert response.getheader("Retry-After")
     assert b'"rate_limited"' in response.body  # type: ignore[attr-defined]
+
+
+def test_given_chromium_when_logging_out_or_guessing_then_pages_say_so(
+        center_server: SiagaProcess, tmp_path: Path) -> None:
+    """In a real browser: the logout button ends the session (the cookie Chromium held is
+    refused afterwards, by anyone); wrong passwords typed again and again get the page that
+    says how long to wait. Screenshots are left in the test's folder."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium
+
+    center = center_server.center
+    creds = ensure_credentials(center)
+    base = f"http://{center.http.host}:{center.http.port}"
+    sup = center.supervisors[1]
+    with chromium() as driver:
+        driver.get(base + "/reports")
+        wait_for(lambda: "/login" in driver.current_url, 10, "the login page")
+        driver.find_element(By.ID, "extension").send_keys(sup)
+        driver.find_element(By.ID, "password").send_keys(creds.console_passwords[sup])
+        driver.find_element(By.ID, "login").click()
+        wait_for(lambda: "/reports" in driver.current_url, 10, "the reports after login")
+        cookie = driver.get_cookie("siaga_session")["value"]
+        copy = Browser(center_server, "127.0.0.13")
+        copy.cookie = cookie
+        assert copy.request("GET", "/wallboard.json").status == 200
+        driver.get(base + "/wallboard")
+        logout = wait_for(lambda: driver.find_elements(
+            By.CSS_SELECTOR, "form[action='/logout'] button"), 10, "the logout button")
+        driver.save_screenshot(str(tmp_path / "wallboard.png"))
+        logout[0].click()
+        wait_for(lambda: driver.current_url.endswith("/login"), 10, "the login page")
+        assert copy.request("GET", "/wallboard.json").status == 401
+        driver.get(base + "/wallboard")
+        wait_for(lambda: "/login?next=" in driver.current_url, 10, "login required again")
+
+        op = center.operators[1].extension
+        for _ in range(8):
+            driver.find_element(By.ID, "extension").send_keys(op)
+            driver.find_element(By.ID, "password").send_keys("wrong")
+            driver.find_element(By.ID, "login").click()
+            error = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "p.error"), 10,
+                             "the login's answer")
+            if "Try again in" in error[0].text or "Coba lagi dalam" in error[0].text:
+                break
+        driver.save_screenshot(str(tmp_path / "throttled.png"))
+        print(f"screenshot: {tmp_path / 'throttled.png'}")
+        assert re.search(r"(Try again in|Coba lagi dalam) \d+", error[0].text), error[0].text
 
 
 def test_given_a_user_removed_from_the_config_when_the_server_restarts_then_refused(
