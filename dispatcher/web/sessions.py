@@ -247,19 +247,22 @@ class LoginThrottle:
             return None
         return entry
 
-    def _delay(self, entry: _Failures | None, now: float) -> float:
+    def _delay(self, entry: _Failures | None, since: float | None, now: float) -> float:
         if entry is None or entry.count < self.free:
             return 0.0
         delay = min(self.max_delay, self.base * 2.0 ** min(entry.count - self.free, 30))
-        return max(0.0, entry.last + delay - now)
+        return max(0.0, (entry.last if since is None else since) + delay - now)
 
     def wait(self, account: str, source: str) -> float:
         """Seconds ``source`` must wait before trying ``account`` again (0: go ahead)."""
         now = self.clock()
-        wait = self._delay(self._get(f"addr:{source}", now), now)
+        wait = self._delay(self._get(f"addr:{source}", now), None, now)
         acct = self._get(f"user:{account}", now)
         if acct is not None and acct.sources and source in acct.sources:
-            wait = max(wait, self._delay(acct, now))
+            # Counted from this source's own last failure, not the account's: a supervisor
+            # who mistyped once during an attack waits at most max_delay, however long the
+            # attack from elsewhere goes on.
+            wait = max(wait, self._delay(acct, acct.sources[source], now))
         return wait
 
     def failed(self, account: str, source: str) -> None:

@@ -209,6 +209,27 @@ def test_given_many_addresses_when_guessing_one_account_then_each_gets_few_guess
     assert statuses[-1] == [401, 429, 429]
 
 
+def test_given_an_attack_going_on_when_the_user_mistyped_once_then_waits_a_bounded_time(
+        world) -> None:  # noqa: ANN001
+    """The supervisor mistypes once from their own address while an attacker keeps guessing
+    from another: the supervisor's wait is counted from their own failure and ends, however
+    long the attack goes on."""
+    center, creds, clock, attacker, _ = world
+    sup = center.supervisors[0]
+    supervisor = Client(attacker.site, source="10.1.2.3")
+    for _ in range(10):
+        attacker.login(sup, "guess")
+    assert supervisor.login(sup, "typo").status == 401
+    waited = 0
+    while supervisor.login(sup, creds.console_passwords[sup]).status == 429:
+        assert waited <= 300
+        for k in range(5):  # the attack goes on, from ever new addresses
+            Client(attacker.site, source=f"10.7.{waited % 250}.{k}").login(sup, "guess")
+        clock.advance(5)
+        waited += 5
+    assert supervisor.request("GET", "/reports?format=csv").status == 200
+
+
 def test_given_a_session_when_logged_out_then_its_cookie_is_refused(world) -> None:  # noqa: ANN001
     """Logout ends the session on the server: the cookie captured before is worthless."""
     center, creds, _, client, _ = world
