@@ -317,6 +317,7 @@ class AlertService(Service):
     def _not_committed(self, failure: Failure) -> Failure:
         if failure.check(storage.DeviceChanged):
             self._devices.pop(str(failure.value), None)
+            self._known.pop(str(failure.value), None)
             raise ApiError(401, "invalid_credentials", "unknown device or wrong credentials")
         if failure.check(storage.NoCallbackNumber):
             raise ApiError(422, "missing_field", "callback_number is required (the device has "
