@@ -198,7 +198,9 @@ def save_sessions(path: Path, rows: list[SessionRow]) -> None:
         {"digest": r.digest, "extension": r.extension, "role": r.role, "expires": r.expires}
         for r in rows]}
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover from a crash keeps its old mode through O_CREAT: start afresh.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f)
     os.replace(tmp, path)
