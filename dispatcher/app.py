@@ -286,6 +286,7 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                                              callbacks.page(0, WALLBOARD_CALLBACKS),
                                              callbacks.open_count),
         reports=run_report, api=api.resource, request_factory=api.request_factory,
+        reactor=reactor,
     )
     if center.metrics.enabled:
         # /metrics reads the live parts at scrape time; today's figures in the readers' pool.

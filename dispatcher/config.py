@@ -158,6 +158,16 @@ class Security:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """Connection limits of the HTTP site (``http.limits``; see dispatcher/web/limits.py)."""
+
+    connections: int = 512
+    connections_per_source: int = 32
+    request_seconds: float = 10.0
+    idle_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Center:
     """The whole center, as the config file describes it."""
 
@@ -180,6 +190,7 @@ class Center:
     buttons: tuple[Button, ...]
     trunk: Trunk | None
     recordings: bool = True
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     extras: dict[str, str] = field(default_factory=dict)
     metrics: MetricsAccess = field(default_factory=MetricsAccess)
     retention: Retention = field(default_factory=Retention)
@@ -261,8 +272,9 @@ class _Parser:
         return s
 
     def endpoint(self, key: str, default_host: str, default_port: int,
-                 loopback_only: bool = False) -> Endpoint:
-        sec = self.root.section(key, {"bind", "port"})
+                 loopback_only: bool = False, more_keys: frozenset[str] = frozenset()
+                 ) -> Endpoint:
+        sec = self.root.section(key, {"bind", "port"} | more_keys)
         host = sec.text("bind", default_host)
         try:
             addr = ipaddress.ip_address(host)
@@ -315,7 +327,11 @@ class _Parser:
         external_address = None if external.missing else sip_sec.text("external_address")
 
         ami = self.endpoint("ami", "127.0.0.1", 5038, loopback_only=True)
-        http = self.endpoint("http", "127.0.0.1", 8080)
+        http_keys = frozenset({"limits"})
+        http = self.endpoint("http", "127.0.0.1", 8080, more_keys=http_keys)
+        http_limits = self.http_limits(r.section("http", {"bind", "port"} | http_keys).section(
+            "limits", {"connections", "connections_per_source", "request_seconds",
+                       "idle_seconds"}))
         if ami.port == sip.port:
             raise r.section("ami", {"bind", "port"}).get("port").error(
                 f"{ami.port} is already the SIP port")
@@ -391,13 +407,23 @@ class _Parser:
             external_address=external_address, ami=ami, http=http, database_url=db_url,
             queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
             agencies=agencies, buttons=buttons, trunk=trunk,
-            recordings=r.boolean("recordings", True),
+            recordings=r.boolean("recordings", True), http_limits=http_limits,
             metrics=self.metrics(r.section("metrics", {"enabled", "allow", "token"})),
             retention=self.retention(r.section("retention", {"every_minutes", "recordings",
                                                              "cel"})),
             security=self.security(r.section("security", {
                 "staff_networks", "block_after", "window_seconds", "block_seconds"})),
             callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
+        )
+
+    def http_limits(self, sec: Section) -> HttpLimits:
+        d = HttpLimits()
+        return HttpLimits(
+            connections=sec.integer("connections", d.connections, lo=1, hi=100_000),
+            connections_per_source=sec.integer("connections_per_source",
+                                               d.connections_per_source, lo=1, hi=100_000),
+            request_seconds=sec.number("request_seconds", d.request_seconds, lo=1, hi=600),
+            idle_seconds=sec.number("idle_seconds", d.idle_seconds, lo=1, hi=3600),
         )
 
     def networks(self, value: Value) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

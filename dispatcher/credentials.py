@@ -8,8 +8,9 @@ removed extensions' passwords are dropped.
 What is stored in clear, and why: the AMI secret and the SIP passwords are given to Asterisk
 (its configuration) and to the phones (``siaga accounts``), which need them as they are; the
 console passwords are handed to staff by ``siaga accounts``. Keys only the server uses are
-not stored at all: the session-signing key and the devices' HMAC keys are derived from the
-master key (:mod:`dispatcher.keys`), so the file holds one key instead of many.
+not stored at all: the devices' HMAC keys are derived from the master key
+(:mod:`dispatcher.keys`), so the file holds one key instead of many. Console sessions need no
+key: they are random tokens the server keeps (:mod:`dispatcher.web.sessions`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ from pathlib import Path
 import yaml
 
 from dispatcher.config import Center
-from dispatcher.keys import derive
 
 AMI_USERNAME = "siaga"
 FILE_NAME = "secrets.yaml"
-SESSION_PURPOSE = "siaga console sessions v1"
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,6 @@ class Credentials:
     ami_secret: str
     sip_passwords: dict[str, str]
     console_passwords: dict[str, str] = field(default_factory=dict)
-    session_key: str = ""
     master_key: bytes = field(default=b"", repr=False)
 
     def password(self, extension: str) -> str:
@@ -69,11 +67,8 @@ def ensure_credentials(center: Center) -> Credentials:
     staff = [op.extension for op in center.operators] + list(center.supervisors)
     console = {ext: str(old_console.get(ext) or _new_secret(12)) for ext in staff}
     master = str(data.get("master_key") or _new_secret(32))
-    # The console's sessions are signed with a key of their own, derived, never stored.
-    session_key = derive(master.encode("ascii"), SESSION_PURPOSE).hex()
-    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, session_key,
-                        master.encode("ascii"))
-    # A session_key stored by an older version is dropped: sessions signed with it end.
+    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, master.encode("ascii"))
+    # A session_key stored by an older version is dropped: sessions are server-side now.
     new = {"ami": {"username": AMI_USERNAME, "secret": ami_secret}, "sip": sip,
            "console": console, "master_key": master}
     if new != data:

@@ -12,6 +12,7 @@ from twisted.internet import defer
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from dispatcher.app import build_server, prepare
+from dispatcher.banner import banner_text
 from dispatcher.config import Center
 from pbx.asterisk import stale_pid
 from pbx.provision import ProvisionError, locate, provision
@@ -46,18 +47,7 @@ def run(center: Center, rootfs: str | None = None) -> int:
         ready = getattr(server, "when_ready", None)
         if ready is not None:
             yield ready()
-        sip = f"{center.sip_transport}://{center.sip.host}:{center.sip.port}"
-        secrets_file = center.state_dir / "secrets.yaml"
-        print(f"""
-Siaga — {center.name}
-  SIP         {sip}   hotline {', '.join(center.hotline)}
-  AMI         {center.ami.host}:{center.ami.port} (loopback only; secret in {secrets_file})
-  HTTP        http://{center.http.host}:{center.http.port}/
-  logs        {prepared.paths.log}
-  recordings  {prepared.paths.recordings}
-  database    {center.database_url}
-  accounts    siaga accounts --config {center.source}
-Stop with Ctrl-C.""", flush=True)
+        print(banner_text(center, prepared.paths.log, prepared.paths.recordings), flush=True)
 
     def failed(failure):  # noqa: ANN001, ANN202
         print(f"siaga: the center did not come up: {failure.getErrorMessage()}",

@@ -92,12 +92,17 @@ class Authenticator:
         self.max_remembered = max_remembered
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def check(self, device: DeviceCredentials | None, headers: Mapping[str, str | None],
-              body: bytes, now: float) -> DeviceCredentials:
-        """Return the device if the request proves to be from it, else raise a 401 ApiError.
+    def precheck(self, headers: Mapping[str, str | None], now: float) -> None:
+        """Everything that can be checked without the device's row: credentials present,
+        well formed, timestamp inside the window. Raises the 401 ApiError ``check`` would.
 
-        ``headers`` maps lower-case header names to values (None when absent).
+        Run before looking the device up, so a request without usable credentials costs no
+        database read.
         """
+        self._presented(headers, now)
+
+    def _presented(self, headers: Mapping[str, str | None], now: float
+                   ) -> tuple[str | None, str | None, str | None]:
         authorization = headers.get("authorization")
         timestamp = headers.get("x-siaga-timestamp")
         signature = headers.get("x-siaga-signature")
@@ -127,6 +132,15 @@ class Authenticator:
                 raise _unauthorized("bad_timestamp", f"X-Siaga-Timestamp is more than "
                                     f"{self.window:g} s away from the server's clock")
             digest = sig_match.group(1)
+        return token, digest, timestamp
+
+    def check(self, device: DeviceCredentials | None, headers: Mapping[str, str | None],
+              body: bytes, now: float) -> DeviceCredentials:
+        """Return the device if the request proves to be from it, else raise a 401 ApiError.
+
+        ``headers`` maps lower-case header names to values (None when absent).
+        """
+        token, digest, timestamp = self._presented(headers, now)
         if device is None or not device.enabled:
             raise _unauthorized("invalid_credentials", "unknown device or wrong credentials")
         if device.token_hash is None and device.hmac_key is None:

@@ -51,6 +51,14 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
+    def wait(self, key: str, now: float) -> float:
+        """What ``take`` would answer, without spending a token (0.0: a token is there)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.updated) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def retry_after_header(self, wait: float) -> str:
         """The Retry-After value (whole seconds, at least 1) for a wait."""
         return str(max(1, math.ceil(wait)))

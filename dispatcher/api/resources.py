@@ -217,7 +217,8 @@ class AlertsResource(JsonResource):
         body = _body(request, self.alerts.settings.max_body_bytes)
         headers = {name: _header(request, name.encode()) for name in
                    ("authorization", "x-siaga-timestamp", "x-siaga-signature")}
-        d = self.alerts.post_alert(headers, body)
+        source = getattr(request.getClientAddress(), "host", None)
+        d = self.alerts.post_alert(headers, body, source)
 
         def render(reply: Reply) -> tuple[int, bytes, dict[str, str]]:
             return reply.status, json_body(reply.document), reply.headers

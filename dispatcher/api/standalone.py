@@ -45,6 +45,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
         ami.setServiceParent(top)
     settings = AlertSettings(
         rate_burst=args.rate_burst, rate_per_second=args.rate_per_second,
+        failure_burst=args.failure_burst, failure_per_second=args.failure_per_second,
         dialer=DialerSettings(citizen_dial=args.citizen_dial,
                               citizen_attempts=args.citizen_attempts,
                               retry_interval=args.retry_interval,
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-interval", type=float, default=60.0)
     parser.add_argument("--rate-burst", type=float, default=10.0)
     parser.add_argument("--rate-per-second", type=float, default=0.2)
+    parser.add_argument("--failure-burst", type=float, default=20.0,
+                        help="failed attempts an address may make before 429")
+    parser.add_argument("--failure-per-second", type=float, default=0.5)
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor  # the entry point: the only place the reactor is global

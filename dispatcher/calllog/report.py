@@ -27,6 +27,7 @@ import datetime as dt
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -754,10 +755,48 @@ def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 
+# A cell a spreadsheet would read as a formula (or as the start of one: a tab or CR is
+# skipped by some, leaving the formula behind).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Plain numbers stay readable and sortable as numbers: +62 caller numbers, -1, 12.5.
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
+
+
+def csv_safe(value: object) -> str:
+    """A CSV cell that no spreadsheet runs as a formula.
+
+    A value starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading single quote
+    (shown as text, not evaluated) unless it is a plain number such as ``+6281234567`` or
+    ``-3``, which a spreadsheet reads as a number and never as a formula. Line breaks inside
+    a value become spaces.
+    """
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        text = "'" + text
+    # The writer quotes cells holding its own line ending ("\n") only: a lone CR would
+    # end the row in a spreadsheet and start a forged one.
+    return _LINE_BREAKS.sub(" ", text)
+
+
+class _SafeWriter:
+    """``csv.writer`` whose every cell goes through :func:`csv_safe`."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([csv_safe(cell) for cell in row])
+
+
 def render_csv(report: dict[str, Any]) -> str:
-    """The report as CSV in long form: ``section,item,metric,value`` (one figure per line)."""
+    """The report as CSV in long form: ``section,item,metric,value`` (one figure per line).
+
+    Caller numbers come from callers: every cell is made safe to open in a spreadsheet
+    (:func:`csv_safe`).
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = _SafeWriter(out)
     writer.writerow(["section", "item", "metric", "value"])
     writer.writerow(["period", "", "from", report["period"]["from"]])
     writer.writerow(["period", "", "to", report["period"]["to"]])

@@ -1,15 +1,19 @@
 """The console's HTTP side: login, the wallboard, supervisors' reports; the API mounts here.
 
 Pages need a console login (operators and supervisors, with the console password from
-``siaga accounts``); reports need a supervisor. Sessions are signed cookies (HttpOnly,
-SameSite=Strict); a POST whose Origin is another site is refused. JSON errors carry a reason.
+``siaga accounts``); reports need a supervisor. A session is a random token in a cookie
+(HttpOnly, SameSite=Strict) and a row in the server's session table (``sessions.py``): logout
+deletes the row, and each request checks the user's role in the current config. A POST whose
+Origin is another site is refused. JSON errors carry a reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -22,7 +26,16 @@ from twisted.web.iweb import IRequest
 from dispatcher.api.errors import error_body, json_body
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
-from dispatcher.web.sessions import LoginThrottle, SessionSigner, Staff, check_password
+from dispatcher.web.limits import GuardedSite
+from dispatcher.web.sessions import (
+    LoginThrottle,
+    SessionTable,
+    Staff,
+    check_password,
+    load_sessions,
+    safe_next,
+    save_sessions,
+)
 
 COOKIE = b"siaga_session"
 MAX_FORM_BYTES = 4096
@@ -39,7 +52,7 @@ TEXT = {
         "callbacks": "Perlu ditelepon balik", "missed_reason": "Sebab",
         "since": "Sejak",
         "bad_login": "Ekstensi atau kata sandi salah.",
-        "throttled": "Terlalu banyak percobaan. Coba lagi nanti.",
+        "throttled": "Terlalu banyak percobaan. Coba lagi dalam {seconds} detik.",
     },
     "en": {
         "login": "Log in", "logout": "Log out", "extension": "Extension",
@@ -51,7 +64,7 @@ TEXT = {
         "phones_reachable": "Phones reachable", "updated": "Updated",
         "callbacks": "To call back", "missed_reason": "Why", "since": "Since",
         "bad_login": "Wrong extension or password.",
-        "throttled": "Too many attempts. Try again later.",
+        "throttled": "Too many attempts. Try again in {seconds} s.",
     },
 }
 
@@ -86,18 +99,48 @@ def send_error(request: IRequest, status: int, code: str, reason: str) -> bytes:
     return error_body(code, reason)
 
 
-class Console:
-    """Shared state of the console's resources: who is logged in, texts, templates."""
+SESSIONS_FILE = "console-sessions.json"
 
-    def __init__(self, center: Center, creds: Credentials, clock: Callable[[], float]):
+
+def staff_roles(center: Center) -> dict[str, str]:
+    """Extension → console role, as the config says now."""
+    roles = {op.extension: "operator" for op in center.operators}
+    roles.update({ext: "supervisor" for ext in center.supervisors})
+    return roles
+
+
+class Console:
+    """Shared state of the console's resources: who is logged in, texts, templates.
+
+    ``center`` and ``creds`` may be replaced (a config reload): roles and passwords are read
+    from them on every request, and :meth:`reloaded` revokes sessions no longer valid.
+    """
+
+    def __init__(self, center: Center, creds: Credentials, clock: Callable[[], float],
+                 sessions_path: Path | None = None):
         self.center = center
         self.creds = creds
         self.clock = clock
-        self.signer = SessionSigner(creds.session_key, clock)
+        path = sessions_path or center.state_dir / SESSIONS_FILE
+        self.sessions = SessionTable(clock, lambda: self.roles, rows=load_sessions(path),
+                                     save=lambda rows: save_sessions(path, rows))
         self.throttle = LoginThrottle(clock)
         self.env = _environment()
-        self.roles = {op.extension: "operator" for op in center.operators}
-        self.roles.update({ext: "supervisor" for ext in center.supervisors})
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Extension → role in the current config."""
+        return staff_roles(self.center)
+
+    def reloaded(self, center: Center, creds: Credentials) -> int:
+        """Take a new config; revoke sessions of removed users or changed roles (how many)."""
+        self.center, self.creds = center, creds
+        return self.sessions.revoke_invalid()
+
+    def set_cookie(self, request: IRequest, value: bytes, max_age: int) -> None:
+        """The session cookie: one place decides its attributes."""
+        request.addCookie(COOKIE, value, path=b"/", httpOnly=True, sameSite="strict",
+                          max_age=str(max_age))
 
     def language(self, request: IRequest) -> str:
         lang = (request.args.get(b"lang") or [b""])[0].decode("ascii", "replace")
@@ -105,9 +148,13 @@ class Console:
             self.center.ivr.default_language if self.center.ivr.default_language in TEXT
             else "id")
 
-    def staff(self, request: IRequest) -> Staff | None:
+    def token(self, request: IRequest) -> str | None:
         raw = request.getCookie(COOKIE)
-        return self.signer.verify(raw.decode("ascii", "replace") if raw else None)
+        return raw.decode("ascii", "replace") if raw else None
+
+    def staff(self, request: IRequest) -> Staff | None:
+        """Who this request's session belongs to now (None: log in)."""
+        return self.sessions.lookup(self.token(request))
 
     def page(self, request: IRequest, template: str, **ctx: Any) -> bytes:
         for name, value in SECURITY_HEADERS.items():
@@ -164,8 +211,8 @@ class LoginPage(resource.Resource):
         self.console = console
 
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
-        nxt = (request.args.get(b"next") or [b"/wallboard"])[0].decode("utf-8", "replace")
-        return self.console.page(request, "login.html.j2", error=None, next=_safe_next(nxt))
+        nxt = (request.args.get(b"next") or [b""])[0].decode("utf-8", "replace")
+        return self.console.page(request, "login.html.j2", error=None, next=safe_next(nxt))
 
     def render_POST(self, request: IRequest) -> bytes:  # noqa: N802
         console = self.console
@@ -177,39 +224,38 @@ class LoginPage(resource.Resource):
         form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
         extension = (form.get("extension") or [""])[0].strip()
         password = (form.get("password") or [""])[0]
-        nxt = _safe_next((form.get("next") or ["/wallboard"])[0])
-        address = request.getClientAddress()
-        keys = (f"user:{extension[:16]}", f"addr:{getattr(address, 'host', '?')}")
+        nxt = safe_next((form.get("next") or [""])[0])
+        account = extension[:16]
+        source = str(getattr(request.getClientAddress(), "host", "?"))
         lang = console.language(request)
-        if console.throttle.blocked(*keys):
+        wait = console.throttle.wait(account, source)
+        if wait > 0:
+            # Refused before the password is even compared: a guess here costs nothing.
+            seconds = max(1, math.ceil(wait))
             request.setResponseCode(429)
-            return console.page(request, "login.html.j2", error=TEXT[lang]["throttled"],
+            request.setHeader(b"Retry-After", str(seconds).encode())
+            return console.page(request, "login.html.j2",
+                                error=TEXT[lang]["throttled"].format(seconds=seconds),
                                 next=nxt)
         role = console.roles.get(extension)
         if role is None or not check_password(console.creds.console_passwords, extension,
                                               password):
-            console.throttle.failed(*keys)
-            self.log.warn("console login refused for {ext!r}", ext=extension[:16])
+            console.throttle.failed(account, source)
+            self.log.warn("console login refused for {ext!r} from {source}", ext=account,
+                          source=source)
             request.setResponseCode(401)
             return console.page(request, "login.html.j2", error=TEXT[lang]["bad_login"],
                                 next=nxt)
-        console.throttle.succeeded(*keys)
-        token = console.signer.issue(Staff(extension, role))
-        request.addCookie(COOKIE, token.encode(), path=b"/", httpOnly=True,
-                          sameSite="strict", max_age=str(int(console.signer.lifetime)))
+        console.throttle.succeeded(account, source)
+        token = console.sessions.open(Staff(extension, role))
+        console.set_cookie(request, token.encode(), int(console.sessions.lifetime))
         request.redirect(nxt.encode())
         return b""
 
 
-def _safe_next(nxt: str) -> str:
-    """Only local paths: a login link must not bounce the user to another site."""
-    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt or len(nxt) > 200:
-        return "/wallboard"
-    return nxt
-
-
 class LogoutPage(resource.Resource):
-    """POST clears the session cookie."""
+    """POST ends the session on the server (its cookie is worthless afterwards) and clears
+    the cookie."""
 
     isLeaf = True
 
@@ -220,8 +266,8 @@ class LogoutPage(resource.Resource):
     def render_POST(self, request: IRequest) -> bytes:  # noqa: N802
         if not self.console.same_origin(request):
             return send_error(request, 403, "cross_site", "logout from another site refused")
-        request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict",
-                          max_age="0")
+        self.console.sessions.close(self.console.token(request))
+        self.console.set_cookie(request, b"", 0)
         request.redirect(b"/login")
         return b""
 
@@ -339,11 +385,14 @@ class _NotFound(resource.Resource):
 def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
                wallboard: Callable[[], dict[str, Any]], reports: ReportRunner,
                api: resource.Resource | None = None,
-               request_factory: type[server.Request] | None = None) -> server.Site:
+               request_factory: type[server.Request] | None = None,
+               reactor: Any = None) -> GuardedSite:
     """The whole HTTP site: console pages, static files and (when given) the API under /api.
 
     ``request_factory`` is the API's request class, which refuses oversized bodies before
-    buffering them.
+    buffering them. ``reactor`` (``IReactorTime``) times the site's connection deadlines
+    (``center.http_limits``). The site is the factory to listen with; its console is
+    ``site.console``.
     """
     console = Console(center, creds, clock)
     root = Root()
@@ -355,8 +404,10 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     root.putChild(b"static", Static())
     if api is not None:
         root.putChild(b"api", api)
-    site = server.Site(root, requestFactory=request_factory or server.Request)
+    site = GuardedSite(root, center.http_limits,
+                       requestFactory=request_factory or server.Request, reactor=reactor)
     site.displayTracebacks = False
+    site.console = console  # type: ignore[attr-defined]
     return site
 
 

@@ -3,8 +3,8 @@ generates from the OpenAPI document makes the server answer 5xx.
 
 Authenticated requests reach past the credentials check into validation and storage: the
 test sends an enrolled device's token and, when the generated body is an object, that
-device's id (the rest of the body stays as generated). Rate limits are raised so the fuzzing
-is not all 429s.
+device's id (the rest of the body stays as generated). Rate limits (per device, and of failed
+attempts per address) are raised so the fuzzing is not all 429s.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         proc = subprocess.Popen(
             [sys.executable, "-m", "dispatcher.api.standalone", "--config", str(config),
              "--state-dir", str(workdir / "state"), "--db", db_url, "--port", "0",
-             "--rate-burst", "100000", "--rate-per-second", "10000"],
+             "--rate-burst", "100000", "--rate-per-second", "10000",
+             "--failure-burst", "100000", "--failure-per-second", "10000"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
 
     def listening() -> int | None:
