@@ -37,6 +37,11 @@ setup(
         "pjsua2-python>=2.15",
         "numpy>=1.26",
         "psycopg[binary]>=3.1",
+        # HTTPS for the console (Twisted's TLS needs pyOpenSSL and service_identity) and
+        # the config's check of the certificate and key.
+        "pyOpenSSL>=24.0",
+        "service_identity>=24.1",
+        "cryptography>=42",
     ],
     extras_require={
         "test": [

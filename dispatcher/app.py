@@ -36,6 +36,7 @@ from dispatcher.hotline.callbacks import (
     stored_open_callbacks,
 )
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
+from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -74,6 +75,8 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     paths.make()
     creds = ensure_credentials(center)
     write_config(render_all(center, creds, paths), paths.etc)
+    if center.tls is not None:
+        install_for_asterisk(center.tls.certificate, center.tls.key, paths.etc)
     # The IVR's prompts, spoken from the config's texts (stock sounds without espeak-ng).
     build_prompts(center, paths.sounds, stock_dirs=stock_sound_dirs(install.datadir,
                                                                     install.rootfs))
@@ -239,5 +242,13 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         reports=run_report, api=api.resource, request_factory=api.request_factory,
     )
     server.add("site", site)
-    server.add("http", internet.TCPServer(center.http.port, site, interface=center.http.host))
+    if center.tls is None:
+        server.add("http", internet.TCPServer(center.http.port, site,
+                                              interface=center.http.host))
+    else:
+        # HTTPS replaces HTTP on the same port: no plain listener is left to carry a
+        # password or a session in clear.
+        server.add("http", internet.SSLServer(
+            center.http.port, site, https_options(center.tls.certificate, center.tls.key),
+            interface=center.http.host))
     return server

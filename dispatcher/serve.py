@@ -43,12 +43,16 @@ def run(center: Center, rootfs: str | None = None) -> int:
         if ready is not None:
             yield ready()
         sip = f"{center.sip_transport}://{center.sip.host}:{center.sip.port}"
+        web = "http"
+        if center.tls is not None:
+            sip += f", tls://{center.sip.host}:{center.tls.sip_port}"
+            web = "https"
         secrets_file = center.state_dir / "secrets.yaml"
         print(f"""
 Siaga — {center.name}
   SIP         {sip}   hotline {', '.join(center.hotline)}
   AMI         {center.ami.host}:{center.ami.port} (loopback only; secret in {secrets_file})
-  HTTP        http://{center.http.host}:{center.http.port}/
+  HTTP        {web}://{center.http.host}:{center.http.port}/
   logs        {prepared.paths.log}
   recordings  {prepared.paths.recordings}
   database    {center.database_url}

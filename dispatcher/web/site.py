@@ -195,8 +195,10 @@ class LoginPage(resource.Resource):
                                 next=nxt)
         console.throttle.succeeded(*keys)
         token = console.signer.issue(Staff(extension, role))
+        # Secure over HTTPS: the browser then never sends the session over plain HTTP.
         request.addCookie(COOKIE, token.encode(), path=b"/", httpOnly=True,
-                          sameSite="strict", max_age=str(int(console.signer.lifetime)))
+                          sameSite="strict", max_age=str(int(console.signer.lifetime)),
+                          secure=request.isSecure())
         request.redirect(nxt.encode())
         return b""
 
@@ -221,7 +223,7 @@ class LogoutPage(resource.Resource):
         if not self.console.same_origin(request):
             return send_error(request, 403, "cross_site", "logout from another site refused")
         request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict",
-                          max_age="0")
+                          max_age="0", secure=request.isSecure())
         request.redirect(b"/login")
         return b""
 
