@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import socket
 import ssl
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -175,6 +177,40 @@ def test_given_https_on_when_plain_http_is_tried_then_nothing_is_served(
                                 timeout=10) as page:
         assert page.status == 200
         assert b"password" in page.read()
+
+
+def handshake(host: str, port: int, ca: Path, version: ssl.TLSVersion) -> str:
+    """Open TLS with exactly ``version`` offered; the version agreed, or why it failed."""
+    context = ssl.create_default_context(cafile=str(ca))
+    # Let this client offer old versions at all (OpenSSL's defaults refuse them locally):
+    # what is checked is the server's refusal.
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():  # naming TLS 1.0/1.1 is deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = version
+    try:
+        with socket.create_connection((host, port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            return tls.version() or ""
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused: {exc}"
+
+
+@pytest.mark.parametrize("service", ["sip", "https"])
+def test_given_tls_on_when_a_client_offers_only_tls_1_1_then_refused_and_1_2_accepted(
+        tls_center: TlsCenter, service: str) -> None:
+    """Neither the SIP TLS port nor the console's HTTPS port lets a client (or a
+    man-in-the-middle forcing a downgrade) settle on TLS 1.0 or 1.1; TLS 1.2 works."""
+    center = tls_center.center
+    assert center.tls is not None
+    port = center.tls.sip_port if service == "sip" else center.http.port
+    host = center.sip.host if service == "sip" else center.http.host
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old_versions = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+    for old in old_versions:
+        assert handshake(host, port, tls_center.certs.ca, old).startswith("refused"), old
+    assert handshake(host, port, tls_center.certs.ca, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
 
 
 def spki_hash(certificate: Path) -> str:
