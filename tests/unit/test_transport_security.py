@@ -192,7 +192,7 @@ def test_given_tls_when_rendered_then_asterisk_listens_tls12_and_staff_need_srtp
     anonymous = pjsip_section(pjsip, "anonymous")
     assert "media_encryption = sdes" in anonymous
     assert "media_encryption_optimistic = yes" in anonymous
-    assert "load => res_srtp.so" in files["modules.conf"]
+    assert "require => res_srtp.so" in files["modules.conf"]
 
 
 def test_given_staff_optional_when_rendered_then_srtp_is_offered_not_enforced(
