@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import re
 import socket
 import ssl
+import subprocess
+import sys
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -26,7 +29,14 @@ from pbx.phone.phone import Call, Phone
 from tests.browser import chromium
 from tests.certs import CenterCertificates, make_certificates
 from tests.e2e.hotline_helpers import getvar
-from tests.harness import AmiWatch, SiagaProcess, free_port, wait_for, write_test_config
+from tests.harness import (
+    PATIENCE,
+    AmiWatch,
+    SiagaProcess,
+    free_port,
+    wait_for,
+    write_test_config,
+)
 from tests.phones import PhoneFactory
 
 pytestmark = pytest.mark.asterisk
@@ -276,3 +286,21 @@ def test_given_staff_srtp_optional_when_staff_phones_call_in_clear_or_encrypted_
         finally:
             watch.close()
             phones.close_all()  # while their registrar still runs
+
+
+def test_given_tls_on_when_siaga_phone_runs_with_tls_and_srtp_then_it_registers_and_calls(
+        tls_center: TlsCenter) -> None:
+    """The headless ``siaga phone`` an administrator tests a desk with speaks TLS and SRTP
+    too: it registers as an operator over TLS (the CA checked) and its call to the hotline
+    is answered."""
+    ext = tls_center.center.operators[2].extension
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "siaga"), "phone", "--server", tls_center.sip_tls,
+         "--tls", "--ca", str(tls_center.certs.ca), "--srtp", "--user", ext,
+         "--password", tls_center.creds.password(ext), "--call",
+         tls_center.center.hotline[0], "--hangup-after", "1",
+         "--timeout", str(15 * PATIENCE)],
+        capture_output=True, text=True, timeout=120 * PATIENCE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"registration 200 ", done.stdout), done.stdout
+    assert "CONFIRMED" in done.stdout, done.stdout

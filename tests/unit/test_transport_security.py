@@ -277,3 +277,19 @@ def test_given_a_login_when_over_https_then_the_session_cookie_is_secure(
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert ("secure" in flags) is secure, cookie
     assert "httponly" in flags
+
+
+def test_given_siaga_phone_with_tls_options_when_parsed_then_they_land() -> None:
+    """``siaga phone --tls --ca FILE --srtp`` reaches the handler; without them it stays a
+    plain UDP phone with no SRTP demand, as before."""
+    import argparse
+
+    from pbx.phone import cli
+
+    root = argparse.ArgumentParser(prog="siaga")
+    cli.register(root.add_subparsers(dest="command", required=True))
+    base = ["phone", "--server", "127.0.0.1:5061", "--user", "201", "--password", "pw"]
+    args = root.parse_args([*base, "--tls", "--ca", "/ca.pem", "--srtp"])
+    assert (args.tls, args.ca, args.srtp) == (True, "/ca.pem", True)
+    plain = root.parse_args(base)
+    assert (plain.tls, plain.ca, plain.srtp) == (False, None, False)
