@@ -78,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="SIP over TLS (--server is then the center's TLS port)")
     p.add_argument("--ca", metavar="PEM", help="with --tls: check the center's certificate "
                                                 "against this CA (default: trust any)")
-    p.add_argument("--srtp", action="store_true", help="require SRTP on every call")
+    p.add_argument("--srtp", choices=("off", "optional", "mandatory"), default="off",
+                   help="SRTP on calls: off (default), optional, or mandatory")
     p.set_defaults(func=cmd_phone)
 
     p = subparsers.add_parser(

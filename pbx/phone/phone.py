@@ -26,6 +26,9 @@ import pjsua2 as pj
 from pbx.phone.stack import CLOCK_RATE, MAX_CALLS, PhoneError, PhoneTimeout, SipStack
 
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
+# A phone's SRTP setting and pjsua's for it.
+SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+            "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
 
 class CallState(enum.IntEnum):
@@ -625,7 +628,7 @@ class Phone:
         name: str | None = None,
         tls: bool = False,
         tls_ca: str | None = None,
-        srtp: bool = False,
+        srtp: str = "off",
     ) -> None:
         stack.check_thread()
         if not user or any(c in user for c in "@:;<> \r\n\0"):
@@ -638,7 +641,10 @@ class Phone:
         self.name = name or user
         self.password = password
         # SIP over TLS to ``server`` (checked against the CA file ``tls_ca`` if given), and
-        # SRTP required on every call (an answer without it fails the call).
+        # SRTP: "off", "optional" (offered and accepted, plain RTP too) or "mandatory" (a
+        # call without it fails).
+        if srtp not in SRTP_USE:
+            raise ValueError(f"srtp must be one of {', '.join(SRTP_USE)}, not {srtp!r}")
         self.tls = tls
         self.srtp = srtp
         self.register = bool(password and server) if register is None else register
@@ -697,11 +703,10 @@ class Phone:
         nat.sdpNatRewriteUse = 0
         nat.sipOutboundUse = 0
         nat.udpKaIntervalSec = 0
-        if self.srtp:
-            cfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
-            # SDES keys ride in the SDP: this phone only sends them over TLS anyway, without
-            # asking for sips: URIs, which Asterisk's contacts do not use.
-            cfg.mediaConfig.srtpSecureSignaling = 0
+        cfg.mediaConfig.srtpUse = SRTP_USE[self.srtp]
+        # SDES keys ride in the SDP; pjsua would otherwise insist on sips: URIs, which
+        # Asterisk's contacts do not use. (Whether the SIP runs over TLS is ``tls``.)
+        cfg.mediaConfig.srtpSecureSignaling = 0
         tp = cfg.mediaConfig.transportConfig
         tp.boundAddress = self.stack.bind
         tp.publicAddress = self.stack.bind

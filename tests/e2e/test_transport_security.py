@@ -62,7 +62,7 @@ class TlsCenter:
         ext = self.center.operators[n - 1].extension
         return phones.extension(ext, self.creds.password(ext), self.sip_tls,  # type: ignore[return-value]
                                 name=f"operator{n}", tls=True, tls_ca=str(self.certs.ca),
-                                **{"srtp": True, **options})
+                                **{"srtp": "mandatory", **options})
 
 
 @contextmanager
@@ -127,7 +127,7 @@ def test_given_tls_on_when_a_citizen_app_calls_over_tls_with_srtp_then_an_operat
     assert operator.registered
     citizen = phones._keep(Phone(phones.stack, "081355500001", server=tls_center.sip_tls,
                                  name="citizen-app", tls=True,
-                                 tls_ca=str(tls_center.certs.ca), srtp=True))
+                                 tls_ca=str(tls_center.certs.ca), srtp="mandatory"))
     call, taken, connect = reach_operator(tls_center, ami, citizen, operator)
     heard = phones.two_way_audio(call, taken)
     assert heard.both, heard
@@ -262,27 +262,34 @@ def test_given_https_on_when_a_supervisor_logs_in_in_chromium_then_the_session_c
         browser.save_screenshot(str(tmp_path / "console-https.png"))
 
 
-def test_given_staff_srtp_optional_when_staff_phones_call_in_clear_or_encrypted_then_both_work(
+def test_given_staff_srtp_optional_when_the_queue_rings_a_clear_or_an_encrypted_desk_then_both_answer(  # noqa: E501
         tmp_path_factory: pytest.TempPathFactory, asterisk_install,  # noqa: ANN001
         phones: PhoneFactory) -> None:
-    """``staff: optional`` (a center whose agencies' desk phones lack TLS): an operator on
-    plain UDP and RTP and one on TLS with SRTP both reach the hotline, each as it can."""
+    """``staff: optional`` (a center whose desk phones are not all TLS-capable): the queue
+    reaches an operator registered on plain UDP (plain RTP) and, in turn, one registered
+    over TLS (SRTP), each as its phone can; a citizen's call is answered either way."""
     with running_center(tmp_path_factory.mktemp("tls-optional"), staff="optional") as center:
-        clear_ext = center.center.operators[0].extension
-        clear = phones.extension(clear_ext, center.creds.password(clear_ext), center.sip_udp,
-                                 name="clear")
-        secure = center.operator(phones, 2)
         watch = center.proc.ami()
         try:
-            for phone in (clear, secure):
-                call = phone.call(center.center.hotline[0])
-                call.wait_confirmed(15)
-                channel = watch.wait_event("Newchannel", 10,
-                                           CallerIDNum=phone.user)["Channel"]
-                expected = "1" if phone is secure else "0"
-                assert getvar(watch, channel, "CHANNEL(rtp,secure)") == expected, phone
-                call.hangup()
-                call.wait_disconnected(10)
+            for secure in (False, True):
+                if secure:
+                    # Asterisk's optimistic offer is RTP/AVP with keys: a phone set to
+                    # optional SRTP takes them, one set to mandatory would refuse it.
+                    desk = center.operator(phones, 2, srtp="optional")
+                else:
+                    ext = center.center.operators[0].extension
+                    desk = phones.extension(ext, center.creds.password(ext), center.sip_udp,
+                                            name="clear-desk")
+                citizen = phones._keep(Phone(phones.stack, f"08135550001{int(secure)}",
+                                             server=center.sip_udp, name="citizen"))
+                call, taken, connect = reach_operator(center, watch, citizen, desk)
+                assert getvar(watch, connect["DestChannel"], "CHANNEL(rtp,secure)") == (
+                    "1" if secure else "0")
+                heard = phones.two_way_audio(call, taken)
+                assert heard.both, heard
+                citizen.close()
+                desk.close()  # the next round's call must ring the other desk
+                watch.events.clear()
         finally:
             watch.close()
             phones.close_all()  # while their registrar still runs
@@ -296,7 +303,7 @@ def test_given_tls_on_when_siaga_phone_runs_with_tls_and_srtp_then_it_registers_
     ext = tls_center.center.operators[2].extension
     done = subprocess.run(
         [str(Path(sys.executable).parent / "siaga"), "phone", "--server", tls_center.sip_tls,
-         "--tls", "--ca", str(tls_center.certs.ca), "--srtp", "--user", ext,
+         "--tls", "--ca", str(tls_center.certs.ca), "--srtp", "mandatory", "--user", ext,
          "--password", tls_center.creds.password(ext), "--call",
          tls_center.center.hotline[0], "--hangup-after", "1",
          "--timeout", str(15 * PATIENCE)],

@@ -280,8 +280,8 @@ def test_given_a_login_when_over_https_then_the_session_cookie_is_secure(
 
 
 def test_given_siaga_phone_with_tls_options_when_parsed_then_they_land() -> None:
-    """``siaga phone --tls --ca FILE --srtp`` reaches the handler; without them it stays a
-    plain UDP phone with no SRTP demand, as before."""
+    """``siaga phone --tls --ca FILE --srtp mandatory`` reaches the handler; without them
+    it stays a plain UDP phone without SRTP, as before; a made-up SRTP mode is refused."""
     import argparse
 
     from pbx.phone import cli
@@ -289,7 +289,9 @@ def test_given_siaga_phone_with_tls_options_when_parsed_then_they_land() -> None
     root = argparse.ArgumentParser(prog="siaga")
     cli.register(root.add_subparsers(dest="command", required=True))
     base = ["phone", "--server", "127.0.0.1:5061", "--user", "201", "--password", "pw"]
-    args = root.parse_args([*base, "--tls", "--ca", "/ca.pem", "--srtp"])
-    assert (args.tls, args.ca, args.srtp) == (True, "/ca.pem", True)
+    args = root.parse_args([*base, "--tls", "--ca", "/ca.pem", "--srtp", "mandatory"])
+    assert (args.tls, args.ca, args.srtp) == (True, "/ca.pem", "mandatory")
     plain = root.parse_args(base)
-    assert (plain.tls, plain.ca, plain.srtp) == (False, None, False)
+    assert (plain.tls, plain.ca, plain.srtp) == (False, None, "off")
+    with pytest.raises(SystemExit):
+        root.parse_args([*base, "--srtp", "maybe"])
