@@ -42,6 +42,11 @@ setup(
         "psycopg[binary]>=3.1",
         "prometheus_client>=0.20",
         "sortedcontainers>=2.4",
+        # HTTPS for the console (Twisted's TLS needs pyOpenSSL and service_identity) and
+        # the config's check of the certificate and key.
+        "pyOpenSSL>=24.0",
+        "service_identity>=24.1",
+        "cryptography>=42",
     ],
     extras_require={
         "test": [

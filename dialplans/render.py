@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
+from dispatcher.tls import asterisk_files
 from ivr.menu import build_menu
 from pbx.privilege import RunUser
 
@@ -107,6 +108,7 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
         "menu": build_menu(center, paths.sounds),
         "codes": codes,
         "agency_codes": codes.agency_codes(center.agencies),
+        "tls_files": asterisk_files(paths.etc),
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

@@ -40,6 +40,7 @@ from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources
 from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.retention.service import RetentionService
+from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -94,6 +95,8 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     creds = ensure_credentials(center)
     user = run_user(install.rootfs)
     write_config(render_all(center, creds, paths, run_user=user), paths.etc)
+    if center.tls is not None:
+        install_for_asterisk(center.tls.certificate, center.tls.key, paths.etc)
     # The IVR's prompts, spoken from the config's texts (stock sounds without espeak-ng).
     build_prompts(center, paths.sounds, stock_dirs=stock_sound_dirs(install.datadir,
                                                                     install.rootfs))
@@ -296,5 +299,13 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                     writer=calllog.writer, alerts=api.alerts, callbacks=callbacks),
             today_reader(reactor, readers.pool, sessions, reactor.seconds)))
     server.add("site", site)
-    server.add("http", internet.TCPServer(center.http.port, site, interface=center.http.host))
+    if center.tls is None:
+        server.add("http", internet.TCPServer(center.http.port, site,
+                                              interface=center.http.host))
+    else:
+        # HTTPS replaces HTTP on the same port: no plain listener is left to carry a
+        # password or a session in clear.
+        server.add("http", internet.SSLServer(
+            center.http.port, site, https_options(center.tls.certificate, center.tls.key),
+            interface=center.http.host))
     return server

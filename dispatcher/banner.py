@@ -35,12 +35,16 @@ def banner_text(center: Center, logs: Path, recordings: Path) -> str:
     """What ``siaga up`` prints once the center is up (no secret in it: the AMI secret is
     named by its file, the database's password is masked)."""
     sip = f"{center.sip_transport}://{center.sip.host}:{center.sip.port}"
+    web = "http"
+    if center.tls is not None:
+        sip += f", tls://{center.sip.host}:{center.tls.sip_port}"
+        web = "https"
     secrets_file = center.state_dir / "secrets.yaml"
     return f"""
 Siaga — {center.name}
   SIP         {sip}   hotline {', '.join(center.hotline)}
   AMI         {center.ami.host}:{center.ami.port} (loopback only; secret in {secrets_file})
-  HTTP        http://{center.http.host}:{center.http.port}/
+  HTTP        {web}://{center.http.host}:{center.http.port}/
   logs        {logs}
   recordings  {recordings}
   database    {mask_password(center.database_url)}

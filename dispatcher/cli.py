@@ -88,7 +88,9 @@ def accounts_document(center, creds) -> dict:  # noqa: ANN001
              "console_password": creds.console_passwords.get(ext)}
             for ext, (role, agency) in sorted(center.extensions().items())
         ],
-        "console": f"http://{center.http.host}:{center.http.port}/",
+        "console": f"{'https' if center.tls else 'http'}://{center.http.host}:"
+                   f"{center.http.port}/",
+        "sip_tls_port": center.tls.sip_port if center.tls else None,
     }
 
 
@@ -101,7 +103,8 @@ def _cmd_accounts(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     sip = doc["sip"]
-    print(f"SIP server: {sip['host']}:{sip['port']} ({sip['transport']})")
+    print(f"SIP server: {sip['host']}:{sip['port']} ({sip['transport']})"
+          + (f", TLS on port {doc['sip_tls_port']}" if doc["sip_tls_port"] else ""))
     print(f"Hotline: {', '.join(doc['hotline'])}   panic buttons dial: {doc['panic_number']}")
     print(f"Console: {doc['console']} (operators and supervisors log in with their extension)")
     print(f"{'extension':<10} {'role':<11} {'agency':<13} {'SIP password':<26} console password")

@@ -26,6 +26,7 @@ __all__ = [
     "Endpoint",
     "MetricsAccess",
     "Retention",
+    "Tls",
     "load_center",
 ]
 
@@ -86,6 +87,20 @@ class Trunk:
     port: int
     username: str | None
     password: str | None
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Transport security (optional): SIP over TLS with SRTP, and the console over HTTPS.
+
+    ``staff`` is ``"required"`` (staff phones are reached over TLS only and their calls
+    must carry SRTP) or ``"optional"`` (SRTP offered, plain RTP and UDP still accepted).
+    """
+
+    certificate: Path
+    key: Path
+    sip_port: int
+    staff: str = "required"
 
 
 @dataclass(frozen=True)
@@ -191,6 +206,7 @@ class Center:
     trunk: Trunk | None
     recordings: bool = True
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    tls: Tls | None = None
     extras: dict[str, str] = field(default_factory=dict)
     metrics: MetricsAccess = field(default_factory=MetricsAccess)
     retention: Retention = field(default_factory=Retention)
@@ -237,7 +253,7 @@ class Center:
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
-             "metrics", "retention", "security", "callbacks"}
+             "metrics", "retention", "security", "callbacks", "tls"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -339,6 +355,9 @@ class _Parser:
             raise r.section("http", {"bind", "port"}).get("port").error(
                 f"{http.port} is already used by SIP or AMI")
 
+        tls = self.tls(r.section("tls", {"certificate", "key", "sip_port", "staff"}),
+                       (sip.port, ami.port, http.port))
+
         db = r.section("database", {"url"})
         db_url = db.text("url", f"sqlite:///{state_dir / 'siaga.db'}", max_len=1000)
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", db_url):
@@ -407,7 +426,7 @@ class _Parser:
             external_address=external_address, ami=ami, http=http, database_url=db_url,
             queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
             agencies=agencies, buttons=buttons, trunk=trunk,
-            recordings=r.boolean("recordings", True), http_limits=http_limits,
+            recordings=r.boolean("recordings", True), http_limits=http_limits, tls=tls,
             metrics=self.metrics(r.section("metrics", {"enabled", "allow", "token"})),
             retention=self.retention(r.section("retention", {"every_minutes", "recordings",
                                                              "cel"})),
@@ -483,6 +502,29 @@ class _Parser:
             raise sec.get("max_per_source").error(
                 f"must not exceed callbacks.max_open ({bounds.max_open})")
         return bounds
+
+    def tls(self, sec: Section, taken: tuple[int, ...]) -> Tls | None:
+        if sec.value.missing:
+            return None
+        from dispatcher.tls import TlsFileError, check_pair
+
+        def path(key: str) -> Path:
+            p = Path(sec.text(key, max_len=400))
+            return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+        cert, key = path("certificate"), path("key")
+        try:
+            check_pair(cert, key)
+        except TlsFileError as exc:
+            raise sec.get("certificate" if exc.which == "certificate" else "key").error(
+                exc.reason) from None
+        port = sec.integer("sip_port", 5061, lo=1, hi=65535)
+        if port in taken:
+            raise sec.get("sip_port").error(f"{port} is already used by SIP, AMI or HTTP")
+        staff = sec.text("staff", "required")
+        if staff not in ("required", "optional"):
+            raise sec.get("staff").error("must be 'required' or 'optional'")
+        return Tls(cert, key, port, staff)
 
     def ivr(self, sec: Section) -> Ivr:
         default = sec.text("default_language", "id")

@@ -13,8 +13,12 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @contextmanager
-def chromium() -> Iterator[object]:
-    """A Chromium WebDriver with a fresh profile; quit when the block ends."""
+def chromium(*flags: str) -> Iterator[object]:
+    """A Chromium WebDriver with a fresh profile; quit when the block ends.
+
+    ``flags`` are extra command-line switches (e.g. ``--ignore-certificate-errors`` for a
+    center whose certificate a test CA signed).
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -26,7 +30,7 @@ def chromium() -> Iterator[object]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                 f"--user-data-dir={profile}"):
+                 f"--user-data-dir={profile}", *flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:

@@ -134,10 +134,15 @@ class PhoneFactory:
         timeout: float = 5.0,
         host: PhoneHost | None = None,
         name: str | None = None,
+        **options: Any,
     ) -> AnyPhone:
-        """A phone registered as ``user`` at ``server`` (the directory's by default)."""
+        """A phone registered as ``user`` at ``server`` (the directory's by default).
+
+        ``options`` go to :class:`~pbx.phone.phone.Phone` (``tls=``, ``tls_ca=``, ``srtp=``).
+        """
         server = server or self._need_directory().server
-        phone = self._make(host, user, server=server, password=password, name=name)
+        phone = self._make(host, user, server=server, password=password, name=name,
+                           **options)
         phone.wait_registered(timeout)
         return phone
 

@@ -138,9 +138,10 @@ class Console:
         return self.sessions.revoke_invalid()
 
     def set_cookie(self, request: IRequest, value: bytes, max_age: int) -> None:
-        """The session cookie: one place decides its attributes."""
+        """The session cookie: one place decides its attributes. Secure over HTTPS: the
+        browser then never sends the session over plain HTTP."""
         request.addCookie(COOKIE, value, path=b"/", httpOnly=True, sameSite="strict",
-                          max_age=str(max_age))
+                          max_age=str(max_age), secure=request.isSecure())
 
     def language(self, request: IRequest) -> str:
         lang = (request.args.get(b"lang") or [b""])[0].decode("ascii", "replace")

@@ -74,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--timeout", type=_positive, default=15.0, help="answer timeout (s)")
     p.add_argument("--log-level", type=int, default=0, help="pjsip log level 0-6 (stderr)")
+    p.add_argument("--tls", action="store_true",
+                   help="SIP over TLS (--server is then the center's TLS port)")
+    p.add_argument("--ca", metavar="PEM", help="with --tls: check the center's certificate "
+                                                "against this CA (default: trust any)")
+    p.add_argument("--srtp", choices=("off", "optional", "mandatory"), default="off",
+                   help="SRTP on calls: off (default), optional, or mandatory")
     p.set_defaults(func=cmd_phone)
 
     p = subparsers.add_parser(
@@ -151,7 +157,8 @@ def cmd_phone(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         with SipStack(log_level=args.log_level) as stack:
             phone = Phone(
-                stack, args.user, server=args.server, password=args.password, on_event=show
+                stack, args.user, server=args.server, password=args.password, on_event=show,
+                tls=args.tls, tls_ca=args.ca, srtp=args.srtp,
             )
             if phone.register:
                 phone.wait_registered(args.timeout)

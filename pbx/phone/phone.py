@@ -1,7 +1,7 @@
 """Scriptable SIP phones on the process's :class:`~pbx.phone.stack.SipStack`.
 
-A :class:`Phone` is one pjsua2 account on its own UDP port: an extension registered to a
-registrar with a username and password, or an anonymous caller (a citizen) that registers
+A :class:`Phone` is one pjsua2 account on its own UDP (or TLS) port: an extension registered
+to a registrar with a username and password, or an anonymous caller (a citizen) that registers
 nowhere. A :class:`Call` is one of its calls. Every method is synchronous: the waits pump the
 stack until a condition holds or a deadline passes, so scripts and tests read top to bottom.
 
@@ -26,6 +26,9 @@ import pjsua2 as pj
 from pbx.phone.stack import CLOCK_RATE, MAX_CALLS, PhoneError, PhoneTimeout, SipStack
 
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
+# A phone's SRTP setting and pjsua's for it.
+SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+            "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
 
 class CallState(enum.IntEnum):
@@ -623,6 +626,9 @@ class Phone:
         auto_ring: bool = True,
         on_event: Callable[[PhoneEvent], None] | None = None,
         name: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        srtp: str = "off",
     ) -> None:
         stack.check_thread()
         if not user or any(c in user for c in "@:;<> \r\n\0"):
@@ -634,6 +640,13 @@ class Phone:
         self.server = server
         self.name = name or user
         self.password = password
+        # SIP over TLS to ``server`` (checked against the CA file ``tls_ca`` if given), and
+        # SRTP: "off", "optional" (offered and accepted, plain RTP too) or "mandatory" (a
+        # call without it fails).
+        if srtp not in SRTP_USE:
+            raise ValueError(f"srtp must be one of {', '.join(SRTP_USE)}, not {srtp!r}")
+        self.tls = tls
+        self.srtp = srtp
         self.register = bool(password and server) if register is None else register
         if self.register and not server:
             raise ValueError("a registering phone needs a server")
@@ -649,7 +662,7 @@ class Phone:
         started = time.monotonic()
         stack.attach(self)
         try:
-            self._transport, self.port = stack.create_transport()
+            self._transport, self.port = stack.create_transport(tls, tls_ca)
             self._account = _PjAccount(self)
             self._account.create(self._config(display_name))
         except BaseException:
@@ -667,9 +680,10 @@ class Phone:
         cfg.idUri = f'"{display_name}" <{ident}>' if display_name else ident
         cfg.sipConfig.transportId = self._transport
         # The Contact names this phone's own port, so other phones can call it directly.
-        cfg.sipConfig.contactForced = f"<sip:{self.user}@{self.stack.bind}:{self.port}>"
+        cfg.sipConfig.contactForced = (
+            f"<sip:{self.user}@{self.stack.bind}:{self.port}{self._uri_params}>")
         if self.register:
-            cfg.regConfig.registrarUri = f"sip:{self.server}"
+            cfg.regConfig.registrarUri = f"sip:{self.server}{self._uri_params}"
             cfg.regConfig.timeoutSec = 300
             cfg.regConfig.retryIntervalSec = 0  # a failed registration is a test failure
             cfg.regConfig.registerOnAdd = True
@@ -689,12 +703,20 @@ class Phone:
         nat.sdpNatRewriteUse = 0
         nat.sipOutboundUse = 0
         nat.udpKaIntervalSec = 0
+        cfg.mediaConfig.srtpUse = SRTP_USE[self.srtp]
+        # SDES keys ride in the SDP; pjsua would otherwise insist on sips: URIs, which
+        # Asterisk's contacts do not use. (Whether the SIP runs over TLS is ``tls``.)
+        cfg.mediaConfig.srtpSecureSignaling = 0
         tp = cfg.mediaConfig.transportConfig
         tp.boundAddress = self.stack.bind
         tp.publicAddress = self.stack.bind
         tp.port = self.stack.rtp_port
         tp.portRange = 2000
         return cfg
+
+    @property
+    def _uri_params(self) -> str:
+        return ";transport=tls" if self.tls else ""
 
     def __repr__(self) -> str:
         return f"<Phone {self.name} sip:{self.user}@{self.stack.bind}:{self.port}>"
@@ -778,6 +800,8 @@ class Phone:
         """Place a call to ``dest`` (an extension at our server, or a SIP URI)."""
         self.stack.check_thread()
         uri = target_uri(dest, self.server)
+        if self.tls and not dest.startswith(("sip:", "sips:")):
+            uri += self._uri_params
         call = self._new_call(pj.PJSUA_INVALID_ID, "outgoing")
         prm = pj.CallOpParam(True)
         for name, value in (headers or {}).items():

@@ -205,8 +205,12 @@ class SipStack:
 
     # -- phones ---------------------------------------------------------------------------------
 
-    def create_transport(self) -> tuple[int, int]:
-        """A new UDP transport on ``bind`` with an ephemeral port: ``(transport id, port)``."""
+    def create_transport(self, tls: bool = False, tls_ca: str | None = None) -> tuple[int, int]:
+        """A new transport on ``bind`` with an ephemeral port: ``(transport id, port)``.
+
+        UDP by default; ``tls=True`` makes a TLS 1.2 one, which checks the server's
+        certificate against the CA file ``tls_ca`` when given (and trusts any without).
+        """
         self.check_thread()
         if len(self._transports) >= MAX_PHONES:
             raise PhoneError(f"at most {MAX_PHONES} phones can live on one SipStack at a time")
@@ -214,8 +218,14 @@ class SipStack:
         tc.port = 0
         tc.boundAddress = self.bind
         tc.publicAddress = self.bind
+        if tls:
+            tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+            tc.tlsConfig.verifyServer = tls_ca is not None
+            if tls_ca is not None:
+                tc.tlsConfig.CaListFile = tls_ca
         try:
-            tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+            kind = pj.PJSIP_TRANSPORT_TLS if tls else pj.PJSIP_TRANSPORT_UDP
+            tid = self.ep.transportCreate(kind, tc)
         except pj.Error as exc:
             raise PhoneError(f"cannot open a SIP transport: {exc.info()}") from exc
         self._transports.append(tid)
