@@ -12,10 +12,12 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from dispatcher import callerid
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
 from ivr.menu import build_menu
+from pbx.ami.attribution import dialplan_user_event
 
 # Every file Asterisk reads; each has a template ``<name>.j2``.
 CONFIG_FILES = (
@@ -100,6 +102,9 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths) -> dict
         "menu": build_menu(center, paths.sounds),
         "codes": codes,
         "agency_codes": codes.agency_codes(center.agencies),
+        # Caller ID limits, and the server's signed user events (both hostile-input defences).
+        "callerid": callerid,
+        "user_event": dialplan_user_event,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

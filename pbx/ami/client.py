@@ -33,6 +33,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.ami.attribution import EventKey
 from pbx.ami.protocol import (
     AMIInjectionError,
     AMIParser,
@@ -733,11 +734,17 @@ class AMIService(Service, AMIActions):
         keepalive_interval: float | None = None,
         keepalive_timeout: float | None = None,
         protocol: type[AMIProtocol] = AMIProtocol,
+        event_key: EventKey | None = None,
     ) -> None:
         self.clock = clock
         self.endpoint = endpoint
         self.credentials = credentials
         self.dispatcher = EventDispatcher()
+        #: The per-boot key the dialplan signs the server's own user events with; set as an
+        #: Asterisk global after every login and every reload (reloads clear globals).
+        self.event_key = event_key or EventKey()
+        for reinstall in ("Reload", "FullyBooted"):
+            self.dispatcher.subscribe(reinstall, self._install_event_key)
         self.retry_policy = retry_policy or default_retry_policy()
         self._client_options = {
             "action_timeout": action_timeout,
@@ -773,6 +780,7 @@ class AMIService(Service, AMIActions):
         client.on_connection_lost(self._lost)
         log.info("AMI logged in as {user} (connection {n}, manager {version})",
                  user=self.credentials.username, n=self.connections, version=client.version)
+        self._install_event_key()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(client)
@@ -782,6 +790,14 @@ class AMIService(Service, AMIActions):
             except Exception:
                 log.failure("AMI on-connected listener {listener!r} failed", listener=listener)
         return client
+
+    def _install_event_key(self, _event: Message | None = None) -> None:
+        def failed(failure: Failure) -> None:
+            log.warn("Could not hand the dialplan its event key ({error}): the server's "
+                     "user events are refused until the next login or reload",
+                     error=failure.getErrorMessage())
+
+        self.event_key.install(self).addErrback(failed)
 
     def _not_logged_in(self, failure: Failure) -> None:
         # The client has logged the reason and closed the connection; ClientService retries.
