@@ -416,6 +416,7 @@ class AMIClient(AMIActions):
         self.connected = False
         self.logged_in = False
         self.version: str | None = None
+        self.ambiguous_events = 0  # events dropped for repeated identity headers
         self.ready: defer.Deferred[AMIClient] = defer.Deferred()
         self._pending: dict[str, _Pending] = {}
         # ActionIDs are unique per connection and across connections of this process, so an
@@ -597,6 +598,16 @@ class AMIClient(AMIActions):
             log.warn("AMI lines without 'Key: Value' in {name}: {lines!r}",
                      name=item.name, lines=item.unparsed)
         kind = item.kind
+        if kind == "event" and item.ambiguous:
+            # A header that says what the event is about came twice: text injected through
+            # an unescaped value (a caller ID). Believing either value could forge a channel,
+            # a call or a whole event, so the event goes to nobody; the call log still gets
+            # the call from CEL, the live model at its next resync.
+            self.ambiguous_events += 1
+            log.warn("AMI event {name} with repeated {keys}: dropped (injected through a "
+                     "caller ID?) {fields!r}", name=item.name[:40], keys=item.ambiguous,
+                     fields={k: v[:80] for k, v in list(item.fields.items())[:30]})
+            return
         if kind == "event":
             # Events answering a pending list action belong to it, not to subscribers.
             if self._pending:

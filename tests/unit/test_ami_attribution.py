@@ -203,10 +203,12 @@ def test_given_the_example_when_rendered_then_caller_id_is_cleaned_before_anythi
     ext = files["extensions.conf"]
     public = ext[ext.index("[public]\n"):ext.index("[siaga-caller-id]")]
     firsts = [line for line in public.splitlines() if line.startswith("exten =>")]
-    assert firsts and all(",1,Gosub(siaga-caller-id,s,1)" in line for line in firsts)
+    assert len(firsts) == len(center.hotline) and all(
+        line.endswith(",1,Set(CALLERID(num)=${FILTER(+,${CALLERID(num):0:1})}"
+                      "${FILTER(0123456789,${CALLERID(num)}):0:20})") for line in firsts)
+    assert public.count("Gosub(siaga-caller-id,s,1)") == len(center.hotline)
     cleaner = ext[ext.index("[siaga-caller-id]"):ext.index("[hotline]")]
-    assert "Set(CALLERID(num)=${FILTER(+,${CALLERID(num):0:1})}" \
-           "${FILTER(0123456789,${CALLERID(num)}):0:20})" in cleaner
+    assert "PJSIP_PARSE_URI_FROM(SIAGA_CALLER_URI,user)" in cleaner
     anon = files["pjsip.conf"][files["pjsip.conf"].index("[anonymous]"):].split("\n\n")[0]
     assert 'callerid = "Citizen" <anonymous>' in anon and "trust_id_inbound = no" in anon
     assert "${CALLERID(num)})}" not in files["cel_custom.conf"].replace(
@@ -215,3 +217,24 @@ def test_given_the_example_when_rendered_then_caller_id_is_cleaned_before_anythi
     assert files["extensions_alerts.conf"].count("UserEvent(SiagaAlert,") == 4
     assert files["extensions_alerts.conf"].count("Mac: ${SHA1(") == 4
     assert "load => func_sha1.so" in files["modules.conf"]
+
+
+def test_given_injected_identity_headers_when_received_then_the_event_reaches_nobody() -> None:
+    """A caller number holding ``CR LF Uniqueid: ...`` makes a Newchannel name two channels;
+    the client drops it (and says so) instead of handing a phantom channel or call to the
+    live model and the call log. A clean event still goes through."""
+    from twisted.internet.testing import StringTransport
+
+    from pbx.ami.client import AMIClient, AMIProtocol
+
+    client = AMIClient(task.Clock(), None, keepalive_interval=0)
+    proto = AMIProtocol(client)
+    proto.makeConnection(StringTransport())
+    seen: list[Message] = []
+    client.dispatcher.subscribe_all(seen.append)
+    proto.dataReceived(b"Asterisk Call Manager/11.0.0\r\n")
+    proto.dataReceived(wire([("Event", "Newchannel"),
+                             *channel_state("1\r\nUniqueid: 666.6\r\nLinkedid: 666.6")]))
+    assert seen == [] and client.ambiguous_events == 1
+    proto.dataReceived(wire([("Event", "Newchannel"), *channel_state("0812")]))
+    assert [(e.name, e["Uniqueid"]) for e in seen] == [("Newchannel", "1700000000.7")]
