@@ -12,8 +12,10 @@ The CSV columns, in this order (``CEL_FIELDS``; cel_custom.conf ``fields =``)::
     eventtype,eventtime,cidnum,cidname,exten,context,channame,appname,appdata,
     uniqueid,linkedid,peer,extra
 
-(the legacy mapping ``${CSV_QUOTE(${eventtype})},${CSV_QUOTE(${eventtime})},
-${CSV_QUOTE(${CALLERID(num)})},...,${CSV_QUOTE(${eventextra})}`` in that order gives them).
+(the legacy mapping ``${CSV_QUOTE(${eventtype})},${CSV_QUOTE(${eventtime})},...`` in that
+order gives them; its caller columns go through ``FILTER()``, see cel_custom.conf.j2). A field
+may still hold a line break (CSV_QUOTE keeps them, and application arguments can carry one):
+the file is read as one CSV stream (:func:`read_rows`), never split into lines first.
 ``eventtime`` is Asterisk's default ``<seconds>.<microseconds>``: cel.conf must not set
 ``dateformat`` (a formatted date would be in local time; ``%Y-%m-%d %H:%M:%S[.%f]`` is still read,
 as UTC). cel.conf must track at least the
