@@ -12,11 +12,13 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from dispatcher import callerid
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
 from dispatcher.tls import asterisk_files
 from ivr.menu import build_menu
+from pbx.ami.attribution import dialplan_user_event
 from pbx.privilege import RunUser
 
 # Every file Asterisk reads; each has a template ``<name>.j2``.
@@ -109,6 +111,9 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
         "codes": codes,
         "agency_codes": codes.agency_codes(center.agencies),
         "tls_files": asterisk_files(paths.etc),
+        # Caller ID limits, and the server's signed user events (both hostile-input defences).
+        "callerid": callerid,
+        "user_event": dialplan_user_event,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

@@ -10,6 +10,9 @@ dialplan reports each stage with a ``UserEvent(SiagaAlert, Incident, Attempt, St
 * ``citizen_answered`` (from Dial's ``U()`` gosub on the citizen's channel),
 * ``citizen_done`` with ``DialStatus`` when Dial returns.
 
+Each is signed with the server's per-boot key (:mod:`pbx.ami.attribution`); one that is not
+(a caller ID can put a whole forged event into AMI) is logged and ignored.
+
 No operator answering the queue in ``operator_wait_seconds`` (``OriginateResponse: Failure``)
 or AMI being down re-originates after ``operator_retry_interval``: an alert is never dropped for
 want of an operator. A citizen who does not answer is tried ``citizen_attempts`` times,
@@ -37,6 +40,7 @@ from twisted.python.failure import Failure
 
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.storage import CallbackJob
+from pbx.ami.attribution import EventKey, key_of
 
 __all__ = ["CallbackDialer", "DialerSettings", "citizen_dial_string"]
 
@@ -105,9 +109,13 @@ class CallbackDialer:
 
     def __init__(self, clock: IReactorTime, ami: Originator, settings: DialerSettings,
                  report: Report, callback_state: CallbackState,
-                 citizen_missed: CitizenMissed | None = None) -> None:
+                 citizen_missed: CitizenMissed | None = None,
+                 event_key: EventKey | None = None) -> None:
         self.clock = clock
         self.ami = ami
+        #: Signs the dialplan's SiagaAlert events (by default the AMI service's key): an
+        #: event a caller ID forged has no valid Mac and is ignored. No key: none believed.
+        self.event_key = event_key or key_of(ami) or EventKey()
         self.settings = settings
         self.report = report
         self.callback_state = callback_state
@@ -243,6 +251,11 @@ class CallbackDialer:
         """``UserEvent: SiagaAlert`` from the dialplan: a stage of an attempt."""
         if event.get("UserEvent") != USER_EVENT:
             return
+        stage = event.get("Stage")
+        reads = {"operator_answered": ("Operator",), "citizen_done": ("DialStatus",)}
+        if not self.event_key.verify(event, ("Incident", "Attempt", "Stage",
+                                             *reads.get(stage, ()))):
+            return
         incident_raw, seq_raw = event.get("Incident"), event.get("Attempt")
         if not incident_raw.isdigit() or not seq_raw.isdigit():
             log.warn("SiagaAlert event without numeric Incident/Attempt: {fields!r}",
@@ -253,7 +266,6 @@ class CallbackDialer:
             log.info("stale SiagaAlert event for incident {incident} attempt {seq}",
                      incident=incident_raw, seq=seq_raw)
             return
-        stage = event.get("Stage")
         incident_id = attempt.job.incident_id
         attempt.history.append(stage)
         if stage == "operator_answered" and attempt.phase == "originating":

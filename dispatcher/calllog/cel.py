@@ -12,8 +12,10 @@ The CSV columns, in this order (``CEL_FIELDS``; cel_custom.conf ``fields =``)::
     eventtype,eventtime,cidnum,cidname,exten,context,channame,appname,appdata,
     uniqueid,linkedid,peer,extra
 
-(the legacy mapping ``${CSV_QUOTE(${eventtype})},${CSV_QUOTE(${eventtime})},
-${CSV_QUOTE(${CALLERID(num)})},...,${CSV_QUOTE(${eventextra})}`` in that order gives them).
+(the legacy mapping ``${CSV_QUOTE(${eventtype})},${CSV_QUOTE(${eventtime})},...`` in that
+order gives them; its caller columns go through ``FILTER()``, see cel_custom.conf.j2). A field
+may still hold a line break (CSV_QUOTE keeps them, and application arguments can carry one):
+the file is read as one CSV stream (:func:`read_rows`), never split into lines first.
 ``eventtime`` is Asterisk's default ``<seconds>.<microseconds>``: cel.conf must not set
 ``dateformat`` (a formatted date would be in local time; ``%Y-%m-%d %H:%M:%S[.%f]`` is still read,
 as UTC). cel.conf must track at least the
@@ -116,8 +118,12 @@ def parse_time(text: str) -> float:
 
 
 def parse_line(line: str, offset: int = 0) -> CelRow:
-    """Parse one CSV line in ``CEL_FIELDS`` order. Raises ValueError if it is not one."""
-    fields = next(csv.reader([line]))
+    """Parse one CSV record in ``CEL_FIELDS`` order. Raises ValueError if it is not one."""
+    return parse_fields(next(csv.reader([line])), offset)
+
+
+def parse_fields(fields: list[str], offset: int = 0) -> CelRow:
+    """A row from the fields of one CSV record. Raises ValueError if they are not a row."""
     if len(fields) != len(CEL_FIELDS):
         raise ValueError(f"CEL line has {len(fields)} fields, expected {len(CEL_FIELDS)}")
     values = dict(zip(CEL_FIELDS, fields, strict=True))
@@ -141,18 +147,39 @@ def parse_line(line: str, offset: int = 0) -> CelRow:
 
 @dataclass
 class ReadResult:
-    """Rows read from a CEL file, and the lines that could not be read."""
+    """Rows read from a CEL file, and the records that could not be read."""
 
     rows: list[CelRow]
-    end_offset: int  # just past the last complete line
+    end_offset: int  # just past the last complete record
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
 
 
-def read_rows(path: str, offset: int = 0) -> ReadResult:
-    """Read complete lines of a CEL CSV file from ``offset``.
+class _Lines:
+    """The lines of ``data`` (split at LF only, ends kept), counting the bytes handed out."""
 
-    A last line without its newline is being written by Asterisk right now: it is left for the
-    next read. Unreadable lines are reported, not skipped silently.
+    def __init__(self, data: bytes, base: int) -> None:
+        self._data = data
+        self.position = base  # file offset just past the last line handed out
+        self._base = base
+        self._start = 0
+
+    def __iter__(self) -> Iterator[str]:
+        while self._start < len(self._data):
+            end = self._data.find(b"\n", self._start) + 1 or len(self._data)
+            raw = self._data[self._start:end]
+            self._start = end
+            self.position = self._base + end
+            yield raw.decode("utf-8", errors="replace")
+
+
+def read_rows(path: str, offset: int = 0) -> ReadResult:
+    """Read the complete records of a CEL CSV file from ``offset``, as one CSV stream.
+
+    A field may hold a line break (Asterisk's CSV_QUOTE quotes it but keeps it, and a caller
+    ID or an application's arguments can carry one), so the file is never split into lines
+    first: a quoted CR LF stays inside its field and cannot start a row of its own. A last
+    record not yet ended by its newline is being written by Asterisk right now: it is left for
+    the next read. Unreadable records are reported, not skipped silently.
     """
     rows: list[CelRow] = []
     bad: list[tuple[int, str]] = []
@@ -161,18 +188,30 @@ def read_rows(path: str, offset: int = 0) -> ReadResult:
     with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
         f.seek(offset)
         data = f.read()
-    position = offset
-    for raw in data.splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
+    data = data[: data.rfind(b"\n") + 1]  # only whole lines: the rest is still being written
+    lines = _Lines(data, offset)
+    reader = csv.reader(lines, strict=True)
+    start = offset
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
             break
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if line.strip():
+        except csv.Error as exc:
+            if lines.position == offset + len(data) and "end of data" in str(exc):
+                # A quoted field still open at the end: its record is still being written.
+                return ReadResult(rows, start, bad)
+            bad.append((start, f"{exc}: {data[start - offset:lines.position - offset][:200]!r}"))
+            start = lines.position
+            continue
+        if fields and any(f.strip() for f in fields):
             try:
-                rows.append(parse_line(line, position))
+                rows.append(parse_fields(fields, start))
             except ValueError as exc:
-                bad.append((position, f"{exc}: {line[:200]}"))
-        position += len(raw)
-    return ReadResult(rows, position, bad)
+                text = data[start - offset:lines.position - offset].decode("utf-8", "replace")
+                bad.append((start, f"{exc}: {text[:200]}"))
+        start = lines.position
+    return ReadResult(rows, start, bad)
 
 
 def group_by_linkedid(rows: Iterable[CelRow]) -> dict[str, list[CelRow]]:

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from dispatcher.callerid import safe_name, safe_number
+
 MARK_NAMES = (
     "IVR",
     "CATEGORY",
@@ -367,6 +369,9 @@ class Journey:
         self._touch(t)
         if uid in self.channels:
             return
+        # The caller chose these (a SIP From): only a clean number or name is kept; the
+        # dialplan's cleaned one arrives with the channel's later events (caller_seen).
+        caller_number, caller_name = safe_number(caller_number), safe_name(caller_name)
         role, code = self.directory.classify(name)
         chan = _Channel(uid, name, role, code, t, caller_number, caller_name, exten)
         self.channels[uid] = chan
@@ -470,7 +475,7 @@ class Journey:
         if self.record is None:
             if self.outbound_hint:
                 return  # a callback queueing for an operator, not a citizen in the queue
-            chan.caller_number = chan.caller_number or caller_number
+            chan.caller_number = chan.caller_number or safe_number(caller_number)
             self._begin(chan, outbound=False)
         if uid != self.citizen:
             return
@@ -798,6 +803,7 @@ class Journey:
     def caller_seen(self, uid: str, number: str, name: str = "") -> None:
         """A later record shows the caller ID of a channel (Local channels start without it)."""
         chan = self.channels.get(uid)
+        number, name = safe_number(number), safe_name(name)
         if chan is None or not number:
             return
         chan.caller_number = chan.caller_number or number

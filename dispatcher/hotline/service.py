@@ -29,6 +29,7 @@ from dispatcher.hotline.callbacks import (
     MissedCallDetector,
 )
 from ivr.menu import queue_prio
+from pbx.ami.attribution import EventKey, key_of
 from pbx.ami.client import AMIActions
 
 log = Logger(namespace="dispatcher.hotline")
@@ -336,16 +337,21 @@ class MissedCallWatcher:
 
     ``clock`` gives the time (``IReactorTime.seconds``); ``ami`` has ``subscribe_all``
     (``pbx.ami.client.AMIService``). Call :meth:`start` once; :meth:`stop` unsubscribes.
+    ``SiagaCallbackResult`` is believed only when signed with ``event_key`` (by default the
+    AMI service's, ``ami.event_key``): a caller ID can forge the event, not its Mac.
     """
 
     def __init__(self, ami: Any, clock: Any, callbacks: CallbackList,
                  detector: MissedCallDetector | None = None,
-                 service: HotlineService | None = None) -> None:
+                 service: HotlineService | None = None,
+                 event_key: EventKey | None = None) -> None:
         self.ami = ami
         self.clock = clock
         self.callbacks = callbacks
         self.detector = detector or MissedCallDetector()
         self.service = service
+        # No key at all: nothing can be attributed, so no result event is believed.
+        self.event_key = event_key or key_of(ami) or EventKey()
         self._unsubscribe: Any = None
 
     def start(self) -> None:
@@ -363,7 +369,8 @@ class MissedCallWatcher:
         now = self.clock.seconds()
         if (event.name == "UserEvent" and event.get("UserEvent") == "SiagaCallbackResult"
                 and self.service is not None):
-            self.service.callback_result(event.fields)
+            if self.event_key.verify(event, ("Call", "Callback", "Status")):
+                self.service.callback_result(event.fields)
         elif event.name == "OriginateResponse" and self.service is not None:
             self.service.originate_result(event.fields)
         for missed in self.detector.feed(event.name, event.fields, now):

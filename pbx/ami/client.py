@@ -33,6 +33,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.ami.attribution import EventKey
 from pbx.ami.protocol import (
     AMIInjectionError,
     AMIParser,
@@ -419,6 +420,7 @@ class AMIClient(AMIActions):
         self.connected = False
         self.logged_in = False
         self.version: str | None = None
+        self.ambiguous_events = 0  # events dropped for repeated identity headers
         self.ready: defer.Deferred[AMIClient] = defer.Deferred()
         self._pending: dict[str, _Pending] = {}
         # ActionIDs are unique per connection and across connections of this process, so an
@@ -600,6 +602,16 @@ class AMIClient(AMIActions):
             log.warn("AMI lines without 'Key: Value' in {name}: {lines!r}",
                      name=item.name, lines=item.unparsed)
         kind = item.kind
+        if kind == "event" and item.ambiguous:
+            # A header that says what the event is about came twice: text injected through
+            # an unescaped value (a caller ID). Believing either value could forge a channel,
+            # a call or a whole event, so the event goes to nobody; the call log still gets
+            # the call from CEL, the live model at its next resync.
+            self.ambiguous_events += 1
+            log.warn("AMI event {name} with repeated {keys}: dropped (injected through a "
+                     "caller ID?) {fields!r}", name=item.name[:40], keys=item.ambiguous,
+                     fields={k: v[:80] for k, v in list(item.fields.items())[:30]})
+            return
         if kind == "event":
             # Events answering a pending list action belong to it, not to subscribers.
             if self._pending:
@@ -737,11 +749,17 @@ class AMIService(Service, AMIActions):
         keepalive_interval: float | None = None,
         keepalive_timeout: float | None = None,
         protocol: type[AMIProtocol] = AMIProtocol,
+        event_key: EventKey | None = None,
     ) -> None:
         self.clock = clock
         self.endpoint = endpoint
         self.credentials = credentials
         self.dispatcher = EventDispatcher()
+        #: The per-boot key the dialplan signs the server's own user events with; set as an
+        #: Asterisk global after every login and every reload (reloads clear globals).
+        self.event_key = event_key or EventKey()
+        for reinstall in ("Reload", "FullyBooted"):
+            self.dispatcher.subscribe(reinstall, self._install_event_key)
         self.retry_policy = retry_policy or default_retry_policy()
         self._client_options = {
             "action_timeout": action_timeout,
@@ -777,6 +795,7 @@ class AMIService(Service, AMIActions):
         client.on_connection_lost(self._lost)
         log.info("AMI logged in as {user} (connection {n}, manager {version})",
                  user=self.credentials.username, n=self.connections, version=client.version)
+        self._install_event_key()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(client)
@@ -786,6 +805,14 @@ class AMIService(Service, AMIActions):
             except Exception:
                 log.failure("AMI on-connected listener {listener!r} failed", listener=listener)
         return client
+
+    def _install_event_key(self, _event: Message | None = None) -> None:
+        def failed(failure: Failure) -> None:
+            log.warn("Could not hand the dialplan its event key ({error}): the server's "
+                     "user events are refused until the next login or reload",
+                     error=failure.getErrorMessage())
+
+        self.event_key.install(self).addErrback(failed)
 
     def _not_logged_in(self, failure: Failure) -> None:
         # The client has logged the reason and closed the connection; ClientService retries.

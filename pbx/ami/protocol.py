@@ -24,6 +24,7 @@ __all__ = [
     "AMIInjectionError",
     "AMIParser",
     "BANNER_PREFIX",
+    "IDENTITY_HEADERS",
     "Message",
     "Oversized",
     "check_value",
@@ -39,6 +40,11 @@ _END_COMMAND = "--END COMMAND--"
 # Headers the legacy ``Response: Follows`` format puts before the raw output.
 _FOLLOWS_HEADERS = frozenset(("Response", "Privilege", "ActionID", "Message"))
 _FORBIDDEN = ("\r", "\n", "\0")
+#: Headers that say which event, channel, call, bridge or action a message is about.
+IDENTITY_HEADERS = frozenset({
+    "Event", "UserEvent", "Response", "ActionID", "Channel", "Uniqueid", "Linkedid",
+    "DestChannel", "DestUniqueid", "DestLinkedid", "BridgeUniqueid", "Queue", "Interface",
+})
 
 
 class AMIInjectionError(ValueError):
@@ -86,6 +92,15 @@ class Message:
             self.multi = multi
         if unparsed:
             self.unparsed = unparsed
+
+    @property
+    def ambiguous(self) -> list[str]:
+        """Headers naming what the message is about (event, channel, call, action) that
+        appear more than once. Asterisk never repeats them; a value holding CR LF (a caller
+        ID Asterisk did not escape) can, and then no one can tell which value is real."""
+        if not self.multi:
+            return []
+        return sorted(k for k in self.multi if k in IDENTITY_HEADERS)
 
     @property
     def action_id(self) -> str | None:

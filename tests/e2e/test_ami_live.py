@@ -25,8 +25,9 @@ from tests.harness import PATIENCE, RunningAsterisk, start_asterisk
 pytestmark = pytest.mark.asterisk
 
 # What a fresh connection may send by itself: login, then the resync's lists.
+# Setvar: the dialplan's event key, handed over after every login (pbx.ami.attribution).
 LOGIN_AND_RESYNC = {"Challenge", "Login", "CoreShowChannels", "BridgeList", "BridgeInfo",
-                    "QueueStatus", "PJSIPShowEndpoints", "DeviceStateList", "Ping"}
+                    "QueueStatus", "PJSIPShowEndpoints", "DeviceStateList", "Ping", "Setvar"}
 _callers = itertools.count(1)
 
 

@@ -21,6 +21,7 @@ from dispatcher.alerts.service import AlertService, AlertSettings
 from dispatcher.alerts.storage import CallbackJob
 from dispatcher.calllog import db
 from dispatcher.calllog.models import Callback, Incident
+from pbx.ami.attribution import EventKey
 from pbx.ami.client import AMIActions, AMIClient, AMIProtocol
 from pbx.ami.protocol import AMIParser, Message
 from tests.unit.alerts_support import NOW, TOKEN, Http, counts, inline, make_service
@@ -31,6 +32,7 @@ class WireAMI(AMIActions):
 
     def __init__(self, clock: task.Clock) -> None:
         self.client = AMIClient(clock, None, keepalive_interval=0)
+        self.event_key = EventKey()  # as AMIService carries one
         self.proto = AMIProtocol(self.client)
         self.transport = StringTransport()
         self.proto.makeConnection(self.transport)
@@ -71,10 +73,12 @@ class WireAMI(AMIActions):
         self.receive(text)
 
     def stage(self, incident: int, attempt: int, stage: str, **extra: str) -> None:
-        """The dialplan's UserEvent for a stage of an attempt."""
-        more = "".join(f"{k}: {v}\n" for k, v in extra.items())
-        self.receive(f"Event: UserEvent\nUserEvent: SiagaAlert\nIncident: {incident}\n"
-                     f"Attempt: {attempt}\nStage: {stage}\n{more}\n")
+        """The dialplan's UserEvent for a stage of an attempt, signed as the dialplan signs
+        it with the server's key."""
+        fields = [("Incident", str(incident)), ("Attempt", str(attempt)), ("Stage", stage),
+                  *extra.items()]
+        event = self.event_key.sign("SiagaAlert", fields)
+        self.receive("".join(f"{k}: {v}\n" for k, v in event.items()) + "\n")
 
 
 def post_panic(service: AlertService, clock: task.Clock) -> int:

@@ -437,7 +437,10 @@ def test_given_connection_drops_then_service_reconnects_resubscribes_and_never_r
     proto, transport = endpoint.connections[1]
     log_in(proto, transport)
     assert len(told) == 2 and told[1] is service.client is proto.client
-    assert [m["Action"] for m in sent(transport)] == ["Challenge", "Login"]
+    # After the login only the dialplan's event key is set again (pbx.ami.attribution).
+    assert [m["Action"] for m in sent(transport)][:2] == ["Challenge", "Login"]
+    assert {(m["Action"], m.get("Variable")) for m in sent(transport)[2:]} == {
+        ("Setvar", "SIAGA_EVENT_KEY")}
     answer(proto, "Event: Hangup\nUniqueid: 9.9\n\n")
     assert hangups == ["9.9"]
     assert [name for name, _ in service.sent_actions].count("Originate") == 1

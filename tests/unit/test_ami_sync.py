@@ -122,7 +122,8 @@ def test_given_login_then_model_is_rebuilt_from_the_lists() -> None:
     assert not sync.resyncing and sync.resyncs == 1
     assert model.bridges["b1"].members == {"1.1", "1.2"}
     assert model.endpoints["201"].device_state == "INUSE"
-    sent = [m["Action"] for m in fake.actions()]
+    # Setvar: the dialplan's event key, set after every login (pbx.ami.attribution).
+    sent = [m["Action"] for m in fake.actions() if m["Action"] != "Setvar"]
     assert sent[2:] == ["CoreShowChannels", "BridgeList", "QueueStatus", "PJSIPShowEndpoints",
                         "DeviceStateList", "BridgeInfo"]
 
