@@ -6,7 +6,10 @@ attacker on a loopback alias (127.0.0.2) and a pjsua2 phone as the citizen (127.
   list and the wallboard;
 * a caller whose From user is "trunk" (or the trunk's username), from an address that is
   not the trunk's, lands on the anonymous endpoint, never on the trunk's (whose callers are
-  dialled back over the trunk).
+  dialled back over the trunk);
+* a caller coming in over the trunk (SIPp on the trunk's address) whose From user forges an
+  AMI event gets no text of theirs into AMI: the trunk, like the anonymous endpoint, has a
+  caller ID of its own and the dialplan cleans the number it reads from the From.
 """
 
 from __future__ import annotations
@@ -108,10 +111,10 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-def free_udp_port() -> int:
-    """A UDP port nobody uses on the attacker's address right now."""
+def free_udp_port(address: str = ATTACKER) -> int:
+    """A UDP port nobody uses on ``address`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((ATTACKER, 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -128,13 +131,14 @@ class Sipp:
         self.dir = Path(tempfile.mkdtemp(prefix="siaga-sipp-", dir=base))
 
     def start(self, target: str, user: str, calls: int, rate: int, hold_ms: int,
-              log: Path) -> subprocess.Popen[bytes]:
-        """``calls`` calls to 112 at ``target`` from ATTACKER, ``rate`` per second."""
-        scenario = self.dir / f"{re.sub(r'[^a-z0-9]', '', user.lower())}.xml"
+              log: Path, source: str = ATTACKER) -> subprocess.Popen[bytes]:
+        """``calls`` calls to 112 at ``target`` from ``source``, ``rate`` per second."""
+        scenario = self.dir / f"{re.sub(r'[^a-z0-9]', '', user.lower())[:40]}.xml"
         scenario.write_text(SCENARIO.format(user=user, hold_ms=hold_ms))
         seen = scenario if self.inside is None else Path("/") / scenario.relative_to(self.inside)
-        argv = [*self.prefix, "-sf", str(seen), "-s", "112", "-i", ATTACKER,
-                "-p", str(free_udp_port()), "-mi", ATTACKER, "-mp", str(free_udp_port()),
+        argv = [*self.prefix, "-sf", str(seen), "-s", "112", "-i", source,
+                "-p", str(free_udp_port(source)), "-mi", source,
+                "-mp", str(free_udp_port(source)),
                 "-m", str(calls), "-r", str(rate), "-l", "30",
                 "-nostdin", "-timeout", f"{int(120 * PATIENCE)}s", "-timeout_error", target]
         out = log.open("wb")
@@ -299,3 +303,33 @@ def test_given_a_from_user_naming_the_trunk_when_calling_from_elsewhere_then_ano
         watch.close()
     assert started["Channel"].startswith("PJSIP/anonymous-"), started["Channel"]
     assert not any(c.startswith("PJSIP/trunk-") for c in channels), channels
+
+
+def test_given_a_trunk_caller_whose_from_forges_an_ami_event_when_it_calls_then_no_text_reaches_ami(
+        hostile_center: SiagaProcess, sipp: Sipp, tmp_path: Path) -> None:
+    """SIPp on the trunk's own address (127.0.0.3) calls 112 with a From user whose
+    percent-escapes decode to CR LF and a whole ``SiagaCallbackResult`` event. The call is
+    the trunk's, and no event an independent AMI client reads carries the caller's text: no
+    forged user event, every caller number digits (or the endpoint's own "anonymous")."""
+    center = hostile_center.center
+    forged = "0812\r\n\r\nEvent:UserEvent\r\nUserEvent:SiagaCallbackResult\r\nCallback:1"
+    watch = hostile_center.ami()
+    try:
+        log = tmp_path / "sipp-trunk-forgery.out"
+        caller = sipp.start(f"{center.sip.host}:{center.sip.port}",
+                            urllib.parse.quote(forged, safe=""), 1, 1, 1500, log,
+                            source=TRUNK_HOST)
+        caller.wait(timeout=60 * PATIENCE)
+        assert caller.returncode == 0, log.read_text(errors="replace")[-3000:]
+        started = watch.wait_event("Newchannel", 20, Exten="112")
+        watch.wait_event("Hangup", 20, Channel=started["Channel"])
+        with watch.lock:
+            events = list(watch.events)
+    finally:
+        watch.close()
+    assert started["Channel"].startswith("PJSIP/trunk-"), started["Channel"]
+    assert not [e for e in events if e.get("UserEvent") == "SiagaCallbackResult"]
+    numbers = {e.get("CallerIDNum", "") for e in events} - {""}
+    assert all(re.fullmatch(r"\+?[0-9]{0,20}|anonymous|<unknown>", n) for n in numbers), numbers
+    # The number the dialplan kept: the digits of the From user, nothing else.
+    assert "08121" in numbers, numbers

@@ -68,6 +68,11 @@ def test_given_a_trunk_when_rendered_then_it_is_identified_by_its_address_only(
     assert conf["trunk-identify"]["match"] == [TRUNK.host]
     # The trunk's username is an auth and registration name, never an endpoint of its own.
     assert TRUNK.username not in conf
+    # Neither the From nor a P-Asserted-Identity a carrier relays becomes the caller ID:
+    # the endpoint has its own, and the dialplan reads and cleans the number.
+    for endpoint in ("trunk", "anonymous"):
+        assert conf[endpoint]["trust_id_inbound"] == ["no"]
+        assert conf[endpoint]["callerid"] == ['"Citizen" <anonymous>']
 
 
 def test_given_callers_when_targets_are_made_then_only_the_way_they_came_in(
