@@ -158,10 +158,10 @@ class SiagaServer(MultiService):
         go through the control socket (the AMI user may not run CLI commands).
         """
         yield self.ami.when_ready()
-        yield self.asterisk.cli("core waitfullybooted", timeout=120)
+        yield self.console.run("core waitfullybooted", timeout=120)
         if self.asterisk.adopted_pid is not None:
             self.log.info("reloading the adopted Asterisk's configuration")
-            yield self.asterisk.cli("core reload")
+            yield self.console.run("core reload")
 
 
 def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
@@ -185,9 +185,12 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     model = server.add("model", LiveModel(reactor.seconds))
     server.add("model_sync", ModelSync(ami, model))
 
+    # The few CLI commands the server needs go through Asterisk's console socket, which only
+    # root and Asterisk's own user may open: the AMI user has no `command` class.
+    console = server.add("console", AsteriskConsole(reactor, reactor, prepared.paths.run))
+
     # SIP scans and password guessing: a source that keeps failing authentication is
-    # refused by a res_pjsip ACL for a while, reloaded through Asterisk's console socket.
-    console = AsteriskConsole(reactor, reactor, prepared.paths.run)
+    # refused by a res_pjsip ACL for a while, reloaded through the console socket.
     guard = server.add("sip_guard", SipGuardService(
         reactor, GuardPolicy(center.security, reactor,
                              trusted=[center.trunk.host] if center.trunk else []),

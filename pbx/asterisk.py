@@ -40,10 +40,6 @@ _CHROOT_SCRIPT = (
 _UMASK_SCRIPT = f'umask {ASTERISK_UMASK:03o}; exec "$@"'
 
 
-class AsteriskCLIError(RuntimeError):
-    """A CLI command through the control socket failed (Asterisk down, or an error)."""
-
-
 def _in_asterisk_tree(install: AsteriskInstall, binds: Sequence[Path],
                       command: list[str]) -> list[str]:
     """``command`` run where Asterisk's files are: chrooted with ``binds`` mounted, under
@@ -73,23 +69,6 @@ def asterisk_cli_argv(install: AsteriskInstall, asterisk_conf: Path, binds: Sequ
         raise ValueError(f"a CLI command is one line: {command!r}")
     return _in_asterisk_tree(install, binds,
                              [install.binary, "-C", str(asterisk_conf), "-rx", command])
-
-
-class _CLIProtocol(protocol.ProcessProtocol):
-    """Collects one ``asterisk -rx`` run's output."""
-
-    def __init__(self, done: defer.Deferred[tuple[bytes, int | None]]) -> None:
-        self.done = done
-        self.output = bytearray()
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason) -> None:  # noqa: N802
-        if not self.done.called:
-            self.done.callback((bytes(self.output), getattr(reason.value, "exitCode", None)))
 
 
 class _AsteriskProtocol(protocol.ProcessProtocol):
@@ -246,40 +225,6 @@ class AsteriskService(Service):
                 {signal.SIGTERM: "TERM", signal.SIGKILL: "KILL"}.get(sig, sig))
         except error.ProcessExitedAlready:
             pass
-
-
-    def cli(self, command: str, timeout: float = 30.0) -> defer.Deferred[str]:
-        """Run a CLI command through Asterisk's control socket; fires with its output.
-
-        Fails with :class:`AsteriskCLIError` when Asterisk cannot be reached or the command
-        does not end within ``timeout`` seconds.
-        """
-        argv = asterisk_cli_argv(self.install, self.asterisk_conf, self.binds, command)
-        done: defer.Deferred[tuple[bytes, int | None]] = defer.Deferred()
-        transport = self.reactor.spawnProcess(
-            _CLIProtocol(done), argv[0], argv,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
-
-        def too_slow() -> None:
-            try:
-                transport.signalProcess("KILL")
-            except error.ProcessExitedAlready:
-                pass
-            if not done.called:
-                done.errback(AsteriskCLIError(f"{command!r}: no answer in {timeout:.0f} s"))
-
-        timer = self.clock.callLater(timeout, too_slow)
-
-        def finished(result: tuple[bytes, int | None]) -> str:
-            if timer.active():
-                timer.cancel()
-            output, code = result
-            text = output.decode("utf-8", "replace")
-            if code != 0:
-                raise AsteriskCLIError(f"{command!r} exited {code}: {text.strip()[-500:]}")
-            return text
-
-        return done.addCallback(finished)
 
 
 def _alive(pid: int) -> bool:

@@ -64,21 +64,24 @@ class AsteriskConsole:
         self.timeout = timeout
 
     @defer.inlineCallbacks
-    def run(self, command: str):  # noqa: ANN201 (Deferred[str])
-        """Run ``command``; fires with its output, or fails with :class:`ConsoleError`."""
+    def run(self, command: str, timeout: float | None = None):  # noqa: ANN201 (Deferred[str])
+        """Run ``command``; fires with its output, or fails with :class:`ConsoleError` when
+        Asterisk cannot be reached or the output does not end within ``timeout`` seconds
+        (the console's default when None)."""
         _refuse_control(command)
+        timeout = self.timeout if timeout is None else timeout
         endpoint = UNIXClientEndpoint(self.reactor, str(self.socket), timeout=self.timeout)
         one = _OneCommand(command)
         try:
             proto = yield endpoint.connect(protocol.Factory.forProtocol(lambda: one))
         except Exception as exc:
             raise ConsoleError(f"no Asterisk console at {self.socket}: {exc}") from exc
-        one.done.addTimeout(self.timeout, self.clock)
+        one.done.addTimeout(timeout, self.clock)
         try:
             output = yield one.done
         except defer.TimeoutError as exc:
             proto.transport.abortConnection()
-            raise ConsoleError(f"{command!r}: no end of output in {self.timeout} s") from exc
+            raise ConsoleError(f"{command!r}: no end of output in {timeout} s") from exc
         return output
 
     def reload_module(self, module: str) -> defer.Deferred[str]:
