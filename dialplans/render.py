@@ -121,14 +121,21 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
 def write_config(files: dict[str, str], out: Path) -> list[Path]:
     """Write rendered files into ``out`` (mode 0640: they hold secrets). Returns the paths.
 
-    Files are replaced atomically so a reloading Asterisk never reads half a file.
+    Files are replaced atomically so a reloading Asterisk never reads half a file, and take
+    the group of ``out`` (Asterisk's, once the state directory is secured): a file written
+    while the center runs (the SIP guard's ACL) is as readable to an unprivileged Asterisk
+    as the ones written at start.
     """
     out.mkdir(parents=True, exist_ok=True)
+    group = out.stat().st_gid
     written = []
     for name, text in sorted(files.items()):
         target = out / name
         tmp = out / f".{name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        if os.fstat(fd).st_gid != group:
+            os.fchown(fd, -1, group)
+        os.fchmod(fd, 0o640)  # whatever the umask (the server runs under 077)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, target)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dialplans.render import CONFIG_FILES, AsteriskPaths, render_all, write_config
@@ -116,3 +118,20 @@ def test_given_a_run_user_when_rendered_then_asterisk_drops_to_it(tmp_path: Path
     assert lines["runuser"] == "asterisk" and lines["rungroup"] == "asterisk"
     assert lines["live_dangerously"] == "no"
     assert "runuser" not in rendered(tmp_path / "other")["asterisk.conf"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another group needs root")
+def test_given_a_folder_of_asterisks_group_when_a_file_is_rewritten_then_asterisk_can_read_it(
+        tmp_path: Path) -> None:
+    """A file written while the center runs (the SIP guard's ACL, rewritten by root) takes
+    its folder's group, so an unprivileged Asterisk can still read it (0640)."""
+    out = tmp_path / "etc"
+    out.mkdir()
+    os.chown(out, -1, 64990)
+    old_umask = os.umask(0o077)  # the server's
+    try:
+        (path,) = write_config({"pjsip_guard.conf": "; nothing blocked\n"}, out)
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_gid == 64990
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
