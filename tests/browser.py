@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,3 +38,30 @@ def chromium(*flags: str) -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def settled(check: Callable[[], object]) -> Callable[[], object]:
+    """``check`` as a wait predicate that is merely false while the page is being replaced
+    (an element not there yet, or one from the page just left)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def predicate() -> object:
+        try:
+            return check()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+    return predicate
+
+
+def replaced(element: object) -> Callable[[], bool]:
+    """A wait predicate: true once ``element``'s page has been replaced by the next one (a
+    form's answer has loaded), so nothing is read from the page being left."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def predicate() -> bool:
+        try:
+            element.is_enabled()  # type: ignore[attr-defined]
+        except StaleElementReferenceException:
+            return True
+        return False
+    return predicate

@@ -223,7 +223,7 @@ def test_given_chromium_when_logging_out_or_guessing_then_pages_say_so(
     says how long to wait. Screenshots are left in the test's folder."""
     from selenium.webdriver.common.by import By
 
-    from tests.browser import chromium
+    from tests.browser import chromium, replaced, settled
 
     center = center_server.center
     creds = ensure_credentials(center)
@@ -254,14 +254,17 @@ def test_given_chromium_when_logging_out_or_guessing_then_pages_say_so(
         for _ in range(8):
             driver.find_element(By.ID, "extension").send_keys(op)
             driver.find_element(By.ID, "password").send_keys("wrong")
-            driver.find_element(By.ID, "login").click()
-            error = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "p.error"), 10,
-                             "the login's answer")
-            if "Try again in" in error[0].text or "Coba lagi dalam" in error[0].text:
+            button = driver.find_element(By.ID, "login")
+            button.click()
+            wait_for(replaced(button), 10, "the login's answer page")
+            error = wait_for(settled(lambda: driver.find_element(By.CSS_SELECTOR,
+                                                                 "p.error").text),
+                             10, "the login's answer")
+            if "Try again in" in error or "Coba lagi dalam" in error:
                 break
         driver.save_screenshot(str(tmp_path / "throttled.png"))
         print(f"screenshot: {tmp_path / 'throttled.png'}")
-        assert re.search(r"(Try again in|Coba lagi dalam) \d+", error[0].text), error[0].text
+        assert re.search(r"(Try again in|Coba lagi dalam) \d+", error), error
 
 
 def test_given_a_user_removed_from_the_config_when_the_server_restarts_then_refused(

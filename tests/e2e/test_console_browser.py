@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import Phone
-from tests.browser import chromium
+from tests.browser import chromium, settled
 from tests.harness import SiagaProcess, wait_for, write_test_config
 
 pytestmark = pytest.mark.asterisk
@@ -34,19 +34,6 @@ def browser() -> Iterator[object]:
     """A headless Chromium for one test."""
     with chromium() as driver:
         yield driver
-
-
-def settled(check: Callable[[], object]) -> Callable[[], object]:
-    """``check`` as a wait predicate that is merely false while the page is being replaced
-    (an element not there yet, or one from the page just left)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    def predicate() -> object:
-        try:
-            return check()
-        except (NoSuchElementException, StaleElementReferenceException):
-            return False
-    return predicate
 
 
 def log_in(driver, base: str, extension: str, password: str) -> None:  # noqa: ANN001

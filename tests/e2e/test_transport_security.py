@@ -26,7 +26,7 @@ import yaml
 
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import Call, Phone
-from tests.browser import chromium
+from tests.browser import chromium, settled
 from tests.certs import CenterCertificates, make_certificates
 from tests.e2e.hotline_helpers import getvar
 from tests.harness import (
@@ -251,8 +251,9 @@ def test_given_https_on_when_a_supervisor_logs_in_in_chromium_then_the_session_c
         browser.find_element(By.ID, "password").send_keys(
             tls_center.creds.console_passwords[supervisor])
         browser.find_element(By.ID, "login").click()
-        wait_for(lambda: browser.current_url.endswith("/wallboard")
-                 and browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"),
+        wait_for(settled(lambda: browser.current_url.endswith("/wallboard")
+                         and browser.find_element(By.TAG_NAME, "body").get_attribute(
+                             "data-loaded")),
                  20, "the wallboard over HTTPS")
         assert browser.current_url.startswith("https://")
         cookies = {c["name"]: c for c in browser.get_cookies()}
