@@ -52,7 +52,10 @@ MARK_NAMES = (
     "QUEUE",
     "QUEUE_EXIT",
     "RECORDING",
+    "FROM",
 )
+# What the dialplan copies from CHANNEL(pjsip,remote_addr): an address and port, nothing else.
+_SIP_SOURCE = re.compile(r"^(?:[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}$")
 # Channel technologies that carry no person: Local pairs, ConfBridge's announcer, recorders.
 # They are "local" here: never a leg of their own, never counted in a conference.
 HELPER_TECHS = frozenset({"local", "cbann", "cbrec", "announcer", "recorder", "snoop"})
@@ -163,6 +166,8 @@ class JourneyRecord:
     queue_passes: int = 0
     incident_ref: int | None = None
     source: str = "ami"
+    #: The citizen's SIP source address (host:port), as Asterisk saw the packets come.
+    sip_source: str | None = None
     complete: bool = False
     legs: list[LegRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
@@ -783,6 +788,8 @@ class Journey:
             self.recording_start(t, uid, value)
         elif name == "LANGUAGE":
             self.record.language = value or self.record.language
+        elif name == "FROM" and _SIP_SOURCE.match(value):
+            self.record.sip_source = value
         elif name == "INCIDENT":
             try:
                 self.record.incident_ref = int(value)

@@ -687,11 +687,12 @@ def missed_from_journey(record: Any, hotline: Iterable[str], now: float,
         else record.caller_number
     queued = record.queue_passes > 0 or record.queued_at is not None
     if record.answered_at is None:
-        return MissedCall(ABANDONED, number, record.linkedid, channel, endpoint, None,
-                          record.category or "", ended - record.started_at, None, queued)
+        return MissedCall(ABANDONED, number, record.linkedid, channel, endpoint,
+                          record.sip_source, record.category or "",
+                          ended - record.started_at, None, queued)
     talked = ended - record.answered_at
     if talked < dropped_seconds and not any(leg.kind in _AGENCY_LEGS for leg in record.legs):
-        return MissedCall(DROPPED, number, record.linkedid, channel, endpoint, None,
-                          record.category or "", record.answered_at - record.started_at,
-                          talked, queued)
+        return MissedCall(DROPPED, number, record.linkedid, channel, endpoint,
+                          record.sip_source, record.category or "",
+                          record.answered_at - record.started_at, talked, queued)
     return None

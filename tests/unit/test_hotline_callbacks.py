@@ -227,6 +227,35 @@ def test_given_a_journey_abandoned_in_the_queue_when_found_late_then_a_missed_ca
     assert missed.waited == 20.0 and missed.endpoint == "trunk"
 
 
+def test_given_a_flood_call_found_only_in_cel_when_judged_then_it_keeps_its_source() -> None:
+    """A call the server learns of only from CEL (away, or its live events lagging behind a
+    flood) carries the SIP source address the dialplan recorded, so the per-source bound
+    holds for it too and an app user can be rung back; a value that is no address is not
+    taken."""
+    from dispatcher.hotline.callbacks import CallbackList, missed_from_journey
+    from tests.unit import calllog_scenarios as sc
+
+    def abandoned_from(linkedid: str, number: str, source: str) -> object:
+        timeline = sc.Timeline(linkedid, sc.T0)
+        timeline.channel(0.0, linkedid, f"PJSIP/anonymous-{linkedid}", number, "112")
+        timeline.mark(0.1, linkedid, "FROM", source)
+        timeline.answer(0.5, linkedid)
+        timeline.queue_join(5.0, linkedid)
+        timeline.queue_abandon(20.0, linkedid)
+        timeline.end(20.0)
+        return _journey(timeline)
+
+    callbacks = CallbackList(max_open=100, max_per_source=3)
+    for i in range(10):
+        record = abandoned_from(f"77{i:02d}.1", f"08990{i:02d}", f"127.0.0.2:{5060 + i}")
+        missed = missed_from_journey(record, ["112"], now=sc.T0 + 60)
+        assert missed is not None and missed.source == f"127.0.0.2:{5060 + i}"
+        callbacks.add(missed, sc.T0 + 60)
+    assert callbacks.open_count == 3
+    forged = abandoned_from("7800.1", "0899100", "127.0.0.2:5060\r\nEvent: x")
+    assert missed_from_journey(forged, ["112"], now=sc.T0 + 60).source is None
+
+
 def test_given_journeys_that_were_not_missed_or_are_old_then_none() -> None:
     """An answered call with a real conversation, a call to another number, and a call that
     ended more than a day ago are not owed a callback."""
