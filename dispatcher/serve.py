@@ -14,12 +14,17 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from dispatcher.app import build_server, prepare
 from dispatcher.banner import banner_text
 from dispatcher.config import Center
+from dispatcher.logs import json_lines_observer
 from pbx.asterisk import stale_pid
 from pbx.provision import ProvisionError, locate, provision
 
 
-def run(center: Center, rootfs: str | None = None) -> int:
-    """Provision if needed, render, start Asterisk and the server; return the exit code."""
+def run(center: Center, rootfs: str | None = None, log_format: str = "text") -> int:
+    """Provision if needed, render, start Asterisk and the server; return the exit code.
+
+    ``log_format`` "json" writes one JSON object a line (:mod:`dispatcher.logs`) instead of
+    Twisted's text lines; what is printed (the banner) becomes log lines too.
+    """
     from twisted.internet import reactor
 
     # Whatever the server creates without an explicit mode is its own alone; files another
@@ -38,7 +43,9 @@ def run(center: Center, rootfs: str | None = None) -> int:
     prepared = prepare(center, install)
     server = build_server(reactor, prepared, adopt_pid=adopt)
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    observer = (json_lines_observer(sys.stdout) if log_format == "json"
+                else textFileLogObserver(sys.stdout))
+    globalLogBeginner.beginLoggingTo([observer])
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
 
     @defer.inlineCallbacks
