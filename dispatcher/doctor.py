@@ -99,7 +99,7 @@ def process_name(pid: int) -> str:
         return "?"
     words = [Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
              for i, a in enumerate(argv) if a]
-    return " ".join(words[:3]) or "?"
+    return " ".join(words[:4]) or "?"
 
 
 def parent_pid(pid: int) -> int | None:
@@ -112,6 +112,12 @@ def parent_pid(pid: int) -> int | None:
 
 
 # --- the checks ---------------------------------------------------------------------------
+
+def _is_server(name: str) -> bool:
+    words = name.split()
+    return "up" in words and any(Path(w).name == "siaga" or w == "dispatcher.cli"
+                                 for w in words)
+
 
 def check_asterisk(center: Center, rootfs: str | None) -> list[Check]:
     """Provisioned? Running? Supervised by a server, or left alone after a crash?"""
@@ -128,10 +134,16 @@ def check_asterisk(center: Center, rootfs: str | None) -> list[Check]:
         return [Check("asterisk", FAIL, f"Asterisk {install.version} {where} is not running",
                       "start the center: `systemctl start siaga` (or `siaga up`)")]
     parent = parent_pid(pid)
-    parent_name = process_name(parent) if parent else "?"
-    if parent and "siaga" in parent_name and " up" in f" {parent_name}":
+    if parent and _is_server(process_name(parent)):
         return [Check("asterisk", OK, f"Asterisk {install.version} running (pid {pid}), "
                       f"supervised by siaga up (pid {parent})")]
+    # A server started after a crash adopts the Asterisk it finds: not its parent then. It is
+    # known by the center's HTTP port, which only the server binds.
+    servers = [owner for owner, name in port_owners(center.http.port, "tcp")
+               if _is_server(name)]
+    if servers:
+        return [Check("asterisk", OK, f"Asterisk {install.version} running (pid {pid}), "
+                      f"adopted by siaga up (pid {servers[0]})")]
     return [Check("asterisk", FAIL,
                   f"Asterisk running (pid {pid}) with no siaga server: calls reach the "
                   "queue, but no alerts, console or call log",

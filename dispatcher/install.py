@@ -88,11 +88,18 @@ def siaga_command() -> list[str]:
     return [sys.executable, "-m", "dispatcher.cli"]
 
 
+def tmp_dir(center: Center) -> Path:
+    """The service's temporary directory."""
+    return center.state_dir / "tmp"
+
+
 def plan(center: Center, config: Path, rootfs: Path | None, log_format: str = "json",
          environment: dict[str, str] | None = None) -> UnitPlan:
     """The unit for ``center`` whose config file is ``config``."""
     argv = (*siaga_command(), "up", "--config", str(config), "--log-format", log_format)
-    env = {"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    # Temporary files (the IVR prompts' are made through one) go in the state directory: it
+    # is writable under ProtectSystem=strict, and root's alone, wherever /tmp stands.
+    env = {"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_dir(center))}
     if rootfs is not None:
         env["SIAGA_ROOTFS"] = str(rootfs)
     env.update(environment or {})
@@ -100,7 +107,10 @@ def plan(center: Center, config: Path, rootfs: Path | None, log_format: str = "j
     if rootfs is not None:
         writable.append(rootfs)
     code = Path(__file__).resolve().parent.parent
-    needed = [Path(argv[0]), config, center.state_dir, code, *writable]
+    # The interpreter too: a virtualenv's python is often a link into a home directory
+    # (pyenv, uv), which ProtectHome= would hide.
+    needed = [Path(argv[0]), Path(os.path.realpath(sys.executable)), Path(sys.base_prefix),
+              config, center.state_dir, code, *writable]
     if center.tls is not None:
         needed += [center.tls.certificate, center.tls.key]
     return UnitPlan(center.name, argv, tuple(sorted(env.items())), center.state_dir,
@@ -157,6 +167,7 @@ def install(source: Path, target: Path, unit_dir: Path, rootfs: Path | None,
     # ReadWritePaths= must exist when the service starts, and under ProtectSystem=strict
     # the server could not create the state directory itself.
     center.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp_dir(center).mkdir(mode=0o700, exist_ok=True)
     unit_text = render_unit(plan(center, target, rootfs, log_format))
     unit_dir.mkdir(parents=True, exist_ok=True)
     unit_path = unit_dir / f"{UNIT_NAME}.service"
