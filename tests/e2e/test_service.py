@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import wait_for, write_test_config
+from tests.harness import SiagaProcess, wait_for, write_test_config
 
 pytestmark = pytest.mark.asterisk
 
@@ -234,3 +234,50 @@ def test_given_config_pointing_at_the_wrong_ami_port_when_doctor_runs_then_it_sa
     assert f"nothing listens on 127.0.0.1:{wrong}" in ami and "restart" in ami
     assert f"FAIL ports     AMI tcp/{wrong}: nothing bound" in report
     assert "ok   asterisk" in report  # the rest of the center is still reported well
+
+
+@pytest.fixture
+def json_center(tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[SiagaProcess]:
+    """`siaga up` with JSON log lines ($SIAGA_LOG_FORMAT, as a unit's Environment= sets it)."""
+    monkeypatch.setenv("SIAGA_LOG_FORMAT", "json")
+    tmp = tmp_path_factory.mktemp("json-center")
+    proc = SiagaProcess(write_test_config(tmp / "center.yaml"), tmp / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_given_json_logs_when_a_citizen_gives_up_in_the_queue_then_its_line_has_the_call_id(
+        json_center: SiagaProcess, phones) -> None:  # noqa: ANN001
+    """A citizen waits in the queue and hangs up: the server's line about that missed call
+    is one JSON object whose call_id is the call's linkedid in Asterisk."""
+    from pbx.phone.phone import Phone
+
+    center = json_center.center
+    number = "081377001"
+    citizen = phones._keep(Phone(phones.stack, number,
+                                 server=f"{center.sip.host}:{center.sip.port}"))
+    watch = json_center.ami()
+    try:
+        call = citizen.call(center.hotline[0])
+        call.wait_confirmed(10)
+        call.send_dtmf("0")  # straight to the operators' queue
+        joined = watch.wait_event("QueueCallerJoin", 20, CallerIDNum=number)
+    finally:
+        watch.close()
+    call.hangup()
+    call.wait_disconnected(10)
+
+    def missed() -> dict | None:
+        for line in json_center.output().splitlines():
+            record = json.loads(line)
+            if "Missed hotline call" in record["message"] and number in record["message"]:
+                return record
+        return None
+
+    record = wait_for(missed, 30, "the log line about the missed call")
+    assert record["call_id"] == joined["Linkedid"]
+    assert record["namespace"].startswith("dispatcher.hotline")
