@@ -5,8 +5,9 @@ systemd does not run as PID 1 on the machines the suite runs on, so the unit can
 started by systemd here. What the unit does is done by hand instead: its ExecStart runs with
 its Environment only, in a mount namespace where everything but its ReadWritePaths is
 read-only and /home and /root are hidden (ProtectSystem=strict, ProtectHome=yes), /proc/sys is
-read-only (ProtectKernelTunables), without the right to gain privileges (NoNewPrivileges) and
-with root's capabilities cut to the unit's CapabilityBoundingSet. A crash and restart under
+read-only (ProtectKernelTunables), without the right to gain privileges (NoNewPrivileges),
+with root's capabilities cut to the unit's CapabilityBoundingSet, and only the system calls
+of its SystemCallFilter (built with libseccomp from systemd's own lists). A crash and restart under
 KillMode=process is a SIGKILL to the server followed by the same ExecStart.
 """
 
@@ -29,9 +30,11 @@ from tests.harness import SiagaProcess, wait_for, write_test_config
 pytestmark = pytest.mark.asterisk
 
 SIAGA = Path(sys.executable).parent / "siaga"
+SECCOMP = Path(__file__).resolve().parent.parent / "seccomp.py"
 
 # ProtectSystem=strict + ReadWritePaths, ProtectHome=yes and ProtectKernelTunables, as
-# mounts in a private namespace; then NoNewPrivileges and CapabilityBoundingSet by setpriv.
+# mounts in a private namespace; then NoNewPrivileges and CapabilityBoundingSet by setpriv,
+# and SystemCallFilter by tests/seccomp.py.
 # $1 the ReadWritePaths (space-separated), $2 the bounding set for setpriv, $3 and $4 the
 # unit's ProtectHome and PrivateTmp (yes or no), then the command.
 SANDBOX = r"""
@@ -87,6 +90,8 @@ class Service:
         self.rw = " ".join(unit_words(settings["ReadWritePaths"][0]))
         caps = unit_words(settings["CapabilityBoundingSet"][0])
         self.caps = "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps)
+        assert settings["SystemCallErrorNumber"] == ["EPERM"]  # what tests/seccomp.py does
+        self.syscalls = ",".join(unit_words(settings["SystemCallFilter"][0]))
         self.out = out
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -100,7 +105,7 @@ class Service:
             self.proc = subprocess.Popen(
                 ["unshare", "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox",
                  self.rw, self.caps, self.flag("ProtectHome"), self.flag("PrivateTmp"),
-                 *self.argv],
+                 sys.executable, str(SECCOMP), self.syscalls, "--", *self.argv],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -69,7 +69,10 @@ def test_given_center_when_unit_rendered_then_it_restarts_keeps_asterisk_and_is_
     assert unit["RestrictNamespaces"] == ["mnt"]
     assert "CAP_SYS_ADMIN" in unit["CapabilityBoundingSet"][0]
     assert "CAP_SYS_CHROOT" in unit["CapabilityBoundingSet"][0]
-    assert "PrivateUsers" not in unit and "SystemCallFilter" not in unit
+    assert "PrivateUsers" not in unit
+    # @system-service alone refuses mount(2): `unshare -m --propagation private` then fails.
+    assert unit["SystemCallFilter"] == ["@system-service @mount"]
+    assert unit["SystemCallErrorNumber"] == ["EPERM"]
     assert int(unit["TimeoutStopSec"][0]) > 15  # the server gives Asterisk 15 s to stop
     assert '"--log-format" "json"' in unit["ExecStart"][0]
     assert any("SIAGA_ROOTFS=/var/lib/siaga/rootfs" in e for e in unit["Environment"])
