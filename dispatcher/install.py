@@ -26,6 +26,10 @@ TEMPLATE = "siaga.service.j2"
 # How long systemd waits for the server to stop: Asterisk gets 15 s after SIGTERM before the
 # server kills it, then the call log is flushed.
 STOP_SECONDS = 45
+# A start builds the IVR prompts and waits for Asterisk to boot; a first start may also
+# upgrade the database.
+START_SECONDS = 300
+WATCHDOG_SECONDS = 30
 
 # Root's capabilities the service keeps; why each is there is said in the unit.
 CAPABILITIES = (
@@ -132,7 +136,8 @@ def render_unit(unit: UnitPlan) -> str:
         read_write_paths=[quote(str(p)) for p in unit.read_write_paths],
         private_tmp=hidden_tmp is None, private_tmp_why=hidden_tmp,
         protect_home=hidden_home is None, protect_home_why=hidden_home,
-        stop_seconds=STOP_SECONDS, capabilities=CAPABILITIES,
+        stop_seconds=STOP_SECONDS, start_seconds=START_SECONDS,
+        watchdog_seconds=WATCHDOG_SECONDS, capabilities=CAPABILITIES,
     )
 
 

@@ -8,7 +8,8 @@ read-only and /home and /root are hidden (ProtectSystem=strict, ProtectHome=yes)
 read-only (ProtectKernelTunables), without the right to gain privileges (NoNewPrivileges),
 with root's capabilities cut to the unit's CapabilityBoundingSet, and only the system calls
 of its SystemCallFilter (built with libseccomp from systemd's own lists). A crash and restart under
-KillMode=process is a SIGKILL to the server followed by the same ExecStart.
+KillMode=process is a SIGKILL to the server followed by the same ExecStart. The notify socket
+and watchdog period systemd would pass (Type=notify, WatchdogSec=) are a socket of the test's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -94,6 +96,19 @@ class Service:
         self.syscalls = ",".join(unit_words(settings["SystemCallFilter"][0]))
         self.out = out
         self.proc: subprocess.Popen[bytes] | None = None
+        self.notify: socket.socket | None = None
+        self.notes: list[bytes] = []
+
+    def notes_received(self) -> list[bytes]:
+        """Every message the service sent to its notify socket so far."""
+        assert self.notify is not None
+        self.notify.setblocking(False)
+        try:
+            while True:
+                self.notes.append(self.notify.recv(4096))
+        except BlockingIOError:
+            pass
+        return self.notes
 
     def flag(self, key: str) -> str:
         """A yes/no setting of the unit (no when absent)."""
@@ -154,9 +169,14 @@ def installed(tmp_path: Path) -> Iterator[tuple[Service, dict[str, str], Path]]:
                    capture_output=True, timeout=120)
     service = Service(tmp_path / "etc" / "systemd" / "system" / "siaga.service",
                       tmp_path / "service.out")
+    # What systemd gives a Type=notify service with a watchdog (2 s here: pings every 1 s).
+    service.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    service.notify.bind(str(tmp_path / "notify.sock"))
+    service.env.update(NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="2000000")
     try:
         yield service, env, tmp_path / "state"
     finally:
+        service.notify.close()
         if service.proc is not None and service.proc.poll() is None:
             service.signal(signal.SIGTERM)
             try:
@@ -176,6 +196,12 @@ def test_given_installed_unit_when_exec_start_runs_confined_then_doctor_finds_al
     installed config and reports every part well; SIGTERM stops Asterisk with the server."""
     service, env, state = installed
     service.start()
+    ready = wait_for(lambda: [n for n in service.notes_received() if n.startswith(b"READY=1")],
+                     30, "READY=1 on the notify socket")
+    assert b"STATUS=Bitung Command Center: up" in ready[0]
+    pings = len([n for n in service.notes_received() if n == b"WATCHDOG=1"])
+    wait_for(lambda: len([n for n in service.notes_received() if n == b"WATCHDOG=1"])
+             >= pings + 2, 30, "the reactor's watchdog pings")
     code, report = wait_for(lambda: (lambda r: r if r[0] == 0 else None)(doctor(env)), 60,
                             "siaga doctor to report all well")
     for part in ("config", "asterisk", "ami", "database", "disk", "ports"):
@@ -189,6 +215,7 @@ def test_given_installed_unit_when_exec_start_runs_confined_then_doctor_finds_al
     assert pid is not None
     service.signal(signal.SIGTERM)
     assert service.wait(60) == 0
+    assert b"STOPPING=1" in service.notes_received()
     wait_for(lambda: asterisk_pid(state) is None, 20, "Asterisk to stop with the service")
     code, report = doctor(env)
     assert code == 1

@@ -96,3 +96,39 @@ def test_given_broken_config_when_diagnosed_then_the_line_and_key_are_named(tmp_
     line = text.splitlines().index("  port: 5060") + 1
     [check] = doctor.diagnose(bad)
     assert check.status == doctor.FAIL and f"bad.yaml:{line} sip.port" in check.detail
+
+
+def test_given_systemd_environment_when_center_starts_then_ready_and_pings_are_sent() -> None:
+    """$NOTIFY_SOCKET and $WATCHDOG_USEC: pings every half period from the reactor's clock,
+    READY=1 with a status, STOPPING=1 ends the pings."""
+    from twisted.internet import task
+
+    from dispatcher.sdnotify import Notifier, notify_address
+
+    sent: list[bytes] = []
+    clock = task.Clock()
+    notifier = Notifier(clock, sent.append, watchdog_usec=10_000_000)
+    notifier.start_watchdog()
+    clock.advance(5)
+    clock.advance(5)
+    assert sent == [b"WATCHDOG=1"] * 3
+    notifier.ready("up")
+    assert sent[-1] == b"READY=1\nSTATUS=up"
+    notifier.stopping()
+    clock.advance(30)
+    assert sent[-1] == b"STOPPING=1" and sent.count(b"WATCHDOG=1") == 3
+    assert notify_address({"NOTIFY_SOCKET": "@abc"}) == b"\0abc"
+    assert notify_address({}) is None
+
+
+def test_given_no_systemd_or_another_pid_when_notifier_built_then_nothing_is_sent() -> None:
+    """Outside systemd nothing is sent; a watchdog meant for another pid is not served."""
+    from twisted.internet import task
+
+    from dispatcher.sdnotify import Notifier
+
+    quiet = Notifier.from_environ(task.Clock(), {})
+    assert quiet.send is None
+    other = Notifier.from_environ(task.Clock(), {"NOTIFY_SOCKET": "/run/x",
+                                                 "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_usec is None
