@@ -34,9 +34,11 @@ WATCHDOG_SECONDS = 30
 # Root's capabilities the service keeps; why each is there is said in the unit.
 CAPABILITIES = (
     "CAP_SYS_ADMIN", "CAP_SYS_CHROOT", "CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER",
-    "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_KILL", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_ADMIN",
+    "CAP_DAC_OVERRIDE", "CAP_KILL", "CAP_NET_ADMIN",
 )
+# Only when the center listens on a port below 1024 (an HTTPS console on 443, SIP on 5060 is
+# above).
+PRIVILEGED_PORT_CAPABILITY = "CAP_NET_BIND_SERVICE"
 
 # What PrivateTmp= and ProtectHome= hide from the service.
 _TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
@@ -57,6 +59,7 @@ class UnitPlan:
     state_dir: Path
     read_write_paths: tuple[Path, ...]
     needed_paths: tuple[Path, ...]
+    capabilities: tuple[str, ...] = CAPABILITIES
 
 
 def quote(word: str) -> str:
@@ -117,8 +120,14 @@ def plan(center: Center, config: Path, rootfs: Path | None, log_format: str = "j
               config, center.state_dir, code, *writable]
     if center.tls is not None:
         needed += [center.tls.certificate, center.tls.key]
+    ports = [center.sip.port, center.ami.port, center.http.port]
+    if center.tls is not None:
+        ports.append(center.tls.sip_port)
+    capabilities = CAPABILITIES
+    if min(ports) < 1024:
+        capabilities += (PRIVILEGED_PORT_CAPABILITY,)
     return UnitPlan(center.name, argv, tuple(sorted(env.items())), center.state_dir,
-                    tuple(writable), tuple(needed))
+                    tuple(writable), tuple(needed), capabilities)
 
 
 def render_unit(unit: UnitPlan) -> str:
@@ -137,7 +146,7 @@ def render_unit(unit: UnitPlan) -> str:
         private_tmp=hidden_tmp is None, private_tmp_why=hidden_tmp,
         protect_home=hidden_home is None, protect_home_why=hidden_home,
         stop_seconds=STOP_SECONDS, start_seconds=START_SECONDS,
-        watchdog_seconds=WATCHDOG_SECONDS, capabilities=CAPABILITIES,
+        watchdog_seconds=WATCHDOG_SECONDS, capabilities=unit.capabilities,
     )
 
 

@@ -69,6 +69,8 @@ def test_given_center_when_unit_rendered_then_it_restarts_keeps_asterisk_and_is_
     assert unit["RestrictNamespaces"] == ["mnt"]
     assert "CAP_SYS_ADMIN" in unit["CapabilityBoundingSet"][0]
     assert "CAP_SYS_CHROOT" in unit["CapabilityBoundingSet"][0]
+    assert "CAP_NET_BIND_SERVICE" not in unit["CapabilityBoundingSet"][0]  # 5060, 8080
+    assert unit["PrivateMounts"] == ["yes"]
     assert "PrivateUsers" not in unit
     # @system-service alone refuses mount(2): `unshare -m --propagation private` then fails.
     assert unit["SystemCallFilter"] == ["@system-service @mount"]
@@ -172,3 +174,14 @@ def test_given_installed_center_when_commands_run_without_config_then_they_find_
                                     "--json").stdout)["hotline"] == ["113"]
     assert yaml.safe_load(run_siaga(env, "accounts", "--json", "--config",
                                     str(other)).stdout)["hotline"] == ["113"]
+
+
+def test_given_console_on_port_443_when_unit_rendered_then_it_may_bind_it(
+        tmp_path: Path) -> None:
+    """A port below 1024 adds CAP_NET_BIND_SERVICE to the bounding set, and only then."""
+    config = config_with_state(tmp_path, "/var/lib/siaga/center")
+    doc = yaml.safe_load(config.read_text())
+    doc["http"]["port"] = 443
+    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    unit = settings(install.render_unit(install.plan(load_center(config), config, None)))
+    assert "CAP_NET_BIND_SERVICE" in unit["CapabilityBoundingSet"][0]
