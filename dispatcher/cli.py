@@ -69,7 +69,7 @@ def load_from_args(args: argparse.Namespace):  # noqa: ANN201 (Center)
                  f"center with `siaga install --config FILE` (it writes {installed_config()})")
     args.config = str(path)
     try:
-        return load_center(path, state_dir=args.state_dir)
+        return load_center(path, state_dir=getattr(args, "state_dir", None))
     except ConfigError as exc:
         sys.exit(f"siaga: config error: {exc}")
 

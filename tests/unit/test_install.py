@@ -143,10 +143,11 @@ def test_given_relative_state_dir_when_installed_then_refused_and_nothing_writte
     assert not (tmp_path / "units").exists()
 
 
-def run_siaga(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_siaga(env: dict[str, str], *args: str,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The `siaga` command as an administrator types it."""
     return subprocess.run([str(SIAGA), *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
 
 
 def test_given_installed_center_when_commands_run_without_config_then_they_find_it(
@@ -185,3 +186,27 @@ def test_given_console_on_port_443_when_unit_rendered_then_it_may_bind_it(
     config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     unit = settings(install.render_unit(install.plan(load_center(config), config, None)))
     assert "CAP_NET_BIND_SERVICE" in unit["CapabilityBoundingSet"][0]
+
+
+def test_given_installed_center_when_report_and_device_run_without_config_then_its_db_is_used(
+        tmp_path: Path) -> None:
+    """`siaga db upgrade`, `siaga device add/list` and `siaga report` with no --config work
+    on the installed center's database (in its state directory), not on a new ./state."""
+    env = dict(os.environ, SIAGA_SYSCONFDIR=str(tmp_path / "etc"))
+    for name in ("SIAGA_CONFIG", "SIAGA_DB_URL", "SIAGA_STATE_DIR"):
+        env.pop(name, None)
+    source = config_with_state(tmp_path, str(tmp_path / "state"))
+    install.install(source, tmp_path / "etc" / "siaga" / "siaga.yaml",
+                    tmp_path / "etc" / "systemd" / "system", None)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    assert run_siaga(env, "db", "upgrade", cwd=cwd).returncode == 0
+    assert (tmp_path / "state" / "siaga.db").exists()
+    added = run_siaga(env, "device", "add", "app-1", "--json", cwd=cwd)
+    assert added.returncode == 0, added.stderr
+    listed = run_siaga(env, "device", "list", "--json", cwd=cwd)
+    assert "app-1" in listed.stdout, listed.stderr
+    report = run_siaga(env, "report", "--format", "json", cwd=cwd)
+    assert report.returncode == 0, report.stderr
+    assert yaml.safe_load(report.stdout)["summary"]["offered"] == 0
+    assert not (cwd / "state").exists()
