@@ -210,3 +210,23 @@ def test_given_installed_center_when_report_and_device_run_without_config_then_i
     assert report.returncode == 0, report.stderr
     assert yaml.safe_load(report.stdout)["summary"]["offered"] == 0
     assert not (cwd / "state").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
+def test_given_full_or_read_only_state_dir_when_doctor_runs_then_disk_fails_with_the_fix(
+        tmp_path: Path) -> None:
+    """The state directory on a 1 MB file system, then remounted read-only (in a private
+    mount namespace): doctor's disk check fails each time and says what to do."""
+    state = tmp_path / "state"
+    state.mkdir()
+    config = config_with_state(tmp_path, str(state))
+    script = ('set -e; mount -t tmpfs -o size=1m none "$1"; shift; "$@" || true; '
+              'echo ---; mount -o remount,ro "$0"; "$@" || true')
+    doctor = [str(SIAGA), "doctor", "--config", str(config)]
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                           str(state), str(state), *doctor],
+                          capture_output=True, text=True, timeout=120)
+    full, read_only = proc.stdout.split("---")
+    assert "FAIL disk      " + f"{state}: only 0.00 GB free" in full, proc.stdout + proc.stderr
+    assert "free space" in full
+    assert f"FAIL disk      {state} cannot be written: Read-only file system" in read_only
