@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/siaga.example.yaml
 # Debian packages the center and its tests use (Asterisk itself comes from `siaga provision`).
-DEB_PACKAGES := debootstrap espeak-ng sox postgresql chromium chromium-driver
+DEB_PACKAGES := debootstrap espeak-ng sox postgresql chromium chromium-driver systemd
 
 .PHONY: run test setup deb venv provision lint unit
 

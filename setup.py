@@ -26,6 +26,7 @@ setup(
         "ivr",
     ],
     package_data={
+        "dispatcher": ["deploy/*.j2"],
         "dispatcher.web": ["templates/*.j2", "static/*"],
         "dispatcher.api": ["openapi.yaml"],
         "dialplans": ["templates/*.j2"],

@@ -21,23 +21,55 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dispatcher.calllog.cli",
     "dispatcher.alerts.cli",
     "dispatcher.backup.cli",
+    "dispatcher.install",
+    "dispatcher.doctor",
 )
+
+# Where ``siaga install`` puts the center's config, and where every command looks for it when
+# neither --config nor $SIAGA_CONFIG names one. $SIAGA_SYSCONFDIR moves the whole /etc (a
+# packager's prefix, or a test's temporary directory).
+SYSCONFDIR_ENV = "SIAGA_SYSCONFDIR"
+
+
+def sysconfdir() -> Path:
+    """The system configuration directory: $SIAGA_SYSCONFDIR, else /etc."""
+    return Path(os.environ.get(SYSCONFDIR_ENV) or "/etc")
+
+
+def installed_config() -> Path:
+    """Where an installed center's config lives (``siaga install`` writes it)."""
+    return sysconfdir() / "siaga" / "siaga.yaml"
+
+
+def find_config(given: str | None) -> Path | None:
+    """The config to use: --config, else $SIAGA_CONFIG, else the installed center's."""
+    if given:
+        return Path(given)
+    if os.environ.get("SIAGA_CONFIG"):
+        return Path(os.environ["SIAGA_CONFIG"])
+    installed = installed_config()
+    return installed if installed.exists() else None
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """--config and --state-dir, shared by every command that reads the center's config."""
-    p.add_argument("--config", default=os.environ.get("SIAGA_CONFIG"),
-                   help="the center's config file (default: $SIAGA_CONFIG)")
+    p.add_argument("--config",
+                   help="the center's config file (default: $SIAGA_CONFIG, else the "
+                        "installed center's /etc/siaga/siaga.yaml)")
     p.add_argument("--state-dir", default=os.environ.get("SIAGA_STATE_DIR"),
                    help="override the config's state_dir (default: $SIAGA_STATE_DIR)")
 
 
 def load_from_args(args: argparse.Namespace):  # noqa: ANN201 (Center)
-    """Load the center named by --config, or exit with the config error on stderr."""
-    if not args.config:
-        sys.exit("siaga: no config: give --config FILE or set SIAGA_CONFIG")
+    """Load the center named by --config, $SIAGA_CONFIG or the installed config, or exit with
+    the config error on stderr."""
+    path = find_config(args.config)
+    if path is None:
+        sys.exit(f"siaga: no config: give --config FILE, set SIAGA_CONFIG, or install the "
+                 f"center with `siaga install --config FILE` (it writes {installed_config()})")
+    args.config = str(path)
     try:
-        return load_center(args.config, state_dir=args.state_dir)
+        return load_center(path, state_dir=getattr(args, "state_dir", None))
     except ConfigError as exc:
         sys.exit(f"siaga: config error: {exc}")
 
@@ -118,7 +150,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from dispatcher.serve import run
 
     center = load_from_args(args)
-    return run(center, rootfs=args.rootfs)
+    return run(center, rootfs=args.rootfs, log_format=args.log_format)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run the command center (Asterisk included)")
     add_config_args(p)
     p.add_argument("--rootfs", help="the provisioned root filesystem (default: $SIAGA_ROOTFS)")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   default=os.environ.get("SIAGA_LOG_FORMAT", "text"),
+                   help="text lines, or one JSON object a line with call_id/incident_id "
+                        "(default: $SIAGA_LOG_FORMAT or text)")
     p.set_defaults(func=_cmd_up)
 
     for name in COMMAND_MODULES:

@@ -14,17 +14,27 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from dispatcher.app import build_server, prepare
 from dispatcher.banner import banner_text
 from dispatcher.config import Center
+from dispatcher.logs import json_lines_observer
+from dispatcher.sdnotify import Notifier
 from pbx.asterisk import stale_pid
 from pbx.provision import ProvisionError, locate, provision
 
 
-def run(center: Center, rootfs: str | None = None) -> int:
-    """Provision if needed, render, start Asterisk and the server; return the exit code."""
+def run(center: Center, rootfs: str | None = None, log_format: str = "text") -> int:
+    """Provision if needed, render, start Asterisk and the server; return the exit code.
+
+    ``log_format`` "json" writes one JSON object a line (:mod:`dispatcher.logs`) instead of
+    Twisted's text lines; what is printed (the banner) becomes log lines too.
+    """
     from twisted.internet import reactor
 
     # Whatever the server creates without an explicit mode is its own alone; files another
     # process must read get their modes set explicitly (pbx.privilege).
     os.umask(0o077)
+    notifier = Notifier.from_environ(reactor, os.environ)
+    # Children (Asterisk, probes) are not the service's main process: they must not notify.
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        os.environ.pop(name, None)
     install = locate(rootfs)
     if install is None:
         try:
@@ -35,19 +45,26 @@ def run(center: Center, rootfs: str | None = None) -> int:
     # An Asterisk left running by a server that was killed is adopted, not restarted: the
     # calls it carries go on.
     adopt = stale_pid(center.run_dir / "run")
+    notifier.ping()
     prepared = prepare(center, install)
+    notifier.ping()
     server = build_server(reactor, prepared, adopt_pid=adopt)
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    observer = (json_lines_observer(sys.stdout) if log_format == "json"
+                else textFileLogObserver(sys.stdout))
+    globalLogBeginner.beginLoggingTo([observer])
+    reactor.addSystemEventTrigger("before", "shutdown", notifier.stopping)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
 
     @defer.inlineCallbacks
     def started():  # noqa: ANN202
+        notifier.start_watchdog()
         server.startService()
         ready = getattr(server, "when_ready", None)
         if ready is not None:
             yield ready()
         print(banner_text(center, prepared.paths.log, prepared.paths.recordings), flush=True)
+        notifier.ready(f"{center.name}: up")
 
     def failed(failure):  # noqa: ANN001, ANN202
         print(f"siaga: the center did not come up: {failure.getErrorMessage()}",

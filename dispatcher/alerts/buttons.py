@@ -78,7 +78,7 @@ class ButtonWatcher:
         uniqueid = event.get("Uniqueid")
         if extension is None or extension not in self.extensions or not uniqueid:
             log.warn("panic call from {channel} which is not a configured button",
-                     channel=channel)
+                     channel=channel, call_id=event.get("Linkedid") or uniqueid)
             return
         if uniqueid in self.calls:
             return
@@ -103,7 +103,7 @@ class ButtonWatcher:
 
         def failed(failure: Failure) -> None:
             log.failure("button {ext}: the incident could not be opened", failure,
-                        ext=extension)
+                        ext=extension, call_id=linkedid)
             if self.calls.get(uniqueid) is followed:
                 del self.calls[uniqueid]
             followed.callback(None)  # the events already chained on it do nothing
@@ -134,7 +134,7 @@ class ButtonWatcher:
             if item.get("Context") == BUTTONS_CONTEXT and exten != self.panic_number:
                 continue
             log.info("button {ext}: call {channel} found in progress after AMI login",
-                     ext=extension, channel=channel)
+                     ext=extension, channel=channel, call_id=uniqueid)
             catch_up: tuple[IncidentInput, str, str | None] | None = None
             bridge = item.get("BridgeId")
             if item.get("Application") != "Queue":

@@ -77,14 +77,9 @@ def register(subparsers: Any) -> None:
 
 
 def _sessions(args: argparse.Namespace) -> Any:
-    if getattr(args, "db", None) is None and getattr(args, "config", None):
-        from dispatcher.cli import load_from_args
+    from dispatcher.calllog.cli import database_url
 
-        url = load_from_args(args).database_url
-    else:
-        from dispatcher.calllog.cli import database_url
-
-        url = database_url(args)
+    url = database_url(args)
     engine = db.make_engine(url)
     db.upgrade(engine)
     return db.make_sessionmaker(engine)
@@ -92,12 +87,11 @@ def _sessions(args: argparse.Namespace) -> Any:
 
 def _master_key(args: argparse.Namespace) -> bytes | None:
     """The center's master key when the command names the center (and no other database)."""
-    if getattr(args, "db", None) is not None or not getattr(args, "config", None):
-        return None
-    from dispatcher.cli import load_from_args
+    from dispatcher.calllog.cli import center_for
     from dispatcher.credentials import ensure_credentials
 
-    return ensure_credentials(load_from_args(args)).master_key
+    center = center_for(args)
+    return ensure_credentials(center).master_key if center is not None else None
 
 
 def cmd_add(args: argparse.Namespace) -> int:

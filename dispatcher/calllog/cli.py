@@ -2,7 +2,9 @@
 
 ``register(subparsers)`` adds them to the ``siaga`` command's argparse subparsers; each sets
 ``func`` (``args.func(args) -> int`` is the exit status). The database URL comes from ``--db``,
-else the ``SIAGA_DB_URL`` environment variable, else SQLite in ``$SIAGA_STATE_DIR`` (``state``).
+else the center's (``--config``, ``$SIAGA_CONFIG``), else the ``SIAGA_DB_URL`` environment
+variable, else the installed center's (``siaga install``), else SQLite in ``$SIAGA_STATE_DIR``
+(``state``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,27 @@ from typing import Any
 from dispatcher.calllog import db, report
 
 
+def center_for(args: argparse.Namespace) -> Any:
+    """The center whose database the command uses (``Center``), or None: the one named by
+    --config or ``$SIAGA_CONFIG``, else the installed center unless ``$SIAGA_DB_URL`` names
+    another database; never when --db is given."""
+    if getattr(args, "db", None):
+        return None
+    from dispatcher.cli import find_config, load_from_args
+
+    if (getattr(args, "config", None) or os.environ.get("SIAGA_CONFIG")
+            or (not os.environ.get("SIAGA_DB_URL") and find_config(None) is not None)):
+        return load_from_args(args)
+    return None
+
+
 def database_url(args: argparse.Namespace) -> str:
     """The database URL the command should use (see the module docstring)."""
     if getattr(args, "db", None):
         return str(args.db)
+    center = center_for(args)
+    if center is not None:
+        return center.database_url
     if os.environ.get("SIAGA_DB_URL"):
         return os.environ["SIAGA_DB_URL"]
     state = os.environ.get("SIAGA_STATE_DIR", "state")
@@ -36,15 +55,19 @@ def _date(text: str) -> dt.date:
 
 def register(subparsers: Any) -> None:
     """Add ``db`` (with ``upgrade``) and ``report`` to the ``siaga`` command."""
+    from dispatcher.cli import add_config_args
+
     db_parser = subparsers.add_parser("db", help="call log database")
     db_sub = db_parser.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="create or upgrade the call log schema")
     upgrade.add_argument("--db", help="database URL (sqlite:///path or postgresql://...)")
+    add_config_args(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
 
     rep = subparsers.add_parser("report", help="supervisor report (HTML, CSV or JSON)")
     today = dt.date.today()
     rep.add_argument("--db", help="database URL (sqlite:///path or postgresql://...)")
+    add_config_args(rep)
     rep.add_argument(
         "--from",
         dest="start",

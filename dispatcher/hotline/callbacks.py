@@ -380,7 +380,7 @@ class CallbackList:
                 entry.store_id = self.store.created(entry)
             except Exception:
                 log.failure("Callback {id} for {number} not persisted", id=entry.id,
-                            number=entry.number)
+                            number=entry.number, call_id=entry.linkedid)
         self._changed(entry)
         return entry
 
@@ -481,7 +481,7 @@ class CallbackList:
         else:
             self.evicted_count += 1
         log.debug("Callback {id} for {number} evicted: {why}", id=weakest.id,
-                  number=weakest.number, why=why)
+                  number=weakest.number, why=why, call_id=weakest.linkedid)
         if persisted:
             # Its row says it is no longer owed (a restart does not bring it back).
             self._persist(weakest)
@@ -515,14 +515,15 @@ class CallbackList:
             self.store.updated(entry)
         except Exception:
             log.failure("Callback {id} state {state} not persisted", id=entry.id,
-                        state=entry.state)
+                        state=entry.state, call_id=entry.linkedid)
 
     def _changed(self, entry: CallbackEntry) -> None:
         if self.on_change is not None:
             try:
                 self.on_change(entry)
             except Exception:
-                log.failure("Callback listener failed on {id}", id=entry.id)
+                log.failure("Callback listener failed on {id}", id=entry.id,
+                            call_id=entry.linkedid)
 
 
 class SqlCallbackStore:
@@ -585,7 +586,8 @@ class WriterCallbackStore:
 
         d = self.submit(insert, entry.number, entry.reason, entry.linkedid)
         d.addCallback(stored)
-        d.addErrback(lambda f: log.failure("Callback {id} not persisted", f, id=entry.id))
+        d.addErrback(lambda f: log.failure("Callback {id} not persisted", f, id=entry.id,
+                                         call_id=entry.linkedid))
         self._pending[entry.id] = d
         return None
 
@@ -601,7 +603,8 @@ class WriterCallbackStore:
         def after_insert(_: object) -> None:
             if entry.store_id is not None:
                 self.submit(write, entry.store_id).addErrback(
-                    lambda f: log.failure("Callback {id} state not persisted", f, id=entry.id))
+                    lambda f: log.failure("Callback {id} state not persisted", f,
+                                          id=entry.id, call_id=entry.linkedid))
 
         pending = self._pending.get(entry.id)
         if pending is None:
