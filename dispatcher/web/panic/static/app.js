@@ -34,7 +34,8 @@ const TEXT = {
     type_crime: "Kejahatan", type_other: "Lainnya",
     press: "TOLONG",
     press_hint: "Tekan untuk meminta bantuan",
-    press_again: "Tekan lagi untuk mengirim ulang",
+    press_again: "Tersimpan: dikirim saat ada jaringan",
+    press_sent: "Peringatan terkirim",
     ready: "Siap. Tekan tombol bila Anda butuh bantuan.",
     locating: "Mencari lokasi Anda…",
     queued: "Belum terkirim: tidak ada jaringan. Peringatan Anda disimpan dan dikirim " +
@@ -72,7 +73,7 @@ const TEXT = {
   },
   en: {
     title: "Emergency Button",
-    other_lang: "Bahasa Indonesia",
+    other_lang: "Indonesia",
     enrol_title: "Activate the app",
     enrol_needed: "Open the enrolment link (or scan the QR code) the emergency center gave you.",
     enrolling: "Enrolling this phone…",
@@ -86,7 +87,8 @@ const TEXT = {
     type_crime: "Crime", type_other: "Other",
     press: "HELP",
     press_hint: "Press to ask for help",
-    press_again: "Press again to resend",
+    press_again: "Kept: sent when there is a network",
+    press_sent: "Alert sent",
     ready: "Ready. Press the button if you need help.",
     locating: "Finding your location…",
     queued: "Not sent yet: no network. Your alert is saved and will be sent automatically " +
@@ -131,6 +133,7 @@ let locationDenied = false;
 let current = null;  // the alert being followed (as kept in IndexedDB)
 let sending = false;
 let pendingCode = null;
+let enrolMessage = {key: "enrol_needed", values: null, error: false};
 
 function t(key, values) {
   let text = TEXT[lang][key] || TEXT.id[key] || key;
@@ -234,19 +237,27 @@ async function enrol() {
     return;
   }
   show("enrol");
-  setText("enrol-text", t("enrolling"));
+  enrolSays("enrolling");
   let reply;
   try {
     reply = await api("POST", "/enrol", {code: pendingCode});
   } catch (e) {
-    setText("enrol-text", t("enrol_offline"));
+    enrolSays("enrol_offline", null, true);
     return;  // kept in memory only; retried on "online"
   }
   pendingCode = null;
   if (reply.status !== 200) {
     const known = ["code_used", "code_expired", "invalid_code"];
-    setText("enrol-text", known.includes(reply.doc.error) ? t(reply.doc.error)
-      : t("refused", {reason: reply.doc.reason || reply.status}));
+    if (known.includes(reply.doc.error)) {
+      enrolSays(reply.doc.error, null, true);
+    } else {
+      enrolSays("refused", {reason: reply.doc.reason || reply.status}, true);
+    }
+    if (device()) {
+      // Enrolled before (the link opened twice): the app works; say why the link did not.
+      route();
+      setText("error", $("enrol-text").textContent);
+    }
     return;
   }
   store.setItem("siaga.device", JSON.stringify({device_id: reply.doc.device_id,
@@ -256,6 +267,17 @@ async function enrol() {
   }
   setText("error", "");
   route();
+}
+
+function enrolSays(key, values, error) {
+  enrolMessage = {key, values: values || null, error: !!error};
+  renderEnrol();
+}
+
+function renderEnrol() {
+  const node = $("enrol-text");
+  node.textContent = t(enrolMessage.key, enrolMessage.values);
+  node.className = enrolMessage.error ? "error" : "";
 }
 
 // -- location -------------------------------------------------------------------------
@@ -473,7 +495,12 @@ function render() {
   }
   setText("status-detail", detail);
   const active = current && !OVER.has(current.state) && current.state !== "refused";
-  $("panic").querySelector(".small").textContent = active ? t("press_again") : t("press_hint");
+  let hint = t("press_hint");
+  if (active) {
+    hint = current.sent ? t("press_sent") : t("press_again");
+  }
+  $("panic").querySelector(".small").textContent = hint;
+  renderEnrol();
   $("done").hidden = !(current && (OVER.has(current.state) || current.state === "refused"));
   setText("number-line", number() ? t("number_line", {number: number()}) : "");
   const dev = device();
@@ -497,7 +524,6 @@ function route() {
     show("enrol");
   } else if (!device()) {
     show("enrol");
-    setText("enrol-text", t("enrol_needed"));
   } else if (!number()) {
     show("settings");
     $("number").value = "";
