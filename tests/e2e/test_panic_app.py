@@ -54,12 +54,12 @@ def center_server(tmp_path_factory: pytest.TempPathFactory,
         proc.stop()
 
 
-def link_for(server: SiagaProcess, device_id: str) -> str:
+def link_for(server: SiagaProcess, device_id: str, label: str = "Ibu Sari") -> str:
     """`siaga device add --link` on the center's config, as an administrator runs it."""
     out = subprocess.run(
         [str(Path(sys.executable).parent / "siaga"), "device", "add", device_id, "--link",
          "--config", str(server.config), "--state-dir", str(server.state_dir),
-         "--label", "Ibu Sari", "--json"],
+         "--label", label, "--json"],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["link"]
 
@@ -232,21 +232,29 @@ def test_given_a_link_when_pressed_offline_then_one_incident_at_the_phone_and_th
         close_browser(driver)
 
 
+HOSTILE_LABEL = '<img src=x onerror="document.title=\'owned\'">Budi'
+
+
 def test_given_a_spent_link_when_opened_again_then_the_app_says_so_and_gets_no_token(
         center_server: SiagaProcess, tmp_path: Path) -> None:
     """The link works once: a second phone opening it is told to ask for a new one and
     holds no credential; the API answers a JSON 410 with a reason; a made-up code gets a
-    JSON 403."""
+    JSON 403. The device's label, markup typed by whoever enrolled it, is shown as text."""
     from selenium.webdriver.common.by import By
 
     center = center_server.center
     base = f"http://{center.http.host}:{center.http.port}"
-    link = link_for(center_server, "budi-phone")
+    link = link_for(center_server, "budi-phone", HOSTILE_LABEL)
     first = phone_browser(base)
     try:
         first.get(link)
-        wait_for(settled(lambda: first.execute_script(
-            "return localStorage['siaga.device'] || ''")), 15, "the first phone to enrol")
+        wait_for(settled(lambda: first.find_element(By.ID, "settings-view").is_displayed()),
+                 15, "the first phone to enrol")
+        line = first.find_element(By.ID, "device-line")
+        assert HOSTILE_LABEL in line.text
+        assert line.find_elements(By.TAG_NAME, "img") == []
+        assert first.title != "owned"
+        shot(first, tmp_path, "hostile-label")
     finally:
         close_browser(first)
     second = phone_browser(base)

@@ -179,6 +179,17 @@ async function dbDo(mode, work) {
 }
 
 const saveAlert = (alert) => dbDo("readwrite", (s) => s.put(alert));
+const dropAlert = (alertId) => dbDo("readwrite", (s) => s.delete(alertId));
+const KEEP_MS = 7 * 24 * 3600 * 1000;  // sent alerts older than this are forgotten
+
+async function forgetOld() {
+  const alerts = await allAlerts();
+  for (const alert of alerts) {
+    if (alert.sent && alert.created < Date.now() - KEEP_MS) {
+      await dropAlert(alert.alert_id);
+    }
+  }
+}
 const allAlerts = () => dbDo("readonly", (s) => s.getAll());
 
 async function latestAlert() {
@@ -504,7 +515,8 @@ function render() {
   $("done").hidden = !(current && (OVER.has(current.state) || current.state === "refused"));
   setText("number-line", number() ? t("number_line", {number: number()}) : "");
   const dev = device();
-  setText("device-line", dev ? t("device", {id: dev.device_id}) : "");
+  setText("device-line", dev ? t("device", {id: dev.device_id + (dev.label ? " · " + dev.label
+    : "")}) : "");
   renderLocation();
 }
 
@@ -563,6 +575,7 @@ async function start() {
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("sw.js").catch(() => undefined);
   }
+  await forgetOld().catch(() => undefined);
   current = await latestAlert().catch(() => null);
   if (current && current.state === "locating") {
     current = null;  // the page closed before the press was kept: nothing to resend
