@@ -215,3 +215,26 @@ def test_given_no_alert_when_a_link_is_exchanged_then_no_incident_is_made(app: A
     before = counts(app.sessions)
     app.call("POST", "/api/v1/enrol", {"code": CODE})
     assert counts(app.sessions) == before
+
+
+def test_given_a_center_with_tls_when_a_link_is_made_then_it_is_https(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The link names the center as its config serves it: https when ``tls:`` is set (a
+    phone keeps the app offline only in a secure context), http otherwise."""
+    from tests.certs import make_certificates
+    from tests.harness import EXAMPLE_CONFIG
+
+    certs = make_certificates(tmp_path / "certs")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(EXAMPLE_CONFIG.read_text())
+    secure = tmp_path / "secure.yaml"
+    secure.write_text(EXAMPLE_CONFIG.read_text() + f"\ntls:\n  certificate: {certs.certificate}"
+                      f"\n  key: {certs.key}\n")
+    links = {}
+    for name, config in (("plain", plain), ("secure", secure)):
+        (tmp_path / name).mkdir()
+        assert main(["device", "add", f"phone-{name}", "--link", "--config", str(config),
+                     "--state-dir", str(tmp_path / name), "--json"]) == 0
+        links[name] = json.loads(capsys.readouterr().out)["link"]
+    assert links["secure"].startswith("https://127.0.0.1:8080/panic/#code=")
+    assert links["plain"].startswith("http://127.0.0.1:8080/panic/#code=")
