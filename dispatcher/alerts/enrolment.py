@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dispatcher.calllog import store
@@ -134,6 +134,25 @@ def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+def _newest(column: Any, table: Any) -> Any:
+    # A column of the incident's newest row of ``table``: an index lookup each.
+    return (select(column).where(table.incident_id == Incident.id)
+            .order_by(table.id.desc()).limit(1).correlate(Incident).scalar_subquery())
+
+
+# One statement, built once: every poll of every phone with a live alert runs it.
+_STATUS = (
+    select(Alert.alert_id, Alert.type, Alert.received_at, Incident.id, Incident.state,
+           Incident.updated_at, Agency.code,
+           _newest(IncidentTransition.from_state, IncidentTransition),
+           _newest(IncidentTransition.detail, IncidentTransition),
+           _newest(Callback.state, Callback), _newest(Callback.attempts, Callback))
+    .join(Incident, Incident.id == Alert.incident_id)
+    .outerjoin(Agency, Agency.id == Incident.agency_id)
+    .where(Alert.device_id == bindparam("device_pk"), Alert.alert_id == bindparam("alert_id"))
+)
+
+
 def alert_status(session: Session, device_pk: int, alert_id: str) -> dict[str, Any] | None:
     """What the app that sent ``alert_id`` may know about it, or None if this device sent
     no such alert.
@@ -143,30 +162,23 @@ def alert_status(session: Session, device_pk: int, alert_id: str) -> dict[str, A
     ``operator_answered``: the operator is calling the citizen now), the callback's state
     and the agency it went to. No operator, note, location or other incident.
     """
-    alert = session.scalar(select(Alert).where(Alert.device_id == device_pk,
-                                               Alert.alert_id == alert_id))
-    if alert is None:
+    row = session.execute(_STATUS, {"device_pk": device_pk, "alert_id": alert_id}).first()
+    if row is None:
         return None
-    incident = session.get(Incident, alert.incident_id)
-    assert incident is not None
-    last = session.scalar(select(IncidentTransition)
-                          .where(IncidentTransition.incident_id == incident.id)
-                          .order_by(IncidentTransition.id.desc()).limit(1))
+    (alert_id, kind, received_at, incident_id, state, updated_at, agency, from_state, detail,
+     callback_state, callback_attempts) = row
     step = None
-    if last is not None and last.from_state is not None:
-        step = (last.detail or "").split(":", 1)[0] or None
-    callback = session.scalar(select(Callback).where(Callback.incident_id == incident.id)
-                              .order_by(Callback.id.desc()).limit(1))
-    agency = session.get(Agency, incident.agency_id) if incident.agency_id else None
+    if from_state is not None:
+        step = (detail or "").split(":", 1)[0] or None
     return {
-        "alert_id": alert.alert_id,
-        "incident_id": incident.id,
-        "type": alert.type,
-        "state": incident.state,
+        "alert_id": alert_id,
+        "incident_id": incident_id,
+        "type": kind,
+        "state": state,
         "step": step,
-        "callback": None if callback is None else {"state": callback.state,
-                                                   "attempts": callback.attempts},
-        "agency": agency.code if agency else None,
-        "received_at": _iso(alert.received_at),
-        "updated_at": _iso(incident.updated_at),
+        "callback": None if callback_state is None else {"state": callback_state,
+                                                         "attempts": callback_attempts},
+        "agency": agency,
+        "received_at": _iso(received_at),
+        "updated_at": _iso(updated_at),
     }

@@ -303,7 +303,9 @@ class Callback(Base):
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     result_linkedid: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_callbacks_state_created", "state", "created_at"),)
+    __table_args__ = (Index("ix_callbacks_state_created", "state", "created_at"),
+                      # An incident's callback, read by every poll of the panic app.
+                      Index("ix_callbacks_incident", "incident_id"))
 
 
 class Device(Base):

@@ -238,3 +238,28 @@ def test_given_a_center_with_tls_when_a_link_is_made_then_it_is_https(
         links[name] = json.loads(capsys.readouterr().out)["link"]
     assert links["secure"].startswith("https://127.0.0.1:8080/panic/#code=")
     assert links["plain"].startswith("http://127.0.0.1:8080/panic/#code=")
+
+
+def test_given_an_operator_calling_when_the_app_reads_its_alert_then_the_step_says_so(
+        app: Any) -> None:
+    """The server rang an operator, who answered and is now dialling the citizen: the
+    state stays ``operator_ringing`` and ``step`` says ``operator_answered`` (the app's
+    "an operator is calling you"); then the citizen answers: ``talking``."""
+    from dispatcher.alerts import storage
+    from dispatcher.alerts.incident import IncidentInput
+
+    _, enrolled = app.call("POST", "/api/v1/enrol", {"code": CODE})
+    auth = {"Authorization": f"Bearer {enrolled['token']}", "X-Siaga-Device": "phone1"}
+    _, receipt = app.call("POST", "/api/v1/alerts", alert_body("a-1"), auth)
+    now = dt.datetime.fromtimestamp(NOW, dt.UTC)
+    seen = []
+    for event in (IncidentInput.DIAL_OPERATOR, IncidentInput.OPERATOR_ANSWERED,
+                  IncidentInput.CITIZEN_ANSWERED):
+        with db.transaction(app.sessions) as session:
+            storage.transition(session, receipt["incident_id"], event, now, "by Rina")
+        _, doc = app.call("GET", "/api/v1/alerts/a-1", headers=auth)
+        seen.append((doc["state"], doc["step"]))
+    assert seen == [("operator_ringing", "dial_operator"),
+                    ("operator_ringing", "operator_answered"),
+                    ("talking", "citizen_answered")]
+    assert "Rina" not in json.dumps(doc)  # the detail is for operators, not the app

@@ -1,4 +1,5 @@
-"""One-time enrolment codes for panic apps (``siaga device add --link``).
+"""One-time enrolment codes for panic apps (``siaga device add --link``); callbacks found
+by their incident without a scan (each poll of a panic app reads its incident's callback).
 
 Revision ID: 0004
 Revises: 0002
@@ -32,8 +33,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enrolment_codes")),
         sa.UniqueConstraint("code_hash", name=op.f("uq_enrolment_codes_code_hash")),
     )
+    op.create_index("ix_callbacks_incident", "callbacks", ["incident_id"])
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_index("ix_callbacks_incident", table_name="callbacks")
     op.drop_table("enrolment_codes")
