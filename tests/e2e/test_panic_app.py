@@ -148,8 +148,6 @@ def test_given_a_link_when_pressed_offline_then_one_incident_at_the_phone_and_th
     sip = f"{center.sip.host}:{center.sip.port}"
     base = f"http://{center.http.host}:{center.http.port}"
     op_ext = center.operators[0].extension
-    operator = phones.extension(op_ext, creds.password(op_ext), sip)
-    citizen = phones.extension(CITIZEN_EXT, creds.password(CITIZEN_EXT), sip)
     link = link_for(center_server, "sari-phone")
     code = link.split("#code=", 1)[1]
 
@@ -193,6 +191,10 @@ def test_given_a_link_when_pressed_offline_then_one_incident_at_the_phone_and_th
         shot(driver, tmp_path, "3-offline")
         assert rows(center_server, "sari-phone") == (0, [])
 
+        # The phones register only now: their SIP stack answers Asterisk's qualify pings
+        # only while the test waits, and the browser's steps above do not wait.
+        operator = phones.extension(op_ext, creds.password(op_ext), sip)
+        citizen = phones.extension(CITIZEN_EXT, creds.password(CITIZEN_EXT), sip)
         network(driver, online=True)
         wait_for(lambda: rows(center_server, "sari-phone")[0] >= 1, 30,
                  "the kept alert to reach the center once the network is back")
