@@ -199,6 +199,8 @@ def test_given_the_cli_when_adding_by_link_then_code_stored_hashed_and_link_has_
         assert device.token_hash is None and device.hmac_key is None
         row = session.query(EnrolmentCode).one()
         assert row.code_hash == enrolment.hash_code(code) and code not in row.code_hash
+    assert main(["device", "list", "--db", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["auth"] == "link"
     assert main(["device", "link", "--db", url, "phone9", "--base-url",
                  "https://siaga.example.id", "--json"]) == 0
     second = json.loads(capsys.readouterr().out)["link"][len(prefix):]
