@@ -175,6 +175,8 @@ def test_given_a_link_when_pressed_offline_then_one_incident_at_the_phone_and_th
         wait_for(settled(lambda: driver.execute_script("return document.body.dataset.ready")
                          and driver.find_element(By.ID, "panic").is_displayed()),
                  15, "the app to open with no network")
+        assert driver.execute_script(
+            "return performance.getEntriesByType('navigation')[0].workerStart") > 0
         driver.find_element(By.CSS_SELECTOR, "#types input[value='medical'] + span").click()
         driver.find_element(By.ID, "panic").click()
         wait_for(settled(lambda: status(driver)[0] == "queued"), 15,
