@@ -14,6 +14,7 @@ setup(
         "dialplans",
         "dispatcher",
         "dispatcher.web",
+        "dispatcher.web.panic",
         "dispatcher.api",
         "dispatcher.alerts",
         "dispatcher.hotline",
@@ -28,6 +29,7 @@ setup(
     package_data={
         "dispatcher": ["deploy/*.j2"],
         "dispatcher.web": ["templates/*.j2", "static/*"],
+        "dispatcher.web.panic": ["static/*"],
         "dispatcher.api": ["openapi.yaml"],
         "dialplans": ["templates/*.j2"],
         "dispatcher.calllog": ["templates/*.j2", "migrations/script.py.mako"],
@@ -48,6 +50,8 @@ setup(
         "pyOpenSSL>=24.0",
         "service_identity>=24.1",
         "cryptography>=42",
+        # The panic app's enrolment link as a QR code (terminal and SVG).
+        "segno>=1.6",
     ],
     extras_require={
         "test": [

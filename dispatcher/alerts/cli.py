@@ -6,6 +6,11 @@ server keeps only the token's hash. An HMAC key enrolled on the center's config 
 from the center's master key (:mod:`dispatcher.keys`): the database keeps only the label it
 was derived with. With ``--db`` alone there is no master key at hand, so the key itself is
 stored (as before keys were derived).
+
+``--link`` enrols a panic app by a one-time link instead: the device gets no credential
+now; the link (and its QR code) carries a one-time code the app exchanges, once and before
+it expires, for its token (``dispatcher.alerts.enrolment``). ``siaga device link`` issues a
+new link for an enrolled app (a new phone: the old token stops working once it is used).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 from typing import Any
 
 from dispatcher import keys
-from dispatcher.alerts import storage
+from dispatcher.alerts import enrolment, storage
 from dispatcher.alerts.intake import CALLBACK_RE, IDENTIFIER_RE
 from dispatcher.calllog import db, store
 
@@ -61,7 +66,16 @@ def register(subparsers: Any) -> None:
     add.add_argument("--auth", choices=("token", "hmac", "both"), default="token",
                      help="bearer token (default), HMAC signatures, or both")
     add.add_argument("--json", action="store_true", help="print JSON")
+    _link_args(add, optional=True)
     add.set_defaults(func=cmd_add)
+
+    link = sub.add_parser("link", help="a new one-time enrolment link for an enrolled app")
+    add_config_args(link)
+    link.add_argument("--db", help="database URL")
+    link.add_argument("device_id", type=_identifier)
+    link.add_argument("--json", action="store_true", help="print JSON")
+    _link_args(link, optional=False)
+    link.set_defaults(func=cmd_link)
 
     ls = sub.add_parser("list", help="enrolled devices (no secrets)")
     add_config_args(ls)
@@ -74,6 +88,104 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("--db", help="database URL")
     revoke.add_argument("device_id", type=_identifier)
     revoke.set_defaults(func=cmd_revoke)
+
+
+def _hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of hours") from None
+    if not 0.05 <= hours <= 24 * 30:
+        raise argparse.ArgumentTypeError("from 0.05 (3 minutes) to 720 hours (30 days)")
+    return hours
+
+
+def _base_url(text: str) -> str:
+    if not re.match(r"^https?://[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._~/-]*)?$", text):
+        raise argparse.ArgumentTypeError("an http:// or https:// URL of the center")
+    return text.rstrip("/")
+
+
+def _link_args(parser: argparse.ArgumentParser, optional: bool) -> None:
+    if optional:
+        parser.add_argument("--link", action="store_true",
+                            help="enrol a panic app by a one-time link and QR code instead of "
+                            "printing a token")
+    parser.add_argument("--base-url", type=_base_url,
+                        help="the center's address as phones reach it (default: from the "
+                        "config's http and tls sections)")
+    parser.add_argument("--expires-hours", type=_hours, default=24.0,
+                        help="the link works once, for this long (default 24)")
+    parser.add_argument("--qr-svg", metavar="FILE", help="also write the QR code as SVG")
+    parser.add_argument("--no-qr", action="store_true",
+                        help="do not draw the QR code in the terminal")
+
+
+def center_base_url(args: argparse.Namespace) -> str | None:
+    """The center's web address from its config: https when ``tls:`` is set."""
+    if getattr(args, "base_url", None):
+        return str(args.base_url)
+    if not getattr(args, "config", None) or getattr(args, "db", None) is not None:
+        return None
+    import socket
+
+    from dispatcher.cli import load_from_args
+
+    center = load_from_args(args)
+    host = center.http.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if center.tls is not None else "http"
+    return f"{scheme}://{host}:{center.http.port}"
+
+
+def _issue_link(args: argparse.Namespace, sessions: Any, base: str) -> int:
+    """Store a one-time code for ``args.device_id`` and print the link (and QR code)."""
+    code = enrolment.new_code()
+    ttl = dt.timedelta(hours=args.expires_hours)
+    try:
+        with db.transaction(sessions) as session:
+            expires = enrolment.issue_code(session, args.device_id, code,
+                                           dt.datetime.now(dt.UTC), ttl)
+    except LookupError as exc:
+        print(f"siaga: {exc}", file=sys.stderr)
+        return 1
+    # The code rides in the fragment: browsers never send it to the server or a Referer.
+    url = f"{base}/panic/#code={code}"
+    if args.qr_svg:
+        import segno
+
+        segno.make(url, error="m").save(args.qr_svg, scale=8, border=4)
+    if args.json:
+        print(json.dumps({"device_id": args.device_id, "link": url,
+                          "expires_at": expires.isoformat().replace("+00:00", "Z"),
+                          "qr_svg": args.qr_svg}))
+        return 0
+    print(f"device {args.device_id}: open this link on the citizen's phone (works once, "
+          f"until {expires:%Y-%m-%d %H:%M} UTC):")
+    print(f"  {url}")
+    if base.startswith("http://") and "127.0.0.1" not in base and "localhost" not in base:
+        print("  note: phones keep the app offline only over HTTPS: set the config's tls "
+              "section", file=sys.stderr)
+    if not args.no_qr:
+        import segno
+
+        segno.make(url, error="m").terminal(compact=True)
+    if args.qr_svg:
+        print(f"  QR code written to {args.qr_svg}")
+    return 0
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """A new one-time link for an enrolled app."""
+    base = center_base_url(args)
+    if base is None:
+        print("siaga: give --base-url (or --config) so the link names the center",
+              file=sys.stderr)
+        return 2
+    return _issue_link(args, _sessions(args), base)
 
 
 def _sessions(args: argparse.Namespace) -> Any:
@@ -95,7 +207,9 @@ def _master_key(args: argparse.Namespace) -> bytes | None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    """Enrol a device; print its token and/or key."""
+    """Enrol a device; print its token and/or key, or (``--link``) its one-time link."""
+    if args.link:
+        return _add_by_link(args)
     token = store.new_token() if args.auth in ("token", "both") else None
     key = stored_key = None
     if args.auth in ("hmac", "both"):
@@ -125,6 +239,29 @@ def cmd_add(args: argparse.Namespace) -> int:
         if key:
             print(f"  hmac key: {key}")
     return 0
+
+
+def _add_by_link(args: argparse.Namespace) -> int:
+    if args.auth != "token":
+        print("siaga: --link enrols an app with a token; --auth does not apply",
+              file=sys.stderr)
+        return 2
+    base = center_base_url(args)
+    if base is None:
+        print("siaga: give --base-url (or --config) so the link names the center",
+              file=sys.stderr)
+        return 2
+    sessions = _sessions(args)
+    try:
+        with db.transaction(sessions) as session:
+            # No credential yet: the device cannot authenticate until its code is spent.
+            store.add_device(session, args.device_id, kind="app", label=args.label,
+                             callback_number=args.callback_number,
+                             now=dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        print(f"siaga: {exc}", file=sys.stderr)
+        return 1
+    return _issue_link(args, sessions, base)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ its incident and the callback owed; at start-up every callback still owed is res
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dispatcher.alerts import storage
+from dispatcher.alerts import enrolment, storage
 from dispatcher.alerts.auth import REPLAY_WINDOW, Authenticator, DeviceCredentials
 from dispatcher.alerts.buttons import ButtonWatcher
 from dispatcher.alerts.callback import CallbackDialer, DialerSettings
@@ -356,6 +357,95 @@ class AlertService(Service):
         log.failure("an alert could not be stored", failure)
         raise ApiError(503, "storage_unavailable", "the alert could not be stored; retry with "
                        "the same alert_id", {"Retry-After": "1"})
+
+    # -- panic apps: enrolment and their own alert's status --------------------------------
+
+    def enrol(self, body: bytes, source: str | None = None) -> Deferred[dict[str, Any]]:
+        """``POST /api/v1/enrol``: spend a one-time code, fire with the device's credential.
+
+        A refused code counts as a failed attempt of the source, like a wrong token: an
+        address that keeps guessing is answered 429 before any database work.
+        """
+        now = self.clock.seconds()
+        wait = self.failures.wait(source, now) if source is not None else 0.0
+        if wait > 0:
+            return _failed(self._too_many_failures(wait))
+        try:
+            document = parse_json_object(body, 1024)
+            unknown = sorted(set(document) - {"code"})
+            if unknown:
+                raise ApiError(422, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+            code = document.get("code")
+            if not isinstance(code, str) or not re.match(enrolment.CODE_RE_TEXT, code):
+                raise ApiError(422, "invalid_field", "code must be the enrolment code of the "
+                               "link (16 to 64 letters, digits, '-' or '_')")
+        except ApiError as exc:
+            self._failed_attempt(source)
+            return _failed(exc)
+        d = self.write(enrolment.exchange_code, code, self._now())
+
+        def enrolled(result: enrolment.Enrolled) -> dict[str, Any]:
+            # The device's cached row (no credential yet) must not outlive its new token.
+            self._devices.pop(result.device_id, None)
+            self._known.pop(result.device_id, None)
+            log.info("device {device} enrolled by its one-time link", device=result.device_id)
+            return {"device_id": result.device_id, "token": result.token,
+                    "callback_number": result.callback_number, "label": result.label}
+
+        def refused(failure: Failure) -> None:
+            if not failure.check(enrolment.EnrolmentRefused):
+                log.failure("an enrolment could not be stored", failure)
+                raise ApiError(503, "storage_unavailable", "the enrolment could not be "
+                               "stored; try the link again", {"Retry-After": "1"})
+            self._failed_attempt(source)
+            reason = failure.value.reason
+            if reason == "used":
+                raise ApiError(410, "code_used", "this enrolment link was already used: "
+                               "ask the center for a new one")
+            if reason == "expired":
+                raise ApiError(410, "code_expired", "this enrolment link has expired: ask "
+                               "the center for a new one")
+            raise ApiError(403, "invalid_code", "this enrolment code is not valid")
+
+        return d.addCallbacks(enrolled, refused)
+
+    def alert_status(self, headers: Mapping[str, str | None], alert_id: str,
+                     source: str | None = None) -> Deferred[dict[str, Any]]:
+        """``GET /api/v1/alerts/{alert_id}``: the state of the device's own alert.
+
+        The device names itself in ``X-Siaga-Device`` and proves it as for ``POST``
+        (token, or a signature over the empty body); another device's alert id answers
+        404 as an unknown one does, so nothing tells it that alert exists.
+        """
+        now = self.clock.seconds()
+        wait = self.failures.wait(source, now) if source is not None else 0.0
+        try:
+            self.auth.precheck(headers, now)
+            device_id = validate_identifier(headers.get("x-siaga-device"), "X-Siaga-Device")
+            validate_identifier(alert_id, "alert_id")
+        except ApiError as exc:
+            if wait > 0:
+                return _failed(self._too_many_failures(wait))
+            self._failed_attempt(source)
+            return _failed(exc)
+        if wait > 0:
+            known = self._known.get(device_id)
+            if known is None:
+                return _failed(self._too_many_failures(wait))
+            d: Deferred[DeviceCredentials | None] = succeed(known)
+        else:
+            d = self.lookup_device(device_id)
+        d.addCallback(self._checked, headers, b"", source)
+
+        def read(device: DeviceCredentials) -> Deferred[dict[str, Any]]:
+            return self.read(enrolment.alert_status, device.pk, alert_id)
+
+        def found(document: dict[str, Any] | None) -> dict[str, Any]:
+            if document is None:
+                raise ApiError(404, "not_found", "this device sent no alert with this id")
+            return document
+
+        return d.addCallback(read).addCallback(found)
 
     # -- incidents -----------------------------------------------------------------------
 

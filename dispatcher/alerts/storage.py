@@ -283,8 +283,9 @@ def list_devices(session: Session) -> list[dict[str, Any]]:
     rows = session.scalars(select(Device).order_by(Device.device_id))
     return [{
         "device_id": d.device_id, "kind": d.kind, "label": d.label, "enabled": d.enabled,
+        # An app enrolled by link has no credential until its code is exchanged.
         "auth": "+".join(a for a, on in (("token", d.token_hash), ("hmac", d.hmac_key)) if on)
-        or "none",
+        or ("link" if d.kind == "app" else "none"),
         "callback_number": d.callback_number, "created_at": d.created_at.isoformat(),
         "revoked_at": d.revoked_at.isoformat() if d.revoked_at else None,
     } for d in rows]

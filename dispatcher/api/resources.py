@@ -225,6 +225,42 @@ class AlertsResource(JsonResource):
 
         return _finish_async(request, d, render)
 
+    def render_GET(self, request: Request) -> bytes | int:  # noqa: N802
+        """``GET /api/v1/alerts/{alert_id}``: the sending device's view of its own alert."""
+        parts = [p.decode("ascii", "replace") for p in request.postpath]
+        if parts and parts[-1] == "":
+            parts = parts[:-1]
+        if not parts:
+            raise ApiError(405, "method_not_allowed", "GET is not allowed here: "
+                           "GET /alerts/{alert_id} reads one alert", {"Allow": "POST"})
+        if len(parts) != 1:
+            raise ApiError(404, "not_found", "no such resource")
+        headers = {name: _header(request, name.encode()) for name in
+                   ("authorization", "x-siaga-timestamp", "x-siaga-signature",
+                    "x-siaga-device")}
+        source = getattr(request.getClientAddress(), "host", None)
+        d = self.alerts.alert_status(headers, parts[0], source)
+        return _finish_async(request, d, lambda doc: (200, json_body(doc), {}))
+
+
+class EnrolResource(JsonResource):
+    """``POST /api/v1/enrol``: a panic app spends its one-time code for its token."""
+
+    isLeaf = True
+
+    def __init__(self, alerts: AlertService) -> None:
+        super().__init__()
+        self.alerts = alerts
+
+    def render_POST(self, request: Request) -> bytes | int:  # noqa: N802
+        """``{"code": ...}`` → 200 ``{"device_id", "token", "callback_number", "label"}``."""
+        if request.postpath not in ([], [b""]):
+            raise ApiError(404, "not_found", "no such resource")
+        body = _body(request, 1024)
+        source = getattr(request.getClientAddress(), "host", None)
+        d = self.alerts.enrol(body, source)
+        return _finish_async(request, d, lambda doc: (200, json_body(doc), {}))
+
 
 def _is_loopback(request: Request) -> bool:
     address = request.getClientAddress()
@@ -488,6 +524,7 @@ def build_api(alerts: AlertService, operator_token: str | None = None,
     v1 = JsonResource()
     api.putChild(b"v1", v1)
     v1.putChild(b"alerts", AlertsResource(alerts))
+    v1.putChild(b"enrol", EnrolResource(alerts))
     v1.putChild(b"incidents", IncidentsResource(alerts, operator_token))
     if hotline is not None:
         v1.putChild(b"callbacks", CallbacksResource(hotline, operator_token))

@@ -303,7 +303,9 @@ class Callback(Base):
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     result_linkedid: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_callbacks_state_created", "state", "created_at"),)
+    __table_args__ = (Index("ix_callbacks_state_created", "state", "created_at"),
+                      # An incident's callback, read by every poll of the panic app.
+                      Index("ix_callbacks_incident", "incident_id"))
 
 
 class Device(Base):
@@ -398,6 +400,20 @@ class IncidentTransition(Base):
     incident: Mapped[Incident] = relationship(back_populates="transitions")
 
     __table_args__ = (Index("ix_incident_transitions_incident", "incident_id"),)
+
+
+class EnrolmentCode(Base):
+    """A one-time code that enrols a panic app: exchanged once, before it expires, for the
+    device's token (``siaga device add --link``). Only the code's hash is kept."""
+
+    __tablename__ = "enrolment_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(256), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class CelCursor(Base):

@@ -27,6 +27,7 @@ from dispatcher.api.errors import error_body, json_body
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.web.limits import GuardedSite
+from dispatcher.web.panic import PanicApp
 from dispatcher.web.sessions import (
     LoginThrottle,
     SessionTable,
@@ -403,6 +404,7 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     root.putChild(b"wallboard.json", WallboardData(console, wallboard))
     root.putChild(b"reports", ReportsPage(console, reports))
     root.putChild(b"static", Static())
+    root.putChild(b"panic", PanicApp())
     if api is not None:
         root.putChild(b"api", api)
     site = GuardedSite(root, center.http_limits,

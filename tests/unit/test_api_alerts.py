@@ -275,7 +275,7 @@ def test_given_unknown_path_or_method_then_json_404_and_405(api: Any) -> None:
     assert (status, json.loads(body)["error"]) == (404, "not_found")
     status, headers, body = api.http.request("DELETE", "/api/v1/alerts")
     assert (status, json.loads(body)["error"]) == (405, "method_not_allowed")
-    assert headers["allow"] == "POST"
+    assert headers["allow"] == "GET, HEAD, POST"
 
 
 def test_given_remote_peer_when_incident_asked_then_403(tmp_path: Path) -> None:
