@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
+from dispatcher.selftest.settings import DESK_PENALTY, PROBE_ENDPOINT
 from dispatcher.tls import asterisk_files
 from ivr.menu import build_menu
 from pbx.privilege import RunUser
@@ -109,6 +110,9 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
         "codes": codes,
         "agency_codes": codes.agency_codes(center.agencies),
         "tls_files": asterisk_files(paths.etc),
+        # The self-test's caller endpoint and its desk's queue penalty (dispatcher.selftest).
+        "selftest_endpoint": PROBE_ENDPOINT,
+        "desk_penalty": DESK_PENALTY,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

@@ -21,6 +21,8 @@ the CEL file, and as an AMI ``CEL`` event when ``cel_manager`` is on), with NAME
 * ``SIAGA_QUEUE_EXIT`` value ``${QUEUESTATUS}``, just after ``Queue()`` returns
 * ``SIAGA_RECORDING`` value ``<file>``, next to ``MixMonitor()`` (AMI needs nothing: MixMonitor
   sets ``MIXMONITOR_FILENAME`` itself)
+* ``SIAGA_TEST``      value ``1``: the center's own self-test call (set only in the dialplan's
+  ``selftest`` context, which only the authenticated self-test endpoint reaches)
 
 Without the QUEUE marks, CEL reconciliation still finds the queue from the application the
 citizen's channel was running (the ``appname`` of its records); the marks make it exact. DTMF
@@ -50,6 +52,7 @@ MARK_NAMES = (
     "QUEUE",
     "QUEUE_EXIT",
     "RECORDING",
+    "TEST",
 )
 # Channel technologies that carry no person: Local pairs, ConfBridge's announcer, recorders.
 # They are "local" here: never a leg of their own, never counted in a conference.
@@ -161,6 +164,7 @@ class JourneyRecord:
     queue_passes: int = 0
     incident_ref: int | None = None
     source: str = "ami"
+    test: bool = False  # the center's self-test call (SIAGA_TEST)
     complete: bool = False
     legs: list[LegRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
@@ -778,6 +782,8 @@ class Journey:
             self.recording_start(t, uid, value)
         elif name == "LANGUAGE":
             self.record.language = value or self.record.language
+        elif name == "TEST":
+            self.record.test = self.record.test or value == "1"
         elif name == "INCIDENT":
             try:
                 self.record.incident_ref = int(value)

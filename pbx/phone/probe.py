@@ -28,7 +28,9 @@ STAGES = ("start", "call", "answer", "audio", "ivr", "operator", "done")
 class ProbeConfig:
     """What the probe calls and what it expects.
 
-    ``server`` is the center's SIP address (host:port). ``ivr_digits`` are pressed one by one
+    ``server`` is the center's SIP address (host:port). With ``caller_password`` the caller
+    authenticates as the endpoint ``caller`` (the center's own self-test endpoint) instead of
+    calling anonymously; it never registers. ``ivr_digits`` are pressed one by one
     after ``digit_delay`` seconds of greeting. With ``operator_user``/``operator_password``
     the probe registers that test operator and waits for it to ring; ``operator_answer``
     then answers and checks two-way audio.
@@ -37,13 +39,14 @@ class ProbeConfig:
     server: str
     hotline: str = "112"
     caller: str = "siaga-probe"
+    caller_password: str | None = field(default=None, repr=False)
     ivr_digits: str = ""
     digit_delay: float = 1.0
     greeting_seconds: float = 1.5
     answer_timeout: float = 10.0
     audio_timeout: float = 5.0
     operator_user: str | None = None
-    operator_password: str | None = None
+    operator_password: str | None = field(default=None, repr=False)
     operator_timeout: float = 30.0
     operator_answer: bool = True
     record_dir: Path | None = None
@@ -111,7 +114,8 @@ def run_probe(config: ProbeConfig, stack: SipStack | None = None) -> ProbeResult
             phones.append(operator)
             operator.wait_registered(config.answer_timeout)
             result.operator_registered_in = time.monotonic() - started
-        citizen = Phone(stack, config.caller, server=config.server, name="probe")
+        citizen = Phone(stack, config.caller, server=config.server,
+                        password=config.caller_password, register=False, name="probe")
         phones.append(citizen)
         _walk(config, result, citizen, operator, record_dir)
         result.ok = True
