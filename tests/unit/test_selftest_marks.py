@@ -28,9 +28,10 @@ from tests.unit.test_metrics import parse
 
 
 def config_with(tmp_path: Path, section: str) -> Path:
-    """The example config with a ``selftest`` section appended."""
+    """The example config with its ``selftest`` section (the last) replaced by ``section``."""
+    text = EXAMPLE_CONFIG.read_text()
     path = tmp_path / "siaga.example.yaml"
-    path.write_text(EXAMPLE_CONFIG.read_text() + "\n" + section)
+    path.write_text(text[: text.index("\nselftest:\n") + 1] + section)
     return path
 
 
@@ -142,6 +143,15 @@ def test_given_a_desk_when_rendered_then_test_calls_ring_it_and_citizens_never_d
     assert (f'ExecIf($["${{SIAGA_TEST}}" = "1"]?Set(QUEUE_MIN_PENALTY={DESK_PENALTY}):'
             f"Set(QUEUE_MAX_PENALTY={DESK_PENALTY - 1}))") in hotline
     assert hotline.index("QUEUE_MIN_PENALTY") < hotline.index("Queue(${SIAGA_QUEUE}")
+
+
+def test_given_no_desk_when_rendered_then_a_test_call_rings_no_operator(tmp_path: Path) -> None:
+    """Without a desk no member has the desk's penalty: a test call that reaches the queue
+    rings nobody (no phantom ring at an operator's desk every few minutes)."""
+    files = rendered(tmp_path)
+    assert f",{DESK_PENALTY}," not in files["queues.conf"]
+    assert f"Set(QUEUE_MIN_PENALTY={DESK_PENALTY})" in context(files["extensions.conf"],
+                                                               "hotline")
 
 
 def test_given_the_self_test_disabled_when_rendered_then_no_endpoint_and_no_context(
