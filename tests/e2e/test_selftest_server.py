@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import io
 import json
 import sys
 import threading
@@ -204,6 +205,54 @@ def test_given_the_queue_members_paused_when_the_self_test_runs_then_the_alarm_i
              "the command told of the clearing")
     wait_for(lambda: [p["alarm"] for p in posted] == ["raised", "cleared"], 10,
              "the webhook told of the clearing")
+
+
+def silence_greeting(server: SiagaProcess) -> dict[Path, bytes]:
+    """Replace the default language's greeting, language and menu prompts (what the hotline
+    plays first) with 4 s of silence each; returns the originals to put back."""
+    import wave
+
+    sounds = server.center.run_dir / "sounds" / server.center.ivr.default_language
+    originals = {}
+    for key in ("welcome", "language", "menu"):
+        (path,) = sounds.glob(f"*{key}.wav")
+        originals[path] = path.read_bytes()
+        with wave.open(str(path), "rb") as original:
+            params = original.getparams()
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as silent:
+            silent.setparams(params)
+            silent.writeframes(b"\0" * params.sampwidth * params.nchannels
+                               * params.framerate * 4)
+        # Written in place: the file keeps the owner and mode that let Asterisk (its own
+        # user) read it, so the hotline plays it, silence and all.
+        path.write_bytes(buffer.getvalue())
+    return originals
+
+
+def test_given_a_silent_greeting_when_the_self_test_runs_then_the_alarm_names_the_audio_and_clears_when_restored(  # noqa: E501
+        selftest_server: SiagaProcess) -> None:
+    """The IVR's prompts replaced by silence: the hotline still answers, but two test calls
+    in a row hear no greeting, and the alarm says so; the prompts back, it clears."""
+    server = selftest_server
+    wait_for(lambda: any(r.ok for r in runs(server)), INTERVAL * 2 + 10,
+             "a passing self-test call")
+    originals = silence_greeting(server)
+    broken_at = len(runs(server))
+    try:
+        wait_for(lambda: metric(server, "siaga_selftest_alarm") == 1, INTERVAL * 2 + 10,
+                 "the alarm within two intervals of the greeting going silent")
+        failed = [r for r in runs(server)[broken_at:] if not r.ok]
+        assert len(failed) >= 2
+        assert all(r.stage == "answer" and "audio" in (r.error or "") for r in failed[-2:])
+    finally:
+        for path, data in originals.items():
+            path.write_bytes(data)
+    wait_for(lambda: metric(server, "siaga_selftest_alarm") == 0, INTERVAL * 2 + 10,
+             "the alarm to clear once the prompts are back")
+    assert runs(server)[-1].ok
+    wait_for(lambda: [e["alarm"] for e in alarm_log(server)] == ["raised", "cleared"], 10,
+             "the command told of both")
 
 
 def test_given_a_passing_self_test_when_the_report_is_built_then_the_call_is_kept_as_a_test_and_not_counted(  # noqa: E501
