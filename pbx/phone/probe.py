@@ -22,6 +22,10 @@ from pbx.phone.phone import Call, CallState, Phone, check_dtmf, split_hostport
 from pbx.phone.stack import PhoneError, SipStack
 
 STAGES = ("start", "call", "answer", "audio", "ivr", "operator", "done")
+# Ringing tones (ITU-T E.180: 425 Hz in most of the world, Indonesia included; 440+480 Hz in
+# North America). A hotline whose greeting file is missing skips the menu and queues the
+# caller at once: what the caller hears first is then the queue's ringing, not a greeting.
+RINGBACK_HZ = (425.0, 440.0, 480.0)
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,8 @@ def _walk(
     result.greeting_silent = tones.is_silence(heard)
     if result.greeting_silent:
         raise PhoneError("the greeting is silence")
+    if is_ringback(heard):
+        raise PhoneError("the hotline plays a ringing tone where its greeting should be")
     result.stage = "audio"
 
     if config.ivr_digits:
@@ -194,6 +200,12 @@ def _walk(
                 raise PhoneError("the operator and the caller do not hear each other")
         result.stage = "operator"
     call.hangup()
+
+
+def is_ringback(heard: tones.Audio) -> bool:
+    """Whether ``heard`` is mostly a ringing tone rather than speech (a voice's energy is
+    spread over its harmonics; a ringing tone's sits at one or two frequencies)."""
+    return any(tones.hears_tone(heard, hz, min_ratio=0.4) for hz in RINGBACK_HZ)
 
 
 def _wait_first_sound(call: Call, timeout: float) -> float | None:

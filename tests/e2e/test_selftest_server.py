@@ -10,6 +10,7 @@ import datetime as dt
 import http.client
 import io
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -207,16 +208,21 @@ def test_given_the_queue_members_paused_when_the_self_test_runs_then_the_alarm_i
              "the webhook told of the clearing")
 
 
-def silence_greeting(server: SiagaProcess) -> dict[Path, bytes]:
-    """Replace the default language's greeting, language and menu prompts (what the hotline
-    plays first) with 4 s of silence each; returns the originals to put back."""
+def break_greeting(server: SiagaProcess, how: str) -> dict[Path, tuple[bytes, os.stat_result]]:
+    """Break what the hotline plays first, in its default language: ``silent`` replaces the
+    greeting, language and menu prompts with 4 s of silence each; ``deleted`` deletes the
+    greeting file. Returns the originals (bytes and owner/mode) to put back."""
     import wave
 
     sounds = server.center.run_dir / "sounds" / server.center.ivr.default_language
+    keys = ("welcome", "language", "menu") if how == "silent" else ("welcome",)
     originals = {}
-    for key in ("welcome", "language", "menu"):
+    for key in keys:
         (path,) = sounds.glob(f"*{key}.wav")
-        originals[path] = path.read_bytes()
+        originals[path] = (path.read_bytes(), path.stat())
+        if how == "deleted":
+            path.unlink()
+            continue
         with wave.open(str(path), "rb") as original:
             params = original.getparams()
         buffer = io.BytesIO()
@@ -230,24 +236,36 @@ def silence_greeting(server: SiagaProcess) -> dict[Path, bytes]:
     return originals
 
 
-def test_given_a_silent_greeting_when_the_self_test_runs_then_the_alarm_names_the_audio_and_clears_when_restored(  # noqa: E501
-        selftest_server: SiagaProcess) -> None:
-    """The IVR's prompts replaced by silence: the hotline still answers, but two test calls
-    in a row hear no greeting, and the alarm says so; the prompts back, it clears."""
+def restore(originals: dict[Path, tuple[bytes, os.stat_result]]) -> None:
+    """Put the prompts back as they were, owner and mode included."""
+    for path, (data, st) in originals.items():
+        path.write_bytes(data)
+        os.chown(path, st.st_uid, st.st_gid)
+        path.chmod(st.st_mode & 0o7777)
+
+
+@pytest.mark.parametrize(("how", "why"), [
+    ("silent", "no audio"),  # the prompts play, but say nothing
+    ("deleted", "ringing tone"),  # no greeting file: the menu is skipped, the queue rings
+])
+def test_given_a_broken_greeting_when_the_self_test_runs_then_the_alarm_names_it_and_clears_when_restored(  # noqa: E501
+        selftest_server: SiagaProcess, how: str, why: str) -> None:
+    """The IVR's greeting broken while the hotline still answers: two test calls in a row
+    fail at the greeting, the alarm says why; the prompts back, it clears."""
     server = selftest_server
     wait_for(lambda: any(r.ok for r in runs(server)), INTERVAL * 2 + 10,
              "a passing self-test call")
-    originals = silence_greeting(server)
+    originals = break_greeting(server, how)
     broken_at = len(runs(server))
     try:
         wait_for(lambda: metric(server, "siaga_selftest_alarm") == 1, INTERVAL * 2 + 10,
-                 "the alarm within two intervals of the greeting going silent")
+                 "the alarm within two intervals of the greeting breaking")
         failed = [r for r in runs(server)[broken_at:] if not r.ok]
         assert len(failed) >= 2
-        assert all(r.stage == "answer" and "audio" in (r.error or "") for r in failed[-2:])
+        assert all(r.stage == "answer" and why in (r.error or "") for r in failed[-2:]), [
+            (r.stage, r.error) for r in failed]
     finally:
-        for path, data in originals.items():
-            path.write_bytes(data)
+        restore(originals)
     wait_for(lambda: metric(server, "siaga_selftest_alarm") == 0, INTERVAL * 2 + 10,
              "the alarm to clear once the prompts are back")
     assert runs(server)[-1].ok
