@@ -30,7 +30,7 @@ from dispatcher.credentials import ensure_credentials
 from dispatcher.selftest.settings import PROBE_ENDPOINT
 from pbx.phone.phone import CallState, Phone
 from tests.browser import chromium
-from tests.harness import PATIENCE, SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, wait_for, write_test_config
 
 pytestmark = pytest.mark.asterisk
 
@@ -311,7 +311,7 @@ def test_given_a_citizen_claiming_the_self_test_endpoint_when_calling_then_refus
                      name="impostor")
     try:
         call = impostor.call(server.center.hotline[0])
-        sip_stack.wait_until(lambda: call.state == CallState.DISCONNECTED, 10 * PATIENCE,
+        sip_stack.wait_until(lambda: call.state == CallState.DISCONNECTED, 10,
                              "the impostor's call to end")
         assert call.status_code in (401, 403, 407), call.status_code
         assert call.confirmed_at is None
