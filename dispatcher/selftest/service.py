@@ -117,8 +117,12 @@ class SelfTestService(Service):
     def _finished(self, report: ProbeReport) -> None:
         self._running = None
         self.last = report
-        if not report.ok:
+        if report.ok:
+            self.log.info("self-test passed in {s:.1f} s", s=report.duration)
+        else:
             self.failures += 1
+            self.log.warn("self-test failed at stage {stage}: {error}", stage=report.stage,
+                          error=report.error)
         for effect in self.monitor.finished(report.ok, report.finished_at):
             if effect is Effect.RECORD:
                 self._record(report)
@@ -131,11 +135,6 @@ class SelfTestService(Service):
             elif effect is Effect.CLEAR:
                 self.log.info("self-test alarm cleared: a test call passed every stage")
                 self._notify("cleared", report)
-        if report.ok:
-            self.log.info("self-test passed in {s:.1f} s", s=report.duration)
-        else:
-            self.log.warn("self-test failed at stage {stage}: {error}", stage=report.stage,
-                          error=report.error)
 
     def _record(self, report: ProbeReport) -> None:
         if self.record is None:
