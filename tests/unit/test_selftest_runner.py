@@ -218,3 +218,16 @@ def test_given_a_webhook_that_never_answers_when_notified_then_times_out_logged_
     assert json.loads(body) == ALARM
     reactor.advance(3)
     assert results == [{"webhook": "error"}] and notifier.webhook_failures == 1
+
+
+def test_given_the_server_when_imported_then_pjsua2_is_not_loaded() -> None:
+    """pjsua2 (its threads, its aborts) lives only in the self-test's child: building the
+    server imports none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dispatcher.app, dispatcher.serve; "
+            "print(sorted(m for m in sys.modules if m == 'pjsua2' or m.startswith('pbx.phone')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
