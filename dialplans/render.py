@@ -16,6 +16,7 @@ from dispatcher import callerid
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
+from dispatcher.selftest.settings import DESK_PENALTY, PROBE_ENDPOINT
 from dispatcher.tls import asterisk_files
 from ivr.menu import build_menu
 from pbx.ami.attribution import dialplan_user_event
@@ -114,6 +115,9 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
         # Caller ID limits, and the server's signed user events (both hostile-input defences).
         "callerid": callerid,
         "user_event": dialplan_user_event,
+        # The self-test's caller endpoint and its desk's queue penalty (dispatcher.selftest).
+        "selftest_endpoint": PROBE_ENDPOINT,
+        "desk_penalty": DESK_PENALTY,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

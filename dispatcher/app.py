@@ -40,6 +40,7 @@ from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources
 from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.retention.service import RetentionService
+from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
@@ -286,11 +287,19 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         blocking=lambda fn, *args: threads.deferToThreadPool(reactor, files.pool, fn, *args),
         write=calllog.writer.submit, reconcile=calllog.reconcile))
 
+    # The continuous self-test: the center calls its own hotline from a child process and
+    # raises an alarm after two failures in a row.
+    selftest = None
+    if center.selftest.enabled:
+        selftest = server.add("selftest", build_selftest(reactor, center, prepared.creds,
+                                                         calllog.writer))
+
     site = build_site(
         center, prepared.creds, reactor.seconds,
         wallboard=lambda: wallboard_document(model, center, reactor.seconds(),
                                              callbacks.page(0, WALLBOARD_CALLBACKS),
-                                             callbacks.open_count),
+                                             callbacks.open_count,
+                                             selftest.status() if selftest else None),
         reports=run_report, api=api.resource, request_factory=api.request_factory,
         reactor=reactor,
     )
@@ -299,7 +308,8 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         site.resource.putChild(b"metrics", MetricsResource(
             center.metrics,
             Sources(model, center, reactor.seconds, ami=ami, asterisk=server.asterisk,
-                    writer=calllog.writer, alerts=api.alerts, callbacks=callbacks),
+                    writer=calllog.writer, alerts=api.alerts, callbacks=callbacks,
+                    selftest=selftest),
             today_reader(reactor, readers.pool, sessions, reactor.seconds)))
     server.add("site", site)
     if center.tls is None:

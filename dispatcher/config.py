@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dispatcher.selftest.settings import SELFTEST_KEYS, SelfTest, parse_selftest
 from dispatcher.yamlnodes import ConfigError, Section, Value, load_document
 
 __all__ = [
@@ -212,6 +213,7 @@ class Center:
     retention: Retention = field(default_factory=Retention)
     security: Security = field(default_factory=Security)
     callbacks: Callbacks = field(default_factory=Callbacks)
+    selftest: SelfTest = field(default_factory=SelfTest)
 
     @property
     def run_dir(self) -> Path:
@@ -253,7 +255,7 @@ class Center:
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
-             "metrics", "retention", "security", "callbacks", "tls"}
+             "metrics", "retention", "security", "callbacks", "tls", "selftest"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -433,6 +435,8 @@ class _Parser:
             security=self.security(r.section("security", {
                 "staff_networks", "block_after", "window_seconds", "block_seconds"})),
             callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
+            selftest=parse_selftest(r.section("selftest", SELFTEST_KEYS),
+                                    {op.extension for op in operators}),
         )
 
     def http_limits(self, sec: Section) -> HttpLimits:

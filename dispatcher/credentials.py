@@ -1,5 +1,6 @@
 """Secrets generated on first run: the AMI secret, one SIP password per extension, one
-console password per operator and supervisor, and the center's master key.
+console password per operator and supervisor, the center's master key, and the password of
+the self-test's SIP endpoint.
 
 They live in ``<state_dir>/secrets.yaml`` with mode 0600, never in the repository or in the
 center's config. Existing secrets are kept; extensions added to the config get new ones;
@@ -38,6 +39,8 @@ class Credentials:
     sip_passwords: dict[str, str]
     console_passwords: dict[str, str] = field(default_factory=dict)
     master_key: bytes = field(default=b"", repr=False)
+    # The self-test's own SIP endpoint (dispatcher.selftest): no person's phone knows it.
+    selftest_password: str = field(default="", repr=False)
 
     def password(self, extension: str) -> str:
         """The SIP password of an extension."""
@@ -67,10 +70,12 @@ def ensure_credentials(center: Center) -> Credentials:
     staff = [op.extension for op in center.operators] + list(center.supervisors)
     console = {ext: str(old_console.get(ext) or _new_secret(12)) for ext in staff}
     master = str(data.get("master_key") or _new_secret(32))
-    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, master.encode("ascii"))
+    selftest = str(data.get("selftest") or _new_secret())
+    creds = Credentials(AMI_USERNAME, ami_secret, sip, console, master.encode("ascii"),
+                        selftest)
     # A session_key stored by an older version is dropped: sessions are server-side now.
     new = {"ami": {"username": AMI_USERNAME, "secret": ami_secret}, "sip": sip,
-           "console": console, "master_key": master}
+           "console": console, "master_key": master, "selftest": selftest}
     if new != data:
         _write_private(path, yaml.safe_dump(new, sort_keys=True))
     elif path.stat().st_mode & 0o077:

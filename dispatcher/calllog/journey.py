@@ -21,6 +21,8 @@ the CEL file, and as an AMI ``CEL`` event when ``cel_manager`` is on), with NAME
 * ``SIAGA_QUEUE_EXIT`` value ``${QUEUESTATUS}``, just after ``Queue()`` returns
 * ``SIAGA_RECORDING`` value ``<file>``, next to ``MixMonitor()`` (AMI needs nothing: MixMonitor
   sets ``MIXMONITOR_FILENAME`` itself)
+* ``SIAGA_TEST``      value ``1``: the center's own self-test call (set only in the dialplan's
+  ``selftest`` context, which only the authenticated self-test endpoint reaches)
 
 Without the QUEUE marks, CEL reconciliation still finds the queue from the application the
 citizen's channel was running (the ``appname`` of its records); the marks make it exact. DTMF
@@ -53,6 +55,7 @@ MARK_NAMES = (
     "QUEUE_EXIT",
     "RECORDING",
     "FROM",
+    "TEST",
 )
 # What the dialplan copies from CHANNEL(pjsip,remote_addr): an address and port, nothing else.
 _SIP_SOURCE = re.compile(r"^(?:[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}$")
@@ -168,6 +171,7 @@ class JourneyRecord:
     source: str = "ami"
     #: The citizen's SIP source address (host:port), as Asterisk saw the packets come.
     sip_source: str | None = None
+    test: bool = False  # the center's self-test call (SIAGA_TEST)
     complete: bool = False
     legs: list[LegRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
@@ -790,6 +794,8 @@ class Journey:
             self.record.language = value or self.record.language
         elif name == "FROM" and _SIP_SOURCE.match(value):
             self.record.sip_source = value
+        elif name == "TEST":
+            self.record.test = self.record.test or value == "1"
         elif name == "INCIDENT":
             try:
                 self.record.incident_ref = int(value)

@@ -150,6 +150,8 @@ class Call(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Float)  # arrival -> last hangup
     source: Mapped[str] = mapped_column(String(8), default="ami")  # "ami" live, "cel" reconciled
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    # The center's own self-test call (the dialplan's SIAGA_TEST): kept, never reported.
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     answered_by: Mapped[Operator | None] = relationship()
     legs: Mapped[list[Leg]] = relationship(
@@ -180,6 +182,7 @@ class Call(Base):
             "category",
             "answered_by_id",
             "caller_number",
+            "test",
         ),
         Index("ix_calls_caller_started", "caller_number", "started_at"),
     )
@@ -425,3 +428,19 @@ class CelCursor(Base):
     inode: Mapped[int] = mapped_column(BigInteger, default=0)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class SelfTestRun(Base):
+    """One self-test call (dispatcher.selftest): when, whether it passed, where it stopped."""
+
+    __tablename__ = "selftest_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    stage: Mapped[str] = mapped_column(String(16))  # the last stage passed, or timeout/crashed
+    error: Mapped[str | None] = mapped_column(String(500))
+    detail: Mapped[str] = mapped_column(Text, default="")  # the probe's JSON result
+
+    __table_args__ = (Index("ix_selftest_runs_started", "started_at"),)

@@ -187,7 +187,8 @@ def build_report(
     index range), repeat callers from one more grouped scan.
     """
     start, end = options.utc_bounds()
-    in_period = and_(Call.started_at >= start, Call.started_at < end)
+    # The center's self-test calls are not citizens: they count nowhere in a report.
+    in_period = and_(Call.started_at >= start, Call.started_at < end, Call.test.is_(False))
     short = and_(
         Call.outcome.in_(ABANDONED),
         Call.duration_seconds < options.short_abandon_seconds,
@@ -232,7 +233,8 @@ def summary(session: Session, options: ReportOptions) -> dict[str, Any]:
     """The report's summary row alone (offered, answered, service levels...) for the
     period: what live figures such as the metrics need, by the report's own definitions."""
     start, end = options.utc_bounds()
-    in_period = and_(Call.started_at >= start, Call.started_at < end)
+    # The center's self-test calls are not citizens: they count nowhere in a report.
+    in_period = and_(Call.started_at >= start, Call.started_at < end, Call.test.is_(False))
     short = and_(
         Call.outcome.in_(ABANDONED),
         Call.duration_seconds < options.short_abandon_seconds,

@@ -180,6 +180,7 @@ def save_journey(session: Session, record: JourneyRecord) -> Call | None:
     call.talk_seconds = record.talk_seconds
     call.duration_seconds = record.duration_seconds if record.complete else None
     call.source = record.source
+    call.test = record.test
     if record.incident_ref is not None and session.get(Incident, record.incident_ref):
         call.incident_id = record.incident_ref
     session.flush()

@@ -142,6 +142,9 @@ class MissedCallDetector:
         self.dropped_seconds = dropped_seconds
         self.max_tracked = max_tracked
         self._calls: dict[str, _Tracked] = {}  # by the citizen channel's Uniqueid, oldest first
+        # Channels the dialplan marked as the center's self-test (SIAGA_TEST, set before the
+        # channel is marked as a citizen's): never owed a callback. Cleared at their Hangup.
+        self._tests: set[str] = set()
 
     @property
     def tracked(self) -> int:
@@ -154,6 +157,8 @@ class MissedCallDetector:
         if name == "VarSet":
             self._var(uniqueid, fields, now)
             return []
+        if name == "Hangup":
+            self._tests.discard(uniqueid)
         call = self._calls.get(uniqueid)
         if call is None:
             return []
@@ -177,7 +182,15 @@ class MissedCallDetector:
     def _var(self, uniqueid: str, fields: Mapping[str, str], now: float) -> None:
         variable = _bare(fields.get("Variable", ""))
         value = fields.get("Value", "")
+        if variable == "SIAGA_TEST" and value == "1" and uniqueid:
+            # The center calling itself: not a citizen, whatever happens to the call.
+            self._calls.pop(uniqueid, None)
+            if len(self._tests) < self.max_tracked:
+                self._tests.add(uniqueid)
+            return
         if variable == "SIAGA_CITIZEN" and value == "yes" and uniqueid:
+            if uniqueid in self._tests:
+                return
             if uniqueid not in self._calls and len(self._calls) >= self.max_tracked:
                 # The oldest is the likeliest to have ended unseen (dicts keep insertion order).
                 del self._calls[next(iter(self._calls))]
@@ -679,6 +692,8 @@ def missed_from_journey(record: Any, hotline: Iterable[str], now: float,
     and for calls that ended more than ``window`` seconds before ``now``."""
     if record.direction != "inbound" or record.dialed not in set(hotline):
         return None
+    if getattr(record, "test", False):
+        return None  # the center's self-test call
     ended = record.ended_at
     if ended is None or now - ended > window:
         return None

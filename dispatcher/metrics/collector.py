@@ -5,8 +5,9 @@ Prometheus metric families when the registry collects. Everything here runs on t
 thread and only reads in-memory state; the one database figure (today's service level) is
 read beforehand in a thread pool and handed in as ``today``.
 
-Not exported because the features do not exist yet: the continuous self-test's result and
-age, and node health (scale-out). No placeholder values are invented for them.
+Not exported because the feature does not exist yet: node health (scale-out). No placeholder
+value is invented for it. The self-test's figures appear once a test call has finished
+(before that there is no result to report, and its age would be a made-up number).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Sources:
     writer: Any = None
     alerts: Any = None
     callbacks: Any = None
+    selftest: Any = None  # the SelfTestService (dispatcher.selftest)
 
 
 def today_summary(session: Session, now: float, timezone: str = REPORT_TIMEZONE
@@ -85,6 +87,7 @@ class CenterCollector(Collector):
         yield from self._calllog()
         yield from self._alerts()
         yield from self._callbacks()
+        yield from self._selftest()
 
     def _queue(self) -> Iterator[Metric]:
         s = self.sources
@@ -190,3 +193,23 @@ class CenterCollector(Collector):
         if dialer is not None:
             family.add_metric(["alert"], len(dialer.active) + len(dialer.waiting))
         yield family
+
+    def _selftest(self) -> Iterator[Metric]:
+        selftest = self.sources.selftest
+        if selftest is None:
+            return
+        status = selftest.status()
+        yield _gauge("siaga_selftest_alarm",
+                     "1 while the self-test alarm is raised (failed test calls in a row).",
+                     int(bool(status["alarm"])))
+        yield _gauge("siaga_selftest_failures_in_row",
+                     "Self-test calls failed in a row (0 after a pass).",
+                     status["failures_in_row"])
+        yield _counter("siaga_selftest_runs", "Self-test calls started since the server started.",
+                       selftest.runs)
+        if status["last_ok"] is None:
+            return
+        yield _gauge("siaga_selftest_ok", "1 if the latest self-test call passed every stage.",
+                     int(bool(status["last_ok"])))
+        yield _gauge("siaga_selftest_age_seconds",
+                     "Seconds since the latest self-test call finished.", status["age_s"])

@@ -46,13 +46,14 @@ WALLBOARD_CALLBACKS = 10
 
 def wallboard_document(model: LiveModel, center: Center, now: float,
                        callbacks: Iterable[CallbackEntry] = (),
-                       owed_total: int | None = None) -> dict[str, Any]:
+                       owed_total: int | None = None,
+                       selftest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Callers waiting, operator desks, agency phones and the callbacks owed, for the
     wallboard and console.
 
     ``callbacks`` is the top of the hotline's list (``CallbackList.page``: open entries,
     strongest evidence first) and ``owed_total`` how many are open in all (by default, how
-    many were given)."""
+    many were given). ``selftest`` is the self-test's status: its alarm shows as a banner."""
     owed = [e for e in callbacks if e.open]
     queue = model.queues.get(QUEUE_NAME)
     callers = []
@@ -103,4 +104,20 @@ def wallboard_document(model: LiveModel, center: Center, now: float,
         "callbacks": [{"number": e.number, "reason": e.reason, "state": e.state,
                        "since_s": max(0, round(now - e.created_at))} for e in owed],
         "callbacks_owed": len(owed) if owed_total is None else owed_total,
+        "selftest": _selftest_banner(selftest, now),
+    }
+
+
+def _selftest_banner(status: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    """What the board shows of the self-test: whether the alarm is up, since when, and the
+    stage the last test call stopped at (None: no self-test configured)."""
+    if status is None:
+        return None
+    since = status.get("alarm_since")
+    return {
+        "alarm": bool(status.get("alarm")),
+        "since_s": None if since is None else max(0, round(now - since)),
+        "stage": status.get("stage") or "",
+        "error": status.get("error") or "",
+        "last_ok": status.get("last_ok"),
     }

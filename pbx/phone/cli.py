@@ -7,6 +7,7 @@ takes the parsed arguments and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -95,10 +96,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--server", required=True, type=_server, help="the center's SIP host:port")
     p.add_argument("--hotline", default="112", help="the number to call (default 112)")
     p.add_argument("--caller", default="siaga-probe", help="the caller name in From")
+    p.add_argument(
+        "--caller-password-env", metavar="VAR",
+        help="authenticate the call as endpoint --caller with the password in this "
+             "environment variable (a password on the command line is seen by every user)",
+    )
     p.add_argument("--digits", type=_dtmf, help="IVR keys to press, e.g. 1")
     p.add_argument("--digit-delay", type=float, default=1.0, help="greeting heard before keys")
     p.add_argument("--operator", help="a test operator extension to wait for")
     p.add_argument("--operator-password", help="its SIP password")
+    p.add_argument("--operator-password-env", metavar="VAR",
+                   help="read the operator's SIP password from this environment variable")
     p.add_argument(
         "--no-operator-answer", action="store_true",
         help="only wait for the operator to ring; do not answer",
@@ -113,14 +121,18 @@ def cmd_probe(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the probe and print its JSON result; 0 if the hotline passed every stage."""
     out = out or sys.stdout
     try:
+        caller_password = _from_env(getattr(args, "caller_password_env", None))
+        operator_password = (_from_env(getattr(args, "operator_password_env", None))
+                             or args.operator_password)
         config = ProbeConfig(
             server=args.server,
             hotline=args.hotline,
             caller=args.caller,
+            caller_password=caller_password,
             ivr_digits=args.digits or "",
             digit_delay=args.digit_delay,
             operator_user=args.operator,
-            operator_password=args.operator_password,
+            operator_password=operator_password,
             operator_answer=not args.no_operator_answer,
             answer_timeout=args.answer_timeout,
             operator_timeout=args.operator_timeout,
@@ -132,6 +144,17 @@ def cmd_probe(args: argparse.Namespace, out: TextIO | None = None) -> int:
     result = run_probe(config)
     print(result.to_json(), file=out, flush=True)
     return 0 if result.ok else 1
+
+
+def _from_env(name: str | None) -> str | None:
+    """The value of environment variable ``name`` (None: no variable named); ValueError if
+    it is named but unset."""
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ValueError(f"environment variable {name} is not set")
+    return value
 
 
 class _Stop:

@@ -22,13 +22,19 @@ from pbx.phone.phone import Call, CallState, Phone, check_dtmf, split_hostport
 from pbx.phone.stack import PhoneError, SipStack
 
 STAGES = ("start", "call", "answer", "audio", "ivr", "operator", "done")
+# Ringing tones (ITU-T E.180: 425 Hz in most of the world, Indonesia included; 440+480 Hz in
+# North America). A hotline whose greeting file is missing skips the menu and queues the
+# caller at once: what the caller hears first is then the queue's ringing, not a greeting.
+RINGBACK_HZ = (425.0, 440.0, 480.0)
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
     """What the probe calls and what it expects.
 
-    ``server`` is the center's SIP address (host:port). ``ivr_digits`` are pressed one by one
+    ``server`` is the center's SIP address (host:port). With ``caller_password`` the caller
+    authenticates as the endpoint ``caller`` (the center's own self-test endpoint) instead of
+    calling anonymously; it never registers. ``ivr_digits`` are pressed one by one
     after ``digit_delay`` seconds of greeting. With ``operator_user``/``operator_password``
     the probe registers that test operator and waits for it to ring; ``operator_answer``
     then answers and checks two-way audio.
@@ -37,13 +43,14 @@ class ProbeConfig:
     server: str
     hotline: str = "112"
     caller: str = "siaga-probe"
+    caller_password: str | None = field(default=None, repr=False)
     ivr_digits: str = ""
     digit_delay: float = 1.0
     greeting_seconds: float = 1.5
     answer_timeout: float = 10.0
     audio_timeout: float = 5.0
     operator_user: str | None = None
-    operator_password: str | None = None
+    operator_password: str | None = field(default=None, repr=False)
     operator_timeout: float = 30.0
     operator_answer: bool = True
     record_dir: Path | None = None
@@ -111,7 +118,8 @@ def run_probe(config: ProbeConfig, stack: SipStack | None = None) -> ProbeResult
             phones.append(operator)
             operator.wait_registered(config.answer_timeout)
             result.operator_registered_in = time.monotonic() - started
-        citizen = Phone(stack, config.caller, server=config.server, name="probe")
+        citizen = Phone(stack, config.caller, server=config.server,
+                        password=config.caller_password, register=False, name="probe")
         phones.append(citizen)
         _walk(config, result, citizen, operator, record_dir)
         result.ok = True
@@ -170,6 +178,8 @@ def _walk(
     result.greeting_silent = tones.is_silence(heard)
     if result.greeting_silent:
         raise PhoneError("the greeting is silence")
+    if is_ringback(heard):
+        raise PhoneError("the hotline plays a ringing tone where its greeting should be")
     result.stage = "audio"
 
     if config.ivr_digits:
@@ -190,6 +200,12 @@ def _walk(
                 raise PhoneError("the operator and the caller do not hear each other")
         result.stage = "operator"
     call.hangup()
+
+
+def is_ringback(heard: tones.Audio) -> bool:
+    """Whether ``heard`` is mostly a ringing tone rather than speech (a voice's energy is
+    spread over its harmonics; a ringing tone's sits at one or two frequencies)."""
+    return any(tones.hears_tone(heard, hz, min_ratio=0.4) for hz in RINGBACK_HZ)
 
 
 def _wait_first_sound(call: Call, timeout: float) -> float | None:

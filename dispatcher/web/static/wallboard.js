@@ -27,6 +27,16 @@ function seconds(s) {
   return m + ":" + String(s % 60).padStart(2, "0");
 }
 
+// The self-test's alarm: a banner of plain text (the stage and error come from the probe).
+function showAlarm(selftest) {
+  const banner = document.getElementById("selftest-alarm");
+  if (!selftest || !selftest.alarm) { banner.hidden = true; banner.textContent = ""; return; }
+  const since = selftest.since_s === null ? "" : " (" + seconds(selftest.since_s) + ")";
+  banner.textContent = banner.dataset.text + since + " — " + selftest.stage +
+    (selftest.error ? ": " + selftest.error : "");
+  banner.hidden = false;
+}
+
 async function refresh() {
   try {
     const response = await fetch("/wallboard.json", {credentials: "same-origin"});
@@ -37,6 +47,7 @@ async function refresh() {
     document.getElementById("available").textContent = board.available;
     document.getElementById("active").textContent = board.active_calls;
     document.getElementById("owed").textContent = board.callbacks_owed;
+    showAlarm(board.selftest);
     fill("callers", board.callers, ["position", "caller", (c) => seconds(c.wait_s)]);
     fill("operators", board.operators, ["extension", "name", "state", "reason"]);
     fill("callbacks", board.callbacks,
