@@ -274,24 +274,34 @@ class AlertService(Service):
                 raise ApiError(422, "missing_field", "device_id is required")
             device_id = validate_identifier(document["device_id"], "device_id")
         except ApiError as exc:
-            if wait > 0:
-                return _failed(self._too_many_failures(wait))
-            self._failed_attempt(source)
-            return _failed(exc)
-        if wait > 0:
-            # A failing address may be a carrier's NAT that real panic apps share with the
-            # attacker: a device that proved itself before is still checked, against the
-            # credentials it proved itself with (no read; the commit refuses a device
-            # revoked since). Anyone else waits.
-            known = self._known.get(device_id)
-            if known is None:
-                return _failed(self._too_many_failures(wait))
-            d: Deferred[DeviceCredentials | None] = succeed(known)
-        else:
-            d = self.lookup_device(device_id)
+            return self._refused_before_lookup(exc, wait, source)
+        d = self._credentials_of(device_id, wait)
         d.addCallback(self._checked, headers, body, source)
         d.addCallback(self._authenticated, document)
         return d
+
+    def _refused_before_lookup(self, exc: ApiError, wait: float,
+                               source: str | None) -> Deferred[Any]:
+        """A request refused before any database read: an address already over its
+        budget hears 429, anyone else the reason, which counts against the address."""
+        if wait > 0:
+            return _failed(self._too_many_failures(wait))
+        self._failed_attempt(source)
+        return _failed(exc)
+
+    def _credentials_of(self, device_id: str, wait: float
+                        ) -> Deferred[DeviceCredentials | None]:
+        """The credentials to check a request against. From an address that keeps failing
+        there is no read: it may be a carrier's NAT that real panic apps share with the
+        attacker, so a device that proved itself before is still checked, against the
+        credentials it proved itself with (the commit refuses a device revoked since);
+        anyone else waits (429)."""
+        if wait > 0:
+            known = self._known.get(device_id)
+            if known is None:
+                return _failed(self._too_many_failures(wait))
+            return succeed(known)
+        return self.lookup_device(device_id)
 
     def _too_many_failures(self, wait: float) -> ApiError:
         return ApiError(429, "rate_limited", f"too many failed attempts from this address; "
@@ -424,17 +434,8 @@ class AlertService(Service):
             device_id = validate_identifier(headers.get("x-siaga-device"), "X-Siaga-Device")
             validate_identifier(alert_id, "alert_id")
         except ApiError as exc:
-            if wait > 0:
-                return _failed(self._too_many_failures(wait))
-            self._failed_attempt(source)
-            return _failed(exc)
-        if wait > 0:
-            known = self._known.get(device_id)
-            if known is None:
-                return _failed(self._too_many_failures(wait))
-            d: Deferred[DeviceCredentials | None] = succeed(known)
-        else:
-            d = self.lookup_device(device_id)
+            return self._refused_before_lookup(exc, wait, source)
+        d = self._credentials_of(device_id, wait)
         d.addCallback(self._checked, headers, b"", source)
 
         def read(device: DeviceCredentials) -> Deferred[dict[str, Any]]:
