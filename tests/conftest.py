@@ -14,9 +14,9 @@ from tests.harness import (
     IDLE_HOOKS,
     RunningAsterisk,
     SiagaProcess,
+    running_center,
     start_asterisk,
     wait_for,
-    write_test_config,
 )
 from tests.phones import phones, sip_stack  # noqa: F401 (fixtures for every test)
 
@@ -43,13 +43,8 @@ def center_server(tmp_path_factory: pytest.TempPathFactory,
                   asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
     """The whole center as users run it (`siaga up`) on free ports, stopped after the test
     whatever happened (an Asterisk a test left orphaned included)."""
-    tmp = tmp_path_factory.mktemp("center-server")
-    proc = SiagaProcess(write_test_config(tmp / "center.yaml"), tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("center-server")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,11 +312,20 @@ def start_asterisk(state_dir: Path, install: AsteriskInstall,
 
 
 def write_test_config(path: Path, sip_port: int | None = None, ami_port: int | None = None,
-                      http_port: int | None = None, config: Path = EXAMPLE_CONFIG) -> Path:
-    """A copy of the example city's config file on loopback and free (or given) ports."""
+                      http_port: int | None = None, config: Path = EXAMPLE_CONFIG,
+                      sections: dict[str, object] | None = None) -> Path:
+    """A copy of the example city's config file on loopback and free (or given) ports.
+
+    ``sections`` change the config: a mapping is merged into the section of that name (so
+    ``{"http": {"limits": ...}}`` keeps the port), anything else replaces it.
+    """
     import yaml
 
     doc = yaml.safe_load(config.read_text())
+    for name, value in (sections or {}).items():
+        old = doc.get(name)
+        doc[name] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) \
+            else value
     doc["sip"] = {**doc.get("sip", {}), "bind": "127.0.0.1",
                   "port": sip_port or free_port(socket.SOCK_DGRAM)}
     doc["ami"] = {**doc.get("ami", {}), "port": ami_port or free_port()}
@@ -325,6 +335,19 @@ def write_test_config(path: Path, sip_port: int | None = None, ami_port: int | N
     doc["selftest"] = {**(doc.get("selftest") or {}), "enabled": False}
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path
+
+
+@contextmanager
+def running_center(folder: Path, **sections: object) -> Iterator[SiagaProcess]:
+    """``siaga up`` on a test config in ``folder`` (changed by ``sections``, as
+    :func:`write_test_config` takes them), stopped afterwards whatever happened."""
+    proc = SiagaProcess(write_test_config(folder / "center.yaml", sections=sections),
+                        folder / "state")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 class SiagaProcess:

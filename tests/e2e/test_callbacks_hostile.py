@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dispatcher.api.service import ensure_operator_token
 from dispatcher.credentials import ensure_credentials
 from dispatcher.web.site import COOKIE
-from pbx.phone.phone import Phone
 from pbx.provision import AsteriskInstall
-from tests.harness import PATIENCE, SiagaProcess, wait_for, write_test_config
+from tests.e2e.test_center_callbacks import give_up_in_queue
+from tests.harness import PATIENCE, SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -158,19 +157,12 @@ def hostile_center(tmp_path_factory: pytest.TempPathFactory,
                    asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
     """The example city with a trunk at 127.0.0.3 and small callback bounds, run by
     `siaga up` on free loopback ports for this module's tests."""
-    tmp = tmp_path_factory.mktemp("hostile-center")
-    config = write_test_config(tmp / "center.yaml")
-    doc = yaml.safe_load(config.read_text())
-    doc["trunk"] = {"host": TRUNK_HOST, "port": 5060, "username": TRUNK_USER,
-                    "password": "from-the-carrier"}
-    doc["callbacks"] = {"max_open": MAX_OPEN, "max_per_source": MAX_PER_SOURCE}
-    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    proc = SiagaProcess(config, tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("hostile-center"),
+                        trunk={"host": TRUNK_HOST, "port": 5060, "username": TRUNK_USER,
+                               "password": "from-the-carrier"},
+                        callbacks={"max_open": MAX_OPEN,
+                                   "max_per_source": MAX_PER_SOURCE}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
@@ -221,24 +213,6 @@ def wallboard(server: SiagaProcess) -> dict[str, Any]:
         return body
     finally:
         conn.close()
-
-
-def give_up_in_queue(phones, server: SiagaProcess, number: str) -> None:  # noqa: ANN001
-    """A citizen on 127.0.0.1 calls 112, chooses an operator (key 0), waits in the queue
-    (no operator is at a desk) and hangs up."""
-    center = server.center
-    citizen = phones._keep(Phone(phones.stack, number,
-                                 server=f"{center.sip.host}:{center.sip.port}"))
-    watch = server.ami()
-    try:
-        call = citizen.call(center.hotline[0])
-        call.wait_confirmed(10)
-        call.send_dtmf("0")
-        watch.wait_event("QueueCallerJoin", 20, CallerIDNum=number)
-    finally:
-        watch.close()
-    call.hangup()
-    call.wait_disconnected(10)
 
 
 def test_given_an_abandon_flood_from_one_address_when_a_citizen_waited_then_bounded_and_on_top(

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dispatcher.credentials import ensure_credentials
-from tests.harness import SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -27,17 +27,8 @@ LIMITS = {"connections": 40, "connections_per_source": 8, "request_seconds": 3,
 def center_server(tmp_path_factory: pytest.TempPathFactory,
                   asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
     """The whole center on free ports with small HTTP limits, for this module."""
-    tmp = tmp_path_factory.mktemp("attacks")
-    config = write_test_config(tmp / "center.yaml")
-    doc = yaml.safe_load(config.read_text())
-    doc["http"]["limits"] = LIMITS
-    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    proc = SiagaProcess(config, tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("attacks"), http={"limits": LIMITS}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 class Browser:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pbx.phone.phone import CallState, Phone
-from tests.harness import SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -24,17 +22,9 @@ ALLOWED_SOURCE = "127.0.0.2"  # the only address allowed without the token
 @pytest.fixture
 def metrics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiagaProcess]:
     """The example city run by `siaga up`, /metrics open to 127.0.0.2 and to the token."""
-    tmp = tmp_path_factory.mktemp("metrics-server")
-    config = write_test_config(tmp / "center.yaml")
-    doc = yaml.safe_load(config.read_text())
-    doc["metrics"] = {"allow": [f"{ALLOWED_SOURCE}/32"], "token": TOKEN}
-    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    proc = SiagaProcess(Path(config), tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("metrics-server"),
+                        metrics={"allow": [f"{ALLOWED_SOURCE}/32"], "token": TOKEN}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def get(server: SiagaProcess, path: str = "/metrics", source: str = "127.0.0.1",

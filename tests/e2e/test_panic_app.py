@@ -31,7 +31,7 @@ from dispatcher.calllog import db
 from dispatcher.calllog.models import Alert, Device, Incident
 from dispatcher.credentials import ensure_credentials
 from tests.browser import chromium
-from tests.harness import SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -45,13 +45,8 @@ README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "pa
 def center_server(tmp_path_factory: pytest.TempPathFactory,
                   asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
     """The whole center (`siaga up`) on free ports, for this module."""
-    tmp = tmp_path_factory.mktemp("panic-app")
-    proc = SiagaProcess(write_test_config(tmp / "center.yaml"), tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("panic-app")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def link_for(server: SiagaProcess, device_id: str, label: str = "Ibu Sari") -> str:

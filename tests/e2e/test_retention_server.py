@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction
 from dispatcher.calllog.models import Call, Incident
-from tests.harness import SiagaProcess, wait_for, write_test_config
+from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -22,17 +21,10 @@ pytestmark = pytest.mark.asterisk
 @pytest.fixture
 def retention_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiagaProcess]:
     """The example city with a pass every minute and recordings kept one day."""
-    tmp = tmp_path_factory.mktemp("retention-server")
-    config = write_test_config(tmp / "center.yaml")
-    doc = yaml.safe_load(config.read_text())
-    doc["retention"] = {"every_minutes": 1, "recordings": {"max_age_days": 1}}
-    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    proc = SiagaProcess(Path(config), tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("retention-server"),
+                        retention={"every_minutes": 1,
+                                   "recordings": {"max_age_days": 1}}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def old_file(folder: Path, name: str, days: float) -> Path:

@@ -16,7 +16,7 @@ import pytest
 
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import CallState, Phone
-from tests.harness import REPO, SiagaProcess, wait_for, write_test_config
+from tests.harness import REPO, SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -146,19 +146,9 @@ def test_given_svwar_enumerating_extensions_when_it_keeps_trying_then_its_source
 @pytest.fixture
 def quick_center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiagaProcess]:
     """`siaga up` whose blocks last 3 s (block after 5 failures in 60 s)."""
-    import yaml
-
-    tmp = tmp_path_factory.mktemp("guard-center")
-    config = write_test_config(tmp / "center.yaml")
-    doc = yaml.safe_load(config.read_text())
-    doc["security"] = {**doc["security"], "block_after": 5, "block_seconds": 3}
-    config.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    proc = SiagaProcess(config, tmp / "state")
-    proc.start()
-    try:
+    with running_center(tmp_path_factory.mktemp("guard-center"),
+                        security={"block_after": 5, "block_seconds": 3}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_given_a_blocked_source_when_block_seconds_pass_then_it_is_served_again(
