@@ -82,10 +82,12 @@ def test_given_center_when_unit_rendered_then_it_restarts_keeps_asterisk_and_is_
 
 def test_given_state_dir_in_tmp_when_unit_rendered_then_private_tmp_is_left_out(
         tmp_path: Path) -> None:
-    """A state directory in /tmp would vanish behind PrivateTmp: the unit says why it is off."""
-    text = render(tmp_path, tmp_path / "state")
+    """A state directory in /tmp would vanish behind PrivateTmp: the unit says why it is off.
+    (The code's own paths are given: a checkout under /tmp would be named first.)"""
+    state = tmp_path / "state"
+    text = render(tmp_path, state, needed=(Path("/usr/bin/siaga"), state))
     assert "PrivateTmp=yes" not in text
-    assert f"# PrivateTmp is off: {tmp_path}" in text
+    assert f"# PrivateTmp is off: {state} would be hidden" in text
 
 
 def test_given_interpreter_in_a_home_when_unit_rendered_then_protect_home_is_left_out(
