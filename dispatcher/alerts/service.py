@@ -65,10 +65,8 @@ class AlertSettings:
     failure_per_second: float = 0.5
     max_body_bytes: int = MAX_BODY_BYTES
     dialer: DialerSettings = field(default_factory=DialerSettings)
-    # Group commit of alerts (AlertBatcher): at most this many per transaction, and under
-    # load a transaction at most every commit_window seconds.
+    # Group commit of alerts (AlertBatcher): at most this many per transaction.
     commit_batch: int = 500
-    commit_window: float = 0.0
     # The center's master key, from which devices' HMAC keys are derived.
     master_key: bytes = field(default=b"", repr=False)
 
@@ -134,8 +132,7 @@ class AlertService(Service):
         self._unsubscribe: list[Callable[[], None]] = []
         self._logins_watched = False
         self.ready: Deferred[None] | None = None
-        self._batcher = AlertBatcher(write, self._now, self.settings.commit_batch,
-                                     self.settings.commit_window, clock)
+        self._batcher = AlertBatcher(write, self._now, self.settings.commit_batch)
         self.counts = AlertCounts()
         if ami is not None:
             self.dialer = CallbackDialer(clock, ami, self.settings.dialer, self.report,
@@ -574,60 +571,33 @@ class AlertBatcher:
     """Commits alerts in batches (group commit): whatever arrived while the previous batch
     was being written goes in the next one (``storage.commit_alerts``), and each alert's
     Deferred fires only once its batch is committed, so a 201 is never sent for an alert
-    that is not durable. A batch that fails fails every alert in it.
+    that is not durable. A batch that fails fails every alert in it. A lone alert is written
+    at once; under load, batches grow by themselves and the cost per alert falls.
+    ``max_batch`` 1 writes one alert per transaction (the benchmark's baseline)."""
 
-    A lone alert is written at once. Under load, batches start at most every ``window``
-    seconds: the transactions' fixed cost (statements prepared, a savepoint, the commit's
-    fsync) then shrinks per alert, and the writer thread leaves the interpreter to the
-    reactor that parses the requests. ``max_batch`` 1 writes one alert per transaction (the
-    benchmark's baseline)."""
-
-    def __init__(self, write: Runner, now: Callable[[], dt.datetime], max_batch: int = 500,
-                 window: float = 0.0, clock: IReactorTime | None = None) -> None:
+    def __init__(self, write: Runner, now: Callable[[], dt.datetime], max_batch: int = 500
+                 ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        if window > 0 and clock is None:
-            raise ValueError("a commit window needs a clock")
         self.write = write
         self.now = now
         self.max_batch = max_batch
-        self.window = window
-        self.clock = clock
         self.queue: list[tuple[Any, DeviceCredentials, Deferred[Any]]] = []
         self.in_flight = False
         self.batches = 0
-        self._last_start = float("-inf")
-        self._timer: Any = None
 
     def add(self, request: Any, device: DeviceCredentials) -> Deferred[storage.AlertReceipt]:
         """Queue an alert; fires with its receipt once committed (or fails)."""
         d: Deferred[storage.AlertReceipt] = Deferred()
         self.queue.append((request, device, d))
-        if not self.in_flight and self._timer is None:
-            self._schedule()
+        if not self.in_flight:
+            self._flush()
         return d
-
-    def _schedule(self) -> None:
-        wait = 0.0
-        if self.clock is not None and self.window > 0:
-            wait = self._last_start + self.window - self.clock.seconds()
-        if wait > 0 and len(self.queue) < self.max_batch:
-            assert self.clock is not None
-            self._timer = self.clock.callLater(wait, self._timed_flush)
-        else:
-            self._flush()
-
-    def _timed_flush(self) -> None:
-        self._timer = None
-        if not self.in_flight and self.queue:
-            self._flush()
 
     def _flush(self) -> None:
         batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch:]
         self.in_flight = True
         self.batches += 1
-        if self.clock is not None:
-            self._last_start = self.clock.seconds()
         d = self.write(storage.commit_alerts, [(r, dev) for r, dev, _ in batch], self.now())
 
         def done(results: list[Any]) -> None:
@@ -643,8 +613,8 @@ class AlertBatcher:
 
         def next_batch(_: object) -> None:
             self.in_flight = False
-            if self.queue and self._timer is None:
-                self._schedule()
+            if self.queue:
+                self._flush()
 
         d.addCallbacks(done, failed)
         d.addBoth(next_batch)

@@ -50,7 +50,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
                               citizen_attempts=args.citizen_attempts,
                               retry_interval=args.retry_interval,
                               citizen_ring_seconds=args.citizen_ring_seconds),
-        commit_batch=args.commit_batch, commit_window=args.commit_window,
+        commit_batch=args.commit_batch,
         master_key=creds.master_key,
     )
     http = make_http_service(reactor, center, writer, sessions, ami, settings=settings,
@@ -80,11 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failure-per-second", type=float, default=0.5)
     parser.add_argument("--commit-batch", type=int, default=AlertSettings.commit_batch,
                         help="alerts per transaction at most (1: one transaction each)")
-    parser.add_argument("--commit-window", type=float, default=AlertSettings.commit_window,
-                        help="under load, seconds between the starts of two alert commits")
     args = parser.parse_args(argv)
-    if args.commit_batch < 1 or args.commit_window < 0:
-        parser.error("--commit-batch must be at least 1 and --commit-window not negative")
+    if args.commit_batch < 1:
+        parser.error("--commit-batch must be at least 1")
 
     from twisted.internet import reactor  # the entry point: the only place the reactor is global
     from twisted.logger import globalLogBeginner, textFileLogObserver

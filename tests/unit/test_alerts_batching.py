@@ -214,49 +214,21 @@ def test_given_crash_between_commit_and_reply_when_app_retries_then_nothing_lost
         [answer(first)[1]["incident_id"], *(r.incident_id for r in receipts)])
 
 
-def test_given_commit_window_when_alerts_keep_coming_then_one_transaction_per_window(
-) -> None:
-    """With a 10 ms window, a lone alert is written at once; alerts arriving after its
-    commit but within the window wait for the window to end and go together; a batch is
-    never larger than ``max_batch``."""
-    clock = task.Clock()
-    clock.advance(NOW)
-    writes: list[tuple[list[Any], defer.Deferred[Any]]] = []
-
-    def write(fn: Any, batch: list[Any], now: Any) -> defer.Deferred[Any]:
-        d: defer.Deferred[Any] = defer.Deferred()
-        writes.append((batch, d))
-        return d
-
-    def done(i: int) -> None:
-        batch, d = writes[i]
-        d.callback([storage.AlertReceipt(n, "new", True, None) for n in range(len(batch))])
-
-    batcher = AlertBatcher(write, lambda: None, max_batch=3, window=0.010, clock=clock)
-    device: Any = object()
-    batcher.add("a", device)
-    assert [len(b) for b, _ in writes] == [1]
-    clock.advance(0.002)
-    done(0)  # committed 2 ms after it started
-    batcher.add("b", device)
-    batcher.add("c", device)
-    assert len(writes) == 1  # within the window: they wait
-    clock.advance(0.007)
-    assert len(writes) == 1
-    clock.advance(0.001)  # the window since "a" started has passed
-    assert [len(b) for b, _ in writes] == [1, 2]
-    for name in "defgh":
-        batcher.add(name, device)
-    done(1)
-    clock.advance(0.010)
-    assert [len(b) for b, _ in writes] == [1, 2, 3]
-    done(2)
-    clock.advance(0.010)
-    assert [list(b) for b, _ in writes[3:]] == [[("g", device), ("h", device)]]
+def test_given_batch_size_one_then_each_alert_has_its_own_transaction(tmp_path: Path) -> None:
+    """``commit_batch`` 1 (the benchmark's baseline): alerts queued behind a commit are
+    written one per transaction, in order, each answered 201 once its own commit is done."""
+    service, writer, sessions, clock = make(tmp_path, AlertSettings(rate_burst=100,
+                                                                    commit_batch=1))
+    client = Client(service, clock)
+    sent = [client.post(str(uuid.uuid4())) for _ in range(3)]
+    for done in range(3):
+        assert writer.batch_sizes() == [1]
+        writer.commit_next()
+        assert [t.value() != b"" for t in sent] == [i <= done for i in range(3)]
+    assert [answer(t)[0] for t in sent] == [201, 201, 201]
 
 
-@pytest.mark.parametrize("max_batch,window", [(0, 0.0), (10, 0.01)])
-def test_given_bad_batcher_settings_then_refused(max_batch: int, window: float) -> None:
-    """A batch size under 1, or a window without a clock to time it, is refused at once."""
+def test_given_batch_size_under_one_then_refused() -> None:
+    """A batch size under 1 is refused at once."""
     with pytest.raises(ValueError):
-        AlertBatcher(lambda *a: defer.succeed([]), lambda: None, max_batch, window)
+        AlertBatcher(lambda *a: defer.succeed([]), lambda: None, 0)
