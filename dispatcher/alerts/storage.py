@@ -166,19 +166,27 @@ def commit_alerts(session: Session, batch: list[tuple[AlertRequest, DeviceCreden
 
 def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, DeviceCredentials]],
                         now: dt.datetime) -> list[AlertReceipt | Exception]:
+    # Core statements on the tables, not ORM entities: the ORM's per-statement machinery
+    # (entity loading, bulk-insert bookkeeping) cost more than the database work itself.
+    devices_t, alerts_t, incidents_t = Device.__table__, Alert.__table__, Incident.__table__
+    connection = session.connection()
     device_ids = {request.device_id for request, _ in batch}
-    devices = {d.device_id: d for d in session.scalars(
-        select(Device).where(Device.device_id.in_(device_ids)))}
+    devices = {row.device_id: row for row in connection.execute(
+        select(devices_t.c.id, devices_t.c.device_id, devices_t.c.enabled,
+               devices_t.c.token_hash, devices_t.c.hmac_key, devices_t.c.callback_number,
+               devices_t.c.lat, devices_t.c.lon)
+        .where(devices_t.c.device_id.in_(device_ids)))}
     keys = {(devices[r.device_id].id, r.alert_id) for r, _ in batch if r.device_id in devices}
     existing: dict[tuple[int, str], tuple[int, str]] = {}
     if keys:
-        rows = session.execute(
-            select(Alert.device_id, Alert.alert_id, Alert.incident_id, Incident.state)
-            .join(Incident, Incident.id == Alert.incident_id)
-            .where(tuple_(Alert.device_id, Alert.alert_id).in_(list(keys))))
+        rows = connection.execute(
+            select(alerts_t.c.device_id, alerts_t.c.alert_id, alerts_t.c.incident_id,
+                   incidents_t.c.state)
+            .join(incidents_t, incidents_t.c.id == alerts_t.c.incident_id)
+            .where(tuple_(alerts_t.c.device_id, alerts_t.c.alert_id).in_(list(keys))))
         existing = {(row[0], row[1]): (row[2], row[3]) for row in rows}
     out: list[AlertReceipt | Exception | None] = [None] * len(batch)
-    fresh: list[tuple[int, AlertRequest, Device, str]] = []
+    fresh: list[tuple[int, AlertRequest, Any, str]] = []
     first_in_batch: dict[tuple[int, str], int] = {}
     for i, (request, seen) in enumerate(batch):
         device = devices.get(request.device_id)
@@ -210,10 +218,8 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
                 "fix_time": loc.fix_time if loc else None, "callback_number": number,
                 "note": request.note, "created_at": now, "updated_at": now,
             })
-        incident_ids = list(session.scalars(
-            insert(Incident).returning(Incident.id, sort_by_parameter_order=True),
-            incident_rows))
-        session.execute(insert(Alert), [{
+        incident_ids = _insert_returning_ids(connection, incidents_t, incident_rows)
+        connection.execute(insert(alerts_t), [{
             "device_id": device.id, "alert_id": request.alert_id, "type": request.type,
             "lat": request.location.lat if request.location else None,
             "lon": request.location.lon if request.location else None,
@@ -223,16 +229,15 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
             "incident_id": incident_id,
         } for (_, request, device, number), incident_id in zip(fresh, incident_ids,
                                                                strict=True)])
-        session.execute(insert(IncidentTransition), [{
+        connection.execute(insert(IncidentTransition.__table__), [{
             "incident_id": incident_id, "at": now, "from_state": None, "to_state": "new",
-            "detail": f"alert {request.alert_id}",
+            "detail": f"alert {request.alert_id}"
         } for (_, request, _, _), incident_id in zip(fresh, incident_ids, strict=True)])
-        callback_ids = list(session.scalars(
-            insert(Callback).returning(Callback.id, sort_by_parameter_order=True), [{
-                "number": number, "state": "pending", "reason": "alert",
-                "incident_id": incident_id, "attempts": 0, "created_at": now,
-                "updated_at": now,
-            } for (_, _, _, number), incident_id in zip(fresh, incident_ids, strict=True)]))
+        callback_ids = _insert_returning_ids(connection, Callback.__table__, [{
+            "number": number, "state": "pending", "reason": "alert",
+            "incident_id": incident_id, "attempts": 0, "citizen_no_answers": 0,
+            "created_at": now, "updated_at": now,
+        } for (_, _, _, number), incident_id in zip(fresh, incident_ids, strict=True)])
         for (i, _, _, number), incident_id, callback_id in zip(fresh, incident_ids,
                                                                callback_ids, strict=True):
             out[i] = AlertReceipt(incident_id, "new", True,
@@ -244,6 +249,13 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
             assert isinstance(first, AlertReceipt)
             out[i] = AlertReceipt(first.incident_id, first.state, False, None)
     return [o for o in out if o is not None]
+
+
+def _insert_returning_ids(connection: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` in multi-row statements; their new ids, in the rows' order."""
+    result = connection.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
 
 
 def commit_button_call(session: Session, extension: str, linkedid: str,

@@ -50,6 +50,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
                               citizen_attempts=args.citizen_attempts,
                               retry_interval=args.retry_interval,
                               citizen_ring_seconds=args.citizen_ring_seconds),
+        commit_batch=args.commit_batch,
         master_key=creds.master_key,
     )
     http = make_http_service(reactor, center, writer, sessions, ami, settings=settings,
@@ -60,6 +61,8 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
+    from dispatcher.alerts.service import AlertSettings
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--state-dir")
@@ -75,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failure-burst", type=float, default=20.0,
                         help="failed attempts an address may make before 429")
     parser.add_argument("--failure-per-second", type=float, default=0.5)
+    parser.add_argument("--commit-batch", type=int, default=AlertSettings.commit_batch,
+                        help="alerts per transaction at most (1: one transaction each)")
     args = parser.parse_args(argv)
+    if args.commit_batch < 1:
+        parser.error("--commit-batch must be at least 1")
 
     from twisted.internet import reactor  # the entry point: the only place the reactor is global
     from twisted.logger import globalLogBeginner, textFileLogObserver

@@ -1,0 +1,53 @@
+"""Alerts committed in batches (``storage.commit_alerts``) on SQLite and PostgreSQL: each new
+alert gets its own incident, transition and owed callback, linked to each other in the order
+the batch gave, and a retry of a stored alert creates nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dispatcher.alerts import storage
+from dispatcher.alerts.intake import AlertRequest, Location
+from dispatcher.calllog import db, store
+from dispatcher.calllog.models import Alert, Callback, Incident, IncidentTransition
+
+NOW = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
+
+
+def test_given_a_batch_of_new_alerts_then_rows_are_linked_in_the_batch_order(
+        sessions: sessionmaker[Session]) -> None:
+    """Forty alerts from four devices in one batch: each receipt names the incident holding
+    that alert's own number and place, its callback row points at the same incident, and a
+    second batch retrying ten of them answers those from the database, creating nothing."""
+    with db.transaction(sessions) as session:
+        for n in range(4):
+            store.add_device(session, f"app{n}", token=f"token-of-app-{n}-0123456789",
+                             callback_number=None, now=NOW)
+    with sessions() as session:
+        seen = {f"app{n}": storage.device_credentials(session, f"app{n}") for n in range(4)}
+    batch = [(AlertRequest(f"alert-{i}", f"app{i % 4}", "panic",
+                           Location(1.0 + i / 100, 125.0, 10.0, None), f"08123{i:05d}",
+                           None), seen[f"app{i % 4}"]) for i in range(40)]
+    with db.transaction(sessions) as session:
+        receipts = storage.commit_alerts(session, batch, NOW)
+    assert all(r.created for r in receipts)
+    with sessions() as session:
+        for i, receipt in enumerate(receipts):
+            incident = session.get(Incident, receipt.incident_id)
+            assert (incident.callback_number, incident.lat) == (f"08123{i:05d}", 1.0 + i / 100)
+            alert = session.scalar(select(Alert).where(Alert.incident_id == incident.id))
+            assert alert.alert_id == f"alert-{i}"
+            callback = session.get(Callback, receipt.callback.callback_id)
+            assert (callback.incident_id, callback.number) == (incident.id, f"08123{i:05d}")
+        assert session.query(IncidentTransition).count() == 40
+
+    with db.transaction(sessions) as session:
+        again = storage.commit_alerts(session, batch[:10], NOW)
+    assert [(r.created, r.incident_id) for r in again] == [
+        (False, r.incident_id) for r in receipts[:10]]
+    with sessions() as session:
+        assert session.query(Alert).count() == 40
+        assert session.query(Callback).count() == 40
