@@ -504,7 +504,7 @@ def run_step(load: Load, concurrency: int) -> Step:
         "-mp", str(free_udp_port(CITIZENS)), "-m", str(concurrency), "-l", str(concurrency),
         "-r", str(rate), "-recv_timeout", "30000", "-timeout", f"{int(budget)}s",
         "-trace_stat", "-stf", "stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
-        load.target])
+        "-trace_err", load.target])
     pids["sipp (citizens)"] = proc.pid
     before["sipp (citizens)"] = cpu_ticks(proc.pid)
     try:
@@ -535,12 +535,14 @@ def run_step(load: Load, concurrency: int) -> Step:
     step.machine_busy = machine_before.busy_share(machine_after)
     stats = read_sipp_csv((work / "stat.csv").read_text()) if (work / "stat.csv").exists() \
         else []
-    step.completed = last_count(stats, "SuccessfulCall(C)")
-    step.failed = last_count(stats, "FailedCall(C)")
-    step.calls = step.completed + step.failed
-    if step.calls < concurrency:  # never placed (SIPp stopped early): failed too
-        step.failed += concurrency - step.calls
-        step.calls = concurrency
+    if proc.returncode == 0:
+        # SIPp's own verdict: every one of its -m calls succeeded (the stat file, dumped
+        # every second, may miss the last second).
+        step.completed, step.failed = concurrency, 0
+    else:
+        step.completed = last_count(stats, "SuccessfulCall(C)")
+        step.failed = max(1, concurrency - step.completed)  # failed, or never placed
+    step.calls = concurrency
     step.peak = peak(stats, "CurrentCall")
     for rtt in work.glob("*_rtt.csv"):
         for name, values in rtd_samples(read_sipp_csv(rtt.read_text())).items():
@@ -551,8 +553,10 @@ def run_step(load: Load, concurrency: int) -> Step:
     while load.operators.answered() - answered_before < expected and time.monotonic() < deadline:
         time.sleep(0.5)
     step.unanswered = max(0, step.completed - (load.operators.answered() - answered_before))
-    if proc.returncode not in (0, 1):
-        print(f"    SIPp exit {proc.returncode}: {tail(work / 'sipp.out', 600)}")
+    if proc.returncode != 0:
+        errors = "".join(p.read_text(errors="replace") for p in work.glob("*_errors.log"))
+        print(f"    citizens' SIPp exit {proc.returncode}; its first errors:\n"
+              f"{errors[:1500] or tail(work / 'sipp.out', 1500)}")
     return step
 
 
@@ -588,9 +592,9 @@ def run_round(load: Load, label: str, steps: list[int], until: float) -> list[St
         step = run_step(load, concurrency)
         print_step(step)
         done.append(step)
+        wait_quiet(load)
         if step.lost:
             break
-        wait_quiet(load)
     return done
 
 
