@@ -13,7 +13,7 @@ extension with its generated password (digest, `[authentication]`), its Contact 
 port; when that SIPp is done, a SIPp UAS binds that same port (Asterisk rewrites a contact to
 the address a REGISTER came from, so the port must be the same) and answers every INVITE
 after ringing ``--ring-seconds``, echoing all RTP it receives (``-rtp_echo``) and answering
-Asterisk's OPTIONS qualifies (``-aa``). So the unchanged dialplan and queue ring real
+Asterisk's OPTIONS qualifies. So the unchanged dialplan and queue ring real
 registered extensions (busy ones skipped: ringinuse = no), and each answered call is a real
 bridge in Asterisk with RTP both ways (direct_media = no: Asterisk relays every packet).
 This was chosen over pjsua2 phones (four calls a process: hundreds of processes, which would
@@ -191,8 +191,13 @@ REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 # The operators' phones: ring, answer, echo the citizen's audio (-rtp_echo) until the BYE.
+# Asterisk's qualify (an OPTIONS to each desk's contact every 30 s) is answered too: a desk
+# that stops answering it is unreachable and the queue skips it. Timer 1 runs from the 200 to
+# the ACK: one response-time row per answered call, which is how answered calls are counted
+# (SIPp's successful-call counter also counts the OPTIONS).
 OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="operator desks answer">
+  <recv request="OPTIONS" optional="true" next="options"/>
   <recv request="INVITE" crlf="true"/>
   <send>
     <![CDATA[
@@ -207,7 +212,7 @@ OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <pause milliseconds="{ring_ms}"/>
-  <send retrans="500">
+  <send retrans="500" start_rtd="1">
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -229,9 +234,9 @@ OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       a=sendrecv
     ]]>
   </send>
-  <recv request="ACK" crlf="true"/>
+  <recv request="ACK" crlf="true" rtd="1"/>
   <recv request="BYE"/>
-  <send>
+  <send next="done">
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -242,6 +247,19 @@ OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
+  <label id="options"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag02[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="done"/>
 </scenario>
 """
 
@@ -346,6 +364,7 @@ class Step:
     cpu: dict[str, float | None] = field(default_factory=dict)
     machine_busy: float = 0.0
     rtp: str = "-"
+    plateau_channels: int | None = None
 
     @property
     def lost(self) -> int:
@@ -390,8 +409,7 @@ class Operators:
         self.dir = self.sipp.workdir("operators")
         self.proc = self.sipp.start(self.dir, OPERATOR.format(ring_ms=self.ring_ms), [
             "-i", OPERATORS, "-p", str(self.port), "-mi", OPERATORS,
-            "-mp", str(self.media_port), "-rtp_echo", "-aa",
-            "-trace_stat", "-stf", "stat.csv", "-fd", "1",
+            "-mp", str(self.media_port), "-rtp_echo", "-trace_rtt", "-rtt_freq", "1",
             "-recv_timeout", "600000", self.target])
         time.sleep(0.5)  # a SIPp that cannot bind exits at once: say so now, not mid-step
         if self.proc.poll() is not None:
@@ -399,12 +417,10 @@ class Operators:
                                f"{tail(self.dir / 'sipp.out')}")
 
     def answered(self) -> int:
-        """Calls the operators completed so far (INVITE .. BYE)."""
+        """Calls the operators answered so far (their 200 OK acknowledged)."""
         if self.dir is None:
             return 0
-        path = self.dir / "stat.csv"
-        return last_count(read_sipp_csv(path.read_text()), "SuccessfulCall(C)") \
-            if path.exists() else 0
+        return sum(len(read_sipp_csv(path.read_text())) for path in self.dir.glob("*_rtt.csv"))
 
     def close(self) -> None:
         """Stop the UAS."""
@@ -514,6 +530,8 @@ def run_step(load: Load, concurrency: int) -> Step:
             while time.monotonic() < up_at and proc.poll() is None:
                 time.sleep(0.2)
             step.rtp = load.sample.check()
+        # Every citizen bridged to a desk is two channels in Asterisk.
+        step.plateau_channels = load.channels()
         # Read CPU just before SIPp exits (its counters vanish with it).
         while proc.poll() is None and time.monotonic() < started + budget + 30:
             for name in ("sipp (citizens)",):
@@ -578,6 +596,8 @@ def print_step(step: Step) -> None:
                     for name, v in step.cpu.items())
     print(f"          CPU: {cpu}  machine busy {step.machine_busy * 100:.0f} %  "
           f"RTP check: {step.rtp}")
+    print(f"          Asterisk channels at full load: {step.plateau_channels} "
+          f"(2 per bridged call)")
 
 
 def run_round(load: Load, label: str, steps: list[int], until: float) -> list[Step]:
