@@ -524,11 +524,11 @@ def run_step(load: Load, concurrency: int) -> Step:
     pids["sipp (citizens)"] = proc.pid
     before["sipp (citizens)"] = cpu_ticks(proc.pid)
     try:
+        # Sampled once every call is up: the echo is checked at the step's full load.
+        up_at = started + concurrency / rate + load.ivr_s + 1
+        while time.monotonic() < up_at and proc.poll() is None:
+            time.sleep(0.2)
         if load.sample is not None:
-            # Sampled once every call is up: the echo is checked at the step's full load.
-            up_at = started + concurrency / rate + 1
-            while time.monotonic() < up_at and proc.poll() is None:
-                time.sleep(0.2)
             step.rtp = load.sample.check()
         # Every citizen bridged to a desk is two channels in Asterisk.
         step.plateau_channels = load.channels()
