@@ -519,6 +519,7 @@ def run_step(load: Load, concurrency: int) -> Step:
         "-s", "112", "-i", CITIZENS, "-p", str(free_udp_port(CITIZENS)), "-mi", CITIZENS,
         "-mp", str(free_udp_port(CITIZENS)), "-m", str(concurrency), "-l", str(concurrency),
         "-r", str(rate), "-recv_timeout", "30000", "-timeout", f"{int(budget)}s",
+        "-timeout_error",
         "-trace_stat", "-stf", "stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
         "-trace_err", load.target])
     pids["sipp (citizens)"] = proc.pid
