@@ -106,3 +106,22 @@ def test_given_ramp_steps_when_one_fails_then_the_highest_clean_step_before_it()
     assert highest_clean([(50, 0), (100, 0), (150, 2), (200, 0)]) == 100
     assert highest_clean([(50, 3)]) == 0
     assert highest_clean([]) == 0
+
+
+def test_given_a_hold_time_when_the_citizen_scenario_is_built_then_speech_fills_it() -> None:
+    """The citizen's pauses add up to the configured hold: the IVR's time, half a second
+    after the key 0, then speech pcaps back to back, none paused past its own length."""
+    import re
+
+    from benchmarks.capacity import Load, citizen_scenario
+
+    load = Load(sipp=None, target="127.0.0.1:5060", operators=None,  # type: ignore[arg-type]
+                hold_s=25.0, ivr_s=3.0, ramp_s=10.0, speech_s=7.05, sample=None,
+                pids=dict, channels=lambda: 0)
+    xml = citizen_scenario(load)
+    pauses = [int(p) for p in re.findall(r'<pause milliseconds="(\d+)"/>', xml)]
+    assert pauses[0] == 3000 and pauses[1] == 500
+    assert sum(pauses) == pytest.approx(25_000, abs=5)
+    assert xml.count("g711a.pcap") == len(pauses) - 2
+    assert max(pauses[2:]) <= 7050
+    assert "dtmf_2833_0.pcap" in xml
