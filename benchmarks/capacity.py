@@ -525,14 +525,14 @@ def run_step(load: Load, concurrency: int) -> Step:
     pids["sipp (citizens)"] = proc.pid
     before["sipp (citizens)"] = cpu_ticks(proc.pid)
     try:
-        # Sampled once every call is up: the echo is checked at the step's full load.
+        # Once every call is past the IVR: the step's full load.
         up_at = started + concurrency / rate + load.ivr_s + 1
         while time.monotonic() < up_at and proc.poll() is None:
             time.sleep(0.2)
-        if load.sample is not None:
-            step.rtp = load.sample.check()
         # Every citizen bridged to a desk is two channels in Asterisk.
         step.plateau_channels = load.channels()
+        if load.sample is not None:
+            step.rtp = load.sample.check()
         # Read CPU just before SIPp exits (its counters vanish with it).
         while proc.poll() is None and time.monotonic() < started + budget + 30:
             for name in ("sipp (citizens)",):
