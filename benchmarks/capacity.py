@@ -40,7 +40,7 @@ highest concurrency with 0 failed calls per round and their ratio (with / withou
 Everything runs on loopback (citizens from 127.0.0.2, operators on 127.0.0.3) and the run is
 bounded by ``--max-minutes``.
 
-    .venv/bin/python benchmarks/capacity.py [--steps 50,100,150,200,250,300] [--max-minutes 10]
+    .venv/bin/python benchmarks/capacity.py [--steps 100,150,200,250,300,350,400] [--max-minutes 10]
 """
 
 from __future__ import annotations
@@ -633,7 +633,7 @@ def wait_quiet(load: Load, timeout: float = 30.0) -> None:
 def main() -> None:  # noqa: PLR0915 - one run, told in order
     """Start the center, register the desks, run both rounds, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="50,100,150,200,250,300",
+    parser.add_argument("--steps", default="100,150,200,250,300,350,400",
                         help="concurrent calls per step, comma-separated, increasing")
     parser.add_argument("--hold-seconds", type=float, default=25.0,
                         help="how long each citizen's call lasts (IVR, queue, operator)")
