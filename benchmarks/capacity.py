@@ -1,0 +1,757 @@
+"""How many concurrent hotline calls the center carries, with the siaga server and without it.
+
+One `siaga up` (the example city on free loopback ports, recordings on) with as many operator
+desks as the largest step needs. Citizens are SIPp (sip-tester, run chrooted in the Asterisk
+root filesystem): anonymous calls to 112 offering G.711 A-law, each answered at once by the
+IVR, listening to the menu for ``--ivr-seconds``, then pressing 0 (an RFC 2833 event replayed
+from sip-tester's dtmf_2833_0.pcap: the endpoints' dtmf_mode is rfc4733) and sending speech
+from sip-tester's g711a.pcap, replayed back to back, until the call has lasted
+``--hold-seconds``; then the citizen hangs up.
+
+The operators are SIPp too, and they are real operator desks: one SIPp REGISTERs every desk
+extension with its generated password (digest, `[authentication]`), its Contact on one UDP
+port; when that SIPp is done, a SIPp UAS binds that same port (Asterisk rewrites a contact to
+the address a REGISTER came from, so the port must be the same) and answers every INVITE
+after ringing ``--ring-seconds``, echoing all RTP it receives (``-rtp_echo``) and answering
+Asterisk's OPTIONS qualifies. So the unchanged dialplan and queue ring real
+registered extensions (busy ones skipped: ringinuse = no), and each answered call is a real
+bridge in Asterisk with RTP both ways (direct_media = no: Asterisk relays every packet).
+This was chosen over pjsua2 phones (four calls a process: hundreds of processes, which would
+take the cores being measured) and over a benchmark-only queue of SIP URIs (it would not be
+the queue the center runs). An answered call is counted only when the operators' SIPp
+completed it (INVITE, 200, ACK, BYE): a citizen's call that SIPp finished but that no operator
+took counts as failed.
+
+The RTP check: during each step a pjsua2 citizen (pbx/phone) calls 112 beside the load,
+presses 0, sends a 1 kHz tone and records what it hears; the operator's echo brings the tone
+back through both legs of Asterisk's bridge. The call passes when the tone is heard clearly
+(pbx.phone.tones.hears_tone) within the ring time plus 10 s.
+
+Concurrency is ramped in steps: each step places C calls at C / ``--ramp-seconds`` calls per
+second (SIPp keeps at most C up), each held ``--hold-seconds``, so all C are up together for
+hold - ramp seconds. A round stops at the first step with a failed call, or when its time is
+up. Two rounds on the same Asterisk: (a) `siaga up` attached (AMI, call log, recordings), (b)
+the server SIGKILLed, Asterisk left running (fail-open). Printed per step: calls, failed,
+peak concurrent calls seen by SIPp, INVITE -> 100/180/200 p50/p95 (SIPp response-time
+timers, every call traced), CPU of Asterisk, the server and SIPp (from /proc/<pid>/stat;
+100 % = one core) and the whole machine's busy share, and the RTP check. At the end: the
+highest concurrency with 0 failed calls per round and their ratio (with / without server).
+
+Everything runs on loopback (citizens from 127.0.0.2, operators on 127.0.0.3) and the run is
+bounded by ``--max-minutes``.
+
+    .venv/bin/python benchmarks/capacity.py [--steps 100,150,200,250,300,350,400] [--max-minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.sipp_stats import (  # noqa: E402
+    MachineTicks,
+    highest_clean,
+    last_count,
+    pcap_seconds,
+    peak,
+    percentile,
+    process_cpu_ticks,
+    read_sipp_csv,
+    rtd_samples,
+)
+
+CITIZENS = "127.0.0.2"
+OPERATORS = "127.0.0.3"
+FIRST_DESK = 6000
+TONE_HZ = 1000.0  # far from the ringback's and the prompts' main frequencies
+PCAPS = "/usr/share/sip-tester"  # inside the root filesystem
+TIMERS = {"1": "100", "2": "180", "3": "200"}
+
+# A citizen: INVITE 112 (timers 1, 2, 3 start at the INVITE and stop at 100, 180 and 200),
+# the IVR's menu for {ivr_ms}, the key 0, then speech until the call has lasted its time.
+CITIZEN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="citizen calls the hotline">
+  <send retrans="500" start_rtd="1,2,3">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:0812[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:0812[call_number]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=sendrecv
+    ]]>
+  </send>
+  <recv response="100" optional="true" rtd="1"/>
+  <recv response="180" optional="true" rtd="2"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true" rtd="3"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:0812[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:0812[call_number]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="{ivr_ms}"/>
+  <nop><action><exec play_pcap_audio="{pcaps}/dtmf_2833_0.pcap"/></action></nop>
+  <pause milliseconds="500"/>
+{speech}
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:0812[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:0812[call_number]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+SPEECH = """  <nop><action><exec play_pcap_audio="{pcaps}/g711a.pcap"/></action></nop>
+  <pause milliseconds="{ms}"/>"""
+
+# One operator desk registers (digest) with its Contact on this SIPp's port.
+REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="operator desk registers">
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      Expires: 3600
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@[remote_ip]:[remote_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:[field0]@[local_ip]:[local_port]>
+      [authentication username=[field0] password=[field1]]
+      Expires: 3600
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+# The operators' phones: ring, answer, echo the citizen's audio (-rtp_echo) until the BYE.
+# Asterisk's qualify (an OPTIONS to each desk's contact every 30 s) is answered too: a desk
+# that stops answering it is unreachable and the queue skips it. Timer 1 runs from the 200 to
+# the ACK: one response-time row per answered call, which is how answered calls are counted
+# (SIPp's successful-call counter also counts the OPTIONS).
+OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="operator desks answer">
+  <recv request="OPTIONS" optional="true" next="options"/>
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="{ring_ms}"/>
+  <send retrans="500" start_rtd="1">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+      a=sendrecv
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true" rtd="1"/>
+  <recv request="BYE"/>
+  <send next="done">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="options"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag02[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="done"/>
+</scenario>
+"""
+
+
+def free_udp_port(address: str) -> int:
+    """A UDP port nobody uses on ``address`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def cpu_ticks(pid: int | None) -> int | None:
+    """utime + stime of a live process, None when it is gone."""
+    if pid is None:
+        return None
+    try:
+        return process_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine() -> MachineTicks:
+    """The machine's CPU counters now."""
+    return MachineTicks.parse(Path("/proc/stat").read_text())
+
+
+class SippRunner:
+    """Runs SIPp where it is installed: chrooted into the Asterisk root filesystem, in a
+    directory of its own there (its scenario, CSV input and trace files)."""
+
+    def __init__(self, prefix: list[str], rootfs: Path | None) -> None:
+        self.prefix = prefix
+        self.rootfs = rootfs
+        base = (rootfs / "tmp") if rootfs is not None else None
+        self.top = Path(tempfile.mkdtemp(prefix="siaga-capacity-", dir=base))
+        self.runs = 0
+
+    def workdir(self, name: str) -> Path:
+        """A new directory for one SIPp run."""
+        self.runs += 1
+        path = self.top / f"{self.runs:02d}-{name}"
+        path.mkdir()
+        return path
+
+    def inside(self, path: Path) -> str:
+        """``path`` as SIPp sees it."""
+        return str(path if self.rootfs is None else Path("/") / path.relative_to(self.rootfs))
+
+    def start(self, workdir: Path, scenario: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """SIPp on ``scenario`` (XML text) with ``args``, in ``workdir`` (trace files land
+        there: chroot itself would start SIPp in the root directory)."""
+        (workdir / "scenario.xml").write_text(scenario)
+        argv = [*args, "-sf", "scenario.xml", "-nostdin"]
+        if self.rootfs is not None:
+            # sh replaces itself with SIPp: the pid is SIPp's.
+            command = [*self.prefix[:2], "/bin/sh", "-c", 'cd "$0" && exec "$@"',
+                       self.inside(workdir), self.prefix[2], *argv]
+        else:
+            command = [*self.prefix, *argv]
+        out = (workdir / "sipp.out").open("wb")
+        try:
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    cwd=workdir if self.rootfs is None else None)
+        finally:
+            out.close()
+
+    def close(self) -> None:
+        """Remove every run's files."""
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a SIPp this script started (its own session), waiting for it."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def tail(path: Path, chars: int = 2000) -> str:
+    """The end of a text file, for error messages."""
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no output)"
+
+
+@dataclass
+class Step:
+    """What one step of the ramp measured."""
+
+    concurrency: int
+    calls: int = 0
+    completed: int = 0
+    failed: int = 0
+    unanswered: int = 0
+    peak: int = 0
+    seconds: float = 0.0
+    times: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, float | None] = field(default_factory=dict)
+    machine_busy: float = 0.0
+    rtp: str = "-"
+    plateau_channels: int | None = None
+
+    @property
+    def lost(self) -> int:
+        """Calls that failed in SIPp or that no operator took."""
+        return self.failed + self.unanswered
+
+
+class Operators:
+    """Every operator desk registered from one SIPp, then answered by a SIPp UAS on the
+    same port."""
+
+    def __init__(self, sipp: SippRunner, target: str, passwords: dict[str, str],
+                 ring_ms: int) -> None:
+        self.sipp = sipp
+        self.target = target
+        self.port = free_udp_port(OPERATORS)
+        self.media_port = free_udp_port(OPERATORS)
+        self.passwords = passwords
+        self.ring_ms = ring_ms
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir: Path | None = None
+
+    def register(self) -> None:
+        """REGISTER every desk (digest); raises when any is refused."""
+        work = self.sipp.workdir("register")
+        (work / "desks.csv").write_text(
+            "SEQUENTIAL\n" + "".join(f"{ext};{pw};\n" for ext, pw in self.passwords.items()))
+        proc = self.sipp.start(work, REGISTER, [
+            "-inf", "desks.csv", "-i", OPERATORS, "-p", str(self.port),
+            "-m", str(len(self.passwords)), "-r", "50", "-l", "20",
+            "-recv_timeout", "10000", "-timeout", "120s", "-timeout_error", self.target])
+        try:
+            code = proc.wait(150)
+        finally:
+            stop(proc)
+        if code != 0:
+            raise RuntimeError(f"operators' REGISTER: SIPp exit {code}\n"
+                               f"{tail(work / 'sipp.out')}")
+
+    def answer(self) -> None:
+        """Start the UAS that answers every desk's calls."""
+        self.dir = self.sipp.workdir("operators")
+        self.proc = self.sipp.start(self.dir, OPERATOR.format(ring_ms=self.ring_ms), [
+            "-i", OPERATORS, "-p", str(self.port), "-mi", OPERATORS,
+            "-mp", str(self.media_port), "-rtp_echo", "-trace_rtt", "-rtt_freq", "1",
+            "-recv_timeout", "600000", self.target])
+        time.sleep(0.5)  # a SIPp that cannot bind exits at once: say so now, not mid-step
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operators' SIPp exit {self.proc.returncode}\n"
+                               f"{tail(self.dir / 'sipp.out')}")
+
+    def answered(self) -> int:
+        """Calls the operators answered so far (their 200 OK acknowledged)."""
+        if self.dir is None:
+            return 0
+        return sum(len(read_sipp_csv(path.read_text())) for path in self.dir.glob("*_rtt.csv"))
+
+    def close(self) -> None:
+        """Stop the UAS."""
+        stop(self.proc)
+
+
+class SampleCall:
+    """The RTP check: a pjsua2 citizen that calls, presses 0, sends a tone and listens for
+    it coming back from the operator's echo."""
+
+    def __init__(self, sip_address: str, hotline: str, folder: Path, wait_s: float) -> None:
+        from pbx.phone.phone import Phone
+        from pbx.phone.stack import SipStack
+
+        self.stack = SipStack()
+        self.phone = Phone(self.stack, "bench-sample", server=sip_address)
+        self.hotline = hotline
+        self.folder = folder
+        self.wait_s = wait_s
+        self.count = 0
+
+    def check(self) -> str:
+        """One sample call; "heard" or why not."""
+        from pbx.phone.tones import hears_tone, read_wav
+
+        self.count += 1
+        path = self.folder / f"sample-{self.count}.wav"
+        call = self.phone.call(self.hotline)
+        try:
+            call.wait_confirmed(15)
+            call.start_recording(path)
+            call.send_dtmf("0")
+            call.play_tone(TONE_HZ)
+
+            def heard() -> bool:
+                audio = read_wav(path)
+                return audio.seconds >= 1.0 and hears_tone(
+                    audio.slice(audio.seconds - 1.0), TONE_HZ)
+            self.stack.wait_until(heard, self.wait_s, "the tone's echo")
+            return "heard"
+        except Exception as exc:  # noqa: BLE001 - a failed check is a figure, not a crash
+            return f"NOT heard ({type(exc).__name__}: {exc})"
+        finally:
+            call.hangup()
+            try:
+                call.wait_disconnected(10)
+            except Exception as exc:  # noqa: BLE001
+                print(f"    (sample call did not end cleanly: {exc})")
+
+    def close(self) -> None:
+        """Close the phone and its stack."""
+        self.phone.close()
+        self.stack.close()
+
+
+@dataclass
+class Load:
+    """What every step needs."""
+
+    sipp: SippRunner
+    target: str
+    operators: Operators
+    hold_s: float
+    ivr_s: float
+    ramp_s: float
+    speech_s: float
+    sample: SampleCall | None
+    pids: Callable[[], dict[str, int | None]]
+    channels: Callable[[], int]
+
+
+def citizen_scenario(load: Load) -> str:
+    """The citizens' scenario for this run's times: speech pcaps back to back to the end."""
+    left = max(0.0, load.hold_s - load.ivr_s - 0.5)
+    pieces = []
+    while left > 0:
+        ms = int(min(left, load.speech_s) * 1000)
+        pieces.append(SPEECH.format(pcaps=PCAPS, ms=max(ms, 1)))
+        left -= load.speech_s
+    return CITIZEN.format(ivr_ms=int(load.ivr_s * 1000), pcaps=PCAPS, speech="\n".join(pieces))
+
+
+def run_step(load: Load, concurrency: int) -> Step:
+    """C calls ramped over ramp_s seconds, each held hold_s; the figures of the step."""
+    step = Step(concurrency)
+    rate = max(1, round(concurrency / load.ramp_s))
+    work = load.sipp.workdir(f"c{concurrency}")
+    answered_before = load.operators.answered()
+    pids = load.pids()
+    pids["sipp (operators)"] = load.operators.proc.pid if load.operators.proc else None
+    before = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    machine_before = machine()
+    started = time.monotonic()
+    budget = load.hold_s + concurrency / rate + 60
+    proc = load.sipp.start(work, citizen_scenario(load), [
+        "-s", "112", "-i", CITIZENS, "-p", str(free_udp_port(CITIZENS)), "-mi", CITIZENS,
+        "-mp", str(free_udp_port(CITIZENS)), "-m", str(concurrency), "-l", str(concurrency),
+        "-r", str(rate), "-recv_timeout", "30000", "-timeout", f"{int(budget)}s",
+        "-timeout_error",
+        "-trace_stat", "-stf", "stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
+        "-trace_err", load.target])
+    pids["sipp (citizens)"] = proc.pid
+    before["sipp (citizens)"] = cpu_ticks(proc.pid)
+    try:
+        # Once every call is past the IVR: the step's full load.
+        up_at = started + concurrency / rate + load.ivr_s + 1
+        while time.monotonic() < up_at and proc.poll() is None:
+            time.sleep(0.2)
+        # Every citizen bridged to a desk is two channels in Asterisk.
+        step.plateau_channels = load.channels()
+        if load.sample is not None:
+            step.rtp = load.sample.check()
+        # Read CPU just before SIPp exits (its counters vanish with it).
+        while proc.poll() is None and time.monotonic() < started + budget + 30:
+            for name in ("sipp (citizens)",):
+                ticks = cpu_ticks(proc.pid)
+                if ticks is not None:
+                    step.cpu[name + " ticks"] = ticks
+            time.sleep(0.5)
+    finally:
+        stop(proc)
+    step.seconds = time.monotonic() - started
+    machine_after = machine()
+    hz = os.sysconf("SC_CLK_TCK")
+    for name, pid in pids.items():
+        now = step.cpu.pop(name + " ticks", None) if name == "sipp (citizens)" \
+            else cpu_ticks(pid)
+        was = before.get(name)
+        step.cpu[name] = None if now is None or was is None \
+            else (now - was) / hz / step.seconds
+    step.machine_busy = machine_before.busy_share(machine_after)
+    stats = read_sipp_csv((work / "stat.csv").read_text()) if (work / "stat.csv").exists() \
+        else []
+    if proc.returncode == 0:
+        # SIPp's own verdict: every one of its -m calls succeeded (the stat file, dumped
+        # every second, may miss the last second).
+        step.completed, step.failed = concurrency, 0
+    else:
+        step.completed = last_count(stats, "SuccessfulCall(C)")
+        step.failed = max(1, concurrency - step.completed)  # failed, or never placed
+    step.calls = concurrency
+    step.peak = peak(stats, "CurrentCall")
+    for rtt in work.glob("*_rtt.csv"):
+        for name, values in rtd_samples(read_sipp_csv(rtt.read_text())).items():
+            step.times.setdefault(TIMERS.get(name, name), []).extend(values)
+    # The operators' stat file is written every second: wait for it to show this step's end.
+    expected = step.completed + (1 if step.rtp == "heard" else 0)
+    deadline = time.monotonic() + 5
+    while load.operators.answered() - answered_before < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    step.unanswered = max(0, step.completed - (load.operators.answered() - answered_before))
+    if proc.returncode != 0:
+        errors = "".join(p.read_text(errors="replace") for p in work.glob("*_errors.log"))
+        print(f"    citizens' SIPp exit {proc.returncode}; its first errors:\n"
+              f"{errors[:1500] or tail(work / 'sipp.out', 1500)}")
+    return step
+
+
+def ms(value: float | None) -> str:
+    """A time in ms for the table."""
+    return "   -  " if value is None else f"{value:6.1f}"
+
+
+def print_step(step: Step) -> None:
+    """One line (and a CPU line) per step."""
+    times = "  ".join(
+        f"->{code} {ms(percentile(step.times.get(code, []), 50))}/"
+        f"{ms(percentile(step.times.get(code, []), 95))}"
+        for code in ("100", "180", "200"))
+    print(f"  C={step.concurrency:4d}  calls {step.calls:4d}  failed {step.failed:3d}  "
+          f"unanswered {step.unanswered:3d}  peak {step.peak:4d}  "
+          f"INVITE p50/p95 ms {times}  ({step.seconds:.0f} s)")
+    cpu = "  ".join(f"{name} {'-' if v is None else f'{v * 100:.0f} %'}"
+                    for name, v in step.cpu.items())
+    print(f"          CPU: {cpu}  machine busy {step.machine_busy * 100:.0f} %  "
+          f"RTP check: {step.rtp}")
+    print(f"          Asterisk channels at full load: {step.plateau_channels} "
+          f"(2 per bridged call)")
+
+
+def run_round(load: Load, label: str, steps: list[int], until: float) -> list[Step]:
+    """Ramp through ``steps`` until a call fails or the time is up."""
+    print(f"\n{label}")
+    done: list[Step] = []
+    for concurrency in steps:
+        needed = load.hold_s + concurrency / max(1, round(concurrency / load.ramp_s)) + 15
+        if time.monotonic() + needed > until:
+            print(f"  (no time left for C={concurrency}: stopping the round)")
+            break
+        step = run_step(load, concurrency)
+        print_step(step)
+        done.append(step)
+        wait_quiet(load)
+        if step.lost:
+            break
+    return done
+
+
+def wait_quiet(load: Load, timeout: float = 30.0) -> None:
+    """Wait until Asterisk carries no channel: each step starts from an idle center."""
+    deadline = time.monotonic() + timeout
+    left = load.channels()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = load.channels()
+    if left:
+        print(f"  ({left} channels still up {timeout:g} s after the step)")
+
+
+def main() -> None:  # noqa: PLR0915 - one run, told in order
+    """Start the center, register the desks, run both rounds, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default="100,150,200,250,300,350,400",
+                        help="concurrent calls per step, comma-separated, increasing")
+    parser.add_argument("--hold-seconds", type=float, default=25.0,
+                        help="how long each citizen's call lasts (IVR, queue, operator)")
+    parser.add_argument("--ivr-seconds", type=float, default=3.0,
+                        help="time in the IVR's menu before pressing 0")
+    parser.add_argument("--ring-seconds", type=float, default=1.0,
+                        help="how long an operator's phone rings before it answers")
+    parser.add_argument("--ramp-seconds", type=float, default=10.0,
+                        help="a step's calls are placed over this many seconds")
+    parser.add_argument("--max-minutes", type=float, default=10.0,
+                        help="the whole run, both rounds, stops after this")
+    parser.add_argument("--no-rtp-check", action="store_true",
+                        help="skip the pjsua2 sample call of each step")
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    if steps != sorted(steps) or min(steps) < 1:
+        parser.error("--steps must be increasing positive numbers")
+    if args.hold_seconds <= args.ramp_seconds + args.ivr_seconds + args.ring_seconds:
+        parser.error("--hold-seconds must exceed ramp + ivr + ring seconds: calls must "
+                     "overlap with operators")
+    deadline = time.monotonic() + args.max_minutes * 60
+
+    from dispatcher.credentials import ensure_credentials
+    from pbx.provision import provision
+    from tests.harness import SiagaProcess, write_test_config
+
+    install = provision(say=lambda _line: None)
+    if install.sipp is None:
+        sys.exit("SIPp (sip-tester) is not installed: run `siaga provision`")
+    desks = int(max(steps) * 1.1) + 5
+    with tempfile.TemporaryDirectory(prefix="siaga-capacity-") as tmp:
+        config = write_test_config(Path(tmp) / "center.yaml", sections={
+            "operators": [{"extension": str(FIRST_DESK + i), "name": f"Desk {i + 1}"}
+                          for i in range(desks)],
+            # No position announcements: a prompt every few seconds to every caller would
+            # measure the announcer; no overflow to the supervisors within a step.
+            "queue": {"announce_seconds": 0, "overflow_seconds": 600},
+            "recordings": True,
+        })
+        server = SiagaProcess(config, Path(tmp) / "state")
+        sipp = SippRunner(install.sipp, install.rootfs)
+        operators: Operators | None = None
+        sample: SampleCall | None = None
+        try:
+            print(f"starting siaga up with {desks} operator desks ...")
+            server.start(timeout=180)
+            center = server.center
+            target = f"{center.sip.host}:{center.sip.port}"
+            creds = ensure_credentials(center)
+            operators = Operators(sipp, target, {op.extension: creds.password(op.extension)
+                                                 for op in center.operators},
+                                  int(args.ring_seconds * 1000))
+            operators.register()
+            operators.answer()
+            if not args.no_rtp_check:
+                sample = SampleCall(target, center.hotline[0], Path(tmp),
+                                    args.ring_seconds + 10)
+            speech_s = pcap_seconds((install.rootfs or Path("/")).joinpath(
+                PCAPS.lstrip("/"), "g711a.pcap").read_bytes())
+            asterisk_pid = server.asterisk_pid()
+            assert server.proc is not None
+            server_pid = server.proc.pid
+            alive = {"server": True}
+
+            def pids() -> dict[str, int | None]:
+                return {"asterisk": asterisk_pid,
+                        "server": server_pid if alive["server"] else None}
+
+            def channels() -> int:
+                # Asterisk's own CLI (its control socket): works with the server gone too.
+                out = server.cli("core show channels count")
+                found = re.search(r"(\d+) active channels?", out)
+                return int(found.group(1)) if found else -1
+
+            load = Load(sipp, target, operators, args.hold_seconds, args.ivr_seconds,
+                        args.ramp_seconds, speech_s, sample, pids, channels)
+            print(f"{desks} desks registered; citizens: {args.hold_seconds:g} s calls "
+                  f"({args.ivr_seconds:g} s in the IVR, operators ring {args.ring_seconds:g} s), "
+                  f"ramped over {args.ramp_seconds:g} s; Asterisk pid {asterisk_pid}, "
+                  f"server pid {server_pid}")
+            half = time.monotonic() + (deadline - time.monotonic()) / 2
+            with_server = run_round(load, "(a) siaga up attached (AMI, call log, recordings)",
+                                    steps, half)
+            server.signal(signal.SIGKILL)
+            server.wait_exit(10)
+            alive["server"] = False
+            if server.asterisk_pid() != asterisk_pid:
+                raise RuntimeError("Asterisk did not outlive the server")
+            without = run_round(load, "(b) server SIGKILLed, the same Asterisk alone "
+                                "(fail-open)", steps, deadline)
+        finally:
+            if sample is not None:
+                sample.close()
+            if operators is not None:
+                operators.close()
+            server.stop()
+            sipp.close()
+    report(with_server, without)
+
+
+def report(with_server: list[Step], without: list[Step]) -> None:
+    """The summary: highest clean concurrency per round, and their ratio."""
+    a = highest_clean((s.concurrency, s.lost) for s in with_server)
+    b = highest_clean((s.concurrency, s.lost) for s in without)
+    print("\nhighest concurrency with 0 failed calls:")
+    print(f"  (a) with siaga up:       {a}")
+    print(f"  (b) Asterisk alone:      {b}")
+    ratio = f"{a / b:.2f}" if b else "n/a (round b had no clean step)"
+    print(f"  ratio (a)/(b):           {ratio}")
+    for label, steps in (("a", with_server), ("b", without)):
+        if steps and not steps[-1].lost:
+            print(f"  round ({label}) ended with no failure: its capacity is at least "
+                  f"{steps[-1].concurrency} (steps or time ran out first)")
+    rtp = [s.rtp for s in with_server + without]
+    heard = sum(1 for r in rtp if r == "heard")
+    print(f"  RTP check: tone heard back in {heard} of {len([r for r in rtp if r != '-'])} "
+          "sample calls")
+
+
+if __name__ == "__main__":
+    main()
