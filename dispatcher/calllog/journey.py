@@ -46,10 +46,11 @@ needs ``timestampevents = yes`` in manager.conf) or from the ``now`` the caller 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from dispatcher.calllog import ami_events
+from dispatcher.calllog.ami_events import HANDLERS
 from dispatcher.calllog.directory import HELPER_TECHS, Directory, endpoint_of
 from dispatcher.calllog.machine import Journey
 from dispatcher.calllog.marks import DIAL_APPS, MARK_NAMES, user_extra
@@ -133,36 +134,6 @@ class JourneyTracker:
         self.journeys: dict[str, Journey] = {}
         self.by_uid: dict[str, Journey] = {}
         self.aliases: dict[str, Journey] = {}  # linkedid merged into another journey
-        self._handlers: dict[str, Callable[[Journey, dict[str, str], float], list[Effect]]] = {
-            "newchannel": self._on_newchannel,
-            "newstate": self._on_newstate,
-            "hangup": self._on_hangup,
-            "varset": self._on_varset,
-            "userevent": self._on_userevent,
-            "cel": self._on_cel,
-            "queuecallerjoin": self._on_queue_join,
-            "queuecallerleave": self._on_queue_leave,
-            "queuecallerabandon": self._on_queue_abandon,
-            "agentcalled": self._on_note,
-            "agentringnoanswer": self._on_note,
-            "agentconnect": self._on_agent_connect,
-            "agentcomplete": self._on_note,
-            "agentdump": self._on_note,
-            "bridgeenter": self._on_bridge_enter,
-            "bridgeleave": self._on_bridge_leave,
-            "dialbegin": self._on_dial_begin,
-            "dialend": self._on_dial_end,
-            "blindtransfer": self._on_transfer,
-            "attendedtransfer": self._on_transfer,
-            "mixmonitorstart": self._on_note,
-            "mixmonitorstop": self._on_mixmonitor_stop,
-            "confbridgejoin": self._on_bridge_enter,
-            "confbridgeleave": self._on_bridge_leave,
-            "cdr": self._on_note,
-            "newexten": self._on_newexten,
-            "newcallerid": self._on_nothing,
-            "dtmfend": self._on_dtmf,
-        }
 
     @property
     def active(self) -> int:
@@ -185,7 +156,7 @@ class JourneyTracker:
     def step(self, event: Mapping[str, str], now: float) -> list[Effect]:
         """The effects of one AMI event on the journeys, not applied yet (see ``apply``)."""
         name = event.get("Event", "").lower()
-        handler = self._handlers.get(name)
+        handler = HANDLERS.get(name)
         if handler is None:
             return []
         t = _float(event.get("Timestamp")) or now
@@ -199,7 +170,7 @@ class JourneyTracker:
         effects: list[Effect] = []
         if event.get("Context", "") in self.directory.outbound_contexts:
             effects += journey.hint_outbound()
-        effects += handler(journey, dict(event), t)
+        effects += handler(self, journey, dict(event), t)
         number = event.get("CallerIDNum", "")
         if number and number != "<unknown>":
             # A Local channel gets its caller ID after it starts (NewCallerid and later events).
@@ -209,9 +180,7 @@ class JourneyTracker:
             )
         if journey.finished:
             effects += self._complete(journey)
-        # The in-progress record is written when a journey's first channel opens it; one that
-        # opens later (a Local channel first: callbacks, originates) is written when it ends.
-        return [e for e in effects if not isinstance(e, RecordOpened)]
+        return effects
 
     def apply(self, effects: Iterable[Effect]) -> list[JourneyRecord]:
         """Apply effects: hooks are called; the records to write are returned (an opened one
@@ -219,7 +188,10 @@ class JourneyTracker:
         records: list[JourneyRecord] = []
         for effect in effects:
             if isinstance(effect, RecordOpened):
-                records.append(copy.deepcopy(effect.record))
+                # Written in progress when it opened with the journey's first channel; one
+                # that opened later (Local channels first) is written when it ends.
+                if effect.at_start:
+                    records.append(copy.deepcopy(effect.record))
             elif isinstance(effect, JourneyEnded):
                 records.append(effect.record)
             elif isinstance(effect, HandedOff):
@@ -236,14 +208,10 @@ class JourneyTracker:
         if not uid or uid in self.by_uid:
             return []
         journey = self.journeys.get(linkedid) or self.aliases.get(linkedid)
-        started = journey is None
         if journey is None:
             journey = self.journeys[linkedid] = Journey(linkedid, self.directory)
         self.by_uid[uid] = journey
-        effects = self._on_newchannel(journey, dict(event), t)
-        if started:
-            return effects  # the record it opened is written now
-        return [e for e in effects if not isinstance(e, RecordOpened)]
+        return ami_events.newchannel(self, journey, dict(event), t)
 
     def _complete(self, journey: Journey) -> list[Effect]:
         effects = journey.finish()
@@ -283,42 +251,9 @@ class JourneyTracker:
 
     # -- handlers (each returns the effects of the facts it told) ---------------------------
 
-    def _on_newchannel(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.chan_start(
-            t,
-            e.get("Uniqueid", ""),
-            e.get("Channel", ""),
-            e.get("CallerIDNum", "").replace("<unknown>", ""),
-            e.get("CallerIDName", "").replace("<unknown>", ""),
-            e.get("Exten", ""),
-        )
-
-    def _on_newstate(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        if e.get("ChannelState") == "6" or e.get("ChannelStateDesc") == "Up":
-            return j.answer(t, e.get("Uniqueid", ""))
-        return []
-
-    def _on_hangup(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.hangup(t, e.get("Uniqueid", ""), _int(e.get("Cause")))
-
-    def _on_varset(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        # Set(__NAME=...) (inherited by the channels the call creates) is reported with its
-        # underscores.
-        variable = e.get("Variable", "").lstrip("_")
-        uid, value = e.get("Uniqueid", ""), e.get("Value", "")
-        if variable == "SIAGA_CALL" and value not in ("", j.linkedid):
-            # The dialplan names the journey this channel serves: merge into it.
-            return self._merge(j, value)
-        if variable == "SIAGA_CITIZEN":
-            # The hotline dialplan marks the channel it runs on as the citizen's.
-            return j.adopt_origin(uid)
-        if variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
-            return j.mark(t, uid, variable[6:], value)
-        if variable == "MIXMONITOR_FILENAME":
-            return j.recording_start(t, uid, value)
-        return []
-
-    def _merge(self, journey: Journey, into: str) -> list[Effect]:
+    def merge(self, journey: Journey, into: str) -> list[Effect]:
+        """``journey`` is part of the one Asterisk calls ``into`` (the dialplan's
+        ``SIAGA_CALL``): that one takes its channels over; ``journey`` is known by it now."""
         target = self.journeys.get(into) or self.aliases.get(into)
         if target is None or target is journey:
             return []
@@ -330,129 +265,6 @@ class JourneyTracker:
         for linkedid in [k for k, j in self.aliases.items() if j is journey]:
             self.aliases[linkedid] = target
         return effects
-
-    def _on_userevent(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        name = e.get("UserEvent", "")
-        if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-            return j.mark(t, e.get("Uniqueid", ""), name[6:], e.get("Value", ""))
-        return []
-
-    def _on_cel(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        # CEL over AMI (cel.conf [manager]): the dialplan's own facts, and the ends of channels
-        # and journeys as a second account of them, in case a Hangup event never arrived. The
-        # rest duplicates AMI's own events.
-        name = e.get("EventName", "")
-        if name == "USER_DEFINED":
-            name = e.get("UserDefType", "")
-        uid = e.get("UniqueID", e.get("Uniqueid", ""))
-        if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-            return j.mark(t, uid, name[6:], user_extra(e.get("Extra", "")))
-        if name in ("HANGUP", "CHAN_END"):
-            extra = e.get("Extra", "")
-            cause = None
-            if extra.startswith("{"):
-                try:
-                    cause = _int(json.loads(extra).get("hangupcause"))
-                except (ValueError, AttributeError):
-                    cause = None
-            return j.hangup(t, uid, cause)
-        effects: list[Effect] = []
-        if name == "LINKEDID_END":
-            for chan in list(j.channels.values()):
-                effects += j.hangup(t, chan.uid)
-        return effects
-
-    def _on_queue_join(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.queue_join(
-            t,
-            e.get("Uniqueid", ""),
-            e.get("Queue", ""),
-            e.get("CallerIDNum", "").replace("<unknown>", ""),
-        )
-
-    def _on_queue_leave(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.queue_leave(t, e.get("Uniqueid", ""))
-
-    def _on_queue_abandon(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.queue_leave(t, e.get("Uniqueid", ""), abandoned=True)
-
-    def _on_agent_connect(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        effects = j.event(t, "agent_connect", e.get("Channel", ""),
-                          member=e.get("MemberName", ""))
-        code = self.directory.operator_for_interface(e.get("Interface", ""))
-        if code is None:
-            role, found = self.directory.classify(e.get("DestChannel", ""))
-            code = found if role == "operator" else None
-        return effects + j.member_connected(t, e.get("DestUniqueid", ""), code)
-
-    def _on_bridge_enter(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.bridge_enter(t, e.get("Uniqueid", ""), e.get("BridgeUniqueid", ""))
-
-    def _on_bridge_leave(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.bridge_exit(t, e.get("Uniqueid", ""), e.get("BridgeUniqueid", ""))
-
-    def _on_dial_begin(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        effects: list[Effect] = []
-        dest = e.get("DestUniqueid", "")
-        if dest and dest not in self.by_uid:
-            # The destination's Newchannel normally came first; if not, create it now.
-            self.by_uid[dest] = j
-            effects += j.chan_start(
-                t,
-                dest,
-                e.get("DestChannel", ""),
-                e.get("DestCallerIDNum", ""),
-                e.get("DestCallerIDName", ""),
-                e.get("DestExten", ""),
-            )
-        effects += j.event(t, "dial_begin", e.get("Channel", ""), to=e.get("DestChannel", ""))
-        dial_string = e.get("DialString", "")
-        if dial_string:
-            # "trunk/0812..." or "0812...@trunk": the number is the part without the route.
-            number = dial_string.rsplit("/", 1)[-1].split("@", 1)[0]
-            effects += j.dialed_number(dest, number)
-        return effects
-
-    def _on_dial_end(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.dial_end(t, e.get("DestUniqueid", ""), e.get("DialStatus", ""))
-
-    def _on_transfer(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.event(
-            t,
-            e.get("Event", "").lower(),
-            e.get("TransfererChannel", e.get("OrigTransfererChannel", "")),
-            result=e.get("Result", ""),
-            to=e.get("Extension", e.get("SecondTransfererChannel", "")),
-        )
-
-    def _on_mixmonitor_stop(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.recording_stop(t, e.get("Uniqueid", ""))
-
-    def _on_newexten(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        application = e.get("Application", "").lower()
-        uid = e.get("Uniqueid", "")
-        effects: list[Effect] = []
-        if application not in DIAL_APPS:
-            # A channel running the dialplan, in a journey of Local channels only so far: the
-            # hotline runs on it (a call originated into the hotline through a Local channel).
-            # Once the record is open the table ignores it.
-            effects += j.adopt_origin(uid)
-        if application == "mixmonitor":
-            effects += j.recording_start(t, uid, e.get("AppData", "").split(",", 1)[0])
-        return effects
-
-    def _on_dtmf(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        if e.get("Direction", "Received") == "Received":
-            return j.dtmf(t, e.get("Uniqueid", ""), e.get("Digit", ""), e.get("Context", ""))
-        return []
-
-    def _on_nothing(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        """Events read only for the caller ID every event carries (see ``step``)."""
-        return []
-
-    def _on_note(self, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
-        return j.event(t, e.get("Event", "").lower(), e.get("Channel", ""))
-
 
 #: The name the server and the tests have always used for the tracker.
 JourneyBuilder = JourneyTracker

@@ -86,10 +86,13 @@ class Attempt:
 
 
 class LegTables:
-    """The tables of one journey: channels by uid, bridges by id, Local pairs, the open attempt
-    per agency, the open conference per bridge and the open recording per channel."""
+    """The tables of one journey: channels by uid, bridges by id, Local pairs, the citizen's
+    menu leg and current queue pass, the open attempt per agency, the open conference per
+    bridge and the open recording per channel."""
 
     def __init__(self) -> None:
+        self.ivr: LegRecord | None = None  # the citizen's time in the menu
+        self.queue: LegRecord | None = None  # the citizen's latest pass through the queue
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, set[str]] = {}
         self.partners: dict[str, str] = {}  # Local channel uid -> the other half's uid

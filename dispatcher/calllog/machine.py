@@ -41,14 +41,14 @@ class Journey(JourneyBase):
         assert self.record is not None
         if chan.uid != self.citizen:
             return  # a callback's Local half queueing for an operator: not a queue pass
-        close(self.ivr_leg, t)
+        close(self.legs.ivr, t)
         self._note(t, "queue_join", chan.name, queue=queue)
-        if self.queue_leg is not None and self.queue_leg.ended_at is None:
+        if self.legs.queue is not None and self.legs.queue.ended_at is None:
             return  # told twice (QueueCallerJoin and SIAGA_QUEUE)
         self.record.queue_passes += 1
         if self.record.queued_at is None:
             self.record.queued_at = t
-        self.queue_leg = self._open_leg(LegRecord("queue_wait", t, chan.name, chan.uid,
+        self.legs.queue = self._open_leg(LegRecord("queue_wait", t, chan.name, chan.uid,
                                                   queue=queue))
 
     def queue_leave(self, t: float, uid: str, abandoned: bool = False) -> list[Effect]:
@@ -58,11 +58,11 @@ class Journey(JourneyBase):
         )
 
     def _queue_leave(self, t: float, chan: Channel, abandoned: bool) -> None:
-        leg = self.queue_leg
+        leg = self.legs.queue
         if leg is None or chan.uid != self.citizen or leg.ended_at is not None:
             return  # not the citizen's pass, or told twice (QueueCallerLeave, SIAGA_QUEUE_EXIT)
         self._note(t, "queue_abandon" if abandoned else "queue_leave", chan.name)
-        close(self.queue_leg, t, "abandoned" if abandoned else None)
+        close(self.legs.queue, t, "abandoned" if abandoned else None)
 
     def member_connected(self, t: float, member_uid: str, operator: str | None) -> list[Effect]:
         """The queue connected the citizen to a member channel (AMI AgentConnect).
@@ -100,10 +100,10 @@ class Journey(JourneyBase):
         """The citizen talks with an operator: the queue pass ends answered, and the first
         time, the call is answered (the derived fact ``call_answered``)."""
         assert self.record is not None
-        if self.queue_leg is not None:
-            close(self.queue_leg, t)
-            if self.queue_leg.result is None:
-                self.queue_leg.result = "answered"
+        if self.legs.queue is not None:
+            close(self.legs.queue, t)
+            if self.legs.queue.result is None:
+                self.legs.queue.result = "answered"
         if self.record.answered_at is None:
             code = operator
             if not code and operator_channel:

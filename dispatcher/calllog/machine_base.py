@@ -52,8 +52,6 @@ class JourneyBase:
         self.record: JourneyRecord | None = None  # opens with the journey's first person
         self.legs = LegTables()
         self.citizen: str | None = None  # uid of the citizen's channel, once known
-        self.ivr_leg: LegRecord | None = None
-        self.queue_leg: LegRecord | None = None
         self.last_time = 0.0
         #: Unexpected facts while no record is open (moved into it when it opens), or after
         #: it ended. Bounded by :data:`MAX_UNEXPECTED` with those of the record.
@@ -65,6 +63,7 @@ class JourneyBase:
         self._handed: set[str] = set()
         self._effects: list[Effect] = []
         self._depth = 0
+        self._fresh = True  # no fact taken yet
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -98,10 +97,15 @@ class JourneyBase:
                 self.phase = transition.next
                 if step is not None and transition.step:
                     step()
+        except Exception:
+            if self._depth == 1:
+                self._effects.clear()  # a failed fact's effects are not handed to the next
+            raise
         finally:
             self._depth -= 1
         if self._depth:
             return []
+        self._fresh = False
         effects, self._effects = self._effects, []
         return effects
 
@@ -181,8 +185,8 @@ class JourneyBase:
         self.record.events.extend(self.audit)
         self.audit.clear()
         if not outbound:
-            self.ivr_leg = self._open_leg(LegRecord("ivr", start, chan.name, chan.uid))
-        self._effects.append(RecordOpened(self.record))
+            self.legs.ivr = self._open_leg(LegRecord("ivr", start, chan.name, chan.uid))
+        self._effects.append(RecordOpened(self.record, at_start=self._fresh))
         held, self._held_marks = self._held_marks, []
         for mark in held:
             self.mark(*mark)
@@ -237,10 +241,10 @@ class JourneyBase:
             recording.ended_at = t
         if chan.uid == self.citizen or (self.citizen is None and chan.role == "operator"):
             self.record.hangup_cause = cause
-            close(self.ivr_leg, t)
+            close(self.legs.ivr, t)
             # Hanging up while waiting is an abandon; leaving for an operator was handled by
             # the bridge before.
-            close(self.queue_leg, t, "abandoned")
+            close(self.legs.queue, t, "abandoned")
             self.legs.cancel_attempts(t)
 
     def dial_end(self, t: float, dest_uid: str, status: str) -> list[Effect]:

@@ -109,9 +109,12 @@ class Fact(StrEnum):
 @dataclass(frozen=True)
 class RecordOpened:
     """The journey's record exists now (``complete=False``): ready to write, so a crash
-    mid-call still leaves a trace in the log."""
+    mid-call still leaves a trace in the log. ``at_start``: it opened with the journey's very
+    first fact (a person's channel first), not later (Local channels first: a callback, an
+    originate into the hotline)."""
 
     record: JourneyRecord
+    at_start: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.calllog import journey
+from dispatcher.calllog import cel, journey
 from dispatcher.calllog.journey import JourneyBuilder, JourneyRecord
 from dispatcher.calllog.machine import MAX_UNEXPECTED, Journey
 from dispatcher.calllog.phases import (
@@ -228,3 +228,37 @@ def test_given_a_callback_handed_to_police_when_stepped_then_the_handoff_is_an_e
     builder.apply(handoffs)
     assert seen == ["police"]
     assert [e for e in effects if isinstance(e, EndedUnanswered)] == []
+
+
+def test_given_a_callback_through_a_local_pair_when_fed_then_its_record_is_written_at_the_end():
+    """A record that opens after Local channels (``at_start=False``) is not written in
+    progress; one that opens with the journey's first channel is."""
+    builder = JourneyBuilder(sc.DIRECTORY)
+    opened: list[RecordOpened] = []
+    written: list[JourneyRecord] = []
+    for event in sc.alert_callback("9100.1").ami():
+        effects = builder.step(event, float(event["Timestamp"]))
+        opened += [e for e in effects if isinstance(e, RecordOpened)]
+        written += builder.apply(effects)
+    assert [e.at_start for e in opened] == [False]
+    assert [r.complete for r in written] == [True]
+    first = JourneyBuilder(sc.DIRECTORY)
+    records = [r for ev in sc.answered_call("9200.1").ami()
+               for r in first.feed(ev, float(ev["Timestamp"]))]
+    assert [r.complete for r in records] == [False, True]
+
+
+def test_given_cel_rows_for_a_channel_never_started_when_rebuilt_then_recorded_as_unexpected():
+    """Reconciliation runs the same table: a CEL row about a channel whose CHAN_START is
+    missing is kept in the rebuilt record's audit trail; the legs are those without it."""
+    tl = sc.answered_call("4100.1")
+    clean = cel.build_journey(tl.cel(), sc.DIRECTORY)
+    stray = cel.CelRow(eventtype="BRIDGE_ENTER", eventtime=sc.T0 + 10.0,
+                       channame="PJSIP/ghost-1", uniqueid="4100.77", linkedid="4100.1",
+                       extra='{"bridge_id":"b-ghost"}')
+    record = cel.build_journey([*tl.cel(), stray], sc.DIRECTORY)
+    assert clean is not None and record is not None
+    assert [e.detail for e in record.events if e.kind == UNEXPECTED] == [
+        {"fact": "bridge_entered", "phase": "answered", "reason": "unknown_channel"}
+    ]
+    assert [(g.kind, g.ended_at) for g in record.legs] == [(g.kind, g.ended_at) for g in clean.legs]
