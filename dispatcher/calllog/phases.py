@@ -20,18 +20,20 @@
 * ``ended``: every channel hung up; the record is complete and handed out.
 
 The queue, the transfer attempts and the conferences have states of their own, kept by the leg
-tables (:mod:`dispatcher.calllog.legs`): the phase is where the *journey* stands.
+tables (:mod:`dispatcher.calllog.legs`): the phase is where the *journey* stands. A fact moves
+the phase before its step runs, so a fact the step causes (``call_answered`` from a bridge)
+meets the new phase.
 
 A pair missing from :data:`TRANSITIONS` is an unexpected fact: the journey records it in its
 audit trail (an ``unexpected`` event, see :data:`UNEXPECTED`) and changes nothing, never a
-silent drop. A pair listed with the same phase and no effects is a fact the phase expects and
-ignores on purpose (a note before any record exists, a callback's Local channel queueing for an
+silent drop. A pair listed with ``step=False`` is a fact the phase expects and ignores on
+purpose (a note before any record exists, a callback's Local channel queueing for an
 operator); the comment beside it says why. Facts about a channel the journey never saw start
 are recorded the same way (reason ``unknown_channel``); facts told twice (AMI and CEL over AMI
 both report a hang-up) are duplicates, not surprises, and change nothing.
 
 Effects are what the journey asks of the world; the tracker that owns the journeys applies them
-(:class:`dispatcher.calllog.tracker.JourneyTracker`). ``TRANSITIONS`` says which effects a pair
+(:class:`dispatcher.calllog.journey.JourneyTracker`). ``TRANSITIONS`` says which effects a pair
 may produce; the pair's step decides from the facts whether it does.
 """
 

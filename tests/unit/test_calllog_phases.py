@@ -48,6 +48,21 @@ def journey_in(phase: Phase) -> Journey:
     return j
 
 
+def blind_transfer_to_police(linkedid: str) -> sc.Timeline:
+    """An incident's callback (incident 42) the operator blind-transfers to police 301."""
+    tl, operator, citizen = callback_then(linkedid)
+    police = linkedid + "2"
+    tl.unbridge(20.0, operator)
+    tl.hangup(20.0, operator, 16, by_self=True)
+    tl.channel(20.5, police, f"PJSIP/301-{linkedid}")
+    tl.dial(20.5, citizen, police)
+    tl.answer(25.0, police, dialed_by=citizen)
+    tl.bridge(25.0, "b-" + linkedid, police)
+    tl.hangup(60.0, citizen, 16, by_self=True)
+    tl.hangup(60.0, police, 16)
+    return tl
+
+
 def unexpected(j: Journey) -> list[dict[str, str]]:
     """The unexpected facts the journey recorded, wherever it keeps them."""
     events = list(j.audit) + (list(j.record.events) if j.record is not None else [])
@@ -211,16 +226,7 @@ def test_given_a_callback_handed_to_police_when_stepped_then_the_handoff_is_an_e
     seen: list[str] = []
     builder = JourneyBuilder(sc.DIRECTORY, on_handoff=lambda record, agency: seen.append(agency))
     effects = []
-    tl, operator, citizen = callback_then("7300.1")
-    tl.unbridge(20.0, operator)
-    tl.hangup(20.0, operator, 16, by_self=True)
-    tl.channel(20.5, "7300.12", "PJSIP/301-7300.1")
-    tl.dial(20.5, citizen, "7300.12")
-    tl.answer(25.0, "7300.12", dialed_by=citizen)
-    tl.bridge(25.0, "b-7300.1", "7300.12")
-    tl.hangup(60.0, citizen, 16, by_self=True)
-    tl.hangup(60.0, "7300.12", 16)
-    for event in tl.ami():
+    for event in blind_transfer_to_police("7300.1").ami():
         effects += builder.step(event, float(event["Timestamp"]))
     handoffs = [e for e in effects if isinstance(e, HandedOff)]
     assert [(e.record.incident_ref, e.agency) for e in handoffs] == [(42, "police")]
@@ -262,3 +268,40 @@ def test_given_cel_rows_for_a_channel_never_started_when_rebuilt_then_recorded_a
         {"fact": "bridge_entered", "phase": "answered", "reason": "unknown_channel"}
     ]
     assert [(g.kind, g.ended_at) for g in record.legs] == [(g.kind, g.ended_at) for g in clean.legs]
+
+
+class _Recording(dict):
+    """The transition table, noting each pair looked up."""
+
+    def __init__(self, table: dict) -> None:
+        super().__init__(table)
+        self.used: list = []
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.used.append(key)
+        return super().get(key, default)
+
+
+def test_given_every_scenario_when_fed_then_each_effect_is_one_its_transitions_declare(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """An effect comes only from a pair whose transition lists it: over every scenario, each
+    event's effects are among those declared by the pairs that event took."""
+    from dispatcher.calllog import machine_base
+
+    table = _Recording(TRANSITIONS)
+    monkeypatch.setattr(machine_base, "TRANSITIONS", table)
+    seen: set[type] = set()
+    for make in (sc.answered_call, sc.abandoned_in_ivr, sc.abandoned_in_queue, sc.queued_twice,
+                 sc.failed_transfer_with_fallback, sc.ring_group, sc.callback_call,
+                 sc.alert_callback, lambda: blind_transfer_to_police("7400.1")):
+        builder = JourneyBuilder(sc.DIRECTORY)
+        for event in make().ami():
+            table.used.clear()
+            effects = builder.step(event, float(event["Timestamp"]))
+            declared = {kind for key in table.used if key in TRANSITIONS
+                        for kind in TRANSITIONS[key].effects}
+            for effect in effects:
+                assert type(effect) in declared, (event["Event"], effect)
+                seen.add(type(effect))
+    assert seen == {RecordOpened, JourneyEnded, EndedUnanswered, HandedOff}
