@@ -242,6 +242,9 @@ class Journey(JourneyBase):
                 self.record.legs += [leg for leg in other.record.legs if leg.kind != "ivr"]
                 self.record.events += other.record.events
                 self.record.recordings += other.record.recordings
+            # What ``other`` found unexpected before it had a record stays on the trail.
+            (self.record.events if self.record is not None else self.audit).extend(other.audit)
+            self.unexpected += other.unexpected
             self.last_time = max(self.last_time, other.last_time)
             self._note(other.last_time or self.last_time, "joined", "", linkedid=other.linkedid)
         return self._take(Fact.JOURNEY_JOINED, other.last_time or self.last_time, step)

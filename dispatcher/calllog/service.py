@@ -12,6 +12,12 @@ The server builds it once and hands it the reactor, the database URL, who is who
     ami.on_connected(lambda: calllog.reconcile())  # catch up on what happened meanwhile
 
 Nothing here blocks the reactor once ``prepare`` is done.
+
+Journeys tell the server what happened through their tracker's hooks (``calllog.builder``, a
+:class:`~dispatcher.calllog.journey.JourneyTracker`): ``on_handoff(record, agency)`` when an
+incident's citizen first talks with an agency, ``on_unanswered(record)`` when a live journey
+ended with nobody answering it (the finished record attached: the place to judge a missed
+call from). Journeys rebuilt from CEL reach ``on_reconciled`` instead, with their records.
 """
 
 from __future__ import annotations
