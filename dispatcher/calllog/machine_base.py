@@ -194,7 +194,8 @@ class JourneyBase:
     def _channel_fact(
         self, fact: Fact, t: float, uid: str, step: Callable[[Channel], None]
     ) -> list[Effect]:
-        """A fact about one channel: one the journey never saw start is unexpected."""
+        """A fact about one channel: one the journey never saw start is unexpected (its
+        uid stands in the audit event's channel column)."""
         chan = self.channels.get(uid)
         if chan is None:
             return self._take(fact, t, None, uid, refused="unknown_channel")

@@ -3,6 +3,10 @@ out of order leave a trace in the audit trail, and effects reach the tracker's h
 
 from __future__ import annotations
 
+import json
+import lzma
+from pathlib import Path
+
 import pytest
 
 from dispatcher.calllog import cel, journey
@@ -305,3 +309,28 @@ def test_given_every_scenario_when_fed_then_each_effect_is_one_its_transitions_d
                 assert type(effect) in declared, (event["Event"], effect)
                 seen.add(type(effect))
     assert seen == {RecordOpened, JourneyEnded, EndedUnanswered, HandedOff}
+
+
+def test_given_real_asterisk22_traffic_when_built_then_the_table_expects_every_fact(
+    tmp_path: Path,
+):
+    """Calls recorded on a real Asterisk 22 (hotline menu and queue, transfers, conferences),
+    from AMI and from CEL, take no pair the table lacks: the audit trail stays free of
+    ``unexpected`` events on ordinary traffic."""
+    from dispatcher.config import load_center
+
+    root = Path(__file__).resolve().parents[2]
+    data = root / "tests" / "data" / "calllog"
+    directory = journey.Directory.from_center(
+        load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path))
+    records: list[JourneyRecord] = []
+    with lzma.open(data / "asterisk22-transfers.ami.json.xz", "rt") as f:
+        records += journey.run(json.load(f), directory)
+    records += journey.run(json.loads((data / "asterisk22-hotline.ami.json").read_text()),
+                           directory)
+    for name in ("asterisk22-hotline.cel.csv", "asterisk22-transfers.cel.csv"):
+        groups = cel.merge_groups(cel.group_by_linkedid(cel.read_rows(str(data / name)).rows))
+        records += [r for rows in groups.values() if (r := cel.build_journey(rows, directory))]
+    assert len(records) >= 10
+    assert [(r.linkedid, e.detail) for r in records for e in r.events
+            if e.kind == UNEXPECTED] == []
