@@ -48,6 +48,7 @@ CONFIG_FILES = (
     "stasis.conf",
 )
 
+# Kept for callers of the old name: the queue's name is the contract's.
 QUEUE_NAME = contract.QUEUE_NAME
 
 
