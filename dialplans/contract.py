@@ -77,6 +77,10 @@ CONTEXTS = (
     CONTEXT_ALERTS_OPERATOR, CONTEXT_ALERTS_CITIZEN,
 )
 
+# Extensions the server sends channels to, in CONTEXT_CONFERENCE and in CONTEXT_ALERTS.
+EXTEN_OPERATOR = "operator"  # the operator's side
+EXTEN_CITIZEN = "citizen"  # the citizen's side
+
 
 def agency_context(key: str) -> str:
     """The context of agency ``key``'s ring group and fallback."""

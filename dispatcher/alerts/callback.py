@@ -324,8 +324,8 @@ class CallbackDialer:
         try:
             dial = citizen_dial_string(s.citizen_dial, job.number)
             d = self.ami.originate(
-                f"Local/operator@{CONTEXT}",
-                context=CONTEXT, exten="citizen", priority=1,
+                f"Local/{contract.EXTEN_OPERATOR}@{CONTEXT}",
+                context=CONTEXT, exten=contract.EXTEN_CITIZEN, priority=1,
                 caller_id=f'"ALERT {job.incident_id}" <{job.number}>',
                 variables={
                     contract.INHERIT + contract.VAR_INCIDENT: job.incident_id,

@@ -260,9 +260,9 @@ class HotlineService:
         # the other's bridge under it.
         result = yield self.ami.send_action("Redirect", {
             "Channel": operator_channel, "Context": contract.CONTEXT_CONFERENCE,
-            "Exten": "operator", "Priority": 1,
+            "Exten": contract.EXTEN_OPERATOR, "Priority": 1,
             "ExtraChannel": citizen, "ExtraContext": contract.CONTEXT_CONFERENCE,
-            "ExtraExten": "citizen", "ExtraPriority": 1,
+            "ExtraExten": contract.EXTEN_CITIZEN, "ExtraPriority": 1,
         })
         return result
 

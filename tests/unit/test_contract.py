@@ -126,6 +126,29 @@ def test_given_rendered_dialplan_then_each_agency_and_language_has_its_context(
     assert contract.ivr_context("id") in sections
 
 
+def _contexts(text: str) -> dict[str, str]:
+    """Each context's text, by name."""
+    parts = re.split(r"^\[([^\]]+)\]\n", _code(text), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_given_rendered_dialplan_then_the_extensions_the_server_calls_exist(
+        dialplan: dict[str, str]) -> None:
+    """The server originates, redirects and transfers to these (context, extension) pairs."""
+    contexts = _contexts(_dialplan_text(dialplan))
+    targets = [(contract.CONTEXT_CALLBACK, "s"),
+               (contract.CONTEXT_CONFERENCE, contract.EXTEN_OPERATOR),
+               (contract.CONTEXT_CONFERENCE, contract.EXTEN_CITIZEN),
+               (contract.CONTEXT_ALERTS, contract.EXTEN_OPERATOR),
+               (contract.CONTEXT_ALERTS, contract.EXTEN_CITIZEN),
+               (contract.agency_context("police"), "s"),
+               (contract.CONTEXT_TRANSFER, None)]
+    for context, exten in targets:
+        assert context in contexts, context
+        if exten is not None:
+            assert f"exten => {exten},1," in contexts[context], (context, exten)
+
+
 def _uses(name: str, code: str) -> bool:
     # ``__NAME`` (inherited) counts; ``NAME_MORE`` does not.
     return re.search(rf"(?<![A-Za-z0-9]){name}(?![A-Za-z0-9_])", code) is not None
