@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dialplans import contract
 from dispatcher.calllog.machine import Journey
-from dispatcher.calllog.marks import DIAL_APPS, MARK_NAMES, user_extra
+from dispatcher.calllog.marks import DIAL_APPS, mark_name, user_extra
 from dispatcher.calllog.phases import Effect
 
 if TYPE_CHECKING:
@@ -57,14 +58,15 @@ def varset(tracker: JourneyTracker, j: Journey, e: dict[str, str], t: float) -> 
     # underscores.
     variable = e.get("Variable", "").lstrip("_")
     uid, value = e.get("Uniqueid", ""), e.get("Value", "")
-    if variable == "SIAGA_CALL" and value not in ("", j.linkedid):
+    if variable == contract.VAR_CALL and value not in ("", j.linkedid):
         # The dialplan names the journey this channel serves: merge into it.
         return tracker.merge(j, value)
-    if variable == "SIAGA_CITIZEN":
+    if variable == contract.VAR_CITIZEN:
         # The hotline dialplan marks the channel it runs on as the citizen's.
         return j.adopt_origin(uid)
-    if variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
-        return j.mark(t, uid, variable[6:], value)
+    mark = mark_name(variable)
+    if mark is not None:
+        return j.mark(t, uid, mark, value)
     if variable == "MIXMONITOR_FILENAME":
         return j.recording_start(t, uid, value)
     return []
@@ -72,8 +74,9 @@ def varset(tracker: JourneyTracker, j: Journey, e: dict[str, str], t: float) -> 
 
 def userevent(tracker: JourneyTracker, j: Journey, e: dict[str, str], t: float) -> list[Effect]:
     name = e.get("UserEvent", "")
-    if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-        return j.mark(t, e.get("Uniqueid", ""), name[6:], e.get("Value", ""))
+    mark = mark_name(name)
+    if mark is not None:
+        return j.mark(t, e.get("Uniqueid", ""), mark, e.get("Value", ""))
     return []
 
 
@@ -85,8 +88,9 @@ def cel(tracker: JourneyTracker, j: Journey, e: dict[str, str], t: float) -> lis
     if name == "USER_DEFINED":
         name = e.get("UserDefType", "")
     uid = e.get("UniqueID", e.get("Uniqueid", ""))
-    if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-        return j.mark(t, uid, name[6:], user_extra(e.get("Extra", "")))
+    mark = mark_name(name)
+    if mark is not None:
+        return j.mark(t, uid, mark, user_extra(e.get("Extra", "")))
     if name in ("HANGUP", "CHAN_END"):
         extra = e.get("Extra", "")
         cause = None

@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from dialplans import contract
 from dispatcher.calllog import store
 from dispatcher.calllog.directory import Directory
 from dispatcher.calllog.machine import Journey
-from dispatcher.calllog.marks import DIAL_APPS, MARK_NAMES, user_extra
+from dispatcher.calllog.marks import DIAL_APPS, mark_name, user_extra
 from dispatcher.calllog.phases import Effect, JourneyEnded
 from dispatcher.calllog.records import JourneyRecord
 
@@ -239,7 +240,7 @@ def merge_groups(groups: dict[str, list[CelRow]]) -> dict[str, list[CelRow]]:
     bridge_owner: dict[str, str] = {}
     for lid in order:
         rows = groups[lid]
-        link = next((user_extra(r.extra) for r in rows if r.eventtype == "SIAGA_CALL"), "")
+        link = next((user_extra(r.extra) for r in rows if r.eventtype == contract.VAR_CALL), "")
         starts = [r for r in rows if r.eventtype == "CHAN_START"]
         local_first = bool(starts) and starts[0].channame.lower().startswith("local/")
         bridges = [
@@ -355,8 +356,8 @@ def _apply(j: Journey, row: CelRow, apps: dict[str, str]) -> list[Effect]:
             effects += j.dtmf(t, uid, digit, row.context)
     elif kind in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "PICKUP", "FORWARD"):
         effects += j.event(t, kind.lower(), row.channame, extra=row.extra)
-    elif kind.startswith("SIAGA_") and kind[6:] in MARK_NAMES:
-        effects += j.mark(t, uid, kind[6:], user_extra(row.extra))
+    elif (mark := mark_name(kind)) is not None:
+        effects += j.mark(t, uid, mark, user_extra(row.extra))
     return effects
 
 

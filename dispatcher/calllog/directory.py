@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialplans import contract
+
 __all__ = ["HELPER_TECHS", "Directory", "endpoint_of"]
 
 # Channel technologies that carry no person: Local pairs, ConfBridge's announcer, recorders.
@@ -39,7 +41,8 @@ class Directory:
     agencies: Mapping[str, str] = field(default_factory=dict)  # endpoint -> agency code
     # Dialplan contexts where the center places calls itself (callbacks): a Local channel
     # running there makes its journey outbound.
-    outbound_contexts: frozenset[str] = frozenset({"siaga-callback", "siaga-alerts"})
+    outbound_contexts: frozenset[str] = frozenset({contract.CONTEXT_CALLBACK,
+                                                   contract.CONTEXT_ALERTS})
 
     @classmethod
     def from_center(cls, center: Any) -> Directory:

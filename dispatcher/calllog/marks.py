@@ -12,26 +12,23 @@ import json
 import re
 from urllib.parse import parse_qsl
 
+from dialplans.contract import MARK_NAMES, MARK_PREFIX
 from dispatcher.calllog.records import IvrChoiceRecord, JourneyRecord
 
-__all__ = ["DIAL_APPS", "MARK_NAMES", "describe", "user_extra"]
+__all__ = ["DIAL_APPS", "MARK_NAMES", "MARK_PREFIX", "describe", "mark_name", "user_extra"]
 
-MARK_NAMES = (
-    "IVR",
-    "CATEGORY",
-    "LANGUAGE",
-    "AGENCY",
-    "INCIDENT",
-    "QUEUE",
-    "QUEUE_EXIT",
-    "RECORDING",
-    "FROM",
-    "TEST",
-)
 # Applications a channel runs while it is only the far end of a Dial (not running dialplan).
 DIAL_APPS = frozenset({"", "appdial", "appdial2", "appqueue"})
 # What the dialplan copies from CHANNEL(pjsip,remote_addr): an address and port, nothing else.
 _SIP_SOURCE = re.compile(r"^(?:[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}$")
+
+
+def mark_name(name: str) -> str | None:
+    """``NAME`` for a mark called ``SIAGA_NAME`` (a variable, user event or CEL event name);
+    None for any other name."""
+    if name.startswith(MARK_PREFIX) and name[len(MARK_PREFIX):] in MARK_NAMES:
+        return name[len(MARK_PREFIX):]
+    return None
 
 
 def describe(record: JourneyRecord, t: float, name: str, value: str) -> bool:
