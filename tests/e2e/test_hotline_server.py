@@ -26,7 +26,7 @@ from dispatcher.hotline import (
 from dispatcher.hotline.callbacks import ABANDONED, DROPPED, MissedCall
 from pbx.ami.client import AMIActionError, AMIActions
 from pbx.ami.protocol import Message, serialize_action
-from pbx.phone.phone import CallState
+from pbx.phone.call import CallState
 from tests.e2e.hotline_helpers import (
     QUEUE,
     answer_as_operator,

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.phone import Call, CallState, Phone
-from pbx.phone.stack import PhoneError
+from pbx.phone.call import Call, CallState
+from pbx.phone.errors import PhoneError
+from pbx.phone.phone import Phone
 from tests.harness import wait_for
 
 if TYPE_CHECKING:

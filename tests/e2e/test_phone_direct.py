@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.phone import Call, CallFailed, CallState, Phone
-from pbx.phone.stack import MAX_PHONES, CallbackError, PhoneError, PhoneTimeout, SipStack
+from pbx.phone.call import Call, CallState
+from pbx.phone.errors import CallbackError, CallFailed, PhoneError, PhoneTimeout
+from pbx.phone.limits import MAX_PHONES
+from pbx.phone.phone import Phone
+from pbx.phone.stack import SipStack
 
 if TYPE_CHECKING:
     from tests.phones import PhoneFactory

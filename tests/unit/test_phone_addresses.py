@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pbx.phone.phone import check_dtmf, split_hostport, target_uri
+from pbx.phone.dialing import check_dtmf, split_hostport, target_uri
 
 
 @pytest.mark.parametrize(
