@@ -24,7 +24,8 @@ from dispatcher.hotline import (
     codes,
 )
 from dispatcher.hotline.callbacks import ABANDONED, DROPPED, MissedCall
-from pbx.ami.client import AMIActionError, AMIActions
+from pbx.ami.actions import AMIActions
+from pbx.ami.errors import AMIActionError
 from pbx.ami.protocol import Message, serialize_action
 from pbx.phone.call import CallState
 from tests.e2e.hotline_helpers import (
