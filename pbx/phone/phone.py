@@ -21,14 +21,16 @@ from dataclasses import dataclass
 import pjsua2 as pj
 
 from pbx.phone.call import Call, CallState
-from pbx.phone.dialing import check_dtmf, split_hostport, target_uri
+from pbx.phone.dialing import DTMF_DIGITS, check_dtmf, split_hostport, target_uri
 from pbx.phone.errors import CallFailed, PhoneError, PhoneTimeout
+from pbx.phone.limits import CLOCK_RATE, MAX_CALLS
 from pbx.phone.stack import SipStack, guarded
 
-# Call, CallState, CallFailed and the dialing checks have homes of their own; scripts written
-# before they moved import them from here, so they stay importable.
+# Call, CallState, the errors, the limits and the dialing checks have homes of their own;
+# scripts written before they moved import them from here, so they stay importable.
 __all__ = [
-    "SRTP_USE", "Call", "CallFailed", "CallState", "Phone", "PhoneEvent", "check_dtmf",
+    "CLOCK_RATE", "DTMF_DIGITS", "MAX_CALLS", "SRTP_USE", "Call", "CallFailed", "CallState",
+    "Phone", "PhoneError", "PhoneEvent", "PhoneTimeout", "SipStack", "check_dtmf",
     "split_hostport", "target_uri",
 ]
 
