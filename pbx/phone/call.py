@@ -1,17 +1,13 @@
 """One call of a phone: its SIP dialog, its state, and the waits on it.
 
-A :class:`Call` belongs to a phone (:class:`CallOwner`, which :class:`pbx.phone.phone.Phone`
-is) and asks of it only what the protocol names: its name and server for messages and dial
-targets, its stack to wait on, a place to note events, and a new call when the far end hands
-us one (a REFER to follow, a Replaces). Its audio is a :class:`pbx.phone.media.CallAudio`.
-
-pjsua2 calls back into :class:`_PjCall` on the stack's thread; the callbacks never raise into
-pjsua2 (:func:`pbx.phone.stack.guarded`).
+A :class:`Call` asks of its phone only what :class:`CallOwner` names (a
+:class:`pbx.phone.phone.Phone` is one); its audio is a :class:`pbx.phone.media.CallAudio`.
+pjsua2 calls back into :class:`_PjCall` on the stack's thread, never raising into it
+(:func:`pbx.phone.stack.guarded`).
 """
 
 from __future__ import annotations
 
-import enum
 import time
 import weakref
 from pathlib import Path
@@ -21,37 +17,19 @@ import pjsua2 as pj
 
 from pbx.phone.dialing import check_dtmf, target_uri
 from pbx.phone.errors import CallFailed, PhoneError
+from pbx.phone.events import CallState
 from pbx.phone.limits import MAX_CALLS
 from pbx.phone.media import BYTES_PER_SECOND, FLUSH_BLOCK, CallAudio, tone_generator, wav_player
 from pbx.phone.stack import SipStack, guarded
 
 
-class CallState(enum.IntEnum):
-    """INVITE session states, as pjsip numbers them."""
-
-    NULL = 0
-    CALLING = 1
-    INCOMING = 2
-    EARLY = 3
-    CONNECTING = 4
-    CONFIRMED = 5
-    DISCONNECTED = 6
-
-
 class CallOwner(Protocol):
-    """What a :class:`Call` needs of its phone."""
+    """What a :class:`Call` needs of its phone: its name (for messages), its server (bare
+    destinations are dialled there), its stack (to wait on), and the two methods below."""
 
-    @property
-    def name(self) -> str:
-        """The phone's name, for messages and events."""
-
-    @property
-    def server(self) -> str | None:
-        """The registrar/proxy as ``host:port`` that bare destinations are dialled at."""
-
-    @property
-    def stack(self) -> SipStack:
-        """The stack the phone lives on."""
+    name: str
+    server: str | None
+    stack: SipStack
 
     def note_event(self, kind: str, detail: str = "", call: Call | None = None) -> None:
         """Record something that happened to the phone or to one of its calls."""

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from pbx.phone.call import CallState
 from pbx.phone.dialing import check_dtmf, split_hostport
 from pbx.phone.errors import PhoneError
-from pbx.phone.phone import Phone, PhoneEvent
+from pbx.phone.events import CallState, PhoneEvent
+from pbx.phone.phone import Phone
 from pbx.phone.probe import ProbeConfig, run_probe
 from pbx.phone.stack import SipStack
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pjsua2 as pj
 
-from pbx.phone.call import Call, CallState
+from pbx.phone.call import Call
 from pbx.phone.dialing import DTMF_DIGITS, check_dtmf, split_hostport, target_uri
 from pbx.phone.errors import CallFailed, PhoneError, PhoneTimeout
+from pbx.phone.events import CallState, PhoneEvent
 from pbx.phone.limits import CLOCK_RATE, MAX_CALLS
 from pbx.phone.stack import SipStack, guarded
 
@@ -37,21 +37,6 @@ __all__ = [
 # A phone's SRTP setting and pjsua's for it.
 SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
             "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
-
-
-@dataclass(frozen=True)
-class PhoneEvent:
-    """Something that happened to a phone: ``kind`` is a short word, ``detail`` free text."""
-
-    at: float
-    phone: str
-    kind: str
-    detail: str = ""
-    call: int | None = None
-
-    def __str__(self) -> str:
-        where = f" call#{self.call}" if self.call is not None else ""
-        return f"{self.phone}{where} {self.kind} {self.detail}".rstrip()
 
 
 class _PjAccount(pj.Account):

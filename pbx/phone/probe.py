@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pbx.phone import tones
-from pbx.phone.call import Call, CallState
+from pbx.phone.call import Call
 from pbx.phone.dialing import check_dtmf, split_hostport
 from pbx.phone.errors import PhoneError
+from pbx.phone.events import CallState
 from pbx.phone.phone import Phone
 from pbx.phone.stack import SipStack
 

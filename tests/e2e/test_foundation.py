@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pbx.phone.call import CallState
+from pbx.phone.events import CallState
 from tests.harness import RunningAsterisk, wait_for
 
 pytestmark = pytest.mark.asterisk

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.call import Call, CallState
+from pbx.phone.call import Call
 from pbx.phone.errors import PhoneError
+from pbx.phone.events import CallState
 from pbx.phone.phone import Phone
 from tests.harness import wait_for
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.call import Call, CallState
+from pbx.phone.call import Call
 from pbx.phone.errors import CallbackError, CallFailed, PhoneError, PhoneTimeout
+from pbx.phone.events import CallState
 from pbx.phone.limits import MAX_PHONES
 from pbx.phone.phone import Phone
 from pbx.phone.stack import SipStack

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from dispatcher.credentials import ensure_credentials
-from pbx.phone.call import CallState
+from pbx.phone.events import CallState
 from pbx.phone.phone import Phone
 from tests.harness import REPO, SiagaProcess, running_center, wait_for
 
