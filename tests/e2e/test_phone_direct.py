@@ -191,6 +191,18 @@ def test_given_four_calls_when_a_fifth_is_placed_then_it_is_refused_with_the_lim
     assert len(a.active_calls) == len(b.active_calls) == 2
 
 
+def test_given_a_header_with_a_line_break_when_calling_then_it_is_refused_and_no_call_is_left(
+    phones: PhoneFactory,
+) -> None:
+    """A header value with CR LF never reaches the wire, and the phone keeps no half-made call
+    behind (one that could never end, which close() would wait on)."""
+    a, b = phones.direct("a"), phones.direct("b")
+    with pytest.raises(ValueError, match="bad SIP header"):
+        a.call(b.uri, headers={"X-Siaga": "1\r\nInjected: yes"})
+    out, _ = connect(a, b)
+    assert a.calls == [out]
+
+
 def test_given_no_caller_when_waiting_for_a_call_then_it_times_out(phones: PhoneFactory) -> None:
     """wait_incoming has a deadline and says what it waited for."""
     lonely = phones.direct("lonely")
