@@ -38,6 +38,7 @@ from dispatcher.hotline.callbacks import (
 )
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources
+from dispatcher.metrics.lag import ReactorLag
 from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.wiring import build_selftest
@@ -303,13 +304,15 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         reports=run_report, api=api.resource, request_factory=api.request_factory,
         reactor=reactor,
     )
+    # How late the reactor runs its timers: the figure that tells a blocked reactor thread.
+    lag = server.add("reactor_lag", ReactorLag(reactor))
     if center.metrics.enabled:
         # /metrics reads the live parts at scrape time; today's figures in the readers' pool.
         site.resource.putChild(b"metrics", MetricsResource(
             center.metrics,
             Sources(model, center, reactor.seconds, ami=ami, asterisk=server.asterisk,
                     writer=calllog.writer, alerts=api.alerts, callbacks=callbacks,
-                    selftest=selftest),
+                    selftest=selftest, lag=lag),
             today_reader(reactor, readers.pool, sessions, reactor.seconds)))
     server.add("site", site)
     if center.tls is None:
