@@ -85,6 +85,7 @@ class CallLogWriter(Service):
         # to try them again.
         self._held: list[_Job] = []
         self._retry_at = 0.0
+        self._away = False  # writer thread: the database refused; said once until back
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -202,8 +203,16 @@ class CallLogWriter(Service):
                     self._write(held[start:start + self._max_batch], final=stop)
             if batch:
                 self._write(batch, final=stop)
+            if self._away and not self._held:
+                self._away = False
+                self._reactor.callFromThread(self._said, "the call log database is back: "
+                                             "every held write is committed")
             self.held = len(self._held)
         self._reactor.callFromThread(self._finished)
+
+    def _said(self, message: str) -> None:
+        # On the reactor thread: the log's observers are not the writer thread's business.
+        self.log.warn(message)
 
     def _wait_for_retry(self) -> float | None:
         if not self._held:
@@ -226,6 +235,11 @@ class CallLogWriter(Service):
             # only the guilty one fails. With the database away, each retrying write is held
             # (without trying it alone) and the others fail at once.
             if database_unavailable(exc) and not final:
+                if not self._away:
+                    self._away = True
+                    self._reactor.callFromThread(
+                        self._said, f"the call log database is unavailable ({exc.orig!r}): "
+                        f"journeys are held and retried every {self._retry_interval:g} s")
                 batch = [job for job in batch if not (job.retry and self._hold(job))]
                 if not batch:
                     return
