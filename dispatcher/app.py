@@ -232,7 +232,8 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
 
     # The hotline's server side: queue control and transfers over AMI (the console's verbs),
     # and the callback list of abandoned and dropped calls, persisted through the writer.
-    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit),
+    # Retrying writes: a callback owed while the database restarts is stored once it is back.
+    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit_retrying),
                              max_open=center.callbacks.max_open,
                              max_per_source=center.callbacks.max_per_source)
     # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
