@@ -210,8 +210,18 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     calllog.prepare(center)
     ami.subscribe_all(lambda event: calllog.event_received(event.fields))
 
+    # Asterisk's runs at the latest login: another run since means the calls up when AMI
+    # was lost died with the old process.
+    logins: dict[str, int] = {}
+
     def ami_connected(client: AMIClient) -> None:
         client.on_connection_lost(lambda _client: calllog.connection_lost())
+        runs, seen = server.asterisk.runs, logins.get("runs")
+        logins["runs"] = runs
+        if seen is not None and runs != seen:
+            finished_unseen(calllog.close_cut())
+        else:
+            calllog.forget_cut()
         calllog.reconcile()
 
     ami.on_connected(ami_connected)
@@ -269,8 +279,12 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     # (abandoned or dropped) are owed a callback like the ones seen live, and a button's
     # call opens its incident.
     def reconciled(result: ReconcileResult) -> None:
+        finished_unseen(result.records)
+
+    # Also the calls cut by Asterisk's death, closed after the fact.
+    def finished_unseen(records: list[JourneyRecord]) -> None:
         now = reactor.seconds()
-        for record in result.records:
+        for record in records:
             missed_call = missed_from_journey(record, center.hotline, now)
             if missed_call is not None and not callbacks.has_call(missed_call.linkedid):
                 callbacks.add(missed_call, now)
