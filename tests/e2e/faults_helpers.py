@@ -141,3 +141,15 @@ def metric(server: SiagaProcess, name: str) -> float:
                              + "\n".join(line for line in body.splitlines()
                                          if line.startswith("siaga_")))
     return float(found.group(1))
+
+
+def cel_started(server: SiagaProcess, exten: str) -> set[str]:
+    """Linked ids of the calls whose first channel dialled ``exten`` (CEL CHAN_START): every
+    call Asterisk took, ended or not (a killed Asterisk writes no end)."""
+    path = cel_path(server)
+    if not path.exists():
+        return set()
+    with path.open(newline="", errors="replace") as f:
+        return {row[CEL_LINKEDID] for row in csv.reader(f)
+                if len(row) > CEL_LINKEDID and row[CEL_EVENT] == "CHAN_START"
+                and row[CEL_EXTEN] == exten}
