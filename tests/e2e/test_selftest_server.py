@@ -22,13 +22,14 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog import db
 from dispatcher.calllog.models import Call, Leg, SelfTestRun
 from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.credentials import ensure_credentials
 from dispatcher.selftest.settings import PROBE_ENDPOINT
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.browser import chromium, settled
 from tests.harness import SiagaProcess, wait_for, write_test_config
 
