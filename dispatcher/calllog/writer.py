@@ -200,6 +200,9 @@ class CallLogWriter(Service):
                 held, self._held = self._held, []
                 self.retried += len(held)
                 for start in range(0, len(held), self._max_batch):
+                    if self._held and not stop:  # still away: the rest waits, in order
+                        self._held.extend(held[start:])
+                        break
                     self._write(held[start:start + self._max_batch], final=stop)
             if batch:
                 self._write(batch, final=stop)
