@@ -18,6 +18,7 @@ from dispatcher.credentials import Credentials
 from dispatcher.hotline import codes
 from dispatcher.selftest.settings import DESK_PENALTY, PROBE_ENDPOINT
 from dispatcher.tls import asterisk_files
+from dispatcher.topology import EDGE_SOURCE_HEADER
 from ivr.menu import build_menu
 from pbx.ami.attribution import dialplan_user_event
 from pbx.privilege import RunUser
@@ -118,6 +119,8 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
         # The self-test's caller endpoint and its desk's queue penalty (dispatcher.selftest).
         "selftest_endpoint": PROBE_ENDPOINT,
         "desk_penalty": DESK_PENALTY,
+        # The header the edge (Kamailio) puts a citizen's address in (dispatcher.topology).
+        "edge_source_header": EDGE_SOURCE_HEADER,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

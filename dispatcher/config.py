@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dispatcher.selftest.settings import SELFTEST_KEYS, SelfTest, parse_selftest
+from dispatcher.topology import TOPOLOGY_KEYS, Node, Topology, parse_topology
 from dispatcher.yamlnodes import ConfigError, Section, Value, load_document
 
 __all__ = [
@@ -214,6 +215,10 @@ class Center:
     security: Security = field(default_factory=Security)
     callbacks: Callbacks = field(default_factory=Callbacks)
     selftest: SelfTest = field(default_factory=SelfTest)
+    # An edge (Kamailio) in front of several Asterisk nodes (dispatcher.topology); None: one
+    # Asterisk. ``node`` is set on the copy of the center one node renders and runs.
+    topology: Topology | None = None
+    node: Node | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -255,7 +260,8 @@ class Center:
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
-             "metrics", "retention", "security", "callbacks", "tls", "selftest"}
+             "metrics", "retention", "security", "callbacks", "tls", "selftest",
+             "topology"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -437,6 +443,8 @@ class _Parser:
             callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
             selftest=parse_selftest(r.section("selftest", SELFTEST_KEYS),
                                     {op.extension for op in operators}),
+            topology=parse_topology(r.section("topology", TOPOLOGY_KEYS), db_url,
+                                    db.get("url")),
         )
 
     def http_limits(self, sec: Section) -> HttpLimits:

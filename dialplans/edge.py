@@ -1,0 +1,103 @@
+"""Render the SIP edge's configuration (Kamailio) from the center's topology.
+
+Like the Asterisk files (:mod:`dialplans.render`): same config in, byte-identical files out,
+never edited by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from dispatcher.config import Center
+from dispatcher.credentials import Credentials
+from dispatcher.topology import EDGE_SOURCE_HEADER, edge_dir
+
+EDGE_FILES = ("kamailio.cfg", "dispatcher.list")
+# Kamailio's worker processes for UDP: two keep a slow request from holding up the others.
+EDGE_CHILDREN = 2
+
+
+@dataclass(frozen=True)
+class EdgePaths:
+    """Where the edge's files are: its configuration, the node list, its runtime files."""
+
+    etc: Path
+    runtime: Path
+
+    @classmethod
+    def for_center(cls, center: Center) -> EdgePaths:
+        """The layout under the center's state directory."""
+        base = edge_dir(center)
+        return cls(etc=base / "etc", runtime=base / "run")
+
+    @property
+    def config(self) -> Path:
+        """kamailio.cfg."""
+        return self.etc / "kamailio.cfg"
+
+    @property
+    def dispatcher_list(self) -> Path:
+        """The nodes, as the dispatcher module reads them."""
+        return self.etc / "dispatcher.list"
+
+    @property
+    def rpc_socket(self) -> Path:
+        """The JSON-RPC datagram socket (dispatcher state, health)."""
+        return self.runtime / "rpc.sock"
+
+
+def hotline_pattern(center: Center) -> str:
+    """A regular expression matching exactly the hotline numbers (digits only: no escaping)."""
+    return "^(" + "|".join(re.escape(n) for n in center.hotline) + ")$"
+
+
+def render_edge(center: Center, paths: EdgePaths) -> dict[str, str]:
+    """kamailio.cfg and dispatcher.list, by file name (the center must have a topology)."""
+    if center.topology is None:
+        raise ValueError("the center has no topology: there is no edge to render")
+    env = Environment(loader=PackageLoader("dialplans", "templates"),
+                      undefined=StrictUndefined, keep_trailing_newline=True,
+                      trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    edge = center.topology.edge
+    ctx = {
+        "center": center,
+        "edge": _EdgeView(edge.host, edge.port, edge.ping_seconds, edge.node_timeout_ms,
+                          edge.flood_requests, edge.flood_seconds, EDGE_CHILDREN),
+        "nodes": center.topology.nodes,
+        "paths": paths,
+        "hotline_re": hotline_pattern(center),
+        "source_header": EDGE_SOURCE_HEADER,
+    }
+    return {name: env.get_template(name + ".j2").render(**ctx) for name in EDGE_FILES}
+
+
+@dataclass(frozen=True)
+class _EdgeView:
+    host: str
+    port: int
+    ping_seconds: int
+    node_timeout_ms: int
+    flood_requests: int
+    flood_seconds: int
+    children: int
+
+
+def render_topology(center: Center, creds: Credentials, moddir: str, datadir: str
+                    ) -> dict[str, dict[str, str]]:
+    """Every file of a topology, by folder: ``edge`` (Kamailio's) and one folder per node
+    (that node's Asterisk configuration, rendered with the center's secrets)."""
+    from dialplans.render import AsteriskPaths, render_all
+    from dispatcher.topology import node_center
+
+    if center.topology is None:
+        raise ValueError("the center has no topology: there is no edge to render")
+    out = {"edge": render_edge(center, EdgePaths.for_center(center))}
+    for node in center.topology.nodes:
+        nc = node_center(center, node)
+        out[f"node-{node.name}"] = render_all(
+            nc, creds, AsteriskPaths.for_center(nc, moddir, datadir))
+    return out
