@@ -6,6 +6,7 @@ never edited by hand.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,19 @@ def render_edge(center: Center, paths: EdgePaths) -> dict[str, str]:
         "paths": paths,
         "hotline_re": hotline_pattern(center),
         "source_header": EDGE_SOURCE_HEADER,
+        "trunk_ip": _trunk_ip(center),
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in EDGE_FILES}
+
+
+def _trunk_ip(center: Center) -> str | None:
+    """The trunk's address when it is an IP address (a name is not known to the edge)."""
+    if center.trunk is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(center.trunk.host))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

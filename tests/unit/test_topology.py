@@ -4,13 +4,15 @@ key; what ``siaga render`` makes of it (kamailio.cfg, each node's Asterisk files
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dialplans.edge import EdgePaths, hotline_pattern, render_edge
-from dialplans.render import AsteriskPaths, render_all
+from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.cli import main
 from dispatcher.config import ConfigError, load_center
 from dispatcher.credentials import ensure_credentials
@@ -43,6 +45,7 @@ def config(tmp_path: Path, topology: str = TOPOLOGY, database: str = POSTGRES) -
     """The example city with its database.url set and a topology section appended."""
     text = EXAMPLE_CONFIG.read_text()
     assert text.count("\n  url: null\n") == 1  # the example keeps the default SQLite
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "center.yaml"
     path.write_text(text.replace("\n  url: null\n", f"\n  url: {database}\n") + topology)
     return path
@@ -213,3 +216,35 @@ def test_given_a_topology_when_siaga_render_runs_then_edge_and_node_folders_are_
     assert (out / "edge" / "kamailio.cfg").read_text().startswith("#!KAMAILIO")
     assert "bind = 10.0.0.11:5060" in (out / "node-a" / "pjsip.conf").read_text()
     assert yaml.safe_load((tmp_path / "s" / "secrets.yaml").read_text())
+
+
+def test_given_a_trunk_when_the_edge_is_rendered_then_its_address_is_never_a_flood(
+        tmp_path: Path) -> None:
+    """Every citizen of the public network arrives from the carrier's one address: pike
+    must not count it (it would cut the whole public network at the flood limit)."""
+    path = config(tmp_path)
+    path.write_text(path.read_text() + "trunk:\n  host: 192.0.2.50\n  port: 5060\n")
+    center = load_center(path, state_dir=tmp_path / "s")
+    cfg = render_edge(center, EdgePaths.for_center(center))["kamailio.cfg"]
+    assert 'if (!ds_is_from_list("1") && src_ip != 192.0.2.50 && !pike_check_req()) {' in cfg
+    plain, _ = rendered_edge(tmp_path / "plain")
+    assert 'if (!ds_is_from_list("1") && !pike_check_req()) {' in plain["kamailio.cfg"]
+
+
+@pytest.mark.skipif(shutil.which("kamailio", path="/usr/sbin:/usr/bin") is None,
+                    reason="kamailio is not installed (make deb installs it)")
+def test_given_a_rendered_edge_when_kamailio_checks_it_then_the_config_is_valid(
+        tmp_path: Path) -> None:
+    """Kamailio itself parses the generated kamailio.cfg (-c: check and exit), with and
+    without a trunk."""
+    path = config(tmp_path)
+    path.write_text(path.read_text() + "trunk:\n  host: 192.0.2.50\n  port: 5060\n")
+    for name, cfg_path in (("trunk", path), ("plain", config(tmp_path / "p"))):
+        center = load_center(cfg_path, state_dir=tmp_path / name)
+        paths = EdgePaths.for_center(center)
+        paths.runtime.mkdir(parents=True)
+        write_config(render_edge(center, paths), paths.etc)
+        checked = subprocess.run(
+            [shutil.which("kamailio", path="/usr/sbin:/usr/bin"), "-c", "-f",  # type: ignore[list-item]
+             str(paths.config)], capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr[-2000:]
