@@ -73,6 +73,7 @@ def render_edge(center: Center, paths: EdgePaths) -> dict[str, str]:
         "hotline_re": hotline_pattern(center),
         "source_header": EDGE_SOURCE_HEADER,
         "trunk_ip": _trunk_ip(center),
+        "ping_user": center.hotline[0],
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in EDGE_FILES}
 

@@ -155,7 +155,7 @@ def test_given_a_topology_when_the_edge_is_rendered_then_it_lists_the_nodes_and_
     assert cfg.index(f'remove_hf("{EDGE_SOURCE_HEADER}")') < cfg.index(
         f'append_hf("{EDGE_SOURCE_HEADER}: $si:$sp')
     assert files["dispatcher.list"].splitlines()[-2:] == [
-        "1 sip:10.0.0.11:5060 0 0 duid=a", "1 sip:10.0.0.12:5060 0 0 duid=b"]
+        "1 sip:112@10.0.0.11:5060 9 0 duid=a", "1 sip:112@10.0.0.12:5060 9 0 duid=b"]
 
 
 def test_given_the_hotline_numbers_when_the_pattern_is_made_then_only_they_match(
