@@ -157,6 +157,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from dispatcher.serve import run
 
     center = load_from_args(args)
+    if center.topology is not None:  # the edge and nodes this machine carries
+        from dispatcher.topology_run import run_topology
+
+        return run_topology(center, rootfs=args.rootfs, log_format=args.log_format)
     return run(center, rootfs=args.rootfs, log_format=args.log_format)
 
 

@@ -10,19 +10,26 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from dispatcher.topology import EDGE_SOURCE_HEADER
+from dialplans.edge import EdgePaths
+from dispatcher.config import load_center
+from dispatcher.topology import EDGE_SOURCE_HEADER, node_center
+from pbx.asterisk import stale_pid
+from pbx.kamailio import EdgeError, node_states
 from pbx.phone.phone import Call, Phone
 from pbx.provision import AsteriskInstall
 from tests.e2e.hotline_helpers import getvar
 from tests.harness import PATIENCE, wait_for
 from tests.phones import PhoneFactory
-from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout
+from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout, write_topology_config
 
 pytestmark = pytest.mark.asterisk
 
@@ -203,3 +210,51 @@ def test_given_a_flood_from_one_address_when_a_citizen_calls_then_the_flood_is_d
     call, _node = call_through_edge(scaleout, citizen)
     call.hangup()
     call.wait_disconnected(10)
+
+
+def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
+        tmp_path: Path, phones: PhoneFactory) -> None:
+    """`siaga up` on a topology config runs the edge and both nodes (all addresses are this
+    machine's); a node killed -9 is restarted and rejoins the edge by itself; SIGTERM stops
+    everything."""
+    config = write_topology_config(tmp_path / "center.yaml")
+    state = tmp_path / "state"
+    center = load_center(config, state_dir=state)
+    assert center.topology is not None
+    out_path = tmp_path / "siaga.out"
+    siaga = Path(sys.executable).parent / "siaga"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen([str(siaga), "up", "--config", str(config), "--state-dir",
+                                 str(state)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    socket_path = EdgePaths.for_center(center).rpc_socket
+    node_a = node_center(center, center.topology.node("a"))
+
+    def states() -> dict[str, bool]:
+        assert proc.poll() is None, out_path.read_text(errors="replace")[-3000:]
+        try:
+            return {s.name: s.up for s in node_states(socket_path, timeout=1)}
+        except EdgeError:
+            return {}
+
+    try:
+        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up at the edge")
+        citizen = phones._keep(Phone(phones.stack, "citizen-up", server=(
+            f"{center.topology.edge.host}:{center.topology.edge.port}")))
+        call = citizen.call(center.hotline[0])
+        call.wait_confirmed(10)
+        call.hangup()
+        call.wait_disconnected(10)
+        killed = stale_pid(node_a.run_dir / "run")
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: states().get("a") is False, 10, "node a marked down")
+        wait_for(lambda: states().get("a") is True, 30, "node a restarted and back up")
+        assert stale_pid(node_a.run_dir / "run") not in (None, killed)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30 * PATIENCE)
+    assert code == 0, out_path.read_text(errors="replace")[-3000:]
+    for node in center.topology.nodes:
+        assert stale_pid(node_center(center, node).run_dir / "run") is None
+    assert "Kamailio stopped" in out_path.read_text(errors="replace")
