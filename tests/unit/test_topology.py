@@ -248,3 +248,29 @@ def test_given_a_rendered_edge_when_kamailio_checks_it_then_the_config_is_valid(
             [shutil.which("kamailio", path="/usr/sbin:/usr/bin"), "-c", "-f",  # type: ignore[list-item]
              str(paths.config)], capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr[-2000:]
+
+
+def test_given_a_machine_when_local_parts_are_chosen_then_only_its_addresses_run(
+        tmp_path: Path) -> None:
+    """On each machine siaga up runs the edge and the nodes whose addresses it has."""
+    from dispatcher.topology_run import is_local_address, local_parts
+
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert local_parts(center, lambda host: host == "10.0.0.12") == (False, ["b"])
+    assert local_parts(center, lambda host: host in ("10.0.0.5", "10.0.0.11")) == (True, ["a"])
+    assert is_local_address("127.0.0.1")
+    assert not is_local_address("192.0.2.1")  # documentation range: never this machine's
+
+
+def test_given_the_examples_commented_topology_when_uncommented_then_it_loads(
+        tmp_path: Path) -> None:
+    """The example config's topology block is a working one (docs that stay true)."""
+    text = EXAMPLE_CONFIG.read_text()
+    block = text[text.index("# topology:"):]
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else line
+                            for line in block.splitlines())
+    path = config(tmp_path, topology="\n" + uncommented + "\n")
+    center = load_center(path, state_dir=tmp_path / "s")
+    assert center.topology is not None
+    assert [n.name for n in center.topology.nodes] == ["a", "b"]
+    assert center.topology.edge.flood_requests == 30
