@@ -12,10 +12,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatcher.selftest.settings import SELFTEST_KEYS, SelfTest, parse_selftest
-from dispatcher.topology import TOPOLOGY_KEYS, Node, Topology, parse_topology
 from dispatcher.yamlnodes import ConfigError, Section, Value, load_document
+
+if TYPE_CHECKING:
+    # Parsed only when a config has the section (rendering one node loads no edge code).
+    from dispatcher.topology import Node, Topology
 
 __all__ = [
     "AGENCY_KINDS",
@@ -443,9 +447,13 @@ class _Parser:
             callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
             selftest=parse_selftest(r.section("selftest", SELFTEST_KEYS),
                                     {op.extension for op in operators}),
-            topology=parse_topology(r.section("topology", TOPOLOGY_KEYS), db_url,
-                                    db.get("url")),
+            topology=self.topology(db_url, db.get("url")),
         )
+
+    def topology(self, db_url: str, db_value: Value) -> Topology | None:
+        from dispatcher.topology import TOPOLOGY_KEYS, parse_topology
+
+        return parse_topology(self.root.section("topology", TOPOLOGY_KEYS), db_url, db_value)
 
     def http_limits(self, sec: Section) -> HttpLimits:
         d = HttpLimits()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dialplans import contract
 from dispatcher.yamlnodes import Section, Value
 
 if TYPE_CHECKING:
@@ -34,9 +35,9 @@ __all__ = [
 ]
 
 TOPOLOGY_KEYS = {"edge", "nodes"}
-# The edge puts the citizen's address (source IP:port) in this header of every call it relays,
-# after removing any the caller sent; a node trusts it from the edge's address alone.
-EDGE_SOURCE_HEADER = "X-Siaga-Source"
+# The header with the citizen's own address, set by the edge (defined with the dialplan's
+# other shared names).
+EDGE_SOURCE_HEADER = contract.EDGE_SOURCE_HEADER
 NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 
 
