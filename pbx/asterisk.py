@@ -72,15 +72,33 @@ def asterisk_cli_argv(install: AsteriskInstall, asterisk_conf: Path, binds: Sequ
 
 
 class _AsteriskProtocol(protocol.ProcessProtocol):
-    """Copies Asterisk's output to a log file and reports its end."""
+    """Copies the process's output to a log file and reports its end.
 
-    def __init__(self, log_path: Path, on_exit: Callable[[int | None, int | None], None]):
+    ``kill_group``: the process leads a process group of workers (Kamailio). When the leader
+    dies the rest of the group is killed: orphaned workers would keep its ports and its
+    output pipes open (and the end of a process is reported only once its pipes close).
+    """
+
+    def __init__(self, log_path: Path, on_exit: Callable[[int | None, int | None], None],
+                 kill_group: bool = False):
         self.log_path = log_path
         self.on_exit = on_exit
+        self.kill_group = kill_group
+        self.leader: int | None = None
         # Never through a link, and root's alone from the first byte.
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         os.fchmod(fd, 0o600)  # also when an older run left it readable
         self._log = os.fdopen(fd, "ab")
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        self.leader = getattr(self.transport, "pid", None)
+
+    def processExited(self, reason) -> None:  # noqa: N802, ANN001
+        if self.kill_group and self.leader:
+            try:
+                os.killpg(self.leader, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass  # no worker left
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         self._log.write(data)
@@ -108,6 +126,8 @@ class ProcessSupervisor(Service):
 
     log = Logger()
     what = "the process"
+    # The process leads a group of workers, killed with it (see _AsteriskProtocol).
+    kill_group = False
 
     def __init__(self, reactor: IReactorProcess, clock: IReactorTime, argv: Sequence[str],
                  log_path: Path, max_backoff: float = 10.0, stable_after: float = 30.0,
@@ -166,7 +186,7 @@ class ProcessSupervisor(Service):
         self._started_at = self.clock.seconds()
         self._exited = defer.Deferred()
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-        proto = _AsteriskProtocol(self.log_path, self._ended)
+        proto = _AsteriskProtocol(self.log_path, self._ended, kill_group=self.kill_group)
         self.log.info("starting {what} (run {run}): {argv}", what=self.what, run=self.runs,
                       argv=" ".join(self.argv))
         self.transport = self.reactor.spawnProcess(proto, self.argv[0], self.argv, env=env)

@@ -52,7 +52,9 @@ def kamailio_binary() -> str:
 
 def kamailio_argv(binary: str, paths: EdgePaths, user: str | None) -> list[str]:
     """The command line that runs Kamailio in the foreground on the rendered config."""
-    argv = [binary, "-f", str(paths.config), "-DD", "-E", "-m", str(SHM_MB),
+    # Its own session and process group (setsid execs in place: the pid stays Kamailio's),
+    # so that its workers can be killed with it when it dies (pbx.asterisk._AsteriskProtocol).
+    argv = ["setsid", binary, "-f", str(paths.config), "-DD", "-E", "-m", str(SHM_MB),
             "-M", str(PKG_MB)]
     if user is not None:
         argv += ["-u", user, "-g", user]
@@ -159,6 +161,7 @@ class KamailioService(ProcessSupervisor):
     SIGTERM then SIGKILL (the same supervision as Asterisk's)."""
 
     what = "Kamailio"
+    kill_group = True
 
     def __init__(self, reactor: IReactorProcess, clock: IReactorTime, edge: PreparedEdge,
                  max_backoff: float = 10.0, stable_after: float = 30.0,

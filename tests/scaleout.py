@@ -82,9 +82,9 @@ class ScaleOut:
     def start_edge(self) -> None:
         """Start Kamailio in the foreground, as the supervisor does."""
         out = self.edge.out_path.open("ab")
+        # Its argv starts with setsid: Kamailio leads a session of its own.
         self.edge_proc = subprocess.Popen(list(self.edge.argv), stdout=out,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
 
     def edge_log(self) -> str:

@@ -212,11 +212,37 @@ def test_given_a_flood_from_one_address_when_a_citizen_calls_then_the_flood_is_d
     call.wait_disconnected(10)
 
 
+def child_with(parent: int, needle: str) -> int | None:
+    """The pid of ``parent``'s child whose command line holds ``needle``, if any."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
+            return int(entry.name)
+    return None
+
+
+def kill_all_with(needle: str) -> None:
+    """SIGKILL every process whose command line holds ``needle`` (this test's own paths)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
+
+
 def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         tmp_path: Path, phones: PhoneFactory) -> None:
     """`siaga up` on a topology config runs the edge and both nodes (all addresses are this
-    machine's); a node killed -9 is restarted and rejoins the edge by itself; SIGTERM stops
-    everything."""
+    machine's); a node killed -9 is restarted and rejoins the edge by itself, so is the edge;
+    SIGTERM stops everything."""
     config = write_topology_config(tmp_path / "center.yaml")
     state = tmp_path / "state"
     center = load_center(config, state_dir=state)
@@ -251,9 +277,23 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         wait_for(lambda: states().get("a") is False, 10, "node a marked down")
         wait_for(lambda: states().get("a") is True, 30, "node a restarted and back up")
         assert stale_pid(node_a.run_dir / "run") not in (None, killed)
+        # The edge itself, killed: restarted, it finds the nodes again and carries calls.
+        edge_pid = child_with(proc.pid, str(EdgePaths.for_center(center).config))
+        os.kill(edge_pid, signal.SIGKILL)
+        wait_for(lambda: child_with(proc.pid, str(EdgePaths.for_center(center).config))
+                 not in (None, edge_pid), 10, "Kamailio restarted")
+        wait_for(lambda: states() == {"a": True, "b": True}, 15, "both nodes up again")
+        call = citizen.call(center.hotline[0])
+        call.wait_confirmed(10)
+        call.hangup()
+        call.wait_disconnected(10)
     finally:
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30 * PATIENCE)
+        try:
+            code = proc.wait(30 * PATIENCE)
+        except subprocess.TimeoutExpired:
+            kill_all_with(str(state))  # the server hung: leave nothing of this test behind
+            raise
     assert code == 0, out_path.read_text(errors="replace")[-3000:]
     for node in center.topology.nodes:
         assert stale_pid(node_center(center, node).run_dir / "run") is None

@@ -30,7 +30,7 @@ def test_given_a_user_when_the_argv_is_made_then_foreground_stderr_and_dropped_p
         edge: PreparedEdge) -> None:
     """Kamailio stays our child (-DD), logs to stderr (-E), and drops to its own user."""
     argv = list(edge.argv)
-    assert argv[:3] == ["/usr/sbin/kamailio", "-f", str(edge.paths.config)]
+    assert argv[:4] == ["setsid", "/usr/sbin/kamailio", "-f", str(edge.paths.config)]
     assert "-DD" in argv and "-E" in argv
     assert argv[argv.index("-u") + 1] == "kamailio" and argv[argv.index("-g") + 1] == "kamailio"
     assert "-u" not in kamailio_argv("/k", edge.paths, None)
@@ -119,3 +119,45 @@ def test_given_an_error_answer_or_no_kamailio_when_asked_then_edge_error(
         rpc(path, "no.such")
     with pytest.raises(EdgeError, match="dispatcher.list"):
         node_states(tmp_path / "nobody.sock", timeout=0.5)
+
+
+def test_given_a_leader_with_workers_when_it_dies_then_its_workers_are_killed(
+        tmp_path: Path) -> None:
+    """Kamailio's workers outlive a main process killed -9, holding its port and output
+    pipes (so its end would never be reported and no restart would come): the supervisor's
+    protocol kills the leader's whole group when the leader exits."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from pbx.asterisk import _AsteriskProtocol
+
+    leader = subprocess.Popen(["setsid", "sh", "-c", "sleep 300 & sleep 300 & wait"],
+                              stdin=subprocess.DEVNULL)
+    try:
+        def workers() -> list[int]:
+            out = subprocess.run(["pgrep", "-g", str(leader.pid)], capture_output=True,
+                                 text=True).stdout
+            return [int(p) for p in out.split() if int(p) != leader.pid]
+
+        deadline = time.monotonic() + 10
+        while len(workers()) < 2:
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        proto = _AsteriskProtocol(tmp_path / "out", lambda _c, _s: None, kill_group=True)
+        proto.leader = leader.pid
+        os.kill(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+        assert workers(), "the workers outlive their leader by themselves"
+        proto.processExited(None)
+        deadline = time.monotonic() + 10
+        while workers():
+            assert time.monotonic() < deadline, f"workers left: {workers()}"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.killpg(leader.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        leader.wait(10)
