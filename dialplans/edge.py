@@ -46,6 +46,11 @@ class EdgePaths:
         return self.etc / "dispatcher.list"
 
     @property
+    def pid_file(self) -> Path:
+        """Kamailio's pid (a stale one is stopped before a new start)."""
+        return self.runtime / "kamailio.pid"
+
+    @property
     def rpc_socket(self) -> Path:
         """The JSON-RPC datagram socket (dispatcher state, health)."""
         return self.runtime / "rpc.sock"

@@ -18,7 +18,9 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,7 @@ def kamailio_argv(binary: str, paths: EdgePaths, user: str | None) -> list[str]:
     # Its own session and process group (setsid execs in place: the pid stays Kamailio's),
     # so that its workers can be killed with it when it dies (pbx.asterisk._AsteriskProtocol).
     argv = ["setsid", binary, "-f", str(paths.config), "-DD", "-E", "-m", str(SHM_MB),
-            "-M", str(PKG_MB)]
+            "-M", str(PKG_MB), "-P", str(paths.pid_file)]
     if user is not None:
         argv += ["-u", user, "-g", user]
     return argv
@@ -98,6 +100,10 @@ def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
     paths.etc.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_config(render_edge(center, paths), paths.etc)
     paths.runtime.mkdir(mode=0o700, exist_ok=True)
+    # A Kamailio left running by a supervisor that was killed holds the SIP port: it is
+    # stopped and replaced. Nothing is lost: the edge keeps no dialog state, and the next
+    # one routes the calls' in-dialog requests on the same address.
+    stop_stale_edge(paths)
     # Kamailio cannot remove its socket once it is no longer root: a stopped run leaves it,
     # and the next run would fail to bind it.
     paths.rpc_socket.unlink(missing_ok=True)
@@ -106,6 +112,34 @@ def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
         os.chown(paths.runtime, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
     argv = kamailio_argv(binary or kamailio_binary(), paths, user)
     return PreparedEdge(center, paths, tuple(argv))
+
+
+def stale_edge_pid(paths: EdgePaths) -> int | None:
+    """The pid of a Kamailio still running on this edge's configuration, if any."""
+    try:
+        pid = int(paths.pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(paths.config).encode() in cmdline else None
+
+
+def stop_stale_edge(paths: EdgePaths, timeout: float = 5.0) -> bool:
+    """Stop a Kamailio left running on this edge (its whole group); True if there was one."""
+    pid = stale_edge_pid(paths)
+    if pid is None:
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if stale_edge_pid(paths) is None or not Path(f"/proc/{pid}").exists():
+                return True
+            time.sleep(0.05)
+    return True
 
 
 def rpc(socket_path: Path, method: str, params: Sequence[object] = (),

@@ -227,6 +227,13 @@ def child_with(parent: int, needle: str) -> int | None:
     return None
 
 
+def _cmdline(entry: Path) -> bytes:
+    try:
+        return (entry / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def kill_all_with(needle: str) -> None:
     """SIGKILL every process whose command line holds ``needle`` (this test's own paths)."""
     for entry in Path("/proc").iterdir():
@@ -242,35 +249,50 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         tmp_path: Path, phones: PhoneFactory) -> None:
     """`siaga up` on a topology config runs the edge and both nodes (all addresses are this
     machine's); a node killed -9 is restarted and rejoins the edge by itself, so is the edge;
+    the supervisor killed -9 and started again adopts the nodes and replaces the edge;
     SIGTERM stops everything."""
     config = write_topology_config(tmp_path / "center.yaml")
     state = tmp_path / "state"
     center = load_center(config, state_dir=state)
     assert center.topology is not None
-    out_path = tmp_path / "siaga.out"
     siaga = Path(sys.executable).parent / "siaga"
-    with out_path.open("wb") as out:
-        proc = subprocess.Popen([str(siaga), "up", "--config", str(config), "--state-dir",
-                                 str(state)], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    runs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        out_path = tmp_path / f"siaga.{len(runs) + 1}.out"
+        with out_path.open("wb") as out:
+            proc = subprocess.Popen([str(siaga), "up", "--config", str(config), "--state-dir",
+                                     str(state)], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        runs.append((proc, out_path))
+        return proc
+
     socket_path = EdgePaths.for_center(center).rpc_socket
+    edge_config = str(EdgePaths.for_center(center).config)
     node_a = node_center(center, center.topology.node("a"))
 
+    def output() -> str:
+        return runs[-1][1].read_text(errors="replace")[-3000:]
+
     def states() -> dict[str, bool]:
-        assert proc.poll() is None, out_path.read_text(errors="replace")[-3000:]
+        assert runs[-1][0].poll() is None, output()
         try:
             return {s.name: s.up for s in node_states(socket_path, timeout=1)}
         except EdgeError:
             return {}
 
-    try:
-        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up at the edge")
-        citizen = phones._keep(Phone(phones.stack, "citizen-up", server=(
-            f"{center.topology.edge.host}:{center.topology.edge.port}")))
+    def hotline_call() -> None:
         call = citizen.call(center.hotline[0])
         call.wait_confirmed(10)
         call.hangup()
         call.wait_disconnected(10)
+
+    citizen = phones._keep(Phone(phones.stack, "citizen-up", server=(
+        f"{center.topology.edge.host}:{center.topology.edge.port}")))
+    proc = start()
+    try:
+        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up at the edge")
+        hotline_call()
         killed = stale_pid(node_a.run_dir / "run")
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
@@ -278,15 +300,25 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         wait_for(lambda: states().get("a") is True, 30, "node a restarted and back up")
         assert stale_pid(node_a.run_dir / "run") not in (None, killed)
         # The edge itself, killed: restarted, it finds the nodes again and carries calls.
-        edge_pid = child_with(proc.pid, str(EdgePaths.for_center(center).config))
+        edge_pid = child_with(proc.pid, edge_config)
+        assert edge_pid is not None
         os.kill(edge_pid, signal.SIGKILL)
-        wait_for(lambda: child_with(proc.pid, str(EdgePaths.for_center(center).config))
-                 not in (None, edge_pid), 10, "Kamailio restarted")
+        wait_for(lambda: child_with(proc.pid, edge_config) not in (None, edge_pid), 10,
+                 "Kamailio restarted")
         wait_for(lambda: states() == {"a": True, "b": True}, 15, "both nodes up again")
-        call = citizen.call(center.hotline[0])
-        call.wait_confirmed(10)
-        call.hangup()
-        call.wait_disconnected(10)
+        hotline_call()
+        # The supervisor killed: the nodes and the edge go on without it; the next siaga up
+        # adopts the nodes, replaces the edge left behind, and calls go through.
+        nodes_before = {n.name: stale_pid(node_center(center, n).run_dir / "run")
+                        for n in center.topology.nodes}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc = start()
+        wait_for(lambda: child_with(proc.pid, edge_config) is not None, 30, "a new edge")
+        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up, new edge")
+        hotline_call()
+        assert {n.name: stale_pid(node_center(center, n).run_dir / "run")
+                for n in center.topology.nodes} == nodes_before  # adopted, not restarted
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -294,7 +326,9 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         except subprocess.TimeoutExpired:
             kill_all_with(str(state))  # the server hung: leave nothing of this test behind
             raise
-    assert code == 0, out_path.read_text(errors="replace")[-3000:]
+    assert code == 0, output()
     for node in center.topology.nodes:
         assert stale_pid(node_center(center, node).run_dir / "run") is None
-    assert "Kamailio stopped" in out_path.read_text(errors="replace")
+    assert "Kamailio stopped" in output()
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                and edge_config.encode() in _cmdline(p)], "a Kamailio was left running"

@@ -161,3 +161,34 @@ def test_given_a_leader_with_workers_when_it_dies_then_its_workers_are_killed(
         except ProcessLookupError:
             pass
         leader.wait(10)
+
+
+def test_given_an_edge_left_running_when_prepared_again_then_it_is_stopped(
+        tmp_path: Path) -> None:
+    """A Kamailio whose supervisor was killed keeps the SIP port: the next start stops it
+    (its whole group) first. A pid file naming some other process is left alone."""
+    import subprocess
+    import sys
+
+    from pbx.kamailio import stale_edge_pid, stop_stale_edge
+
+    paths = EdgePaths(etc=tmp_path / "etc", runtime=tmp_path / "run")
+    paths.runtime.mkdir()
+    # A stand-in holding the config's path in its command line, as Kamailio's -f does.
+    stale = subprocess.Popen(["setsid", sys.executable, "-c", "import time; time.sleep(300)",
+                              "-f", str(paths.config)])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        paths.pid_file.write_text(f"{other.pid}\n")
+        assert stale_edge_pid(paths) is None
+        assert not stop_stale_edge(paths)
+        assert other.poll() is None
+        paths.pid_file.write_text(f"{stale.pid}\n")
+        assert stale_edge_pid(paths) == stale.pid
+        assert stop_stale_edge(paths)
+        assert stale.wait(10) is not None
+    finally:
+        for proc in (stale, other):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
