@@ -9,51 +9,20 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from dispatcher.config import Center
-from dispatcher.credentials import Credentials
-from dispatcher.topology import EDGE_SOURCE_HEADER, edge_dir
+from dialplans.contract import EDGE_SOURCE_HEADER
+
+if TYPE_CHECKING:
+    from dispatcher.config import Center
+    from dispatcher.credentials import Credentials
+    from pbx.kamailio import EdgePaths
 
 EDGE_FILES = ("kamailio.cfg", "dispatcher.list")
 # Kamailio's worker processes for UDP: two keep a slow request from holding up the others.
 EDGE_CHILDREN = 2
-
-
-@dataclass(frozen=True)
-class EdgePaths:
-    """Where the edge's files are: its configuration, the node list, its runtime files."""
-
-    etc: Path
-    runtime: Path
-
-    @classmethod
-    def for_center(cls, center: Center) -> EdgePaths:
-        """The layout under the center's state directory."""
-        base = edge_dir(center)
-        return cls(etc=base / "etc", runtime=base / "run")
-
-    @property
-    def config(self) -> Path:
-        """kamailio.cfg."""
-        return self.etc / "kamailio.cfg"
-
-    @property
-    def dispatcher_list(self) -> Path:
-        """The nodes, as the dispatcher module reads them."""
-        return self.etc / "dispatcher.list"
-
-    @property
-    def pid_file(self) -> Path:
-        """Kamailio's pid (a stale one is stopped before a new start)."""
-        return self.runtime / "kamailio.pid"
-
-    @property
-    def rpc_socket(self) -> Path:
-        """The JSON-RPC datagram socket (dispatcher state, health)."""
-        return self.runtime / "rpc.sock"
 
 
 def hotline_pattern(center: Center) -> str:
@@ -109,11 +78,11 @@ def render_topology(center: Center, creds: Credentials, moddir: str, datadir: st
     """Every file of a topology, by folder: ``edge`` (Kamailio's) and one folder per node
     (that node's Asterisk configuration, rendered with the center's secrets)."""
     from dialplans.render import AsteriskPaths, render_all
-    from dispatcher.topology import node_center
+    from dispatcher.topology import edge_paths, node_center
 
     if center.topology is None:
         raise ValueError("the center has no topology: there is no edge to render")
-    out = {"edge": render_edge(center, EdgePaths.for_center(center))}
+    out = {"edge": render_edge(center, edge_paths(center))}
     for node in center.topology.nodes:
         nc = node_center(center, node)
         out[f"node-{node.name}"] = render_all(

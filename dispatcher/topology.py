@@ -23,6 +23,7 @@ from dispatcher.yamlnodes import Section, Value
 
 if TYPE_CHECKING:
     from dispatcher.config import Center, Endpoint
+    from pbx.kamailio import EdgePaths, PreparedEdge
 
 __all__ = [
     "EDGE_SOURCE_HEADER",
@@ -212,6 +213,26 @@ def share_secrets(center: Center, node: Center) -> None:
     target = node.state_dir / FILE_NAME
     private_file(target)
     shutil.copyfile(center.state_dir / FILE_NAME, target)
+
+
+def edge_paths(center: Center) -> EdgePaths:
+    """The edge's files under the center's state directory."""
+    from pbx.kamailio import EdgePaths
+
+    return EdgePaths.under(edge_dir(center))
+
+
+def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
+    """Render kamailio.cfg and the node list (root's: 0640) and make the runtime directory."""
+    from dialplans.edge import render_edge
+    from dialplans.render import write_config
+    from pbx.kamailio import prepare_runtime
+    from pbx.privilege import PRIVATE_DIR
+
+    paths = edge_paths(center)
+    paths.etc.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    write_config(render_edge(center, paths), paths.etc)
+    return prepare_runtime(paths, binary)
 
 
 def edge_endpoint(center: Center) -> Endpoint:

@@ -51,8 +51,9 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
     from twisted.internet import reactor
 
     from dispatcher.app import prepare
+    from dispatcher.topology import prepare_edge
     from pbx.asterisk import AsteriskService, stale_pid
-    from pbx.kamailio import EdgeError, KamailioService, prepare_edge
+    from pbx.kamailio import EdgeError, KamailioService
     from pbx.provision import ProvisionError, locate, provision
 
     assert center.topology is not None

@@ -28,9 +28,6 @@ from pathlib import Path
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 
-from dialplans.edge import EdgePaths, render_edge
-from dialplans.render import write_config
-from dispatcher.config import Center
 from pbx.asterisk import ProcessSupervisor
 
 KAMAILIO_USER = "kamailio"
@@ -76,30 +73,65 @@ def edge_user() -> str | None:
 
 
 @dataclass(frozen=True)
-class PreparedEdge:
-    """The edge's rendered files and how to run it."""
+class EdgePaths:
+    """Where the edge's files are: its configuration, the node list, its runtime files."""
 
-    center: Center
+    etc: Path
+    runtime: Path
+
+    @classmethod
+    def under(cls, base: Path) -> EdgePaths:
+        """The layout under the edge's directory."""
+        return cls(etc=base / "etc", runtime=base / "run")
+
+    @property
+    def config(self) -> Path:
+        """kamailio.cfg."""
+        return self.etc / "kamailio.cfg"
+
+    @property
+    def dispatcher_list(self) -> Path:
+        """The nodes, as the dispatcher module reads them."""
+        return self.etc / "dispatcher.list"
+
+    @property
+    def pid_file(self) -> Path:
+        """Kamailio's pid (a stale one is stopped before a new start)."""
+        return self.runtime / "kamailio.pid"
+
+    @property
+    def rpc_socket(self) -> Path:
+        """The JSON-RPC datagram socket (dispatcher state, health)."""
+        return self.runtime / "rpc.sock"
+
+    @property
+    def out_path(self) -> Path:
+        """Kamailio's output (its log), written by the supervisor."""
+        return self.etc.parent / "kamailio.out"
+
+
+@dataclass(frozen=True)
+class PreparedEdge:
+    """The edge's files, ready, and the command line that runs it."""
+
     paths: EdgePaths
     argv: tuple[str, ...]
 
     @property
     def out_path(self) -> Path:
         """Kamailio's output (its log), written by the supervisor."""
-        return self.paths.etc.parent / "kamailio.out"
+        return self.paths.out_path
 
 
-def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
-    """Render kamailio.cfg and the node list, and make the runtime directory.
-
-    The files stay root's (Kamailio reads them before it drops privileges); the runtime
-    directory is Kamailio's user's.
-    """
-    paths = EdgePaths.for_center(center)
+def prepare_runtime(paths: EdgePaths, binary: str | None = None) -> PreparedEdge:
+    """Make the runtime directory (Kamailio's user's), clear what a previous run left, and
+    give the command line. The configuration files must be written already: they stay
+    root's (Kamailio reads them before it drops privileges)."""
     user = edge_user()
-    paths.etc.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_config(render_edge(center, paths), paths.etc)
-    paths.runtime.mkdir(mode=0o700, exist_ok=True)
+    paths.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        os.chown(paths.runtime, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
     # A Kamailio left running by a supervisor that was killed holds the SIP port: it is
     # stopped and replaced. Nothing is lost: the edge keeps no dialog state, and the next
     # one routes the calls' in-dialog requests on the same address.
@@ -107,11 +139,8 @@ def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
     # Kamailio cannot remove its socket once it is no longer root: a stopped run leaves it,
     # and the next run would fail to bind it.
     paths.rpc_socket.unlink(missing_ok=True)
-    if user is not None:
-        pw = pwd.getpwnam(user)
-        os.chown(paths.runtime, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
     argv = kamailio_argv(binary or kamailio_binary(), paths, user)
-    return PreparedEdge(center, paths, tuple(argv))
+    return PreparedEdge(paths, tuple(argv))
 
 
 def stale_edge_pid(paths: EdgePaths) -> int | None:
@@ -132,8 +161,11 @@ def stop_stale_edge(paths: EdgePaths, timeout: float = 5.0) -> bool:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
+        except ProcessLookupError:  # not (yet) leading a group of its own: itself, then
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if stale_edge_pid(paths) is None or not Path(f"/proc/{pid}").exists():

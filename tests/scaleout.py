@@ -21,8 +21,8 @@ import yaml
 
 from dispatcher.app import prepare
 from dispatcher.config import Center, load_center
-from dispatcher.topology import node_center, share_secrets
-from pbx.kamailio import EdgeError, NodeState, PreparedEdge, node_states, prepare_edge
+from dispatcher.topology import node_center, prepare_edge, share_secrets
+from pbx.kamailio import EdgeError, NodeState, PreparedEdge, node_states
 from pbx.provision import AsteriskInstall
 from tests.harness import EXAMPLE_CONFIG, AmiWatch, RunningAsterisk, wait_for
 

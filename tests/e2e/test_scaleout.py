@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dialplans.edge import EdgePaths
 from dispatcher.config import load_center
-from dispatcher.topology import EDGE_SOURCE_HEADER, node_center
+from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states
 from pbx.phone.phone import Call, Phone
@@ -267,8 +266,8 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         runs.append((proc, out_path))
         return proc
 
-    socket_path = EdgePaths.for_center(center).rpc_socket
-    edge_config = str(EdgePaths.for_center(center).config)
+    socket_path = edge_paths(center).rpc_socket
+    edge_config = str(edge_paths(center).config)
     node_a = node_center(center, center.topology.node("a"))
 
     def output() -> str:

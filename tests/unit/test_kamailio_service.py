@@ -12,18 +12,21 @@ from pathlib import Path
 import pytest
 from twisted.internet import task
 
-from dialplans.edge import EdgePaths
-from dispatcher.config import load_center
-from pbx.kamailio import EdgeError, KamailioService, PreparedEdge, kamailio_argv, node_states
-from tests.harness import EXAMPLE_CONFIG
+from pbx.kamailio import (
+    EdgeError,
+    EdgePaths,
+    KamailioService,
+    PreparedEdge,
+    kamailio_argv,
+    node_states,
+)
 from tests.unit.test_asterisk_service import FakeProcessReactor
 
 
 @pytest.fixture
 def edge(tmp_path: Path) -> PreparedEdge:
     paths = EdgePaths(etc=tmp_path / "etc", runtime=tmp_path / "run")
-    return PreparedEdge(load_center(EXAMPLE_CONFIG, state_dir=tmp_path), paths,
-                        tuple(kamailio_argv("/usr/sbin/kamailio", paths, "kamailio")))
+    return PreparedEdge(paths, tuple(kamailio_argv("/usr/sbin/kamailio", paths, "kamailio")))
 
 
 def test_given_a_user_when_the_argv_is_made_then_foreground_stderr_and_dropped_privileges(

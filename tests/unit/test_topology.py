@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialplans.edge import EdgePaths, hotline_pattern, render_edge
+from dialplans.edge import hotline_pattern, render_edge
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.cli import main
 from dispatcher.config import ConfigError, load_center
@@ -19,10 +19,12 @@ from dispatcher.credentials import ensure_credentials
 from dispatcher.topology import (
     EDGE_SOURCE_HEADER,
     Edge,
+    edge_paths,
     node_center,
     node_state_dir,
     share_secrets,
 )
+from pbx.kamailio import EdgePaths
 from tests.harness import EXAMPLE_CONFIG
 
 TOPOLOGY = """
@@ -135,7 +137,7 @@ def test_given_sqlite_when_a_topology_is_set_then_the_database_url_is_named(
 
 def rendered_edge(tmp_path: Path) -> tuple[dict[str, str], EdgePaths]:
     center = load_center(config(tmp_path), state_dir=tmp_path / "s")
-    paths = EdgePaths.for_center(center)
+    paths = edge_paths(center)
     return render_edge(center, paths), paths
 
 
@@ -225,7 +227,7 @@ def test_given_a_trunk_when_the_edge_is_rendered_then_its_address_is_never_a_flo
     path = config(tmp_path)
     path.write_text(path.read_text() + "trunk:\n  host: 192.0.2.50\n  port: 5060\n")
     center = load_center(path, state_dir=tmp_path / "s")
-    cfg = render_edge(center, EdgePaths.for_center(center))["kamailio.cfg"]
+    cfg = render_edge(center, edge_paths(center))["kamailio.cfg"]
     assert 'if (!ds_is_from_list("1") && src_ip != 192.0.2.50 && !pike_check_req()) {' in cfg
     plain, _ = rendered_edge(tmp_path / "plain")
     assert 'if (!ds_is_from_list("1") && !pike_check_req()) {' in plain["kamailio.cfg"]
@@ -241,7 +243,7 @@ def test_given_a_rendered_edge_when_kamailio_checks_it_then_the_config_is_valid(
     path.write_text(path.read_text() + "trunk:\n  host: 192.0.2.50\n  port: 5060\n")
     for name, cfg_path in (("trunk", path), ("plain", config(tmp_path / "p"))):
         center = load_center(cfg_path, state_dir=tmp_path / name)
-        paths = EdgePaths.for_center(center)
+        paths = edge_paths(center)
         paths.runtime.mkdir(parents=True)
         write_config(render_edge(center, paths), paths.etc)
         checked = subprocess.run(
