@@ -447,13 +447,16 @@ class _Parser:
             callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
             selftest=parse_selftest(r.section("selftest", SELFTEST_KEYS),
                                     {op.extension for op in operators}),
-            topology=self.topology(db_url, db.get("url")),
+            topology=self.topology(db_url, db.get("url"), transport,
+                                   sip_sec.get("transport")),
         )
 
-    def topology(self, db_url: str, db_value: Value) -> Topology | None:
+    def topology(self, db_url: str, db_value: Value, transport: str,
+                 transport_value: Value) -> Topology | None:
         from dispatcher.topology import TOPOLOGY_KEYS, parse_topology
 
-        return parse_topology(self.root.section("topology", TOPOLOGY_KEYS), db_url, db_value)
+        return parse_topology(self.root.section("topology", TOPOLOGY_KEYS), db_url, db_value,
+                              transport, transport_value)
 
     def http_limits(self, sec: Section) -> HttpLimits:
         d = HttpLimits()

@@ -104,14 +104,20 @@ def _address(sec: Section, key: str, default: str | None = None) -> str:
     return host
 
 
-def parse_topology(sec: Section, database_url: str, database: Value) -> Topology | None:
+def parse_topology(sec: Section, database_url: str, database: Value,
+                   transport: str = "udp", transport_value: Value | None = None
+                   ) -> Topology | None:
     """The ``topology`` section, or None when absent (the single-node center).
 
     ``database_url`` is the center's ``database.url`` (``database`` its config value): the
     nodes' calls are logged in one database every brain reaches, so it must be PostgreSQL.
+    ``transport`` is ``sip.transport``: the edge speaks UDP to the nodes, so theirs is UDP.
     """
     if sec.value.missing:
         return None
+    if transport != "udp":
+        where = transport_value if transport_value is not None else sec.value
+        raise where.error("must be udp with a topology: the edge reaches the nodes over UDP")
     if not database_url.startswith("postgresql"):
         where = database if not database.missing else sec.value
         raise where.error(

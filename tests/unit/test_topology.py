@@ -276,3 +276,16 @@ def test_given_the_examples_commented_topology_when_uncommented_then_it_loads(
     assert center.topology is not None
     assert [n.name for n in center.topology.nodes] == ["a", "b"]
     assert center.topology.edge.flood_requests == 30
+
+
+def test_given_tcp_when_a_topology_is_set_then_sip_transport_is_named(tmp_path: Path) -> None:
+    """The edge reaches the nodes over UDP: a center on TCP with a topology is refused at
+    sip.transport's line."""
+    path = config(tmp_path)
+    text = path.read_text()
+    assert text.count("  transport: udp\n") == 1
+    path.write_text(text.replace("  transport: udp\n", "  transport: tcp\n"))
+    with pytest.raises(ConfigError, match="udp") as caught:
+        load_center(path, state_dir=tmp_path / "s")
+    assert caught.value.path == "sip.transport"
+    assert caught.value.line == line_of(path, "transport: tcp", after="sip:")
