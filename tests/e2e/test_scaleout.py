@@ -295,9 +295,14 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         killed = stale_pid(node_a.run_dir / "run")
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
-        wait_for(lambda: states().get("a") is False, 10, "node a marked down")
-        wait_for(lambda: states().get("a") is True, 30, "node a restarted and back up")
-        assert stale_pid(node_a.run_dir / "run") not in (None, killed)
+        # Restarted by the supervisor (1 s later). Whether the edge saw it down in between
+        # depends on where its pings fell (a quick restart may answer the next one): the
+        # edge's side of a loss is the module's failover test.
+        wait_for(lambda: stale_pid(node_a.run_dir / "run") not in (None, killed), 30,
+                 "node a restarted")
+        wait_for(lambda: states().get("a") is True, 30, "node a up at the edge")
+        hotline_call()
+        hotline_call()  # round robin: one of the two goes to node a
         # The edge itself, killed: restarted, it finds the nodes again and carries calls.
         edge_pid = child_with(proc.pid, edge_config)
         assert edge_pid is not None
