@@ -56,6 +56,9 @@ LATE_MISSED_WINDOW = 24 * 3600.0
 #: bounds the memory of calls whose Hangup never came (an AMI connection lost meanwhile).
 MAX_TRACKED = 10_000
 
+#: A missed call's category when the caller hung up before choosing one.
+UNKNOWN_CATEGORY = "unknown"
+
 # Numbers Asterisk shows for a withheld caller ID: nobody to call back.
 _WITHHELD = ("", "<unknown>", "anonymous")
 # Legs of a journey that mean the citizen was handed to an agency.
@@ -87,7 +90,7 @@ class CallFacts:
     linkedid: str
     channel: str  # the citizen's channel
     source: str | None
-    category: str
+    category: str | None  # None or '': the caller chose none (UNKNOWN_CATEGORY)
     started: float
     ended: float
     answered_at: float | None  # an operator answered
@@ -101,7 +104,8 @@ def judge(facts: CallFacts, dropped_seconds: float = DEFAULT_DROPPED_SECONDS
     number = "" if facts.number in _WITHHELD else facts.number
     common: dict[str, Any] = dict(
         number=number, linkedid=facts.linkedid, channel=facts.channel,
-        endpoint=endpoint_of(facts.channel), source=facts.source, category=facts.category,
+        endpoint=endpoint_of(facts.channel), source=facts.source,
+        category=facts.category or UNKNOWN_CATEGORY,
         queued=facts.queued)
     if facts.answered_at is None:
         return MissedCall(reason=ABANDONED, waited=facts.ended - facts.started, talked=None,
@@ -145,7 +149,7 @@ class _Tracked:
     number: str
     started: float
     source: str | None = None
-    category: str = "unknown"
+    category: str = UNKNOWN_CATEGORY
     answered_at: float | None = None
     handed_over: bool = False
     queued: bool = False
@@ -254,7 +258,7 @@ def missed_from_journey(record: Any, hotline: Iterable[str], now: float,
     return judge(CallFacts(
         number=record.caller_number, linkedid=record.linkedid,
         channel=(record.legs[0].channel or "") if record.legs else "", source=record.sip_source,
-        category=record.category or "", started=record.started_at, ended=ended,
+        category=record.category, started=record.started_at, ended=ended,
         answered_at=record.answered_at,
         handed_over=any(leg.kind in _AGENCY_LEGS for leg in record.legs),
         queued=record.queue_passes > 0 or record.queued_at is not None), dropped_seconds)
