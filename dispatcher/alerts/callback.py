@@ -28,8 +28,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dispatcher.alerts.incident import IncidentInput
-from dispatcher.callbacks.dialer import Dialer, Job, Move, Originator, QueuePolicy
-from dispatcher.callbacks.dialer import citizen_dial_string as citizen_dial_string
+from dispatcher.callbacks.dialer import Dialer, Move, Originator
+from dispatcher.callbacks.policies import Job, QueuePolicy
+from dispatcher.callbacks.policies import citizen_dial_string as citizen_dial_string
 from dispatcher.callbacks.states import CallbackInput, CallbackState, stored
 from dispatcher.callbacks.store import CallbackJob
 from pbx.ami.attribution import EventKey, key_of

@@ -23,9 +23,10 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dispatcher.callbacks.dialer import DeskPolicy, Dialer, Job, Move
+from dispatcher.callbacks.dialer import Dialer, Move
 from dispatcher.callbacks.missed import MissedCallDetector
 from dispatcher.callbacks.owed import CallbackEntry, CallbackList
+from dispatcher.callbacks.policies import DeskPolicy, Job
 from dispatcher.callbacks.states import CallbackInput, IllegalMove, next_state
 from dispatcher.config import Center
 from dispatcher.hotline import codes

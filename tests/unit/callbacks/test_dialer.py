@@ -54,7 +54,8 @@ def test_given_no_operator_answering_when_each_policy_then_queue_rings_again_des
         ) -> None:
     """The queue's policy rings the queue again after ``operator_retry_interval``; the
     desk's leaves the callback pending for an operator and sends nothing more."""
-    from dispatcher.callbacks.dialer import DeskPolicy, Dialer, QueuePolicy
+    from dispatcher.callbacks.dialer import Dialer
+    from dispatcher.callbacks.policies import DeskPolicy, QueuePolicy
     from dispatcher.callbacks.store import CallbackJob
 
     clock, ami, moves = task.Clock(), Ami(), Moves()
