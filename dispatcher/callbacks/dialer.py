@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.callbacks.policies import Job, Policy
-from dispatcher.callbacks.states import CallbackInput, CallbackState, next_state
+from dispatcher.callbacks.states import CallbackInput, CallbackState, IllegalMove, next_state
 
 __all__ = ["Dialer", "Listener", "Move"]
 
@@ -383,8 +383,14 @@ class Dialer:
 
     def _step(self, attempt: _Attempt, event: CallbackInput, detail: str = "",
               operator: str | None = None, linkedid: str | None = None) -> None:
-        # The table first: a move it refuses is a bug here, and raises before anyone hears.
-        attempt.state = next_state(attempt.state, event)
+        # The table first: a pair it refuses (an event out of order: a call that ended
+        # unseen before Asterisk confirmed its originate) is logged and goes no further.
+        try:
+            attempt.state = next_state(attempt.state, event)
+        except IllegalMove as exc:
+            log.error("callback {key}: {error}; {detail}", key=attempt.job.key, error=exc,
+                      detail=detail or event.value)
+            return
         self._move(attempt.job.key, attempt.job, event, detail, operator, linkedid)
 
     def _move(self, key: int, job: Job | None, event: CallbackInput, detail: str = "",

@@ -113,3 +113,33 @@ def test_given_a_desk_callback_when_the_citizen_does_not_answer_then_pending_for
     fired(hotline.call_back(entry.id, "202"))
     assert (entry.state, entry.attempts) == ("ringing", 2)
     assert [c for c, _ in hotline.ami.originates] == ["PJSIP/201", "PJSIP/202"]  # type: ignore[attr-defined]
+
+
+class SilentAmi(Ami):
+    """Takes every Originate and never answers it (AMI went away before the response)."""
+
+    def originate(self, channel: str, **kwargs: Any) -> defer.Deferred[Any]:
+        """Never fires."""
+        self.originates.append((channel, kwargs))
+        return defer.Deferred()
+
+
+def test_given_a_call_gone_before_its_originate_was_confirmed_then_rung_again_no_false_step(
+        ) -> None:
+    """The callback's call vanished while AMI was away and Asterisk never confirmed its
+    originate: the queue's policy rings again, and the table's refusal (nobody was rung as
+    far as the callback knows) is logged, not turned into a step or an exception."""
+    from dispatcher.callbacks.dialer import Dialer
+    from dispatcher.callbacks.policies import QueuePolicy
+    from dispatcher.callbacks.store import CallbackJob
+
+    clock, ami, moves = task.Clock(), SilentAmi(), Moves()
+    dialer = Dialer(clock, ami, moves, QueuePolicy(citizen_dial="PJSIP/{number}",
+                                                   operator_retry_interval=5.0))
+    dialer.submit(CallbackJob(callback_id=3, incident_id=7, number="0812", attempts=0))
+    in_flight = dialer.in_flight()
+    assert [(key, phase) for key, _, phase in in_flight] == [(7, "originating")]
+    dialer.check_live(in_flight, live=set())
+    clock.advance(5.0)
+    assert len(ami.originates) == 2
+    assert [h[0] for h in moves.heard] == ["dialling"]
