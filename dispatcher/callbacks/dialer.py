@@ -128,6 +128,8 @@ class Dialer:
         """One attempt now by ``policy``: fires with the originate's response once Asterisk
         took it (the callback is then ringing), fails when it was refused or not sent (the
         callback is as it was). Nothing is sent when ``policy.ring`` raises."""
+        if self.stopped:
+            return defer.fail(RuntimeError("the dialer is stopped"))
         if job.key in self.active:
             return defer.fail(ValueError(f"callback {job.key} is already being dialled"))
         attempt = _Attempt(job, policy, seq=job.attempts)

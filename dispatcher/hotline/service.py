@@ -150,6 +150,8 @@ class _ListMoves:
         """Never: the hotline checks before it asks the dialer."""
 
     def moved(self, move: Move) -> None:
+        """Apply the step to the entry; one the table refuses (a late result for a closed
+        entry) is logged and changes nothing."""
         try:
             self.service.callbacks.move(move.key, move.event, result_linkedid=move.linkedid)
         except (KeyError, IllegalMove) as exc:
