@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dialplans import contract
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.callbacks.dialer import Dialer, Move, Originator
 from dispatcher.callbacks.policies import Job, QueuePolicy
@@ -39,7 +40,7 @@ __all__ = ["CallbackDialer", "DialerSettings", "citizen_dial_string"]
 
 log = Logger(namespace="dispatcher.alerts.callback")
 
-USER_EVENT = "SiagaAlert"
+USER_EVENT = contract.EVENT_ALERT
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 #: How alert callbacks are made (``citizen_dial`` has ``{number}`` where the digits go).

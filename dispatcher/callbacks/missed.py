@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dialplans import contract
 from pbx.channels import endpoint_of
 
 __all__ = [
@@ -60,7 +61,7 @@ MAX_TRACKED = 10_000
 UNKNOWN_CATEGORY = "unknown"
 
 # Numbers Asterisk shows for a withheld caller ID: nobody to call back.
-_WITHHELD = ("", "<unknown>", "anonymous")
+_WITHHELD = ("", "<unknown>", contract.ANONYMOUS_NUMBER)
 # Legs of a journey that mean the citizen was handed to an agency.
 _AGENCY_LEGS = ("transfer_attempt", "agency_talk", "conference")
 
@@ -195,7 +196,8 @@ class MissedCallDetector:
                 call.answered_at = now
         elif name == "Newexten":
             context = fields.get("Context", "")
-            if context.startswith("agency-") or context == "siaga-conference":
+            if (context.startswith(contract.AGENCY_CONTEXT_PREFIX)
+                    or context == contract.CONTEXT_CONFERENCE):
                 call.handed_over = True
         elif name in ("BlindTransfer", "AttendedTransfer", "ConfbridgeJoin"):
             call.handed_over = True
@@ -212,13 +214,13 @@ class MissedCallDetector:
     def _var(self, uniqueid: str, fields: Mapping[str, str], now: float) -> None:
         variable = _bare(fields.get("Variable", ""))
         value = fields.get("Value", "")
-        if variable == "SIAGA_TEST" and value == "1" and uniqueid:
+        if variable == contract.VAR_TEST and value == "1" and uniqueid:
             # The center calling itself: not a citizen, whatever happens to the call.
             self._calls.pop(uniqueid, None)
             if len(self._tests) < self.max_tracked:
                 self._tests.add(uniqueid)
             return
-        if variable == "SIAGA_CITIZEN" and value == "yes" and uniqueid:
+        if variable == contract.VAR_CITIZEN and value == "yes" and uniqueid:
             if uniqueid in self._tests:
                 return
             if uniqueid not in self._calls and len(self._calls) >= self.max_tracked:
@@ -233,9 +235,9 @@ class MissedCallDetector:
         call = self._calls.get(uniqueid)
         if call is None:
             return
-        if variable == "SIAGA_FROM":
+        if variable == contract.VAR_FROM:
             call.source = value or None
-        elif variable == "SIAGA_CATEGORY" and value:
+        elif variable == contract.VAR_CATEGORY and value:
             call.category = value
 
 

@@ -27,6 +27,7 @@ from typing import Protocol
 from sortedcontainers import SortedKeyList
 from twisted.logger import Logger
 
+from dialplans import contract
 from dispatcher.callbacks.missed import MissedCall, evidence, source_host
 from dispatcher.callbacks.states import (
     CallbackInput,
@@ -104,7 +105,7 @@ class CallbackEntry:
         """What the per-source bound counts by: the SIP source address of a caller that
         came straight to our SIP port. A trunk's callers all share the carrier's address, and
         an entry restored from the call log has none: the total bound covers those."""
-        if self.endpoint == "trunk":
+        if self.endpoint == contract.ENDPOINT_TRUNK:
             return None
         return source_host(self.source)
 

@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from dialplans import contract
+
 __all__ = ["DeskPolicy", "Job", "Policy", "QueuePolicy", "Ring", "citizen_dial_string"]
 
 _NUMBER_RE = re.compile(r"^\+?[0-9]{2,20}$")
 _DIAL_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9/@._:+{}-]{1,200}$")
-ALERTS_CONTEXT = "siaga-alerts"
-DESK_CONTEXT = "siaga-callback"
 
 
 class Job(Protocol):
@@ -126,15 +126,16 @@ class QueuePolicy:
     def ring(self, job: Job, seq: int) -> Ring:
         """``Local/operator@siaga-alerts``: waits in the queue at ``queue_priority``."""
         return Ring(
-            channel=f"Local/operator@{ALERTS_CONTEXT}", context=ALERTS_CONTEXT,
-            exten="citizen", caller_id=f'"ALERT {job.key}" <{job.number}>',
+            channel=f"Local/{contract.EXTEN_OPERATOR}@{contract.CONTEXT_ALERTS}",
+            context=contract.CONTEXT_ALERTS, exten=contract.EXTEN_CITIZEN,
+            caller_id=f'"ALERT {job.key}" <{job.number}>',
             variables={
-                "__SIAGA_INCIDENT": job.key,
-                "__SIAGA_ATTEMPT": seq,
-                "__SIAGA_CATEGORY": "alert",
-                "SIAGA_QUEUE_PRIO": self.queue_priority,
-                "SIAGA_CITIZEN_DIAL": citizen_dial_string(self.citizen_dial, job.number),
-                "SIAGA_CITIZEN_RING": self.citizen_ring_seconds,
+                contract.INHERIT + contract.VAR_INCIDENT: job.key,
+                contract.INHERIT + contract.VAR_ATTEMPT: seq,
+                contract.INHERIT + contract.VAR_CATEGORY: "alert",
+                contract.VAR_QUEUE_PRIO: self.queue_priority,
+                contract.VAR_CITIZEN_DIAL: citizen_dial_string(self.citizen_dial, job.number),
+                contract.VAR_CITIZEN_RING: self.citizen_ring_seconds,
             },
             timeout_ms=self.operator_wait_seconds * 1000,
             channel_id=f"{self.channel_prefix(job.key)}{seq}-{secrets.token_hex(4)}")
@@ -164,8 +165,8 @@ class DeskPolicy:
 
     def ring(self, job: Job, seq: int) -> Ring:
         """The operator's phone, into ``siaga-callback``."""
-        return Ring(channel=self.operator, context=DESK_CONTEXT, exten="s",
+        return Ring(channel=self.operator, context=contract.CONTEXT_CALLBACK, exten="s",
                     caller_id=f'"Callback" <{job.number}>',
-                    variables={"SIAGA_CALLBACK_ID": job.key,
-                               "SIAGA_CALLBACK_TARGET": self.target},
+                    variables={contract.VAR_CALLBACK_ID: job.key,
+                               contract.VAR_CALLBACK_TARGET: self.target},
                     timeout_ms=self.ring_seconds * 1000)
