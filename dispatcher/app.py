@@ -42,9 +42,10 @@ from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
-from pbx.ami.client import AMIClient, AMIService
-from pbx.ami.client import Credentials as AMICredentials
+from pbx.ami.connection import AMIClient
+from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
+from pbx.ami.service import AMIService
 from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
 from pbx.console import AsteriskConsole

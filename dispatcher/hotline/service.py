@@ -31,8 +31,8 @@ from dispatcher.callbacks.policies import DeskPolicy, Job
 from dispatcher.callbacks.states import CallbackInput, IllegalMove, next_state
 from dispatcher.config import Center
 from ivr.menu import queue_prio
+from pbx.ami.actions import AMIActions
 from pbx.ami.attribution import EventKey, key_of
-from pbx.ami.client import AMIActions
 
 log = Logger(namespace="dispatcher.hotline")
 
