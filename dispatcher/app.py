@@ -22,6 +22,9 @@ from dispatcher.alerts.callback import DialerSettings
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.service import AlertSettings
 from dispatcher.api.service import ensure_operator_token, make_api
+from dispatcher.callbacks.missed import missed_from_journey
+from dispatcher.callbacks.owed import CallbackList
+from dispatcher.callbacks.store import WriterCallbackStore, owed_callbacks
 from dispatcher.calllog.cel import ReconcileResult
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
@@ -30,12 +33,6 @@ from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
-from dispatcher.hotline.callbacks import (
-    CallbackList,
-    WriterCallbackStore,
-    missed_from_journey,
-    stored_open_callbacks,
-)
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources
 from dispatcher.metrics.lag import ReactorLag
@@ -249,9 +246,9 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                              max_per_source=center.callbacks.max_per_source)
     # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
     with transaction(sessions) as session:
-        callbacks.restore(stored_open_callbacks(session))
+        callbacks.restore(owed_callbacks(session).missed)
 
-    hotline = server.add("hotline", HotlineService(ami, center, callbacks))
+    hotline = server.add("hotline", HotlineService(ami, center, callbacks, clock=reactor))
     missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
                                                           service=hotline))
     missed.start()
