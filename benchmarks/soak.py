@@ -403,7 +403,10 @@ def growth(samples: list[Sample], name: str, since_minute: int) -> str:
 async def run(args: argparse.Namespace, port: int, load: HttpLoad,
               sample: callable) -> list[Sample]:  # type: ignore[valid-type]
     """The HTTP load and a sample every minute, until the time is up."""
-    tasks = [asyncio.create_task(load.alerts()), asyncio.create_task(load.canceller())]
+    # Several consoles cancel at once: one connection falls behind a slow (traced) server.
+    cancellers = 4
+    tasks = [asyncio.create_task(load.alerts())]
+    tasks += [asyncio.create_task(load.canceller()) for _ in range(cancellers)]
     tasks += [asyncio.create_task(load.wallboard()) for _ in range(args.wallboards)]
     tasks += [asyncio.create_task(load.feed()) for _ in range(args.feeds)]
     samples: list[Sample] = []
@@ -416,7 +419,8 @@ async def run(args: argparse.Namespace, port: int, load: HttpLoad,
             if task.done() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     load.stopping.set()
-    load.to_cancel.put_nowait((0.0, -1))
+    for _ in range(cancellers):
+        load.to_cancel.put_nowait((0.0, -1))
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     return samples
 
