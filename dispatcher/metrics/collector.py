@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog.report import SERVICE_LEVELS, ReportOptions, summary
 from dispatcher.config import Center
 from dispatcher.web.wallboard import operator_state
