@@ -576,7 +576,9 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             else float("nan")
     print(f"alerts: {c.alerts_sent} sent, {c.alerts_committed} committed, {c.alerts_failed} "
           f"refused {c.alert_errors}; POST->201 p50 {p(0.5):.1f} ms p99 {p(0.99):.1f} ms; "
-          f"incidents cancelled/closed {c.cancelled}, not {c.cancel_failed} {c.cancel_errors}")
+          f"incidents cancelled/closed {c.cancelled}, not {c.cancel_failed} {c.cancel_errors}, "
+          f"left open at the end (their time not up) "
+          f"{c.alerts_committed - c.cancelled - c.cancel_failed}")
     print(f"pages: wallboard {c.wallboard_ok} ok {c.wallboard_failed} failed; feed "
           f"{c.feed_ok} polls, {c.feed_events} events")
     since = 5 if samples[-1].minute > 5 else 1
