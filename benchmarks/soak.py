@@ -442,6 +442,9 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                         help="the console cancels each incident this long after its 201")
     parser.add_argument("--wallboards", type=int, default=3)
     parser.add_argument("--feeds", type=int, default=2)
+    parser.add_argument("--retention-minutes", type=int, default=60,
+                        help="how often the retention pass (with its CEL reconcile) runs: "
+                        "the center's default is 60")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="trace the server's allocations (a diagnosis run: slower, "
                         "more memory) and print what grew from minute 5 to the end")
@@ -465,6 +468,7 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                           for i in range(desks)],
             "queue": {"announce_seconds": 0, "overflow_seconds": 600},
             "recordings": True,
+            "retention": {"every_minutes": args.retention_minutes},
         })
         server = SiagaProcess(config, Path(tmp) / "state")
         snapshot_path = Path(tmp) / "tracemalloc.snapshot"
