@@ -22,6 +22,9 @@ from dispatcher.alerts.callback import DialerSettings
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.service import AlertSettings
 from dispatcher.api.service import ensure_operator_token, make_api
+from dispatcher.callbacks.missed import missed_from_journey
+from dispatcher.callbacks.owed import CallbackList
+from dispatcher.callbacks.store import WriterCallbackStore, owed_callbacks
 from dispatcher.calllog.cel import ReconcileResult
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
@@ -30,14 +33,9 @@ from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
-from dispatcher.hotline.callbacks import (
-    CallbackList,
-    WriterCallbackStore,
-    missed_from_journey,
-    stored_open_callbacks,
-)
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources
+from dispatcher.metrics.lag import ReactorLag
 from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.wiring import build_selftest
@@ -45,9 +43,10 @@ from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
-from pbx.ami.client import AMIClient, AMIService
-from pbx.ami.client import Credentials as AMICredentials
+from pbx.ami.connection import AMIClient
+from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
+from pbx.ami.service import AMIService
 from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
 from pbx.console import AsteriskConsole
@@ -209,8 +208,18 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     calllog.prepare(center)
     ami.subscribe_all(lambda event: calllog.event_received(event.fields))
 
+    # Asterisk's runs at the latest login: another run since means the calls up when AMI
+    # was lost died with the old process.
+    logins: dict[str, int] = {}
+
     def ami_connected(client: AMIClient) -> None:
         client.on_connection_lost(lambda _client: calllog.connection_lost())
+        runs, seen = server.asterisk.runs, logins.get("runs")
+        logins["runs"] = runs
+        if seen is not None and runs != seen:
+            finished_unseen(calllog.close_cut())
+        else:
+            calllog.forget_cut()
         calllog.reconcile()
 
     ami.on_connected(ami_connected)
@@ -231,14 +240,15 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
 
     # The hotline's server side: queue control and transfers over AMI (the console's verbs),
     # and the callback list of abandoned and dropped calls, persisted through the writer.
-    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit),
+    # Retrying writes: a callback owed while the database restarts is stored once it is back.
+    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit_retrying),
                              max_open=center.callbacks.max_open,
                              max_per_source=center.callbacks.max_per_source)
     # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
     with transaction(sessions) as session:
-        callbacks.restore(stored_open_callbacks(session))
+        callbacks.restore(owed_callbacks(session).missed)
 
-    hotline = server.add("hotline", HotlineService(ami, center, callbacks))
+    hotline = server.add("hotline", HotlineService(ami, center, callbacks, clock=reactor))
     missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
                                                           service=hotline))
     missed.start()
@@ -267,8 +277,12 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
     # (abandoned or dropped) are owed a callback like the ones seen live, and a button's
     # call opens its incident.
     def reconciled(result: ReconcileResult) -> None:
+        finished_unseen(result.records)
+
+    # Also the calls cut by Asterisk's death, closed after the fact.
+    def finished_unseen(records: list[JourneyRecord]) -> None:
         now = reactor.seconds()
-        for record in result.records:
+        for record in records:
             missed_call = missed_from_journey(record, center.hotline, now)
             if missed_call is not None and not callbacks.has_call(missed_call.linkedid):
                 callbacks.add(missed_call, now)
@@ -303,13 +317,15 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         reports=run_report, api=api.resource, request_factory=api.request_factory,
         reactor=reactor,
     )
+    # How late the reactor runs its timers: the figure that tells a blocked reactor thread.
+    lag = server.add("reactor_lag", ReactorLag(reactor))
     if center.metrics.enabled:
         # /metrics reads the live parts at scrape time; today's figures in the readers' pool.
         site.resource.putChild(b"metrics", MetricsResource(
             center.metrics,
             Sources(model, center, reactor.seconds, ami=ami, asterisk=server.asterisk,
                     writer=calllog.writer, alerts=api.alerts, callbacks=callbacks,
-                    selftest=selftest),
+                    selftest=selftest, lag=lag),
             today_reader(reactor, readers.pool, sessions, reactor.seconds)))
     server.add("site", site)
     if center.tls is None:

@@ -34,7 +34,7 @@ from dispatcher.api.errors import ApiError, json_body
 from dispatcher.config import AGENCY_KINDS
 from dispatcher.hotline.callbacks import CallbackEntry
 from dispatcher.hotline.service import HotlineService, InvalidInput, NoWayBack
-from pbx.ami.client import AMIActionError, AMINotConnected
+from pbx.ami.errors import AMIActionError, AMINotConnected
 
 __all__ = ["ApiRequest", "build_api", "build_root", "openapi_document"]
 

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.calllog import cel, db, store
-from dispatcher.calllog.journey import Directory, JourneyBuilder
+from dispatcher.calllog.journey import Directory, JourneyBuilder, JourneyRecord
 from dispatcher.calllog.writer import CallLogRecorder, CallLogWriter
 
 
@@ -61,6 +61,8 @@ class CallLogService(MultiService):
         self._reconcile_every = reconcile_every
         self._loop: LoopingCall | None = None
         self._waiters: list[Deferred[Any]] | None = None
+        self._cut: list[Any] = []  # journeys up when AMI was lost (see close_cut)
+        self._cut_at = 0.0
         #: Told of every completed pass (the server looks for missed calls among the
         #: journeys it added: calls made while it was away).
         self.on_reconciled = on_reconciled
@@ -97,8 +99,47 @@ class CallLogService(MultiService):
         return self.recorder.event_received(event)
 
     def connection_lost(self) -> list[str]:
-        """AMI is gone: drop journeys in progress; the next reconciliation completes them."""
+        """AMI is gone: drop journeys in progress; the next reconciliation completes them.
+
+        They are also set aside (with the time): if Asterisk turns out to have died,
+        :meth:`close_cut` closes them, since no CEL record will ever end them.
+        """
+        self._cut = list({id(j): j for j in self.builder.journeys.values()}.values())
+        self._cut_at = self._reactor.seconds()
         return self.recorder.connection_lost()
+
+    # Q.850 38, network out of order: the cause a carrier gives for calls its exchange lost.
+    PBX_DIED_CAUSE = 38
+
+    def close_cut(self) -> list[JourneyRecord]:
+        """Asterisk died while the journeys set aside at :meth:`connection_lost` were up:
+        they ended then, every channel hung up with :attr:`PBX_DIED_CAUSE` (so one not yet
+        answered is ``dropped``). Each is written (retried while the database is away);
+        returns the records. Asterisk's CEL holds no end for them: nothing else would."""
+        cut, self._cut = self._cut, []
+        records = []
+        for journey in cut:
+            if journey.record is None:
+                continue
+            uids = sorted(journey.channels, key=lambda uid: uid != journey.citizen)
+            for uid in uids:  # the citizen first: the call's cause is the citizen's
+                journey.hangup(self._cut_at, uid, cause=self.PBX_DIED_CAUSE, by_self=False)
+            record = journey.finish(self._cut_at)
+            if record is None:
+                continue
+            records.append(record)
+            self.writer.save_journey(record).addErrback(
+                lambda f, lid=record.linkedid: self.log.failure(
+                    "journey {linkedid} cut by Asterisk's death not saved", f, linkedid=lid))
+        if records:
+            self.log.warn("Asterisk died with {n} calls up: their journeys are closed",
+                          n=len(records))
+        return records
+
+    def forget_cut(self) -> None:
+        """AMI is back on the same Asterisk: the journeys set aside go on there (CEL
+        completes them)."""
+        self._cut = []
 
     def reconcile(self) -> Deferred[Any]:
         """Read the CEL file's new records in the writer thread; fires with the
