@@ -138,7 +138,7 @@ def test_given_sqlite_when_a_topology_is_set_then_the_database_url_is_named(
 def rendered_edge(tmp_path: Path) -> tuple[dict[str, str], EdgePaths]:
     center = load_center(config(tmp_path), state_dir=tmp_path / "s")
     paths = edge_paths(center)
-    return render_edge(center, paths), paths
+    return render_edge(center, paths, ensure_credentials(center)), paths
 
 
 def test_given_a_topology_when_the_edge_is_rendered_then_it_lists_the_nodes_and_guards(
@@ -227,7 +227,7 @@ def test_given_a_trunk_when_the_edge_is_rendered_then_its_address_is_never_a_flo
     path = config(tmp_path)
     path.write_text(path.read_text() + "trunk:\n  host: 192.0.2.50\n  port: 5060\n")
     center = load_center(path, state_dir=tmp_path / "s")
-    cfg = render_edge(center, edge_paths(center))["kamailio.cfg"]
+    cfg = render_edge(center, edge_paths(center), ensure_credentials(center))["kamailio.cfg"]
     assert 'if (!ds_is_from_list("1") && src_ip != 192.0.2.50 && !pike_check_req()) {' in cfg
     plain, _ = rendered_edge(tmp_path / "plain")
     assert 'if (!ds_is_from_list("1") && !pike_check_req()) {' in plain["kamailio.cfg"]
@@ -245,7 +245,7 @@ def test_given_a_rendered_edge_when_kamailio_checks_it_then_the_config_is_valid(
         center = load_center(cfg_path, state_dir=tmp_path / name)
         paths = edge_paths(center)
         paths.runtime.mkdir(parents=True)
-        write_config(render_edge(center, paths), paths.etc)
+        write_config(render_edge(center, paths, ensure_credentials(center)), paths.etc)
         checked = subprocess.run(
             [shutil.which("kamailio", path="/usr/sbin:/usr/bin"), "-c", "-f",  # type: ignore[list-item]
              str(paths.config)], capture_output=True, text=True, timeout=30)
