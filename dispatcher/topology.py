@@ -232,8 +232,8 @@ def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
     """Render kamailio.cfg, the node list and the staff passwords (root's: 0640), and make
     the runtime directory."""
     from dialplans.edge import render_edge
-    from dispatcher.credentials import ensure_credentials
     from dialplans.render import write_config
+    from dispatcher.credentials import ensure_credentials
     from pbx.kamailio import prepare_runtime
     from pbx.privilege import PRIVATE_DIR
 
