@@ -194,6 +194,52 @@ def test_given_a_node_when_rendered_then_it_takes_citizens_from_the_edge_only(
     assert EDGE_SOURCE_HEADER not in single["extensions.conf"]
 
 
+def test_given_a_topology_when_rendered_then_staff_register_at_the_edge_only(
+        tmp_path: Path) -> None:
+    """The edge gets every account's password in its own file (none in kamailio.cfg), and
+    registers exactly the center's extensions; a node's staff AORs are a contact at the
+    edge, pinged, and refuse registrations of their own."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert center.topology is not None
+    creds = ensure_credentials(center)
+    files = render_edge(center, edge_paths(center), creds)
+    cfg, staff = files["kamailio.cfg"], files["staff.cfg"]
+    assert f'include_file "{edge_paths(center).staff_file}"' in cfg
+    for ext in center.extensions():
+        assert f'case "{ext}":\n\t\t\t$var(password) = "{creds.password(ext)}";' in staff
+        assert creds.password(ext) not in cfg
+    pattern = re.search(r'\$rU =~ "([^"]+)"\) \{\n\t\troute\(TO_STAFF\)', cfg)
+    assert pattern is not None
+    assert {e for e in center.extensions() if re.match(pattern.group(1), e)} == set(
+        center.extensions())
+    assert not re.match(pattern.group(1), center.hotline[0])
+    assert not re.match(pattern.group(1), "1" + sorted(center.extensions())[0])
+    node = node_center(center, center.topology.node("a"))
+    pjsip = render_all(node, creds, AsteriskPaths.for_center(node, "/mods", "/usr/share")
+                       )["pjsip.conf"]
+    ext = center.operators[0].extension
+    assert (f"max_contacts = 0\ncontact = sip:{ext}@10.0.0.5:5060\nqualify_frequency = "
+            in pjsip)
+    single = render_all(center, creds, AsteriskPaths.for_center(center, "/mods", "/usr/share")
+                        )["pjsip.conf"]
+    assert "max_contacts = 0" not in single and "@10.0.0.5" not in single
+
+
+def test_given_a_password_with_quotes_when_the_edge_is_rendered_then_refused(
+        tmp_path: Path) -> None:
+    """A hand-edited secret that would break out of the edge's quoted string is refused
+    by name, nothing written."""
+    import dataclasses
+
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    creds = ensure_credentials(center)
+    ext = center.operators[0].extension
+    bad = dataclasses.replace(creds, sip_passwords={**creds.sip_passwords,
+                                                    ext: 'abcdefgh"; exit; #'})
+    with pytest.raises(ValueError, match=f"password of {ext}"):
+        render_edge(center, edge_paths(center), bad)
+
+
 def test_given_nodes_when_secrets_are_shared_then_every_node_has_the_centers(
         tmp_path: Path) -> None:
     """Every node knows every phone's password and the brain's AMI secret: the same file."""
