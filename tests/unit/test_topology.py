@@ -225,6 +225,16 @@ def test_given_a_topology_when_rendered_then_staff_register_at_the_edge_only(
     assert "max_contacts = 0" not in single and "@10.0.0.5" not in single
 
 
+def test_given_a_topology_when_accounts_are_listed_then_phones_are_told_the_edge(
+        tmp_path: Path) -> None:
+    """`siaga accounts` tells staff phones to register at the edge, not at a node."""
+    from dispatcher.cli import accounts_document
+
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    doc = accounts_document(center, ensure_credentials(center))
+    assert (doc["sip"]["host"], doc["sip"]["port"]) == ("10.0.0.5", 5060)
+
+
 def test_given_a_password_with_quotes_when_the_edge_is_rendered_then_refused(
         tmp_path: Path) -> None:
     """A hand-edited secret that would break out of the edge's quoted string is refused
