@@ -87,10 +87,14 @@ def test_given_an_operator_registered_at_the_edge_when_calls_land_on_either_node
                                 name="operator-edge")
     # Each node pings the extension at the edge; the edge answers while the phone is
     # registered there.
+    registered_at = time.monotonic()
     phones.stack.wait_until(lambda: all(reachable_on(scaleout, n, op.user)
                                         for n in scaleout.nodes),
                             4 * NODE_STAFF_QUALIFY_SECONDS + 5,
                             "both nodes to see the operator registered at the edge")
+    print(f"\noperator registered at the edge: reachable from both nodes after "
+          f"{time.monotonic() - registered_at:.2f} s (nodes ping every "
+          f"{NODE_STAFF_QUALIFY_SECONDS} s)")
     citizen = phones.citizen()
     heard_on: set[str] = set()
     for attempt in range(6):
