@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 EDGE_FILES = ("kamailio.cfg", "dispatcher.list", "staff.cfg")
 # How often the edge pings each registered staff phone (one silent for three is removed).
 STAFF_PING_SECONDS = 20
+# The longest registration the edge grants: after an edge restart (registrations are in
+# memory) every staff phone is back within this.
+STAFF_REGISTER_SECONDS = 120
 # A password goes into a quoted string of the edge's configuration: only characters that
 # need no escaping there (the generated ones are URL-safe base64).
 SAFE_PASSWORD_RE = re.compile(r"^[A-Za-z0-9_.~+/=-]{8,128}$")
@@ -59,7 +62,7 @@ def render_edge(center: Center, paths: EdgePaths, creds: Credentials) -> dict[st
         "center": center,
         "edge": _EdgeView(edge.host, edge.port, edge.ping_seconds, edge.node_timeout_ms,
                           edge.flood_requests, edge.flood_seconds, EDGE_CHILDREN,
-                          STAFF_PING_SECONDS),
+                          STAFF_PING_SECONDS, STAFF_REGISTER_SECONDS),
         "nodes": center.topology.nodes,
         "paths": paths,
         "hotline_re": hotline_pattern(center),
@@ -93,6 +96,7 @@ class _EdgeView:
     flood_seconds: int
     children: int
     staff_ping_seconds: int
+    staff_register_seconds: int
 
 
 def render_topology(center: Center, creds: Credentials, moddir: str, datadir: str
