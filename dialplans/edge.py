@@ -72,6 +72,7 @@ def render_edge(center: Center, paths: EdgePaths, creds: Credentials) -> dict[st
         "staff": staff,
         "staff_re": staff_pattern(center),
         "creds": creds,
+        "security": center.security,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in EDGE_FILES}
 

@@ -231,6 +231,43 @@ def options_flood(edge: tuple[str, int], source: str, count: int) -> int:
     return answered
 
 
+def register_raw(edge: tuple[str, int], source: str, user: str) -> int | None:
+    """One REGISTER for ``user`` from ``source``, no credentials; the answer's status code,
+    or None when the edge says nothing within a second."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        port = s.getsockname()[1]
+        call_id = uuid.uuid4().hex
+        s.sendto((f"REGISTER sip:{edge[0]}:{edge[1]} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bK{call_id[:12]};rport\r\n"
+                  f"Max-Forwards: 70\r\nFrom: <sip:{user}@{edge[0]}>;tag={call_id[:8]}\r\n"
+                  f"To: <sip:{user}@{edge[0]}>\r\nCall-ID: {call_id}\r\n"
+                  f"CSeq: 1 REGISTER\r\nContact: <sip:{user}@{source}:{port}>\r\n"
+                  "Expires: 60\r\nContent-Length: 0\r\n\r\n").encode(), edge)
+        s.settimeout(1.0)
+        try:
+            while True:
+                answer = s.recv(4096)
+                code = int(answer.split(b" ", 2)[1])
+                if code >= 200:
+                    return code
+        except TimeoutError:
+            return None
+
+
+def test_given_refused_registrations_from_one_address_when_it_goes_on_then_it_is_blocked(
+        scaleout: ScaleOut) -> None:
+    """The center's `security` rule at the edge: after `block_after` refused registrations
+    an address gets no answer to a REGISTER at all; another address still does."""
+    topo = scaleout.center.topology
+    assert topo is not None
+    edge = (topo.edge.host, topo.edge.port)
+    limit = scaleout.center.security.block_after
+    answers = [register_raw(edge, "127.0.0.3", f"99{i:02d}") for i in range(limit + 2)]
+    assert answers == [403] * limit + [None, None], answers
+    assert register_raw(edge, "127.0.0.4", "9999") == 403
+
+
 def test_given_a_flood_from_one_address_when_a_citizen_calls_then_the_flood_is_dropped(
         scaleout: ScaleOut, phones: PhoneFactory) -> None:
     """pike at the edge: past the flood limit one address gets no answers at all, while a

@@ -214,6 +214,12 @@ def test_given_a_topology_when_rendered_then_staff_register_at_the_edge_only(
         center.extensions())
     assert not re.match(pattern.group(1), center.hotline[0])
     assert not re.match(pattern.group(1), "1" + sorted(center.extensions())[0])
+    # Guessing passwords: the center's security settings, its staff networks exempt.
+    sec = center.security
+    assert f"autoexpire={sec.window_seconds};" in cfg and f"autoexpire={sec.block_seconds};" in cfg
+    assert f"if ($sht(regfail=>$si) >= {sec.block_after}) {{" in cfg
+    for net in sec.staff_networks:
+        assert f'if (is_in_subnet("$si", "{net}")) {{\n\t\treturn 1;' in cfg
     node = node_center(center, center.topology.node("a"))
     pjsip = render_all(node, creds, AsteriskPaths.for_center(node, "/mods", "/usr/share")
                        )["pjsip.conf"]
