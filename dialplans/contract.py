@@ -30,6 +30,10 @@ ENDPOINT_TRUNK = "trunk"
 #: The header the edge puts a citizen's own address (source IP:port) in, after removing any
 #: the caller sent; a node behind the edge trusts it from the edge's address alone.
 EDGE_SOURCE_HEADER = "X-Siaga-Source"
+#: How often a node pings each staff extension at the edge (answered while the phone is
+#: registered there): the longest a node rings no one after an operator's phone registers,
+#: or rings a phone that has gone.
+NODE_STAFF_QUALIFY_SECONDS = 5
 
 # ---- dialplan contexts ----------------------------------------------------------------------
 #: Citizens (anonymous SIP callers and the trunk) enter here: exact hotline numbers only.

@@ -138,7 +138,7 @@ def test_given_sqlite_when_a_topology_is_set_then_the_database_url_is_named(
 def rendered_edge(tmp_path: Path) -> tuple[dict[str, str], EdgePaths]:
     center = load_center(config(tmp_path), state_dir=tmp_path / "s")
     paths = edge_paths(center)
-    return render_edge(center, paths), paths
+    return render_edge(center, paths, ensure_credentials(center)), paths
 
 
 def test_given_a_topology_when_the_edge_is_rendered_then_it_lists_the_nodes_and_guards(
@@ -194,6 +194,68 @@ def test_given_a_node_when_rendered_then_it_takes_citizens_from_the_edge_only(
     assert EDGE_SOURCE_HEADER not in single["extensions.conf"]
 
 
+def test_given_a_topology_when_rendered_then_staff_register_at_the_edge_only(
+        tmp_path: Path) -> None:
+    """The edge gets every account's password in its own file (none in kamailio.cfg), and
+    registers exactly the center's extensions; a node's staff AORs are a contact at the
+    edge, pinged, and refuse registrations of their own."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert center.topology is not None
+    creds = ensure_credentials(center)
+    files = render_edge(center, edge_paths(center), creds)
+    cfg, staff = files["kamailio.cfg"], files["staff.cfg"]
+    assert f'include_file "{edge_paths(center).staff_file}"' in cfg
+    for ext in center.extensions():
+        assert f'case "{ext}":\n\t\t\t$var(password) = "{creds.password(ext)}";' in staff
+        assert creds.password(ext) not in cfg
+    pattern = re.search(r'\$rU =~ "([^"]+)"\) \{\n\t\troute\(TO_STAFF\)', cfg)
+    assert pattern is not None
+    assert {e for e in center.extensions() if re.match(pattern.group(1), e)} == set(
+        center.extensions())
+    assert not re.match(pattern.group(1), center.hotline[0])
+    assert not re.match(pattern.group(1), "1" + sorted(center.extensions())[0])
+    # Guessing passwords: the center's security settings, its staff networks exempt.
+    sec = center.security
+    assert f"autoexpire={sec.window_seconds};" in cfg and f"autoexpire={sec.block_seconds};" in cfg
+    assert f"if ($sht(regfail=>$si) >= {sec.block_after}) {{" in cfg
+    for net in sec.staff_networks:
+        assert f'if (is_in_subnet("$si", "{net}")) {{\n\t\treturn 1;' in cfg
+    node = node_center(center, center.topology.node("a"))
+    pjsip = render_all(node, creds, AsteriskPaths.for_center(node, "/mods", "/usr/share")
+                       )["pjsip.conf"]
+    ext = center.operators[0].extension
+    assert (f"max_contacts = 0\ncontact = sip:{ext}@10.0.0.5:5060\nqualify_frequency = "
+            in pjsip)
+    single = render_all(center, creds, AsteriskPaths.for_center(center, "/mods", "/usr/share")
+                        )["pjsip.conf"]
+    assert "max_contacts = 0" not in single and "@10.0.0.5" not in single
+
+
+def test_given_a_topology_when_accounts_are_listed_then_phones_are_told_the_edge(
+        tmp_path: Path) -> None:
+    """`siaga accounts` tells staff phones to register at the edge, not at a node."""
+    from dispatcher.cli import accounts_document
+
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    doc = accounts_document(center, ensure_credentials(center))
+    assert (doc["sip"]["host"], doc["sip"]["port"]) == ("10.0.0.5", 5060)
+
+
+def test_given_a_password_with_quotes_when_the_edge_is_rendered_then_refused(
+        tmp_path: Path) -> None:
+    """A hand-edited secret that would break out of the edge's quoted string is refused
+    by name, nothing written."""
+    import dataclasses
+
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    creds = ensure_credentials(center)
+    ext = center.operators[0].extension
+    bad = dataclasses.replace(creds, sip_passwords={**creds.sip_passwords,
+                                                    ext: 'abcdefgh"; exit; #'})
+    with pytest.raises(ValueError, match=f"password of {ext}"):
+        render_edge(center, edge_paths(center), bad)
+
+
 def test_given_nodes_when_secrets_are_shared_then_every_node_has_the_centers(
         tmp_path: Path) -> None:
     """Every node knows every phone's password and the brain's AMI secret: the same file."""
@@ -227,7 +289,7 @@ def test_given_a_trunk_when_the_edge_is_rendered_then_its_address_is_never_a_flo
     path = config(tmp_path)
     path.write_text(path.read_text() + "trunk:\n  host: 192.0.2.50\n  port: 5060\n")
     center = load_center(path, state_dir=tmp_path / "s")
-    cfg = render_edge(center, edge_paths(center))["kamailio.cfg"]
+    cfg = render_edge(center, edge_paths(center), ensure_credentials(center))["kamailio.cfg"]
     assert 'if (!ds_is_from_list("1") && src_ip != 192.0.2.50 && !pike_check_req()) {' in cfg
     plain, _ = rendered_edge(tmp_path / "plain")
     assert 'if (!ds_is_from_list("1") && !pike_check_req()) {' in plain["kamailio.cfg"]
@@ -245,7 +307,7 @@ def test_given_a_rendered_edge_when_kamailio_checks_it_then_the_config_is_valid(
         center = load_center(cfg_path, state_dir=tmp_path / name)
         paths = edge_paths(center)
         paths.runtime.mkdir(parents=True)
-        write_config(render_edge(center, paths), paths.etc)
+        write_config(render_edge(center, paths, ensure_credentials(center)), paths.etc)
         checked = subprocess.run(
             [shutil.which("kamailio", path="/usr/sbin:/usr/bin"), "-c", "-f",  # type: ignore[list-item]
              str(paths.config)], capture_output=True, text=True, timeout=30)
