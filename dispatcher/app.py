@@ -37,11 +37,11 @@ from dispatcher.hotline.callbacks import (
     stored_open_callbacks,
 )
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
-from dispatcher.metrics.collector import Sources
-from dispatcher.metrics.resource import MetricsResource, today_reader
+from dispatcher.metrics.collector import Sources, today_reader
 from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dialplans.render import QUEUE_NAME
 from dispatcher.alerts.service import AlertCounts
 from dispatcher.config import ConfigError, MetricsAccess, load_center
+from dispatcher.metrics.access import refusal
 from dispatcher.metrics.collector import CenterCollector, Sources
-from dispatcher.metrics.resource import refusal
 from pbx.ami.model import LiveModel
 from tests.harness import EXAMPLE_CONFIG
 
