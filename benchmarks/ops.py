@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from report import generate  # noqa: E402
 
-from dialplans.render import QUEUE_NAME  # noqa: E402
+from dialplans.contract import QUEUE_NAME  # noqa: E402
 from dispatcher.backup.archive import backup, restore  # noqa: E402
 from dispatcher.calllog import db  # noqa: E402
 from dispatcher.config import load_center  # noqa: E402

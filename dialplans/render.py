@@ -9,18 +9,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from dispatcher import callerid
-from dispatcher.config import Center
-from dispatcher.credentials import Credentials
-from dispatcher.hotline import codes
-from dispatcher.selftest.settings import DESK_PENALTY, PROBE_ENDPOINT
-from dispatcher.tls import asterisk_files
+from dialplans import contract
 from ivr.menu import build_menu
-from pbx.ami.attribution import dialplan_user_event
-from pbx.privilege import RunUser
+
+if TYPE_CHECKING:
+    # Types only: rendering loads nothing of the server (tests/unit/test_contract.py).
+    from dispatcher.config import Center
+    from dispatcher.credentials import Credentials
+    from pbx.privilege import RunUser
 
 # Every file Asterisk reads; each has a template ``<name>.j2``.
 CONFIG_FILES = (
@@ -48,7 +48,8 @@ CONFIG_FILES = (
     "stasis.conf",
 )
 
-QUEUE_NAME = "operators"
+# Kept for callers of the old name: the queue's name is the contract's.
+QUEUE_NAME = contract.QUEUE_NAME
 
 
 @dataclass(frozen=True)
@@ -105,19 +106,17 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
         "center": center,
         "creds": creds,
         "paths": paths,
-        "queue_name": QUEUE_NAME,
+        # Every name the server shares with the dialplan: contexts, variables, user events,
+        # the queue, feature codes, caller ID limits, the self-test's endpoint and penalty.
+        "contract": contract,
         "accounts": sorted(center.extensions().items()),
-        # The hotline's menu and the operators' feature codes (extensions/features.conf).
+        # The hotline's menu and the operators' in-call codes (extensions/features.conf).
         "menu": build_menu(center, paths.sounds),
-        "codes": codes,
-        "agency_codes": codes.agency_codes(center.agencies),
-        "tls_files": asterisk_files(paths.etc),
-        # Caller ID limits, and the server's signed user events (both hostile-input defences).
-        "callerid": callerid,
-        "user_event": dialplan_user_event,
-        # The self-test's caller endpoint and its desk's queue penalty (dispatcher.selftest).
-        "selftest_endpoint": PROBE_ENDPOINT,
-        "desk_penalty": DESK_PENALTY,
+        "agency_codes": contract.agency_codes(center.agencies),
+        "tls_files": (paths.etc / contract.ASTERISK_CERT_FILE,
+                      paths.etc / contract.ASTERISK_KEY_FILE),
+        # The server's signed user events (a hostile-input defence: pbx.ami.attribution).
+        "user_event": contract.dialplan_user_event,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
 

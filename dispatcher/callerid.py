@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import re
 
+from dialplans.contract import ANONYMOUS_NAME, ANONYMOUS_NUMBER
+from dialplans.contract import CALLERID_MAX_DIGITS as MAX_DIGITS
+from dialplans.contract import CALLERID_MAX_NAME as MAX_NAME
+
 __all__ = ["ANONYMOUS_NAME", "ANONYMOUS_NUMBER", "MAX_DIGITS", "MAX_NAME", "safe_name",
            "safe_number"]
 
-#: Digits kept of a caller's number (E.164 has at most 15; room for national prefixes).
-MAX_DIGITS = 20
-#: Characters kept of a caller's name.
-MAX_NAME = 40
-#: The anonymous endpoint's caller ID until the dialplan has read the number from the From.
-ANONYMOUS_NUMBER = "anonymous"
-ANONYMOUS_NAME = "Citizen"
+# MAX_DIGITS, MAX_NAME and the anonymous caller ID are the dialplan's too (dialplans.contract).
 
 _NUMBER_RE = re.compile(rf"^\+?[0-9]{{1,{MAX_DIGITS}}}$")
 _NAME_RE = re.compile(rf"^[A-Za-z0-9 ._+-]{{1,{MAX_NAME}}}$")

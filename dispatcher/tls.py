@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dialplans.contract import ASTERISK_CERT_FILE, ASTERISK_KEY_FILE
+
 if TYPE_CHECKING:
     from twisted.internet.ssl import CertificateOptions
 
@@ -28,9 +30,8 @@ __all__ = [
     "install_for_asterisk",
 ]
 
-# Names of the copies Asterisk reads, in the generated configuration's folder.
-ASTERISK_CERT_FILE = "tls-certificate.pem"
-ASTERISK_KEY_FILE = "tls-key.pem"
+# ASTERISK_CERT_FILE/ASTERISK_KEY_FILE: the copies Asterisk reads, in the generated
+# configuration's folder (pjsip.conf names them too: dialplans.contract).
 
 
 class TlsFileError(ValueError):

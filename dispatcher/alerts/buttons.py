@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dialplans import contract
 from dispatcher.alerts.incident import IncidentInput, InvalidTransition, next_state
 
 __all__ = ["ButtonWatcher", "endpoint_of"]
@@ -41,7 +42,7 @@ log = Logger(namespace="dispatcher.alerts.buttons")
 
 _PJSIP_CHANNEL_RE = re.compile(r"^PJSIP/([0-9]{2,8})-[0-9a-f]+$")
 _MEMBER_RE = re.compile(r"^(?:PJSIP/)?([A-Za-z0-9._-]{1,64})$")
-BUTTONS_CONTEXT = "buttons"
+BUTTONS_CONTEXT = contract.CONTEXT_BUTTONS
 
 # (button extension, linkedid) -> fires with (incident id, its state once opened)
 OpenIncident = Callable[[str, str], "Deferred[tuple[int, str]]"]

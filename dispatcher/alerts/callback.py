@@ -38,6 +38,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dialplans import contract
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.storage import CallbackJob
 from pbx.ami.attribution import EventKey, key_of
@@ -46,8 +47,8 @@ __all__ = ["CallbackDialer", "DialerSettings", "citizen_dial_string"]
 
 log = Logger(namespace="dispatcher.alerts.callback")
 
-CONTEXT = "siaga-alerts"
-USER_EVENT = "SiagaAlert"
+CONTEXT = contract.CONTEXT_ALERTS
+USER_EVENT = contract.EVENT_ALERT
 _NUMBER_RE = re.compile(r"^\+?[0-9]{2,20}$")
 _DIAL_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9/@._:+{}-]{1,200}$")
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -323,16 +324,16 @@ class CallbackDialer:
         try:
             dial = citizen_dial_string(s.citizen_dial, job.number)
             d = self.ami.originate(
-                f"Local/operator@{CONTEXT}",
-                context=CONTEXT, exten="citizen", priority=1,
+                f"Local/{contract.EXTEN_OPERATOR}@{CONTEXT}",
+                context=CONTEXT, exten=contract.EXTEN_CITIZEN, priority=1,
                 caller_id=f'"ALERT {job.incident_id}" <{job.number}>',
                 variables={
-                    "__SIAGA_INCIDENT": job.incident_id,
-                    "__SIAGA_ATTEMPT": attempt.seq,
-                    "__SIAGA_CATEGORY": "alert",
-                    "SIAGA_QUEUE_PRIO": s.queue_priority,
-                    "SIAGA_CITIZEN_DIAL": dial,
-                    "SIAGA_CITIZEN_RING": s.citizen_ring_seconds,
+                    contract.INHERIT + contract.VAR_INCIDENT: job.incident_id,
+                    contract.INHERIT + contract.VAR_ATTEMPT: attempt.seq,
+                    contract.INHERIT + contract.VAR_CATEGORY: "alert",
+                    contract.VAR_QUEUE_PRIO: s.queue_priority,
+                    contract.VAR_CITIZEN_DIAL: dial,
+                    contract.VAR_CITIZEN_RING: s.citizen_ring_seconds,
                 },
                 channel_id=channel_id,
                 originate_timeout_ms=s.operator_wait_seconds * 1000,

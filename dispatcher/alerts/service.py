@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dialplans import contract
 from dispatcher.alerts import enrolment, storage
 from dispatcher.alerts.auth import REPLAY_WINDOW, Authenticator, DeviceCredentials
 from dispatcher.alerts.buttons import ButtonWatcher
@@ -587,7 +588,7 @@ class AlertService(Service):
         # The call log links the call to its incident through this inherited variable.
         if self.ami is None:
             return
-        d = self.ami.setvar("__SIAGA_INCIDENT", incident_id, channel)
+        d = self.ami.setvar(contract.INHERIT + contract.VAR_INCIDENT, incident_id, channel)
         d.addErrback(self._log_failure, f"tagging {channel} with incident {incident_id}")
 
     def _log_failure(self, failure: Failure, what: str) -> None:

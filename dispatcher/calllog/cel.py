@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from dialplans import contract
+from dialplans.contract import MARK_NAMES, MARK_PREFIX
 from dispatcher.calllog import store
 from dispatcher.calllog.journey import (
     DIAL_APPS,
-    MARK_NAMES,
     Directory,
     Journey,
     JourneyRecord,
@@ -242,7 +243,7 @@ def merge_groups(groups: dict[str, list[CelRow]]) -> dict[str, list[CelRow]]:
     bridge_owner: dict[str, str] = {}
     for lid in order:
         rows = groups[lid]
-        link = next((user_extra(r.extra) for r in rows if r.eventtype == "SIAGA_CALL"), "")
+        link = next((user_extra(r.extra) for r in rows if r.eventtype == contract.VAR_CALL), "")
         starts = [r for r in rows if r.eventtype == "CHAN_START"]
         local_first = bool(starts) and starts[0].channame.lower().startswith("local/")
         bridges = [
@@ -352,8 +353,8 @@ def _apply(j: Journey, row: CelRow, apps: dict[str, str]) -> None:
             j.dtmf(t, uid, digit, row.context)
     elif kind in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "PICKUP", "FORWARD"):
         j.event(t, kind.lower(), row.channame, extra=row.extra)
-    elif kind.startswith("SIAGA_") and kind[6:] in MARK_NAMES:
-        j.mark(t, uid, kind[6:], user_extra(row.extra))
+    elif kind.startswith(MARK_PREFIX) and kind[len(MARK_PREFIX):] in MARK_NAMES:
+        j.mark(t, uid, kind[len(MARK_PREFIX):], user_extra(row.extra))
 
 
 @dataclass

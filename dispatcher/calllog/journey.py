@@ -43,20 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from dialplans import contract
+from dialplans.contract import MARK_NAMES, MARK_PREFIX
 from dispatcher.callerid import safe_name, safe_number
 
-MARK_NAMES = (
-    "IVR",
-    "CATEGORY",
-    "LANGUAGE",
-    "AGENCY",
-    "INCIDENT",
-    "QUEUE",
-    "QUEUE_EXIT",
-    "RECORDING",
-    "FROM",
-    "TEST",
-)
 # What the dialplan copies from CHANNEL(pjsip,remote_addr): an address and port, nothing else.
 _SIP_SOURCE = re.compile(r"^(?:[0-9.]{7,15}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}$")
 # Channel technologies that carry no person: Local pairs, ConfBridge's announcer, recorders.
@@ -232,7 +222,8 @@ class Directory:
     agencies: Mapping[str, str] = field(default_factory=dict)  # endpoint -> agency code
     # Dialplan contexts where the center places calls itself (callbacks): a Local channel
     # running there makes its journey outbound.
-    outbound_contexts: frozenset[str] = frozenset({"siaga-callback", "siaga-alerts"})
+    outbound_contexts: frozenset[str] = frozenset({contract.CONTEXT_CALLBACK,
+                                                   contract.CONTEXT_ALERTS})
 
     @classmethod
     def from_center(cls, center: Any) -> Directory:
@@ -1147,14 +1138,14 @@ class JourneyBuilder:
         # Set(__NAME=...) (inherited by the channels the call creates) is reported with its
         # underscores.
         variable = e.get("Variable", "").lstrip("_")
-        if variable == "SIAGA_CALL" and e.get("Value", "") not in ("", j.linkedid):
+        if variable == contract.VAR_CALL and e.get("Value", "") not in ("", j.linkedid):
             # The dialplan names the journey this channel serves: merge into it.
             self._merge(j, e.get("Value", ""))
-        elif variable == "SIAGA_CITIZEN":
+        elif variable == contract.VAR_CITIZEN:
             # The hotline dialplan marks the channel it runs on as the citizen's.
             j.adopt_origin(e.get("Uniqueid", ""))
-        elif variable.startswith("SIAGA_") and variable[6:] in MARK_NAMES:
-            j.mark(t, e.get("Uniqueid", ""), variable[6:], e.get("Value", ""))
+        elif variable.startswith(MARK_PREFIX) and variable[len(MARK_PREFIX):] in MARK_NAMES:
+            j.mark(t, e.get("Uniqueid", ""), variable[len(MARK_PREFIX):], e.get("Value", ""))
         elif variable == "MIXMONITOR_FILENAME":
             j.recording_start(t, e.get("Uniqueid", ""), e.get("Value", ""))
 
@@ -1172,8 +1163,8 @@ class JourneyBuilder:
 
     def _on_userevent(self, j: Journey, e: dict[str, str], t: float) -> None:
         name = e.get("UserEvent", "")
-        if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-            j.mark(t, e.get("Uniqueid", ""), name[6:], e.get("Value", ""))
+        if name.startswith(MARK_PREFIX) and name[len(MARK_PREFIX):] in MARK_NAMES:
+            j.mark(t, e.get("Uniqueid", ""), name[len(MARK_PREFIX):], e.get("Value", ""))
 
     def _on_cel(self, j: Journey, e: dict[str, str], t: float) -> None:
         # CEL over AMI (cel.conf [manager]): the dialplan's own facts, and the ends of channels
@@ -1183,8 +1174,8 @@ class JourneyBuilder:
         if name == "USER_DEFINED":
             name = e.get("UserDefType", "")
         uid = e.get("UniqueID", e.get("Uniqueid", ""))
-        if name.startswith("SIAGA_") and name[6:] in MARK_NAMES:
-            j.mark(t, uid, name[6:], user_extra(e.get("Extra", "")))
+        if name.startswith(MARK_PREFIX) and name[len(MARK_PREFIX):] in MARK_NAMES:
+            j.mark(t, uid, name[len(MARK_PREFIX):], user_extra(e.get("Extra", "")))
         elif name in ("HANGUP", "CHAN_END"):
             extra = e.get("Extra", "")
             cause = None

@@ -34,6 +34,8 @@ from typing import Any, Protocol
 from sortedcontainers import SortedKeyList
 from twisted.logger import Logger
 
+from dialplans import contract
+
 log = Logger(namespace="dispatcher.hotline.callbacks")
 
 ABANDONED = "abandoned"
@@ -169,7 +171,8 @@ class MissedCallDetector:
                 call.answered_at = now
         elif name == "Newexten":
             context = fields.get("Context", "")
-            if context.startswith("agency-") or context == "siaga-conference":
+            if (context.startswith(contract.AGENCY_CONTEXT_PREFIX)
+                    or context == contract.CONTEXT_CONFERENCE):
                 call.handed_over = True
         elif name in ("BlindTransfer", "AttendedTransfer", "ConfbridgeJoin"):
             call.handed_over = True
@@ -182,13 +185,13 @@ class MissedCallDetector:
     def _var(self, uniqueid: str, fields: Mapping[str, str], now: float) -> None:
         variable = _bare(fields.get("Variable", ""))
         value = fields.get("Value", "")
-        if variable == "SIAGA_TEST" and value == "1" and uniqueid:
+        if variable == contract.VAR_TEST and value == "1" and uniqueid:
             # The center calling itself: not a citizen, whatever happens to the call.
             self._calls.pop(uniqueid, None)
             if len(self._tests) < self.max_tracked:
                 self._tests.add(uniqueid)
             return
-        if variable == "SIAGA_CITIZEN" and value == "yes" and uniqueid:
+        if variable == contract.VAR_CITIZEN and value == "yes" and uniqueid:
             if uniqueid in self._tests:
                 return
             if uniqueid not in self._calls and len(self._calls) >= self.max_tracked:
@@ -203,13 +206,13 @@ class MissedCallDetector:
         call = self._calls.get(uniqueid)
         if call is None:
             return
-        if variable == "SIAGA_FROM":
+        if variable == contract.VAR_FROM:
             call.source = value or None
-        elif variable == "SIAGA_CATEGORY" and value:
+        elif variable == contract.VAR_CATEGORY and value:
             call.category = value
 
     def _judge(self, call: _Tracked, now: float) -> MissedCall | None:
-        number = "" if call.number in ("<unknown>", "anonymous") else call.number
+        number = "" if call.number in ("<unknown>", contract.ANONYMOUS_NUMBER) else call.number
         common = dict(number=number, linkedid=call.linkedid, channel=call.channel,
                       endpoint=endpoint_of(call.channel), source=call.source,
                       category=call.category, queued=call.queued)
@@ -265,7 +268,7 @@ class CallbackEntry:
         """What the per-source bound counts by: the SIP source address of a caller that
         came straight to our SIP port. A trunk's callers all share the carrier's address, and
         an entry restored from the call log has none: the total bound covers those."""
-        if self.endpoint == "trunk":
+        if self.endpoint == contract.ENDPOINT_TRUNK:
             return None
         return source_host(self.source)
 
@@ -701,7 +704,7 @@ def missed_from_journey(record: Any, hotline: Iterable[str], now: float,
     from dispatcher.calllog.journey import endpoint_of
 
     endpoint = endpoint_of(channel)[1] if channel else ""
-    number = "" if record.caller_number in ("", "<unknown>", "anonymous") \
+    number = "" if record.caller_number in ("", "<unknown>", contract.ANONYMOUS_NUMBER) \
         else record.caller_number
     queued = record.queue_passes > 0 or record.queued_at is not None
     if record.answered_at is None:

@@ -22,8 +22,8 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from dialplans import contract
 from dispatcher.config import Center
-from dispatcher.hotline import codes
 from dispatcher.hotline.callbacks import (
     CallbackEntry,
     CallbackList,
@@ -35,13 +35,13 @@ from pbx.ami.client import AMIActions
 
 log = Logger(namespace="dispatcher.hotline")
 
-QUEUE_NAME = "operators"  # dialplans.render.QUEUE_NAME (not imported: no Jinja here)
+QUEUE_NAME = contract.QUEUE_NAME
 CHANNEL_RE = re.compile(r"^(PJSIP|Local)/[A-Za-z0-9_.@*#+-]{1,100}(;[12])?$")
 EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
 REASON_RE = re.compile(r"^[A-Za-z0-9 _.-]{1,40}$")
 NUMBER_RE = re.compile(r"^\+?[A-Za-z0-9_.-]{1,64}$")
 SOURCE_RE = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$")
-CALLBACK_CONTEXT = "siaga-callback"
+CALLBACK_CONTEXT = contract.CONTEXT_CALLBACK
 
 
 class TransferMode(enum.Enum):
@@ -105,15 +105,15 @@ def callback_target(center: Center, number: str, endpoint: str, source: str | No
     would let an anonymous caller make the center call where they like.
     """
     check_number(number)
-    if endpoint == "trunk":
+    if endpoint == contract.ENDPOINT_TRUNK:
         if center.trunk is None:
             raise NoWayBack(f"{number} came in over a trunk that is no longer configured")
         if not re.match(r"^\+?[0-9]{3,20}$", number):
             raise NoWayBack(f"{number!r} came in over the trunk but is not a phone number")
-        return f"PJSIP/{number}@trunk"
+        return f"PJSIP/{number}@{contract.ENDPOINT_TRUNK}"
     if endpoint == number and number in center.extensions():
         return f"PJSIP/{number}"
-    if endpoint == "anonymous":
+    if endpoint == contract.ENDPOINT_ANONYMOUS:
         if not source:
             raise NoWayBack(
                 f"{number} called straight to the SIP port from an address no longer known "
@@ -121,7 +121,7 @@ def callback_target(center: Center, number: str, endpoint: str, source: str | No
         _no_controls(source, "source")
         if not SOURCE_RE.match(source):
             raise InvalidInput(f"not a SIP source address: {source!r}")
-        return f"PJSIP/anonymous/sip:{number}@{source}"
+        return f"PJSIP/{contract.ENDPOINT_ANONYMOUS}/sip:{number}@{source}"
     came = f"endpoint {endpoint!r}" if endpoint else "an unknown endpoint"
     raise NoWayBack(f"no known way back to {number!r} (it came in on {came}); only the way "
                     "a citizen came in is dialled")
@@ -170,15 +170,15 @@ class HotlineService:
     def login(self, extension: str) -> defer.Deferred[Any]:
         """The operator at ``extension`` takes calls again."""
         return self._guard(lambda: self.ami.queuepause(
-            self._operator(extension), False, queue=self.queue, reason="logged-in"))
+            self._operator(extension), False, queue=self.queue, reason=contract.LOGGED_IN_REASON))
 
     def logout(self, extension: str) -> defer.Deferred[Any]:
         """The operator leaves the desk (a pause with the reason ``logged-out``)."""
         return self._guard(lambda: self.ami.queuepause(
             self._operator(extension), True, queue=self.queue,
-            reason=codes.LOGGED_OUT_REASON))
+            reason=contract.LOGGED_OUT_REASON))
 
-    def pause(self, extension: str, reason: str = codes.DEFAULT_PAUSE_REASON
+    def pause(self, extension: str, reason: str = contract.DEFAULT_PAUSE_REASON
               ) -> defer.Deferred[Any]:
         """Pause the operator (no calls) with a reason."""
         return self._guard(lambda: self.ami.queuepause(
@@ -187,7 +187,7 @@ class HotlineService:
     def unpause(self, extension: str) -> defer.Deferred[Any]:
         """Unpause the operator."""
         return self._guard(lambda: self.ami.queuepause(
-            self._operator(extension), False, queue=self.queue, reason="available"))
+            self._operator(extension), False, queue=self.queue, reason=contract.AVAILABLE_REASON))
 
     def add_member(self, extension: str, name: str | None = None, paused: bool = False
                    ) -> defer.Deferred[Any]:
@@ -240,10 +240,10 @@ class HotlineService:
             target = self._agency(agency)
             how = TransferMode(mode)
             if how is TransferMode.BLIND:
-                return self.ami.blindtransfer(channel, "s", f"agency-{target.key}")
+                return self.ami.blindtransfer(channel, "s", contract.agency_context(target.key))
             if how is TransferMode.ATTENDED:
-                return self.ami.atxfer(channel, f"{codes.BLIND_PREFIX}{target.digit}",
-                                       "siaga-transfer")
+                return self.ami.atxfer(channel, f"{contract.BLIND_PREFIX}{target.digit}",
+                                       contract.CONTEXT_TRANSFER)
             peer = check_channel(citizen_channel) if citizen_channel else None
             return self._conference(channel, target.key, peer)
         return self._guard(send)
@@ -256,14 +256,14 @@ class HotlineService:
         if not citizen:
             raise HotlineError(f"{operator_channel} is not bridged to anyone")
         check_channel(citizen)
-        yield self.ami.setvar("SIAGA_CONF_AGENCY", agency, operator_channel)
+        yield self.ami.setvar(contract.VAR_CONF_AGENCY, agency, operator_channel)
         # Both legs at once (one Redirect with ExtraChannel): moving one alone would end
         # the other's bridge under it.
         result = yield self.ami.send_action("Redirect", {
-            "Channel": operator_channel, "Context": "siaga-conference",
-            "Exten": "operator", "Priority": 1,
-            "ExtraChannel": citizen, "ExtraContext": "siaga-conference",
-            "ExtraExten": "citizen", "ExtraPriority": 1,
+            "Channel": operator_channel, "Context": contract.CONTEXT_CONFERENCE,
+            "Exten": contract.EXTEN_OPERATOR, "Priority": 1,
+            "ExtraChannel": citizen, "ExtraContext": contract.CONTEXT_CONFERENCE,
+            "ExtraExten": contract.EXTEN_CITIZEN, "ExtraPriority": 1,
         })
         return result
 
@@ -286,7 +286,8 @@ class HotlineService:
             d = self.ami.originate(
                 iface, context=CALLBACK_CONTEXT, exten="s", priority=1,
                 caller_id=f'"Callback" <{entry.number}>',
-                variables={"SIAGA_CALLBACK_ID": entry.id, "SIAGA_CALLBACK_TARGET": target},
+                variables={contract.VAR_CALLBACK_ID: entry.id,
+                           contract.VAR_CALLBACK_TARGET: target},
                 originate_timeout_ms=ring_seconds * 1000,
             )
 
@@ -379,7 +380,7 @@ class MissedCallWatcher(Service):
     def on_event(self, event: Any) -> None:
         """One AMI event (a ``pbx.ami.protocol.Message``)."""
         now = self.clock.seconds()
-        if (event.name == "UserEvent" and event.get("UserEvent") == "SiagaCallbackResult"
+        if (event.name == "UserEvent" and event.get("UserEvent") == contract.EVENT_CALLBACK_RESULT
                 and self.service is not None):
             if self.event_key.verify(event, ("Call", "Callback", "Status")):
                 self.service.callback_result(event.fields)

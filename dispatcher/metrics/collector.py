@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.report import SERVICE_LEVELS, ReportOptions, summary
 from dispatcher.config import Center

@@ -21,7 +21,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dispatcher.selftest.settings import PROBE_ENDPOINT, SelfTest
+from dialplans.contract import SELFTEST_ENDPOINT as PROBE_ENDPOINT
+from dispatcher.selftest.settings import SelfTest
 
 __all__ = ["CALLER_PASSWORD_ENV", "DESK_PASSWORD_ENV", "ProbeReport", "ProbeRunner",
            "probe_argv"]

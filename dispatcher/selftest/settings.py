@@ -11,19 +11,17 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import SequenceNode
 
+from dialplans.contract import SELFTEST_DESK_PENALTY as DESK_PENALTY
+from dialplans.contract import SELFTEST_ENDPOINT as PROBE_ENDPOINT
 from dispatcher.yamlnodes import Section
 
 __all__ = ["DESK_PENALTY", "PROBE_ENDPOINT", "SELFTEST_KEYS", "SelfTest", "parse_selftest"]
 
 SELFTEST_KEYS = {"enabled", "every_minutes", "digits", "desk", "answer_seconds",
                  "ring_seconds", "timeout_seconds", "alarm"}
-# The PJSIP endpoint the self-test calls from. Not an extension (2 to 8 digits), so no config
-# number can clash with it; its password is generated with the other secrets.
-PROBE_ENDPOINT = "siaga-selftest"
 DTMF = frozenset("0123456789*#")
-# The queue penalty of the self-test's desk: test calls ask for members at or above it
-# (QUEUE_MIN_PENALTY), citizens' calls for members below it (QUEUE_MAX_PENALTY).
-DESK_PENALTY = 100
+# PROBE_ENDPOINT (the self-test's caller) and DESK_PENALTY (its desk's queue penalty) are the
+# dialplan's too: dialplans.contract.
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.config import Center
 from dispatcher.hotline.callbacks import CallbackEntry, CallbackList
 from dispatcher.hotline.desks import operator_state

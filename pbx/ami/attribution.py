@@ -31,32 +31,14 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from dialplans.contract import MAC_HEADER, SIGNED_HEADER, VAR_EVENT_KEY, dialplan_user_event
+
 __all__ = ["KEY_VARIABLE", "EventKey", "dialplan_user_event"]
 
 log = Logger(namespace="pbx.ami.attribution")
 
 #: The Asterisk global variable that holds the key (set by the server over AMI).
-KEY_VARIABLE = "SIAGA_EVENT_KEY"
-SIGNED_HEADER = "Signed"
-MAC_HEADER = "Mac"
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
-
-
-def dialplan_user_event(name: str, fields: Sequence[tuple[str, str]]) -> str:
-    """The dialplan application text of a signed ``UserEvent``.
-
-    ``fields`` are ``(header, dialplan expression)`` pairs, e.g. ``("Call", "${SIAGA_CALL}")``.
-    Header names are letters and digits only (they go into the event and into the MAC).
-    """
-    for header in [name, *(h for h, _ in fields)]:
-        if not _NAME_RE.match(header):
-            raise ValueError(f"not a user event or header name: {header!r}")
-    body = ",".join(f"{header}: {value}" for header, value in fields)
-    material = "|".join([f"${{{KEY_VARIABLE}}}", name,
-                         *(f"{header}={value}" for header, value in fields)])
-    signed = " ".join(header for header, _ in fields)
-    return (f"UserEvent({name},{body},{SIGNED_HEADER}: {signed},"
-            f"{MAC_HEADER}: ${{SHA1({material})}})")
+KEY_VARIABLE = VAR_EVENT_KEY
 
 
 class EventKey:

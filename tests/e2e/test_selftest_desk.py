@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.selftest.settings import PROBE_ENDPOINT
 from pbx.phone.phone import Phone
 from pbx.phone.stack import PhoneTimeout, SipStack

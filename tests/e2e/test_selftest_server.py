@@ -22,7 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog import db
 from dispatcher.calllog.models import Call, Leg, SelfTestRun
 from dispatcher.calllog.report import ReportOptions, build_report

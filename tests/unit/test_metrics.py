@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dialplans.render import QUEUE_NAME
+from dialplans.contract import QUEUE_NAME
 from dispatcher.alerts.service import AlertCounts
 from dispatcher.config import ConfigError, MetricsAccess, load_center
 from dispatcher.metrics.access import refusal
