@@ -40,7 +40,7 @@ from panoramisk.manager import Manager as PanoramiskManager  # noqa: E402
 from twisted.internet import task  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 
-from pbx.ami.client import AMIClient, AMIProtocol  # noqa: E402
+from pbx.ami.connection import AMIClient, AMIProtocol  # noqa: E402
 from pbx.ami.model import LiveModel  # noqa: E402
 
 CORPUS = ROOT / "benchmarks" / "data" / "asterisk22-calls.raw.xz"

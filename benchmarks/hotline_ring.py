@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dispatcher.credentials import ensure_credentials  # noqa: E402
-from pbx.phone.phone import CallState, Phone  # noqa: E402
+from pbx.phone.events import CallState  # noqa: E402
+from pbx.phone.phone import Phone  # noqa: E402
 from pbx.phone.stack import SipStack  # noqa: E402
 from pbx.provision import provision  # noqa: E402
 from tests.harness import (  # noqa: E402

@@ -50,9 +50,9 @@ from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.site import build_site, report_runner
 from dispatcher.web.wallboard import wallboard_source
 from ivr.prompts import build_prompts, stock_sound_dirs
-from pbx.ami.client import AMIService
-from pbx.ami.client import Credentials as AMICredentials
+from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
+from pbx.ami.service import AMIService
 from pbx.ami.sync import ModelSync
 from pbx.asterisk import AsteriskService
 from pbx.console import AsteriskConsole

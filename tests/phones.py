@@ -32,9 +32,11 @@ from typing import Any
 import pytest
 
 from pbx.phone import tones
+from pbx.phone.call import Call
+from pbx.phone.errors import PhoneError
 from pbx.phone.host import PhoneHost, RemoteCall, RemotePhone
-from pbx.phone.phone import Call, Phone
-from pbx.phone.stack import PhoneError, SipStack, T
+from pbx.phone.phone import Phone
+from pbx.phone.stack import SipStack, T
 from tests.harness import PATIENCE
 
 AnyPhone = Phone | RemotePhone  # a phone here, or in a PhoneHost child process

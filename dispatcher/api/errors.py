@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
 from dispatcher.hotline.service import InvalidInput, NoWayBack
-from pbx.ami.client import AMIActionError, AMINotConnected
+from pbx.ami.errors import AMIActionError, AMINotConnected
 
 __all__ = ["HTTP_REFUSALS", "ApiError", "Refusal", "api_error", "error_body", "json_body"]
 

@@ -39,7 +39,8 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
     creds = ensure_credentials(center)
     ami = None
     if args.ami:
-        from pbx.ami.client import AMIService, Credentials
+        from pbx.ami.connection import Credentials
+        from pbx.ami.service import AMIService
 
         ami = AMIService(reactor, TCP4ClientEndpoint(reactor, center.ami.host, center.ami.port),
                          Credentials(creds.ami_username, creds.ami_secret))

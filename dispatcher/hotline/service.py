@@ -30,8 +30,8 @@ from dispatcher.hotline.callbacks import (
     MissedCallDetector,
 )
 from ivr.menu import queue_prio
+from pbx.ami.actions import AMIActions
 from pbx.ami.attribution import EventKey, key_of
-from pbx.ami.client import AMIActions
 
 log = Logger(namespace="dispatcher.hotline")
 

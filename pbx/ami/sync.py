@@ -17,9 +17,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pbx.ami.client import AMIActionError, AMIClient, AMIConnectionLost, AMIService, ListResult
+from pbx.ami.actions import ListResult
+from pbx.ami.connection import AMIClient
+from pbx.ami.errors import AMIActionError, AMIConnectionLost
 from pbx.ami.model import LiveModel
 from pbx.ami.protocol import Message
+from pbx.ami.service import AMIService
 
 __all__ = ["ModelSync"]
 

@@ -16,9 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from pbx.phone.phone import CallState, Phone, PhoneEvent, check_dtmf, split_hostport
+from pbx.phone.dialing import check_dtmf, split_hostport
+from pbx.phone.errors import PhoneError
+from pbx.phone.events import CallState, PhoneEvent
+from pbx.phone.phone import Phone
 from pbx.phone.probe import ProbeConfig, run_probe
-from pbx.phone.stack import PhoneError, SipStack
+from pbx.phone.stack import SipStack
 
 
 def _server(value: str) -> str:

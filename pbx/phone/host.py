@@ -23,7 +23,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from pbx.phone.stack import CallbackError, PhoneError, PhoneTimeout, SipStack
+from pbx.phone.errors import CallbackError, PhoneError, PhoneTimeout
+from pbx.phone.stack import SipStack
 
 # What the child may run: the public, picklable-result methods of Phone and Call.
 PHONE_METHODS = frozenset(
@@ -233,7 +234,8 @@ def _unwrap(value: Any) -> Any:
 
 
 def _serve(conn: Connection, log_level: int) -> int:
-    from pbx.phone.phone import Call, Phone
+    from pbx.phone.call import Call
+    from pbx.phone.phone import Phone
     from pbx.phone.stack import SipStack
 
     objects: dict[tuple[str, int], Any] = {}

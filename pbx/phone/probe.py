@@ -18,8 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pbx.phone import tones
-from pbx.phone.phone import Call, CallState, Phone, check_dtmf, split_hostport
-from pbx.phone.stack import PhoneError, SipStack
+from pbx.phone.call import Call
+from pbx.phone.dialing import check_dtmf, split_hostport
+from pbx.phone.errors import PhoneError
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
+from pbx.phone.stack import SipStack
 
 STAGES = ("start", "call", "answer", "audio", "ivr", "operator", "done")
 # Ringing tones (ITU-T E.180: 425 Hz in most of the world, Indonesia included; 440+480 Hz in

@@ -14,6 +14,7 @@ the references and collects garbage before destroying the library.
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import os
 import random
@@ -21,35 +22,53 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
 
-if TYPE_CHECKING:
-    from pbx.phone.phone import Phone
+# The errors and limits live in their own modules; they stay importable from here too.
+from pbx.phone.errors import CallbackError, PhoneError, PhoneTimeout
+from pbx.phone.limits import CLOCK_RATE, MAX_CALLS, MAX_PHONES
+
+__all__ = [
+    "CLOCK_RATE", "MAX_CALLS", "MAX_PHONES", "POLL_MS", "CallbackError", "PhoneError",
+    "PhoneTimeout", "SipStack", "StackPhone", "T", "guarded",
+]
 
 T = TypeVar("T")
 
-# Compile-time limits of the pjsua build in the wheel: 8 accounts and 8 transports
-# (PJSUA_MAX_ACC, PJSUA_MAX_TRANSPORTS; one more account is an assertion that kills the
-# process, so we check first) and 4 calls at a time (PJSUA_MAX_CALLS; pjsua refuses a fifth
-# with PJ_ETOOMANY and rejects a fifth incoming call itself).
-MAX_PHONES = 8
-MAX_CALLS = 4
-CLOCK_RATE = 8000
+# How long one pump lets pjsua2 run before the waiting condition is checked again.
 POLL_MS = 10
 
 
-class PhoneError(RuntimeError):
-    """A phone operation failed (pjsua2 refused it, or the call is in the wrong state)."""
+class StackPhone(Protocol):
+    """What the stack needs of a phone living on it (:class:`pbx.phone.phone.Phone` has it)."""
+
+    def reap(self) -> None:
+        """Free the pjsua2 objects of calls that are over (called between pumps)."""
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Hang up, drain and free everything of the phone; raise PhoneError on trouble."""
 
 
-class PhoneTimeout(PhoneError, TimeoutError):
-    """A wait ran past its deadline; the message says what was awaited."""
+def guarded(method: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """Run a pjsua2 callback, handing any exception to the stack instead of raising into C.
 
+    The wrapped method's object names its stack with ``owner_stack()`` (None once the phone or
+    call it forwards to is gone; the exception is then raised as is).
+    """
 
-class CallbackError(PhoneError):
-    """Code run from a pjsua2 callback raised; re-raised on the next pump of the owner thread."""
+    @functools.wraps(method)
+    def wrapper(self: Any, prm: Any) -> None:
+        try:
+            method(self, prm)
+        except BaseException as exc:  # noqa: B036 - must never propagate into pjsua's C code
+            stack = self.owner_stack()
+            if stack is None:
+                raise
+            stack.report_callback_error(exc)
+
+    return wrapper
 
 
 def _quietly(create: Callable[[], None]) -> None:
@@ -91,7 +110,7 @@ class SipStack:
             raise PhoneError("a SipStack already runs in this process; reuse it")
         self.bind = bind
         self._thread = threading.get_ident()
-        self._phones: list[Phone] = []
+        self._phones: list[StackPhone] = []
         self._errors: list[BaseException] = []
         self._closed = False
         self._transports: list[int] = []
@@ -175,7 +194,7 @@ class SipStack:
         self.check_thread()
         n = self.ep.libHandleEvents(ms)
         for phone in list(self._phones):
-            phone._reap()
+            phone.reap()
         if self._errors:
             first = self._errors.pop(0)
             self._errors.clear()
@@ -241,19 +260,19 @@ class SipStack:
             except pj.Error as exc:
                 raise PhoneError(f"cannot close SIP transport {tid}: {exc.info()}") from exc
 
-    def attach(self, phone: Phone) -> None:
-        """Record a phone living on this stack (called by :class:`Phone`)."""
+    def attach(self, phone: StackPhone) -> None:
+        """Record a phone living on this stack (called by :class:`~pbx.phone.phone.Phone`)."""
         if len(self._phones) >= MAX_PHONES:
             raise PhoneError(f"at most {MAX_PHONES} phones can live on one SipStack at a time")
         self._phones.append(phone)
 
-    def detach(self, phone: Phone) -> None:
+    def detach(self, phone: StackPhone) -> None:
         """Forget a closed phone."""
         if phone in self._phones:
             self._phones.remove(phone)
 
     @property
-    def phones(self) -> list[Phone]:
+    def phones(self) -> list[StackPhone]:
         """The phones open on this stack."""
         return list(self._phones)
 

@@ -6,7 +6,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from pbx.phone.phone import Call, Phone
+from pbx.phone.call import Call
+from pbx.phone.phone import Phone
 from tests.harness import PATIENCE, AmiWatch, RunningAsterisk, wait_for
 from tests.phones import PhoneFactory
 

@@ -16,8 +16,9 @@ import pytest_twisted
 from twisted.internet import defer, task, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from pbx.ami.client import AMIService, Credentials
+from pbx.ami.connection import Credentials
 from pbx.ami.model import LiveModel
+from pbx.ami.service import AMIService
 from pbx.ami.sync import ModelSync
 from pbx.provision import AsteriskInstall
 from tests.harness import PATIENCE, RunningAsterisk, start_asterisk

@@ -19,7 +19,8 @@ from sqlalchemy import select
 from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction
 from dispatcher.calllog.models import Call, CelCursor
 from dispatcher.credentials import ensure_credentials
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.e2e.test_center_callbacks import give_up_in_queue, owed
 from tests.harness import AmiWatch, SiagaProcess, wait_for
 

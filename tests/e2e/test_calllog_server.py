@@ -10,7 +10,8 @@ from sqlalchemy import select
 from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction
 from dispatcher.calllog.models import Call
 from dispatcher.credentials import ensure_credentials
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.harness import SiagaProcess, wait_for
 
 pytestmark = pytest.mark.asterisk

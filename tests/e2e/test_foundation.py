@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pbx.phone.phone import CallState
+from pbx.phone.events import CallState
 from tests.harness import RunningAsterisk, wait_for
 
 pytestmark = pytest.mark.asterisk
@@ -71,8 +71,8 @@ def test_given_an_operator_softphone_when_it_registers_then_asterisk_sees_its_co
 def test_given_a_wrong_password_when_registering_then_refused(
         asterisk: RunningAsterisk, phones) -> None:  # noqa: ANN001
     """Registration with a made-up password is refused: staff extensions need their secret."""
+    from pbx.phone.errors import PhoneError
     from pbx.phone.phone import Phone
-    from pbx.phone.stack import PhoneError
 
     phone = phones._keep(Phone(phones.stack, "202", server=asterisk.sip_address,
                                password="not-the-password"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.hotline import codes
-from pbx.phone.phone import CallState
+from pbx.phone.events import CallState
 from tests.e2e.hotline_helpers import (
     answer_as_operator,
     call_hotline,

@@ -6,7 +6,7 @@ import pytest
 
 from dispatcher.hotline import codes
 from pbx.phone import tones
-from pbx.phone.phone import CallState
+from pbx.phone.events import CallState
 from tests.e2e.hotline_helpers import (
     answer_as_operator,
     call_hotline,

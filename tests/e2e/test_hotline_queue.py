@@ -7,7 +7,7 @@ import pytest
 from dispatcher.hotline import codes
 from ivr.menu import build_menu
 from pbx.phone import tones
-from pbx.phone.phone import CallState
+from pbx.phone.events import CallState
 from tests.e2e.hotline_helpers import (
     QUEUE,
     answer_as_operator,

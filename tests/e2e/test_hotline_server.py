@@ -24,9 +24,10 @@ from dispatcher.hotline import (
     codes,
 )
 from dispatcher.hotline.callbacks import ABANDONED, DROPPED, MissedCall
-from pbx.ami.client import AMIActionError, AMIActions
+from pbx.ami.actions import AMIActions
+from pbx.ami.errors import AMIActionError
 from pbx.ami.protocol import Message, serialize_action
-from pbx.phone.phone import CallState
+from pbx.phone.events import CallState
 from tests.e2e.hotline_helpers import (
     QUEUE,
     answer_as_operator,

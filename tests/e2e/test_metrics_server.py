@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.phone import Call, CallState, Phone
-from pbx.phone.stack import PhoneError
+from pbx.phone.call import Call
+from pbx.phone.errors import PhoneError
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.harness import wait_for
 
 if TYPE_CHECKING:

@@ -14,8 +14,12 @@ import numpy as np
 import pytest
 
 from pbx.phone import tones
-from pbx.phone.phone import Call, CallFailed, CallState, Phone
-from pbx.phone.stack import MAX_PHONES, CallbackError, PhoneError, PhoneTimeout, SipStack
+from pbx.phone.call import Call
+from pbx.phone.errors import CallbackError, CallFailed, PhoneError, PhoneTimeout
+from pbx.phone.events import CallState
+from pbx.phone.limits import MAX_PHONES
+from pbx.phone.phone import Phone
+from pbx.phone.stack import SipStack
 
 if TYPE_CHECKING:
     from tests.phones import PhoneFactory
@@ -185,6 +189,19 @@ def test_given_four_calls_when_a_fifth_is_placed_then_it_is_refused_with_the_lim
     with pytest.raises(PhoneError, match="4 calls at a time"):
         a.call(b.uri)
     assert len(a.active_calls) == len(b.active_calls) == 2
+
+
+def test_given_a_header_with_a_line_break_when_calling_then_it_is_refused_and_no_call_is_left(
+    phones: PhoneFactory,
+) -> None:
+    """A header value with CR LF never reaches the wire, and the phone keeps no half-made call
+    behind (one that could never end, which close() would wait on and fail)."""
+    a, b = phones.direct("a"), phones.direct("b")
+    with pytest.raises(ValueError, match="bad SIP header"):
+        a.call(b.uri, headers={"X-Siaga": "1\r\nInjected: yes"})
+    assert a.calls == [] and a.active_calls == []
+    a.close(timeout=1.0)
+    assert a.closed
 
 
 def test_given_no_caller_when_waiting_for_a_call_then_it_times_out(phones: PhoneFactory) -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pbx.phone.stack import MAX_CALLS, PhoneError, PhoneTimeout
+from pbx.phone.errors import PhoneError, PhoneTimeout
+from pbx.phone.limits import MAX_CALLS
 
 if TYPE_CHECKING:
     from tests.phones import PhoneFactory

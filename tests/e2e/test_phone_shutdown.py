@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 FAILING_TESTS = '''
 import pytest
 
-from pbx.phone.phone import CallState
+from pbx.phone.events import CallState
 
 
 def connect(phones):

@@ -12,8 +12,9 @@ import yaml
 
 from dialplans.contract import QUEUE_NAME
 from dispatcher.selftest.settings import PROBE_ENDPOINT
+from pbx.phone.errors import PhoneTimeout
 from pbx.phone.phone import Phone
-from pbx.phone.stack import PhoneTimeout, SipStack
+from pbx.phone.stack import SipStack
 from tests.harness import EXAMPLE_CONFIG, RunningAsterisk, start_asterisk
 
 pytestmark = pytest.mark.asterisk

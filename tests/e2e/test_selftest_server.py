@@ -28,7 +28,8 @@ from dispatcher.calllog.models import Call, Leg, SelfTestRun
 from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.credentials import ensure_credentials
 from dispatcher.selftest.settings import PROBE_ENDPOINT
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.browser import chromium, settled
 from tests.harness import SiagaProcess, wait_for, write_test_config
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from dispatcher.credentials import ensure_credentials
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.harness import REPO, SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from dispatcher.credentials import ensure_credentials
-from pbx.phone.phone import CallState, Phone
+from pbx.phone.events import CallState
+from pbx.phone.phone import Phone
 from tests.e2e.test_sip_guard import options_status
 from tests.harness import AmiWatch, SiagaProcess, wait_for
 from tests.sipdata import NAMES, message

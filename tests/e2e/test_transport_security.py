@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 from dispatcher.credentials import ensure_credentials
-from pbx.phone.phone import Call, Phone
+from pbx.phone.call import Call
+from pbx.phone.phone import Phone
 from tests.browser import chromium, settled
 from tests.certs import CenterCertificates, make_certificates
 from tests.e2e.hotline_helpers import getvar

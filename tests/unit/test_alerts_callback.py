@@ -21,8 +21,9 @@ from dispatcher.alerts.service import AlertService, AlertSettings
 from dispatcher.alerts.storage import CallbackJob
 from dispatcher.calllog import db
 from dispatcher.calllog.models import Callback, Incident
+from pbx.ami.actions import AMIActions
 from pbx.ami.attribution import EventKey
-from pbx.ami.client import AMIActions, AMIClient, AMIProtocol
+from pbx.ami.connection import AMIClient, AMIProtocol
 from pbx.ami.protocol import AMIParser, Message
 from tests.unit.alerts_support import NOW, TOKEN, Http, counts, inline, make_service
 

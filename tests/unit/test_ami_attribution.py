@@ -225,7 +225,7 @@ def test_given_injected_identity_headers_when_received_then_the_event_reaches_no
     live model and the call log. A clean event still goes through."""
     from twisted.internet.testing import StringTransport
 
-    from pbx.ami.client import AMIClient, AMIProtocol
+    from pbx.ami.connection import AMIClient, AMIProtocol
 
     client = AMIClient(task.Clock(), None, keepalive_interval=0)
     proto = AMIProtocol(client)

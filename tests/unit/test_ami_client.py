@@ -12,24 +12,20 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-import pbx.ami.client as client_module
-from pbx.ami.client import (
+from pbx.ami import connection, events, service
+from pbx.ami.actions import ListResult
+from pbx.ami.connection import AMIClient, AMIProtocol, Credentials
+from pbx.ami.errors import (
     AMIActionError,
     AMIAuthenticationError,
-    AMIClient,
     AMIConnectionLost,
-    AMIInjectionError,
     AMIMessageTooLarge,
     AMINotConnected,
-    AMIProtocol,
-    AMIService,
     AMITimeout,
-    Credentials,
-    EventDispatcher,
-    ListResult,
-    default_retry_policy,
 )
-from pbx.ami.protocol import AMIParser, Message
+from pbx.ami.events import EventDispatcher
+from pbx.ami.protocol import AMIInjectionError, AMIParser, Message
+from pbx.ami.service import AMIService, default_retry_policy
 
 SESSION = (Path(__file__).resolve().parents[1] / "data" / "ami" / "asterisk22-session.raw"
            ).read_bytes()
@@ -37,13 +33,14 @@ CREDS = Credentials("siaga", "s3cret")
 
 
 @pytest.fixture
-def logged() -> list[dict[str, Any]]:
-    """Log events of pbx.ami.client, captured instead of going to the global publisher."""
-    events: list[dict[str, Any]] = []
-    original = client_module.log
-    client_module.log = Logger(namespace="pbx.ami", observer=events.append)
-    yield events
-    client_module.log = original
+def logged(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Log events of the AMI client's modules, captured instead of going to the global
+    publisher."""
+    captured: list[dict[str, Any]] = []
+    logger = Logger(namespace="pbx.ami", observer=captured.append)
+    for module in (connection, events, service):
+        monkeypatch.setattr(module, "log", logger)
+    return captured
 
 
 def connect(clock: task.Clock | None = None, credentials: Credentials | None = None,

@@ -8,9 +8,10 @@ from twisted.internet import error, task
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 
-from pbx.ami.client import AMIService, Credentials
+from pbx.ami.connection import Credentials
 from pbx.ami.model import LiveModel
 from pbx.ami.protocol import AMIParser, Message
+from pbx.ami.service import AMIService
 from pbx.ami.sync import ModelSync
 from tests.unit.test_ami_client import FakeEndpoint, log_in
 

@@ -12,7 +12,7 @@ import pytest
 from dispatcher.config import load_center
 from dispatcher.hotline import CallbackList, HotlineService
 from dispatcher.hotline.callbacks import ABANDONED, DROPPED, MissedCall
-from pbx.ami.client import AMINotConnected
+from pbx.ami.errors import AMINotConnected
 from tests.harness import EXAMPLE_CONFIG
 from tests.unit.alerts_support import Http, make_service
 from tests.unit.test_hotline_service import FakeAmi

@@ -8,7 +8,7 @@ import json
 from dispatcher.alerts import errors as alerts_errors
 from dispatcher.api.errors import HTTP_REFUSALS, ApiError, api_error
 from dispatcher.hotline.service import InvalidInput, NoWayBack
-from pbx.ami.client import AMIActionError, AMINotConnected
+from pbx.ami.errors import AMIActionError, AMINotConnected
 from pbx.ami.protocol import Message
 
 

@@ -22,7 +22,7 @@ from dispatcher.hotline import (
     callback_target,
 )
 from dispatcher.hotline.callbacks import ABANDONED, MissedCall
-from pbx.ami.client import AMIActions
+from pbx.ami.actions import AMIActions
 from pbx.ami.protocol import Message, serialize_action
 from tests.harness import EXAMPLE_CONFIG
 

@@ -1,5 +1,5 @@
 """The dependency direction, checked on the source: pbx ← dispatcher's features ← api/web ←
-app (the builder) ← serve (the entry point).
+app (the builder) ← serve (the entry point). (``pbx`` ← dispatcher is test_import_graph's.)
 
 A feature refuses in its own exceptions and knows no HTTP status; only ``dispatcher/api`` and
 ``dispatcher/web`` serve HTTP and map refusals to statuses. Read with ``ast`` (imports inside
@@ -81,13 +81,6 @@ def test_given_the_http_layer_when_read_then_it_does_not_reach_the_builder() -> 
     upward = [f"{rel}:{line} imports {name}" for rel, tree in _modules(*HTTP_LAYER)
               for line, name in _imports(tree)
               if _within(name, "dispatcher.app", "dispatcher.serve")]
-    assert upward == []
-
-
-def test_given_the_pbx_layer_when_read_then_it_knows_nothing_of_the_dispatcher() -> None:
-    """``pbx`` speaks to Asterisk; the features build on it, never the other way."""
-    upward = [f"{rel}:{line} imports {name}" for rel, tree in _modules("pbx")
-              for line, name in _imports(tree) if _within(name, "dispatcher")]
     assert upward == []
 
 

@@ -1,10 +1,15 @@
-"""The pure parts of the phone library: server addresses, dial targets, DTMF digits."""
+"""The pure parts of the phone library: server addresses, dial targets, DTMF digits, and the
+modules that load no pjsua2."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from pbx.phone.phone import check_dtmf, split_hostport, target_uri
+from pbx.phone.dialing import check_dtmf, split_hostport, target_uri
 
 
 @pytest.mark.parametrize(
@@ -50,3 +55,16 @@ def test_given_dtmf_keys_when_checked_then_they_pass_and_others_do_not() -> None
     for bad in ["", "1E", "12 3", "1\n"]:
         with pytest.raises(ValueError):
             check_dtmf(bad)
+
+
+@pytest.mark.parametrize("module", ["dialing", "errors", "events", "limits"])
+def test_given_a_plain_module_of_the_phone_library_when_imported_then_pjsua2_stays_unloaded(
+    module: str,
+) -> None:
+    """The checks, errors, limits and states load no pjsua2 (its threads, its aborts): a
+    process that drives phones living in another one can use them."""
+    code = (f"import sys, pbx.phone.{module}; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pjsua2', 'pbx.phone.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == repr([f"pbx.phone.{module}"])

@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO))
 
-from pbx.phone.phone import CallState, Phone  # noqa: E402
+from pbx.phone.events import CallState  # noqa: E402
+from pbx.phone.phone import Phone  # noqa: E402
 from pbx.phone.stack import SipStack  # noqa: E402
 from pbx.provision import locate  # noqa: E402
 from tests.harness import start_asterisk  # noqa: E402
