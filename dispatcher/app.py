@@ -40,6 +40,7 @@ from dispatcher.hotline.callbacks import CallbackList, WriterCallbackStore, stor
 from dispatcher.hotline.journeys import owe_missed_callbacks
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources, today_reader
+from dispatcher.metrics.lag import ReactorLag
 from dispatcher.pools import ReadPool, ThreadPoolService
 from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
@@ -176,6 +177,7 @@ class SiagaServer(MultiService):
         self.get_alerts()
         self.get_retention()
         self.get_selftest()
+        self.get_reactor_lag()
         self.get_http()
 
     @defer.inlineCallbacks
@@ -250,15 +252,19 @@ class SiagaServer(MultiService):
             self.reactor, center.database_url, Directory.from_center(center),
             cel_path=str(self.prepared.paths.log / "cel-custom" / "Master.csv"),
             on_reconciled=self._calls_reconciled, on_handoff=self._call_handed_off,
-            ami=self.get_ami())
+            ami=self.get_ami(), asterisk=self.get_asterisk(), on_cut=self._calls_ended_unseen)
         calllog.prepare(center)
         return calllog
 
     def _calls_reconciled(self, result: ReconcileResult) -> None:
-        # Calls that ended while the server was away reach the features as live ones do.
+        self._calls_ended_unseen(result.records)
+
+    def _calls_ended_unseen(self, records: list[JourneyRecord]) -> None:
+        # Calls that ended while the server was away (found in CEL), or cut by Asterisk's
+        # death, reach the features as live ones do.
         now = self.reactor.seconds()
-        owe_missed_callbacks(self.get_callbacks(), result.records, self.center.hotline, now)
-        button_calls_finished(self.get_alerts(), result.records)
+        owe_missed_callbacks(self.get_callbacks(), records, self.center.hotline, now)
+        button_calls_finished(self.get_alerts(), records)
 
     def _call_handed_off(self, record: JourneyRecord, agency: str) -> None:
         incident_handed_off(self.get_alerts(), record, agency)
@@ -272,11 +278,13 @@ class SiagaServer(MultiService):
 
     @part
     def get_callbacks(self) -> CallbackList:
-        """Abandoned and dropped calls owed a callback, persisted through the writer, with
-        those a previous run still owed (a blocking read: the reactor is not running yet)."""
+        """Abandoned and dropped calls owed a callback, persisted through the writer with
+        retrying writes (one owed while the database restarts is stored once it is back),
+        with those a previous run still owed (a blocking read: the reactor is not running
+        yet)."""
         limits = self.center.callbacks
         calllog = self.get_calllog()
-        callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit),
+        callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit_retrying),
                                  max_open=limits.max_open, max_per_source=limits.max_per_source)
         with transaction(calllog.sessions) as session:
             callbacks.restore(stored_open_callbacks(session))
@@ -335,6 +343,11 @@ class SiagaServer(MultiService):
         return build_selftest(self.reactor, self.center, self.creds,
                               self.get_calllog().writer)
 
+    @part
+    def get_reactor_lag(self) -> ReactorLag:
+        """How late the reactor runs its timers: the figure that tells a blocked reactor."""
+        return ReactorLag(self.reactor)
+
     # -- HTTP ----------------------------------------------------------------------------------
 
     @part
@@ -354,7 +367,7 @@ class SiagaServer(MultiService):
         sources = Sources(self.get_model(), center, reactor.seconds, ami=self.get_ami(),
                           asterisk=self.get_asterisk(), writer=calllog.writer,
                           alerts=self.get_alerts(), callbacks=self.get_callbacks(),
-                          selftest=self.get_selftest())
+                          selftest=self.get_selftest(), lag=self.get_reactor_lag())
         return MetricsResource(center.metrics, sources, today_reader(
             reactor, self.get_readers().pool, calllog.sessions, reactor.seconds))
 

@@ -33,6 +33,12 @@ def default_url(state_dir: str) -> str:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling emits BEGIN only before INSERT/UPDATE/DELETE, so a
+    # SAVEPOINT opened first (``commit_alerts``) started a transaction of its own and its
+    # RELEASE committed it, whatever the enclosing transaction did later. pysqlite is told
+    # to stay out of it and SQLAlchemy's "begin" event emits the BEGIN (SQLAlchemy's
+    # documented pysqlite recipe).
+    dbapi_connection.isolation_level = None
     # WAL lets the reports read while the writer writes; foreign keys are off by default in
     # SQLite; synchronous=FULL because an alert must survive a power cut once acknowledged.
     cursor = dbapi_connection.cursor()
@@ -45,6 +51,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
     finally:
         cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -66,6 +76,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             private_file(Path(parsed.database))
         engine = create_engine(parsed, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -51,6 +51,8 @@ class CallLogService(MultiService):
         on_reconciled: Callable[[cel.ReconcileResult], object] | None = None,
         on_handoff: Callable[[JourneyRecord, str], object] | None = None,
         ami: Any = None,
+        asterisk: Any = None,
+        on_cut: Callable[[list[JourneyRecord]], object] | None = None,
     ) -> None:
         super().__init__()
         self._reactor = reactor
@@ -66,12 +68,20 @@ class CallLogService(MultiService):
         self._reconcile_every = reconcile_every
         self._loop: LoopingCall | None = None
         self._waiters: list[Deferred[Any]] | None = None
+        self._cut: list[Any] = []  # journeys up when AMI was lost (see close_cut)
+        self._cut_at = 0.0
         #: Told of every completed pass (the server looks for missed calls among the
         #: journeys it added: calls made while it was away).
         self.on_reconciled = on_reconciled
         self.ami = ami
         self._unsubscribe: Callable[[], None] | None = None
         self._logins_watched = False
+        #: The supervised Asterisk (its ``runs``: how many times it was started), to tell at
+        #: a login whether the calls up when AMI was lost died with it; ``on_cut(records)``
+        #: hears the journeys closed for that reason (:meth:`close_cut`).
+        self.asterisk = asterisk
+        self.on_cut = on_cut
+        self._runs_at_login: int | None = None
 
     def prepare(self, center: Any | None = None) -> str | None:
         """Upgrade the schema and sync operators/agencies from the config (blocking: call it
@@ -119,11 +129,60 @@ class CallLogService(MultiService):
         if not self.running:
             return  # AMIService keeps its listeners; this one outlives a stopped service
         client.on_connection_lost(lambda _client: self.connection_lost())
+        # Another run of Asterisk since the last login: the calls up when AMI was lost died
+        # with the old process, and no CEL record will ever end them.
+        runs = self.asterisk.runs if self.asterisk is not None else None
+        seen, self._runs_at_login = self._runs_at_login, runs
+        if seen is not None and runs != seen:
+            records = self.close_cut()
+            if self.on_cut is not None:
+                self.on_cut(records)
+        else:
+            self.forget_cut()
         self.reconcile()
 
     def connection_lost(self) -> list[str]:
-        """AMI is gone: drop journeys in progress; the next reconciliation completes them."""
+        """AMI is gone: drop journeys in progress; the next reconciliation completes them.
+
+        They are also set aside (with the time): if Asterisk turns out to have died,
+        :meth:`close_cut` closes them, since no CEL record will ever end them.
+        """
+        self._cut = list({id(j): j for j in self.builder.journeys.values()}.values())
+        self._cut_at = self._reactor.seconds()
         return self.recorder.connection_lost()
+
+    # Q.850 38, network out of order: the cause a carrier gives for calls its exchange lost.
+    PBX_DIED_CAUSE = 38
+
+    def close_cut(self) -> list[JourneyRecord]:
+        """Asterisk died while the journeys set aside at :meth:`connection_lost` were up:
+        they ended then, every channel hung up with :attr:`PBX_DIED_CAUSE` (so one not yet
+        answered is ``dropped``). Each is written (retried while the database is away);
+        returns the records. Asterisk's CEL holds no end for them: nothing else would."""
+        cut, self._cut = self._cut, []
+        records = []
+        for journey in cut:
+            if journey.record is None:
+                continue
+            uids = sorted(journey.channels, key=lambda uid: uid != journey.citizen)
+            for uid in uids:  # the citizen first: the call's cause is the citizen's
+                journey.hangup(self._cut_at, uid, cause=self.PBX_DIED_CAUSE, by_self=False)
+            record = journey.finish(self._cut_at)
+            if record is None:
+                continue
+            records.append(record)
+            self.writer.save_journey(record).addErrback(
+                lambda f, lid=record.linkedid: self.log.failure(
+                    "journey {linkedid} cut by Asterisk's death not saved", f, linkedid=lid))
+        if records:
+            self.log.warn("Asterisk died with {n} calls up: their journeys are closed",
+                          n=len(records))
+        return records
+
+    def forget_cut(self) -> None:
+        """AMI is back on the same Asterisk: the journeys set aside go on there (CEL
+        completes them)."""
+        self._cut = []
 
     def reconcile(self) -> Deferred[Any]:
         """Read the CEL file's new records in the writer thread; fires with the

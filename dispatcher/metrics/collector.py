@@ -58,6 +58,7 @@ class Sources:
     alerts: Any = None
     callbacks: Any = None
     selftest: Any = None  # the SelfTestService (dispatcher.selftest)
+    lag: Any = None  # the ReactorLag probe (dispatcher.metrics.lag)
 
 
 def today_summary(session: Session, now: float, timezone: str = REPORT_TIMEZONE
@@ -110,6 +111,17 @@ class CenterCollector(Collector):
         yield from self._alerts()
         yield from self._callbacks()
         yield from self._selftest()
+        yield from self._reactor()
+
+    def _reactor(self) -> Iterator[Metric]:
+        lag = self.sources.lag
+        if lag is None:
+            return
+        yield _gauge("siaga_reactor_lag_seconds",
+                     "How late the server's event loop ran its latest timer.", lag.latest)
+        yield _gauge("siaga_reactor_lag_max_seconds",
+                     "The latest a timer of the server's event loop ran since it started.",
+                     lag.max)
 
     def _queue(self) -> Iterator[Metric]:
         s = self.sources

@@ -51,3 +51,36 @@ def test_given_a_batch_of_new_alerts_then_rows_are_linked_in_the_batch_order(
     with sessions() as session:
         assert session.query(Alert).count() == 40
         assert session.query(Callback).count() == 40
+
+
+class _Undone(Exception):
+    """Raised inside a transaction to make it roll back."""
+
+
+def test_given_alerts_committed_in_a_transaction_that_rolls_back_then_none_is_stored(
+        sessions: sessionmaker[Session]) -> None:
+    """The savepoint inside ``commit_alerts`` belongs to the writer's transaction: when a
+    later write of the same batch fails and the transaction rolls back, the alerts go with it
+    (the writer then redoes the batch write by write). On SQLite, pysqlite emits no BEGIN, so
+    the SAVEPOINT opened a transaction of its own and its RELEASE committed the alerts
+    early: the redo found them stored and answered created=False with no callback to dial."""
+    with db.transaction(sessions) as session:
+        store.add_device(session, "app0", token="token-of-app-0-0123456789",
+                         callback_number="0812000", now=NOW)
+    with sessions() as session:
+        seen = storage.device_credentials(session, "app0")
+    batch = [(AlertRequest(f"alert-{i}", "app0", "panic", None, None, None), seen)
+             for i in range(3)]
+    try:
+        with db.transaction(sessions) as session:
+            assert all(r.created for r in storage.commit_alerts(session, batch, NOW))
+            raise _Undone
+    except _Undone:
+        pass
+    with sessions() as session:
+        assert session.query(Alert).count() == 0
+        assert session.query(Incident).count() == 0
+        assert session.query(Callback).count() == 0
+    with db.transaction(sessions) as session:
+        receipts = storage.commit_alerts(session, batch, NOW)
+    assert all(r.created and r.callback is not None for r in receipts)

@@ -25,7 +25,8 @@ from tests.unit.calllog_fakes import ThreadedFakeReactor
 
 # Every Service of the example center, in the order it starts (it stops in reverse).
 START_ORDER = ["asterisk", "ami", "sip_guard", "calllog", "readers", "missed_calls",
-               "alert_reads", "alerts", "retention_files", "retention", "selftest", "http"]
+               "alert_reads", "alerts", "retention_files", "retention", "selftest",
+               "reactor_lag", "http"]
 
 
 class FakeReactor(MemoryReactor, ThreadedFakeReactor):

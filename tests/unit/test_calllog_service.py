@@ -142,3 +142,41 @@ def test_given_the_center_config_when_prepared_then_operators_are_in_the_log(
         codes = set(session.scalars(select(Operator.code)))
     svc.engine.dispose()
     assert codes == {op.extension for op in center.operators}
+
+
+def up_until_hangup(timeline: sc.Timeline) -> list[dict[str, str]]:
+    """The journey's AMI events up to (not including) its first hangup: a call still up."""
+    events = timeline.ami()
+    first = next(i for i, e in enumerate(events) if e.get("Event") in ("Hangup",
+                                                                       "SoftHangupRequest"))
+    return events[:first]
+
+
+def test_given_calls_up_when_asterisk_died_then_their_journeys_are_closed_as_dropped(
+    service: CallLogService, reactor: ThreadedFakeReactor
+):
+    """A caller waiting in the queue when AMI is lost; Asterisk turns out to have died
+    (close_cut): the journey is closed at the moment of the loss, every channel hung up
+    with cause 38, outcome dropped, and written. Had AMI come back to the same Asterisk
+    (forget_cut), nothing would be closed: CEL ends those calls."""
+    service.startService()
+    for event in up_until_hangup(sc.abandoned_in_queue("3000.1")):
+        service.event_received(event)
+    reactor.advance(5)
+    service.connection_lost()
+    assert service.builder.journeys == {}
+    records = service.close_cut()
+    assert [(r.linkedid, r.outcome, r.hangup_cause, r.complete) for r in records] == [
+        ("3000.1", "dropped", CallLogService.PBX_DIED_CAUSE, True)]
+    flushed = service.writer.flush()
+    reactor.pump_until(lambda: flushed.called)
+    with service.sessions() as session:
+        call = store.get_call(session, "3000.1")
+        assert call is not None and call.outcome == "dropped" and call.ended_at is not None
+    assert service.close_cut() == []  # once
+
+    for event in up_until_hangup(sc.abandoned_in_queue("3001.1")):
+        service.event_received(event)
+    service.connection_lost()
+    service.forget_cut()
+    assert service.close_cut() == []

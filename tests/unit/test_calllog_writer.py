@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -149,3 +151,67 @@ def test_given_ami_events_when_recorded_then_the_journey_reaches_the_database(se
         call = store.get_call(session, "1000.1")
         assert call is not None and call.outcome == "answered"
         assert [leg.kind for leg in call.legs] == ["ivr", "queue_wait", "operator_talk"]
+
+
+class DatabaseAway:
+    """Stands for a database that refuses every write while ``away`` is set (as SQLite on a
+    full disk or a restarting PostgreSQL do: an OperationalError from the driver)."""
+
+    def __init__(self) -> None:
+        self.away = True
+        self.tried: list[str] = []
+
+    def check(self, session: Session, what: str) -> None:
+        self.tried.append(what)
+        if self.away:
+            raise OperationalError("INSERT INTO calls", {},
+                                   sqlite3.OperationalError("database or disk is full"))
+
+
+def test_given_the_database_away_when_journeys_come_then_they_are_held_and_written_on_return(
+        sessions: Any):
+    """With the database refusing writes, journeys are held (their Deferreds unfired) and
+    retried; an alert-like write (``submit``) fails at once instead of waiting behind them.
+    Once the database is back, every held journey commits, in the order submitted."""
+    reactor = ThreadedFakeReactor()
+    writer = CallLogWriter(reactor, sessions, retry_interval=0.05)
+    database = DatabaseAway()
+    records = [journey.run(sc.abandoned_in_ivr(f"{i}.1").ami(), sc.DIRECTORY)[0]
+               for i in range(5)]
+
+    def save(session: Session, record: Any) -> None:
+        database.check(session, record.linkedid)
+        store.save_journey(session, record)
+
+    held = [writer.submit_retrying(save, record) for record in records]
+    alert = writer.submit(database.check, "alert")
+    reactor.pump_until(fired(alert))
+    with pytest.raises(OperationalError):
+        result_of(alert)
+    reactor.pump_until(lambda: database.tried.count("0.1") >= 3)  # retried, not dropped
+    assert not any(d.called for d in held) and writer.held == 5
+    assert count_calls(sessions) == 0
+
+    database.tried.clear()
+    database.away = False
+    reactor.pump_until(lambda: all(d.called for d in held))
+    assert all(result_of(d) is None for d in held)
+    assert count_calls(sessions) == 5 and writer.held == 0
+    assert database.tried == [r.linkedid for r in records]  # in order, once each
+    reactor.pump_until(fired(writer.stop()))
+
+
+def test_given_the_database_still_away_when_stopped_then_held_writes_fail_instead_of_hanging(
+        sessions: Any):
+    """Stopping with the database away: the held writes are tried once more and then fail
+    (logged by their submitter); stop() fires."""
+    reactor = ThreadedFakeReactor()
+    writer = CallLogWriter(reactor, sessions, retry_interval=60)
+    database = DatabaseAway()
+    held = writer.submit_retrying(database.check, "journey")
+    reactor.pump_until(lambda: writer.held == 1)
+    stopped = writer.stop()
+    reactor.pump_until(lambda: stopped.called and held.called)
+    with pytest.raises(OperationalError):
+        result_of(held)
+    assert database.tried == ["journey", "journey"]
