@@ -29,6 +29,8 @@ from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.alerts.journeys import button_calls_finished, incident_handed_off
 from dispatcher.alerts.service import AlertService, AlertSettings
 from dispatcher.api.service import ApiParts, make_api
+from dispatcher.callbacks.owed import CallbackList
+from dispatcher.callbacks.store import WriterCallbackStore, owed_callbacks
 from dispatcher.calllog.cel import ReconcileResult
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
@@ -36,7 +38,6 @@ from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
-from dispatcher.hotline.callbacks import CallbackList, WriterCallbackStore, stored_open_callbacks
 from dispatcher.hotline.journeys import owe_missed_callbacks
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
 from dispatcher.metrics.collector import Sources, today_reader
@@ -287,13 +288,14 @@ class SiagaServer(MultiService):
         callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit_retrying),
                                  max_open=limits.max_open, max_per_source=limits.max_per_source)
         with transaction(calllog.sessions) as session:
-            callbacks.restore(stored_open_callbacks(session))
+            callbacks.restore(owed_callbacks(session).missed)
         return callbacks
 
     @part
     def get_hotline(self) -> HotlineService:
         """Queue control and transfers over AMI (the console's verbs), and callbacks."""
-        return HotlineService(self.get_ami(), self.center, self.get_callbacks())
+        return HotlineService(self.get_ami(), self.center, self.get_callbacks(),
+                              clock=self.reactor)
 
     @part
     def get_missed_calls(self) -> MissedCallWatcher:

@@ -35,12 +35,13 @@ from twisted.python.failure import Failure
 
 from dialplans import contract
 from dispatcher.alerts.incident import IncidentInput, InvalidTransition, next_state
+from pbx.channels import endpoint_of
 
-__all__ = ["ButtonWatcher", "endpoint_of"]
+__all__ = ["ButtonWatcher", "extension_of"]
 
 log = Logger(namespace="dispatcher.alerts.buttons")
 
-_PJSIP_CHANNEL_RE = re.compile(r"^PJSIP/([0-9]{2,8})-[0-9a-f]+$")
+_EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
 _MEMBER_RE = re.compile(r"^(?:PJSIP/)?([A-Za-z0-9._-]{1,64})$")
 BUTTONS_CONTEXT = contract.CONTEXT_BUTTONS
 
@@ -49,10 +50,10 @@ OpenIncident = Callable[[str, str], "Deferred[tuple[int, str]]"]
 Report = Callable[[int, IncidentInput, str, "str | None"], object]
 
 
-def endpoint_of(channel: str) -> str | None:
+def extension_of(channel: str) -> str | None:
     """The extension of a PJSIP channel name (``PJSIP/901-0000002a`` → ``901``), else None."""
-    match = _PJSIP_CHANNEL_RE.match(channel)
-    return match.group(1) if match else None
+    endpoint = endpoint_of(channel)
+    return endpoint if _EXTENSION_RE.match(endpoint) else None
 
 
 class ButtonWatcher:
@@ -75,7 +76,7 @@ class ButtonWatcher:
         if event.get("Context") != BUTTONS_CONTEXT or exten != self.panic_number:
             return
         channel = event.get("Channel")
-        extension = endpoint_of(channel)
+        extension = extension_of(channel)
         uniqueid = event.get("Uniqueid")
         if extension is None or extension not in self.extensions or not uniqueid:
             log.warn("panic call from {channel} which is not a configured button",
@@ -121,7 +122,7 @@ class ButtonWatcher:
                 in_bridge.setdefault(item.get("BridgeId"), []).append(item.get("Channel") or "")
         for item in listed:
             channel = item.get("Channel") or ""
-            extension = endpoint_of(channel)
+            extension = extension_of(channel)
             uniqueid = item.get("Uniqueid")
             if extension is None or extension not in self.extensions or not uniqueid:
                 continue
@@ -145,7 +146,7 @@ class ButtonWatcher:
                 catch_up = (IncidentInput.CALLER_QUEUED,
                             f"queue {queue} (found waiting after AMI login)", None)
             else:
-                peers = [endpoint_of(c) for c in in_bridge.get(bridge, []) if c != channel]
+                peers = [extension_of(c) for c in in_bridge.get(bridge, []) if c != channel]
                 operator = next((p for p in peers if p is not None), None)
                 catch_up = (IncidentInput.CALLER_CONNECTED,
                             f"operator {operator or '?'} (found talking after AMI login)",
@@ -159,7 +160,7 @@ class ButtonWatcher:
         operator took it (``talking``, for the operator to close) or nobody did
         (``unreachable``)."""
         channel = record.legs[0].channel if record.legs else ""
-        extension = endpoint_of(channel)
+        extension = extension_of(channel)
         if (record.dialed != self.panic_number or extension is None
                 or extension not in self.extensions or record.linkedid in self.calls):
             return

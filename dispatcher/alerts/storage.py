@@ -16,8 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher.alerts.auth import DeviceCredentials
-from dispatcher.alerts.incident import IncidentInput, IncidentState, next_state
+from dispatcher.alerts.incident import IncidentInput, next_state
 from dispatcher.alerts.intake import AlertRequest
+from dispatcher.callbacks import store as callback_store
+from dispatcher.callbacks.store import CallbackJob
 from dispatcher.calllog import store
 from dispatcher.calllog.models import (
     Agency,
@@ -55,17 +57,6 @@ class DeviceChanged(Exception):
 
 class NoCallbackNumber(Exception):
     """The alert has no number to call back and its device has no default one."""
-
-
-@dataclass(frozen=True)
-class CallbackJob:
-    """A callback the center owes for an incident (snapshot of a ``callbacks`` row)."""
-
-    callback_id: int
-    incident_id: int
-    number: str
-    attempts: int
-    citizen_no_answers: int = 0  # attempts the citizen already left unanswered
 
 
 @dataclass(frozen=True)
@@ -324,27 +315,18 @@ def transition(session: Session, incident_id: int, event: IncidentInput,
 
 def set_callback(session: Session, callback_id: int, state: str, now: dt.datetime) -> None:
     """Move a callback to ``state`` (pending, ringing, done, failed)."""
-    store.set_callback_state(session, callback_id, state, now=now)
+    callback_store.set_state(session, callback_id, state, now)
 
 
 def citizen_no_answer(session: Session, callback_id: int, now: dt.datetime) -> int:
     """Count an attempt the citizen did not answer (kept for a restarted server)."""
-    return store.count_citizen_no_answer(session, callback_id, now=now)
+    return callback_store.citizen_no_answer(session, callback_id, now)
 
 
 def pending_callbacks(session: Session) -> list[CallbackJob]:
-    """Alert callbacks not finished whose incident still wants one (recovery at start-up)."""
-    jobs = []
-    for callback in store.pending_callbacks(session):
-        if callback.reason != "alert" or callback.incident_id is None:
-            continue
-        incident = session.get(Incident, callback.incident_id)
-        if incident is None or incident.state not in (IncidentState.NEW,
-                                                      IncidentState.OPERATOR_RINGING):
-            continue
-        jobs.append(CallbackJob(callback.id, callback.incident_id, callback.number,
-                                callback.attempts, callback.citizen_no_answers))
-    return jobs
+    """Alert callbacks not finished whose incident still wants one (recovery at start-up):
+    the alerts' part of the one restore, ``dispatcher.callbacks.store.owed_callbacks``."""
+    return callback_store.owed_callbacks(session).alerts
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -57,7 +57,6 @@ LEG_KINDS = (
     "conference",
 )
 TRANSFER_RESULTS = ("answered", "no_answer", "busy", "failed", "cancelled")
-CALLBACK_STATES = ("pending", "ringing", "done", "failed", "evicted")
 INCIDENT_STATES = (
     "new",
     "operator_ringing",

@@ -21,10 +21,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dispatcher.callbacks.states import check_stored_move
 from dispatcher.calllog.journey import JourneyRecord
 from dispatcher.calllog.models import (
     ALERT_TYPES,
-    CALLBACK_STATES,
     INCIDENT_STATES,
     Agency,
     Alert,
@@ -319,12 +319,13 @@ def set_callback_state(
     result_linkedid: str | None = None,
 ) -> Callback:
     """Move a callback to ``state`` (ringing counts an attempt; done, failed and evicted
-    close it: evicted is a hotline callback that gave way to stronger ones in a full list)."""
-    if state not in CALLBACK_STATES:
-        raise ValueError(f"unknown callback state {state!r}")
+    close it: evicted is a hotline callback that gave way to stronger ones in a full list).
+    An unknown state is a ValueError; a closed row never moves again
+    (``dispatcher.callbacks.states.IllegalMove``, a ValueError): nothing is changed."""
     callback = session.get(Callback, callback_id)
     if callback is None:
         raise LookupError(f"no callback {callback_id}")
+    check_stored_move(callback.state, state)
     at = _now(now)
     callback.state = state
     callback.updated_at = at

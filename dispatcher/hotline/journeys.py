@@ -3,7 +3,7 @@
 Calls that ended while the server was away reach the log through Asterisk's CEL
 (``dispatcher.calllog.cel``). Those missed (abandoned before an operator answered, or dropped
 just after) are owed a callback like the ones the live detector catches, by the same rules
-(:func:`~dispatcher.hotline.callbacks.missed_from_journey`).
+(:func:`~dispatcher.callbacks.missed.missed_from_journey`), on the hotline's list.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dispatcher.hotline.callbacks import CallbackEntry, CallbackList, missed_from_journey
+from dispatcher.callbacks.missed import missed_from_journey
+from dispatcher.callbacks.owed import CallbackEntry, CallbackList
 
 __all__ = ["owe_missed_callbacks"]
 

@@ -16,19 +16,21 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dialplans import contract
+from dispatcher.callbacks.dialer import Dialer, Move
+from dispatcher.callbacks.missed import MissedCallDetector
+from dispatcher.callbacks.owed import CallbackEntry, CallbackList
+from dispatcher.callbacks.policies import DeskPolicy, Job
+from dispatcher.callbacks.states import CallbackInput, IllegalMove, next_state
 from dispatcher.config import Center
-from dispatcher.hotline.callbacks import (
-    CallbackEntry,
-    CallbackList,
-    MissedCallDetector,
-)
 from ivr.menu import queue_prio
 from pbx.ami.actions import AMIActions
 from pbx.ami.attribution import EventKey, key_of
@@ -41,7 +43,6 @@ EXTENSION_RE = re.compile(r"^[0-9]{2,8}$")
 REASON_RE = re.compile(r"^[A-Za-z0-9 _.-]{1,40}$")
 NUMBER_RE = re.compile(r"^\+?[A-Za-z0-9_.-]{1,64}$")
 SOURCE_RE = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$")
-CALLBACK_CONTEXT = contract.CONTEXT_CALLBACK
 
 
 class TransferMode(enum.Enum):
@@ -127,22 +128,55 @@ def callback_target(center: Center, number: str, endpoint: str, source: str | No
                     "a citizen came in is dialled")
 
 
+@dataclass(frozen=True)
+class _DeskJob:
+    """A hotline callback as the dialer sees it: keyed by the list's entry id."""
+
+    key: int
+    number: str
+    attempts: int
+    citizen_no_answers: int = 0
+
+
+class _ListMoves:
+    """The dialer's moves applied to the hotline's callback list."""
+
+    def __init__(self, service: HotlineService) -> None:
+        self.service = service
+
+    def dialling(self, job: Job, detail: str) -> None:
+        """Nothing to record: the entry moves once Asterisk took the originate."""
+
+    def refused(self, job: Job, why: str) -> None:
+        """Never: the hotline checks before it asks the dialer."""
+
+    def moved(self, move: Move) -> None:
+        """Apply the step to the entry; one the table refuses (a late result for a closed
+        entry) is logged and changes nothing."""
+        try:
+            self.service.callbacks.move(move.key, move.event, result_linkedid=move.linkedid)
+        except (KeyError, IllegalMove) as exc:
+            log.warn("Callback {id}: {event} not applied ({error})", id=move.key,
+                     event=move.event.value, error=exc)
+
+
 class HotlineService:
     """AMI operations on the hotline, for the server and the operator console.
 
     ``ami`` is anything with the :class:`pbx.ami.client.AMIActions` methods (the running
-    ``AMIService``); ``callbacks`` is the list :meth:`call_back` updates.
+    ``AMIService``); ``callbacks`` is the list :meth:`call_back` updates, through the one
+    callbacks dialer (``dispatcher.callbacks.dialer``) with the desk's policy.
     """
 
     def __init__(self, ami: AMIActions, center: Center, callbacks: CallbackList | None = None,
-                 queue: str = QUEUE_NAME) -> None:
+                 queue: str = QUEUE_NAME, clock: IReactorTime | None = None) -> None:
         self.ami = ami
         self.center = center
         self.queue = queue
         self.callbacks = callbacks if callbacks is not None else CallbackList()
+        self.dialer = Dialer(clock, ami, _ListMoves(self))
         self._agencies = {a.key: a for a in center.agencies}
         self._operators = {op.extension for op in center.operators}
-        self._ringing: dict[str, int] = {}  # callback originate ActionID -> entry id
 
     # -- who is who --------------------------------------------------------------------------
 
@@ -283,45 +317,27 @@ class HotlineService:
             target = callback_target(self.center, entry.number, entry.endpoint, entry.source)
             if not 5 <= ring_seconds <= 120:
                 raise InvalidInput(f"ring_seconds must be 5..120, got {ring_seconds}")
-            d = self.ami.originate(
-                iface, context=CALLBACK_CONTEXT, exten="s", priority=1,
-                caller_id=f'"Callback" <{entry.number}>',
-                variables={contract.VAR_CALLBACK_ID: entry.id,
-                           contract.VAR_CALLBACK_TARGET: target},
-                originate_timeout_ms=ring_seconds * 1000,
-            )
-
-            def accepted(response: Any) -> Any:
-                self.callbacks.set_state(entry.id, "ringing")
-                action_id = response.get("ActionID") if response is not None else None
-                if action_id:
-                    self._ringing[action_id] = entry.id
-                return response
-
-            return d.addCallback(accepted)
+            next_state(entry.phase, CallbackInput.RING_OPERATOR)  # a closed one: IllegalMove
+            return self.dialer.ring(_DeskJob(entry.id, entry.number, entry.attempts),
+                                    DeskPolicy(iface, target, ring_seconds))
         return self._guard(send)
 
     def originate_result(self, fields: Mapping[str, str]) -> CallbackEntry | None:
         """An ``OriginateResponse``: a callback whose operator never answered is pending
         again (an answered one is settled by its ``SiagaCallbackResult``)."""
-        entry_id = self._ringing.pop(fields.get("ActionID", ""), None)
-        if entry_id is None or fields.get("Response") == "Success":
-            return None
-        entry = self.callbacks.get(entry_id)
-        if entry.state != "ringing":
-            return None
-        return self.callbacks.set_state(entry_id, "pending")
+        key = self.dialer.on_originate_response(fields)
+        return self.callbacks.get(key) if key is not None else None
 
     def callback_result(self, fields: Mapping[str, str]) -> CallbackEntry | None:
         """Apply a ``SiagaCallbackResult`` user event to the list (done when answered)."""
         try:
             entry_id = int(fields.get("Callback", ""))
-            entry = self.callbacks.get(entry_id)
+            self.callbacks.get(entry_id)
         except (ValueError, KeyError):
             log.warn("Callback result for an unknown callback: {fields!r}", fields=dict(fields))
             return None
-        state = "done" if fields.get("Status") == "ANSWER" else "pending"
-        return self.callbacks.set_state(entry.id, state, result_linkedid=fields.get("Call"))
+        self.dialer.citizen_done(entry_id, None, fields.get("Status"), fields.get("Call"))
+        return self.callbacks.get(entry_id)
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dispatcher.alerts.incident import FINAL_STATES
+from dispatcher.callbacks.states import OPEN_STATES
 from dispatcher.calllog.models import Call, Callback, Incident, Recording
-from dispatcher.hotline.callbacks import OPEN_STATES
 
 __all__ = ["MIN_AGE", "FileInfo", "Pass", "choose", "delete", "protected_recordings", "scan"]
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dialplans.contract import QUEUE_NAME
+from dispatcher.callbacks.owed import CallbackEntry, CallbackList
 from dispatcher.config import Center
-from dispatcher.hotline.callbacks import CallbackEntry, CallbackList
 from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.journeys import button_calls_finished, incident_handed_off
-from dispatcher.hotline.callbacks import ABANDONED, CallbackList
+from dispatcher.callbacks.missed import ABANDONED
+from dispatcher.callbacks.owed import CallbackList
 from dispatcher.hotline.journeys import owe_missed_callbacks
 from tests.unit import calllog_scenarios as sc
 
