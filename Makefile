@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/siaga.example.yaml
-# Debian packages the center and its tests use (Asterisk itself comes from `siaga provision`).
-DEB_PACKAGES := debootstrap espeak-ng sox postgresql chromium chromium-driver systemd
+# Debian packages the center and its tests use (Asterisk itself comes from `siaga provision`;
+# kamailio is the SIP edge of a topology of several nodes, run by siaga, never as a service).
+DEB_PACKAGES := debootstrap espeak-ng sox postgresql chromium chromium-driver systemd kamailio
 
 .PHONY: run test setup deb venv provision lint unit
 
@@ -27,6 +28,11 @@ deb:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  case "$$missing " in *" kamailio "*) \
+	    echo "kamailio: the system service stays off (siaga starts its own edge)"; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now kamailio; \
+	    else rm -f /etc/systemd/system/multi-user.target.wants/kamailio.service; fi;; \
+	  esac; \
 	fi
 
 $(BIN)/siaga: setup.py pyproject.toml

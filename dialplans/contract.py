@@ -26,6 +26,11 @@ ENDPOINT_ANONYMOUS = "anonymous"
 #: The carrier's trunk (identified by its address); callers through it are dialled back through it.
 ENDPOINT_TRUNK = "trunk"
 
+# ---- the SIP edge (Kamailio, dispatcher.topology) ---------------------------------------
+#: The header the edge puts a citizen's own address (source IP:port) in, after removing any
+#: the caller sent; a node behind the edge trusts it from the edge's address alone.
+EDGE_SOURCE_HEADER = "X-Siaga-Source"
+
 # ---- dialplan contexts ----------------------------------------------------------------------
 #: Citizens (anonymous SIP callers and the trunk) enter here: exact hotline numbers only.
 CONTEXT_PUBLIC = "public"

@@ -86,6 +86,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
     paths = AsteriskPaths.for_center(center, moddir, datadir)
     creds = ensure_credentials(center)
     out = Path(args.out)
+    if center.topology is not None:  # the edge's files and each node's, one folder each
+        from dialplans.edge import render_topology
+
+        for folder, files in render_topology(center, creds, moddir, datadir).items():
+            for path in write_config(files, out / folder):
+                print(path)
+        return 0
     for path in write_config(render_all(center, creds, paths), out):
         print(path)
     return 0
@@ -150,6 +157,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from dispatcher.serve import run
 
     center = load_from_args(args)
+    if center.topology is not None:  # the edge and nodes this machine carries
+        from dispatcher.topology_run import run_topology
+
+        return run_topology(center, rootfs=args.rootfs, log_format=args.log_format)
     return run(center, rootfs=args.rootfs, log_format=args.log_format)
 
 
@@ -159,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="siaga", description="Siaga: emergency dispatch for a city command center.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("render", help="render the Asterisk configuration into a folder")
+    p = sub.add_parser("render", help="render the Asterisk configuration into a folder (with "
+                       "a topology: the edge's and each node's, a folder each)")
     add_config_args(p)
     p.add_argument("--out", required=True, help="folder to write the files into")
     p.add_argument("--rootfs", help="the provisioned root filesystem (default: $SIAGA_ROOTFS)")

@@ -12,9 +12,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatcher.selftest.settings import SELFTEST_KEYS, SelfTest, parse_selftest
 from dispatcher.yamlnodes import ConfigError, Section, Value, load_document
+
+if TYPE_CHECKING:
+    # Parsed only when a config has the section (rendering one node loads no edge code).
+    from dispatcher.topology import Node, Topology
 
 __all__ = [
     "AGENCY_KINDS",
@@ -214,6 +219,10 @@ class Center:
     security: Security = field(default_factory=Security)
     callbacks: Callbacks = field(default_factory=Callbacks)
     selftest: SelfTest = field(default_factory=SelfTest)
+    # An edge (Kamailio) in front of several Asterisk nodes (dispatcher.topology); None: one
+    # Asterisk. ``node`` is set on the copy of the center one node renders and runs.
+    topology: Topology | None = None
+    node: Node | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -255,7 +264,8 @@ class Center:
 
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
-             "metrics", "retention", "security", "callbacks", "tls", "selftest"}
+             "metrics", "retention", "security", "callbacks", "tls", "selftest",
+             "topology"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -437,7 +447,16 @@ class _Parser:
             callbacks=self.callbacks(r.section("callbacks", {"max_open", "max_per_source"})),
             selftest=parse_selftest(r.section("selftest", SELFTEST_KEYS),
                                     {op.extension for op in operators}),
+            topology=self.topology(db_url, db.get("url"), transport,
+                                   sip_sec.get("transport")),
         )
+
+    def topology(self, db_url: str, db_value: Value, transport: str,
+                 transport_value: Value) -> Topology | None:
+        from dispatcher.topology import TOPOLOGY_KEYS, parse_topology
+
+        return parse_topology(self.root.section("topology", TOPOLOGY_KEYS), db_url, db_value,
+                              transport, transport_value)
 
     def http_limits(self, sec: Section) -> HttpLimits:
         d = HttpLimits()

@@ -72,15 +72,33 @@ def asterisk_cli_argv(install: AsteriskInstall, asterisk_conf: Path, binds: Sequ
 
 
 class _AsteriskProtocol(protocol.ProcessProtocol):
-    """Copies Asterisk's output to a log file and reports its end."""
+    """Copies the process's output to a log file and reports its end.
 
-    def __init__(self, log_path: Path, on_exit: Callable[[int | None, int | None], None]):
+    ``kill_group``: the process leads a process group of workers (Kamailio). When the leader
+    dies the rest of the group is killed: orphaned workers would keep its ports and its
+    output pipes open (and the end of a process is reported only once its pipes close).
+    """
+
+    def __init__(self, log_path: Path, on_exit: Callable[[int | None, int | None], None],
+                 kill_group: bool = False):
         self.log_path = log_path
         self.on_exit = on_exit
+        self.kill_group = kill_group
+        self.leader: int | None = None
         # Never through a link, and root's alone from the first byte.
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         os.fchmod(fd, 0o600)  # also when an older run left it readable
         self._log = os.fdopen(fd, "ab")
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        self.leader = getattr(self.transport, "pid", None)
+
+    def processExited(self, reason) -> None:  # noqa: N802, ANN001
+        if self.kill_group and self.leader:
+            try:
+                os.killpg(self.leader, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass  # no worker left
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         self._log.write(data)
@@ -94,30 +112,29 @@ class _AsteriskProtocol(protocol.ProcessProtocol):
         self.on_exit(getattr(value, "exitCode", None), getattr(value, "signal", None))
 
 
-class AsteriskService(Service):
-    """Keeps one Asterisk running: starts it, restarts it when it dies, stops it cleanly.
+class ProcessSupervisor(Service):
+    """Keeps one process running: starts it, restarts it when it dies, stops it cleanly.
 
     The restart delay grows 1, 2, 4... seconds up to ``max_backoff`` and is reset once a run
     lasted longer than ``stable_after`` seconds. ``on_started`` is called with the run
-    number each time a process is spawned (the AMI client reconnects by itself).
+    number each time a process is spawned. ``what`` names the process in log lines.
 
-    ``adopt_pid``: an Asterisk already running on this state directory (left by a server
-    that was killed). It is adopted, not restarted: calls in progress go on. It is watched
-    by polling its pid, replaced by a child of ours if it dies, and stopped on stop.
+    ``adopt_pid``: such a process already running (left by a server that was killed). It is
+    adopted, not restarted: calls in progress go on. It is watched by polling its pid,
+    replaced by a child of ours if it dies, and stopped on stop.
     """
 
     log = Logger()
+    what = "the process"
+    # The process leads a group of workers, killed with it (see _AsteriskProtocol).
+    kill_group = False
 
-    def __init__(self, reactor: IReactorProcess, clock: IReactorTime, install: AsteriskInstall,
-                 asterisk_conf: Path, binds: Sequence[Path], log_path: Path,
-                 max_backoff: float = 10.0, stable_after: float = 30.0,
+    def __init__(self, reactor: IReactorProcess, clock: IReactorTime, argv: Sequence[str],
+                 log_path: Path, max_backoff: float = 10.0, stable_after: float = 30.0,
                  stop_timeout: float = 15.0, adopt_pid: int | None = None) -> None:
         self.reactor = reactor
         self.clock = clock
-        self.install = install
-        self.asterisk_conf = asterisk_conf
-        self.binds = tuple(binds)
-        self.argv = asterisk_argv(install, asterisk_conf, self.binds)
+        self.argv = list(argv)
         self.log_path = log_path
         self.max_backoff = max_backoff
         self.stable_after = stable_after
@@ -144,7 +161,8 @@ class AsteriskService(Service):
         super().startService()
         self._stopping = False
         if self.adopted_pid is not None and _alive(self.adopted_pid):
-            self.log.info("adopting the running Asterisk (pid {pid})", pid=self.adopted_pid)
+            self.log.info("adopting the running {what} (pid {pid})", what=self.what,
+                          pid=self.adopted_pid)
             self._started_at = self.clock.seconds()
             self._exited = defer.Deferred()
             self._watch = task.LoopingCall(self._check_adopted)
@@ -168,8 +186,8 @@ class AsteriskService(Service):
         self._started_at = self.clock.seconds()
         self._exited = defer.Deferred()
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-        proto = _AsteriskProtocol(self.log_path, self._ended)
-        self.log.info("starting Asterisk (run {run}): {argv}", run=self.runs,
+        proto = _AsteriskProtocol(self.log_path, self._ended, kill_group=self.kill_group)
+        self.log.info("starting {what} (run {run}): {argv}", what=self.what, run=self.runs,
                       argv=" ".join(self.argv))
         self.transport = self.reactor.spawnProcess(proto, self.argv[0], self.argv, env=env)
         for cb in list(self.on_started):
@@ -181,15 +199,17 @@ class AsteriskService(Service):
         if exited is not None:
             exited.callback(None)
         if self._stopping:
-            self.log.info("Asterisk stopped (exit {code}, signal {sig})", code=code, sig=sig)
+            self.log.info("{what} stopped (exit {code}, signal {sig})", what=self.what,
+                          code=code, sig=sig)
             return
         ran = self.clock.seconds() - self._started_at
         if ran >= self.stable_after:
             self._backoff = 1.0
         delay = self._backoff
         self._backoff = min(self._backoff * 2, self.max_backoff)
-        self.log.error("Asterisk died (exit {code}, signal {sig}) after {ran:.1f} s; "
-                       "restarting in {delay:.0f} s", code=code, sig=sig, ran=ran, delay=delay)
+        self.log.error("{what} died (exit {code}, signal {sig}) after {ran:.1f} s; "
+                       "restarting in {delay:.0f} s", what=self.what, code=code, sig=sig,
+                       ran=ran, delay=delay)
         self._restart_call = self.clock.callLater(delay, self._spawn)
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802
@@ -226,6 +246,24 @@ class AsteriskService(Service):
         except error.ProcessExitedAlready:
             pass
 
+
+
+class AsteriskService(ProcessSupervisor):
+    """Keeps one Asterisk running (see :class:`ProcessSupervisor`); the AMI client
+    reconnects by itself after each start."""
+
+    what = "Asterisk"
+
+    def __init__(self, reactor: IReactorProcess, clock: IReactorTime, install: AsteriskInstall,
+                 asterisk_conf: Path, binds: Sequence[Path], log_path: Path,
+                 max_backoff: float = 10.0, stable_after: float = 30.0,
+                 stop_timeout: float = 15.0, adopt_pid: int | None = None) -> None:
+        self.install = install
+        self.asterisk_conf = asterisk_conf
+        self.binds = tuple(binds)
+        super().__init__(reactor, clock, asterisk_argv(install, asterisk_conf, self.binds),
+                         log_path, max_backoff=max_backoff, stable_after=stable_after,
+                         stop_timeout=stop_timeout, adopt_pid=adopt_pid)
 
 def _alive(pid: int) -> bool:
     try:

@@ -1,0 +1,111 @@
+"""``siaga up`` on a config with a topology: the parts of it this machine carries.
+
+Each machine runs what has one of its addresses: the edge (Kamailio) when the edge's address
+is local, and every node whose SIP address is local, each supervised (restarted with
+back-off when it dies, stopped on SIGTERM). On one machine with loopback addresses that is
+everything; on several, the same config and the same command on each machine.
+
+The brain (one AMI connection per node, one merged live model, the call log on PostgreSQL,
+the console) is not run here yet: each node's dialplan carries hotline calls on its own
+(fail-open), as a single center does while its server is down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+
+from twisted.application.service import MultiService
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from dispatcher.config import Center
+from dispatcher.logs import json_lines_observer
+from dispatcher.topology import node_center, share_secrets
+
+__all__ = ["is_local_address", "local_parts", "run_topology"]
+
+
+def is_local_address(host: str) -> bool:
+    """True when this machine has ``host`` (a socket can be bound to it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+def local_parts(center: Center, is_local: Callable[[str], bool] = is_local_address
+                ) -> tuple[bool, list[str]]:
+    """Whether the edge runs here, and the names of the nodes that do."""
+    assert center.topology is not None
+    topo = center.topology
+    return is_local(topo.edge.host), [n.name for n in topo.nodes if is_local(n.sip_host)]
+
+
+def run_topology(center: Center, rootfs: str | None = None, log_format: str = "text") -> int:
+    """Start the local parts of the topology and run until SIGINT/SIGTERM; the exit code."""
+    from twisted.internet import reactor
+
+    from dispatcher.app import prepare
+    from dispatcher.topology import prepare_edge
+    from pbx.asterisk import AsteriskService, stale_pid
+    from pbx.kamailio import EdgeError, KamailioService
+    from pbx.provision import ProvisionError, locate, provision
+
+    assert center.topology is not None
+    os.umask(0o077)
+    edge_here, nodes_here = local_parts(center)
+    if not edge_here and not nodes_here:
+        print(f"siaga: none of the topology's addresses is on this machine (edge "
+              f"{center.topology.edge.host}, nodes "
+              f"{', '.join(n.sip_host for n in center.topology.nodes)})", file=sys.stderr)
+        return 1
+    services = MultiService()
+    lines = []
+    if nodes_here:
+        install = locate(rootfs)
+        if install is None:
+            try:
+                install = provision(rootfs)
+            except ProvisionError as exc:
+                print(f"siaga: {exc}", file=sys.stderr)
+                return 1
+        for name in nodes_here:
+            node = center.topology.node(name)
+            nc = node_center(center, node)
+            share_secrets(center, nc)
+            prepared = prepare(nc, install)
+            AsteriskService(reactor, reactor, install, prepared.asterisk_conf,
+                            prepared.asterisk_binds, prepared.asterisk_out,
+                            adopt_pid=stale_pid(nc.run_dir / "run")).setServiceParent(services)
+            lines.append(f"  node {name}: SIP {node.sip_host}:{node.sip_port}, "
+                         f"AMI {node.ami_host}:{node.ami_port}, files in {nc.state_dir}")
+    if edge_here:
+        try:
+            edge = prepare_edge(center)
+        except EdgeError as exc:
+            print(f"siaga: {exc}", file=sys.stderr)
+            return 1
+        KamailioService(reactor, reactor, edge).setServiceParent(services)
+        topo = center.topology
+        lines.insert(0, f"  edge: SIP {topo.edge.host}:{topo.edge.port} (citizens call "
+                        f"here), log {edge.out_path}")
+
+    observer = (json_lines_observer(sys.stdout) if log_format == "json"
+                else textFileLogObserver(sys.stdout))
+    globalLogBeginner.beginLoggingTo([observer])
+    reactor.addSystemEventTrigger("before", "shutdown", services.stopService)
+
+    def started() -> None:
+        services.startService()
+        print(f"{center.name}: scale-out parts on this machine\n" + "\n".join(lines)
+              + "\nThe server (console, call log, alerts) does not run across nodes yet: each "
+                "node carries hotline calls on its own.\nStop with Ctrl-C.", flush=True)
+
+    reactor.callWhenRunning(started)
+    reactor.run()
+    return 0

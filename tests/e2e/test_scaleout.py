@@ -1,0 +1,338 @@
+"""Scale-out on one machine: the SIP edge (Kamailio) in front of two real Asterisk nodes.
+
+Each node is on its own loopback address with its own ports (see tests/scaleout.py for why).
+Operators register directly at each node in this version (staff registration through the
+edge is to come): operator 1 at node a, operator 2 at node b.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dispatcher.config import load_center
+from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
+from pbx.asterisk import stale_pid
+from pbx.kamailio import EdgeError, node_states
+from pbx.phone.phone import Call, Phone
+from pbx.provision import AsteriskInstall
+from tests.e2e.hotline_helpers import getvar
+from tests.harness import PATIENCE, wait_for
+from tests.phones import PhoneFactory
+from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout, write_topology_config
+
+pytestmark = pytest.mark.asterisk
+
+FAILOVER_GOAL_S = 5.0  # the issue's bound, printed beside the measure
+
+
+@pytest.fixture(scope="module")
+def scaleout(tmp_path_factory: pytest.TempPathFactory,
+             asterisk_install: AsteriskInstall) -> Iterator[ScaleOut]:
+    """Two Asterisk nodes and the edge in front of them, for this module's tests."""
+    running = start_scaleout(tmp_path_factory.mktemp("scaleout"), asterisk_install)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def phone_directory(scaleout: ScaleOut):  # noqa: ANN201 (tests.phones.Directory)
+    """Citizens call the edge; staff credentials are the center's (shared by every node)."""
+    from tests.phones import Credentials, Directory
+
+    node = scaleout.nodes["a"]
+    return Directory(
+        server=scaleout.edge_address, hotline=scaleout.center.hotline[0],
+        operators=[Credentials(op.extension, node.password(op.extension))
+                   for op in scaleout.center.operators])
+
+
+def call_through_edge(scaleout: ScaleOut, citizen: Phone, timeout: float = 10.0,
+                      **headers: str) -> tuple[Call, str]:
+    """The citizen calls the hotline at the edge; wait until a node's IVR answered. Returns
+    the call and the name of the node that took it."""
+    before = {n: len(scaleout.hotline_channels(n)) for n in scaleout.nodes
+              if scaleout.nodes[n].proc is not None and scaleout.nodes[n].proc.poll() is None}
+    call = citizen.call(scaleout.center.hotline[0], headers=headers or None)
+    call.wait_confirmed(timeout)
+    landed = wait_for(lambda: [n for n in before
+                               if len(scaleout.hotline_channels(n)) > before[n]],
+                      5, "the call's channel on a node")
+    return call, landed[0]  # type: ignore[index]
+
+
+def test_given_two_nodes_when_citizens_call_the_edge_then_calls_land_on_both_and_reach_operators(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """Hotline calls at the edge are spread over both nodes; on each the IVR answers and the
+    node's operator is rung and talks with the citizen; the node learns the citizen's own
+    address from the edge (not a forged one from the caller)."""
+    ops = {"a": phones.extension(phones.directory.operator(1).user,
+                                 phones.directory.operator(1).password,
+                                 server=scaleout.node_address("a"), name="operator-a"),
+           "b": phones.extension(phones.directory.operator(2).user,
+                                 phones.directory.operator(2).password,
+                                 server=scaleout.node_address("b"), name="operator-b")}
+    citizen = phones.citizen()
+    seen: set[str] = set()
+    for attempt in range(4):
+        forged = {EDGE_SOURCE_HEADER: "203.0.113.9:5060"} if attempt == 0 else {}
+        call, node = call_through_edge(scaleout, citizen, **forged)
+        channel = scaleout.hotline_channels(node)[-1]["Channel"]
+        assert getvar(scaleout.ami(node), channel, "SIAGA_FROM") == f"127.0.0.1:{citizen.port}"
+        if node not in seen:
+            call.send_dtmf("1")  # an agency's key: straight to the queue
+            op_call = ops[node].answer(15)
+            if not seen:
+                heard = phones.two_way_audio(call, op_call)
+                assert heard.both, heard
+            seen.add(node)
+        call.hangup()
+        call.wait_disconnected(10)
+        if seen == set(scaleout.nodes):
+            break
+    assert seen == {"a", "b"}
+
+
+def test_given_the_edge_when_a_citizen_calls_what_is_not_the_hotline_then_refused(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """At the edge strangers reach the hotline numbers and nothing else; at a node, a
+    stranger who bypasses the edge reaches nothing at all."""
+    citizen = phones.citizen()
+    operator_ext = scaleout.center.operators[0].extension
+    call = citizen.call(operator_ext)
+    call.wait_disconnected(10)
+    assert call.status_code == 404, (call.status_code, call.reason)
+    direct = phones._keep(Phone(phones.stack, "direct-citizen",
+                                server=scaleout.node_address("a")))
+    bypass = direct.call(scaleout.center.hotline[0])
+    bypass.wait_disconnected(10)
+    assert bypass.confirmed_at is None
+    assert bypass.status_code in (401, 403), (bypass.status_code, bypass.reason)
+
+
+def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and_the_node_rejoins(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """kill -9 node a: every call placed from then on is answered (by b); once the edge has
+    marked a down, no call even tries it. Node a restarted: the edge sees it and sends it
+    calls again, nothing else restarted."""
+    citizen = phones.citizen()
+    scaleout.wait_up("a", "b")
+    victim = scaleout.nodes["a"]
+    assert victim.proc is not None
+    killed_at = time.monotonic()
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(10)
+    marked_down_at: float | None = None
+    answered: list[tuple[float, float, str]] = []  # (since the kill, set-up time, node)
+    after_marked = 0
+    deadline = time.monotonic() + 30 * PATIENCE
+    while after_marked < 3:
+        assert time.monotonic() < deadline, f"calls after the kill: {answered}"
+        started = time.monotonic()
+        call, node = call_through_edge(scaleout, citizen)
+        assert call.status_code == 200 and node == "b", (call.status_code, node)
+        assert call.confirmed_at is not None
+        answered.append((call.confirmed_at - killed_at, call.confirmed_at - started, node))
+        call.hangup()
+        call.wait_disconnected(10)
+        if marked_down_at is None:
+            state = scaleout.states().get("a")
+            if state is not None and not state.up:
+                marked_down_at = time.monotonic()
+        else:
+            after_marked += 1
+    assert marked_down_at is not None
+    down_s = marked_down_at - killed_at
+    print(f"\nfailover: node a marked down {down_s:.2f} s after kill -9 "
+          f"(goal {FAILOVER_GOAL_S:.0f} s); calls after the kill "
+          + ", ".join(f"answered at +{t:.2f} s (set-up {d * 1000:.0f} ms)"
+                      for t, d, _ in answered))
+
+    victim.start()
+    scaleout.wait_up("a")
+    back = []
+    for _ in range(4):
+        call, node = call_through_edge(scaleout, citizen)
+        back.append(node)
+        call.hangup()
+        call.wait_disconnected(10)
+        if node == "a":
+            break
+    assert "a" in back, back
+
+
+def options_flood(edge: tuple[str, int], source: str, count: int) -> int:
+    """Send ``count`` OPTIONS from ``source`` to the edge as fast as possible; how many
+    were answered."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        port = s.getsockname()[1]
+        for i in range(count):
+            call_id = uuid.uuid4().hex
+            s.sendto((f"OPTIONS sip:{edge[0]}:{edge[1]} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bK{call_id[:12]};rport\r\n"
+                      f"Max-Forwards: 70\r\nFrom: <sip:flood@{source}>;tag={i}\r\n"
+                      f"To: <sip:{edge[0]}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n"
+                      "Content-Length: 0\r\n\r\n").encode(), edge)
+        answered = 0
+        s.settimeout(1.0)
+        try:
+            while True:
+                if s.recv(4096).startswith(b"SIP/2.0 200"):
+                    answered += 1
+        except TimeoutError:
+            pass
+    return answered
+
+
+def test_given_a_flood_from_one_address_when_a_citizen_calls_then_the_flood_is_dropped(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """pike at the edge: past the flood limit one address gets no answers at all, while a
+    citizen from another address still reaches the hotline."""
+    topo = scaleout.center.topology
+    assert topo is not None
+    sent = TEST_FLOOD_REQUESTS * 5
+    answered = options_flood((topo.edge.host, topo.edge.port), "127.0.0.2", sent)
+    assert 0 < answered < sent, answered
+    citizen = phones.citizen()
+    call, _node = call_through_edge(scaleout, citizen)
+    call.hangup()
+    call.wait_disconnected(10)
+
+
+def child_with(parent: int, needle: str) -> int | None:
+    """The pid of ``parent``'s child whose command line holds ``needle``, if any."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
+            return int(entry.name)
+    return None
+
+
+def _cmdline(entry: Path) -> bytes:
+    try:
+        return (entry / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def kill_all_with(needle: str) -> None:
+    """SIGKILL every process whose command line holds ``needle`` (this test's own paths)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
+
+
+def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
+        tmp_path: Path, phones: PhoneFactory) -> None:
+    """`siaga up` on a topology config runs the edge and both nodes (all addresses are this
+    machine's); a node killed -9 is restarted and rejoins the edge by itself, so is the edge;
+    the supervisor killed -9 and started again adopts the nodes and replaces the edge;
+    SIGTERM stops everything."""
+    config = write_topology_config(tmp_path / "center.yaml")
+    state = tmp_path / "state"
+    center = load_center(config, state_dir=state)
+    assert center.topology is not None
+    siaga = Path(sys.executable).parent / "siaga"
+    runs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        out_path = tmp_path / f"siaga.{len(runs) + 1}.out"
+        with out_path.open("wb") as out:
+            proc = subprocess.Popen([str(siaga), "up", "--config", str(config), "--state-dir",
+                                     str(state)], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        runs.append((proc, out_path))
+        return proc
+
+    socket_path = edge_paths(center).rpc_socket
+    edge_config = str(edge_paths(center).config)
+    node_a = node_center(center, center.topology.node("a"))
+
+    def output() -> str:
+        return runs[-1][1].read_text(errors="replace")[-3000:]
+
+    def states() -> dict[str, bool]:
+        assert runs[-1][0].poll() is None, output()
+        try:
+            return {s.name: s.up for s in node_states(socket_path, timeout=1)}
+        except EdgeError:
+            return {}
+
+    def hotline_call() -> None:
+        call = citizen.call(center.hotline[0])
+        call.wait_confirmed(10)
+        call.hangup()
+        call.wait_disconnected(10)
+
+    citizen = phones._keep(Phone(phones.stack, "citizen-up", server=(
+        f"{center.topology.edge.host}:{center.topology.edge.port}")))
+    proc = start()
+    try:
+        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up at the edge")
+        hotline_call()
+        killed = stale_pid(node_a.run_dir / "run")
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        # Restarted by the supervisor (1 s later). Whether the edge saw it down in between
+        # depends on where its pings fell (a quick restart may answer the next one): the
+        # edge's side of a loss is the module's failover test.
+        wait_for(lambda: stale_pid(node_a.run_dir / "run") not in (None, killed), 30,
+                 "node a restarted")
+        wait_for(lambda: states().get("a") is True, 30, "node a up at the edge")
+        hotline_call()
+        hotline_call()  # round robin: one of the two goes to node a
+        # The edge itself, killed: restarted, it finds the nodes again and carries calls.
+        edge_pid = child_with(proc.pid, edge_config)
+        assert edge_pid is not None
+        os.kill(edge_pid, signal.SIGKILL)
+        wait_for(lambda: child_with(proc.pid, edge_config) not in (None, edge_pid), 10,
+                 "Kamailio restarted")
+        wait_for(lambda: states() == {"a": True, "b": True}, 15, "both nodes up again")
+        hotline_call()
+        # The supervisor killed: the nodes and the edge go on without it; the next siaga up
+        # adopts the nodes, replaces the edge left behind, and calls go through.
+        nodes_before = {n.name: stale_pid(node_center(center, n).run_dir / "run")
+                        for n in center.topology.nodes}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc = start()
+        wait_for(lambda: child_with(proc.pid, edge_config) is not None, 30, "a new edge")
+        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up, new edge")
+        hotline_call()
+        assert {n.name: stale_pid(node_center(center, n).run_dir / "run")
+                for n in center.topology.nodes} == nodes_before  # adopted, not restarted
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30 * PATIENCE)
+        except subprocess.TimeoutExpired:
+            kill_all_with(str(state))  # the server hung: leave nothing of this test behind
+            raise
+    assert code == 0, output()
+    for node in center.topology.nodes:
+        assert stale_pid(node_center(center, node).run_dir / "run") is None
+    assert "Kamailio stopped" in output()
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                and edge_config.encode() in _cmdline(p)], "a Kamailio was left running"
