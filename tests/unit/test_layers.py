@@ -1,5 +1,5 @@
 """The dependency direction, checked on the source: pbx ← dispatcher's features ← api/web ←
-app (the builder) ← serve (the entry point). (``pbx`` ← dispatcher is test_import_graph's.)
+app (the builder) ← the entry points. (``pbx`` ← dispatcher is test_import_graph's.)
 
 A feature refuses in its own exceptions and knows no HTTP status; only ``dispatcher/api`` and
 ``dispatcher/web`` serve HTTP and map refusals to statuses. Read with ``ast`` (imports inside
@@ -14,8 +14,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HTTP_LAYER = ("dispatcher/api/", "dispatcher/web/")
-# The builder, ``siaga up``'s entry point, and the command line that dispatches to it.
-TOP = ("dispatcher/app.py", "dispatcher/serve.py", "dispatcher/cli.py")
+# The builder, ``siaga up``'s entry points (one node; several behind the SIP edge), and the
+# command line that dispatches to them.
+ENTRY_POINTS = ("dispatcher/serve.py", "dispatcher/topology_run.py")
+TOP = ("dispatcher/app.py", "dispatcher/cli.py", *ENTRY_POINTS)
 # Serving HTTP (resources, requests, status codes); a feature may be an HTTP *client*
 # (the self-test's alarm webhook uses twisted.web.client).
 HTTP_SERVING = ("twisted.web.resource", "twisted.web.server", "twisted.web.http")
@@ -85,9 +87,9 @@ def test_given_the_http_layer_when_read_then_it_does_not_reach_the_builder() -> 
 
 
 def test_given_the_builder_when_read_then_only_the_entry_point_imports_it() -> None:
-    """``dispatcher.app`` assembles everything, so nothing but ``siaga up`` (serve) and the
-    test harness may import it."""
+    """``dispatcher.app`` assembles everything, so nothing but ``siaga up``'s entry points
+    (and the test harness) may import it."""
     importers = [f"{rel}:{line}" for rel, tree in _modules("dispatcher", "pbx", "ivr")
                  for line, name in _imports(tree)
-                 if _within(name, "dispatcher.app") and rel != "dispatcher/serve.py"]
+                 if _within(name, "dispatcher.app") and rel not in ENTRY_POINTS]
     assert importers == []
