@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from dispatcher.alerts.auth import Authenticator, sign
+from dispatcher.alerts.errors import BadCredentials
 from dispatcher.alerts.storage import device_credentials
-from dispatcher.api.errors import ApiError
 from dispatcher.calllog import db
 from dispatcher.cli import main
 from dispatcher.config import load_center
@@ -77,9 +77,9 @@ def test_given_hmac_device_enrolled_on_the_center_when_database_stolen_then_no_k
                "x-siaga-signature": sign(key, 1000, body)}
     master = ensure_credentials(center).master_key
     assert Authenticator(master_key=master).check(device, headers, body, 1000.0) == device
-    with pytest.raises(ApiError):
+    with pytest.raises(BadCredentials):
         Authenticator().check(device, headers, body, 1000.0)
     forged = {**headers, "x-siaga-signature": sign(
         device_key(master, "app-8", device.hmac_key), 1000, body)}  # type: ignore[arg-type]
-    with pytest.raises(ApiError):
+    with pytest.raises(BadCredentials):
         Authenticator(master_key=master).check(device, forged, body, 1000.0)

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dialplans.contract import QUEUE_NAME
 from dispatcher.alerts.service import AlertCounts
 from dispatcher.config import ConfigError, MetricsAccess, load_center
+from dispatcher.metrics.access import refusal
 from dispatcher.metrics.collector import CenterCollector, Sources
-from dispatcher.metrics.resource import refusal
 from pbx.ami.model import LiveModel
 from tests.harness import EXAMPLE_CONFIG
 
@@ -147,16 +147,17 @@ def test_given_the_database_unreadable_when_collected_then_day_figures_are_left_
 
 
 def test_given_alert_outcomes_when_counted_then_new_retries_and_refusals_are_apart() -> None:
-    """A 201 is a new alert, a 200 a retry of one stored, a failure a refusal by code."""
+    """An alert created is new, one not created a retry of one stored, a failure a refusal
+    by code."""
     from twisted.python.failure import Failure
 
-    from dispatcher.alerts.service import Reply
-    from dispatcher.api.errors import ApiError
+    from dispatcher.alerts.errors import RateLimited
+    from dispatcher.alerts.service import AlertAccepted
 
     counts = AlertCounts()
-    counts.count(Reply(201, {}))
-    counts.count(Reply(200, {}))
-    refused = Failure(ApiError(429, "rate_limited", "slow down"))
+    counts.count(AlertAccepted("a1", 1, "new", created=True))
+    counts.count(AlertAccepted("a1", 1, "new", created=False))
+    refused = Failure(RateLimited("rate_limited", "slow down", retry_after=1))
     assert counts.count(refused) is refused  # passed on: the API still answers 429
     counts.count(Failure(RuntimeError("boom")))
     assert (counts.committed, counts.duplicates) == (1, 1)

@@ -1,72 +1,29 @@
 """``GET /metrics``: Prometheus' text format, for configured addresses or a bearer token.
 
-The client's address is the TCP peer's: a ``X-Forwarded-For`` header is not believed (anyone
-could send one). A refusal is a JSON 403 with its reason, like every other error of the site.
+Who may scrape is the metrics feature's rule (:func:`dispatcher.metrics.access.refusal`);
+a refusal is a JSON 403 with its reason, like every other error of the site.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from dispatcher.api.errors import error_body
-from dispatcher.calllog.db import transaction
 from dispatcher.config import MetricsAccess
-from dispatcher.metrics.collector import CenterCollector, Sources, today_summary
+from dispatcher.metrics.access import refusal
+from dispatcher.metrics.collector import CenterCollector, Sources, TodayReader
 
-__all__ = ["MetricsResource", "refusal", "today_reader"]
+__all__ = ["MetricsResource"]
 
 # The text format generate_latest writes, in the type every Prometheus version reads (the
 # library's newest constant names 1.0.0, which Prometheus 2 scrapers do not announce).
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-TodayReader = Callable[[], "defer.Deferred[dict[str, Any] | None]"]
-
-
-def refusal(access: MetricsAccess, host: str | None, authorization: bytes | None
-            ) -> str | None:
-    """Why a scrape from ``host`` with this ``Authorization`` header is refused, or None."""
-    if access.token is not None and authorization is not None:
-        scheme, _, given = authorization.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(
-                given.strip(), access.token.encode()):
-            return None
-    try:
-        address = ipaddress.ip_address((host or "").split("%")[0])
-    except ValueError:
-        address = None
-    if address is not None:
-        if getattr(address, "ipv4_mapped", None) is not None:
-            address = address.ipv4_mapped  # type: ignore[union-attr]
-        if any(address in net for net in access.allow):
-            return None
-    if access.token is not None:
-        return "metrics are served to configured addresses or with the bearer token"
-    return "metrics are served to configured addresses only"
-
-
-def today_reader(reactor: Any, pool: ThreadPool, sessions: Any,
-                 clock: Callable[[], float]) -> TodayReader:
-    """Reads today's summary in ``pool`` (never on the reactor thread)."""
-    def read() -> defer.Deferred[dict[str, Any] | None]:
-        now = clock()
-
-        def work() -> dict[str, Any]:
-            with transaction(sessions) as session:
-                return today_summary(session, now)
-
-        return threads.deferToThreadPool(reactor, pool, work)
-
-    return read
 
 
 class MetricsResource(resource.Resource):
