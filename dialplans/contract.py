@@ -4,8 +4,9 @@ The dialplan (``dialplans/templates``, rendered with this module as ``contract``
 server (``dispatcher``, ``pbx``) talk through Asterisk: the server originates into dialplan
 contexts, sets and reads channel variables, waits for the dialplan's user events and CEL
 marks, and knows the queue and the operators' feature codes. Each of those names lives here
-and only here, so renaming one on either side is one edit (and ``tests/unit/test_contract.py``
-fails when the rendered dialplan and this module disagree).
+and only here, so renaming one on either side is one edit (and
+``tests/unit/dialplans/test_contract.py`` fails when the rendered dialplan and this module
+disagree).
 
 Pure Python on purpose: no Twisted, no Jinja, nothing from ``dispatcher`` or ``pbx``, so that
 rendering the configuration (``siaga render``) never loads the server.
