@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e.api_process import StandaloneApi
 from tests.e2e.hotline_helpers import operator_then_citizen
 from tests.harness import wait_for, write_test_config
 
@@ -36,58 +36,17 @@ CITIZEN_EXT = "339"  # the disaster agency's duty phone stands in for a citizen'
 REPO = Path(__file__).resolve().parents[2]
 
 
-class AlertServer:
+class AlertServer(StandaloneApi):
     """The API server as a child process on the session's Asterisk."""
 
     def __init__(self, asterisk: RunningAsterisk, workdir: Path) -> None:
-        self.workdir = workdir
-        self.config = write_test_config(workdir / "siaga.yaml",
-                                        sip_port=asterisk.center.sip.port,
-                                        ami_port=asterisk.center.ami.port)
-        self.state_dir = asterisk.center.state_dir  # its secrets.yaml holds the AMI secret
         self.db_path = workdir / "alerts.db"
-        self.db = f"sqlite:///{self.db_path}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.runs = 0
-
-    def start(self) -> None:
-        """Start it and wait until it listens."""
-        self.runs += 1
-        out_path = self.workdir / f"server.{self.runs}.log"
-        out = out_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher.api.standalone", "--config", str(self.config),
-             "--state-dir", str(self.state_dir), "--db", self.db, "--port", "0", "--ami",
-             "--citizen-dial", "PJSIP/{number}", "--citizen-ring-seconds", "15",
-             "--retry-interval", "2"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
-        out.close()
-
-        def listening() -> int | None:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"the API server exited:\n{out_path.read_text()}")
-            match = re.search(r"LISTENING (\d+)", out_path.read_text(errors="replace"))
-            return int(match.group(1)) if match else None
-
-        self.port = int(wait_for(listening, 60, "the API server to listen"))  # type: ignore[arg-type]
-        self.log_path = out_path
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, nothing flushed that was not already committed."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Stop it if it runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        config = write_test_config(workdir / "siaga.yaml", sip_port=asterisk.center.sip.port,
+                                   ami_port=asterisk.center.ami.port)
+        # The session's state dir: its secrets.yaml holds the AMI secret.
+        super().__init__(workdir, config, asterisk.center.state_dir, f"sqlite:///{self.db_path}",
+                         ["--ami", "--citizen-dial", "PJSIP/{number}",
+                          "--citizen-ring-seconds", "15", "--retry-interval", "2"])
 
     def enrol(self, device_id: str, callback_number: str) -> str:
         """``siaga device add`` on the server's database; the token it printed."""

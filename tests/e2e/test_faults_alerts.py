@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import re
-import signal
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
@@ -25,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import wait_for, write_test_config
+from tests.e2e.api_process import StandaloneApi
+from tests.harness import write_test_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICES = 40
@@ -34,54 +32,15 @@ KILL_AFTER = 400  # acknowledged alerts before the SIGKILL: the burst is still g
 CONNECTIONS = 16
 
 
-class ApiProcess:
-    """The standalone API server on a SQLite file, started and SIGKILLed at will."""
+class ApiProcess(StandaloneApi):
+    """The standalone API server on a SQLite file, without AMI, started and SIGKILLed at will."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.config = write_test_config(workdir / "siaga.yaml")
         self.db_path = workdir / "alerts.db"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.runs = 0
-
-    def start(self) -> None:
-        """Start it and wait until it listens."""
-        self.runs += 1
-        out_path = self.workdir / f"server.{self.runs}.log"
-        with out_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dispatcher.api.standalone", "--config",
-                 str(self.config), "--state-dir", str(self.workdir / "state"),
-                 "--db", f"sqlite:///{self.db_path}", "--port", "0",
-                 # Each device sends 25 alerts as fast as the server takes them.
-                 "--rate-burst", "100", "--rate-per-second", "100"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO)
-
-        def listening() -> int | None:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the API server exited:\n{out_path.read_text()}")
-            match = re.search(r"LISTENING (\d+)", out_path.read_text(errors="replace"))
-            return int(match.group(1)) if match else None
-
-        self.port = int(wait_for(listening, 60, "the API server to listen"))  # type: ignore[arg-type]
-
-    def kill(self) -> None:
-        """SIGKILL: nothing flushed, nothing drained."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Stop it if it runs (teardown)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        # Each device sends 25 alerts as fast as the server takes them.
+        super().__init__(workdir, write_test_config(workdir / "siaga.yaml"), workdir / "state",
+                         f"sqlite:///{self.db_path}",
+                         ["--rate-burst", "100", "--rate-per-second", "100"])
 
 
 def enrol(db_path: Path, count: int) -> dict[str, str]:
