@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,6 +74,9 @@ from benchmarks.sipp_stats import (  # noqa: E402
     read_sipp_csv,
     rtd_samples,
 )
+
+if TYPE_CHECKING:
+    from dispatcher.config import Center
 
 CITIZENS = "127.0.0.2"
 OPERATORS = "127.0.0.3"
@@ -387,6 +391,19 @@ class Operators:
         self.proc: subprocess.Popen[bytes] | None = None
         self.dir: Path | None = None
 
+    @classmethod
+    def for_center(cls, sipp: SippRunner, center: Center, ring_seconds: float) -> Operators:
+        """Every operator desk of ``center``, registered and answering."""
+        from dispatcher.credentials import ensure_credentials
+
+        creds = ensure_credentials(center)
+        desks = cls(sipp, f"{center.sip.host}:{center.sip.port}",
+                    {op.extension: creds.password(op.extension) for op in center.operators},
+                    int(ring_seconds * 1000))
+        desks.register()
+        desks.answer()
+        return desks
+
     def register(self) -> None:
         """REGISTER every desk (digest); raises when any is refused."""
         work = self.sipp.workdir("register")
@@ -656,7 +673,6 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                      "overlap with operators")
     deadline = time.monotonic() + args.max_minutes * 60
 
-    from dispatcher.credentials import ensure_credentials
     from pbx.provision import provision
     from tests.harness import SiagaProcess, write_test_config
 
@@ -682,12 +698,7 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             server.start(timeout=180)
             center = server.center
             target = f"{center.sip.host}:{center.sip.port}"
-            creds = ensure_credentials(center)
-            operators = Operators(sipp, target, {op.extension: creds.password(op.extension)
-                                                 for op in center.operators},
-                                  int(args.ring_seconds * 1000))
-            operators.register()
-            operators.answer()
+            operators = Operators.for_center(sipp, center, args.ring_seconds)
             if not args.no_rtp_check:
                 sample = SampleCall(target, center.hotline[0], Path(tmp),
                                     args.ring_seconds + 10)

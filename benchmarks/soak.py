@@ -488,15 +488,10 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             server.start(timeout=180)
             center = server.center
             target = f"{center.sip.host}:{center.sip.port}"
-            creds = ensure_credentials(center)
-            operators = Operators(sipp, target, {op.extension: creds.password(op.extension)
-                                                 for op in center.operators},
-                                  int(args.ring_seconds * 1000))
-            operators.register()
-            operators.answer()
+            operators = Operators.for_center(sipp, center, args.ring_seconds)
             tokens = enrol(center.database_url, args.devices)
             supervisor = center.supervisors[0]
-            login = (supervisor, creds.console_passwords[supervisor])
+            login = (supervisor, ensure_credentials(center).console_passwords[supervisor])
             asterisk_pid = server.asterisk_pid()
             assert server.proc is not None
             server_pid = server.proc.pid
