@@ -15,8 +15,24 @@ create, destroy or move things are found through a table, by event name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
+
+from pbx.ami.entities import (
+    CONTACT_PRESENT,
+    Bridge,
+    Channel,
+    Endpoint,
+    Fields,
+    Queue,
+    QueueCaller,
+    QueueMember,
+    contact_uris,
+    device_state_name,
+    fields_of,
+    flag,
+    uniqueid_order,
+)
 
 __all__ = [
     "Bridge",
@@ -28,142 +44,6 @@ __all__ = [
     "QueueMember",
     "device_state_name",
 ]
-
-Fields = Mapping[str, str]
-
-# Asterisk's device states: the numbers queue members report, the words EndpointList uses,
-# and the constants DeviceStateChange uses, all mapped to the constants.
-_DEVICE_STATES = (
-    "UNKNOWN", "NOT_INUSE", "INUSE", "BUSY", "INVALID", "UNAVAILABLE", "RINGING",
-    "RINGINUSE", "ONHOLD",
-)
-_DEVICE_STATE_WORDS = {
-    "unknown": "UNKNOWN", "not in use": "NOT_INUSE", "in use": "INUSE", "busy": "BUSY",
-    "invalid": "INVALID", "unavailable": "UNAVAILABLE", "ringing": "RINGING",
-    "ring+inuse": "RINGINUSE", "on hold": "ONHOLD",
-}
-# ContactStatus values under which a contact still exists.
-_CONTACT_PRESENT = {"Created", "Reachable", "Unreachable", "NonQualified", "Updated", "Unknown"}
-
-
-def device_state_name(value: str) -> str:
-    """Normalize a device state given as a number, a word or a constant to the constant."""
-    text = value.strip()
-    if text.isdigit():
-        number = int(text)
-        return _DEVICE_STATES[number] if number < len(_DEVICE_STATES) else "UNKNOWN"
-    upper = text.upper().replace(" ", "_")
-    if upper in _DEVICE_STATES:
-        return upper
-    return _DEVICE_STATE_WORDS.get(text.lower(), "UNKNOWN")
-
-
-def _fields(event: Any) -> Fields:
-    # Accept a parsed Message (its .fields) or any mapping of header -> value.
-    return getattr(event, "fields", event)
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes")
-
-
-@dataclass
-class Channel:
-    """One Asterisk channel, as its latest snapshot showed it."""
-
-    uniqueid: str
-    name: str = ""
-    linkedid: str = ""
-    state: str = ""
-    caller_num: str = ""
-    caller_name: str = ""
-    connected_num: str = ""
-    connected_name: str = ""
-    context: str = ""
-    exten: str = ""
-    priority: str = ""
-    bridge: str | None = None
-
-    def update(self, f: Fields, prefix: str = "") -> None:
-        """Take the channel snapshot fields of an event (``Dest``-prefixed ones for the
-        second channel of two-channel events)."""
-        get = f.get
-        self.name = get(prefix + "Channel", self.name)
-        self.linkedid = get(prefix + "Linkedid", self.linkedid)
-        self.state = get(prefix + "ChannelStateDesc", self.state)
-        self.caller_num = get(prefix + "CallerIDNum", self.caller_num)
-        self.caller_name = get(prefix + "CallerIDName", self.caller_name)
-        self.connected_num = get(prefix + "ConnectedLineNum", self.connected_num)
-        self.connected_name = get(prefix + "ConnectedLineName", self.connected_name)
-        self.context = get(prefix + "Context", self.context)
-        self.exten = get(prefix + "Exten", self.exten)
-        self.priority = get(prefix + "Priority", self.priority)
-
-
-@dataclass
-class Bridge:
-    """A bridge and the channels (by uniqueid) in it."""
-
-    uniqueid: str
-    bridge_type: str = ""
-    technology: str = ""
-    name: str = ""
-    creator: str = ""
-    members: set[str] = field(default_factory=set)
-
-    def update(self, f: Fields) -> None:
-        """Take the bridge snapshot fields of an event."""
-        self.bridge_type = f.get("BridgeType", self.bridge_type)
-        self.technology = f.get("BridgeTechnology", self.technology)
-        self.name = f.get("BridgeName", self.name)
-        self.creator = f.get("BridgeCreator", self.creator)
-
-
-@dataclass
-class QueueCaller:
-    """A caller waiting in a queue."""
-
-    uniqueid: str
-    channel: str
-    position: int
-    wait_start: float
-
-
-@dataclass
-class QueueMember:
-    """An operator's interface in a queue."""
-
-    interface: str
-    name: str = ""
-    state_interface: str = ""
-    status: str = "UNKNOWN"
-    paused: bool = False
-    paused_reason: str = ""
-    in_call: bool = False
-    membership: str = ""
-    penalty: str = "0"
-    calls_taken: int = 0
-
-
-@dataclass
-class Queue:
-    """A queue: callers by uniqueid, members by interface."""
-
-    name: str
-    strategy: str = ""
-    callers: dict[str, QueueCaller] = field(default_factory=dict)
-    members: dict[str, QueueMember] = field(default_factory=dict)
-
-
-@dataclass
-class Endpoint:
-    """A PJSIP endpoint: device state, registered contact URIs, reachability."""
-
-    name: str
-    device_state: str = "UNKNOWN"
-    contacts: set[str] = field(default_factory=set)
-    reachable: bool | None = None
-
 
 class LiveModel:
     """Channels, bridges, queues and endpoints, kept current from AMI events.
@@ -211,7 +91,7 @@ class LiveModel:
 
     def handle(self, event: Any) -> None:
         """Apply one AMI event (Message or mapping)."""
-        f = _fields(event)
+        f = fields_of(event)
         handler = self._handlers.get(f.get("Event", ""))
         if handler is not None:
             handler(f)
@@ -337,10 +217,10 @@ class LiveModel:
         if "Status" in f:
             member.status = device_state_name(f["Status"])
         if "Paused" in f:
-            member.paused = _flag(f["Paused"])
+            member.paused = flag(f["Paused"])
         member.paused_reason = get("PausedReason", member.paused_reason)
         if "InCall" in f:
-            member.in_call = _flag(f["InCall"])
+            member.in_call = flag(f["InCall"])
         member.membership = get("Membership", member.membership)
         member.penalty = get("Penalty", member.penalty)
         if (get("CallsTaken") or "").isdigit():
@@ -389,7 +269,7 @@ class LiveModel:
             return
         endpoint = self._endpoint(name)
         uri = f.get("URI", "")
-        if f.get("ContactStatus") in _CONTACT_PRESENT:
+        if f.get("ContactStatus") in CONTACT_PRESENT:
             endpoint.contacts.add(uri)
         else:
             endpoint.contacts.discard(uri)
@@ -429,13 +309,13 @@ class LiveModel:
         self.device_states = {}
         old_endpoints, self.endpoints = self.endpoints, {}
         for item in channels:
-            f = _fields(item)
+            f = fields_of(item)
             channel = Channel(f["Uniqueid"])
             channel.update(f)
             channel.bridge = f.get("BridgeId") or None
             self.channels[channel.uniqueid] = channel
         for item in bridges:
-            f = _fields(item)
+            f = fields_of(item)
             bridge = self.bridges[f["BridgeUniqueid"]] = Bridge(f["BridgeUniqueid"])
             bridge.update(f)
         for channel in self.channels.values():
@@ -449,13 +329,13 @@ class LiveModel:
             if bridge is None:
                 continue  # destroyed between the two lists
             for item in members:
-                uniqueid = _fields(item).get("Uniqueid", "")
+                uniqueid = fields_of(item).get("Uniqueid", "")
                 channel = self.channels.get(uniqueid)
                 if channel is not None:
                     bridge.members.add(uniqueid)
                     channel.bridge = bridge_id
         for item in queues:
-            f = _fields(item)
+            f = fields_of(item)
             event = f.get("Event")
             if event == "QueueParams":
                 self._queue(f["Queue"]).strategy = f.get("Strategy", "")
@@ -469,18 +349,18 @@ class LiveModel:
                     now - (int(wait) if wait.isdigit() else 0),
                 )
         for item in endpoints:
-            f = _fields(item)
+            f = fields_of(item)
             name = f.get("ObjectName", "")
             if not name:
                 continue
             endpoint = Endpoint(name, device_state_name(f.get("DeviceState", "")))
-            endpoint.contacts = _contact_uris(f.get("Contacts", ""))
+            endpoint.contacts = contact_uris(f.get("Contacts", ""))
             previous = old_endpoints.get(name)
             if previous is not None:
                 endpoint.reachable = previous.reachable
             self.endpoints[name] = endpoint
         for item in device_states:
-            f = _fields(item)
+            f = fields_of(item)
             device = f.get("Device", "")
             if device.startswith("PJSIP/") and device[6:] not in self.endpoints:
                 previous = old_endpoints.get(device[6:])
@@ -534,21 +414,4 @@ class LiveModel:
     def channels_of(self, linkedid: str) -> list[Channel]:
         """The channels of one call (sharing a linkedid), oldest first."""
         return sorted((c for c in self.channels.values() if c.linkedid == linkedid),
-                      key=lambda c: _uniqueid_order(c.uniqueid))
-
-
-def _contact_uris(text: str) -> set[str]:
-    """EndpointList's ``Contacts: aor/uri,aor/uri,`` as a set of URIs."""
-    uris = set()
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        _, slash, uri = item.partition("/")
-        uris.add(uri if slash else item)
-    return uris
-
-
-def _uniqueid_order(uniqueid: str) -> tuple[int, ...]:
-    """Uniqueids are ``<epoch>.<sequence>``: order them numerically, not as text."""
-    return tuple(int(part) if part.isdigit() else 0 for part in uniqueid.split("."))
+                      key=lambda c: uniqueid_order(c.uniqueid))

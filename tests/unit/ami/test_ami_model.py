@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pbx.ami.model import LiveModel, device_state_name
+from pbx.ami.entities import device_state_name
+from pbx.ami.model import LiveModel
 from pbx.ami.protocol import AMIParser, Message
 
 # Recorded by tests/data/ami/capture.py --calls 12: callers queue for two operators (Local
