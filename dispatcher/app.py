@@ -40,6 +40,7 @@ from dispatcher.metrics.resource import MetricsResource, today_reader
 from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.push import PushHub
 from dispatcher.web.site import build_site, report_text
 from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -308,14 +309,23 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
         selftest = server.add("selftest", build_selftest(reactor, center, prepared.creds,
                                                          calllog.writer))
 
+    def wallboard() -> dict[str, Any]:
+        return wallboard_document(model, center, reactor.seconds(),
+                                  callbacks.page(0, WALLBOARD_CALLBACKS), callbacks.open_count,
+                                  selftest.status() if selftest else None)
+
+    # The live push channel (/events): pages follow the wallboard as AMI, the model's
+    # resyncs and the callback list change it.
+    push = server.add("push", PushHub(reactor))
+    push.add_view("wallboard", wallboard)
+    ami.subscribe_all(lambda _event: push.changed("wallboard"))
+    server.model_sync.on_resynced(lambda _model: push.changed("wallboard"))
+    callbacks.on_change = lambda _entry: push.changed("wallboard")
+
     site = build_site(
-        center, prepared.creds, reactor.seconds,
-        wallboard=lambda: wallboard_document(model, center, reactor.seconds(),
-                                             callbacks.page(0, WALLBOARD_CALLBACKS),
-                                             callbacks.open_count,
-                                             selftest.status() if selftest else None),
+        center, prepared.creds, reactor.seconds, wallboard=wallboard,
         reports=run_report, api=api.resource, request_factory=api.request_factory,
-        reactor=reactor,
+        reactor=reactor, push=push,
     )
     # How late the reactor runs its timers: the figure that tells a blocked reactor thread.
     lag = server.add("reactor_lag", ReactorLag(reactor))
