@@ -42,7 +42,11 @@ from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.push import PushHub
 from dispatcher.web.site import build_site, report_text
-from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
+from dispatcher.web.wallboard import (
+    WALLBOARD_CALLBACKS,
+    incidents_document,
+    wallboard_document,
+)
 from ivr.prompts import build_prompts, stock_sound_dirs
 from pbx.ami.connection import AMIClient
 from pbx.ami.connection import Credentials as AMICredentials
@@ -315,12 +319,15 @@ def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
                                   selftest.status() if selftest else None)
 
     # The live push channel (/events): pages follow the wallboard as AMI, the model's
-    # resyncs and the callback list change it.
+    # resyncs and the callback list change it, and the incidents as their feed does.
     push = server.add("push", PushHub(reactor))
     push.add_view("wallboard", wallboard)
     ami.subscribe_all(lambda _event: push.changed("wallboard"))
     server.model_sync.on_resynced(lambda _model: push.changed("wallboard"))
     callbacks.on_change = lambda _entry: push.changed("wallboard")
+    feed = api.alerts.feed
+    push.add_view("incidents", lambda: incidents_document(feed.since(max(0, feed.last - 500))))
+    feed.listeners.append(lambda _item: push.changed("incidents"))
 
     site = build_site(
         center, prepared.creds, reactor.seconds, wallboard=wallboard,

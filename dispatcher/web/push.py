@@ -84,8 +84,9 @@ class PushHub(Service):
     heartbeat = 15.0
     #: Bytes a paused (slow) stream may queue before it is closed.
     max_buffer = 256 * 1024
-    #: Seconds a change waits for others before the views are rendered.
-    coalesce = 0.0
+    #: Seconds a change waits for others before the views are rendered: a burst of AMI
+    #: events costs one render, and renders stay under 50 a second whatever the rate.
+    coalesce = 0.02
     #: The browser's reconnection delay, sent once per stream (milliseconds).
     retry_ms = 1000
 

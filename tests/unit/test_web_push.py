@@ -137,12 +137,12 @@ def test_given_a_logged_in_page_when_it_connects_then_snapshot_then_numbered_del
     board["callers"] = [{"position": 1, "caller": "<b>0812</b>", "wait_s": 0}]
     hub.changed("wallboard")
     hub.changed("wallboard")  # two changes in one turn: one render
-    clock.advance(0)
+    clock.advance(hub.coalesce)
     board["waiting"] = 0
     hub.changed("wallboard")
-    clock.advance(0)
+    clock.advance(hub.coalesce)
     hub.changed("wallboard")  # nothing differs: no delta
-    clock.advance(0)
+    clock.advance(hub.coalesce)
 
     deltas = stream.events()[1:]
     assert [d["event"] for d in deltas] == ["delta", "delta"]
@@ -161,7 +161,7 @@ def test_given_changes_before_a_reconnect_when_it_connects_then_its_snapshot_is_
     first = Stream(site, client.cookies)
     board["waiting"] = 3
     hub.changed("wallboard")
-    clock.advance(0)
+    clock.advance(hub.coalesce)
     first.channel.connectionLost(Failure(ConnectionDone()))
     assert first not in hub.streams and not hub.streams
     board["waiting"] = 5
@@ -198,7 +198,7 @@ def test_given_a_client_that_reads_nothing_when_events_pile_up_then_disconnected
     for i in range(200):
         board["callers"] = [{"position": 1, "caller": f"08{i:010d}", "wait_s": i}]
         hub.changed("wallboard")
-        clock.advance(0)
+        clock.advance(hub.coalesce)
         if stream.transport.disconnecting or mine.closed:
             break
         assert mine.queued_bytes <= hub.max_buffer
@@ -216,7 +216,7 @@ def test_given_a_client_slow_for_a_while_when_it_drains_then_gets_every_delta_in
     for i in range(5):
         board["waiting"] = i + 1
         hub.changed("wallboard")
-        clock.advance(0)
+        clock.advance(hub.coalesce)
     stream.drained()
     deltas = [e["data"] for e in stream.events() if e["event"] == "delta"]
     assert [d["set"]["waiting"] for d in deltas] == [1, 2, 3, 4, 5]
@@ -265,5 +265,64 @@ def test_given_a_view_that_fails_when_rendered_then_others_still_pushed(world) -
     stream = Stream(site, client.cookies)
     board["waiting"] = 9
     hub.changed()
-    clock.advance(0)
+    clock.advance(hub.coalesce)
     assert stream.events()[-1]["data"]["set"] == {"waiting": 9}
+
+
+def test_given_the_incident_feed_when_an_incident_changes_then_its_latest_state_is_pushed(
+        world) -> None:  # noqa: ANN001
+    """The feed's listener hook feeds the ``incidents`` view: each incident once, as its
+    latest event left it, newest first."""
+    from dispatcher.alerts.feed import IncidentFeed
+    from dispatcher.web.wallboard import incidents_document
+
+    hub, _, clock, site, client = world
+    feed = IncidentFeed(clock)
+    hub.add_view("incidents", lambda: incidents_document(feed.since(0)))
+    feed.listeners.append(lambda _item: hub.changed("incidents"))
+    stream = Stream(site, client.cookies)
+    assert stream.events()[0]["data"]["views"]["incidents"] == {"incidents": []}
+    feed.publish(7, "new", "alert_received")
+    feed.publish(8, "new", "button_pressed")
+    clock.advance(hub.coalesce)
+    feed.publish(7, "handed_to_agency", "hand_to_agency", agency="police")
+    clock.advance(hub.coalesce)
+    deltas = [e["data"] for e in stream.events()[1:]]
+    assert len(deltas) == 2 and all(d["view"] == "incidents" for d in deltas)
+    assert [(i["id"], i["state"]) for i in deltas[-1]["set"]["incidents"]] == [
+        (7, "handed_to_agency"), (8, "new")]
+    assert deltas[-1]["set"]["incidents"][0]["agency"] == "police"
+
+
+def test_given_a_feed_listener_that_fails_when_published_then_waiters_still_woken() -> None:
+    """A failing listener is logged; the feed's long-poll waiters still get the event."""
+    from dispatcher.alerts.feed import IncidentFeed
+
+    feed = IncidentFeed(task.Clock())
+    feed.listeners.append(lambda _item: 1 / 0)
+    got: list[Any] = []
+    feed.wait(0, 30).addCallback(got.append)
+    feed.publish(1, "new", "alert_received")
+    assert [e["incident_id"] for e in got[0]] == [1]
+
+
+def test_given_a_burst_of_changes_when_within_the_coalescing_time_then_one_render(
+        world) -> None:  # noqa: ANN001
+    """A hundred AMI events in a burst render the view once and send one delta."""
+    hub, board, clock, site, client = world
+    renders: list[int] = []
+
+    def counted() -> dict[str, Any]:
+        renders.append(1)
+        return dict(board)
+
+    hub.add_view("wallboard", counted)
+    stream = Stream(site, client.cookies)
+    renders.clear()
+    for i in range(100):
+        board["waiting"] = i
+        hub.changed("wallboard")
+        clock.advance(hub.coalesce / 200)
+    clock.advance(hub.coalesce)
+    assert len(renders) == 1
+    assert [e["data"]["set"] for e in stream.events()[1:]] == [{"waiting": 99}]
