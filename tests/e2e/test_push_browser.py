@@ -3,6 +3,7 @@ callers without polling, and recovers by itself from a server killed and restart
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
-SCREENSHOT = Path(__file__).resolve().parent.parent.parent / "docs" / "wallboard-push.png"
+# The README's picture, rewritten only with SIAGA_UPDATE_SCREENSHOTS=1 (else in tmp_path).
+SCREENSHOT = (Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
+              / "wallboard-push.png")
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def callers(driver) -> list[str]:  # noqa: ANN001
 
 
 def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_then_pushed_and_recovered(  # noqa: E501
-        center: SiagaProcess, phones) -> None:  # noqa: ANN001
+        center: SiagaProcess, phones, tmp_path: Path) -> None:  # noqa: ANN001
     """A citizen calling 112 appears on the wallboard through the push channel (the page
     makes no other request); the server is killed (-9) with the page open, a second citizen
     calls while it is down, the server restarts: within 5 s the page has a new snapshot
@@ -103,7 +106,6 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
         made = requests_made(browser)
         assert [r for r in made if not r.startswith("timing ")] == ["eventsource /events"]
         assert not [r for r in made if "wallboard.json" in r], made
-        seq_before = int(body.get_attribute("data-seq"))
 
         center.signal(signal.SIGKILL)
         center.wait_exit(10)
@@ -124,6 +126,5 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
         assert [row.text for row in browser.find_elements(
             By.CSS_SELECTOR, "#operators tbody tr td:first-child")] == [
                 op.extension for op in conf.operators]  # each desk once
-        assert int(body.get_attribute("data-seq")) >= 0 and seq_before >= 0
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOT))
+        update = os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1"
+        browser.save_screenshot(str(SCREENSHOT if update else tmp_path / SCREENSHOT.name))
