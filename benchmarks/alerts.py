@@ -84,6 +84,29 @@ def enrol(db_url: str, count: int) -> dict[str, str]:
     return tokens
 
 
+def store_history(db_url: str, tokens: dict[str, str], count: int) -> None:
+    """``count`` alerts stored before the run, as a center has after months of service: the
+    alert path's lookups must not grow with the table."""
+    from dispatcher.alerts import storage
+    from dispatcher.alerts.intake import AlertRequest, Location
+    from dispatcher.calllog import db
+
+    engine = db.make_engine(db_url)
+    sessions = db.make_sessionmaker(engine)
+    with sessions() as session:
+        seen = {d: storage.device_credentials(session, d) for d in tokens}
+    devices = list(tokens)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+    for first in range(0, count, 500):
+        batch = [(AlertRequest(str(uuid.uuid4()), devices[n % len(devices)], "panic",
+                               Location(1.4756, 125.1736, 15.0, None), "081234567890", None),
+                  seen[devices[n % len(devices)]])
+                 for n in range(first, min(count, first + 500))]
+        with db.transaction(sessions) as session:
+            storage.commit_alerts(session, batch, now)
+    engine.dispose()
+
+
 def _as_postgres(*argv: str) -> list[str]:
     # initdb and the server refuse to run as root.
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
@@ -291,6 +314,8 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
 
     workdir.mkdir()
     tokens = enrol(db_url, args.devices)
+    if args.stored:
+        store_history(db_url, tokens, args.stored)
     proc, port = start_server(workdir, db_url, args.rate, args.devices, commit_batch)
     try:
         # A server runs for days: its first requests (SQL compiled and cached, code paths
@@ -310,7 +335,8 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
         proc.wait(30)
     engine = create_engine(db_url)
     with engine.connect() as con:
-        stored = con.execute(text("select count(*) from alerts")).scalar_one() - warmed
+        stored = (con.execute(text("select count(*) from alerts")).scalar_one() - warmed
+                  - args.stored)
     engine.dispose()
     return Round(label, load.sent, elapsed, len(load.committed), load.failed, stored,
                  [load.committed[n] - load.due[n] for n in load.committed],
@@ -323,7 +349,7 @@ def report(r: Round, args: argparse.Namespace) -> None:
     print(f"[{r.label}] alerts: {r.sent} sent at {args.rate:g}/s for {args.seconds:g} s "
           f"({r.sent / r.elapsed:.0f}/s achieved over {r.elapsed:.1f} s incl. drain), "
           f"{args.devices} devices, {args.connections} connections, {os.cpu_count()} CPUs "
-          f"shared, database {args.db}")
+          f"shared, database {args.db} holding {args.stored} earlier alerts")
     print(f"  committed (2xx): {r.committed}   refused/failed: {len(r.failed)}   "
           f"rows in the database: {r.stored} (after the warm-up's)")
     for name, lat in (("POST -> committed (201):  ", r.commit_lat),
@@ -352,6 +378,8 @@ def main() -> int:
                         help="seconds to wait for late notifications at the end")
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds of alerts (at most 200/s) before the measured load")
+    parser.add_argument("--stored", type=int, default=0,
+                        help="alerts already in the database before the run (its history)")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--commit-batch", type=int, default=None,
                         help="alerts per transaction at most (default: the server's)")

@@ -8,10 +8,11 @@ belong to the session of the thread that loaded them.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Connection, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,6 +156,33 @@ def commit_alerts(session: Session, batch: list[tuple[AlertRequest, DeviceCreden
         return out
 
 
+# The batch's (device, alert id) pairs as rows of a JSON array, joined to the unique index
+# of alerts. SQLite plans ``(device_id, alert_id) IN (VALUES ...)`` as a scan of the whole
+# alerts table for every batch (a cost that grows with every alert ever stored: 117 ms a
+# batch at 200,000 rows); driven from the pairs, each is one index search. One bound
+# parameter whatever the batch's size, so the statement is compiled once.
+_KNOWN_ALERTS_SQLITE = text(
+    "WITH batch(device_id, alert_id) AS ("
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:pairs))"
+    " SELECT alerts.device_id, alerts.alert_id, alerts.incident_id, incidents.state"
+    " FROM batch JOIN alerts ON alerts.device_id = batch.device_id"
+    " AND alerts.alert_id = batch.alert_id"
+    " JOIN incidents ON incidents.id = alerts.incident_id")
+
+
+def _known_alerts(connection: Connection, keys: list[tuple[int, str]]) -> Any:
+    """Rows ``(device pk, alert id, incident id, state)`` of the ``keys`` already stored."""
+    alerts_t, incidents_t = Alert.__table__, Incident.__table__
+    if connection.dialect.name == "sqlite":
+        return connection.execute(_KNOWN_ALERTS_SQLITE, {"pairs": json.dumps(keys)})
+    # PostgreSQL turns a row-value IN list into index searches by itself.
+    return connection.execute(
+        select(alerts_t.c.device_id, alerts_t.c.alert_id, alerts_t.c.incident_id,
+               incidents_t.c.state)
+        .join(incidents_t, incidents_t.c.id == alerts_t.c.incident_id)
+        .where(tuple_(alerts_t.c.device_id, alerts_t.c.alert_id).in_(keys)))
+
+
 def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, DeviceCredentials]],
                         now: dt.datetime) -> list[AlertReceipt | Exception]:
     # Core statements on the tables, not ORM entities: the ORM's per-statement machinery
@@ -170,12 +198,8 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
     keys = {(devices[r.device_id].id, r.alert_id) for r, _ in batch if r.device_id in devices}
     existing: dict[tuple[int, str], tuple[int, str]] = {}
     if keys:
-        rows = connection.execute(
-            select(alerts_t.c.device_id, alerts_t.c.alert_id, alerts_t.c.incident_id,
-                   incidents_t.c.state)
-            .join(incidents_t, incidents_t.c.id == alerts_t.c.incident_id)
-            .where(tuple_(alerts_t.c.device_id, alerts_t.c.alert_id).in_(list(keys))))
-        existing = {(row[0], row[1]): (row[2], row[3]) for row in rows}
+        existing = {(row[0], row[1]): (row[2], row[3])
+                    for row in _known_alerts(connection, sorted(keys))}
     out: list[AlertReceipt | Exception | None] = [None] * len(batch)
     fresh: list[tuple[int, AlertRequest, Any, str]] = []
     first_in_batch: dict[tuple[int, str], int] = {}

@@ -3,7 +3,7 @@
 Asterisk writes one CSV line per channel event with ``cel_custom`` (advanced mapping), into the
 run directory, whether or not the siaga server is up. After a restart (or an AMI reconnect) the
 server reads the lines it has not reconciled yet, rebuilds each finished journey with the same
-state machine as the live builder (:class:`dispatcher.calllog.journey.Journey`), and saves those
+state machine as the live tracker (:class:`dispatcher.calllog.machine.Journey`), and saves those
 the log lacks or holds unfinished. Reconciling twice adds nothing: a finished call already in the
 log is left alone, and a cursor remembers how far the file was read.
 
@@ -38,15 +38,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from dialplans import contract
-from dialplans.contract import MARK_NAMES, MARK_PREFIX
 from dispatcher.calllog import store
-from dispatcher.calllog.journey import (
-    DIAL_APPS,
-    Directory,
-    Journey,
-    JourneyRecord,
-    user_extra,
-)
+from dispatcher.calllog.directory import Directory
+from dispatcher.calllog.machine import Journey
+from dispatcher.calllog.marks import DIAL_APPS, mark_name, user_extra
+from dispatcher.calllog.phases import Effect, JourneyEnded
+from dispatcher.calllog.records import JourneyRecord
 
 CEL_FIELDS = (
     "eventtype",
@@ -287,74 +284,81 @@ def build_journey(rows: list[CelRow], directory: Directory | None = None) -> Jou
     journey = Journey(linkedid, directory or Directory(), source="cel")
     apps: dict[str, str] = {}
     # Stable sort: rows of the same microsecond keep Asterisk's order.
+    effects: list[Effect] = []
     for row in sorted(rows, key=lambda r: r.eventtime):
-        _apply(journey, row, apps)
-    return journey.finish()
+        effects += _apply(journey, row, apps)
+    effects += journey.finish()
+    # Only the finished record is taken: an incident's hand-off seen here happened while the
+    # server was away, and who is owed a callback is judged from the records of the pass
+    # (``ReconcileResult.records``) by the server.
+    return next((e.record for e in effects if isinstance(e, JourneyEnded)), None)
 
 
 # Asterisk 22 raises no APP_START/APP_END (they are listed but never generated), so the queue
 # shows only as the application a channel is running when its other records are written.
 
 
-def _apply(j: Journey, row: CelRow, apps: dict[str, str]) -> None:
+def _apply(j: Journey, row: CelRow, apps: dict[str, str]) -> list[Effect]:
     t, uid, kind = row.eventtime, row.uniqueid, row.eventtype
+    effects: list[Effect] = []
     if kind == "CHAN_START":
-        j.chan_start(t, uid, row.channame, row.cidnum, row.cidname, row.exten)
-    j.caller_seen(uid, row.cidnum, row.cidname)
-    if j.record is None and row.context in j.directory.outbound_contexts:
-        j.hint_outbound()
+        effects += j.chan_start(t, uid, row.channame, row.cidnum, row.cidname, row.exten)
+    effects += j.caller_seen(uid, row.cidnum, row.cidname)
+    if row.context in j.directory.outbound_contexts:
+        effects += j.hint_outbound()  # the table ignores it once the record is open
     app = row.appname.lower()
     if kind == "ANSWER" and app not in DIAL_APPS:
         # A channel that answers to run dialplan applications, in a journey that had only
-        # Local channels so far: the hotline runs on it.
-        j.adopt_origin(uid)
+        # Local channels so far: the hotline runs on it (ignored once the record is open).
+        effects += j.adopt_origin(uid)
     if kind not in ("HANGUP", "CHAN_END", "LINKEDID_END"):
         previous = apps.get(uid)
         if app != previous:
             if app == "queue":
-                j.queue_join(t, uid, row.appdata.split(",", 1)[0])
+                effects += j.queue_join(t, uid, row.appdata.split(",", 1)[0])
             elif previous == "queue":
-                j.queue_leave(t, uid)
+                effects += j.queue_leave(t, uid)
             apps[uid] = app
     if kind == "ANSWER":
-        j.answer(t, uid)
+        effects += j.answer(t, uid)
     elif kind == "HANGUP":
         extra = row.extra_json()
         cause = extra.get("hangupcause")
         source = str(extra.get("hangupsource", ""))
         by_self = None if not source else source == row.channame
-        j.hangup(
+        effects += j.hangup(
             t,
             uid,
             int(cause) if isinstance(cause, int | str) and str(cause).isdigit() else None,
             by_self=by_self,
         )
     elif kind == "CHAN_END":
-        j.hangup(t, uid)
+        effects += j.hangup(t, uid)
     elif kind in ("APP_START", "APP_END"):
         # Listed by Asterisk but not raised by 22; read if a version ever does.
         argument = row.appdata.split(",", 1)[0]
         if app == "queue":
             if kind == "APP_START":
-                j.queue_join(t, uid, argument)
+                effects += j.queue_join(t, uid, argument)
             else:
-                j.queue_leave(t, uid)
+                effects += j.queue_leave(t, uid)
         elif app == "mixmonitor" and kind == "APP_START":
-            j.recording_start(t, uid, argument)
+            effects += j.recording_start(t, uid, argument)
     elif kind in ("BRIDGE_ENTER", "BRIDGE_EXIT"):
         bridge = str(row.extra_json().get("bridge_id", "")) or row.peer
         if kind == "BRIDGE_ENTER":
-            j.bridge_enter(t, uid, bridge)
+            effects += j.bridge_enter(t, uid, bridge)
         else:
-            j.bridge_exit(t, uid, bridge)
+            effects += j.bridge_exit(t, uid, bridge)
     elif kind == "DTMF":
         digit = str(row.extra_json().get("digit", ""))
         if digit:
-            j.dtmf(t, uid, digit, row.context)
+            effects += j.dtmf(t, uid, digit, row.context)
     elif kind in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "PICKUP", "FORWARD"):
-        j.event(t, kind.lower(), row.channame, extra=row.extra)
-    elif kind.startswith(MARK_PREFIX) and kind[len(MARK_PREFIX):] in MARK_NAMES:
-        j.mark(t, uid, kind[len(MARK_PREFIX):], user_extra(row.extra))
+        effects += j.event(t, kind.lower(), row.channame, extra=row.extra)
+    elif (mark := mark_name(kind)) is not None:
+        effects += j.mark(t, uid, mark, user_extra(row.extra))
+    return effects
 
 
 @dataclass

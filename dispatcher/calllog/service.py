@@ -12,6 +12,13 @@ The server builds it once and hands it the reactor, the database URL, who is who
     ami.on_connected(lambda: calllog.reconcile())  # catch up on what happened meanwhile
 
 Nothing here blocks the reactor once ``prepare`` is done.
+
+Journeys tell the server what happened through their tracker's hooks (``calllog.builder``, a
+:class:`~dispatcher.calllog.journey.JourneyTracker`): ``on_handoff(record, agency)`` when an
+incident's citizen first talks with an agency, ``on_unanswered(record)`` when a live journey
+ended with nobody answering it (the finished record attached: the place to judge a missed
+call from). Journeys rebuilt from CEL reach ``on_reconciled`` instead, with their records,
+and those closed because Asterisk died are what :meth:`CallLogService.close_cut` returns.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from twisted.python.failure import Failure
 
 from dispatcher.calllog import cel, db, store
 from dispatcher.calllog.journey import Directory, JourneyBuilder, JourneyRecord
+from dispatcher.calllog.phases import Effect, JourneyEnded
 from dispatcher.calllog.writer import CallLogRecorder, CallLogWriter
 
 
@@ -122,15 +130,19 @@ class CallLogService(MultiService):
             if journey.record is None:
                 continue
             uids = sorted(journey.channels, key=lambda uid: uid != journey.citizen)
+            effects: list[Effect] = []
             for uid in uids:  # the citizen first: the call's cause is the citizen's
-                journey.hangup(self._cut_at, uid, cause=self.PBX_DIED_CAUSE, by_self=False)
-            record = journey.finish(self._cut_at)
-            if record is None:
-                continue
-            records.append(record)
-            self.writer.save_journey(record).addErrback(
-                lambda f, lid=record.linkedid: self.log.failure(
-                    "journey {linkedid} cut by Asterisk's death not saved", f, linkedid=lid))
+                effects += journey.hangup(self._cut_at, uid, cause=self.PBX_DIED_CAUSE,
+                                          by_self=False)
+            effects += journey.finish(self._cut_at)
+            # Only the finished record is taken: like the journeys CEL rebuilds, these are
+            # judged by the server from what close_cut returns, not through the live hooks.
+            for record in (e.record for e in effects if isinstance(e, JourneyEnded)):
+                records.append(record)
+                self.writer.save_journey(record).addErrback(
+                    lambda f, lid=record.linkedid: self.log.failure(
+                        "journey {linkedid} cut by Asterisk's death not saved", f,
+                        linkedid=lid))
         if records:
             self.log.warn("Asterisk died with {n} calls up: their journeys are closed",
                           n=len(records))

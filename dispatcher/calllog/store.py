@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatcher.callbacks.states import check_stored_move
-from dispatcher.calllog.journey import JourneyRecord
 from dispatcher.calllog.models import (
     ALERT_TYPES,
     INCIDENT_STATES,
@@ -40,6 +39,7 @@ from dispatcher.calllog.models import (
     Operator,
     Recording,
 )
+from dispatcher.calllog.records import JourneyRecord
 
 
 def _ts(epoch: float | None) -> dt.datetime | None:

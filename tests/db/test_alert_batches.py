@@ -5,8 +5,10 @@ the batch gave, and a retry of a stored alert creates nothing."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.alerts import storage
@@ -51,6 +53,50 @@ def test_given_a_batch_of_new_alerts_then_rows_are_linked_in_the_batch_order(
     with sessions() as session:
         assert session.query(Alert).count() == 40
         assert session.query(Callback).count() == 40
+
+
+def test_given_stored_alerts_when_a_batch_looks_for_retries_then_no_statement_scans_alerts(
+        sessions: sessionmaker[Session], engine: Engine) -> None:
+    """Every batch asks which of its alert ids are already stored. The alerts table only
+    grows (months of a city's alerts), so that question must be index searches driven by the
+    batch, never a scan of the table: each SELECT the batch runs is explained on SQLite (the
+    database whose planner scanned for a row-value IN list) and none reads alerts by a
+    scan. A retry among new alerts is still answered from the database."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    with db.transaction(sessions) as session:
+        store.add_device(session, "app", token="token-of-app-0123456789", callback_number=None,
+                         now=NOW)
+    with sessions() as session:
+        seen = storage.device_credentials(session, "app")
+
+    def batch(first: int, count: int) -> list[tuple[AlertRequest, Any]]:
+        return [(AlertRequest(f"alert-{i}", "app", "panic", None, "0812345678", None), seen)
+                for i in range(first, first + count)]
+
+    with db.transaction(sessions) as session:
+        storage.commit_alerts(session, batch(0, 200), NOW)
+    selects: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+             executemany: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            selects.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with db.transaction(sessions) as session:
+            receipts = storage.commit_alerts(session, batch(190, 20), NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert [r.created for r in receipts] == [False] * 10 + [True] * 10
+    assert any("alert_id" in statement for statement, _ in selects)
+    with engine.connect() as conn:
+        for statement, parameters in selects:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                        parameters).fetchall()
+            details = [row[-1] for row in plan]
+            assert not any(d.startswith("SCAN alerts") for d in details), (statement, details)
 
 
 class _Undone(Exception):
