@@ -326,3 +326,20 @@ def test_given_a_burst_of_changes_when_within_the_coalescing_time_then_one_rende
     clock.advance(hub.coalesce)
     assert len(renders) == 1
     assert [e["data"]["set"] for e in stream.events()[1:]] == [{"waiting": 99}]
+
+
+def test_given_a_change_with_no_hook_when_the_refresh_comes_then_pushed_and_stop_ends_streams(
+        world) -> None:  # noqa: ANN001
+    """What changes with no event (the self-test's status) is pushed at the next periodic
+    render; stopping the hub ends every stream cleanly."""
+    hub, board, clock, site, client = world
+    hub.startService()
+    stream = Stream(site, client.cookies)
+    board["selftest"] = {"alarm": True}
+    clock.advance(hub.refresh - 0.01)
+    assert len(stream.events()) == 1
+    clock.advance(0.01)
+    clock.advance(hub.coalesce)
+    assert stream.events()[-1]["data"]["set"] == {"selftest": {"alarm": True}}, stream.frames()
+    hub.stopService()
+    assert not hub.streams and stream.transport.value().endswith(b"0\r\n\r\n")
