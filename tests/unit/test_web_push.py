@@ -343,3 +343,18 @@ def test_given_a_change_with_no_hook_when_the_refresh_comes_then_pushed_and_stop
     assert stream.events()[-1]["data"]["set"] == {"selftest": {"alarm": True}}, stream.frames()
     hub.stopService()
     assert not hub.streams and stream.transport.value().endswith(b"0\r\n\r\n")
+
+
+@pytest.mark.parametrize("script", ["push.js", "wallboard.js"])
+def test_given_the_pages_scripts_when_read_then_pushed_values_only_ever_become_text(
+        script: str) -> None:
+    """What the channel pushes (caller numbers, reasons, names) reaches the page through
+    ``textContent`` only: no API that parses HTML appears in the scripts that show it."""
+    from importlib import resources
+
+    source = resources.files("dispatcher.web").joinpath("static", script).read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function"):
+        assert sink not in source, f"{script} uses {sink}"
+    if script == "wallboard.js":
+        assert "textContent" in source
