@@ -70,7 +70,7 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
     """A citizen calling 112 appears on the wallboard through the push channel (the page
     makes no other request); the server is killed (-9) with the page open, a second citizen
     calls while it is down, the server restarts: within 5 s the page has a new snapshot
-    showing both callers, each once."""
+    showing both callers, each once, and follows the new run's deltas."""
     from selenium.webdriver.common.by import By
 
     conf = center.center
@@ -109,6 +109,8 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
 
         center.signal(signal.SIGKILL)
         center.wait_exit(10)
+        wait_for(settled(lambda: browser.find_element(By.ID, "updated").text == "—"), 10,
+                 "the page to notice its stream is gone")
         # Asterisk lives on without the server: a second citizen queues meanwhile.
         second = phones._keep(Phone(phones.stack, "081355500002", server=sip))
         second.call(conf.hotline[0])
@@ -122,9 +124,16 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
                    and callers(browser) == ["081355500001", "081355500002"]),
             5, "the page to recover from a new snapshot with both callers")
         assert recovered
+        recovered_epoch = body.get_attribute("data-epoch")
         assert browser.find_element(By.ID, "waiting").text == "2"
         assert [row.text for row in browser.find_elements(
             By.CSS_SELECTOR, "#operators tbody tr td:first-child")] == [
                 op.extension for op in conf.operators]  # each desk once
         update = os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1"
         browser.save_screenshot(str(SCREENSHOT if update else tmp_path / SCREENSHOT.name))
+        # The new epoch's deltas follow: the first citizen gives up, the board says so.
+        first.hangup_all()
+        wait_for(pumped(lambda: callers(browser) == ["081355500002"]), 15,
+                 "the first caller gone from the wallboard after the restart")
+        assert browser.find_element(By.ID, "waiting").text == "1"
+        assert body.get_attribute("data-epoch") == recovered_epoch
