@@ -66,7 +66,7 @@ def build(flood: int, sources: int, max_open: int, per_source: int,  # noqa: ANN
 
     from dispatcher.config import load_center
     from dispatcher.hotline import CallbackList, HotlineService, MissedCallWatcher
-    from tests.unit.test_hotline_service import FakeAmi
+    from tests.unit.hotline.test_hotline_service import FakeAmi
 
     clock = task.Clock()
     clock.advance(1_795_748_400)
@@ -116,7 +116,7 @@ def measure(hotline, center, state: Path, repeat: int) -> dict[str, object]:  # 
     """Wallboard and API times for one list; what each shows at the top."""
     from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
     from pbx.ami.model import LiveModel
-    from tests.unit.alerts_support import Http, make_service
+    from tests.unit.alerts.alerts_support import Http, make_service
 
     callbacks = hotline.callbacks
     model = LiveModel(lambda: 0.0)

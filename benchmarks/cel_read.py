@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dispatcher.calllog import cel  # noqa: E402
-from tests.unit import calllog_scenarios as sc  # noqa: E402
+from tests.unit.calllog import calllog_scenarios as sc  # noqa: E402
 
 FORGED = "0899\r\nCHAN_START,1,,,,,X/y,,,fake1,fake1,,\r\nLINKEDID_END,2,,,,,,,,fake1,fake1,,\r\n"
 

@@ -1,7 +1,7 @@
 """Reading what a load run leaves behind: SIPp's CSV files, pcap durations, CPU counters.
 
 Pure functions on text and bytes (no processes, no clock), used by benchmarks/capacity.py
-and tested in tests/unit/test_sipp_stats.py.
+and tested in tests/unit/phone/test_sipp_stats.py.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ The dialplan (``dialplans/templates``, rendered with this module as ``contract``
 server (``dispatcher``, ``pbx``) talk through Asterisk: the server originates into dialplan
 contexts, sets and reads channel variables, waits for the dialplan's user events and CEL
 marks, and knows the queue and the operators' feature codes. Each of those names lives here
-and only here, so renaming one on either side is one edit (and ``tests/unit/test_contract.py``
-fails when the rendered dialplan and this module disagree).
+and only here, so renaming one on either side is one edit (and
+``tests/unit/dialplans/test_contract.py`` fails when the rendered dialplan and this module
+disagree).
 
 Pure Python on purpose: no Twisted, no Jinja, nothing from ``dispatcher`` or ``pbx``, so that
 rendering the configuration (``siaga render``) never loads the server.
@@ -30,6 +31,10 @@ ENDPOINT_TRUNK = "trunk"
 #: The header the edge puts a citizen's own address (source IP:port) in, after removing any
 #: the caller sent; a node behind the edge trusts it from the edge's address alone.
 EDGE_SOURCE_HEADER = "X-Siaga-Source"
+#: How often a node pings each staff extension at the edge (answered while the phone is
+#: registered there): the longest a node rings no one after an operator's phone registers,
+#: or rings a phone that has gone.
+NODE_STAFF_QUALIFY_SECONDS = 5
 
 # ---- dialplan contexts ----------------------------------------------------------------------
 #: Citizens (anonymous SIP callers and the trunk) enter here: exact hotline numbers only.

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from dispatcher.credentials import Credentials
     from pbx.kamailio import EdgePaths
 
-EDGE_FILES = ("kamailio.cfg", "dispatcher.list")
+EDGE_FILES = ("kamailio.cfg", "dispatcher.list", "staff.cfg")
+# How often the edge pings each registered staff phone (one silent for three is removed).
+STAFF_PING_SECONDS = 20
+# The longest registration the edge grants: after an edge restart (registrations are in
+# memory) every staff phone is back within this.
+STAFF_REGISTER_SECONDS = 120
+# A password goes into a quoted string of the edge's configuration: only characters that
+# need no escaping there (the generated ones are URL-safe base64).
+SAFE_PASSWORD_RE = re.compile(r"^[A-Za-z0-9_.~+/=-]{8,128}$")
 # Kamailio's worker processes for UDP: two keep a slow request from holding up the others.
 EDGE_CHILDREN = 2
 
@@ -30,10 +38,22 @@ def hotline_pattern(center: Center) -> str:
     return "^(" + "|".join(re.escape(n) for n in center.hotline) + ")$"
 
 
-def render_edge(center: Center, paths: EdgePaths) -> dict[str, str]:
-    """kamailio.cfg and dispatcher.list, by file name (the center must have a topology)."""
+def staff_pattern(center: Center) -> str:
+    """A regular expression matching exactly the staff phones' extensions."""
+    return "^(" + "|".join(re.escape(e) for e in sorted(center.extensions())) + ")$"
+
+
+def render_edge(center: Center, paths: EdgePaths, creds: Credentials) -> dict[str, str]:
+    """kamailio.cfg, dispatcher.list and staff.cfg (the staff phones' passwords), by file
+    name (the center must have a topology)."""
     if center.topology is None:
         raise ValueError("the center has no topology: there is no edge to render")
+    staff = sorted(center.extensions())
+    for ext in staff:
+        if not SAFE_PASSWORD_RE.match(creds.password(ext)):
+            raise ValueError(f"the SIP password of {ext} in the center's secrets has "
+                             "characters the edge's configuration cannot hold: delete it "
+                             "from secrets.yaml to have a new one generated")
     env = Environment(loader=PackageLoader("dialplans", "templates"),
                       undefined=StrictUndefined, keep_trailing_newline=True,
                       trim_blocks=True, lstrip_blocks=True, autoescape=False)
@@ -41,13 +61,18 @@ def render_edge(center: Center, paths: EdgePaths) -> dict[str, str]:
     ctx = {
         "center": center,
         "edge": _EdgeView(edge.host, edge.port, edge.ping_seconds, edge.node_timeout_ms,
-                          edge.flood_requests, edge.flood_seconds, EDGE_CHILDREN),
+                          edge.flood_requests, edge.flood_seconds, EDGE_CHILDREN,
+                          STAFF_PING_SECONDS, STAFF_REGISTER_SECONDS),
         "nodes": center.topology.nodes,
         "paths": paths,
         "hotline_re": hotline_pattern(center),
         "source_header": EDGE_SOURCE_HEADER,
         "trunk_ip": _trunk_ip(center),
         "ping_user": center.hotline[0],
+        "staff": staff,
+        "staff_re": staff_pattern(center),
+        "creds": creds,
+        "security": center.security,
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in EDGE_FILES}
 
@@ -71,6 +96,8 @@ class _EdgeView:
     flood_requests: int
     flood_seconds: int
     children: int
+    staff_ping_seconds: int
+    staff_register_seconds: int
 
 
 def render_topology(center: Center, creds: Credentials, moddir: str, datadir: str
@@ -82,7 +109,7 @@ def render_topology(center: Center, creds: Credentials, moddir: str, datadir: st
 
     if center.topology is None:
         raise ValueError("the center has no topology: there is no edge to render")
-    out = {"edge": render_edge(center, edge_paths(center))}
+    out = {"edge": render_edge(center, edge_paths(center), creds)}
     for node in center.topology.nodes:
         nc = node_center(center, node)
         out[f"node-{node.name}"] = render_all(

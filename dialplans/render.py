@@ -17,7 +17,7 @@ from dialplans import contract
 from ivr.menu import build_menu
 
 if TYPE_CHECKING:
-    # Types only: rendering loads nothing of the server (tests/unit/test_contract.py).
+    # Types only: rendering loads nothing of the server (tests/unit/dialplans/test_contract.py).
     from dispatcher.config import Center
     from dispatcher.credentials import Credentials
     from pbx.privilege import RunUser

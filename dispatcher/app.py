@@ -2,53 +2,57 @@
 
 :func:`prepare` turns the center's config into a run directory (secrets, generated Asterisk
 configuration); :func:`build_server` assembles the service tree that ``siaga up`` runs.
+
+:class:`SiagaServer` has one typed ``get_<part>()`` per part. Each builds its part on first
+use from the parts it needs (asked for through their own ``get_``) and keeps it; a part that
+is a ``Service`` then joins the server's tree, so it starts after the parts it was given and
+stops before them. The builder only assembles: the rules (who is owed a callback, what a
+hand-off does to an incident, who may read the metrics) live in their features.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application import internet
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from dialplans.render import AsteriskPaths, render_all, write_config
-from dispatcher.alerts.callback import DialerSettings
-from dispatcher.alerts.incident import IncidentInput
-from dispatcher.alerts.service import AlertSettings
-from dispatcher.api.service import ensure_operator_token, make_api
-from dispatcher.callbacks.missed import missed_from_journey
+from dispatcher.alerts.journeys import button_calls_finished, incident_handed_off
+from dispatcher.alerts.service import AlertService, AlertSettings
+from dispatcher.api.service import ApiParts, make_api
 from dispatcher.callbacks.owed import CallbackList
 from dispatcher.callbacks.store import WriterCallbackStore, owed_callbacks
 from dispatcher.calllog.cel import ReconcileResult
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
-from dispatcher.calllog.report import ReportOptions, build_report
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config import Center
-from dispatcher.credentials import Credentials, ensure_credentials
+from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
+from dispatcher.hotline.journeys import owe_missed_callbacks
 from dispatcher.hotline.service import HotlineService, MissedCallWatcher
-from dispatcher.metrics.collector import Sources
+from dispatcher.metrics.collector import Sources, today_reader
 from dispatcher.metrics.lag import ReactorLag
-from dispatcher.metrics.resource import MetricsResource, today_reader
+from dispatcher.pools import ReadPool, ThreadPoolService
 from dispatcher.retention.service import RetentionService
+from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.limits import GuardedSite
+from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
-from dispatcher.web.site import build_site, report_text
-from dispatcher.web.wallboard import (
-    WALLBOARD_CALLBACKS,
-    incidents_document,
-    wallboard_document,
-)
+from dispatcher.web.site import build_site, report_runner
+from dispatcher.web.wallboard import incidents_source, wallboard_source
 from ivr.prompts import build_prompts, stock_sound_dirs
-from pbx.ami.connection import AMIClient
 from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
 from pbx.ami.service import AMIService
@@ -111,49 +115,72 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     return Prepared(center, install, paths, creds, user)
 
 
+Part = TypeVar("Part")
 
-class ThreadPoolService(Service):
-    """A thread pool for blocking reads (reports), started and stopped with the server."""
 
-    def __init__(self, name: str, max_threads: int = 2) -> None:
-        self.pool = ThreadPool(0, max_threads, name=name)
+def part(build: Callable[[SiagaServer], Part]) -> Callable[[SiagaServer], Part]:
+    """Make ``get_<name>`` build its part once, on first use, and keep it; a Service joins
+    the server's tree (named ``<name>``) once built, after the parts it was built from."""
+    name = build.__name__.removeprefix("get_")
 
-    def startService(self) -> None:  # noqa: N802
-        super().startService()
-        self.pool.start()
+    @functools.wraps(build)
+    def get(server: SiagaServer) -> Part:
+        if name in server._parts:
+            return server._parts[name]  # type: ignore[no-any-return]
+        if name in server._building:
+            raise RuntimeError(f"the server's {name} needs itself to be built")
+        server._building.add(name)
+        try:
+            built = build(server)
+        finally:
+            server._building.discard(name)
+        server._parts[name] = built
+        if isinstance(built, Service):
+            built.setName(name)
+            built.setServiceParent(server)
+        return built
 
-    def stopService(self) -> None:  # noqa: N802
-        super().stopService()
-        self.pool.stop()
+    return get
 
 
 class SiagaServer(MultiService):
-    """The server's service tree; its parts are attributes for whoever needs to reach them.
+    """The server: its service tree, and one typed ``get_<part>()`` per part.
 
-    Children start in the order they were added and stop in reverse: Asterisk first, the
-    HTTP site last (so it never serves without the parts behind it).
+    Children start in the order they were built and stop in reverse: Asterisk first, the
+    HTTP listener last (so it never serves without the parts behind it). ``reactor`` is the
+    only global any part gets, through this object.
     """
 
     log = Logger()
 
-    def __init__(self, prepared: Prepared) -> None:
+    def __init__(self, reactor: Any, prepared: Prepared,  # noqa: ANN401 (any reactor)
+                 adopt_pid: int | None = None) -> None:
         super().__init__()
+        self.reactor = reactor
         self.prepared = prepared
-        self.parts: dict[str, object] = {}
+        self.center: Center = prepared.center
+        self.creds: Credentials = prepared.creds
+        #: An Asterisk already running on this state directory, to keep.
+        self.adopt_pid = adopt_pid
+        self._parts: dict[str, object] = {}
+        self._building: set[str] = set()
 
-    def add(self, name: str, part: object) -> object:
-        """Keep ``part`` under ``name``; a Service also joins the tree."""
-        self.parts[name] = part
-        if isinstance(part, Service):
-            part.setName(name)
-            part.setServiceParent(self)
-        return part
-
-    def __getattr__(self, name: str) -> object:
-        parts = self.__dict__.get("parts", {})
-        if name in parts:
-            return parts[name]
-        raise AttributeError(name)
+    def setup(self) -> None:
+        """Build every part, in the order they start (blocking set-up, such as the database
+        schema upgrade, happens here: call it before the reactor runs)."""
+        self.get_asterisk()
+        self.get_ami()
+        self.get_model_sync()
+        self.get_sip_guard()
+        self.get_calllog()
+        self.get_readers()
+        self.get_hotline()
+        self.get_missed_calls()
+        self.get_alerts()
+        self.get_retention()
+        self.get_selftest()
+        self.get_reactor_lag()
+        self.get_http()
 
     @defer.inlineCallbacks
     def when_ready(self):  # noqa: ANN201 (Deferred[None])
@@ -162,196 +189,241 @@ class SiagaServer(MultiService):
         An adopted Asterisk was started on an earlier render: it reloads the new one. Both
         go through the control socket (the AMI user may not run CLI commands).
         """
-        yield self.ami.when_ready()
-        yield self.console.run("core waitfullybooted", timeout=120)
-        if self.asterisk.adopted_pid is not None:
+        yield self.get_ami().when_ready()
+        yield self.get_console().run("core waitfullybooted", timeout=120)
+        if self.get_asterisk().adopted_pid is not None:
             self.log.info("reloading the adopted Asterisk's configuration")
-            yield self.console.run("core reload")
+            yield self.get_console().run("core reload")
+
+    # -- Asterisk and what speaks to it ----------------------------------------------------
+
+    @part
+    def get_asterisk(self) -> AsteriskService:
+        """The Asterisk process, started (or adopted) and supervised."""
+        p = self.prepared
+        return AsteriskService(self.reactor, self.reactor, p.install, p.asterisk_conf,
+                               p.asterisk_binds, p.asterisk_out, adopt_pid=self.adopt_pid)
+
+    @part
+    def get_ami(self) -> AMIService:
+        """The reconnecting AMI connection every feature's actions and events go through."""
+        ami = self.center.ami
+        return AMIService(
+            self.reactor, TCP4ClientEndpoint(self.reactor, ami.host, ami.port, timeout=5),
+            AMICredentials(self.creds.ami_username, self.creds.ami_secret))
+
+    @part
+    def get_model(self) -> LiveModel:
+        """The live model of channels, bridges, queues and endpoints."""
+        return LiveModel(self.reactor.seconds)
+
+    @part
+    def get_model_sync(self) -> ModelSync:
+        """Keeps the live model current from AMI (events, and a resync after each login)."""
+        return ModelSync(self.get_ami(), self.get_model())
+
+    @part
+    def get_console(self) -> AsteriskConsole:
+        """The few CLI commands the server needs, through Asterisk's console socket (only
+        root and Asterisk's own user may open it: the AMI user has no ``command`` class)."""
+        return AsteriskConsole(self.reactor, self.reactor, self.prepared.paths.run)
+
+    @part
+    def get_sip_guard(self) -> SipGuardService:
+        """SIP scans and password guessing: a source that keeps failing authentication is
+        refused by a res_pjsip ACL for a while, reloaded through the console socket."""
+        center = self.center
+        guard = SipGuardService(
+            self.reactor,
+            GuardPolicy(center.security, self.reactor,
+                        trusted=[center.trunk.host] if center.trunk else []),
+            self.prepared.paths.etc / GUARD_FILE,
+            partial(self.get_console().reload_module, "res_pjsip.so"),
+            events=self.get_ami())
+        guard.reset()  # before Asterisk starts: no block of an earlier run stays
+        return guard
+
+    # -- the call log ----------------------------------------------------------------------
+
+    @part
+    def get_calllog(self) -> CallLogService:
+        """Journeys built from every AMI event, completed from Asterisk's CEL file after any
+        gap in AMI; the schema brought to head here (blocking, before the reactor runs)."""
+        center = self.center
+        calllog = CallLogService(
+            self.reactor, center.database_url, Directory.from_center(center),
+            cel_path=str(self.prepared.paths.log / "cel-custom" / "Master.csv"),
+            on_reconciled=self._calls_reconciled, on_handoff=self._call_handed_off,
+            ami=self.get_ami(), asterisk=self.get_asterisk(), on_cut=self._calls_ended_unseen)
+        calllog.prepare(center)
+        return calllog
+
+    def _calls_reconciled(self, result: ReconcileResult) -> None:
+        self._calls_ended_unseen(result.records)
+
+    def _calls_ended_unseen(self, records: list[JourneyRecord]) -> None:
+        # Calls that ended while the server was away (found in CEL), or cut by Asterisk's
+        # death, reach the features as live ones do.
+        now = self.reactor.seconds()
+        owe_missed_callbacks(self.get_callbacks(), records, self.center.hotline, now)
+        button_calls_finished(self.get_alerts(), records)
+
+    def _call_handed_off(self, record: JourneyRecord, agency: str) -> None:
+        incident_handed_off(self.get_alerts(), record, agency)
+
+    @part
+    def get_readers(self) -> ThreadPoolService:
+        """Reports read in a pool of their own, so a long report never delays a write."""
+        return ThreadPoolService("siaga-reports")
+
+    # -- the hotline -----------------------------------------------------------------------
+
+    @part
+    def get_callbacks(self) -> CallbackList:
+        """Abandoned and dropped calls owed a callback, persisted through the writer with
+        retrying writes (one owed while the database restarts is stored once it is back),
+        with those a previous run still owed (a blocking read: the reactor is not running
+        yet)."""
+        limits = self.center.callbacks
+        calllog = self.get_calllog()
+        callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit_retrying),
+                                 max_open=limits.max_open, max_per_source=limits.max_per_source)
+        with transaction(calllog.sessions) as session:
+            callbacks.restore(owed_callbacks(session).missed)
+        return callbacks
+
+    @part
+    def get_hotline(self) -> HotlineService:
+        """Queue control and transfers over AMI (the console's verbs), and callbacks."""
+        return HotlineService(self.get_ami(), self.center, self.get_callbacks(),
+                              clock=self.reactor)
+
+    @part
+    def get_missed_calls(self) -> MissedCallWatcher:
+        """Hotline calls missed live (abandoned, dropped) put on the callback list."""
+        return MissedCallWatcher(self.get_ami(), self.reactor, self.get_callbacks(),
+                                 service=self.get_hotline())
+
+    # -- panic alerts and incidents ----------------------------------------------------------
+
+    @part
+    def get_alert_reads(self) -> ReadPool:
+        """The alert service's database reads (device credentials, incidents)."""
+        return ReadPool(self.reactor, self.get_calllog().sessions)
+
+    @part
+    def get_alerts(self) -> AlertService:
+        """Panic-button alerts and incidents, their operator-first callbacks and buttons."""
+        return AlertService.for_center(
+            self.reactor, self.center, self.get_calllog().writer.submit,
+            self.get_alert_reads().run, self.get_ami(),
+            AlertSettings.for_center(self.center, self.creds.master_key))
+
+    # -- keeping files and testing the line ------------------------------------------------
+
+    @part
+    def get_retention_files(self) -> ThreadPoolService:
+        """Retention's file work, in a thread of its own (a long pass delays nothing)."""
+        return ThreadPoolService("siaga-retention", 1)
+
+    @part
+    def get_retention(self) -> RetentionService:
+        """Recordings and CEL files kept within the configured age and size (the CEL rename
+        in the writer thread that also reconciles CEL)."""
+        calllog, files = self.get_calllog(), self.get_retention_files()
+        return RetentionService(
+            self.reactor, self.center.retention, calllog.sessions, self.center.recordings_dir,
+            Path(calllog.cel_path) if calllog.cel_path else None,
+            blocking=partial(threads.deferToThreadPool, self.reactor, files.pool),
+            write=calllog.writer.submit, reconcile=calllog.reconcile)
+
+    @part
+    def get_selftest(self) -> SelfTestService | None:
+        """The continuous self-test, when configured: the center calls its own hotline from
+        a child process and raises an alarm after two failures in a row."""
+        if not self.center.selftest.enabled:
+            return None
+        return build_selftest(self.reactor, self.center, self.creds,
+                              self.get_calllog().writer)
+
+    @part
+    def get_reactor_lag(self) -> ReactorLag:
+        """How late the reactor runs its timers: the figure that tells a blocked reactor."""
+        return ReactorLag(self.reactor)
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    @part
+    def get_api(self) -> ApiParts:
+        """The JSON API under /api: alerts, incidents and the hotline's callbacks."""
+        return make_api(self.get_alerts(), ensure_operator_token(self.center.state_dir),
+                        self.get_hotline())
+
+    @part
+    def get_metrics(self) -> MetricsResource | None:
+        """/metrics, when enabled: the live parts read at scrape time, today's figures in
+        the readers' pool."""
+        center, reactor = self.center, self.reactor
+        if not center.metrics.enabled:
+            return None
+        calllog = self.get_calllog()
+        sources = Sources(self.get_model(), center, reactor.seconds, ami=self.get_ami(),
+                          asterisk=self.get_asterisk(), writer=calllog.writer,
+                          alerts=self.get_alerts(), callbacks=self.get_callbacks(),
+                          selftest=self.get_selftest(), lag=self.get_reactor_lag())
+        return MetricsResource(center.metrics, sources, today_reader(
+            reactor, self.get_readers().pool, calllog.sessions, reactor.seconds))
+
+    @part
+    def get_site(self) -> GuardedSite:
+        """The console's pages, the wallboard, reports, the API and the metrics."""
+        center, reactor = self.center, self.reactor
+        api = self.get_api()
+        return build_site(
+            center, self.creds, reactor.seconds,
+            wallboard=wallboard_source(self.get_model(), center, reactor.seconds,
+                                       self.get_callbacks(), self.get_selftest()),
+            reports=report_runner(reactor, self.get_readers().pool,
+                                  self.get_calllog().sessions),
+            api=api.resource, request_factory=api.request_factory, reactor=reactor,
+            metrics=self.get_metrics(), push=self.get_push())
+
+    @part
+    def get_push(self) -> PushHub:
+        """The live push channel (/events): pages follow the wallboard as AMI events, the
+        model's resyncs and the callback list change it, and the incidents as their feed
+        does."""
+        center, reactor = self.center, self.reactor
+        push = PushHub(reactor)
+        push.add_view("wallboard", wallboard_source(self.get_model(), center, reactor.seconds,
+                                                    self.get_callbacks(), self.get_selftest()))
+        self.get_ami().subscribe_all(lambda _event: push.changed("wallboard"))
+        self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
+        self.get_callbacks().on_change = lambda _entry: push.changed("wallboard")
+        feed = self.get_alerts().feed
+        push.add_view("incidents", incidents_source(feed))
+        feed.listeners.append(lambda _item: push.changed("incidents"))
+        return push
+
+    @part
+    def get_http(self) -> Service:
+        """The site's listener. With TLS configured, HTTPS replaces HTTP on the same port:
+        no plain listener is left to carry a password or a session in clear."""
+        http, tls, site = self.center.http, self.center.tls, self.get_site()
+        if tls is None:
+            return internet.TCPServer(http.port, site, interface=http.host,
+                                      reactor=self.reactor)
+        return internet.SSLServer(http.port, site, https_options(tls.certificate, tls.key),
+                                  interface=http.host, reactor=self.reactor)
 
 
-def build_server(reactor, prepared: Prepared,  # noqa: ANN001 (any reactor)
+def build_server(reactor: Any, prepared: Prepared,  # noqa: ANN401 (any reactor)
                  adopt_pid: int | None = None) -> SiagaServer:
     """Assemble the server for a prepared center. ``reactor`` is the only global it gets.
 
     ``adopt_pid`` is an Asterisk already running on this state directory, to keep.
     Blocking set-up (the database schema upgrade) happens here, before the reactor runs.
     """
-    center = prepared.center
-    server = SiagaServer(prepared)
-    server.add("asterisk", AsteriskService(
-        reactor, reactor, prepared.install, prepared.asterisk_conf,
-        prepared.asterisk_binds, prepared.asterisk_out, adopt_pid=adopt_pid,
-    ))
-    ami = server.add("ami", AMIService(
-        reactor,
-        TCP4ClientEndpoint(reactor, center.ami.host, center.ami.port, timeout=5),
-        AMICredentials(prepared.creds.ami_username, prepared.creds.ami_secret),
-    ))
-    model = server.add("model", LiveModel(reactor.seconds))
-    server.add("model_sync", ModelSync(ami, model))
-
-    # The few CLI commands the server needs go through Asterisk's console socket, which only
-    # root and Asterisk's own user may open: the AMI user has no `command` class.
-    console = server.add("console", AsteriskConsole(reactor, reactor, prepared.paths.run))
-
-    # SIP scans and password guessing: a source that keeps failing authentication is
-    # refused by a res_pjsip ACL for a while, reloaded through the console socket.
-    guard = server.add("sip_guard", SipGuardService(
-        reactor, GuardPolicy(center.security, reactor,
-                             trusted=[center.trunk.host] if center.trunk else []),
-        prepared.paths.etc / GUARD_FILE,
-        lambda: console.reload_module("res_pjsip.so")))
-    guard.reset()
-    guard.subscribe(ami)
-
-    # The call log: schema brought to head (blocking, before the reactor runs), journeys
-    # built from every AMI event, completed from Asterisk's CEL file after any gap in AMI.
-    calllog = server.add("calllog", CallLogService(
-        reactor, center.database_url, Directory.from_center(center),
-        cel_path=str(prepared.paths.log / "cel-custom" / "Master.csv"),
-    ))
-    calllog.prepare(center)
-    ami.subscribe_all(lambda event: calllog.event_received(event.fields))
-
-    # Asterisk's runs at the latest login: another run since means the calls up when AMI
-    # was lost died with the old process.
-    logins: dict[str, int] = {}
-
-    def ami_connected(client: AMIClient) -> None:
-        client.on_connection_lost(lambda _client: calllog.connection_lost())
-        runs, seen = server.asterisk.runs, logins.get("runs")
-        logins["runs"] = runs
-        if seen is not None and runs != seen:
-            finished_unseen(calllog.close_cut())
-        else:
-            calllog.forget_cut()
-        calllog.reconcile()
-
-    ami.on_connected(ami_connected)
-
-    sessions = calllog.sessions
-    # Reports read in a pool of their own so a long report never delays a write.
-    readers = server.add("readers", ThreadPoolService("siaga-reports"))
-
-    def run_report(query: dict[str, Any]) -> defer.Deferred[tuple[str, str]]:
-        options = ReportOptions(start=query["from"], end=query["to"],
-                                language=query["language"])
-
-        def work() -> tuple[str, str]:
-            with transaction(sessions) as session:
-                return report_text(query, build_report(session, options))
-
-        return threads.deferToThreadPool(reactor, readers.pool, work)
-
-    # The hotline's server side: queue control and transfers over AMI (the console's verbs),
-    # and the callback list of abandoned and dropped calls, persisted through the writer.
-    # Retrying writes: a callback owed while the database restarts is stored once it is back.
-    callbacks = CallbackList(WriterCallbackStore(calllog.writer.submit_retrying),
-                             max_open=center.callbacks.max_open,
-                             max_per_source=center.callbacks.max_per_source)
-    # Callbacks a previous run still owed (blocking read: the reactor is not running yet).
-    with transaction(sessions) as session:
-        callbacks.restore(owed_callbacks(session).missed)
-
-    hotline = server.add("hotline", HotlineService(ami, center, callbacks, clock=reactor))
-    missed = server.add("missed_calls", MissedCallWatcher(ami, reactor, callbacks,
-                                                          service=hotline))
-    missed.start()
-
-    # Panic-button alerts and incidents: the API under /api, its services before the site.
-    # Without a trunk a callback number is dialled as a local endpoint (test centers).
-    dial = "PJSIP/{number}@trunk" if center.trunk else "PJSIP/{number}"
-    api = make_api(
-        reactor, center, calllog.writer, sessions, ami,
-        settings=AlertSettings(dialer=DialerSettings(citizen_dial=dial),
-                               master_key=prepared.creds.master_key),
-        operator_token=ensure_operator_token(center.state_dir), hotline=hotline,
-    )
-    server.add("alerts", api.service)
-
-    # An incident's citizen now talking with an agency (the operator's transfer or
-    # conference, seen in the call's journey) moves the incident to handed_to_agency.
-    def handed_over(record: JourneyRecord, agency: str) -> None:
-        if record.incident_ref is not None:
-            api.alerts.report(record.incident_ref, IncidentInput.HAND_TO_AGENCY,
-                              detail=f"{agency} answered", agency=agency)
-
-    calllog.builder.on_handoff = handed_over
-
-    # Calls that ended while the server was away reach the log through CEL: those missed
-    # (abandoned or dropped) are owed a callback like the ones seen live, and a button's
-    # call opens its incident.
-    def reconciled(result: ReconcileResult) -> None:
-        finished_unseen(result.records)
-
-    # Also the calls cut by Asterisk's death, closed after the fact.
-    def finished_unseen(records: list[JourneyRecord]) -> None:
-        now = reactor.seconds()
-        for record in records:
-            missed_call = missed_from_journey(record, center.hotline, now)
-            if missed_call is not None and not callbacks.has_call(missed_call.linkedid):
-                callbacks.add(missed_call, now)
-            if api.alerts.watcher is not None:
-                api.alerts.watcher.on_finished_call(record)
-
-    calllog.on_reconciled = reconciled
-
-    # Recordings and CEL files kept within the configured age and size: file work in a
-    # thread of its own (a long pass never delays a report or a scrape), the CEL rename in
-    # the writer thread that also reconciles CEL.
-    files = server.add("retention_files", ThreadPoolService("siaga-retention", 1))
-    server.add("retention", RetentionService(
-        reactor, center.retention, sessions, center.recordings_dir,
-        Path(calllog.cel_path) if calllog.cel_path else None,
-        blocking=lambda fn, *args: threads.deferToThreadPool(reactor, files.pool, fn, *args),
-        write=calllog.writer.submit, reconcile=calllog.reconcile))
-
-    # The continuous self-test: the center calls its own hotline from a child process and
-    # raises an alarm after two failures in a row.
-    selftest = None
-    if center.selftest.enabled:
-        selftest = server.add("selftest", build_selftest(reactor, center, prepared.creds,
-                                                         calllog.writer))
-
-    def wallboard() -> dict[str, Any]:
-        return wallboard_document(model, center, reactor.seconds(),
-                                  callbacks.page(0, WALLBOARD_CALLBACKS), callbacks.open_count,
-                                  selftest.status() if selftest else None)
-
-    # The live push channel (/events): pages follow the wallboard as AMI, the model's
-    # resyncs and the callback list change it, and the incidents as their feed does.
-    push = server.add("push", PushHub(reactor))
-    push.add_view("wallboard", wallboard)
-    ami.subscribe_all(lambda _event: push.changed("wallboard"))
-    server.model_sync.on_resynced(lambda _model: push.changed("wallboard"))
-    callbacks.on_change = lambda _entry: push.changed("wallboard")
-    feed = api.alerts.feed
-    push.add_view("incidents", lambda: incidents_document(feed.since(max(0, feed.last - 500))))
-    feed.listeners.append(lambda _item: push.changed("incidents"))
-
-    site = build_site(
-        center, prepared.creds, reactor.seconds, wallboard=wallboard,
-        reports=run_report, api=api.resource, request_factory=api.request_factory,
-        reactor=reactor, push=push,
-    )
-    # How late the reactor runs its timers: the figure that tells a blocked reactor thread.
-    lag = server.add("reactor_lag", ReactorLag(reactor))
-    if center.metrics.enabled:
-        # /metrics reads the live parts at scrape time; today's figures in the readers' pool.
-        site.resource.putChild(b"metrics", MetricsResource(
-            center.metrics,
-            Sources(model, center, reactor.seconds, ami=ami, asterisk=server.asterisk,
-                    writer=calllog.writer, alerts=api.alerts, callbacks=callbacks,
-                    selftest=selftest, lag=lag),
-            today_reader(reactor, readers.pool, sessions, reactor.seconds)))
-    server.add("site", site)
-    if center.tls is None:
-        server.add("http", internet.TCPServer(center.http.port, site,
-                                              interface=center.http.host))
-    else:
-        # HTTPS replaces HTTP on the same port: no plain listener is left to carry a
-        # password or a session in clear.
-        server.add("http", internet.SSLServer(
-            center.http.port, site, https_options(center.tls.certificate, center.tls.key),
-            interface=center.http.host))
+    server = SiagaServer(reactor, prepared, adopt_pid)
+    server.setup()
     return server

@@ -115,10 +115,14 @@ def _cmd_provision(args: argparse.Namespace) -> int:
 def accounts_document(center, creds) -> dict:  # noqa: ANN001
     """What an administrator hands to each softphone, as a JSON-ready dict."""
     host = center.external_address or center.sip.host
+    port = center.sip.port
+    if center.topology is not None:
+        # Staff phones register at the edge, which every node reaches them through.
+        host, port = center.topology.edge.host, center.topology.edge.port
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     return {
-        "sip": {"host": host, "port": center.sip.port, "transport": center.sip_transport},
+        "sip": {"host": host, "port": port, "transport": center.sip_transport},
         "hotline": list(center.hotline),
         "panic_number": center.panic_number,
         "accounts": [

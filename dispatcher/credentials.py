@@ -28,6 +28,9 @@ from dispatcher.config import Center
 
 AMI_USERNAME = "siaga"
 FILE_NAME = "secrets.yaml"
+# The token operators' tools send to the API's operator endpoints (its own file: it is
+# handed to the console's machine, the other secrets are not).
+OPERATOR_TOKEN_FILE = "operator-api.token"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,21 @@ def ensure_credentials(center: Center) -> Credentials:
     elif path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)
     return creds
+
+
+def ensure_operator_token(state_dir: Path) -> str:
+    """The operator API token in ``<state_dir>/operator-api.token`` (mode 0600), made once."""
+    path = Path(state_dir) / OPERATOR_TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 def _write_private(path: Path, text: str) -> None:

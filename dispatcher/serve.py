@@ -60,9 +60,7 @@ def run(center: Center, rootfs: str | None = None, log_format: str = "text") -> 
     def started():  # noqa: ANN202
         notifier.start_watchdog()
         server.startService()
-        ready = getattr(server, "when_ready", None)
-        if ready is not None:
-            yield ready()
+        yield server.when_ready()
         print(banner_text(center, prepared.paths.log, prepared.paths.recordings), flush=True)
         notifier.ready(f"{center.name}: up")
 

@@ -229,15 +229,17 @@ def edge_paths(center: Center) -> EdgePaths:
 
 
 def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
-    """Render kamailio.cfg and the node list (root's: 0640) and make the runtime directory."""
+    """Render kamailio.cfg, the node list and the staff passwords (root's: 0640), and make
+    the runtime directory."""
     from dialplans.edge import render_edge
     from dialplans.render import write_config
+    from dispatcher.credentials import ensure_credentials
     from pbx.kamailio import prepare_runtime
     from pbx.privilege import PRIVATE_DIR
 
     paths = edge_paths(center)
     paths.etc.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    write_config(render_edge(center, paths), paths.etc)
+    write_config(render_edge(center, paths, ensure_credentials(center)), paths.etc)
     return prepare_runtime(paths, binary)
 
 

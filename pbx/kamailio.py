@@ -95,6 +95,11 @@ class EdgePaths:
         return self.etc / "dispatcher.list"
 
     @property
+    def staff_file(self) -> Path:
+        """The staff phones' passwords (included by kamailio.cfg)."""
+        return self.etc / "staff.cfg"
+
+    @property
     def pid_file(self) -> Path:
         """Kamailio's pid (a stale one is stopped before a new start)."""
         return self.runtime / "kamailio.pid"

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dispatcher import keys
-from dispatcher.api.errors import ApiError
+from dispatcher.alerts.errors import BadCredentials
 
 __all__ = [
     "REPLAY_WINDOW",
@@ -73,10 +73,6 @@ class DeviceCredentials:
     lon: float | None = None
 
 
-def _unauthorized(code: str, reason: str) -> ApiError:
-    return ApiError(401, code, reason, {"WWW-Authenticate": 'Bearer realm="siaga"'})
-
-
 class Authenticator:
     """Checks a request's credentials against a device; remembers signatures to stop replays.
 
@@ -94,7 +90,8 @@ class Authenticator:
 
     def precheck(self, headers: Mapping[str, str | None], now: float) -> None:
         """Everything that can be checked without the device's row: credentials present,
-        well formed, timestamp inside the window. Raises the 401 ApiError ``check`` would.
+        well formed, timestamp inside the window. Raises the
+        :class:`~dispatcher.alerts.errors.BadCredentials` ``check`` would.
 
         Run before looking the device up, so a request without usable credentials costs no
         database read.
@@ -107,57 +104,58 @@ class Authenticator:
         timestamp = headers.get("x-siaga-timestamp")
         signature = headers.get("x-siaga-signature")
         if authorization is None and signature is None:
-            raise _unauthorized("missing_credentials", "send Authorization: Bearer <token>, "
-                                "or X-Siaga-Timestamp and X-Siaga-Signature")
+            raise BadCredentials("missing_credentials", "send Authorization: Bearer <token>, "
+                                 "or X-Siaga-Timestamp and X-Siaga-Signature")
         # Format checks first: they reveal nothing about the device.
         token = None
         if authorization is not None:
             match = _BEARER_RE.match(authorization)
             if match is None:
-                raise _unauthorized("invalid_credentials", "Authorization must be "
-                                    "'Bearer <token>'")
+                raise BadCredentials("invalid_credentials", "Authorization must be "
+                                     "'Bearer <token>'")
             token = match.group(1)
         digest = None
         if signature is not None or timestamp is not None:
             if signature is None or timestamp is None:
-                raise _unauthorized("invalid_signature", "X-Siaga-Signature and "
-                                    "X-Siaga-Timestamp go together")
+                raise BadCredentials("invalid_signature", "X-Siaga-Signature and "
+                                     "X-Siaga-Timestamp go together")
             sig_match = _SIGNATURE_RE.match(signature)
             if sig_match is None:
-                raise _unauthorized("invalid_signature", "X-Siaga-Signature must be "
-                                    "'sha256=' and 64 lower-case hex digits")
+                raise BadCredentials("invalid_signature", "X-Siaga-Signature must be "
+                                     "'sha256=' and 64 lower-case hex digits")
             if not _TIMESTAMP_RE.match(timestamp):
-                raise _unauthorized("bad_timestamp", "X-Siaga-Timestamp must be Unix seconds")
+                raise BadCredentials("bad_timestamp", "X-Siaga-Timestamp must be Unix seconds")
             if abs(int(timestamp) - now) > self.window:
-                raise _unauthorized("bad_timestamp", f"X-Siaga-Timestamp is more than "
-                                    f"{self.window:g} s away from the server's clock")
+                raise BadCredentials("bad_timestamp", f"X-Siaga-Timestamp is more than "
+                                     f"{self.window:g} s away from the server's clock")
             digest = sig_match.group(1)
         return token, digest, timestamp
 
     def check(self, device: DeviceCredentials | None, headers: Mapping[str, str | None],
               body: bytes, now: float) -> DeviceCredentials:
-        """Return the device if the request proves to be from it, else raise a 401 ApiError.
+        """Return the device if the request proves to be from it, else raise
+        :class:`~dispatcher.alerts.errors.BadCredentials`.
 
         ``headers`` maps lower-case header names to values (None when absent).
         """
         token, digest, timestamp = self._presented(headers, now)
         if device is None or not device.enabled:
-            raise _unauthorized("invalid_credentials", "unknown device or wrong credentials")
+            raise BadCredentials("invalid_credentials", "unknown device or wrong credentials")
         if device.token_hash is None and device.hmac_key is None:
-            raise _unauthorized("invalid_credentials", "unknown device or wrong credentials")
+            raise BadCredentials("invalid_credentials", "unknown device or wrong credentials")
         if device.token_hash is not None:
             if token is None or not hmac.compare_digest(device.token_hash, hash_token(token)):
-                raise _unauthorized("invalid_credentials", "unknown device or wrong credentials")
+                raise BadCredentials("invalid_credentials", "unknown device or wrong credentials")
         if device.hmac_key is not None:
             if digest is None or timestamp is None:
-                raise _unauthorized("invalid_signature", "this device must sign its requests")
+                raise BadCredentials("invalid_signature", "this device must sign its requests")
             key = self._hmac_key(device)
             if key is None:
-                raise _unauthorized("invalid_credentials",
-                                    "unknown device or wrong credentials")
+                raise BadCredentials("invalid_credentials",
+                                     "unknown device or wrong credentials")
             expected = sign(key, timestamp, body)[len("sha256="):]
             if not hmac.compare_digest(expected, digest):
-                raise _unauthorized("invalid_signature", "the signature does not match the body")
+                raise BadCredentials("invalid_signature", "the signature does not match the body")
             self._remember(device.device_id, digest, now)
         return device
 
@@ -178,6 +176,6 @@ class Authenticator:
             del self._seen[key]
         key = (device_id, digest)
         if key in self._seen:
-            raise _unauthorized("replayed_request", "this signature was already used: sign "
-                                "each request (retries too) with a fresh timestamp")
+            raise BadCredentials("replayed_request", "this signature was already used: sign "
+                                 "each request (retries too) with a fresh timestamp")
         self._seen[key] = now

@@ -3,7 +3,8 @@
 Everything an alert carries may end up in a log line, a page or an AMI action, so the rules are
 strict: known fields only, exact types (``true`` is not a number), ranges, lengths, and no
 control character anywhere (CR/LF would let a value forge AMI headers). A refusal raises
-:class:`~dispatcher.api.errors.ApiError` naming the field and the rule.
+:class:`~dispatcher.alerts.errors.InvalidField` (or ``MalformedBody``, ``BodyTooLarge``)
+naming the field and the rule.
 
 Location fields are accepted in this API's own names (``lat``, ``lon``, ``accuracy_m``,
 ``fix_time``) and in the names of Advanced Mobile Location (AML) messages phones send to
@@ -21,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.api.errors import ApiError
+from dispatcher.alerts.errors import BodyTooLarge, InvalidField, MalformedBody
 
 __all__ = [
     "ALERT_TYPES",
@@ -82,10 +83,6 @@ class AlertRequest:
     note: str | None
 
 
-def _bad(code: str, reason: str, status: int = 400) -> ApiError:
-    return ApiError(status, code, reason)
-
-
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -102,84 +99,84 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_json_object(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
     """Decode a request body that must be one JSON object of at most ``max_bytes``.
 
-    Refuses (400 ``malformed_json``) invalid UTF-8, invalid JSON, NaN/Infinity, duplicate keys
-    (two parsers could read them differently), and anything but an object; 413 ``too_large``
+    Refuses (``MalformedBody``) invalid UTF-8, invalid JSON, NaN/Infinity, duplicate keys
+    (two parsers could read them differently), and anything but an object; ``BodyTooLarge``
     beyond the limit.
     """
     if len(body) > max_bytes:
-        raise _bad("too_large", f"the body is over {max_bytes} bytes", 413)
+        raise BodyTooLarge("too_large", f"the body is over {max_bytes} bytes")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _bad("malformed_json", f"the body is not UTF-8 ({exc.reason})") from None
+        raise MalformedBody("malformed_json", f"the body is not UTF-8 ({exc.reason})") from None
     try:
         document = json.loads(text, object_pairs_hook=_no_duplicates,
                               parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise _bad("malformed_json", f"the body is not valid JSON: {exc}") from None
+        raise MalformedBody("malformed_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise _bad("malformed_json", "the body must be a JSON object")
+        raise MalformedBody("malformed_json", "the body must be a JSON object")
     return document
 
 
 def validate_identifier(value: object, field: str) -> str:
     """A client-chosen identifier: 1 to 128 of letters, digits, ``.``, ``_``, ``:``, ``-``."""
     if not isinstance(value, str):
-        raise _bad("invalid_field", f"{field} must be a string", 422)
+        raise InvalidField("invalid_field", f"{field} must be a string")
     if not IDENTIFIER_RE.match(value):
-        raise _bad("invalid_field", f"{field} must be 1 to 128 letters, digits, '.', '_', ':' "
-                   "or '-', starting with a letter or digit", 422)
+        raise InvalidField("invalid_field", f"{field} must be 1 to 128 letters, digits, '.', "
+                           "'_', ':' or '-', starting with a letter or digit")
     return value
 
 
 def _number(value: object, field: str, lo: float, hi: float) -> float:
     # bool is an int in Python; JSON true is not a coordinate.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad("invalid_field", f"{field} must be a number", 422)
+        raise InvalidField("invalid_field", f"{field} must be a number")
     number = float(value)
     if not math.isfinite(number) or not lo <= number <= hi:
-        raise _bad("out_of_range", f"{field} must be between {lo:g} and {hi:g}", 422)
+        raise InvalidField("out_of_range", f"{field} must be between {lo:g} and {hi:g}")
     return number
 
 
 def _fix_time(value: object, field: str, now: dt.datetime) -> dt.datetime:
     if not isinstance(value, str) or len(value) > 40 or _CONTROL_RE.search(value):
-        raise _bad("invalid_field", f"{field} must be an ISO 8601 time with a zone, "
-                   "or an AML time YYYYMMDDhhmmss (UTC)", 422)
+        raise InvalidField("invalid_field", f"{field} must be an ISO 8601 time with a zone, "
+                           "or an AML time YYYYMMDDhhmmss (UTC)")
     try:
         if AML_TIME_RE.match(value):
             when = dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
         else:
             when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise _bad("invalid_field", f"{field} is not a valid time: {value!r}", 422) from None
+        raise InvalidField("invalid_field", f"{field} is not a valid time: {value!r}") from None
     if when.tzinfo is None:
-        raise _bad("invalid_field", f"{field} must carry a time zone (e.g. Z or +07:00)", 422)
+        raise InvalidField("invalid_field", f"{field} must carry a time zone (e.g. Z or +07:00)")
     when = when.astimezone(dt.UTC)
     if when > now + MAX_FIX_FUTURE:
-        raise _bad("out_of_range", f"{field} is in the future", 422)
+        raise InvalidField("out_of_range", f"{field} is in the future")
     if when < now - MAX_FIX_AGE:
-        raise _bad("out_of_range", f"{field} is more than {MAX_FIX_AGE.days} days old", 422)
+        raise InvalidField("out_of_range", f"{field} is more than {MAX_FIX_AGE.days} days old")
     return when
 
 
 def _location(value: object, now: dt.datetime) -> Location:
     if not isinstance(value, dict):
-        raise _bad("invalid_field", "location must be an object", 422)
+        raise InvalidField("invalid_field", "location must be an object")
     unknown = sorted(set(value) - _ALL_LOCATION_NAMES)
     if unknown:
-        raise _bad("unknown_field", f"location has unknown field(s): {', '.join(unknown)}", 422)
+        raise InvalidField("unknown_field", f"location has unknown field(s): {', '.join(unknown)}")
     picked: dict[str, tuple[str, object]] = {}
     for canonical, names in _LOCATION_NAMES.items():
         given = [n for n in names if n in value]
         if len(given) > 1:
-            raise _bad("invalid_field",
-                       f"location gives {canonical} twice ({' and '.join(given)})", 422)
+            raise InvalidField("invalid_field",
+                               f"location gives {canonical} twice ({' and '.join(given)})")
         if given:
             picked[canonical] = (f"location.{given[0]}", value[given[0]])
     for required in ("lat", "lon"):
         if required not in picked:
-            raise _bad("missing_field", f"location.{required} is required", 422)
+            raise InvalidField("missing_field", f"location.{required} is required")
     lat = _number(picked["lat"][1], picked["lat"][0], -90, 90)
     lon = _number(picked["lon"][1], picked["lon"][0], -180, 180)
     accuracy = None
@@ -195,31 +192,31 @@ def validate_alert(document: dict[str, Any], now: dt.datetime) -> AlertRequest:
     """Check a parsed alert body field by field; ``now`` (aware UTC) bounds the fix time."""
     unknown = sorted(set(document) - _TOP_FIELDS)
     if unknown:
-        raise _bad("unknown_field", f"unknown field(s): {', '.join(unknown)}", 422)
+        raise InvalidField("unknown_field", f"unknown field(s): {', '.join(unknown)}")
     for required in ("alert_id", "device_id", "type"):
         if required not in document:
-            raise _bad("missing_field", f"{required} is required", 422)
+            raise InvalidField("missing_field", f"{required} is required")
     alert_id = validate_identifier(document["alert_id"], "alert_id")
     device_id = validate_identifier(document["device_id"], "device_id")
     kind = document["type"]
     if not isinstance(kind, str) or kind not in ALERT_TYPES:
-        raise _bad("invalid_field", f"type must be one of {', '.join(ALERT_TYPES)}", 422)
+        raise InvalidField("invalid_field", f"type must be one of {', '.join(ALERT_TYPES)}")
     location = None
     if document.get("location") is not None:
         location = _location(document["location"], now)
     callback = document.get("callback_number")
     if callback is not None:
         if not isinstance(callback, str) or not CALLBACK_RE.match(callback):
-            raise _bad("invalid_field", "callback_number must be 3 to 20 digits, "
-                       "optionally after a '+'", 422)
+            raise InvalidField("invalid_field", "callback_number must be 3 to 20 digits, "
+                               "optionally after a '+'")
     note = document.get("note")
     if note is not None:
         if not isinstance(note, str):
-            raise _bad("invalid_field", "note must be a string", 422)
+            raise InvalidField("invalid_field", "note must be a string")
         if len(note) > MAX_NOTE_CHARS:
-            raise _bad("too_long", f"note is over {MAX_NOTE_CHARS} characters", 422)
+            raise InvalidField("too_long", f"note is over {MAX_NOTE_CHARS} characters")
         if _CONTROL_RE.search(note):
-            raise _bad("invalid_field", "note must not hold control characters "
-                       "(CR, LF, NUL, ...): send one line", 422)
+            raise InvalidField("invalid_field", "note must not hold control characters "
+                               "(CR, LF, NUL, ...): send one line")
         note = note.strip() or None
     return AlertRequest(alert_id, device_id, kind, location, callback, note)

@@ -59,9 +59,9 @@ class RateLimiter:
         tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.updated) * self.rate)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
-    def retry_after_header(self, wait: float) -> str:
-        """The Retry-After value (whole seconds, at least 1) for a wait."""
-        return str(max(1, math.ceil(wait)))
+    def retry_after(self, wait: float) -> int:
+        """Whole seconds to wait before trying again (at least 1) for a wait."""
+        return max(1, math.ceil(wait))
 
     def _prune(self, now: float) -> None:
         full = [k for k, b in self._buckets.items()

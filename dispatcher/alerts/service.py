@@ -1,12 +1,12 @@
-"""The alert service: from an HTTP body to a committed incident and an operator-first callback.
+"""The alert service: from a request's body to a committed incident and an operator-first callback.
 
-:class:`AlertService` is HTTP-agnostic (``dispatcher.api`` turns requests into calls to it) and
-IO-agnostic: it gets
+:class:`AlertService` is HTTP-agnostic (``dispatcher.api`` turns requests into calls to it and
+its refusals, :mod:`dispatcher.alerts.errors`, into statuses) and IO-agnostic: it gets
 
 * ``clock`` (``IReactorTime``): every time it uses;
 * ``write(fn, *args)``: run ``fn(session, *args)`` in one transaction off the reactor thread and
   fire with its result once committed (``CallLogWriter.submit``);
-* ``read(fn, *args)``: the same for reads (a thread pool; see ``dispatcher.api.service``);
+* ``read(fn, *args)``: the same for reads (a thread pool: ``dispatcher.pools.ReadPool``);
 * ``ami``: an ``AMIService`` (originate, subscribe), or None to take alerts without calling
   back (callbacks then wait in the database for a server with AMI).
 
@@ -34,6 +34,17 @@ from dispatcher.alerts import enrolment, storage
 from dispatcher.alerts.auth import REPLAY_WINDOW, Authenticator, DeviceCredentials
 from dispatcher.alerts.buttons import ButtonWatcher
 from dispatcher.alerts.callback import CallbackDialer, DialerSettings
+from dispatcher.alerts.errors import (
+    AlertsError,
+    CredentialsRevoked,
+    EnrolmentLinkSpent,
+    InvalidField,
+    NotAllowed,
+    NotFound,
+    RateLimited,
+    StorageUnavailable,
+    TransitionRefused,
+)
 from dispatcher.alerts.feed import IncidentFeed
 from dispatcher.alerts.incident import FINAL_STATES, IncidentInput, InvalidTransition
 from dispatcher.alerts.intake import (
@@ -43,9 +54,9 @@ from dispatcher.alerts.intake import (
     validate_identifier,
 )
 from dispatcher.alerts.ratelimit import RateLimiter
-from dispatcher.api.errors import ApiError
+from dispatcher.config import Center
 
-__all__ = ["AlertBatcher", "AlertCounts", "AlertService", "AlertSettings", "Reply"]
+__all__ = ["AlertAccepted", "AlertBatcher", "AlertCounts", "AlertService", "AlertSettings"]
 
 log = Logger(namespace="dispatcher.alerts")
 
@@ -71,6 +82,13 @@ class AlertSettings:
     # The center's master key, from which devices' HMAC keys are derived.
     master_key: bytes = field(default=b"", repr=False)
 
+    @classmethod
+    def for_center(cls, center: Center, master_key: bytes) -> AlertSettings:
+        """The center's settings: a callback dials out through the trunk; without one (a
+        test center) the number is dialled as a local endpoint."""
+        dial = "PJSIP/{number}@trunk" if center.trunk else "PJSIP/{number}"
+        return cls(dialer=DialerSettings(citizen_dial=dial), master_key=master_key)
+
 
 @dataclass
 class AlertCounts:
@@ -83,11 +101,11 @@ class AlertCounts:
     refused: dict[str, int] = field(default_factory=dict)
 
     def count(self, result: Any) -> Any:
-        """Count one alert's outcome (a Reply, or a Failure); pass it on unchanged."""
+        """Count one alert's outcome (an AlertAccepted, or a Failure); pass it on unchanged."""
         if isinstance(result, Failure):
-            code = result.value.code if isinstance(result.value, ApiError) else "error"
+            code = result.value.code if isinstance(result.value, AlertsError) else "error"
             self.refused[code] = self.refused.get(code, 0) + 1
-        elif result.status == 201:
+        elif result.created:
             self.committed += 1
         else:
             self.duplicates += 1
@@ -95,12 +113,14 @@ class AlertCounts:
 
 
 @dataclass(frozen=True)
-class Reply:
-    """An answer for the HTTP layer: status, JSON document, extra headers."""
+class AlertAccepted:
+    """An alert taken: its incident and the incident's state; ``created`` False when the
+    alert was stored before (a retry of the same ``alert_id``)."""
 
-    status: int
-    document: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
+    alert_id: str
+    incident_id: int
+    state: str
+    created: bool
 
 
 class AlertService(Service):
@@ -142,6 +162,14 @@ class AlertService(Service):
                 self.watcher = ButtonWatcher(panic_number, [b[0] for b in self.buttons],
                                              self._open_button_incident, self.report,
                                              self._tag_button_call)
+
+    @classmethod
+    def for_center(cls, clock: IReactorTime, center: Center, write: Runner, read: Runner,
+                   ami: Any = None, settings: AlertSettings | None = None) -> AlertService:
+        """The alert service of ``center``: its buttons and panic number from the config."""
+        return cls(clock, write, read, ami, settings,
+                   buttons=[(b.extension, b.name, b.lat, b.lon) for b in center.buttons],
+                   panic_number=center.panic_number)
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.seconds(), dt.UTC)
@@ -251,8 +279,9 @@ class AlertService(Service):
         return self.read(storage.device_credentials, device_id).addCallback(keep)
 
     def post_alert(self, headers: Mapping[str, str | None], body: bytes,
-                   source: str | None = None) -> Deferred[Reply]:
-        """Take one ``POST /api/v1/alerts``; fires with the Reply (or fails with ApiError).
+                   source: str | None = None) -> Deferred[AlertAccepted]:
+        """Take one alert; fires with an :class:`AlertAccepted` (or fails with an
+        :class:`~dispatcher.alerts.errors.AlertsError`).
 
         Order: the source's failed attempts → credentials' form → body → device id →
         the device's row → credentials → the device's rate limit → fields → commit.
@@ -267,23 +296,23 @@ class AlertService(Service):
         return self._post_alert(headers, body, source).addBoth(self.counts.count)
 
     def _post_alert(self, headers: Mapping[str, str | None], body: bytes,
-                    source: str | None) -> Deferred[Reply]:
+                    source: str | None) -> Deferred[AlertAccepted]:
         now = self.clock.seconds()
         wait = self.failures.wait(source, now) if source is not None else 0.0
         try:
             self.auth.precheck(headers, now)
             document = parse_json_object(body, self.settings.max_body_bytes)
             if "device_id" not in document:
-                raise ApiError(422, "missing_field", "device_id is required")
+                raise InvalidField("missing_field", "device_id is required")
             device_id = validate_identifier(document["device_id"], "device_id")
-        except ApiError as exc:
+        except AlertsError as exc:
             return self._refused_before_lookup(exc, wait, source)
         d = self._credentials_of(device_id, wait)
         d.addCallback(self._checked, headers, body, source)
         d.addCallback(self._authenticated, document)
         return d
 
-    def _refused_before_lookup(self, exc: ApiError, wait: float,
+    def _refused_before_lookup(self, exc: AlertsError, wait: float,
                                source: str | None) -> Deferred[Any]:
         """A request refused before any database read: an address already over its
         budget hears 429, anyone else the reason, which counts against the address."""
@@ -306,10 +335,9 @@ class AlertService(Service):
             return succeed(known)
         return self.lookup_device(device_id)
 
-    def _too_many_failures(self, wait: float) -> ApiError:
-        return ApiError(429, "rate_limited", f"too many failed attempts from this address; "
-                        f"retry in {wait:.0f} s",
-                        {"Retry-After": self.failures.retry_after_header(wait)})
+    def _too_many_failures(self, wait: float) -> RateLimited:
+        return RateLimited("rate_limited", f"too many failed attempts from this address; "
+                           f"retry in {wait:.0f} s", self.failures.retry_after(wait))
 
     def _failed_attempt(self, source: str | None) -> None:
         if source is not None:
@@ -319,7 +347,7 @@ class AlertService(Service):
                  body: bytes, source: str | None) -> DeviceCredentials:
         try:
             device = self.auth.check(device, headers, body, self.clock.seconds())
-        except ApiError:
+        except AlertsError:
             self._failed_attempt(source)
             raise
         self._known[device.device_id] = device
@@ -329,47 +357,46 @@ class AlertService(Service):
         return device
 
     def _authenticated(self, device: DeviceCredentials, document: dict[str, Any]
-                       ) -> Deferred[Reply]:
+                       ) -> Deferred[AlertAccepted]:
         now = self.clock.seconds()
         wait = self.limiter.take(device.device_id, now)
         if wait > 0:
-            raise ApiError(429, "rate_limited", f"too many alerts from this device; retry in "
-                           f"{wait:.0f} s", {"Retry-After": self.limiter.retry_after_header(wait)})
+            raise RateLimited("rate_limited", f"too many alerts from this device; retry in "
+                              f"{wait:.0f} s", self.limiter.retry_after(wait))
         if device.kind != "app":
-            raise ApiError(403, "forbidden", "this device may not post alerts")
+            raise NotAllowed("forbidden", "this device may not post alerts")
         request = validate_alert(document, self._now())
         if request.callback_number is None and device.callback_number is None:
-            raise ApiError(422, "missing_field", "callback_number is required (the device "
-                           "has no default number)")
+            raise InvalidField("missing_field", "callback_number is required (the device "
+                               "has no default number)")
         d = self._batcher.add(request, device)
         d.addCallbacks(self._committed, self._not_committed, callbackArgs=(request,))
         return d
 
-    def _committed(self, receipt: storage.AlertReceipt, request: Any) -> Reply:
-        doc = {"alert_id": request.alert_id, "incident_id": receipt.incident_id,
-               "state": receipt.state, "created": receipt.created,
-               "incident_url": f"/api/v1/incidents/{receipt.incident_id}"}
+    def _committed(self, receipt: storage.AlertReceipt, request: Any) -> AlertAccepted:
+        accepted = AlertAccepted(request.alert_id, receipt.incident_id, receipt.state,
+                                 receipt.created)
         if not receipt.created:
-            return Reply(200, doc)
+            return accepted
         extra: dict[str, Any] = {"type": request.type, "device_id": request.device_id}
         if request.location is not None:
             extra.update(lat=request.location.lat, lon=request.location.lon)
         self.feed.publish(receipt.incident_id, receipt.state, "alert_received", **extra)
         if receipt.callback is not None and self.dialer is not None:
             self.dialer.submit(receipt.callback)
-        return Reply(201, doc, {"Location": doc["incident_url"]})
+        return accepted
 
     def _not_committed(self, failure: Failure) -> Failure:
         if failure.check(storage.DeviceChanged):
             self._devices.pop(str(failure.value), None)
             self._known.pop(str(failure.value), None)
-            raise ApiError(401, "invalid_credentials", "unknown device or wrong credentials")
+            raise CredentialsRevoked("invalid_credentials", "unknown device or wrong credentials")
         if failure.check(storage.NoCallbackNumber):
-            raise ApiError(422, "missing_field", "callback_number is required (the device has "
-                           "no default number)")
+            raise InvalidField("missing_field", "callback_number is required (the device has "
+                               "no default number)")
         log.failure("an alert could not be stored", failure)
-        raise ApiError(503, "storage_unavailable", "the alert could not be stored; retry with "
-                       "the same alert_id", {"Retry-After": "1"})
+        raise StorageUnavailable("storage_unavailable", "the alert could not be stored; retry "
+                                 "with the same alert_id", retry_after=1)
 
     # -- panic apps: enrolment and their own alert's status --------------------------------
 
@@ -387,12 +414,12 @@ class AlertService(Service):
             document = parse_json_object(body, 1024)
             unknown = sorted(set(document) - {"code"})
             if unknown:
-                raise ApiError(422, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+                raise InvalidField("unknown_field", f"unknown field(s): {', '.join(unknown)}")
             code = document.get("code")
             if not isinstance(code, str) or not re.match(enrolment.CODE_RE_TEXT, code):
-                raise ApiError(422, "invalid_field", "code must be the enrolment code of the "
-                               "link (16 to 64 letters, digits, '-' or '_')")
-        except ApiError as exc:
+                raise InvalidField("invalid_field", "code must be the enrolment code of the "
+                                   "link (16 to 64 letters, digits, '-' or '_')")
+        except AlertsError as exc:
             self._failed_attempt(source)
             return _failed(exc)
         d = self.write(enrolment.exchange_code, code, self._now())
@@ -408,17 +435,17 @@ class AlertService(Service):
         def refused(failure: Failure) -> None:
             if not failure.check(enrolment.EnrolmentRefused):
                 log.failure("an enrolment could not be stored", failure)
-                raise ApiError(503, "storage_unavailable", "the enrolment could not be "
-                               "stored; try the link again", {"Retry-After": "1"})
+                raise StorageUnavailable("storage_unavailable", "the enrolment could not be "
+                                         "stored; try the link again", retry_after=1)
             self._failed_attempt(source)
             reason = failure.value.reason
             if reason == "used":
-                raise ApiError(410, "code_used", "this enrolment link was already used: "
-                               "ask the center for a new one")
+                raise EnrolmentLinkSpent("code_used", "this enrolment link was already used: "
+                                         "ask the center for a new one")
             if reason == "expired":
-                raise ApiError(410, "code_expired", "this enrolment link has expired: ask "
-                               "the center for a new one")
-            raise ApiError(403, "invalid_code", "this enrolment code is not valid")
+                raise EnrolmentLinkSpent("code_expired", "this enrolment link has expired: "
+                                         "ask the center for a new one")
+            raise NotAllowed("invalid_code", "this enrolment code is not valid")
 
         return d.addCallbacks(enrolled, refused)
 
@@ -436,7 +463,7 @@ class AlertService(Service):
             self.auth.precheck(headers, now)
             device_id = validate_identifier(headers.get("x-siaga-device"), "X-Siaga-Device")
             validate_identifier(alert_id, "alert_id")
-        except ApiError as exc:
+        except AlertsError as exc:
             return self._refused_before_lookup(exc, wait, source)
         d = self._credentials_of(device_id, wait)
         d.addCallback(self._checked, headers, b"", source)
@@ -446,7 +473,7 @@ class AlertService(Service):
 
         def found(document: dict[str, Any] | None) -> dict[str, Any]:
             if document is None:
-                raise ApiError(404, "not_found", "this device sent no alert with this id")
+                raise NotFound("not_found", "this device sent no alert with this id")
             return document
 
         return d.addCallback(read).addCallback(found)
@@ -485,7 +512,7 @@ class AlertService(Service):
 
     def operator_input(self, incident_id: int, what: IncidentInput, detail: str = "",
                        agency: str | None = None) -> Deferred[storage.TransitionResult]:
-        """An operator's action on an incident (API); fails with ApiError when refused."""
+        """An operator's action on an incident; fails with an AlertsError when refused."""
         d = self.write(storage.transition, incident_id, what, self._now(), detail, None, agency)
 
         def done(result: storage.TransitionResult) -> storage.TransitionResult:
@@ -497,12 +524,12 @@ class AlertService(Service):
 
         def refused(failure: Failure) -> None:
             if failure.check(InvalidTransition):
-                raise ApiError(409, "invalid_transition", failure.getErrorMessage())
+                raise TransitionRefused("invalid_transition", failure.getErrorMessage())
             if failure.check(LookupError):
-                raise ApiError(404, "not_found", f"no incident {incident_id}")
+                raise NotFound("not_found", f"no incident {incident_id}")
             log.failure("incident {incident}: operator input failed", failure,
                         incident=incident_id)
-            raise ApiError(503, "storage_unavailable", "the change could not be stored")
+            raise StorageUnavailable("storage_unavailable", "the change could not be stored")
 
         return d.addCallbacks(done, refused)
 

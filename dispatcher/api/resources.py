@@ -2,8 +2,9 @@
 
 Every answer is JSON, errors included (``{"error", "reason"}``): unknown paths (404), wrong
 methods (405 with ``Allow``), bodies over the limit (413, read and discarded, never buffered),
-wrong ``Content-Type`` (415), and whatever the alert service refuses. A failure nobody
-expected is logged with its traceback and answered 500 without details.
+wrong ``Content-Type`` (415), and whatever a feature refuses (its errors answered as
+``dispatcher.api.errors.HTTP_REFUSALS`` says). A failure nobody expected is logged with its
+traceback and answered 500 without details.
 
 Operator endpoints (``/incidents...``, ``/callbacks...``) are for the console on the
 center's own machine: they answer only requests from a loopback address, and, when an
@@ -29,12 +30,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.intake import parse_json_object
-from dispatcher.alerts.service import AlertService, Reply
-from dispatcher.api.errors import ApiError, json_body
+from dispatcher.alerts.service import AlertAccepted, AlertService
+from dispatcher.api.errors import ApiError, api_error, json_body
 from dispatcher.config import AGENCY_KINDS
 from dispatcher.hotline.callbacks import CallbackEntry
-from dispatcher.hotline.service import HotlineService, InvalidInput, NoWayBack
-from pbx.ami.errors import AMIActionError, AMINotConnected
+from dispatcher.hotline.service import HotlineService
 
 __all__ = ["ApiRequest", "build_api", "build_root", "openapi_document"]
 
@@ -93,6 +93,16 @@ def _send_error(request: Request, error: ApiError) -> bytes:
     return _send(request, error.status, error.body(), headers)
 
 
+def _refusal(error: BaseException, method: Any, path: Any, failure: Failure | None = None
+             ) -> ApiError:
+    """The answer to ``error``: a feature's refusal as the table says, else a logged 500."""
+    refused = api_error(error)
+    if refused is not None:
+        return refused
+    log.failure("API request {method} {path} failed", failure, method=method, path=path)
+    return ApiError(500, "internal_error", "the server failed; the error is logged")
+
+
 def _finish_async(request: Request, d: Deferred[Any], render: Any) -> Any:
     """Write ``render(result)`` when ``d`` fires, unless the client has gone."""
     gone: list[bool] = []
@@ -103,20 +113,15 @@ def _finish_async(request: Request, d: Deferred[Any], render: Any) -> Any:
             return
         try:
             status, body, headers = render(result)
-        except ApiError as exc:
-            body = _send_error(request, exc)
+        except Exception as exc:  # noqa: BLE001 -- a refusal is answered, the rest logged
+            body = _send_error(request, _refusal(exc, request.method, request.path))
         else:
             body = _send(request, status, body, headers)
         request.write(body)
         request.finish()
 
     def fail(failure: Failure) -> None:
-        if failure.check(ApiError):
-            error = failure.value
-        else:
-            log.failure("API request {method} {path} failed", failure,
-                        method=request.method, path=request.path)
-            error = ApiError(500, "internal_error", "the server failed; the error is logged")
+        error = _refusal(failure.value, request.method, request.path, failure)
         if gone:
             return
         request.write(_send_error(request, error))
@@ -146,12 +151,8 @@ class JsonResource(Resource):
                 {"Allow": ", ".join(allowed)}))
         try:
             return handler(request)
-        except ApiError as exc:
-            return _send_error(request, exc)
-        except Exception:
-            log.failure("API request {method} {path} failed", method=method, path=request.path)
-            return _send_error(request, ApiError(500, "internal_error",
-                                                 "the server failed; the error is logged"))
+        except Exception as exc:  # noqa: BLE001 -- a refusal is answered, the rest logged
+            return _send_error(request, _refusal(exc, method, request.path))
 
 
 _ALLOWED: dict[type, list[str]] = {}
@@ -220,8 +221,13 @@ class AlertsResource(JsonResource):
         source = getattr(request.getClientAddress(), "host", None)
         d = self.alerts.post_alert(headers, body, source)
 
-        def render(reply: Reply) -> tuple[int, bytes, dict[str, str]]:
-            return reply.status, json_body(reply.document), reply.headers
+        def render(taken: AlertAccepted) -> tuple[int, bytes, dict[str, str]]:
+            url = f"/api/v1/incidents/{taken.incident_id}"
+            document = {"alert_id": taken.alert_id, "incident_id": taken.incident_id,
+                        "state": taken.state, "created": taken.created, "incident_url": url}
+            if not taken.created:
+                return 200, json_body(document), {}  # a retry of an alert already stored
+            return 201, json_body(document), {"Location": url}
 
         return _finish_async(request, d, render)
 
@@ -462,20 +468,8 @@ class CallbacksResource(JsonResource):
             raise ApiError(409, "not_open", f"callback {entry_id} is {entry.state}")
         if entry.state == "ringing":
             raise ApiError(409, "already_ringing", f"callback {entry_id} is ringing now")
+        # Refused (invalid input, no way back, the PBX away or refusing): HTTP_REFUSALS.
         d = self.hotline.call_back(entry_id, operator, ring)
-
-        def refused(failure: Failure) -> None:
-            if failure.check(InvalidInput):
-                raise ApiError(422, "invalid_field", failure.getErrorMessage())
-            if failure.check(NoWayBack):
-                raise ApiError(409, "no_way_back", failure.getErrorMessage())
-            if failure.check(AMINotConnected):
-                raise ApiError(503, "pbx_unavailable", "the PBX is not connected; try again")
-            if failure.check(AMIActionError):
-                raise ApiError(502, "pbx_refused", failure.getErrorMessage())
-            failure.raiseException()
-
-        d.addErrback(refused)
         return _finish_async(request, d, lambda _: (
             202, json_body(callback_document(self.hotline.callbacks.get(entry_id))), {}))
 

@@ -14,16 +14,17 @@ from typing import Any
 
 
 def build(reactor: Any, args: argparse.Namespace) -> Any:
-    """Build the service tree: writer, (AMI), API."""
+    """Build the service tree: writer, (AMI), reads, alert service, the API's listener."""
     from twisted.application.service import MultiService
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
     from dispatcher.alerts.callback import DialerSettings
-    from dispatcher.alerts.service import AlertSettings
+    from dispatcher.alerts.service import AlertService, AlertSettings
     from dispatcher.api.service import make_http_service
     from dispatcher.calllog import db
     from dispatcher.calllog.writer import CallLogWriter
     from dispatcher.config import load_center
+    from dispatcher.pools import ReadPool
 
     center = load_center(args.config, state_dir=args.state_dir)
     url = args.db or center.database_url
@@ -54,8 +55,11 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
         commit_batch=args.commit_batch,
         master_key=creds.master_key,
     )
-    http = make_http_service(reactor, center, writer, sessions, ami, settings=settings,
-                             port=args.port, host="127.0.0.1")
+    reads = ReadPool(reactor, sessions)
+    reads.setServiceParent(top)
+    alerts = AlertService.for_center(reactor, center, writer.submit, reads.run, ami, settings)
+    alerts.setServiceParent(top)
+    http = make_http_service(reactor, alerts, "127.0.0.1", args.port)
     http.setServiceParent(top)
     return top, http
 

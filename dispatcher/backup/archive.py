@@ -34,9 +34,9 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
 
-from dispatcher.api.service import OPERATOR_TOKEN_FILE
 from dispatcher.calllog import db
 from dispatcher.credentials import FILE_NAME as SECRETS_FILE
+from dispatcher.credentials import OPERATOR_TOKEN_FILE
 
 __all__ = ["BackupError", "Manifest", "backup", "restore"]
 

@@ -1,15 +1,17 @@
 """The call log as one Twisted service for the server: writer, live journeys, reconciliation.
 
 The server builds it once and hands it the reactor, the database URL, who is who (a
-:class:`~dispatcher.calllog.journey.Directory`) and where Asterisk writes CEL::
+:class:`~dispatcher.calllog.journey.Directory`), where Asterisk writes CEL and the AMI
+service whose events it follows::
 
     calllog = CallLogService(reactor, center.database_url, Directory.from_center(center),
-                             cel_path=str(paths.log / "cel-custom" / "Master.csv"))
+                             cel_path=str(paths.log / "cel-custom" / "Master.csv"), ami=ami)
     calllog.prepare(center)            # blocking, before reactor.run(): schema + reference rows
     calllog.setServiceParent(server)   # starts the writer; reconciles now and every minute
-    ami.subscribe(calllog.event_received)          # every AMI event
-    ami.on_connection_lost(calllog.connection_lost)
-    ami.on_connected(lambda: calllog.reconcile())  # catch up on what happened meanwhile
+
+Once started it takes every AMI event into the journeys, drops the journeys in progress when
+the connection is lost and reconciles after every login (to catch up on what happened
+meanwhile); stopped, it takes no more events.
 
 Nothing here blocks the reactor once ``prepare`` is done.
 
@@ -55,6 +57,10 @@ class CallLogService(MultiService):
         cel_path: str | None = None,
         reconcile_every: float = 60.0,
         on_reconciled: Callable[[cel.ReconcileResult], object] | None = None,
+        on_handoff: Callable[[JourneyRecord, str], object] | None = None,
+        ami: Any = None,
+        asterisk: Any = None,
+        on_cut: Callable[[list[JourneyRecord]], object] | None = None,
     ) -> None:
         super().__init__()
         self._reactor = reactor
@@ -64,7 +70,8 @@ class CallLogService(MultiService):
         self.cel_path = cel_path
         self.writer = CallLogWriter(reactor, self.sessions)
         self.writer.setServiceParent(self)
-        self.builder = JourneyBuilder(directory)
+        #: ``on_handoff(record, agency)``: an incident's citizen now talks with an agency.
+        self.builder = JourneyBuilder(directory, on_handoff=on_handoff)
         self.recorder = CallLogRecorder(reactor, self.builder, self.writer)
         self._reconcile_every = reconcile_every
         self._loop: LoopingCall | None = None
@@ -74,6 +81,15 @@ class CallLogService(MultiService):
         #: Told of every completed pass (the server looks for missed calls among the
         #: journeys it added: calls made while it was away).
         self.on_reconciled = on_reconciled
+        self.ami = ami
+        self._unsubscribe: Callable[[], None] | None = None
+        self._logins_watched = False
+        #: The supervised Asterisk (its ``runs``: how many times it was started), to tell at
+        #: a login whether the calls up when AMI was lost died with it; ``on_cut(records)``
+        #: hears the journeys closed for that reason (:meth:`close_cut`).
+        self.asterisk = asterisk
+        self.on_cut = on_cut
+        self._runs_at_login: int | None = None
 
     def prepare(self, center: Any | None = None) -> str | None:
         """Upgrade the schema and sync operators/agencies from the config (blocking: call it
@@ -85,8 +101,15 @@ class CallLogService(MultiService):
         return revision
 
     def startService(self) -> None:
-        """Start the writer, then reconcile now and every ``reconcile_every`` seconds."""
+        """Start the writer, follow AMI, then reconcile now and every ``reconcile_every``
+        seconds."""
         super().startService()
+        if self.ami is not None:
+            self._unsubscribe = self.ami.subscribe_all(
+                lambda event: self.event_received(event.fields))
+            if not self._logins_watched:  # once: AMIService has no way to remove a listener
+                self._logins_watched = True
+                self.ami.on_connected(self._ami_connected)
         if self.cel_path and self._reconcile_every > 0:
             self._loop = LoopingCall(self._scheduled_reconcile)
             self._loop.clock = self._reactor
@@ -95,7 +118,11 @@ class CallLogService(MultiService):
             )
 
     def stopService(self) -> Deferred[None]:
-        """Stop reconciling; drain the writer (every queued write is committed)."""
+        """Stop following AMI and reconciling; drain the writer (every queued write is
+        committed)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         return super().stopService()  # type: ignore[no-any-return]
@@ -105,6 +132,22 @@ class CallLogService(MultiService):
     def event_received(self, event: dict[str, str]) -> list[Deferred[Any]]:
         """Every AMI event goes here; journeys are written as they start and finish."""
         return self.recorder.event_received(event)
+
+    def _ami_connected(self, client: Any) -> None:
+        if not self.running:
+            return  # AMIService keeps its listeners; this one outlives a stopped service
+        client.on_connection_lost(lambda _client: self.connection_lost())
+        # Another run of Asterisk since the last login: the calls up when AMI was lost died
+        # with the old process, and no CEL record will ever end them.
+        runs = self.asterisk.runs if self.asterisk is not None else None
+        seen, self._runs_at_login = self._runs_at_login, runs
+        if seen is not None and runs != seen:
+            records = self.close_cut()
+            if self.on_cut is not None:
+                self.on_cut(records)
+        else:
+            self.forget_cut()
+        self.reconcile()
 
     def connection_lost(self) -> list[str]:
         """AMI is gone: drop journeys in progress; the next reconciliation completes them.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -27,13 +28,17 @@ class SipGuardService(Service):
     ``reload`` makes Asterisk read the ACL file again (res_pjsip's reload, through the
     console socket). Changes that arrive while a reload runs are written and reloaded once
     it ends: a scan from many addresses costs one reload at a time, never a queue of them.
+    ``events`` (an ``AMIService``, or any ``subscribe(name, cb)``) is followed while the
+    service runs.
     """
 
     log = Logger()
 
     def __init__(self, clock: IReactorTime, policy: GuardPolicy, acl_path: Path,
-                 reload: Callable[[], defer.Deferred[object]]) -> None:
+                 reload: Callable[[], defer.Deferred[object]], events: Any = None) -> None:
         self.clock = clock
+        self.events = events
+        self._unsubscribe: list[Callable[[], None]] = []
         self.policy = policy
         self.acl_path = acl_path
         self.reload = reload
@@ -46,10 +51,16 @@ class SipGuardService(Service):
         """Write an ACL with no block (before Asterisk starts: no earlier run's block stays)."""
         self._write()
 
-    def subscribe(self, ami) -> None:  # noqa: ANN001 (AMIService or any subscribe(name, cb))
-        """Receive the security events that count as failures."""
-        for name in sorted(FAILURE_EVENTS):
-            ami.subscribe(name, lambda event: self.event_received(event.fields))
+    def subscribe(self, ami) -> list[Callable[[], None]]:  # noqa: ANN001 (any subscribe(name, cb))
+        """Receive the security events that count as failures; returns the unsubscribers."""
+        return [ami.subscribe(name, lambda event: self.event_received(event.fields))
+                for name in sorted(FAILURE_EVENTS)]
+
+    def startService(self) -> None:  # noqa: N802
+        """Follow ``events``' security events."""
+        super().startService()
+        if self.events is not None:
+            self._unsubscribe = self.subscribe(self.events)
 
     def event_received(self, fields: dict[str, str]) -> None:
         """One AMI security event; a failure from a source may block it."""
@@ -67,7 +78,11 @@ class SipGuardService(Service):
         self._changed()
 
     def stopService(self) -> None:  # noqa: N802
+        """Stop following events; cancel the timers (the ACL file stays as it is)."""
         super().stopService()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         for call in (self._expiry, self._retry):
             if call is not None and call.active():
                 call.cancel()

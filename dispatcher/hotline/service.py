@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -349,11 +350,12 @@ class HotlineService:
             return defer.fail(exc)
 
 
-class MissedCallWatcher:
+class MissedCallWatcher(Service):
     """Wires the detector and the callback list to an AMI service's events.
 
     ``clock`` gives the time (``IReactorTime.seconds``); ``ami`` has ``subscribe_all``
-    (``pbx.ami.client.AMIService``). Call :meth:`start` once; :meth:`stop` unsubscribes.
+    (``pbx.ami.client.AMIService``). A Service: started, it subscribes (:meth:`start`);
+    stopped, it unsubscribes (:meth:`stop`).
     ``SiagaCallbackResult`` is believed only when signed with ``event_key`` (by default the
     AMI service's, ``ami.event_key``): a caller ID can forge the event, not its Mac.
     """
@@ -380,6 +382,16 @@ class MissedCallWatcher:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+    def startService(self) -> None:  # noqa: N802 -- Twisted's name
+        """Subscribe to every AMI event."""
+        super().startService()
+        self.start()
+
+    def stopService(self) -> None:  # noqa: N802 -- Twisted's name
+        """Unsubscribe."""
+        super().stopService()
+        self.stop()
 
     def on_event(self, event: Any) -> None:
         """One AMI event (a ``pbx.ami.protocol.Message``)."""

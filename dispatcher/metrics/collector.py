@@ -21,14 +21,18 @@ from zoneinfo import ZoneInfo
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
 
 from dialplans.contract import QUEUE_NAME
+from dispatcher.calllog.db import transaction
 from dispatcher.calllog.report import SERVICE_LEVELS, ReportOptions, summary
 from dispatcher.config import Center
-from dispatcher.web.wallboard import operator_state
+from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel
 
-__all__ = ["OPERATOR_STATES", "CenterCollector", "Sources", "today_summary"]
+__all__ = ["OPERATOR_STATES", "CenterCollector", "Sources", "TodayReader", "today_reader",
+           "today_summary"]
 
 # Every state a desk can be in, so each is exported (0 included) and a dashboard's series
 # never vanish when no desk is in one.
@@ -62,6 +66,24 @@ def today_summary(session: Session, now: float, timezone: str = REPORT_TIMEZONE
     """The report's summary for the local day of ``now`` (blocking: run in a thread)."""
     today = dt.datetime.fromtimestamp(now, ZoneInfo(timezone)).date()
     return summary(session, ReportOptions(start=today, end=today, timezone=timezone))
+
+
+TodayReader = Callable[[], "defer.Deferred[dict[str, Any] | None]"]
+
+
+def today_reader(reactor: Any, pool: ThreadPool, sessions: Any,
+                 clock: Callable[[], float]) -> TodayReader:
+    """Reads today's summary in ``pool`` (never on the reactor thread)."""
+    def read() -> defer.Deferred[dict[str, Any] | None]:
+        now = clock()
+
+        def work() -> dict[str, Any]:
+            with transaction(sessions) as session:
+                return today_summary(session, now)
+
+        return threads.deferToThreadPool(reactor, pool, work)
+
+    return read
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -18,8 +18,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
@@ -391,8 +392,10 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
                wallboard: Callable[[], dict[str, Any]], reports: ReportRunner,
                api: resource.Resource | None = None,
                request_factory: type[server.Request] | None = None,
-               reactor: Any = None, push: PushHub | None = None) -> GuardedSite:
-    """The whole HTTP site: console pages, static files and (when given) the API under /api.
+               reactor: Any = None, metrics: resource.Resource | None = None,
+               push: PushHub | None = None) -> GuardedSite:
+    """The whole HTTP site: console pages, static files and (when given) the API under /api
+    and the metrics under /metrics.
 
     ``request_factory`` is the API's request class, which refuses oversized bodies before
     buffering them. ``reactor`` (``IReactorTime``) times the site's connection deadlines
@@ -413,6 +416,8 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     root.putChild(b"panic", PanicApp())
     if api is not None:
         root.putChild(b"api", api)
+    if metrics is not None:
+        root.putChild(b"metrics", metrics)
     site = GuardedSite(root, center.http_limits,
                        requestFactory=request_factory or server.Request, reactor=reactor)
     site.displayTracebacks = False
@@ -429,4 +434,23 @@ def report_text(query: dict[str, Any], report: dict[str, Any]) -> tuple[str, str
     return types[query["format"]], render(report, query["format"])
 
 
-__all__ = ["Console", "build_site", "report_text"]
+def report_runner(reactor: Any, pool: ThreadPool, sessions: Any) -> ReportRunner:
+    """Reports computed in ``pool``, a pool of their own, so a long report never delays a
+    write or the reactor; fires with ``report_text``'s content type and text."""
+    from dispatcher.calllog.db import transaction
+    from dispatcher.calllog.report import ReportOptions, build_report
+
+    def run(query: dict[str, Any]) -> defer.Deferred[tuple[str, str]]:
+        options = ReportOptions(start=query["from"], end=query["to"],
+                                language=query["language"])
+
+        def work() -> tuple[str, str]:
+            with transaction(sessions) as session:
+                return report_text(query, build_report(session, options))
+
+        return threads.deferToThreadPool(reactor, pool, work)
+
+    return run
+
+
+__all__ = ["Console", "build_site", "report_runner", "report_text"]

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dialplans.contract import QUEUE_NAME
+from dispatcher.callbacks.owed import CallbackEntry, CallbackList
 from dispatcher.config import Center
-from dispatcher.hotline.callbacks import CallbackEntry
+from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel
 
-# Queue member device states as the people at the desks say them.
-_MEMBER_STATE = {
-    "NOT_INUSE": "available",
-    "INUSE": "on call",
-    "BUSY": "on call",
-    "RINGING": "ringing",
-    "RINGINUSE": "on call",
-    "ONHOLD": "on call",
-    "UNAVAILABLE": "offline",
-    "INVALID": "offline",
-    "UNKNOWN": "offline",
-}
-
+__all__ = ["WALLBOARD_CALLBACKS", "operator_state", "wallboard_document", "wallboard_source"]
 
 _REACHABLE = {"NOT_INUSE", "INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
-
-
-def operator_state(status: str, paused: bool, in_call: bool) -> str:
-    """One word for an operator desk: available, ringing, on call, paused or offline."""
-    state = _MEMBER_STATE.get(status, "offline")
-    if state == "offline":
-        return state
-    if in_call or state == "on call":
-        return "on call"
-    if paused:
-        return "paused"
-    return state
 
 
 # The callbacks the board lists: the strongest of the hotline's list (it may hold a
@@ -108,6 +85,21 @@ def wallboard_document(model: LiveModel, center: Center, now: float,
     }
 
 
+def wallboard_source(model: LiveModel, center: Center, clock: Callable[[], float],
+                     callbacks: CallbackList, selftest: Any = None
+                     ) -> Callable[[], dict[str, Any]]:
+    """The wallboard's document, computed at each request from the live parts: the model,
+    the top of the callback list and, when the center runs one, the self-test's status
+    (``selftest`` a ``SelfTestService`` or None)."""
+    def document() -> dict[str, Any]:
+        return wallboard_document(model, center, clock(),
+                                  callbacks.page(0, WALLBOARD_CALLBACKS),
+                                  callbacks.open_count,
+                                  selftest.status() if selftest is not None else None)
+
+    return document
+
+
 def _selftest_banner(status: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
     """What the board shows of the self-test: whether the alarm is up, since when, and the
     stage the last test call stopped at (None: no self-test configured)."""
@@ -140,3 +132,12 @@ def incidents_document(events: Iterable[dict[str, Any]],
         }
     recent = list(latest.values())[::-1][:limit]
     return {"incidents": recent}
+
+
+def incidents_source(feed: Any) -> Callable[[], dict[str, Any]]:
+    """The incidents view, computed from the latest events of ``feed`` (an
+    :class:`~dispatcher.alerts.feed.IncidentFeed`) at each render."""
+    def document() -> dict[str, Any]:
+        return incidents_document(feed.since(max(0, feed.last - feed.max_batch)))
+
+    return document

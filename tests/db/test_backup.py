@@ -19,7 +19,7 @@ from dispatcher.cli import main
 from dispatcher.config import load_center
 from dispatcher.credentials import ensure_credentials
 from tests.harness import EXAMPLE_CONFIG
-from tests.unit.test_report_figures import DAY, NOW, day_of_calls
+from tests.unit.calllog.test_report_figures import DAY, NOW, day_of_calls
 
 _names = itertools.count()
 

@@ -23,7 +23,7 @@ from dispatcher.calllog.models import (
     Leg,
     Operator,
 )
-from tests.unit import calllog_scenarios as sc
+from tests.unit.calllog import calllog_scenarios as sc
 
 
 def _write_cel(path: Path, rows: list[cel.CelRow], mode: str = "w") -> None:

@@ -1,8 +1,7 @@
 """Scale-out on one machine: the SIP edge (Kamailio) in front of two real Asterisk nodes.
 
 Each node is on its own loopback address with its own ports (see tests/scaleout.py for why).
-Operators register directly at each node in this version (staff registration through the
-edge is to come): operator 1 at node a, operator 2 at node b.
+Staff phones register at the edge; every node reaches them through it.
 """
 
 from __future__ import annotations
@@ -19,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
 from dispatcher.config import load_center
 from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states
-from pbx.phone.phone import Call, Phone
+from pbx.phone.phone import Call, Phone, PhoneError
 from pbx.provision import AsteriskInstall
 from tests.e2e.hotline_helpers import getvar
 from tests.harness import PATIENCE, wait_for
@@ -72,36 +72,71 @@ def call_through_edge(scaleout: ScaleOut, citizen: Phone, timeout: float = 10.0,
     return call, landed[0]  # type: ignore[index]
 
 
-def test_given_two_nodes_when_citizens_call_the_edge_then_calls_land_on_both_and_reach_operators(
+def reachable_on(scaleout: ScaleOut, node: str, extension: str) -> bool:
+    """True when a node sees a staff extension's contact (at the edge) as reachable."""
+    return " Avail " in scaleout.ami(node).command(f"pjsip show aor {extension}")
+
+
+def test_given_an_operator_registered_at_the_edge_when_calls_land_on_either_node_then_it_rings(
         scaleout: ScaleOut, phones: PhoneFactory) -> None:
-    """Hotline calls at the edge are spread over both nodes; on each the IVR answers and the
-    node's operator is rung and talks with the citizen; the node learns the citizen's own
-    address from the edge (not a forged one from the caller)."""
-    ops = {"a": phones.extension(phones.directory.operator(1).user,
-                                 phones.directory.operator(1).password,
-                                 server=scaleout.node_address("a"), name="operator-a"),
-           "b": phones.extension(phones.directory.operator(2).user,
-                                 phones.directory.operator(2).password,
-                                 server=scaleout.node_address("b"), name="operator-b")}
+    """One operator registers once, at the edge: hotline calls spread over both nodes and
+    each node rings that operator through the edge, with audio both ways; the node learns
+    the citizen's own address from the edge (not a forged one from the caller)."""
+    op = phones.directory.operator(1)
+    operator = phones.extension(op.user, op.password, server=scaleout.edge_address,
+                                name="operator-edge")
+    # Each node pings the extension at the edge; the edge answers while the phone is
+    # registered there.
+    registered_at = time.monotonic()
+    phones.stack.wait_until(lambda: all(reachable_on(scaleout, n, op.user)
+                                        for n in scaleout.nodes),
+                            4 * NODE_STAFF_QUALIFY_SECONDS + 5,
+                            "both nodes to see the operator registered at the edge")
+    print(f"\noperator registered at the edge: reachable from both nodes after "
+          f"{time.monotonic() - registered_at:.2f} s (nodes ping every "
+          f"{NODE_STAFF_QUALIFY_SECONDS} s)")
     citizen = phones.citizen()
-    seen: set[str] = set()
-    for attempt in range(4):
+    heard_on: set[str] = set()
+    for attempt in range(6):
         forged = {EDGE_SOURCE_HEADER: "203.0.113.9:5060"} if attempt == 0 else {}
         call, node = call_through_edge(scaleout, citizen, **forged)
         channel = scaleout.hotline_channels(node)[-1]["Channel"]
         assert getvar(scaleout.ami(node), channel, "SIAGA_FROM") == f"127.0.0.1:{citizen.port}"
-        if node not in seen:
+        if node not in heard_on:
             call.send_dtmf("1")  # an agency's key: straight to the queue
-            op_call = ops[node].answer(15)
-            if not seen:
-                heard = phones.two_way_audio(call, op_call)
-                assert heard.both, heard
-            seen.add(node)
+            op_call = operator.answer(15)
+            heard = phones.two_way_audio(call, op_call)
+            assert heard.both, (node, heard)
+            heard_on.add(node)
         call.hangup()
         call.wait_disconnected(10)
-        if seen == set(scaleout.nodes):
+        if heard_on == set(scaleout.nodes):
             break
-    assert seen == {"a", "b"}
+    assert heard_on == {"a", "b"}
+
+
+def test_given_staff_registration_at_the_edge_when_a_stranger_tries_then_refused(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """The edge registers the center's accounts only, each with its own password, and a
+    staff phone registered there is reached from the nodes alone: a stranger who calls its
+    extension through the edge is refused and the phone never rings."""
+    op = phones.directory.operator(2)
+    with pytest.raises(PhoneError) as wrong:
+        phones.extension(op.user, op.password[::-1] + "x", server=scaleout.edge_address,
+                         name="wrong-password")
+    assert "refused: 403" in str(wrong.value) or "refused: 401" in str(wrong.value), wrong.value
+    with pytest.raises(PhoneError) as stranger:
+        phones.extension("9999", "whatever-password", server=scaleout.edge_address,
+                         name="stranger-register")
+    assert "refused: 403" in str(stranger.value), stranger.value
+    operator = phones.extension(op.user, op.password, server=scaleout.edge_address,
+                                name="operator-2-edge")
+    citizen = phones.citizen()
+    call = citizen.call(op.user)
+    call.wait_disconnected(10)
+    assert call.confirmed_at is None
+    assert call.status_code == 404, (call.status_code, call.reason)
+    assert operator.incoming_waiting == 0
 
 
 def test_given_the_edge_when_a_citizen_calls_what_is_not_the_hotline_then_refused(
@@ -194,6 +229,43 @@ def options_flood(edge: tuple[str, int], source: str, count: int) -> int:
         except TimeoutError:
             pass
     return answered
+
+
+def register_raw(edge: tuple[str, int], source: str, user: str) -> int | None:
+    """One REGISTER for ``user`` from ``source``, no credentials; the answer's status code,
+    or None when the edge says nothing within a second."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        port = s.getsockname()[1]
+        call_id = uuid.uuid4().hex
+        s.sendto((f"REGISTER sip:{edge[0]}:{edge[1]} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bK{call_id[:12]};rport\r\n"
+                  f"Max-Forwards: 70\r\nFrom: <sip:{user}@{edge[0]}>;tag={call_id[:8]}\r\n"
+                  f"To: <sip:{user}@{edge[0]}>\r\nCall-ID: {call_id}\r\n"
+                  f"CSeq: 1 REGISTER\r\nContact: <sip:{user}@{source}:{port}>\r\n"
+                  "Expires: 60\r\nContent-Length: 0\r\n\r\n").encode(), edge)
+        s.settimeout(1.0)
+        try:
+            while True:
+                answer = s.recv(4096)
+                code = int(answer.split(b" ", 2)[1])
+                if code >= 200:
+                    return code
+        except TimeoutError:
+            return None
+
+
+def test_given_refused_registrations_from_one_address_when_it_goes_on_then_it_is_blocked(
+        scaleout: ScaleOut) -> None:
+    """The center's `security` rule at the edge: after `block_after` refused registrations
+    an address gets no answer to a REGISTER at all; another address still does."""
+    topo = scaleout.center.topology
+    assert topo is not None
+    edge = (topo.edge.host, topo.edge.port)
+    limit = scaleout.center.security.block_after
+    answers = [register_raw(edge, "127.0.0.3", f"99{i:02d}") for i in range(limit + 2)]
+    assert answers == [403] * limit + [None, None], answers
+    assert register_raw(edge, "127.0.0.4", "9999") == 403
 
 
 def test_given_a_flood_from_one_address_when_a_citizen_calls_then_the_flood_is_dropped(

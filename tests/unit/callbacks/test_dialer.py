@@ -12,7 +12,7 @@ from dispatcher.config import load_center
 from dispatcher.hotline import CallbackList, HotlineService
 from dispatcher.hotline.callbacks import ABANDONED, MissedCall
 from tests.harness import EXAMPLE_CONFIG
-from tests.unit.test_hotline_service import fired
+from tests.unit.hotline.test_hotline_service import fired
 
 
 class Ami:

@@ -19,7 +19,7 @@ from dispatcher.hotline.callbacks import (
     MissedCallDetector,
     missed_from_journey,
 )
-from tests.unit import calllog_scenarios as sc
+from tests.unit.calllog import calllog_scenarios as sc
 
 
 def citizen(timeline: sc.Timeline, number: str) -> sc.Timeline:
