@@ -49,8 +49,9 @@ from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
+from dispatcher.web.push import PushHub
 from dispatcher.web.site import build_site, report_runner
-from dispatcher.web.wallboard import wallboard_source
+from dispatcher.web.wallboard import incidents_source, wallboard_source
 from ivr.prompts import build_prompts, stock_sound_dirs
 from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
@@ -385,7 +386,24 @@ class SiagaServer(MultiService):
             reports=report_runner(reactor, self.get_readers().pool,
                                   self.get_calllog().sessions),
             api=api.resource, request_factory=api.request_factory, reactor=reactor,
-            metrics=self.get_metrics())
+            metrics=self.get_metrics(), push=self.get_push())
+
+    @part
+    def get_push(self) -> PushHub:
+        """The live push channel (/events): pages follow the wallboard as AMI events, the
+        model's resyncs and the callback list change it, and the incidents as their feed
+        does."""
+        center, reactor = self.center, self.reactor
+        push = PushHub(reactor)
+        push.add_view("wallboard", wallboard_source(self.get_model(), center, reactor.seconds,
+                                                    self.get_callbacks(), self.get_selftest()))
+        self.get_ami().subscribe_all(lambda _event: push.changed("wallboard"))
+        self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
+        self.get_callbacks().on_change = lambda _entry: push.changed("wallboard")
+        feed = self.get_alerts().feed
+        push.add_view("incidents", incidents_source(feed))
+        feed.listeners.append(lambda _item: push.changed("incidents"))
+        return push
 
     @part
     def get_http(self) -> Service:

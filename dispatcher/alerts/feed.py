@@ -9,12 +9,16 @@ database (``GET /api/v1/incidents/{id}``).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 __all__ = ["IncidentFeed"]
+
+log = Logger(namespace="dispatcher.alerts.feed")
 
 
 class IncidentFeed:
@@ -27,6 +31,8 @@ class IncidentFeed:
         self.events: deque[dict[str, Any]] = deque(maxlen=keep)
         self.last = 0
         self._waiters: list[tuple[int, Deferred[list[dict[str, Any]]], Any]] = []
+        #: Told of every event as it is published (the pages' push channel).
+        self.listeners: list[Callable[[dict[str, Any]], object]] = []
 
     def publish(self, incident_id: int, state: str, event: str, **extra: Any) -> int:
         """Add an event; wake the waiters. Returns its number."""
@@ -34,6 +40,11 @@ class IncidentFeed:
         item = {"seq": self.last, "at": self.clock.seconds(), "incident_id": incident_id,
                 "state": state, "event": event, **extra}
         self.events.append(item)
+        for listener in self.listeners:
+            try:
+                listener(item)
+            except Exception:
+                log.failure("incident feed listener failed on {seq}", seq=self.last)
         waiters, self._waiters = self._waiters, []
         for after, d, timer in waiters:
             if timer.active():

@@ -29,6 +29,7 @@ from dispatcher.config import Center
 from dispatcher.credentials import Credentials
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.panic import PanicApp
+from dispatcher.web.push import PushHub, PushResource
 from dispatcher.web.sessions import (
     LoginThrottle,
     SessionTable,
@@ -278,14 +279,14 @@ class LogoutPage(resource.Resource):
 
 
 class WallboardPage(_Protected):
-    """The wallboard page (its data comes from WallboardData)."""
+    """The wallboard page (its data is pushed on ``/events``, view ``wallboard``)."""
 
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
         return self.console.page(request, "wallboard.html.j2")
 
 
 class WallboardData(_Protected):
-    """The wallboard's figures as JSON."""
+    """The wallboard's figures as JSON, read once (scripts; the page itself is pushed)."""
 
     json = True
 
@@ -391,14 +392,16 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
                wallboard: Callable[[], dict[str, Any]], reports: ReportRunner,
                api: resource.Resource | None = None,
                request_factory: type[server.Request] | None = None,
-               reactor: Any = None, metrics: resource.Resource | None = None) -> GuardedSite:
+               reactor: Any = None, metrics: resource.Resource | None = None,
+               push: PushHub | None = None) -> GuardedSite:
     """The whole HTTP site: console pages, static files and (when given) the API under /api
     and the metrics under /metrics.
 
     ``request_factory`` is the API's request class, which refuses oversized bodies before
     buffering them. ``reactor`` (``IReactorTime``) times the site's connection deadlines
-    (``center.http_limits``). The site is the factory to listen with; its console is
-    ``site.console``.
+    (``center.http_limits``). ``push`` is the live push channel, served at ``/events`` to
+    logged-in pages (the wallboard follows it). The site is the factory to listen with;
+    its console is ``site.console``.
     """
     console = Console(center, creds, clock)
     root = Root()
@@ -408,6 +411,8 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     root.putChild(b"wallboard.json", WallboardData(console, wallboard))
     root.putChild(b"reports", ReportsPage(console, reports))
     root.putChild(b"static", Static())
+    if push is not None:
+        root.putChild(b"events", PushResource(push, console.staff, SECURITY_HEADERS))
     root.putChild(b"panic", PanicApp())
     if api is not None:
         root.putChild(b"api", api)

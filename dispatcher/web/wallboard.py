@@ -113,3 +113,31 @@ def _selftest_banner(status: dict[str, Any] | None, now: float) -> dict[str, Any
         "error": status.get("error") or "",
         "last_ok": status.get("last_ok"),
     }
+
+
+# The incidents the push channel lists: the latest change of each, newest first.
+RECENT_INCIDENTS = 50
+
+
+def incidents_document(events: Iterable[dict[str, Any]],
+                       limit: int = RECENT_INCIDENTS) -> dict[str, Any]:
+    """The incidents changed lately, from the incident feed's events (oldest first): each
+    incident once, as its latest event left it, the most recently changed first."""
+    latest: dict[int, dict[str, Any]] = {}
+    for item in events:
+        latest.pop(item["incident_id"], None)  # re-inserted: dict order is recency
+        latest[item["incident_id"]] = {
+            "id": item["incident_id"], "state": item["state"], "event": item["event"],
+            "at": item["at"], "agency": item.get("agency") or "",
+        }
+    recent = list(latest.values())[::-1][:limit]
+    return {"incidents": recent}
+
+
+def incidents_source(feed: Any) -> Callable[[], dict[str, Any]]:
+    """The incidents view, computed from the latest events of ``feed`` (an
+    :class:`~dispatcher.alerts.feed.IncidentFeed`) at each render."""
+    def document() -> dict[str, Any]:
+        return incidents_document(feed.since(max(0, feed.last - feed.max_batch)))
+
+    return document

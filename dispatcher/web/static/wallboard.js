@@ -1,5 +1,6 @@
-// The wallboard polls /wallboard.json. Every value is put into the page as text, never as
-// HTML: a caller ID is whatever the caller's phone said it is.
+// The wallboard follows the live push channel (push.js): the server pushes each change.
+// Every value is put into the page as text, never as HTML: a caller ID is whatever the
+// caller's phone said it is.
 "use strict";
 
 function cell(row, text) {
@@ -28,38 +29,49 @@ function seconds(s) {
 }
 
 // The self-test's alarm: a banner of plain text (the stage and error come from the probe).
-function showAlarm(selftest) {
+function showAlarm(selftest, age) {
   const banner = document.getElementById("selftest-alarm");
   if (!selftest || !selftest.alarm) { banner.hidden = true; banner.textContent = ""; return; }
-  const since = selftest.since_s === null ? "" : " (" + seconds(selftest.since_s) + ")";
+  const since = selftest.since_s === null ? "" : " (" + seconds(selftest.since_s + age) + ")";
   banner.textContent = banner.dataset.text + since + " — " + selftest.stage +
     (selftest.error ? ": " + selftest.error : "");
   banner.hidden = false;
 }
 
-async function refresh() {
-  try {
-    const response = await fetch("/wallboard.json", {credentials: "same-origin"});
-    if (response.status === 401) { window.location = "/login?next=/wallboard"; return; }
-    const board = await response.json();
-    document.getElementById("waiting").textContent = board.waiting;
-    document.getElementById("longest").textContent = seconds(board.longest_wait_s);
-    document.getElementById("available").textContent = board.available;
-    document.getElementById("active").textContent = board.active_calls;
-    document.getElementById("owed").textContent = board.callbacks_owed;
-    showAlarm(board.selftest);
-    fill("callers", board.callers, ["position", "caller", (c) => seconds(c.wait_s)]);
-    fill("operators", board.operators, ["extension", "name", "state", "reason"]);
-    fill("callbacks", board.callbacks,
-         ["number", "reason", (c) => seconds(c.since_s), "state"]);
-    fill("agencies", board.agencies,
-         ["name", (a) => a.reachable + " / " + a.phones.length]);
-    document.getElementById("updated").textContent = new Date().toLocaleTimeString();
-    document.body.dataset.loaded = "yes";
-  } catch (err) {
-    document.getElementById("updated").textContent = "—";
-  }
+let board = null;
+let received = 0;  // when the board was last pushed (waits count on from there)
+
+function show() {
+  if (board === null) return;
+  const age = Math.max(0, Math.floor((Date.now() - received) / 1000));
+  document.getElementById("waiting").textContent = board.waiting;
+  document.getElementById("longest").textContent =
+    seconds(board.waiting ? board.longest_wait_s + age : 0);
+  document.getElementById("available").textContent = board.available;
+  document.getElementById("active").textContent = board.active_calls;
+  document.getElementById("owed").textContent = board.callbacks_owed;
+  showAlarm(board.selftest, age);
+  fill("callers", board.callers, ["position", "caller", (c) => seconds(c.wait_s + age)]);
+  fill("operators", board.operators, ["extension", "name", "state", "reason"]);
+  fill("callbacks", board.callbacks,
+       ["number", "reason", (c) => seconds(c.since_s + age), "state"]);
+  fill("agencies", board.agencies,
+       ["name", (a) => a.reachable + " / " + a.phones.length]);
 }
 
-refresh();
-setInterval(refresh, 2000);
+function take(doc) {
+  if (!doc) return;
+  board = doc;
+  received = Date.now();
+  show();
+  document.getElementById("updated").textContent = new Date().toLocaleTimeString();
+  document.body.dataset.loaded = "yes";
+}
+
+SiagaPush.connect({
+  snapshot: (views) => take(views.wallboard),
+  view: (name, doc) => { if (name === "wallboard") take(doc); },
+  offline: () => { document.getElementById("updated").textContent = "—"; },
+});
+// Waits count on between pushes: the page's own clock, no request.
+setInterval(show, 1000);

@@ -26,7 +26,7 @@ from tests.unit.calllog.calllog_fakes import ThreadedFakeReactor
 # Every Service of the example center, in the order it starts (it stops in reverse).
 START_ORDER = ["asterisk", "ami", "sip_guard", "calllog", "readers", "missed_calls",
                "alert_reads", "alerts", "retention_files", "retention", "selftest",
-               "reactor_lag", "http"]
+               "reactor_lag", "push", "http"]
 
 
 class FakeReactor(MemoryReactor, ThreadedFakeReactor):
@@ -90,6 +90,9 @@ def test_given_a_built_server_when_parts_are_asked_for_then_each_exists_once(
     assert server.get_missed_calls().callbacks is server.get_callbacks()
     assert alerts.ami is server.get_ami() and server.get_calllog().ami is server.get_ami()
     assert server.get_site().resource.children[b"metrics"] is server.get_metrics()
+    assert server.get_site().resource.children[b"events"].hub is server.get_push()
+    assert server.get_callbacks().on_change is not None
+    assert server.get_alerts().feed.listeners
 
 
 def test_given_no_selftest_and_no_metrics_when_built_then_neither_part_exists(

@@ -1,0 +1,306 @@
+"""The live push channel: one Server-Sent Events stream from the server to each open page.
+
+A page opens ``GET /events`` (with its console session) and keeps it open. It first gets one
+``snapshot`` event holding every view whole, then a ``delta`` event each time a view
+changes, and a comment line every :attr:`PushHub.heartbeat` seconds so proxies and the
+browser know the stream is alive. Every event carries the hub's ``epoch`` (random, new at
+each server start) and a ``seq`` that grows by one per delta: a page applies a delta only
+when its ``seq`` follows the last one it has, and otherwise (a gap, another epoch) drops its
+state and reconnects, which brings a new snapshot. After a reconnect or a server restart the
+page therefore always starts again from a whole snapshot: never stale, nothing twice.
+
+Views are plain functions returning a JSON document (the wallboard's is
+:func:`dispatcher.web.wallboard.wallboard_document`). Sources of change (AMI events, the
+callback list, the incident feed) only call :meth:`PushHub.changed`; the hub renders the
+views at most once per reactor turn (changes within :attr:`PushHub.coalesce` seconds are
+rendered together) and sends what differs, top-level key by key.
+
+A page that does not read its stream must not make the server hold its events: each stream
+is a push producer of the HTTP channel, so Twisted pauses it when the socket's buffer is
+full; while paused its events queue up to :attr:`PushHub.max_buffer` bytes, and one more
+closes the connection (the page reconnects and starts over from a snapshot).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
+
+from dispatcher.api.errors import error_body
+
+__all__ = ["EventStream", "PushHub", "PushResource", "diff", "frame"]
+
+log = Logger(namespace="dispatcher.web.push")
+
+View = Callable[[], dict[str, Any]]
+
+
+def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One SSE frame: ``event:``, ``id:`` and the JSON ``data:`` line, then a blank line.
+
+    The JSON is on one line (``json.dumps`` escapes every newline in a string), so a value
+    a caller controls cannot end the frame or forge another field.
+    """
+    if any(c in event for c in "\r\n") or (event_id and any(c in event_id for c in "\r\n")):
+        raise ValueError("an SSE event name or id must be one line")
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The top-level keys of ``new`` whose value differs from ``old`` and the keys gone."""
+    old = old or {}
+    changed = {k: v for k, v in new.items() if k not in old or old[k] != v}
+    gone = [k for k in old if k not in new]
+    return changed, gone
+
+
+class PushHub(Service):
+    """The views, their last rendered documents, the sequence, and every open stream.
+
+    ``clock`` (``IReactorTime``) schedules renders and heartbeats; ``epoch`` is random per
+    hub (a restarted server is a new epoch) unless given (tests). As a service it also
+    re-renders every view each :attr:`refresh` seconds, for what changes with no event to
+    tell it (the self-test's status); stopping it ends every stream.
+    """
+
+    #: Seconds between renders of every view without a change being signalled.
+    refresh = 5.0
+
+    #: Seconds between heartbeat comments on each stream (and session checks).
+    heartbeat = 15.0
+    #: Bytes a paused (slow) stream may queue before it is closed.
+    max_buffer = 256 * 1024
+    #: Seconds a change waits for others before the views are rendered: a burst of AMI
+    #: events costs one render, and renders stay under 50 a second whatever the rate.
+    coalesce = 0.02
+    #: The browser's reconnection delay, sent once per stream (milliseconds).
+    retry_ms = 1000
+
+    def __init__(self, clock: IReactorTime, epoch: str | None = None) -> None:
+        self.clock = clock
+        self.epoch = epoch or secrets.token_hex(6)
+        self.seq = 0
+        self.views: dict[str, View] = {}
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.streams: set[EventStream] = set()
+        self.dropped = 0  # slow streams closed since start
+        self._dirty: set[str] = set()
+        self._pending: IDelayedCall | None = None
+        self._loop: LoopingCall | None = None
+
+    def startService(self) -> None:  # noqa: N802 -- Twisted's name
+        super().startService()
+        self._loop = LoopingCall(self.changed)
+        self._loop.clock = self.clock
+        self._loop.start(self.refresh, now=False)
+
+    def stopService(self) -> None:  # noqa: N802 -- Twisted's name
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        for stream in list(self.streams):
+            stream.close()
+
+    def add_view(self, name: str, render: View) -> None:
+        """Publish ``render()`` under ``name`` (rendered at the next change or stream)."""
+        self.views[name] = render
+        self._dirty.add(name)
+
+    def changed(self, name: str | None = None) -> None:
+        """Something behind view ``name`` (every view when None) changed: render soon."""
+        self._dirty.update(self.views if name is None else (name,))
+        if self._pending is None and self.streams:
+            self._pending = self.clock.callLater(self.coalesce, self.flush)
+
+    def flush(self) -> None:
+        """Render the changed views now; send a delta per view that differs."""
+        if self._pending is not None:
+            if self._pending.active():
+                self._pending.cancel()
+            self._pending = None
+        dirty, self._dirty = self._dirty, set()
+        for name in sorted(dirty):
+            render = self.views.get(name)
+            if render is None:
+                continue
+            try:
+                document = render()
+            except Exception:
+                log.failure("push view {name} failed to render", name=name)
+                continue
+            changed, gone = diff(self.documents.get(name), document)
+            self.documents[name] = document
+            if not changed and not gone:
+                continue
+            self.seq += 1
+            data = {"epoch": self.epoch, "seq": self.seq, "view": name, "set": changed,
+                    "unset": gone}
+            payload = frame("delta", data, f"{self.epoch}-{self.seq}")
+            for stream in list(self.streams):
+                stream.send(payload)
+
+    def snapshot(self) -> bytes:
+        """The snapshot frame: every view as of ``seq`` (pending changes rendered first)."""
+        self.flush()
+        return frame("snapshot", {"epoch": self.epoch, "seq": self.seq,
+                                  "views": dict(self.documents)}, f"{self.epoch}-{self.seq}")
+
+    def attach(self, stream: EventStream) -> None:
+        """Start ``stream``: its snapshot, then every later delta."""
+        # The snapshot first: rendering it may send deltas of pending changes to the other
+        # streams, which this one must not get before (nor after) its snapshot.
+        snapshot = self.snapshot()
+        self.streams.add(stream)
+        stream.send(snapshot)
+
+    def detach(self, stream: EventStream) -> None:
+        """``stream`` is gone."""
+        self.streams.discard(stream)
+
+
+@implementer(IPushProducer)
+class EventStream:
+    """One page's open stream: a push producer of its request's HTTP channel.
+
+    ``alive()`` is asked at each heartbeat (the session still valid?); False ends the stream.
+    """
+
+    def __init__(self, hub: PushHub, request: IRequest,
+                 alive: Callable[[], bool] = lambda: True) -> None:
+        self.hub = hub
+        self.request = request
+        self.alive = alive
+        self.paused = False
+        self.closed = False
+        self.queued: list[bytes] = []
+        self.queued_bytes = 0
+        self._heartbeat: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """Register with the channel, send the retry delay and the snapshot, beat."""
+        self.request.registerProducer(self, True)
+        self.request.notifyFinish().addBoth(self._finished)
+        self.send(f"retry: {self.hub.retry_ms}\n\n".encode())
+        self.hub.attach(self)
+        self._beat_later()
+
+    def send(self, payload: bytes) -> None:
+        """Write ``payload`` now, or queue it while the client is slow; over the bound,
+        close the connection."""
+        if self.closed:
+            return
+        if not self.paused:
+            self.request.write(payload)
+            return
+        self.queued.append(payload)
+        self.queued_bytes += len(payload)
+        if self.queued_bytes > self.hub.max_buffer:
+            self.hub.dropped += 1
+            log.info("push stream dropped: the client read nothing while {n} bytes waited",
+                     n=self.queued_bytes)
+            self.close(abort=True)
+
+    def close(self, abort: bool = False) -> None:
+        """End the stream (``abort``: without waiting to send what is buffered)."""
+        if self.closed:
+            return
+        self._stop()
+        transport = getattr(getattr(self.request, "channel", None), "transport", None)
+        if abort and transport is not None:
+            transport.abortConnection()
+        else:
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    # IPushProducer: Twisted's channel says when the socket's buffer is full, and empty.
+    def pauseProducing(self) -> None:  # noqa: N802 -- Twisted's name
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802 -- Twisted's name
+        self.paused = False
+        while self.queued and not self.paused and not self.closed:
+            payload = self.queued.pop(0)
+            self.queued_bytes -= len(payload)
+            self.request.write(payload)
+
+    def stopProducing(self) -> None:  # noqa: N802 -- Twisted's name
+        self._stop()
+
+    def _beat_later(self) -> None:
+        self._heartbeat = self.hub.clock.callLater(self.hub.heartbeat, self._beat)
+
+    def _beat(self) -> None:
+        self._heartbeat = None
+        if self.closed:
+            return
+        if not self.alive():
+            self.close()  # logged out or expired: the page's next connect gets 401
+            return
+        self.send(b": heartbeat\n\n")
+        self._beat_later()
+
+    def _stop(self) -> None:
+        self.closed = True
+        self.queued, self.queued_bytes = [], 0
+        self.hub.detach(self)
+        if self._heartbeat is not None and self._heartbeat.active():
+            self._heartbeat.cancel()
+        self._heartbeat = None
+
+    def _finished(self, result: object) -> None:
+        # The client went away (or we finished): nothing more is written to it. A dropped
+        # connection (a Failure here) is the normal end of a stream: consumed, not logged.
+        self._stop()
+
+
+class PushResource(resource.Resource):
+    """``GET /events``: the push stream of a logged-in page; anything else is JSON.
+
+    ``staff(request)`` says who the request's session belongs to (None: 401).
+    """
+
+    isLeaf = True
+
+    def __init__(self, hub: PushHub, staff: Callable[[IRequest], object | None],
+                 headers: dict[bytes, bytes] | None = None) -> None:
+        super().__init__()
+        self.hub = hub
+        self.staff = staff
+        self.headers = headers or {}
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.method != b"GET":
+            request.setHeader(b"Allow", b"GET")
+            return _error(request, 405, "method_not_allowed",
+                          "the push channel is read with GET only")
+        if self.staff(request) is None:
+            return _error(request, 401, "login_required", "log in to the console")
+        for name, value in self.headers.items():
+            request.setHeader(name, value)
+        request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        stream = EventStream(self.hub, request, alive=lambda: self.staff(request) is not None)
+        stream.start()
+        return server.NOT_DONE_YET
+
+
+def _error(request: IRequest, status: int, code: str, reason: str) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return error_body(code, reason)
