@@ -30,9 +30,10 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.intake import parse_json_object
-from dispatcher.alerts.service import AlertAccepted, AlertService
+from dispatcher.alerts.outcomes import AlertAccepted
+from dispatcher.alerts.service import AlertService
 from dispatcher.api.errors import ApiError, api_error, json_body
-from dispatcher.config import AGENCY_KINDS
+from dispatcher.config.model import AGENCY_KINDS
 from dispatcher.hotline.callbacks import CallbackEntry
 from dispatcher.hotline.service import HotlineService
 

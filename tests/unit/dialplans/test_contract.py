@@ -22,7 +22,7 @@ import yaml
 
 from dialplans import contract
 from dialplans.render import AsteriskPaths, render_all
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from tests.harness import EXAMPLE_CONFIG
 
