@@ -16,7 +16,8 @@ from twisted.web.server import Site
 
 from dispatcher.alerts.service import AlertService
 from dispatcher.alerts.settings import AlertSettings
-from dispatcher.api.resources import ApiRequest, JsonResource, build_api
+from dispatcher.api.base import ApiRequest, JsonResource
+from dispatcher.api.resources import build_api
 from dispatcher.calllog import db, store
 from dispatcher.calllog.models import Alert, Callback, Incident, IncidentTransition
 

@@ -27,7 +27,8 @@ from dispatcher.alerts import storage
 from dispatcher.alerts.batcher import AlertBatcher
 from dispatcher.alerts.service import AlertService
 from dispatcher.alerts.settings import AlertSettings
-from dispatcher.api.resources import ApiRequest, JsonResource, build_api
+from dispatcher.api.base import ApiRequest, JsonResource
+from dispatcher.api.resources import build_api
 from dispatcher.calllog import db
 from tests.unit.alerts.alerts_support import (
     NOW,
