@@ -390,7 +390,7 @@ def main() -> int:
             or args.rate * args.seconds > 200_000):
         parser.error("rate, seconds and warm-up must be positive, at most 200,000 alerts "
                      "in all")
-    from dispatcher.alerts.service import AlertSettings
+    from dispatcher.alerts.settings import AlertSettings
 
     batch = args.commit_batch or AlertSettings.commit_batch
     rounds = [("one alert per transaction", 1)] if args.baseline else []

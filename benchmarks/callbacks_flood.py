@@ -64,7 +64,7 @@ def build(flood: int, sources: int, max_open: int, per_source: int,  # noqa: ANN
     addresses and (with a flood) one real citizen; the seconds the flood took."""
     from twisted.internet import task
 
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
     from dispatcher.hotline import CallbackList, HotlineService, MissedCallWatcher
     from tests.unit.hotline.test_hotline_service import FakeAmi
 

@@ -31,7 +31,7 @@ def main() -> None:
 
     from twisted.internet import defer, reactor  # an entry point: the global reactor is fine
 
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
     from dispatcher.credentials import ensure_credentials
     from dispatcher.web.site import build_site
 

@@ -44,7 +44,7 @@ from report import generate  # noqa: E402
 from dialplans.contract import QUEUE_NAME  # noqa: E402
 from dispatcher.backup.archive import backup, restore  # noqa: E402
 from dispatcher.calllog import db  # noqa: E402
-from dispatcher.config import load_center  # noqa: E402
+from dispatcher.config.loader import load_center  # noqa: E402
 from dispatcher.metrics.collector import CenterCollector, Sources, today_summary  # noqa: E402
 from pbx.ami.model import LiveModel  # noqa: E402
 

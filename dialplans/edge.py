@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from dialplans.contract import EDGE_SOURCE_HEADER
 
 if TYPE_CHECKING:
-    from dispatcher.config import Center
+    from dispatcher.config.model import Center
     from dispatcher.credentials import Credentials
     from pbx.kamailio import EdgePaths
 

@@ -18,7 +18,7 @@ from ivr.menu import build_menu
 
 if TYPE_CHECKING:
     # Types only: rendering loads nothing of the server (tests/unit/dialplans/test_contract.py).
-    from dispatcher.config import Center
+    from dispatcher.config.model import Center
     from dispatcher.credentials import Credentials
     from pbx.privilege import RunUser
 

@@ -27,7 +27,8 @@ from twisted.logger import Logger
 
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.alerts.journeys import button_calls_finished, incident_handed_off
-from dispatcher.alerts.service import AlertService, AlertSettings
+from dispatcher.alerts.service import AlertService
+from dispatcher.alerts.settings import AlertSettings
 from dispatcher.api.service import ApiParts, make_api
 from dispatcher.callbacks.owed import CallbackList
 from dispatcher.callbacks.store import WriterCallbackStore, owed_callbacks
@@ -35,7 +36,7 @@ from dispatcher.calllog.cel import ReconcileResult
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.journeys import owe_missed_callbacks

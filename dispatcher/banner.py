@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 
 __all__ = ["banner_text", "mask_password"]
 

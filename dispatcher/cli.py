@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from dispatcher.config import ConfigError, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.yamlnodes import ConfigError
 
 # Feature modules that add their own sub-commands.
 COMMAND_MODULES: tuple[str, ...] = (

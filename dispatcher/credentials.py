@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 
 AMI_USERNAME = "siaga"
 FILE_NAME = "secrets.yaml"

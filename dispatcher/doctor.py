@@ -22,7 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from dispatcher.config import Center, ConfigError, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import Center
+from dispatcher.yamlnodes import ConfigError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import jinja2
 
-from dispatcher.config import Center, ConfigError, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import Center
+from dispatcher.yamlnodes import ConfigError
 
 UNIT_NAME = "siaga"
 TEMPLATE = "siaga.service.j2"

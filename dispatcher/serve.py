@@ -13,7 +13,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from dispatcher.app import build_server, prepare
 from dispatcher.banner import banner_text
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.logs import json_lines_observer
 from dispatcher.sdnotify import Notifier
 from pbx.asterisk import stale_pid

@@ -22,7 +22,7 @@ from dialplans import contract
 from dispatcher.yamlnodes import Section, Value
 
 if TYPE_CHECKING:
-    from dispatcher.config import Center, Endpoint
+    from dispatcher.config.model import Center, Endpoint
     from pbx.kamailio import EdgePaths, PreparedEdge
 
 __all__ = [
@@ -196,7 +196,7 @@ def node_center(center: Center, node: Node) -> Center:
     """The center as one node renders and runs it: the node's SIP and AMI addresses, its own
     state directory, and ``node`` set (its pjsip then takes hotline calls from the edge only).
     """
-    from dispatcher.config import Endpoint
+    from dispatcher.config.model import Endpoint
 
     return center.with_overrides(
         sip=Endpoint(node.sip_host, node.sip_port),
@@ -245,7 +245,7 @@ def prepare_edge(center: Center, binary: str | None = None) -> PreparedEdge:
 
 def edge_endpoint(center: Center) -> Endpoint:
     """The edge's SIP address (the topology must be set)."""
-    from dispatcher.config import Endpoint
+    from dispatcher.config.model import Endpoint
 
     assert center.topology is not None
     return Endpoint(center.topology.edge.host, center.topology.edge.port)

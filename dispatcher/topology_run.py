@@ -20,7 +20,7 @@ from collections.abc import Callable
 from twisted.application.service import MultiService
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.logs import json_lines_observer
 from dispatcher.topology import node_center, share_secrets
 

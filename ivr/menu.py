@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dispatcher.config import Center, language_keys
+from dispatcher.config.model import Center, language_keys
 
 PANIC_QUEUE_PRIO = 20  # above every category: a panic button is always first in line
 REQUEUE_QUEUE_PRIO = 15  # a citizen whose agency and its fallback did not answer

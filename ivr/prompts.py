@@ -26,7 +26,7 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
-from dispatcher.config import IVR_PROMPTS, Center, language_keys
+from dispatcher.config.model import IVR_PROMPTS, Center, language_keys
 from ivr.menu import PROMPT_PREFIX
 
 log = Logger(namespace="ivr.prompts")

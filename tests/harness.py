@@ -23,7 +23,8 @@ from pathlib import Path
 from asterisk.ami import AMIClient, SimpleAction
 
 from dispatcher.app import Prepared, prepare
-from dispatcher.config import Center, Endpoint, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import Center, Endpoint
 from pbx.asterisk import asterisk_argv, asterisk_cli_argv
 from pbx.provision import AsteriskInstall
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from dispatcher.app import prepare
-from dispatcher.config import Center, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import Center
 from dispatcher.topology import node_center, prepare_edge, share_secrets
 from pbx.kamailio import EdgeError, NodeState, PreparedEdge, node_states
 from pbx.provision import AsteriskInstall

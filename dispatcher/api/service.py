@@ -17,7 +17,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from dispatcher.alerts.service import AlertService
-from dispatcher.api.resources import ApiRequest, JsonResource, build_api
+from dispatcher.api.base import ApiRequest, JsonResource
+from dispatcher.api.resources import build_api
 from dispatcher.credentials import OPERATOR_TOKEN_FILE, ensure_operator_token
 
 __all__ = [

@@ -19,11 +19,12 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
     from dispatcher.alerts.callback import DialerSettings
-    from dispatcher.alerts.service import AlertService, AlertSettings
+    from dispatcher.alerts.service import AlertService
+    from dispatcher.alerts.settings import AlertSettings
     from dispatcher.api.service import make_http_service
     from dispatcher.calllog import db
     from dispatcher.calllog.writer import CallLogWriter
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
     from dispatcher.pools import ReadPool
 
     center = load_center(args.config, state_dir=args.state_dir)
@@ -66,7 +67,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    from dispatcher.alerts.service import AlertSettings
+    from dispatcher.alerts.settings import AlertSettings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)

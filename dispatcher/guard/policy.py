@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
-from dispatcher.config import Security
+from dispatcher.config.model import Security
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

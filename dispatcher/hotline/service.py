@@ -30,7 +30,7 @@ from dispatcher.callbacks.missed import MissedCallDetector
 from dispatcher.callbacks.owed import CallbackEntry, CallbackList
 from dispatcher.callbacks.policies import DeskPolicy, Job
 from dispatcher.callbacks.states import CallbackInput, IllegalMove, next_state
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from ivr.menu import queue_prio
 from pbx.ami.actions import AMIActions
 from pbx.ami.attribution import EventKey, key_of

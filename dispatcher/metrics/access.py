@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from dispatcher.config import MetricsAccess
+from dispatcher.config.model import MetricsAccess
 
 __all__ = ["refusal"]
 

@@ -27,7 +27,7 @@ from twisted.python.threadpool import ThreadPool
 from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog.db import transaction
 from dispatcher.calllog.report import SERVICE_LEVELS, ReportOptions, summary
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel
 

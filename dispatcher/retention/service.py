@@ -31,7 +31,7 @@ from twisted.logger import Logger
 
 from dispatcher.calllog import store
 from dispatcher.calllog.db import transaction
-from dispatcher.config import Retention
+from dispatcher.config.model import Retention
 from dispatcher.retention.policy import Pass, choose, delete, protected_recordings, scan
 
 __all__ = ["RetentionReport", "RetentionService", "prune_recordings", "rotate_cel"]

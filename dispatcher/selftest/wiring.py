@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.credentials import Credentials
 from dispatcher.selftest.alarm import AlarmNotifier
 from dispatcher.selftest.runner import (

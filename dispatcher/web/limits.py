@@ -26,7 +26,7 @@ from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from dispatcher.api.errors import error_body
-from dispatcher.config import HttpLimits
+from dispatcher.config.model import HttpLimits
 
 __all__ = ["GuardedChannel", "GuardedSite", "HttpLimits"]
 

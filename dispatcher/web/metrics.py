@@ -15,7 +15,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from dispatcher.api.errors import error_body
-from dispatcher.config import MetricsAccess
+from dispatcher.config.model import MetricsAccess
 from dispatcher.metrics.access import refusal
 from dispatcher.metrics.collector import CenterCollector, Sources, TodayReader
 

@@ -25,7 +25,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from dispatcher.api.errors import error_body, json_body
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.credentials import Credentials
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.panic import PanicApp

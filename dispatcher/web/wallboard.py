@@ -7,7 +7,7 @@ from typing import Any
 
 from dialplans.contract import QUEUE_NAME
 from dispatcher.callbacks.owed import CallbackEntry, CallbackList
-from dispatcher.config import Center
+from dispatcher.config.model import Center
 from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.calllog import db, report, store
 from dispatcher.cli import main
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from tests.harness import EXAMPLE_CONFIG
 from tests.unit.calllog.test_report_figures import DAY, NOW, day_of_calls

@@ -398,7 +398,7 @@ def test_given_the_center_config_when_synced_then_reference_rows_follow_it(
 ):
     """Operators and agencies of the config become rows; one dropped from the config is kept
     (old calls refer to it) but marked inactive."""
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
 
     root = Path(__file__).resolve().parents[2]
     center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
@@ -448,7 +448,7 @@ def test_given_real_transfers_in_cel_when_reconciled_then_three_calls_and_no_str
     import shutil
 
     from dispatcher.calllog.journey import Directory
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
 
     root = Path(__file__).resolve().parents[2]
     center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states

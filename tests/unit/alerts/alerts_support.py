@@ -14,8 +14,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.web.server import Site
 
-from dispatcher.alerts.service import AlertService, AlertSettings
-from dispatcher.api.resources import ApiRequest, JsonResource, build_api
+from dispatcher.alerts.service import AlertService
+from dispatcher.alerts.settings import AlertSettings
+from dispatcher.api.base import ApiRequest, JsonResource
+from dispatcher.api.resources import build_api
 from dispatcher.calllog import db, store
 from dispatcher.calllog.models import Alert, Callback, Incident, IncidentTransition
 

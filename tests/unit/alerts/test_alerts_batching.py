@@ -24,8 +24,11 @@ from twisted.internet.testing import StringTransport
 from twisted.web.server import Site
 
 from dispatcher.alerts import storage
-from dispatcher.alerts.service import AlertBatcher, AlertService, AlertSettings
-from dispatcher.api.resources import ApiRequest, JsonResource, build_api
+from dispatcher.alerts.batcher import AlertBatcher
+from dispatcher.alerts.service import AlertService
+from dispatcher.alerts.settings import AlertSettings
+from dispatcher.api.base import ApiRequest, JsonResource
+from dispatcher.api.resources import build_api
 from dispatcher.calllog import db
 from tests.unit.alerts.alerts_support import (
     NOW,

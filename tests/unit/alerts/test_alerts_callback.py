@@ -17,7 +17,8 @@ from twisted.internet.testing import StringTransport
 
 from dispatcher.alerts.callback import CallbackDialer, DialerSettings, citizen_dial_string
 from dispatcher.alerts.incident import IncidentInput
-from dispatcher.alerts.service import AlertService, AlertSettings
+from dispatcher.alerts.service import AlertService
+from dispatcher.alerts.settings import AlertSettings
 from dispatcher.alerts.storage import CallbackJob
 from dispatcher.calllog import db
 from dispatcher.calllog.models import Callback, Incident

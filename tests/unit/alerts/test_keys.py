@@ -15,7 +15,7 @@ from dispatcher.alerts.errors import BadCredentials
 from dispatcher.alerts.storage import device_credentials
 from dispatcher.calllog import db
 from dispatcher.cli import main
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.keys import derive, device_key, is_derived
 from tests.harness import EXAMPLE_CONFIG

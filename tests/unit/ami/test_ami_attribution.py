@@ -18,7 +18,7 @@ from dialplans.render import AsteriskPaths, render_all
 from dispatcher.alerts.callback import CallbackDialer, DialerSettings
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.storage import CallbackJob
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline import CallbackList, HotlineService, MissedCallWatcher
 from dispatcher.hotline.callbacks import ABANDONED, MissedCall

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dispatcher.alerts.auth import sign
-from dispatcher.alerts.service import AlertSettings
+from dispatcher.alerts.settings import AlertSettings
 from tests.unit.alerts.alerts_support import HMAC_KEY, NOW, TOKEN, Http, counts, make_service
 
 EMPTY = {"alerts": 0, "incidents": 0, "incident_transitions": 0, "callbacks": 0}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.hotline import CallbackList, HotlineService
 from dispatcher.hotline.callbacks import ABANDONED, DROPPED, MissedCall
 from pbx.ami.errors import AMINotConnected

@@ -16,8 +16,10 @@ from dialplans.render import AsteriskPaths
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.app import Prepared, SiagaServer, build_server, part
 from dispatcher.calllog.cel import ReconcileResult
-from dispatcher.config import MetricsAccess, SelfTest, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import MetricsAccess
 from dispatcher.credentials import ensure_credentials
+from dispatcher.selftest.settings import SelfTest
 from pbx.provision import AsteriskInstall
 from tests.harness import EXAMPLE_CONFIG
 from tests.unit.calllog import calllog_scenarios as sc

@@ -33,7 +33,7 @@ def test_given_a_postgresql_password_in_the_config_when_the_banner_prints_then_m
     import dataclasses
 
     from dispatcher.banner import banner_text
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
     from tests.harness import EXAMPLE_CONFIG
 
     center = dataclasses.replace(

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import AGENCY_KINDS, ConfigError, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import AGENCY_KINDS
+from dispatcher.yamlnodes import ConfigError
 from tests.harness import EXAMPLE_CONFIG
 
 

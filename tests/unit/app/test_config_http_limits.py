@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import ConfigError, HttpLimits, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import HttpLimits
+from dispatcher.yamlnodes import ConfigError
 from tests.unit.app.test_config import example_with, line_of
 
 PORT = "  port: 8080\n"

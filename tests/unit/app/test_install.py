@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dispatcher import install
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from tests.harness import EXAMPLE_CONFIG
 
 SIAGA = Path(sys.executable).parent / "siaga"

@@ -11,10 +11,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialplans.contract import QUEUE_NAME
-from dispatcher.alerts.service import AlertCounts
-from dispatcher.config import ConfigError, MetricsAccess, load_center
+from dispatcher.alerts.outcomes import AlertCounts
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import MetricsAccess
 from dispatcher.metrics.access import refusal
 from dispatcher.metrics.collector import CenterCollector, Sources
+from dispatcher.yamlnodes import ConfigError
 from pbx.ami.model import LiveModel
 from tests.harness import EXAMPLE_CONFIG
 
@@ -152,7 +154,7 @@ def test_given_alert_outcomes_when_counted_then_new_retries_and_refusals_are_apa
     from twisted.python.failure import Failure
 
     from dispatcher.alerts.errors import RateLimited
-    from dispatcher.alerts.service import AlertAccepted
+    from dispatcher.alerts.outcomes import AlertAccepted
 
     counts = AlertCounts()
     counts.count(AlertAccepted("a1", 1, "new", created=True))

@@ -15,7 +15,7 @@ from twisted.internet import defer, task
 
 from dispatcher.calllog import db, store
 from dispatcher.calllog.models import Call, Callback, Incident
-from dispatcher.config import Retention
+from dispatcher.config.model import Retention
 from dispatcher.retention.policy import MIN_AGE, FileInfo, choose
 from dispatcher.retention.service import MB, RetentionService
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from dialplans.render import AsteriskPaths, render_all
-from dispatcher.config import Trunk, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import Trunk
 from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline import CallbackList, HotlineService, NoWayBack, callback_target
 from dispatcher.hotline.callbacks import (

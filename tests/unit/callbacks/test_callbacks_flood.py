@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from twisted.internet import task
 
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.hotline import CallbackList, HotlineService, MissedCallWatcher
 from dispatcher.hotline.callbacks import (
     ABANDONED,
@@ -255,7 +255,7 @@ def test_given_bad_callback_bounds_when_loaded_then_the_error_names_file_line_an
         tmp_path: Path, old: str, new: str, key: str, says: str) -> None:
     """A bound out of range, one beyond the total, a word or a misspelt key: ConfigError
     with the file's name, the line and the key; nothing else is loaded."""
-    from dispatcher.config import ConfigError
+    from dispatcher.yamlnodes import ConfigError
 
     text = EXAMPLE_CONFIG.read_text()
     assert old in text, old

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from twisted.internet import defer, task
 
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.hotline import CallbackList, HotlineService
 from dispatcher.hotline.callbacks import ABANDONED, MissedCall
 from tests.harness import EXAMPLE_CONFIG

@@ -291,7 +291,7 @@ def test_given_the_example_city_when_building_the_directory_then_phones_map_to_t
 ):
     """Operators by extension; agency phones and fallbacks by agency key; a fallback that is a
     supervisor's phone stays nobody's agency."""
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
 
     root = Path(__file__).resolve().parents[3]
     center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
@@ -333,7 +333,7 @@ HOTLINE_CEL = (
 
 
 def _example_directory(tmp_path: Path) -> Directory:
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
 
     root = Path(__file__).resolve().parents[3]
     return Directory.from_center(

@@ -317,7 +317,7 @@ def test_given_real_asterisk22_traffic_when_built_then_the_table_expects_every_f
     """Calls recorded on a real Asterisk 22 (hotline menu and queue, transfers, conferences),
     from AMI and from CEL, take no pair the table lacks: the audit trail stays free of
     ``unexpected`` events on ordinary traffic."""
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
 
     root = Path(__file__).resolve().parents[3]
     data = root / "tests" / "data" / "calllog"

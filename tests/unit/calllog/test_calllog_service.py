@@ -132,7 +132,7 @@ def test_given_the_center_config_when_prepared_then_operators_are_in_the_log(
     reactor: ThreadedFakeReactor, tmp_path: Path
 ):
     """``prepare(center)`` upgrades the schema and writes the config's operators."""
-    from dispatcher.config import load_center
+    from dispatcher.config.loader import load_center
 
     root = Path(__file__).resolve().parents[3]
     center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)

@@ -22,7 +22,7 @@ import yaml
 
 from dialplans import contract
 from dialplans.render import AsteriskPaths, render_all
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from tests.harness import EXAMPLE_CONFIG
 
@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[3]
 # What rendering may load of this tree besides dialplans: the IVR menu and the config types it
 # reads (the center object is config data; nothing here runs the server).
 RENDER_MAY_LOAD = {"ivr", "ivr.menu", "dispatcher", "dispatcher.config", "dispatcher.yamlnodes",
+                   "dispatcher.config.model", "dispatcher.config.loader",
+                   "dispatcher.config.directory", "dispatcher.config.network",
                    "dispatcher.selftest", "dispatcher.selftest.settings"}
 
 # Variables only the dialplan itself reads and writes (no server code names them).

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from dialplans.render import AsteriskPaths, render_all
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline import codes
 from tests.harness import EXAMPLE_CONFIG

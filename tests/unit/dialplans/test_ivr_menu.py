@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import ConfigError, language_keys, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import language_keys
 from dispatcher.hotline import codes
+from dispatcher.yamlnodes import ConfigError
 from ivr.menu import CATEGORY_OPERATOR, CATEGORY_UNKNOWN, build_menu, queue_prio
 from tests.harness import EXAMPLE_CONFIG
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.config import IVR_PROMPTS, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import IVR_PROMPTS
 from ivr import prompts
 from ivr.prompts import (
     ENGINE_ESPEAK,

@@ -12,7 +12,7 @@ import yaml
 
 from dialplans.render import CONFIG_FILES, AsteriskPaths, render_all, write_config
 from dispatcher.cli import main
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from pbx.privilege import RunUser
 from tests.harness import EXAMPLE_CONFIG

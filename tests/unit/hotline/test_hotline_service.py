@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from twisted.internet import defer, task
 
-from dispatcher.config import Trunk, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import Trunk
 from dispatcher.hotline import (
     CallbackList,
     HotlineError,

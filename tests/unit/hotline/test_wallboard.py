@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.web.wallboard import operator_state, wallboard_document
 from pbx.ami.model import LiveModel
 from tests.harness import EXAMPLE_CONFIG

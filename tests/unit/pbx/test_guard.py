@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from twisted.internet import defer, task
 
-from dispatcher.config import Security
+from dispatcher.config.model import Security
 from dispatcher.guard import FAILURE_EVENTS, GuardPolicy, SipGuardService, auth_failure
 from dispatcher.guard.acl import render_acl
 from dispatcher.guard.events import remote_address

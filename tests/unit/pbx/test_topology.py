@@ -14,7 +14,7 @@ import yaml
 from dialplans.edge import hotline_pattern, render_edge
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.cli import main
-from dispatcher.config import ConfigError, load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.topology import (
     EDGE_SOURCE_HEADER,
@@ -24,6 +24,7 @@ from dispatcher.topology import (
     node_state_dir,
     share_secrets,
 )
+from dispatcher.yamlnodes import ConfigError
 from pbx.kamailio import EdgePaths
 from tests.harness import EXAMPLE_CONFIG
 

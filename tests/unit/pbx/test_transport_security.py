@@ -16,10 +16,11 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from dialplans.render import AsteriskPaths, render_all
-from dispatcher.config import ConfigError, load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.site import build_site
+from dispatcher.yamlnodes import ConfigError
 from tests.certs import CenterCertificates, make_certificates, other_key, write_private
 from tests.harness import EXAMPLE_CONFIG
 

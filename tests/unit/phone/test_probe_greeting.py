@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from ivr.prompts import build_prompts
 from pbx.phone import tones
 from pbx.phone.probe import is_ringback

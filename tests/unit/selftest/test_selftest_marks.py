@@ -13,7 +13,7 @@ from twisted.internet import task
 
 from dialplans.render import AsteriskPaths, render_all
 from dispatcher.calllog import db, journey, report, store
-from dispatcher.config import ConfigError, load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline.callbacks import MissedCallDetector, missed_from_journey
 from dispatcher.metrics.collector import CenterCollector, Sources
@@ -21,6 +21,7 @@ from dispatcher.selftest.runner import ProbeReport
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.settings import DESK_PENALTY, PROBE_ENDPOINT, SelfTest
 from dispatcher.web.wallboard import wallboard_document
+from dispatcher.yamlnodes import ConfigError
 from pbx.ami.model import LiveModel
 from tests.harness import EXAMPLE_CONFIG
 from tests.unit.app.test_metrics import parse

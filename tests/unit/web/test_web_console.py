@@ -10,7 +10,7 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from dispatcher.config import load_center
+from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.web.sessions import LoginThrottle, SessionTable, Staff, safe_next
 from dispatcher.web.site import build_site

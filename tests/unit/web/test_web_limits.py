@@ -10,7 +10,8 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from dispatcher.config import HttpLimits, load_center
+from dispatcher.config.loader import load_center
+from dispatcher.config.model import HttpLimits
 from dispatcher.credentials import ensure_credentials
 from dispatcher.web.site import build_site
 from tests.harness import EXAMPLE_CONFIG
