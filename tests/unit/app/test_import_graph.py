@@ -1,4 +1,4 @@
-"""The import graph of ``pbx``: no cycle, and nothing of the dispatcher.
+"""The import graph of ``pbx``: no cycle, and nothing of the dispatcher; no cycle elsewhere.
 
 The graph is read from the source (every module ast-parsed, every ``import`` and ``from ...
 import`` of a ``pbx`` module collected, in functions too), not from ``sys.modules``: a cycle is
@@ -219,6 +219,18 @@ def test_given_pbx_when_its_imports_are_followed_then_no_module_comes_back_to_it
     runtime = [e for e in pbx_imports if not e.typing_only]
     cycles = find_cycles(runtime, "pbx")
     assert not cycles, f"import cycles in pbx: {named(cycles)}"
+
+
+@pytest.mark.parametrize("package", ["dispatcher", "dialplans", "ivr"])
+def test_given_the_rest_of_the_tree_when_its_imports_are_followed_then_no_cycle(
+    package: str,
+) -> None:
+    """The features, the dialplan contract and the IVR have no import cycle either (the
+    config and the scale-out topology once imported each other)."""
+    assert len(module_names(ROOT, package)) > 1, f"{package} was not found where the test looks"
+    runtime = [e for e in import_graph(ROOT, package) if not e.typing_only]
+    cycles = find_cycles(runtime, package)
+    assert not cycles, f"import cycles in {package}: {named(cycles)}"
 
 
 def test_given_pbx_when_read_then_no_module_imports_the_dispatcher(
