@@ -67,7 +67,7 @@ def cpu_seconds(pid: int) -> float:
 
 def enrol(db_url: str, count: int) -> dict[str, str]:
     """Enrol ``count`` devices directly in the database; device id → token."""
-    from dispatcher.calllog import db, store
+    from dispatcher.calllog import db, store_incidents
 
     engine = db.make_engine(db_url)
     db.upgrade(engine)
@@ -77,9 +77,9 @@ def enrol(db_url: str, count: int) -> dict[str, str]:
     with db.transaction(sessions) as session:
         for i in range(count):
             device_id = f"bench-{i:05d}"
-            tokens[device_id] = store.new_token()
-            store.add_device(session, device_id, token=tokens[device_id],
-                             callback_number="081234567890", now=now)
+            tokens[device_id] = store_incidents.new_token()
+            store_incidents.add_device(session, device_id, token=tokens[device_id],
+                                       callback_number="081234567890", now=now)
     engine.dispose()
     return tokens
 

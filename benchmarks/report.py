@@ -3,7 +3,7 @@
 Generates ``--calls`` journeys (default 1,000,000) spread over ``--months`` months (default 1:
 the whole million in the reported month, the hardest case) into a SQLite file built by the
 real migrations, with the legs the reports read (menu, queue, operator talk, transfer attempts
-with fallbacks, agency talk) and callbacks. Then times ``report.build_report`` for the last
+with fallbacks, agency talk) and callbacks. Then times ``report_figures.build_report`` for the last
 month, through SQLAlchemy as ``siaga report`` runs it, and prints the figure (goal: <= 1 s).
 
     .venv/bin/python benchmarks/report.py                      # 1,000,000 calls, one month
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dispatcher.calllog import db, report  # noqa: E402
+from dispatcher.calllog import db, report_figures, report_period  # noqa: E402
 
 FMT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 CATEGORIES = ["police", "fire", "health", "disaster", "public_order", "transport", None]
@@ -248,7 +248,7 @@ def _flush(conn: sqlite3.Connection, calls: list, legs: list, callbacks: list) -
 def time_report(path: str, month: dt.date, runs: int) -> list[float]:
     """Seconds per run of the monthly report (fresh connection pool, warm OS cache)."""
     last_day = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(1)
-    options = report.ReportOptions(month.replace(day=1), last_day)
+    options = report_period.ReportOptions(month.replace(day=1), last_day)
     engine = db.make_engine(f"sqlite:///{path}")
     sessions = db.make_sessionmaker(engine)
     times = []
@@ -256,7 +256,7 @@ def time_report(path: str, month: dt.date, runs: int) -> list[float]:
     for _ in range(runs):
         with sessions() as session:
             t0 = time.perf_counter()
-            data = report.build_report(session, options)
+            data = report_figures.build_report(session, options)
             times.append(time.perf_counter() - t0)
     engine.dispose()
     assert data is not None

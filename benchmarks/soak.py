@@ -133,7 +133,7 @@ def proc_figures(pid: int | None) -> tuple[float | None, int | None]:
 
 def enrol(db_url: str, count: int) -> dict[str, str]:
     """Enrol ``count`` devices in the center's database; device id -> token."""
-    from dispatcher.calllog import db, store
+    from dispatcher.calllog import db, store_incidents
 
     engine = db.make_engine(db_url)
     sessions = db.make_sessionmaker(engine)
@@ -142,9 +142,9 @@ def enrol(db_url: str, count: int) -> dict[str, str]:
     with db.transaction(sessions) as session:
         for i in range(count):
             device_id = f"soak-{i:05d}"
-            tokens[device_id] = store.new_token()
-            store.add_device(session, device_id, token=tokens[device_id],
-                             callback_number=UNREGISTERED_CITIZEN, now=now)
+            tokens[device_id] = store_incidents.new_token()
+            store_incidents.add_device(session, device_id, token=tokens[device_id],
+                                       callback_number=UNREGISTERED_CITIZEN, now=now)
     engine.dispose()
     return tokens
 

@@ -47,7 +47,7 @@ _BEARER_RE = re.compile(r"^Bearer ([A-Za-z0-9._~+/=-]{16,256})$")
 
 
 def hash_token(token: str) -> str:
-    """The stored form of a token (same as ``dispatcher.calllog.store.hash_token``)."""
+    """The stored form of a token (same as ``dispatcher.calllog.store_incidents.hash_token``)."""
     return "sha256$" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 

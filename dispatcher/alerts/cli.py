@@ -26,7 +26,7 @@ from typing import Any
 from dispatcher import keys
 from dispatcher.alerts import enrolment, storage
 from dispatcher.alerts.intake import CALLBACK_RE, IDENTIFIER_RE
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_incidents
 
 __all__ = ["register"]
 
@@ -210,7 +210,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     """Enrol a device; print its token and/or key, or (``--link``) its one-time link."""
     if args.link:
         return _add_by_link(args)
-    token = store.new_token() if args.auth in ("token", "both") else None
+    token = store_incidents.new_token() if args.auth in ("token", "both") else None
     key = stored_key = None
     if args.auth in ("hmac", "both"):
         master = _master_key(args)
@@ -222,10 +222,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     sessions = _sessions(args)
     try:
         with db.transaction(sessions) as session:
-            store.add_device(session, args.device_id, kind="app", label=args.label,
-                             token=token, hmac_key=stored_key,
-                             callback_number=args.callback_number,
-                             now=dt.datetime.now(dt.UTC))
+            store_incidents.add_device(session, args.device_id, kind="app", label=args.label,
+                                       token=token, hmac_key=stored_key,
+                                       callback_number=args.callback_number,
+                                       now=dt.datetime.now(dt.UTC))
     except ValueError as exc:
         print(f"siaga: {exc}", file=sys.stderr)
         return 1
@@ -255,9 +255,9 @@ def _add_by_link(args: argparse.Namespace) -> int:
     try:
         with db.transaction(sessions) as session:
             # No credential yet: the device cannot authenticate until its code is spent.
-            store.add_device(session, args.device_id, kind="app", label=args.label,
-                             callback_number=args.callback_number,
-                             now=dt.datetime.now(dt.UTC))
+            store_incidents.add_device(session, args.device_id, kind="app", label=args.label,
+                                       callback_number=args.callback_number,
+                                       now=dt.datetime.now(dt.UTC))
     except ValueError as exc:
         print(f"siaga: {exc}", file=sys.stderr)
         return 1
@@ -281,7 +281,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     """Disable a device."""
     with db.transaction(_sessions(args)) as session:
-        found = store.revoke_device(session, args.device_id, now=dt.datetime.now(dt.UTC))
+        found = store_incidents.revoke_device(session, args.device_id, now=dt.datetime.now(dt.UTC))
     if not found:
         print(f"siaga: no device {args.device_id!r}", file=sys.stderr)
         return 1

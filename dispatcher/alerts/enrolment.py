@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from dispatcher.calllog import store
+from dispatcher.calllog import store_incidents
 from dispatcher.calllog.models import (
     Agency,
     Alert,
@@ -86,7 +86,7 @@ def issue_code(session: Session, device_id: str, code: str, now: dt.datetime,
     Codes issued before for the same device and not used yet are spent: only the newest
     link works (an administrator re-issuing a link means the old one went astray).
     """
-    device = store.get_device(session, device_id)
+    device = store_incidents.get_device(session, device_id)
     if device is None:
         raise LookupError(f"no device {device_id!r}")
     session.execute(update(EnrolmentCode)
@@ -124,8 +124,8 @@ def exchange_code(session: Session, code: str, now: dt.datetime) -> Enrolled:
                             .values(used_at=now))
     if spent.rowcount != 1:
         raise EnrolmentRefused("used")
-    token = store.new_token()
-    device.token_hash = store.hash_token(token)
+    token = store_incidents.new_token()
+    device.token_hash = store_incidents.hash_token(token)
     session.flush()
     return Enrolled(device.device_id, token, device.callback_number, device.label)
 

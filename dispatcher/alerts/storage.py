@@ -21,7 +21,7 @@ from dispatcher.alerts.incident import IncidentInput, next_state
 from dispatcher.alerts.intake import AlertRequest
 from dispatcher.callbacks import store as callback_store
 from dispatcher.callbacks.store import CallbackJob
-from dispatcher.calllog import store
+from dispatcher.calllog import store_callbacks, store_incidents
 from dispatcher.calllog.models import (
     Agency,
     Alert,
@@ -94,7 +94,7 @@ def _credentials(device: Device) -> DeviceCredentials:
 
 def device_credentials(session: Session, device_id: str) -> DeviceCredentials | None:
     """The device's credentials snapshot, or None if it is not enrolled."""
-    device = store.get_device(session, device_id)
+    device = store_incidents.get_device(session, device_id)
     return None if device is None else _credentials(device)
 
 
@@ -106,7 +106,7 @@ def commit_alert(session: Session, request: AlertRequest, seen: DeviceCredential
     since, nothing is stored (:class:`DeviceChanged`). A retry of a stored alert returns the
     first one's incident with ``created=False`` whatever it carries.
     """
-    device = store.get_device(session, request.device_id)
+    device = store_incidents.get_device(session, request.device_id)
     if (device is None or not device.enabled or device.id != seen.pk
             or device.token_hash != seen.token_hash or device.hmac_key != seen.hmac_key):
         raise DeviceChanged(request.device_id)
@@ -118,7 +118,7 @@ def commit_alert(session: Session, request: AlertRequest, seen: DeviceCredential
     if number is None:
         raise NoCallbackNumber(request.device_id)
     loc = request.location
-    outcome = store.record_alert(
+    outcome = store_incidents.record_alert(
         session, device, request.alert_id, request.type,
         lat=loc.lat if loc else None, lon=loc.lon if loc else None,
         accuracy_m=loc.accuracy_m if loc else None, fix_time=loc.fix_time if loc else None,
@@ -126,8 +126,8 @@ def commit_alert(session: Session, request: AlertRequest, seen: DeviceCredential
     )
     if not outcome.created:
         return AlertReceipt(outcome.incident.id, outcome.incident.state, False, None)
-    callback = store.create_callback(session, number, reason="alert",
-                                     incident_id=outcome.incident.id, now=now)
+    callback = store_callbacks.create_callback(session, number, reason="alert",
+                                               incident_id=outcome.incident.id, now=now)
     job = CallbackJob(callback.id, outcome.incident.id, number, 0)
     return AlertReceipt(outcome.incident.id, outcome.incident.state, True, job)
 
@@ -276,11 +276,12 @@ def _insert_returning_ids(connection: Any, table: Any, rows: list[dict[str, Any]
 def commit_button_call(session: Session, extension: str, linkedid: str,
                        now: dt.datetime) -> AlertReceipt:
     """Open (once per call) the incident of a physical button's call to the panic number."""
-    device = store.get_device(session, button_device_id(extension))
+    device = store_incidents.get_device(session, button_device_id(extension))
     if device is None:
         raise LookupError(f"no button device for extension {extension}")
-    outcome = store.record_alert(session, device, f"call-{linkedid}", "panic",
-                                 callback_number=extension, note=device.label or None, now=now)
+    outcome = store_incidents.record_alert(session, device, f"call-{linkedid}", "panic",
+                                           callback_number=extension,
+                                           note=device.label or None, now=now)
     return AlertReceipt(outcome.incident.id, outcome.incident.state, outcome.created, None)
 
 
@@ -294,10 +295,10 @@ def sync_buttons(session: Session, buttons: list[tuple[str, str, float, float]],
     ids = []
     for extension, name, lat, lon in buttons:
         device_id = button_device_id(extension)
-        device = store.get_device(session, device_id)
+        device = store_incidents.get_device(session, device_id)
         if device is None:
-            store.add_device(session, device_id, kind="button", label=name,
-                             callback_number=extension, lat=lat, lon=lon, now=now)
+            store_incidents.add_device(session, device_id, kind="button", label=name,
+                                       callback_number=extension, lat=lat, lon=lon, now=now)
         else:
             device.label, device.lat, device.lon = name, lat, lon
             device.callback_number, device.enabled = extension, True
@@ -332,8 +333,8 @@ def transition(session: Session, incident_id: int, event: IncidentInput,
     before = incident.state
     after = next_state(before, event)
     text = event.value + (f": {detail}" if detail else "")
-    store.set_incident_state(session, incident_id, after.value, now=now, detail=text,
-                             operator_code=operator, agency_code=agency)
+    store_incidents.set_incident_state(session, incident_id, after.value, now=now, detail=text,
+                                       operator_code=operator, agency_code=agency)
     return TransitionResult(incident_id, before, after.value)
 
 

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from dispatcher.alerts.incident import IncidentState
 from dispatcher.callbacks.missed import ABANDONED, DROPPED, MissedCall, evidence
 from dispatcher.callbacks.owed import CallbackEntry
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_callbacks, store_journeys
 from dispatcher.calllog.models import Call, Incident, Leg
 from pbx.channels import endpoint_of
 
@@ -72,9 +72,9 @@ class SqlCallbackStore:
     def created(self, entry: CallbackEntry) -> int | None:
         """Insert a pending callback linked to its call (when the call log has it)."""
         with db.transaction(self.session_factory) as session:
-            origin = entry.linkedid if store.get_call(session, entry.linkedid) else None
-            row = store.create_callback(session, entry.number, reason=entry.reason,
-                                        origin_linkedid=origin)
+            origin = entry.linkedid if store_journeys.get_call(session, entry.linkedid) else None
+            row = store_callbacks.create_callback(session, entry.number, reason=entry.reason,
+                                                  origin_linkedid=origin)
             return int(row.id)
 
     def updated(self, entry: CallbackEntry) -> None:
@@ -82,8 +82,8 @@ class SqlCallbackStore:
         if entry.store_id is None:
             return
         with db.transaction(self.session_factory) as session:
-            store.set_callback_state(session, entry.store_id, entry.state,
-                                     result_linkedid=entry.result_linkedid)
+            store_callbacks.set_callback_state(session, entry.store_id, entry.state,
+                                               result_linkedid=entry.result_linkedid)
 
 
 class WriterCallbackStore:
@@ -102,9 +102,9 @@ class WriterCallbackStore:
     def created(self, entry: CallbackEntry) -> int | None:
         """Queue the insert; the id arrives on the entry later."""
         def insert(session: Any, number: str, reason: str, linkedid: str) -> int:
-            origin = linkedid if store.get_call(session, linkedid) else None
-            return int(store.create_callback(session, number, reason=reason,
-                                             origin_linkedid=origin).id)
+            origin = linkedid if store_journeys.get_call(session, linkedid) else None
+            return int(store_callbacks.create_callback(session, number, reason=reason,
+                                                       origin_linkedid=origin).id)
 
         def stored(row_id: int) -> int:
             entry.store_id = row_id
@@ -123,7 +123,7 @@ class WriterCallbackStore:
         state, result = entry.state, entry.result_linkedid
 
         def write(session: Any, row_id: int) -> None:
-            store.set_callback_state(session, row_id, state, result_linkedid=result)
+            store_callbacks.set_callback_state(session, row_id, state, result_linkedid=result)
 
         def after_insert(_: object) -> None:
             if entry.store_id is not None:
@@ -145,12 +145,12 @@ class WriterCallbackStore:
 
 def set_state(session: Session, callback_id: int, state: str, now: dt.datetime) -> None:
     """Move a callback's row to ``state`` (a closed row never moves again: IllegalMove)."""
-    store.set_callback_state(session, callback_id, state, now=now)
+    store_callbacks.set_callback_state(session, callback_id, state, now=now)
 
 
 def citizen_no_answer(session: Session, callback_id: int, now: dt.datetime) -> int:
     """Count an attempt the citizen did not answer (kept for a restarted server)."""
-    return store.count_citizen_no_answer(session, callback_id, now=now)
+    return store_callbacks.count_citizen_no_answer(session, callback_id, now=now)
 
 
 @dataclass
@@ -171,7 +171,7 @@ def owed_callbacks(session: Session) -> Owed:
     rung). An alert's row is owed while its incident still waits for a callback.
     """
     owed = Owed()
-    for row in store.pending_callbacks(session):
+    for row in store_callbacks.pending_callbacks(session):
         if row.reason in (ABANDONED, DROPPED):
             owed.missed.append(_missed_entry(session, row))
         elif row.reason == ALERT and row.incident_id is not None:

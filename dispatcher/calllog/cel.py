@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from dialplans import contract
-from dispatcher.calllog import store
+from dispatcher.calllog import store_journeys
 from dispatcher.calllog.directory import Directory
 from dispatcher.calllog.machine import Journey
 from dispatcher.calllog.marks import DIAL_APPS, mark_name, user_extra
@@ -391,7 +391,7 @@ def reconcile(
     if not os.path.exists(path):
         return result
     stat = os.stat(path)
-    offset = store.cel_cursor(session, path, stat.st_ino, stat.st_size)
+    offset = store_journeys.cel_cursor(session, path, stat.st_ino, stat.st_size)
     read = read_rows(path, offset)
     result.rows_read, result.bad_lines = len(read.rows), read.bad_lines
     groups = merge_groups(group_by_linkedid(read.rows))
@@ -403,16 +403,16 @@ def reconcile(
             result.unfinished += 1
             keep_from = min(keep_from, rows[0].offset)
             continue
-        if store.has_finished_call(session, linkedid):
+        if store_journeys.has_finished_call(session, linkedid):
             result.skipped += 1
             continue
         record = build_journey(rows, directory)
         if record is None:
             continue
-        store.save_journey(session, record)
+        store_journeys.save_journey(session, record)
         result.saved.append(linkedid)
         result.records.append(record)
-    store.set_cel_cursor(session, path, stat.st_ino, keep_from)
+    store_journeys.set_cel_cursor(session, path, stat.st_ino, keep_from)
     result.offset = keep_from
     return result
 

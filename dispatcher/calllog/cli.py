@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from dispatcher.calllog import db, report
+from dispatcher.calllog import db, report_figures, report_period, report_render
 
 
 def center_for(args: argparse.Namespace) -> Any:
@@ -78,8 +78,8 @@ def register(subparsers: Any) -> None:
     rep.add_argument(
         "--to", dest="end", type=_date, default=today, help="last day, inclusive (default: today)"
     )
-    rep.add_argument("--format", choices=sorted(report.RENDERERS), default="html")
-    rep.add_argument("--lang", choices=sorted(report.TEXT), default="id")
+    rep.add_argument("--format", choices=sorted(report_render.RENDERERS), default="html")
+    rep.add_argument("--lang", choices=sorted(report_render.TEXT), default="id")
     rep.add_argument("--tz", default="Asia/Jakarta", help="time zone of the dates and hours")
     rep.add_argument(
         "--short-abandon",
@@ -105,7 +105,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.end < args.start:
         print("siaga report: --to is before --from", file=sys.stderr)
         return 2
-    options = report.ReportOptions(
+    options = report_period.ReportOptions(
         start=args.start,
         end=args.end,
         timezone=args.tz,
@@ -121,10 +121,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
             return 1
         with db.make_sessionmaker(engine)() as session:
-            data = report.build_report(session, options)
+            data = report_figures.build_report(session, options)
     finally:
         engine.dispose()
-    text = report.render(data, args.format)
+    text = report_render.render(data, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)

@@ -35,7 +35,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dispatcher.calllog import cel, db, store
+from dispatcher.calllog import cel, db, store_journeys
 from dispatcher.calllog.journey import Directory, JourneyBuilder, JourneyRecord
 from dispatcher.calllog.phases import Effect, JourneyEnded
 from dispatcher.calllog.writer import CallLogRecorder, CallLogWriter
@@ -97,7 +97,7 @@ class CallLogService(MultiService):
         revision = db.upgrade(self.engine)
         if center is not None:
             with db.transaction(self.sessions) as session:
-                store.sync_center(session, center)
+                store_journeys.sync_center(session, center)
         return revision
 
     def startService(self) -> None:

@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dispatcher.calllog import store
+from dispatcher.calllog import store_journeys
 from dispatcher.calllog.journey import JourneyBuilder, JourneyRecord
 
 T = TypeVar("T")
@@ -137,7 +137,7 @@ class CallLogWriter(Service):
         return job.deferred
 
     def save_journey(self, record: JourneyRecord) -> Deferred[Any]:
-        """Queue a journey record (``store.save_journey``, retried while the database is
+        """Queue a journey record (``store_journeys.save_journey``, retried while the database is
         away); fires with None when committed."""
         return self.submit_retrying(_save_journey, record)
 
@@ -280,7 +280,7 @@ def _nothing(session: Session) -> None:
 
 
 def _save_journey(session: Session, record: JourneyRecord) -> None:
-    store.save_journey(session, record)
+    store_journeys.save_journey(session, record)
 
 
 class CallLogRecorder:

@@ -26,7 +26,8 @@ from twisted.python.threadpool import ThreadPool
 
 from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog.db import transaction
-from dispatcher.calllog.report import SERVICE_LEVELS, ReportOptions, summary
+from dispatcher.calllog.report_figures import SERVICE_LEVELS, summary
+from dispatcher.calllog.report_period import ReportOptions
 from dispatcher.config.model import Center
 from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel

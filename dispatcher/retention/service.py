@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from dispatcher.calllog import store
+from dispatcher.calllog import store_journeys
 from dispatcher.calllog.db import transaction
 from dispatcher.config.model import Retention
 from dispatcher.retention.policy import Pass, choose, delete, protected_recordings, scan
@@ -88,7 +88,7 @@ def rotate_cel(session: Session, cel_path: str, rotate_bytes: int, now: float) -
         return None
     if st.st_size < rotate_bytes:
         return None
-    if store.cel_cursor(session, cel_path, st.st_ino, st.st_size) != st.st_size:
+    if store_journeys.cel_cursor(session, cel_path, st.st_ino, st.st_size) != st.st_size:
         return None  # a call still in progress in it, or not reconciled yet: next pass
     stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.stem}-{stamp}{path.suffix}")

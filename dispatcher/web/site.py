@@ -427,7 +427,7 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
 
 def report_text(query: dict[str, Any], report: dict[str, Any]) -> tuple[str, str]:
     """Content type and text of a computed report in the asked format."""
-    from dispatcher.calllog.report import render
+    from dispatcher.calllog.report_render import render
 
     types = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8",
              "json": "application/json; charset=utf-8"}
@@ -438,7 +438,8 @@ def report_runner(reactor: Any, pool: ThreadPool, sessions: Any) -> ReportRunner
     """Reports computed in ``pool``, a pool of their own, so a long report never delays a
     write or the reactor; fires with ``report_text``'s content type and text."""
     from dispatcher.calllog.db import transaction
-    from dispatcher.calllog.report import ReportOptions, build_report
+    from dispatcher.calllog.report_figures import build_report
+    from dispatcher.calllog.report_period import ReportOptions
 
     def run(query: dict[str, Any]) -> defer.Deferred[tuple[str, str]]:
         options = ReportOptions(start=query["from"], end=query["to"],

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.alerts import storage
 from dispatcher.alerts.intake import AlertRequest, Location
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_incidents
 from dispatcher.calllog.models import Alert, Callback, Incident, IncidentTransition
 
 NOW = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
@@ -26,8 +26,8 @@ def test_given_a_batch_of_new_alerts_then_rows_are_linked_in_the_batch_order(
     second batch retrying ten of them answers those from the database, creating nothing."""
     with db.transaction(sessions) as session:
         for n in range(4):
-            store.add_device(session, f"app{n}", token=f"token-of-app-{n}-0123456789",
-                             callback_number=None, now=NOW)
+            store_incidents.add_device(session, f"app{n}", token=f"token-of-app-{n}-0123456789",
+                                       callback_number=None, now=NOW)
     with sessions() as session:
         seen = {f"app{n}": storage.device_credentials(session, f"app{n}") for n in range(4)}
     batch = [(AlertRequest(f"alert-{i}", f"app{i % 4}", "panic",
@@ -65,8 +65,8 @@ def test_given_stored_alerts_when_a_batch_looks_for_retries_then_no_statement_sc
     if engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     with db.transaction(sessions) as session:
-        store.add_device(session, "app", token="token-of-app-0123456789", callback_number=None,
-                         now=NOW)
+        store_incidents.add_device(session, "app", token="token-of-app-0123456789",
+                                   callback_number=None, now=NOW)
     with sessions() as session:
         seen = storage.device_credentials(session, "app")
 
@@ -111,8 +111,8 @@ def test_given_alerts_committed_in_a_transaction_that_rolls_back_then_none_is_st
     the SAVEPOINT opened a transaction of its own and its RELEASE committed the alerts
     early: the redo found them stored and answered created=False with no callback to dial."""
     with db.transaction(sessions) as session:
-        store.add_device(session, "app0", token="token-of-app-0-0123456789",
-                         callback_number="0812000", now=NOW)
+        store_incidents.add_device(session, "app0", token="token-of-app-0-0123456789",
+                                   callback_number="0812000", now=NOW)
     with sessions() as session:
         seen = storage.device_credentials(session, "app0")
     batch = [(AlertRequest(f"alert-{i}", "app0", "panic", None, None, None), seen)

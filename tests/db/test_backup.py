@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatcher.calllog import db, report, store
+from dispatcher.calllog import db, report_figures, store_callbacks, store_journeys
 from dispatcher.cli import main
 from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
@@ -28,11 +28,11 @@ def fill(sessions: sessionmaker[Session]) -> None:
     """The report tests' day of calls, and callbacks done and owed."""
     with db.transaction(sessions) as s:
         for record in day_of_calls():
-            store.save_journey(s, record)
+            store_journeys.save_journey(s, record)
         in_day = dt.datetime(2026, 11, 27, 5, 0, tzinfo=dt.UTC)
-        done = store.create_callback(s, "0812004", origin_linkedid="c4", now=in_day)
-        store.set_callback_state(s, done.id, "done", now=in_day)
-        store.create_callback(s, "0812222", origin_linkedid="c6", now=in_day)
+        done = store_callbacks.create_callback(s, "0812004", origin_linkedid="c4", now=in_day)
+        store_callbacks.set_callback_state(s, done.id, "done", now=in_day)
+        store_callbacks.create_callback(s, "0812222", origin_linkedid="c6", now=in_day)
 
 
 def report_of(url: str) -> dict:
@@ -40,7 +40,7 @@ def report_of(url: str) -> dict:
     engine = db.make_engine(url)
     try:
         with db.make_sessionmaker(engine)() as s:
-            return report.build_report(s, DAY, now=NOW)
+            return report_figures.build_report(s, DAY, now=NOW)
     finally:
         engine.dispose()
 

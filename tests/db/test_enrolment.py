@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.alerts import enrolment
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_incidents
 from tests.harness import wait_for
 
 NOW = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
@@ -19,7 +19,7 @@ CODE = "racing-code-racing-code-0123"
 
 def _issue(sessions: sessionmaker[Session]) -> None:
     with db.transaction(sessions) as session:
-        store.add_device(session, "phone1", now=NOW)
+        store_incidents.add_device(session, "phone1", now=NOW)
         enrolment.issue_code(session, "phone1", CODE, NOW)
 
 
@@ -33,7 +33,8 @@ def test_given_a_code_when_exchanged_twice_then_the_second_is_refused(
             db.transaction(sessions) as session:
         enrolment.exchange_code(session, CODE, NOW)
     with sessions() as session:
-        assert store.get_device(session, "phone1").token_hash == store.hash_token(first.token)
+        device = store_incidents.get_device(session, "phone1")
+        assert device.token_hash == store_incidents.hash_token(first.token)
 
 
 def test_given_two_exchanges_racing_on_postgresql_then_exactly_one_token_is_given(
@@ -70,4 +71,5 @@ def test_given_two_exchanges_racing_on_postgresql_then_exactly_one_token_is_give
     racer.join(30)
     assert outcome == ["used"]
     with sessions() as session:
-        assert store.get_device(session, "phone1").token_hash == store.hash_token(got.token)
+        device = store_incidents.get_device(session, "phone1")
+        assert device.token_hash == store_incidents.hash_token(got.token)

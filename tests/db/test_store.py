@@ -12,7 +12,16 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatcher.calllog import cel, db, journey, report, store
+from dispatcher.calllog import (
+    cel,
+    db,
+    journey,
+    report_figures,
+    report_period,
+    store_callbacks,
+    store_incidents,
+    store_journeys,
+)
 from dispatcher.calllog.models import (
     Agency,
     Alert,
@@ -70,9 +79,9 @@ def test_given_a_finished_journey_when_saved_then_every_part_reads_back(
     durations all come back; times come back as aware UTC."""
     record = journey.run(sc.failed_transfer_with_fallback().ami(), sc.DIRECTORY)[0]
     with db.transaction(sessions) as session:
-        store.save_journey(session, record)
+        store_journeys.save_journey(session, record)
     with sessions() as session:
-        call = store.get_call(session, "5000.1")
+        call = store_journeys.get_call(session, "5000.1")
         assert call is not None
         assert call.outcome == "answered"
         assert call.started_at == dt.datetime.fromtimestamp(sc.T0, dt.UTC)
@@ -101,20 +110,20 @@ def test_given_a_started_call_when_the_finished_record_arrives_then_it_replaces_
     events = sc.answered_call().ami()
     (started,) = builder.feed(events[0], 0.0)
     with db.transaction(sessions) as session:
-        store.save_journey(session, started)
+        store_journeys.save_journey(session, started)
     with sessions() as session:
-        assert store.get_call(session, "1000.1").outcome == "in_progress"  # type: ignore[union-attr]
-        assert store.unfinished_calls(session) == ["1000.1"]
+        assert store_journeys.get_call(session, "1000.1").outcome == "in_progress"  # type: ignore[union-attr]
+        assert store_journeys.unfinished_calls(session) == ["1000.1"]
     finished = [r for e in events[1:] for r in builder.feed(e, 0.0)]
     with db.transaction(sessions) as session:
-        store.save_journey(session, finished[-1])
-        assert store.save_journey(session, started) is None
+        store_journeys.save_journey(session, finished[-1])
+        assert store_journeys.save_journey(session, started) is None
     with sessions() as session:
-        call = store.get_call(session, "1000.1")
+        call = store_journeys.get_call(session, "1000.1")
         assert call is not None and call.outcome == "answered"
         assert session.scalar(select(func.count()).select_from(Call)) == 1
         assert len(call.legs) == 3
-        assert store.unfinished_calls(session) == []
+        assert store_journeys.unfinished_calls(session) == []
 
 
 # -- reconciliation ----------------------------------------------------------------------------
@@ -139,7 +148,7 @@ def test_given_calls_made_while_down_when_reconciled_twice_then_added_once(
     assert second.saved == [] and second.rows_read == 0
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Call)) == 3
-        call = store.get_call(session, "5000.1")
+        call = store_journeys.get_call(session, "5000.1")
         assert call is not None and call.source == "cel"
         assert [leg.kind for leg in call.legs] == [
             "ivr",
@@ -154,7 +163,7 @@ def test_given_calls_made_while_down_when_reconciled_twice_then_added_once(
         events_before = session.scalar(select(func.count()).select_from(CallEvent))
     # Even with the cursor lost, the calls already in the log are not added again.
     with db.transaction(sessions) as session:
-        store.set_cel_cursor(session, str(path), os.stat(path).st_ino, 0)
+        store_journeys.set_cel_cursor(session, str(path), os.stat(path).st_ino, 0)
         third = cel.reconcile(session, str(path), sc.DIRECTORY)
     assert third.saved == [] and third.skipped == 3
     with sessions() as session:
@@ -177,7 +186,7 @@ def test_given_a_call_in_progress_at_the_end_of_the_file_when_reconciled_then_it
         result = cel.reconcile(session, str(path), sc.DIRECTORY)
     assert result.saved == ["1000.1"]
     with sessions() as session:
-        call = store.get_call(session, "1000.1")
+        call = store_journeys.get_call(session, "1000.1")
         assert call is not None and call.outcome == "answered" and call.talk_seconds == 60.0
 
 
@@ -189,14 +198,14 @@ def test_given_a_call_left_unfinished_by_a_crash_when_reconciled_then_it_is_comp
     tl = sc.queued_twice()
     (started,) = builder.feed(tl.ami()[0], 0.0)
     with db.transaction(sessions) as session:
-        store.save_journey(session, started)
+        store_journeys.save_journey(session, started)
     path = tmp_path / "Master.csv"
     _write_cel(path, tl.cel())
     with db.transaction(sessions) as session:
         result = cel.reconcile(session, str(path), sc.DIRECTORY)
     assert result.saved == ["4000.1"]
     with sessions() as session:
-        call = store.get_call(session, "4000.1")
+        call = store_journeys.get_call(session, "4000.1")
         assert call is not None and call.outcome == "answered" and call.queue_passes == 2
 
 
@@ -206,14 +215,14 @@ def test_given_a_call_logged_live_when_reconciled_then_the_live_record_stays(
     """A finished call saved from AMI is never overwritten by its CEL reconstruction."""
     tl = sc.answered_call()
     with db.transaction(sessions) as session:
-        store.save_journey(session, journey.run(tl.ami(), sc.DIRECTORY)[0])
+        store_journeys.save_journey(session, journey.run(tl.ami(), sc.DIRECTORY)[0])
     path = tmp_path / "Master.csv"
     _write_cel(path, tl.cel())
     with db.transaction(sessions) as session:
         result = cel.reconcile(session, str(path), sc.DIRECTORY)
     assert result.saved == [] and result.skipped == 1
     with sessions() as session:
-        call = store.get_call(session, "1000.1")
+        call = store_journeys.get_call(session, "1000.1")
         assert call is not None and call.source == "ami"
 
 
@@ -254,9 +263,9 @@ def test_given_an_alert_when_retried_with_the_same_id_then_the_same_incident_com
     """Idempotency: the same (device, alert id) gives one alert and one incident; the same
     alert id from another device is another alert."""
     with db.transaction(sessions) as session:
-        phone = store.add_device(session, "app-1", token="secret-token")
-        other = store.add_device(session, "app-2", token="other-token")
-        first = store.record_alert(
+        phone = store_incidents.add_device(session, "app-1", token="secret-token")
+        other = store_incidents.add_device(session, "app-2", token="other-token")
+        first = store_incidents.record_alert(
             session,
             phone,
             "a-1",
@@ -268,12 +277,12 @@ def test_given_an_alert_when_retried_with_the_same_id_then_the_same_incident_com
             note="tolong",
         )
     with db.transaction(sessions) as session:
-        phone = store.get_device(session, "app-1")
+        phone = store_incidents.get_device(session, "app-1")
         assert phone is not None
-        again = store.record_alert(session, phone, "a-1", "panic", lat=-6.2, lon=106.8)
-        elsewhere = store.record_alert(
+        again = store_incidents.record_alert(session, phone, "a-1", "panic", lat=-6.2, lon=106.8)
+        elsewhere = store_incidents.record_alert(
             session,
-            store.get_device(session, "app-2"),  # type: ignore[arg-type]
+            store_incidents.get_device(session, "app-2"),  # type: ignore[arg-type]
             "a-1",
             "fire",
         )
@@ -283,7 +292,7 @@ def test_given_an_alert_when_retried_with_the_same_id_then_the_same_incident_com
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == 2
         assert session.scalar(select(func.count()).select_from(Incident)) == 2
-        incident = store.get_incident(session, first.incident.id)
+        incident = store_incidents.get_incident(session, first.incident.id)
         assert incident is not None
         assert (incident.state, incident.lat, incident.note) == ("new", -6.2, "tolong")
         assert [t.to_state for t in incident.transitions] == ["new"]
@@ -294,19 +303,19 @@ def test_given_a_device_when_authenticating_then_only_its_token_works(
     sessions: sessionmaker[Session],
 ):
     """The token is stored hashed; a wrong token or a revoked device is refused."""
-    token = store.new_token()
+    token = store_incidents.new_token()
     with db.transaction(sessions) as session:
-        device = store.add_device(session, "btn-1", kind="button", token=token)
+        device = store_incidents.add_device(session, "btn-1", kind="button", token=token)
         assert device.token_hash is not None and token not in device.token_hash
     with db.transaction(sessions) as session:
-        assert store.authenticate_token(session, "btn-1", token) is not None
-        assert store.authenticate_token(session, "btn-1", token + "x") is None
-        assert store.authenticate_token(session, "nobody", token) is None
-        assert store.revoke_device(session, "btn-1")
+        assert store_incidents.authenticate_token(session, "btn-1", token) is not None
+        assert store_incidents.authenticate_token(session, "btn-1", token + "x") is None
+        assert store_incidents.authenticate_token(session, "nobody", token) is None
+        assert store_incidents.revoke_device(session, "btn-1")
     with db.transaction(sessions) as session:
-        assert store.authenticate_token(session, "btn-1", token) is None
+        assert store_incidents.authenticate_token(session, "btn-1", token) is None
         with pytest.raises(ValueError):
-            store.add_device(session, "btn-1")
+            store_incidents.add_device(session, "btn-1")
 
 
 def test_given_an_incident_when_its_state_changes_then_each_step_is_recorded(
@@ -315,17 +324,18 @@ def test_given_an_incident_when_its_state_changes_then_each_step_is_recorded(
     """Transitions are kept in order; closing stamps closed_at; unknown states are refused."""
     now = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.UTC)
     with db.transaction(sessions) as session:
-        device = store.add_device(session, "app-9", token="t")
-        incident_id = store.record_alert(session, device, "x", "medical", now=now).incident.id
+        device = store_incidents.add_device(session, "app-9", token="t")
+        outcome = store_incidents.record_alert(session, device, "x", "medical", now=now)
+        incident_id = outcome.incident.id
     with db.transaction(sessions) as session:
         for state in ("operator_ringing", "talking", "handed_to_agency", "closed"):
-            store.set_incident_state(
+            store_incidents.set_incident_state(
                 session, incident_id, state, now=now, operator_code="op201", agency_code="health"
             )
         with pytest.raises(ValueError):
-            store.set_incident_state(session, incident_id, "teleported")
+            store_incidents.set_incident_state(session, incident_id, "teleported")
     with sessions() as session:
-        incident = store.get_incident(session, incident_id)
+        incident = store_incidents.get_incident(session, incident_id)
         assert incident is not None
         assert [(t.from_state, t.to_state) for t in incident.transitions] == [
             (None, "new"),
@@ -335,7 +345,7 @@ def test_given_an_incident_when_its_state_changes_then_each_step_is_recorded(
             ("handed_to_agency", "closed"),
         ]
         assert incident.closed_at == now
-        assert store.open_incidents(session) == []
+        assert store_incidents.open_incidents(session) == []
 
 
 def test_given_callbacks_when_moved_through_states_then_pending_list_follows(
@@ -343,14 +353,14 @@ def test_given_callbacks_when_moved_through_states_then_pending_list_follows(
 ):
     """Pending and ringing callbacks are open; ringing counts attempts; done closes."""
     with db.transaction(sessions) as session:
-        a = store.create_callback(session, "0811").id
-        b = store.create_callback(session, "0822", reason="alert").id
+        a = store_callbacks.create_callback(session, "0811").id
+        b = store_callbacks.create_callback(session, "0822", reason="alert").id
     with db.transaction(sessions) as session:
-        store.set_callback_state(session, a, "ringing")
-        store.set_callback_state(session, a, "ringing")
-        store.set_callback_state(session, b, "done", result_linkedid="7000.1")
+        store_callbacks.set_callback_state(session, a, "ringing")
+        store_callbacks.set_callback_state(session, a, "ringing")
+        store_callbacks.set_callback_state(session, b, "done", result_linkedid="7000.1")
     with sessions() as session:
-        open_ = store.pending_callbacks(session)
+        open_ = store_callbacks.pending_callbacks(session)
         assert [(c.number, c.state, c.attempts) for c in open_] == [("0811", "ringing", 2)]
 
 
@@ -375,14 +385,14 @@ def test_given_the_same_calls_when_reported_on_this_backend_then_figures_match_s
     ]
     reference = db.make_engine("sqlite://")
     db.upgrade(reference)
-    options = report.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27))
+    options = report_period.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27))
     figures = []
     for factory in (sessions, db.make_sessionmaker(reference)):
         with db.transaction(factory) as session:
             for record in records:
-                store.save_journey(session, record)
+                store_journeys.save_journey(session, record)
         with factory() as session:
-            data = report.build_report(
+            data = report_figures.build_report(
                 session, options, now=dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
             )
         figures.append(data)
@@ -403,8 +413,8 @@ def test_given_the_center_config_when_synced_then_reference_rows_follow_it(
     root = Path(__file__).resolve().parents[2]
     center = load_center(root / "config" / "siaga.example.yaml", state_dir=tmp_path)
     with db.transaction(sessions) as session:
-        store.ensure_operator(session, "199", "Retired")
-        store.sync_center(session, center)
+        store_journeys.ensure_operator(session, "199", "Retired")
+        store_journeys.sync_center(session, center)
     with sessions() as session:
         operators = {o.code: o for o in session.scalars(select(Operator))}
         agencies = {a.code for a in session.scalars(select(Agency)) if a.active}
@@ -489,12 +499,12 @@ def test_given_two_retries_racing_when_recorded_then_one_alert_and_the_same_inci
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite is written by the single writer thread only")
     with db.transaction(sessions) as session:
-        store.add_device(session, "racer", token="t")
+        store_incidents.add_device(session, "racer", token="t")
     barrier = threading.Barrier(2)
     outcomes: list[tuple[int, bool]] = []
     errors: list[BaseException] = []
     looked = threading.local()
-    find = store._find_alert
+    find = store_incidents._find_alert
 
     def find_then_wait(session: Session, device_pk: int, alert_id: str) -> Alert | None:
         # Both requests look before either inserts: the race the constraint must settle.
@@ -505,14 +515,14 @@ def test_given_two_retries_racing_when_recorded_then_one_alert_and_the_same_inci
             barrier.wait(10)
         return found
 
-    monkeypatch.setattr(store, "_find_alert", find_then_wait)
+    monkeypatch.setattr(store_incidents, "_find_alert", find_then_wait)
 
     def attempt() -> None:
         try:
             with sessions() as session, session.begin():
-                device = store.get_device(session, "racer")
+                device = store_incidents.get_device(session, "racer")
                 assert device is not None
-                result = store.record_alert(session, device, "same-id", "panic")
+                result = store_incidents.record_alert(session, device, "same-id", "panic")
                 outcomes.append((result.incident.id, result.created))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)

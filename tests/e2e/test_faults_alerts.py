@@ -45,7 +45,7 @@ class ApiProcess(StandaloneApi):
 
 def enrol(db_path: Path, count: int) -> dict[str, str]:
     """``count`` devices straight into a fresh database; device id → token."""
-    from dispatcher.calllog import db, store
+    from dispatcher.calllog import db, store_incidents
 
     engine = db.make_engine(f"sqlite:///{db_path}")
     db.upgrade(engine)
@@ -54,9 +54,9 @@ def enrol(db_path: Path, count: int) -> dict[str, str]:
     with db.transaction(db.make_sessionmaker(engine)) as session:
         for i in range(count):
             device_id = f"fault-{i:03d}"
-            tokens[device_id] = store.new_token()
-            store.add_device(session, device_id, token=tokens[device_id],
-                             callback_number=f"0812{i:06d}", now=now)
+            tokens[device_id] = store_incidents.new_token()
+            store_incidents.add_device(session, device_id, token=tokens[device_id],
+                                       callback_number=f"0812{i:06d}", now=now)
     engine.dispose()
     return tokens
 

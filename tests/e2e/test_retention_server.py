@@ -69,7 +69,8 @@ def test_given_a_running_center_when_backed_up_then_the_restore_has_its_log_and_
     import subprocess
     import sys
 
-    from dispatcher.calllog.report import ReportOptions, build_report
+    from dispatcher.calllog.report_figures import build_report
+    from dispatcher.calllog.report_period import ReportOptions
 
     center = retention_server.center
     engine = make_engine(center.database_url)

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from dialplans.contract import QUEUE_NAME
 from dispatcher.calllog import db
 from dispatcher.calllog.models import Call, Leg, SelfTestRun
-from dispatcher.calllog.report import ReportOptions, build_report
+from dispatcher.calllog.report_figures import build_report
+from dispatcher.calllog.report_period import ReportOptions
 from dispatcher.credentials import ensure_credentials
 from dispatcher.selftest.settings import PROBE_ENDPOINT
 from pbx.phone.events import CallState

@@ -18,7 +18,7 @@ from dispatcher.alerts.service import AlertService
 from dispatcher.alerts.settings import AlertSettings
 from dispatcher.api.base import ApiRequest, JsonResource
 from dispatcher.api.resources import build_api
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_incidents
 from dispatcher.calllog.models import Alert, Callback, Incident, IncidentTransition
 
 NOW = 1_795_800_000.0  # 2026-11-27, the clock the tests start at
@@ -49,9 +49,9 @@ def enrol(sessions: sessionmaker[Session], device_id: str, *, token: str | None 
           kind: str = "app") -> None:
     """Enrol a device directly in the database."""
     with db.transaction(sessions) as session:
-        store.add_device(session, device_id, kind=kind, token=token, hmac_key=hmac_key,
-                         callback_number=callback_number,
-                         now=dt.datetime.fromtimestamp(NOW, dt.UTC))
+        store_incidents.add_device(session, device_id, kind=kind, token=token, hmac_key=hmac_key,
+                                   callback_number=callback_number,
+                                   now=dt.datetime.fromtimestamp(NOW, dt.UTC))
 
 
 def counts(sessions: sessionmaker[Session]) -> dict[str, int]:

@@ -344,7 +344,7 @@ def test_given_batch_with_retries_and_revoked_device_then_each_alert_answered_on
 
     from dispatcher.alerts import storage
     from dispatcher.alerts.intake import AlertRequest, Location
-    from dispatcher.calllog import store
+    from dispatcher.calllog import store_incidents
 
     _, sessions, _ = make_service(tmp_path)
     now = dt.datetime.fromtimestamp(NOW, dt.UTC)
@@ -354,7 +354,7 @@ def test_given_batch_with_retries_and_revoked_device_then_each_alert_answered_on
         first = storage.commit_alerts(session, [(AlertRequest(
             "old", "app1", "panic", None, None, None), app1)], now)
     with db.transaction(sessions) as session:
-        store.revoke_device(session, "app2")
+        store_incidents.revoke_device(session, "app2")
 
     def req(alert_id: str, device: str = "app1") -> AlertRequest:
         return AlertRequest(alert_id, device, "fire", Location(1.0, 2.0, 5.0, None),

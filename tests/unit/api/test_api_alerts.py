@@ -259,11 +259,11 @@ def test_given_burst_used_when_more_alerts_then_429_until_refilled(tmp_path: Pat
 
 def test_given_revoked_device_when_cached_then_refused_at_commit(api: Any) -> None:
     """A device revoked after its credentials were cached is refused when committing."""
-    from dispatcher.calllog import db, store
+    from dispatcher.calllog import db, store_incidents
 
     assert api.post(alert(alert_id="first"))[0] == 201
     with db.transaction(api.sessions) as session:
-        store.revoke_device(session, "app1")
+        store_incidents.revoke_device(session, "app1")
     status, _, doc = api.post(alert(alert_id="second"))
     assert (status, doc["error"]) == (401, "invalid_credentials")
     assert counts(api.sessions)["alerts"] == 1

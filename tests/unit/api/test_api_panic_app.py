@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dispatcher.alerts import enrolment
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_incidents
 from dispatcher.calllog.models import Device, EnrolmentCode
 from dispatcher.cli import main
 from tests.unit.alerts.alerts_support import NOW, TOKEN, Http, counts, make_service
@@ -28,8 +28,8 @@ def app(tmp_path: Path) -> Any:
     service, sessions, clock = make_service(tmp_path)
     now = dt.datetime.fromtimestamp(NOW, dt.UTC)
     with db.transaction(sessions) as session:
-        store.add_device(session, "phone1", callback_number="0811223344", label="Ibu Sari",
-                         now=now)
+        store_incidents.add_device(session, "phone1", callback_number="0811223344",
+                                   label="Ibu Sari", now=now)
         enrolment.issue_code(session, "phone1", CODE, now, dt.timedelta(hours=1))
 
     class App:
@@ -66,7 +66,7 @@ def test_given_a_link_code_when_exchanged_then_token_works_and_only_its_hash_is_
     token = doc["token"]
     with app.sessions() as session:
         device = session.query(Device).filter_by(device_id="phone1").one()
-        assert device.token_hash == store.hash_token(token)
+        assert device.token_hash == store_incidents.hash_token(token)
         row = session.query(EnrolmentCode).one()
         assert row.code_hash == enrolment.hash_code(CODE) and row.used_at is not None
     status, receipt = app.call("POST", "/api/v1/alerts", alert_body("a-1"),
@@ -84,7 +84,7 @@ def test_given_a_spent_code_when_exchanged_again_then_410_and_the_first_token_st
     assert "token" not in doc
     with app.sessions() as session:
         device = session.query(Device).filter_by(device_id="phone1").one()
-        assert device.token_hash == store.hash_token(first["token"])
+        assert device.token_hash == store_incidents.hash_token(first["token"])
 
 
 def test_given_wrong_expired_or_malformed_codes_then_json_errors_and_nothing_changes(
@@ -116,7 +116,7 @@ def test_given_wrong_expired_or_malformed_codes_then_json_errors_and_nothing_cha
 def test_given_a_revoked_device_when_its_code_is_exchanged_then_refused(app: Any) -> None:
     """A device revoked before its citizen opened the link gets no token."""
     with db.transaction(app.sessions) as session:
-        store.revoke_device(session, "phone1")
+        store_incidents.revoke_device(session, "phone1")
     status, out = app.call("POST", "/api/v1/enrol", {"code": CODE})
     assert (status, out["error"]) == (403, "invalid_code")
 

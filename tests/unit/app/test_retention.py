@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from twisted.internet import defer, task
 
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_journeys
 from dispatcher.calllog.models import Call, Callback, Incident
 from dispatcher.config.model import Retention
 from dispatcher.retention.policy import MIN_AGE, FileInfo, choose
@@ -154,7 +154,7 @@ def test_given_a_big_reconciled_cel_file_when_the_pass_runs_then_it_is_rotated_a
     fresh = recording(cel_dir, "Master-20261101T000000Z.csv", 20)
     with db.transaction(sessions) as s:
         st = master.stat()
-        store.set_cel_cursor(s, str(master), st.st_ino, st.st_size)
+        store_journeys.set_cel_cursor(s, str(master), st.st_ino, st.st_size)
     svc = service(sessions, tmp_path, Retention(cel_rotate_mb=1, cel_max_age_days=365),
                   cel=master)
     passed(svc)
@@ -168,7 +168,7 @@ def test_given_a_cel_file_not_fully_reconciled_when_the_pass_runs_then_it_is_not
     """Records past the call log's cursor (a call in progress) keep the file in place."""
     master = recording(tmp_path / "cel-custom", "Master.csv", 0, size=2 * MB)
     with db.transaction(sessions) as s:
-        store.set_cel_cursor(s, str(master), master.stat().st_ino, MB)
+        store_journeys.set_cel_cursor(s, str(master), master.stat().st_ino, MB)
     svc = service(sessions, tmp_path, Retention(cel_rotate_mb=1), cel=master)
     passed(svc)
     assert svc.last.rotated is None and master.exists()  # type: ignore[union-attr]

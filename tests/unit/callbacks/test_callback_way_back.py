@@ -103,7 +103,7 @@ def test_given_callers_when_targets_are_made_then_only_the_way_they_came_in(
 def restored_list(tmp_path: Path, channel: str | None) -> CallbackList:
     """A callback owed before a restart, read back from the call log as ``siaga up`` does:
     its origin call came in on ``channel`` (None: the call is not in the log)."""
-    from dispatcher.calllog import db, store
+    from dispatcher.calllog import db, store_journeys
     from dispatcher.calllog.journey import JourneyRecord, LegRecord
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
@@ -111,7 +111,7 @@ def restored_list(tmp_path: Path, channel: str | None) -> CallbackList:
     factory = db.make_sessionmaker(db.make_engine(url))
     if channel is not None:
         with db.transaction(factory) as session:
-            store.save_journey(session, JourneyRecord(
+            store_journeys.save_journey(session, JourneyRecord(
                 linkedid="1795748400.7", started_at=1_795_748_400.0, caller_number="0899123",
                 dialed="112", ended_at=1_795_748_430.0, outcome="abandoned", complete=True,
                 legs=[LegRecord("queue_wait", 1_795_748_402.0, channel=channel,

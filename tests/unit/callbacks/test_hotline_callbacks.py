@@ -190,7 +190,7 @@ def test_given_a_failing_store_then_the_callback_is_still_kept() -> None:
 def test_given_the_call_log_database_when_persisting_then_rows_follow_the_list(
         tmp_path: Path) -> None:
     """SqlCallbackStore writes into the call log's callbacks table."""
-    from dispatcher.calllog import db, store
+    from dispatcher.calllog import db, store_callbacks
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
     db.upgrade(url)
@@ -200,7 +200,7 @@ def test_given_the_call_log_database_when_persisting_then_rows_follow_the_list(
     assert entry is not None and entry.store_id is not None
     cbs.set_state(entry.id, "ringing")
     with db.transaction(factory) as session:
-        rows = store.pending_callbacks(session)
+        rows = store_callbacks.pending_callbacks(session)
         assert [(r.number, r.state, r.attempts, r.reason) for r in rows] == [
             ("0811", "ringing", 1, ABANDONED)]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.calllog import db, store
+from dispatcher.calllog import db, store_callbacks
 from dispatcher.calllog.models import Callback, Incident
 
 NOW = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
@@ -27,13 +27,13 @@ def test_given_a_done_row_when_set_back_to_pending_then_refused_and_the_row_unch
     """The call log refuses to reopen a closed callback (done → pending): a ValueError
     naming the state, and the row keeps its state, attempts and times."""
     with db.transaction(sessions) as session:
-        row = store.create_callback(session, "0811", now=NOW)
-        store.set_callback_state(session, row.id, "ringing", now=NOW)
-        store.set_callback_state(session, row.id, "done", now=NOW, result_linkedid="2.2")
+        row = store_callbacks.create_callback(session, "0811", now=NOW)
+        store_callbacks.set_callback_state(session, row.id, "ringing", now=NOW)
+        store_callbacks.set_callback_state(session, row.id, "done", now=NOW, result_linkedid="2.2")
         row_id = row.id
     with pytest.raises(ValueError, match="done"), db.transaction(sessions) as session:
-        store.set_callback_state(session, row_id, "pending",
-                                 now=NOW + dt.timedelta(minutes=1))
+        store_callbacks.set_callback_state(session, row_id, "pending",
+                                           now=NOW + dt.timedelta(minutes=1))
     with db.transaction(sessions) as session:
         row = session.get(Callback, row_id)
         assert (row.state, row.attempts, row.result_linkedid, row.updated_at, row.done_at) == (
@@ -52,14 +52,15 @@ def test_given_both_kinds_owed_when_restored_then_one_read_gives_each_its_own(
         closed = Incident(state="closed", created_at=NOW, updated_at=NOW)
         session.add_all([waiting, closed])
         session.flush()
-        a = store.create_callback(session, "0811", reason="abandoned", now=NOW)
-        store.set_callback_state(session, a.id, "ringing", now=NOW)
-        store.create_callback(session, "0822", reason="dropped", now=NOW)
-        gone = store.create_callback(session, "0833", reason="abandoned", now=NOW)
-        store.set_callback_state(session, gone.id, "done", now=NOW)
-        alert = store.create_callback(session, "0844", reason="alert",
-                                      incident_id=waiting.id, now=NOW)
-        store.create_callback(session, "0855", reason="alert", incident_id=closed.id, now=NOW)
+        a = store_callbacks.create_callback(session, "0811", reason="abandoned", now=NOW)
+        store_callbacks.set_callback_state(session, a.id, "ringing", now=NOW)
+        store_callbacks.create_callback(session, "0822", reason="dropped", now=NOW)
+        gone = store_callbacks.create_callback(session, "0833", reason="abandoned", now=NOW)
+        store_callbacks.set_callback_state(session, gone.id, "done", now=NOW)
+        alert = store_callbacks.create_callback(session, "0844", reason="alert",
+                                                incident_id=waiting.id, now=NOW)
+        store_callbacks.create_callback(session, "0855", reason="alert", incident_id=closed.id,
+                                        now=NOW)
         waiting_id, alert_id = waiting.id, alert.id
     with db.transaction(sessions) as session:
         owed = owed_callbacks(session)

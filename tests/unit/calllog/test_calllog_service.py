@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from dispatcher.calllog import cel, db, store
+from dispatcher.calllog import cel, db, store_journeys
 from dispatcher.calllog.models import Call, Operator
 from dispatcher.calllog.service import CallLogService
 from tests.unit.calllog import calllog_scenarios as sc
@@ -70,7 +70,7 @@ def test_given_calls_made_while_down_when_started_then_they_are_reconciled_at_on
     service.startService()
     reactor.pump_until(lambda: count_calls(service) == 2)
     with service.sessions() as session:
-        assert store.get_call(session, "1000.1").source == "cel"  # type: ignore[union-attr]
+        assert store_journeys.get_call(session, "1000.1").source == "cel"  # type: ignore[union-attr]
 
 
 def test_given_a_running_service_when_a_minute_passes_then_new_cel_records_are_added(
@@ -112,7 +112,7 @@ def test_given_ami_events_when_fed_then_the_journey_is_logged_and_stop_drains(
     stopped = service.stopService()
     reactor.pump_until(lambda: stopped.called)
     with service.sessions() as session:
-        call = store.get_call(session, "5000.1")
+        call = store_journeys.get_call(session, "5000.1")
         assert call is not None and call.outcome == "answered" and call.source == "ami"
 
 
@@ -171,7 +171,7 @@ def test_given_calls_up_when_asterisk_died_then_their_journeys_are_closed_as_dro
     flushed = service.writer.flush()
     reactor.pump_until(lambda: flushed.called)
     with service.sessions() as session:
-        call = store.get_call(session, "3000.1")
+        call = store_journeys.get_call(session, "3000.1")
         assert call is not None and call.outcome == "dropped" and call.ended_at is not None
     assert service.close_cut() == []  # once
 

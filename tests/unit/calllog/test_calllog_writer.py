@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from dispatcher.calllog import db, journey, store
+from dispatcher.calllog import db, journey, store_journeys
 from dispatcher.calllog.models import Call
 from dispatcher.calllog.writer import CallLogRecorder, CallLogWriter, WriterStopped
 from tests.unit.calllog import calllog_scenarios as sc
@@ -148,7 +148,7 @@ def test_given_ami_events_when_recorded_then_the_journey_reaches_the_database(se
     assert len(writes) == 2  # the start notice and the finished journey
     reactor.pump_until(fired(writer.stop()))
     with sessions() as session:
-        call = store.get_call(session, "1000.1")
+        call = store_journeys.get_call(session, "1000.1")
         assert call is not None and call.outcome == "answered"
         assert [leg.kind for leg in call.legs] == ["ivr", "queue_wait", "operator_talk"]
 
@@ -181,7 +181,7 @@ def test_given_the_database_away_when_journeys_come_then_they_are_held_and_writt
 
     def save(session: Session, record: Any) -> None:
         database.check(session, record.linkedid)
-        store.save_journey(session, record)
+        store_journeys.save_journey(session, record)
 
     held = [writer.submit_retrying(save, record) for record in records]
     alert = writer.submit(database.check, "alert")

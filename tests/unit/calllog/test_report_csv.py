@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from dispatcher.calllog import db, journey, report, store
+from dispatcher.calllog import db, journey, report_figures, report_render, store_journeys
 from tests.unit.calllog import calllog_scenarios as sc
 from tests.unit.calllog.test_report_figures import DAY, NOW, day_of_calls
 
@@ -41,25 +41,26 @@ def test_given_a_formula_as_caller_number_when_exported_as_csv_then_neutralised(
         records += evil_records
     with db.transaction(sessions) as session:
         for record in records:
-            store.save_journey(session, record)
+            store_journeys.save_journey(session, record)
     with sessions() as session:
-        data = report.build_report(session, DAY, now=NOW)
+        data = report_figures.build_report(session, DAY, now=NOW)
     engine.dispose()
-    rows = list(csv.reader(io.StringIO(report.render_csv(data), newline="")))
+    rows = list(csv.reader(io.StringIO(report_render.render_csv(data), newline="")))
     items = [row[1] for row in rows if row[0] == "repeat_callers" and row[1]]
     assert "'" + number.replace("\r", " ") in items
     assert all(len(row) == 4 for row in rows)  # no row split by a CR in a value
     for row in rows:
         for cell in row:
-            assert not cell.startswith(report._FORMULA_START) or report._PLAIN_NUMBER.fullmatch(
-                cell), cell
+            assert not cell.startswith(
+                report_render._FORMULA_START
+            ) or report_render._PLAIN_NUMBER.fullmatch(cell), cell
 
 
 def test_given_plain_numbers_when_exported_then_kept_as_numbers() -> None:
     """+62 caller numbers, negative and decimal figures stay as they are (a spreadsheet reads
     them as numbers, never as formulas); text that merely contains '=' is unchanged."""
     for value in ("+6281234567890", "-3", "12.5", "081234", "0", "a=b"):
-        assert report.csv_safe(value) == value
+        assert report_render.csv_safe(value) == value
     for value in ("+62 812", "-", "=1", "@x", "+1+1", "-1-1"):
-        assert report.csv_safe(value) == "'" + value
-    assert report.csv_safe(None) == "" and report.csv_safe(True) == "True"
+        assert report_render.csv_safe(value) == "'" + value
+    assert report_render.csv_safe(None) == "" and report_render.csv_safe(True) == "True"

@@ -32,12 +32,19 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.orm import Session
 
-from dispatcher.calllog import db, journey, report, store
+from dispatcher.calllog import (
+    db,
+    journey,
+    report_figures,
+    report_period,
+    store_callbacks,
+    store_journeys,
+)
 from tests.unit.calllog import calllog_scenarios as sc
 
 X = "0811000"
 HOUR = 3600.0
-DAY = report.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27))
+DAY = report_period.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27))
 NOW = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC)
 
 
@@ -71,12 +78,12 @@ def session() -> Iterator[Session]:
     sessions = db.make_sessionmaker(engine)
     with db.transaction(sessions) as s:
         for record in day_of_calls():
-            store.save_journey(s, record)
+            store_journeys.save_journey(s, record)
         in_day = dt.datetime(2026, 11, 27, 5, 0, tzinfo=dt.UTC)
-        done = store.create_callback(s, "0812004", origin_linkedid="c4", now=in_day)
-        store.set_callback_state(s, done.id, "done", now=in_day)
-        store.create_callback(s, "0812222", origin_linkedid="c6", now=in_day)
-        store.create_callback(s, "0819999", now=in_day - dt.timedelta(days=1))
+        done = store_callbacks.create_callback(s, "0812004", origin_linkedid="c4", now=in_day)
+        store_callbacks.set_callback_state(s, done.id, "done", now=in_day)
+        store_callbacks.create_callback(s, "0812222", origin_linkedid="c6", now=in_day)
+        store_callbacks.create_callback(s, "0819999", now=in_day - dt.timedelta(days=1))
     with sessions() as s:
         yield s
     engine.dispose()
@@ -87,7 +94,7 @@ def test_given_the_day_when_reported_then_offered_answered_abandoned_match_the_h
 ):
     """8 offered (the 3 s menu abandon excluded), 6 answered, 2 abandoned (1 menu, 1 queue);
     the callback is outbound, not offered; the calls of other days are out."""
-    s = report.build_report(session, DAY, now=NOW)["summary"]
+    s = report_figures.build_report(session, DAY, now=NOW)["summary"]
     assert (s["offered"], s["answered"], s["abandoned"]) == (8, 6, 2)
     assert (s["abandoned_ivr"], s["abandoned_queue"], s["short_abandons_excluded"]) == (1, 1, 1)
     assert (s["unanswered"], s["dropped"]) == (0, 0)
@@ -98,7 +105,7 @@ def test_given_the_day_when_reported_then_offered_answered_abandoned_match_the_h
 def test_given_the_day_when_reported_then_asa_aht_and_service_levels_match(session: Session):
     """ASA 19.5 s, AHT 71.2 s, longest answer 40 s; 37.5 % within 15 s (target 90 %, not met),
     50 % within 20 s (target 95 %, not met)."""
-    s = report.build_report(session, DAY, now=NOW)["summary"]
+    s = report_figures.build_report(session, DAY, now=NOW)["summary"]
     assert s["asa_seconds"] == 19.5
     assert s["aht_seconds"] == round(427 / 6, 1)
     assert s["max_answer_seconds"] == 40.0
@@ -110,7 +117,7 @@ def test_given_the_day_when_reported_then_asa_aht_and_service_levels_match(sessi
 
 def test_given_a_call_queued_twice_when_reported_then_it_counts_once(session: Session):
     """c7 went through the queue twice: one offered call, one answered, flagged requeued."""
-    data = report.build_report(session, DAY, now=NOW)
+    data = report_figures.build_report(session, DAY, now=NOW)
     assert data["summary"]["requeued"] == 1
     health = [c for c in data["categories"] if c["category"] == "health"]
     assert health == [
@@ -130,17 +137,17 @@ def test_given_a_call_across_midnight_when_reported_then_it_counts_on_its_arriva
 ):
     """c9 arrived at 23:59:50 and was answered after midnight: it counts in hour 23 of the
     27th, not on the 28th (which has only the 00:30 call)."""
-    data = report.build_report(session, DAY, now=NOW)
+    data = report_figures.build_report(session, DAY, now=NOW)
     assert data["hourly"][23]["offered"] == 1 and data["hourly"][23]["answered"] == 1
-    next_day = report.ReportOptions(dt.date(2026, 11, 28), dt.date(2026, 11, 28))
-    s = report.build_report(session, next_day, now=NOW)["summary"]
+    next_day = report_period.ReportOptions(dt.date(2026, 11, 28), dt.date(2026, 11, 28))
+    s = report_figures.build_report(session, next_day, now=NOW)["summary"]
     assert (s["offered"], s["answered"]) == (1, 1)
     assert s["asa_seconds"] == 9.0  # the 00:30 call, not c9's 15 s
 
 
 def test_given_the_day_when_reported_then_hours_are_local_and_sum_to_offered(session: Session):
     """Hourly distribution in Jakarta time."""
-    hourly = report.build_report(session, DAY, now=NOW)["hourly"]
+    hourly = report_figures.build_report(session, DAY, now=NOW)["hourly"]
     by_hour = {
         h["hour"]: (h["offered"], h["answered"], h["abandoned"], h["within_15"])
         for h in hourly
@@ -159,7 +166,8 @@ def test_given_the_day_when_reported_then_hours_are_local_and_sum_to_offered(ses
 
 def test_given_the_day_when_reported_then_per_operator_figures_match(session: Session):
     """op201 answered c1, c3, c8, c9 (ASA 14.75, talk 247 s); op202 answered c2, c7."""
-    operators = {o["code"]: o for o in report.build_report(session, DAY, now=NOW)["operators"]}
+    report = report_figures.build_report(session, DAY, now=NOW)
+    operators = {o["code"]: o for o in report["operators"]}
     assert set(operators) == {"op201", "op202"}
     op201, op202 = operators["op201"], operators["op202"]
     assert (op201["answered"], op201["talk_seconds"], op201["answered_within_15"]) == (4, 247.0, 3)
@@ -170,7 +178,7 @@ def test_given_the_day_when_reported_then_per_operator_figures_match(session: Se
 
 def test_given_a_failed_transfer_when_reported_then_the_agency_row_shows_it(session: Session):
     """Police: 2 attempts, 1 answered after 6 s, 1 no-answer, 1 fallback, 60 s of talk."""
-    (police,) = report.build_report(session, DAY, now=NOW)["agencies"]
+    (police,) = report_figures.build_report(session, DAY, now=NOW)["agencies"]
     assert police["code"] == "police"
     assert (police["transfers"], police["answered"], police["no_answers"], police["fallbacks"]) == (
         2,
@@ -185,7 +193,7 @@ def test_given_the_day_when_reported_then_categories_match(session: Session):
     """Police 5 (all answered, ASA 15.4), fire 1 abandoned, health 1, no category 1."""
     rows = {
         c["category"]: (c["offered"], c["answered"], c["abandoned"], c["asa_seconds"])
-        for c in report.build_report(session, DAY, now=NOW)["categories"]
+        for c in report_figures.build_report(session, DAY, now=NOW)["categories"]
     }
     assert rows == {
         "police": (5, 5, 0, 15.4),
@@ -198,7 +206,7 @@ def test_given_the_day_when_reported_then_categories_match(session: Session):
 def test_given_the_day_when_reported_then_callbacks_and_repeat_callers_match(session: Session):
     """Two callbacks made that day (one done, one pending), two open overall; X called 3
     counted times (its short abandon does not count)."""
-    data = report.build_report(session, DAY, now=NOW)
+    data = report_figures.build_report(session, DAY, now=NOW)
     assert data["callbacks"] == {
         "created": 2,
         "pending": 1,
@@ -222,8 +230,8 @@ def test_given_a_short_abandon_threshold_when_reported_then_exclusions_follow_it
     session: Session, threshold: float, offered: int, abandoned_ivr: int, excluded: int
 ):
     """The threshold is configurable: 0 keeps every abandon, 15 s also drops the 12 s one."""
-    options = report.ReportOptions(DAY.start, DAY.end, short_abandon_seconds=threshold)
-    s = report.build_report(session, options, now=NOW)["summary"]
+    options = report_period.ReportOptions(DAY.start, DAY.end, short_abandon_seconds=threshold)
+    s = report_figures.build_report(session, options, now=NOW)["summary"]
     assert (s["offered"], s["abandoned_ivr"], s["short_abandons_excluded"]) == (
         offered,
         abandoned_ivr,

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from dispatcher.calllog import cli, db, journey, report, store
+from dispatcher.calllog import (
+    cli,
+    db,
+    journey,
+    report_figures,
+    report_period,
+    report_render,
+    store_journeys,
+)
 from tests.unit.calllog import calllog_scenarios as sc
 from tests.unit.calllog.test_report_figures import DAY, NOW, day_of_calls
 
@@ -39,9 +47,9 @@ def data() -> dict[str, Any]:
         records += evil_records
     with db.transaction(sessions) as session:
         for record in records:
-            store.save_journey(session, record)
+            store_journeys.save_journey(session, record)
     with sessions() as session:
-        result = report.build_report(session, DAY, now=NOW)
+        result = report_figures.build_report(session, DAY, now=NOW)
     engine.dispose()
     return result
 
@@ -70,7 +78,7 @@ def test_given_a_report_when_rendered_in_html_then_it_is_in_bahasa_indonesia_by_
     data: dict[str, Any],
 ):
     """Default language: Indonesian headings and the document's lang attribute."""
-    html = report.render_html(data)
+    html = report_render.render_html(data)
     assert '<html lang="id">' in html
     text = " ".join(parse_html(html).text)
     assert "Laporan Kinerja" in text and "Tingkat layanan" in text and "Polisi" in text
@@ -79,7 +87,7 @@ def test_given_a_report_when_rendered_in_html_then_it_is_in_bahasa_indonesia_by_
 
 def test_given_english_when_rendered_then_the_labels_are_english(data: dict[str, Any]):
     """The English option changes every label, not the figures."""
-    html = report.render_html(dict(data, language="en"))
+    html = report_render.render_html(dict(data, language="en"))
     text = " ".join(parse_html(html).text)
     assert "Service level" in text and "Per agency" in text and "Police" in text
     assert "Tingkat layanan" not in text
@@ -90,7 +98,7 @@ def test_given_a_report_when_rendered_then_the_svg_chart_has_a_bar_per_hour(
 ):
     """The hourly chart is inline SVG, well-formed, 24 hours x (offered, answered) bars whose
     heights follow the counts."""
-    html = report.render_html(data)
+    html = report_render.render_html(data)
     start = html.index("<svg")
     svg = html[start : html.index("</svg>", start) + len("</svg>")]
     root = ET.fromstring(svg)
@@ -106,7 +114,7 @@ def test_given_a_report_when_rendered_then_the_svg_chart_has_a_bar_per_hour(
 
 def test_given_a_hostile_caller_number_when_rendered_then_it_is_escaped(data: dict[str, Any]):
     """Caller numbers come from the network: shown as text, never as markup."""
-    html = report.render_html(data)
+    html = report_render.render_html(data)
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "script" not in parse_html(html).tags
@@ -114,7 +122,7 @@ def test_given_a_hostile_caller_number_when_rendered_then_it_is_escaped(data: di
 
 def test_given_a_report_when_rendered_as_csv_then_every_figure_is_a_row(data: dict[str, Any]):
     """Long-form CSV: the summary, service levels and per-agency figures are all readable."""
-    rows = list(csv.DictReader(io.StringIO(report.render_csv(data))))
+    rows = list(csv.DictReader(io.StringIO(report_render.render_csv(data))))
     index = {(r["section"], r["item"], r["metric"]): r["value"] for r in rows}
     assert index[("summary", "", "offered")] == str(data["summary"]["offered"])
     assert index[("service_level", "15s", "percent")] == str(
@@ -127,13 +135,13 @@ def test_given_a_report_when_rendered_as_csv_then_every_figure_is_a_row(data: di
 
 def test_given_a_report_when_rendered_as_json_then_it_reads_back_equal(data: dict[str, Any]):
     """JSON is the data structure itself (what an HTTP resource would serve)."""
-    assert json.loads(report.render_json(data)) == json.loads(json.dumps(data))
+    assert json.loads(report_render.render_json(data)) == json.loads(json.dumps(data))
 
 
 def test_given_an_unknown_format_when_rendering_then_it_is_refused(data: dict[str, Any]):
     """A typo in the format gives an error naming the formats."""
     with pytest.raises(ValueError, match="html, csv, json"):
-        report.render(data, "pdf")
+        report_render.render(data, "pdf")
 
 
 def test_given_the_cli_when_upgrading_and_reporting_then_a_file_is_written(
@@ -147,7 +155,7 @@ def test_given_the_cli_when_upgrading_and_reporting_then_a_file_is_written(
     engine = db.make_engine(url)
     with db.transaction(db.make_sessionmaker(engine)) as session:
         for record in day_of_calls():
-            store.save_journey(session, record)
+            store_journeys.save_journey(session, record)
     engine.dispose()
     out = tmp_path / "r.json"
     assert (
@@ -226,12 +234,14 @@ def test_given_bad_report_parameters_when_parsed_then_refused_with_a_reason(
 ):
     """What an HTTP query may carry is checked before any SQL runs."""
     with pytest.raises(ValueError, match=reason):
-        report.ReportOptions.parse(*args)
+        report_period.ReportOptions.parse(*args)
 
 
 def test_given_good_report_parameters_when_parsed_then_options_follow_them():
     """Dates, language, zone and threshold come through."""
-    options = report.ReportOptions.parse("2026-11-01", "2026-11-30", "en", "Asia/Makassar", "8")
+    options = report_period.ReportOptions.parse(
+        "2026-11-01", "2026-11-30", "en", "Asia/Makassar", "8"
+    )
     assert (options.start, options.end) == (dt.date(2026, 11, 1), dt.date(2026, 11, 30))
     assert (options.language, options.timezone, options.short_abandon_seconds) == (
         "en",
@@ -243,4 +253,4 @@ def test_given_good_report_parameters_when_parsed_then_options_follow_them():
 
 def test_given_both_languages_when_compared_then_every_label_exists_in_each():
     """A label missing in one language would show a key, or fail, in that language only."""
-    assert set(report.TEXT["id"]) == set(report.TEXT["en"])
+    assert set(report_render.TEXT["id"]) == set(report_render.TEXT["en"])

@@ -12,7 +12,7 @@ import pytest
 from twisted.internet import task
 
 from dialplans.render import AsteriskPaths, render_all
-from dispatcher.calllog import db, journey, report, store
+from dispatcher.calllog import db, journey, report_figures, report_period, store_journeys
 from dispatcher.config.loader import load_center
 from dispatcher.credentials import ensure_credentials
 from dispatcher.hotline.callbacks import MissedCallDetector, missed_from_journey
@@ -194,16 +194,16 @@ def test_given_test_calls_among_citizens_when_reported_then_only_citizens_count(
         selftest_call("t1"), selftest_call("t2", sc.T0 + 600), sc.answered_call("c1", sc.T0 + 900))]
     with db.transaction(sessions) as s:
         for record in records:
-            store.save_journey(s, record)
-    day = report.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27))
+            store_journeys.save_journey(s, record)
+    day = report_period.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27))
     with sessions() as s:
-        assert sorted((c.linkedid, c.test) for c in store.calls_between(
+        assert sorted((c.linkedid, c.test) for c in store_journeys.calls_between(
             s, dt.datetime(2026, 11, 26), dt.datetime(2026, 11, 28))) == [
             ("c1", False), ("t1", True), ("t2", True)]
-        full = report.build_report(s, day)
+        full = report_figures.build_report(s, day)
         assert (full["summary"]["offered"], full["summary"]["answered"]) == (1, 1)
         assert full["repeat_callers"]["numbers"] == 0
-        assert report.summary(s, day)["offered"] == 1
+        assert report_figures.summary(s, day)["offered"] == 1
     engine.dispose()
 
 

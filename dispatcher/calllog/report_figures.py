@@ -1,0 +1,429 @@
+"""Supervisor report figures, aggregated in SQL.
+
+:func:`build_report` returns a plain data structure (dicts, lists, numbers, strings), the same
+for the ``siaga report`` command and for an HTTP resource;
+:func:`dispatcher.calllog.report_render.render` turns it into a document.
+
+Definitions (stated in the report too):
+
+* A call belongs to the period (and hour) in which it *arrived*, even if it ended after
+  midnight; its legs (operator talk, transfers) count with it.
+* *Offered*: inbound journeys that are finished, less *short abandons* (the caller hung up in the
+  menu or the queue within ``short_abandon_seconds`` of arriving: misdials, pocket calls). One
+  journey is one call however many times it went through the queue.
+* *Answer time*: from arrival at the center (the first ring on the hotline) to the moment an
+  operator is connected. It includes the menu: the citizen waits during it too. NENA-STA-020.1
+  measures from arrival at the PSAP, and the menu is part of the center.
+* *Service level*: calls answered within 15 s (20 s) among the offered calls, against
+  NENA-STA-020.1's targets of 90 % (95 %). Abandoned calls count as not answered in time.
+* *ASA*: mean answer time of answered calls. *AHT*: mean operator talk time of answered calls
+  (all operator legs of a journey, consultation with an agency included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    not_,
+    select,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+
+from dispatcher.calllog.models import Agency, Call, Callback, Leg, Operator
+from dispatcher.calllog.report_period import ReportOptions, local_hour
+
+SERVICE_LEVELS = ((15, 90.0), (20, 95.0))  # (seconds, target percent), NENA-STA-020.1
+ABANDONED = ("abandoned_ivr", "abandoned_queue")
+FAILED_TRANSFER = ("no_answer", "busy", "failed")
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _avg(value: Any, condition: ColumnElement[bool]) -> ColumnElement[float]:
+    return func.avg(case((condition, value), else_=None))
+
+
+def _r(value: Any, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if not whole else round(100.0 * part / whole, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The report as data
+
+
+def build_report(
+    session: Session, options: ReportOptions, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Compute every figure of the report for ``options`` (blocking: run off the reactor).
+
+    The period's calls are read in one grouped scan (by local hour, category and answering
+    operator, a few thousand groups at most); the summary, the hourly, per-category and
+    per-operator tables are sums of those groups. Agencies come from the transfer legs (one
+    index range), repeat callers from one more grouped scan.
+    """
+    start, end = options.utc_bounds()
+    # The center's self-test calls are not citizens: they count nowhere in a report.
+    in_period = and_(Call.started_at >= start, Call.started_at < end, Call.test.is_(False))
+    short = and_(
+        Call.outcome.in_(ABANDONED),
+        Call.duration_seconds < options.short_abandon_seconds,
+    )
+    offered_filter = and_(
+        in_period, Call.direction == "inbound", Call.outcome != "in_progress", not_(short)
+    )
+    groups = _call_groups(session, in_period, short, options)
+    inbound = [g for g in groups if g["direction"] == "inbound"]
+    outbound = [g for g in groups if g["direction"] == "outbound"]
+    summary = _fold(inbound)
+    summary["short_abandons_excluded"] = sum(g["short"] for g in inbound)
+    summary["outbound_calls"] = sum(g["all"] for g in outbound)
+    summary["outbound_answered"] = sum(g["answered"] for g in outbound)
+    return {
+        "language": options.language,
+        "period": {
+            "from": options.start.isoformat(),
+            "to": options.end.isoformat(),
+            "timezone": options.timezone,
+            "utc_start": start.isoformat(),
+            "utc_end": end.isoformat(),
+        },
+        "generated_at": (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(),
+        "settings": {
+            "short_abandon_seconds": options.short_abandon_seconds,
+            "service_level_targets": [
+                {"seconds": s, "target_percent": t} for s, t in SERVICE_LEVELS
+            ],
+        },
+        "summary": summary,
+        "operators": _operators(session, inbound),
+        "agencies": _agencies(session, start, end),
+        "categories": _categories(inbound),
+        "hourly": _hourly(inbound),
+        "callbacks": _callbacks(session, start, end),
+        "repeat_callers": _repeat_callers(session, offered_filter, options.top_repeat_callers),
+    }
+
+
+def summary(session: Session, options: ReportOptions) -> dict[str, Any]:
+    """The report's summary row alone (offered, answered, service levels...) for the
+    period: what live figures such as the metrics need, by the report's own definitions."""
+    start, end = options.utc_bounds()
+    # The center's self-test calls are not citizens: they count nowhere in a report.
+    in_period = and_(Call.started_at >= start, Call.started_at < end, Call.test.is_(False))
+    short = and_(
+        Call.outcome.in_(ABANDONED),
+        Call.duration_seconds < options.short_abandon_seconds,
+    )
+    groups = _call_groups(session, in_period, short, options)
+    return _fold([g for g in groups if g["direction"] == "inbound"])
+
+
+_SUMMED = (
+    "all",
+    "short",
+    "answered",
+    "abandoned_ivr",
+    "abandoned_queue",
+    "unanswered",
+    "dropped",
+    "answer_sum",
+    "talk_sum",
+    "requeued",
+) + tuple(f"within_{s}" for s, _t in SERVICE_LEVELS)
+
+
+def _call_groups(
+    session: Session,
+    in_period: ColumnElement[bool],
+    short: ColumnElement[bool],
+    options: ReportOptions,
+) -> list[dict[str, Any]]:
+    """Partial aggregates of the period's finished calls, one row per (direction, local hour,
+    category, answering operator). Short abandons are counted apart and nowhere else.
+
+    The SQL groups by outcome and by "shorter than the threshold" as well, so every aggregate
+    is a plain COUNT/SUM/MAX with no CASE per row (SQLite spends most of a report evaluating
+    per-row expressions); the outcome columns are then laid out from those few groups.
+    """
+    hour = local_hour(Call.started_at, literal(options.utc_offset_minutes(), Integer()))
+    category = func.coalesce(Call.category, "")
+    is_short = cast(Call.duration_seconds < options.short_abandon_seconds, Integer)
+    keys = (Call.direction, hour, category, Call.answered_by_id, Call.outcome, is_short)
+    columns = [
+        Call.direction.label("direction"),
+        hour.label("hour"),
+        category.label("category"),
+        Call.answered_by_id.label("operator_id"),
+        Call.outcome.label("outcome"),
+        is_short.label("is_short"),
+        func.count().label("n"),
+        func.sum(Call.answer_seconds).label("answer_sum"),
+        func.sum(Call.talk_seconds).label("talk_sum"),
+        func.max(Call.answer_seconds).label("answer_max"),
+        func.sum(cast(Call.queue_passes > 1, Integer)).label("requeued"),
+    ]
+    for seconds, _target in SERVICE_LEVELS:
+        columns.append(
+            func.sum(cast(Call.answer_seconds <= seconds, Integer)).label(f"within_{seconds}")
+        )
+    statement = select(*columns).where(in_period, Call.outcome != "in_progress").group_by(*keys)
+    groups = []
+    for row in session.execute(statement):
+        r = row._mapping
+        n = int(r["n"])
+        outcome = r["outcome"]
+        answered = outcome == "answered"
+        short_abandon = outcome in ABANDONED and r["is_short"] == 1
+        group: dict[str, Any] = {
+            "direction": r["direction"],
+            "hour": int(r["hour"]),
+            "category": r["category"],
+            "operator_id": r["operator_id"],
+            "all": n,
+            "short": n if short_abandon else 0,
+            "answered": n if answered else 0,
+            "abandoned_ivr": n if outcome == "abandoned_ivr" and not short_abandon else 0,
+            "abandoned_queue": n if outcome == "abandoned_queue" and not short_abandon else 0,
+            "unanswered": n if outcome == "unanswered" else 0,
+            "dropped": n if outcome == "dropped" else 0,
+            "answer_sum": float(r["answer_sum"] or 0.0) if answered else 0.0,
+            "talk_sum": float(r["talk_sum"] or 0.0) if answered else 0.0,
+            "answer_max": r["answer_max"] if answered else None,
+            "requeued": 0 if short_abandon else int(r["requeued"] or 0),
+        }
+        for seconds, _target in SERVICE_LEVELS:
+            key = f"within_{seconds}"
+            group[key] = int(r[key] or 0) if answered else 0
+        group["offered"] = n - group["short"]
+        groups.append(group)
+    return groups
+
+
+def _fold(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add partial aggregates up into the figures of one table row."""
+    total = {key: sum(g[key] for g in groups) for key in _SUMMED}
+    offered = sum(g["offered"] for g in groups)
+    answered = int(total["answered"])
+    abandoned = int(total["abandoned_ivr"] + total["abandoned_queue"])
+    maxima = [g["answer_max"] for g in groups if g["answer_max"] is not None]
+    return {
+        "offered": offered,
+        "answered": answered,
+        "abandoned": abandoned,
+        "abandoned_ivr": int(total["abandoned_ivr"]),
+        "abandoned_queue": int(total["abandoned_queue"]),
+        "unanswered": int(total["unanswered"]),
+        "dropped": int(total["dropped"]),
+        "answered_percent": _pct(answered, offered),
+        "abandoned_percent": _pct(abandoned, offered),
+        "asa_seconds": _r(total["answer_sum"] / answered) if answered else None,
+        "aht_seconds": _r(total["talk_sum"] / answered) if answered else None,
+        "talk_seconds": _r(total["talk_sum"]),
+        "max_answer_seconds": _r(max(maxima)) if maxima else None,
+        "requeued": int(total["requeued"]),
+        "service_levels": [
+            {
+                "seconds": seconds,
+                "target_percent": target,
+                "answered_within": int(total[f"within_{seconds}"]),
+                "percent": _pct(int(total[f"within_{seconds}"]), offered),
+                "met": offered > 0 and 100.0 * total[f"within_{seconds}"] >= target * offered,
+            }
+            for seconds, target in SERVICE_LEVELS
+        ],
+    }
+
+
+def _by(groups: list[dict[str, Any]], key: str) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for group in groups:
+        out.setdefault(group[key], []).append(group)
+    return out
+
+
+def _operators(session: Session, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per operator: the calls they answered (ASA), and those calls' talk time (AHT)."""
+    names = {op.id: op for op in session.scalars(select(Operator))}
+    rows = []
+    for op_id, mine in _by(groups, "operator_id").items():
+        if op_id is None:
+            continue
+        folded = _fold(mine)
+        op = names.get(op_id)
+        rows.append(
+            {
+                "code": op.code if op else "?",
+                "name": op.name if op else "?",
+                "answered": folded["answered"],
+                "asa_seconds": folded["asa_seconds"],
+                "aht_seconds": folded["aht_seconds"],
+                "talk_seconds": folded["talk_seconds"],
+                "max_answer_seconds": folded["max_answer_seconds"],
+                "answered_within_15": folded["service_levels"][0]["answered_within"],
+            }
+        )
+    rows.sort(key=lambda r: (-r["answered"], r["code"]))
+    return rows
+
+
+def _agencies(session: Session, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+    """Per agency: transfer attempts and agency talk of the journeys that arrived in the period
+    (callbacks included: the agency was called all the same)."""
+    is_attempt = Leg.kind == "transfer_attempt"
+    is_talk = Leg.kind == "agency_talk"
+    answered = and_(is_attempt, Leg.result == "answered")
+    result = session.execute(
+        select(
+            Leg.agency_id,
+            _count(is_attempt).label("transfers"),
+            _count(answered).label("answered"),
+            _count(and_(is_attempt, Leg.result == "no_answer")).label("no_answer"),
+            _count(and_(is_attempt, Leg.result == "busy")).label("busy"),
+            _count(and_(is_attempt, Leg.result == "failed")).label("failed"),
+            _count(and_(is_attempt, Leg.result == "cancelled")).label("cancelled"),
+            _count(and_(is_attempt, Leg.fallback == True)).label("fallbacks"),  # noqa: E712
+            _avg(Leg.ring_seconds, answered).label("answer_time"),
+            func.max(case((answered, Leg.ring_seconds), else_=None)).label("max_answer_time"),
+            func.coalesce(func.sum(case((is_talk, Leg.duration_seconds), else_=None)), 0.0).label(
+                "talk"
+            ),
+        )
+        .where(
+            Leg.kind.in_(("transfer_attempt", "agency_talk")),
+            Leg.call_started_at >= start,
+            Leg.call_started_at < end,
+            Leg.agency_id.is_not(None),
+        )
+        .group_by(Leg.agency_id)
+    ).all()
+    agencies = {a.id: a for a in session.scalars(select(Agency))}
+    rows = []
+    for r in result:
+        agency = agencies.get(r.agency_id)
+        rows.append(
+            {
+                "code": agency.code if agency else "?",
+                "name": agency.name if agency else "?",
+                "transfers": int(r.transfers),
+                "answered": int(r.answered),
+                "no_answers": int(r.no_answer) + int(r.busy) + int(r.failed),
+                "no_answer": int(r.no_answer),
+                "busy": int(r.busy),
+                "failed": int(r.failed),
+                "cancelled": int(r.cancelled),
+                "fallbacks": int(r.fallbacks),
+                "answer_seconds": _r(r.answer_time),
+                "max_answer_seconds": _r(r.max_answer_time),
+                "talk_seconds": _r(r.talk),
+            }
+        )
+    rows.sort(key=lambda r: r["code"])
+    return rows
+
+
+def _categories(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for category, mine in _by(groups, "category").items():
+        folded = _fold(mine)
+        if not folded["offered"]:
+            continue
+        rows.append(
+            {
+                "category": category,
+                "offered": folded["offered"],
+                "answered": folded["answered"],
+                "abandoned": folded["abandoned"],
+                "asa_seconds": folded["asa_seconds"],
+                "aht_seconds": folded["aht_seconds"],
+            }
+        )
+    rows.sort(key=lambda r: (-r["offered"], r["category"]))
+    return rows
+
+
+def _hourly(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    first_sl = SERVICE_LEVELS[0][0]
+    by_hour = _by(groups, "hour")
+    rows = []
+    for h in range(24):
+        folded = _fold(by_hour.get(h, []))
+        within = folded["service_levels"][0]["answered_within"]
+        rows.append(
+            {
+                "hour": h,
+                "offered": folded["offered"],
+                "answered": folded["answered"],
+                "abandoned": folded["abandoned"],
+                f"within_{first_sl}": within,
+                "service_level_percent": _pct(within, folded["offered"]),
+                "asa_seconds": folded["asa_seconds"],
+            }
+        )
+    return rows
+
+
+def _callbacks(session: Session, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    counts = dict(
+        session.execute(
+            select(Callback.state, func.count())
+            .where(Callback.created_at >= start, Callback.created_at < end)
+            .group_by(Callback.state)
+        ).all()
+    )
+    return {
+        "created": sum(int(v) for v in counts.values()),
+        "pending": int(counts.get("pending", 0)),
+        "ringing": int(counts.get("ringing", 0)),
+        "done": int(counts.get("done", 0)),
+        "failed": int(counts.get("failed", 0)),
+        "open_now": int(
+            session.scalar(select(func.count()).where(Callback.state.in_(("pending", "ringing"))))
+            or 0
+        ),
+    }
+
+
+def _repeat_callers(
+    session: Session, offered_filter: ColumnElement[bool], top: int
+) -> dict[str, Any]:
+    """Numbers that called more than once in the period: how many, their calls, the top ones.
+
+    One grouped scan; window functions carry the totals on the top rows.
+    """
+    per_number = (
+        select(Call.caller_number.label("number"), func.count().label("calls"))
+        .where(offered_filter, Call.caller_number != "")
+        .group_by(Call.caller_number)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            per_number.c.number,
+            per_number.c.calls,
+            func.count().over().label("numbers"),
+            func.sum(per_number.c.calls).over().label("total"),
+        )
+        .order_by(per_number.c.calls.desc(), per_number.c.number)
+        .limit(top)
+    ).all()
+    return {
+        "numbers": int(rows[0].numbers) if rows else 0,
+        "calls": int(rows[0].total) if rows else 0,
+        "top": [{"number": r.number, "calls": int(r.calls)} for r in rows],
+    }
