@@ -1,31 +1,15 @@
 """Packaging for Siaga, the command center's emergency dispatch server."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="siaga",
     version="0.1.0",
     description="SIP/VoIP emergency dispatch server for a city command center",
     python_requires=">=3.11",
-    packages=[
-        "pbx",
-        "pbx.ami",
-        "pbx.phone",
-        "dialplans",
-        "dispatcher",
-        "dispatcher.web",
-        "dispatcher.web.panic",
-        "dispatcher.api",
-        "dispatcher.alerts",
-        "dispatcher.hotline",
-        "dispatcher.calllog",
-        "dispatcher.calllog.migrations",
-        "dispatcher.calllog.migrations.versions",
-        "dispatcher.metrics",
-        "dispatcher.retention",
-        "dispatcher.backup",
-        "ivr",
-    ],
+    # Every package below the four top-level ones (a new feature folder is picked up).
+    packages=find_packages(include=["pbx", "pbx.*", "dialplans", "dialplans.*", "dispatcher",
+                                    "dispatcher.*", "ivr", "ivr.*"]),
     package_data={
         "dispatcher": ["deploy/*.j2"],
         "dispatcher.web": ["templates/*.j2", "static/*"],
