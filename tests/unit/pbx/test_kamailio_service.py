@@ -132,9 +132,9 @@ def test_given_a_leader_with_workers_when_it_dies_then_its_workers_are_killed(
     import os
     import signal
     import subprocess
-    import time
 
     from pbx.asterisk import _AsteriskProtocol
+    from tests.harness import wait_for
 
     leader = subprocess.Popen(["setsid", "sh", "-c", "sleep 300 & sleep 300 & wait"],
                               stdin=subprocess.DEVNULL)
@@ -144,20 +144,14 @@ def test_given_a_leader_with_workers_when_it_dies_then_its_workers_are_killed(
                                  text=True).stdout
             return [int(p) for p in out.split() if int(p) != leader.pid]
 
-        deadline = time.monotonic() + 10
-        while len(workers()) < 2:
-            assert time.monotonic() < deadline, "the workers never started"
-            time.sleep(0.05)
+        wait_for(lambda: len(workers()) >= 2, 10, "the workers to start")
         proto = _AsteriskProtocol(tmp_path / "out", lambda _c, _s: None, kill_group=True)
         proto.leader = leader.pid
         os.kill(leader.pid, signal.SIGKILL)
         leader.wait(10)
         assert workers(), "the workers outlive their leader by themselves"
         proto.processExited(None)
-        deadline = time.monotonic() + 10
-        while workers():
-            assert time.monotonic() < deadline, f"workers left: {workers()}"
-            time.sleep(0.05)
+        wait_for(lambda: not workers(), 10, "the leader's workers to be gone")
     finally:
         try:
             os.killpg(leader.pid, signal.SIGKILL)
