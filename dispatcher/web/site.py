@@ -57,6 +57,16 @@ TEXT = {
         "selftest_alarm": "ALARM: uji otomatis saluran darurat gagal berturut-turut",
         "bad_login": "Ekstensi atau kata sandi salah.",
         "throttled": "Terlalu banyak percobaan. Coba lagi dalam {seconds} detik.",
+        # The wallboard's words for desk and callback states and reasons (the server sends
+        # the plain English word; the page shows this label, the word when it has none).
+        "labels": {
+            "available": "siap", "ringing": "berdering", "on call": "dalam panggilan",
+            "paused": "jeda", "offline": "tidak terhubung", "logged out": "keluar",
+            "break": "istirahat", "meal": "makan", "briefing": "pengarahan",
+            "technical": "gangguan teknis", "logged-out": "keluar",
+            "abandoned": "menutup saat menunggu", "dropped": "terputus",
+            "pending": "menunggu", "done": "selesai", "failed": "gagal",
+        },
     },
     "en": {
         "login": "Log in", "logout": "Log out", "extension": "Extension",
@@ -70,6 +80,10 @@ TEXT = {
         "selftest_alarm": "ALARM: the hotline's self-test calls keep failing",
         "bad_login": "Wrong extension or password.",
         "throttled": "Too many attempts. Try again in {seconds} s.",
+        "labels": {
+            "on call": "on a call", "logged-out": "logged out",
+            "abandoned": "hung up waiting", "dropped": "cut off",
+        },
     },
 }
 

@@ -129,6 +129,10 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
         assert [row.text for row in browser.find_elements(
             By.CSS_SELECTOR, "#operators tbody tr td:first-child")] == [
                 op.extension for op in conf.operators]  # each desk once
+        # The page is in Bahasa Indonesia: no operator's phone is registered, and the desks'
+        # state reads so in its words, not the server's English one.
+        assert {cell.text for cell in browser.find_elements(
+            By.CSS_SELECTOR, "#operators tbody td.state")} == {"tidak terhubung"}
         update = os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1"
         browser.save_screenshot(str(SCREENSHOT if update else tmp_path / SCREENSHOT.name))
         # The new epoch's deltas follow: the first citizen gives up, the board says so.

@@ -10,13 +10,22 @@ function cell(row, text) {
   return td;
 }
 
+// The page's words for the states and reasons the server sends as plain English words
+// (a JSON block the template writes; it is data, never run).
+const LABELS = JSON.parse(document.getElementById("labels").textContent);
+const WORDS = new Set(["state", "reason"]);
+
+function label(col, value) {
+  return WORDS.has(col) && Object.hasOwn(LABELS, value) ? LABELS[value] : value;
+}
+
 function fill(tableId, rows, columns) {
   const body = document.querySelector("#" + tableId + " tbody");
   body.replaceChildren();
   for (const item of rows) {
     const tr = document.createElement("tr");
     for (const col of columns) {
-      const td = cell(tr, typeof col === "function" ? col(item) : item[col]);
+      const td = cell(tr, typeof col === "function" ? col(item) : label(col, item[col]));
       if (col === "state") td.className = "state " + String(item.state).replace(/\s/g, "-");
     }
     body.appendChild(tr);
