@@ -177,6 +177,9 @@ class CenterCollector(Collector):
                            s.writer.written)
             yield _counter("siaga_calllog_write_failures", "Call log writes that failed.",
                            s.writer.failed)
+            yield _gauge("siaga_calllog_writes_held",
+                         "Journeys and callbacks held while the database is away, retried "
+                         "in order until it returns.", s.writer.held)
         yield _gauge("siaga_calllog_readable",
                      "1 if this scrape could read today's figures from the call log.",
                      int(self.today is not None))

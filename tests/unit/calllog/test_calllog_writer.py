@@ -168,8 +168,22 @@ class DatabaseAway:
                                    sqlite3.OperationalError("database or disk is full"))
 
 
+def held_metric(writer: CallLogWriter, state_dir: Path) -> float:
+    """``siaga_calllog_writes_held`` as a scrape of the example center reads it."""
+    from dispatcher.config.loader import load_center
+    from dispatcher.metrics.collector import CenterCollector, Sources
+    from pbx.ami.model import LiveModel
+    from tests.harness import EXAMPLE_CONFIG
+    from tests.unit.app.test_metrics import parse
+
+    center = load_center(EXAMPLE_CONFIG, state_dir=state_dir)
+    samples = parse(CenterCollector(Sources(LiveModel(lambda: 0.0), center, lambda: 0.0,
+                                            writer=writer), None))
+    return samples["siaga_calllog_writes_held"][0][1]
+
+
 def test_given_the_database_away_when_journeys_come_then_they_are_held_and_written_on_return(
-        sessions: Any):
+        sessions: Any, tmp_path: Path):
     """With the database refusing writes, journeys are held (their Deferreds unfired) and
     retried; an alert-like write (``submit``) fails at once instead of waiting behind them.
     Once the database is back, every held journey commits, in the order submitted."""
@@ -191,12 +205,14 @@ def test_given_the_database_away_when_journeys_come_then_they_are_held_and_writt
     reactor.pump_until(lambda: database.tried.count("0.1") >= 3)  # retried, not dropped
     assert not any(d.called for d in held) and writer.held == 5
     assert count_calls(sessions) == 0
+    assert held_metric(writer, tmp_path) == 5  # an operator sees the backlog on /metrics
 
     database.tried.clear()
     database.away = False
     reactor.pump_until(lambda: all(d.called for d in held))
     assert all(result_of(d) is None for d in held)
     assert count_calls(sessions) == 5 and writer.held == 0
+    assert held_metric(writer, tmp_path) == 0
     assert database.tried == [r.linkedid for r in records]  # in order, once each
     reactor.pump_until(fired(writer.stop()))
 
