@@ -17,7 +17,7 @@ from dispatcher.config.model import Center
 from dispatcher.logs import json_lines_observer
 from dispatcher.sdnotify import Notifier
 from pbx.asterisk import stale_pid
-from pbx.provision import ProvisionError, locate, provision
+from pbx.provision import ProvisionError, ready
 
 
 def run(center: Center, rootfs: str | None = None, log_format: str = "text") -> int:
@@ -35,13 +35,11 @@ def run(center: Center, rootfs: str | None = None, log_format: str = "text") -> 
     # Children (Asterisk, probes) are not the service's main process: they must not notify.
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         os.environ.pop(name, None)
-    install = locate(rootfs)
-    if install is None:
-        try:
-            install = provision(rootfs)
-        except ProvisionError as exc:
-            print(f"siaga: {exc}", file=sys.stderr)
-            return 1
+    try:
+        install = ready(rootfs)
+    except ProvisionError as exc:
+        print(f"siaga: {exc}", file=sys.stderr)
+        return 1
     # An Asterisk left running by a server that was killed is adopted, not restarted: the
     # calls it carries go on.
     adopt = stale_pid(center.run_dir / "run")

@@ -54,7 +54,7 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
     from dispatcher.topology import prepare_edge
     from pbx.asterisk import AsteriskService, stale_pid
     from pbx.kamailio import EdgeError, KamailioService
-    from pbx.provision import ProvisionError, locate, provision
+    from pbx.provision import ProvisionError, ready
 
     assert center.topology is not None
     os.umask(0o077)
@@ -67,13 +67,11 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
     services = MultiService()
     lines = []
     if nodes_here:
-        install = locate(rootfs)
-        if install is None:
-            try:
-                install = provision(rootfs)
-            except ProvisionError as exc:
-                print(f"siaga: {exc}", file=sys.stderr)
-                return 1
+        try:
+            install = ready(rootfs)
+        except ProvisionError as exc:
+            print(f"siaga: {exc}", file=sys.stderr)
+            return 1
         for name in nodes_here:
             node = center.topology.node(name)
             nc = node_center(center, node)

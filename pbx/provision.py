@@ -117,6 +117,11 @@ def locate(rootfs: str | os.PathLike[str] | None = None,
     return rootfs_asterisk(rootfs_path(rootfs))
 
 
+def ready(rootfs: str | os.PathLike[str] | None = None) -> AsteriskInstall:
+    """The Asterisk to run: the one found, else one provisioned now (ProvisionError if not)."""
+    return locate(rootfs) or provision(rootfs)
+
+
 def _in_rootfs(rootfs: Path, script: str, log: Path) -> None:
     """Run a shell script chrooted in ``rootfs`` with /proc mounted in a private namespace.
 
