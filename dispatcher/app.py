@@ -24,6 +24,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.alerts.journeys import button_calls_finished, incident_handed_off
@@ -51,7 +52,7 @@ from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
-from dispatcher.web.site import build_site, report_runner
+from dispatcher.web.site import Console, build_site, report_runner
 from dispatcher.web.wallboard import incidents_source, wallboard_source
 from ivr.prompts import build_prompts, stock_sound_dirs
 from pbx.ami.connection import Credentials as AMICredentials
@@ -387,7 +388,14 @@ class SiagaServer(MultiService):
             reports=report_runner(reactor, self.get_readers().pool,
                                   self.get_calllog().sessions),
             api=api.resource, request_factory=api.request_factory, reactor=reactor,
-            metrics=self.get_metrics(), push=self.get_push())
+            metrics=self.get_metrics(), push=self.get_push(),
+            console_endpoints=self.console_endpoints)
+
+    def console_endpoints(self, console: Console) -> dict[str, Resource]:
+        """The console's JSON endpoints, by name under ``/console/api/`` (each a
+        ``dispatcher.web.console_api.ConsoleEndpoint``, given the parts it acts with)."""
+        endpoints: dict[str, Resource] = {}
+        return endpoints
 
     @part
     def get_push(self) -> PushHub:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
+from dispatcher.api.base import JsonResource
 from dispatcher.api.errors import error_body, json_body
 from dispatcher.config.model import Center
 from dispatcher.credentials import Credentials
+from dispatcher.web.console_api import csrf_token
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.panic import PanicApp
 from dispatcher.web.push import PushHub, PushResource
@@ -47,6 +49,7 @@ TEXT = {
     "id": {
         "login": "Masuk", "logout": "Keluar", "extension": "Ekstensi", "password": "Kata sandi",
         "wallboard": "Papan panggilan", "reports": "Laporan", "waiting": "Menunggu",
+        "console": "Konsol",
         "longest_wait": "Tunggu terlama", "available": "Operator siap",
         "active_calls": "Panggilan aktif", "callers": "Penelepon dalam antrean",
         "caller": "Penelepon", "wait": "Tunggu", "operators": "Operator", "name": "Nama",
@@ -71,6 +74,7 @@ TEXT = {
     "en": {
         "login": "Log in", "logout": "Log out", "extension": "Extension",
         "password": "Password", "wallboard": "Wallboard", "reports": "Reports",
+        "console": "Console",
         "waiting": "Waiting", "longest_wait": "Longest wait", "available": "Operators free",
         "active_calls": "Active calls", "callers": "Callers in the queue", "caller": "Caller",
         "wait": "Wait", "operators": "Operators", "name": "Name", "state": "State",
@@ -181,8 +185,10 @@ class Console:
             request.setHeader(name, value)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         lang = self.language(request)
+        staff = self.staff(request)
+        csrf = csrf_token(self.token(request) or "") if staff is not None else ""
         html = self.env.get_template(template).render(
-            lang=lang, t=TEXT[lang], center_name=self.center.name, staff=self.staff(request),
+            lang=lang, t=TEXT[lang], center_name=self.center.name, staff=staff, csrf=csrf,
             **ctx)
         return html.encode("utf-8")
 
@@ -290,6 +296,38 @@ class LogoutPage(resource.Resource):
         self.console.set_cookie(request, b"", 0)
         request.redirect(b"/login")
         return b""
+
+
+class ConsolePage(_Protected):
+    """The operator's console page (``/console``); its live data is pushed on ``/events``,
+    its actions are the JSON endpoints under ``/console/api/``."""
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        return self.console.page(request, "console.html.j2")
+
+
+class ConsoleRoot(resource.Resource):
+    """``/console``: the page; ``/console/api/<name>``: the console's JSON endpoints."""
+
+    def __init__(self, console: Console, endpoints: Mapping[str, resource.Resource]) -> None:
+        super().__init__()
+        self.page = ConsolePage(console)
+        self.api = JsonResource()
+        for name, endpoint in endpoints.items():
+            self.api.putChild(name.encode("ascii"), endpoint)
+
+    def render(self, request: IRequest) -> bytes | int:
+        return self.page.render(request)
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802
+        if path == b"":
+            return self.page
+        if path == b"api":
+            return self.api
+        return _NotFound()
+
+
+ConsoleEndpoints = Callable[[Console], Mapping[str, resource.Resource]]
 
 
 class WallboardPage(_Protected):
@@ -407,7 +445,8 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
                api: resource.Resource | None = None,
                request_factory: type[server.Request] | None = None,
                reactor: Any = None, metrics: resource.Resource | None = None,
-               push: PushHub | None = None) -> GuardedSite:
+               push: PushHub | None = None,
+               console_endpoints: ConsoleEndpoints | None = None) -> GuardedSite:
     """The whole HTTP site: console pages, static files and (when given) the API under /api
     and the metrics under /metrics.
 
@@ -415,13 +454,16 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     buffering them. ``reactor`` (``IReactorTime``) times the site's connection deadlines
     (``center.http_limits``). ``push`` is the live push channel, served at ``/events`` to
     logged-in pages (the wallboard follows it). The site is the factory to listen with;
-    its console is ``site.console``.
+    its console is ``site.console``. ``console_endpoints(console)`` names the console's JSON
+    endpoints, mounted at ``/console/api/<name>`` (``dispatcher.web.console_api``).
     """
     console = Console(center, creds, clock)
     root = Root()
     root.putChild(b"login", LoginPage(console))
     root.putChild(b"logout", LogoutPage(console))
     root.putChild(b"wallboard", WallboardPage(console))
+    root.putChild(b"console", ConsoleRoot(
+        console, console_endpoints(console) if console_endpoints is not None else {}))
     root.putChild(b"wallboard.json", WallboardData(console, wallboard))
     root.putChild(b"reports", ReportsPage(console, reports))
     root.putChild(b"static", Static())
