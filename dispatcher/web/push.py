@@ -10,7 +10,12 @@ state and reconnects, which brings a new snapshot. After a reconnect or a server
 page therefore always starts again from a whole snapshot: never stale, nothing twice.
 
 Views are plain functions returning a JSON document (the wallboard's is
-:func:`dispatcher.web.wallboard.wallboard_document`). Sources of change (AMI events, the
+:func:`dispatcher.web.wallboard.wallboard_document`). A *personal* view
+(:meth:`PushHub.add_personal_view`) is rendered for the member of staff each stream belongs
+to (the operator's own desk and call card): each stream keeps its own last document of it,
+gets its own deltas, and never another member's document. The sequence is therefore each
+stream's own: it starts at the hub's count of shared deltas when the stream attaches and
+grows by one per delta that stream is sent. Sources of change (AMI events, the
 callback list, the incident feed) only call :meth:`PushHub.changed`; the hub renders the
 views at most once per reactor turn (changes within :attr:`PushHub.coalesce` seconds are
 rendered together) and sends what differs, top-level key by key.
@@ -43,6 +48,8 @@ __all__ = ["EventStream", "PushHub", "PushResource", "diff", "frame"]
 log = Logger(namespace="dispatcher.web.push")
 
 View = Callable[[], dict[str, Any]]
+#: A personal view: the document for one member of staff (a ``dispatcher.web.sessions.Staff``).
+PersonalView = Callable[[Any], dict[str, Any]]
 
 
 def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
@@ -95,6 +102,7 @@ class PushHub(Service):
         self.epoch = epoch or secrets.token_hex(6)
         self.seq = 0
         self.views: dict[str, View] = {}
+        self.personal: dict[str, PersonalView] = {}
         self.documents: dict[str, dict[str, Any]] = {}
         self.streams: set[EventStream] = set()
         self.dropped = 0  # slow streams closed since start
@@ -120,20 +128,32 @@ class PushHub(Service):
         self.views[name] = render
         self._dirty.add(name)
 
+    def add_personal_view(self, name: str, render: PersonalView) -> None:
+        """Publish ``render(staff)`` under ``name``, rendered for each stream's own member of
+        staff (``staff`` as the stream's session said when it opened)."""
+        if name in self.views:
+            raise ValueError(f"view {name!r} is already a shared view")
+        self.personal[name] = render
+        self._dirty.add(name)
+
     def changed(self, name: str | None = None) -> None:
         """Something behind view ``name`` (every view when None) changed: render soon."""
-        self._dirty.update(self.views if name is None else (name,))
+        self._dirty.update([*self.views, *self.personal] if name is None else (name,))
         if self._pending is None and self.streams:
             self._pending = self.clock.callLater(self.coalesce, self.flush)
 
     def flush(self) -> None:
-        """Render the changed views now; send a delta per view that differs."""
+        """Render the changed views now; send a delta per view that differs (a personal
+        view: per stream, to that stream only)."""
         if self._pending is not None:
             if self._pending.active():
                 self._pending.cancel()
             self._pending = None
         dirty, self._dirty = self._dirty, set()
         for name in sorted(dirty):
+            if name in self.personal:
+                self._flush_personal(name)
+                continue
             render = self.views.get(name)
             if render is None:
                 continue
@@ -147,23 +167,56 @@ class PushHub(Service):
             if not changed and not gone:
                 continue
             self.seq += 1
-            data = {"epoch": self.epoch, "seq": self.seq, "view": name, "set": changed,
-                    "unset": gone}
-            payload = frame("delta", data, f"{self.epoch}-{self.seq}")
+            body = _delta_body(name, changed, gone)
             for stream in list(self.streams):
-                stream.send(payload)
+                stream.send_delta(body)
 
-    def snapshot(self) -> bytes:
-        """The snapshot frame: every view as of ``seq`` (pending changes rendered first)."""
+    def _flush_personal(self, name: str) -> None:
+        # One render per member of staff (two tabs of one operator cost one), diffed against
+        # each stream's own last document.
+        render = self.personal[name]
+        rendered: dict[Any, dict[str, Any] | None] = {}
+        for stream in list(self.streams):
+            if stream.staff not in rendered:
+                rendered[stream.staff] = self._render_personal(name, render, stream.staff)
+            document = rendered[stream.staff]
+            if document is None:
+                continue
+            changed, gone = diff(stream.documents.get(name), document)
+            stream.documents[name] = document
+            if changed or gone:
+                stream.send_delta(_delta_body(name, changed, gone))
+
+    @staticmethod
+    def _render_personal(name: str, render: PersonalView, staff: Any
+                         ) -> dict[str, Any] | None:  # noqa: ANN401
+        try:
+            return render(staff)
+        except Exception:
+            log.failure("personal push view {name} failed to render for {staff}", name=name,
+                        staff=getattr(staff, "extension", "?"))
+            return None
+
+    def snapshot(self, stream: EventStream | None = None) -> bytes:
+        """The snapshot frame: every view as of ``seq`` (pending changes rendered first),
+        with the personal views rendered for ``stream``'s member of staff."""
         self.flush()
-        return frame("snapshot", {"epoch": self.epoch, "seq": self.seq,
-                                  "views": dict(self.documents)}, f"{self.epoch}-{self.seq}")
+        views = dict(self.documents)
+        if stream is not None:
+            stream.seq = self.seq
+            stream.documents = {}
+            for name, render in self.personal.items():
+                document = self._render_personal(name, render, stream.staff)
+                if document is not None:
+                    stream.documents[name] = views[name] = document
+        return frame("snapshot", {"epoch": self.epoch, "seq": self.seq, "views": views},
+                     f"{self.epoch}-{self.seq}")
 
     def attach(self, stream: EventStream) -> None:
         """Start ``stream``: its snapshot, then every later delta."""
         # The snapshot first: rendering it may send deltas of pending changes to the other
         # streams, which this one must not get before (nor after) its snapshot.
-        snapshot = self.snapshot()
+        snapshot = self.snapshot(stream)
         self.streams.add(stream)
         stream.send(snapshot)
 
@@ -180,10 +233,16 @@ class EventStream:
     """
 
     def __init__(self, hub: PushHub, request: IRequest,
-                 alive: Callable[[], bool] = lambda: True) -> None:
+                 alive: Callable[[], bool] = lambda: True, staff: Any = None) -> None:  # noqa: ANN401
         self.hub = hub
         self.request = request
         self.alive = alive
+        #: Whose stream this is: the personal views are rendered for this member of staff.
+        self.staff = staff
+        #: The last delta's number sent on this stream (set by its snapshot).
+        self.seq = 0
+        #: This stream's last documents of the personal views.
+        self.documents: dict[str, dict[str, Any]] = {}
         self.paused = False
         self.closed = False
         self.queued: list[bytes] = []
@@ -197,6 +256,16 @@ class EventStream:
         self.send(f"retry: {self.hub.retry_ms}\n\n".encode())
         self.hub.attach(self)
         self._beat_later()
+
+    def send_delta(self, body: bytes) -> None:
+        """Number a delta (``_delta_body``) with this stream's next ``seq`` and send it."""
+        if self.closed:
+            return
+        self.seq += 1
+        epoch = self.hub.epoch
+        self.send(b"event: delta\nid: " + f"{epoch}-{self.seq}".encode() + b"\ndata: "
+                  + json.dumps({"epoch": epoch, "seq": self.seq}, separators=(",", ":"))
+                  .encode()[:-1] + b"," + body[1:] + b"\n\n")
 
     def send(self, payload: bytes) -> None:
         """Write ``payload`` now, or queue it while the client is slow; over the bound,
@@ -294,9 +363,20 @@ class PushResource(resource.Resource):
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Accel-Buffering", b"no")
-        stream = EventStream(self.hub, request, alive=lambda: self.staff(request) is not None)
+        staff = self.staff(request)
+        # The stream belongs to the session's member as it was at connect; a session that
+        # changes hands (logout, another login) ends at the next beat, and the page's new
+        # stream is rendered for whoever it belongs to then.
+        stream = EventStream(self.hub, request, staff=staff,
+                             alive=lambda: self.staff(request) == staff)
         stream.start()
         return server.NOT_DONE_YET
+
+
+def _delta_body(view: str, changed: dict[str, Any], gone: list[str]) -> bytes:
+    """A delta's JSON without its numbers (each stream adds its own epoch and seq)."""
+    return json.dumps({"view": view, "set": changed, "unset": gone},
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _error(request: IRequest, status: int, code: str, reason: str) -> bytes:
