@@ -61,6 +61,10 @@ def varset(tracker: JourneyTracker, j: Journey, e: dict[str, str], t: float) -> 
     if variable == contract.VAR_CALL and value not in ("", j.linkedid):
         # The dialplan names the journey this channel serves: merge into it.
         return tracker.merge(j, value)
+    if variable == contract.VAR_QPRIO:
+        # The queue priority the dialplan gave the call: shown to the operator, not logged.
+        j.queue_priority = _int(value)
+        return []
     if variable == contract.VAR_CITIZEN:
         # The hotline dialplan marks the channel it runs on as the citizen's.
         return j.adopt_origin(uid)

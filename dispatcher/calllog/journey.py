@@ -47,7 +47,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from twisted.logger import Logger
 
 from dispatcher.calllog import ami_events
 from dispatcher.calllog.ami_events import HANDLERS
@@ -79,6 +82,7 @@ __all__ = [
     "IvrChoiceRecord",
     "Journey",
     "JourneyBuilder",
+    "JourneyFacts",
     "JourneyRecord",
     "JourneyTracker",
     "LegRecord",
@@ -88,6 +92,9 @@ __all__ = [
     "run",
     "user_extra",
 ]
+
+
+_log = Logger(namespace="dispatcher.calllog.journey")
 
 
 def _float(value: Any) -> float | None:
@@ -102,6 +109,49 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class JourneyFacts:
+    """What is known of a live journey that the operator's console shows (the call card):
+    who called which number, what they chose, since when they wait, how the call began.
+
+    ``direction`` is ``outbound`` for a call the center placed (a callback, an alert's
+    operator-first call); ``incident_ref`` the alert's incident it serves; ``queue_priority``
+    app_queue's QUEUE_PRIO (higher is served first); ``citizen`` the citizen's channel name.
+    """
+
+    linkedid: str
+    started_at: float
+    direction: str
+    caller_number: str
+    caller_name: str
+    dialed: str
+    category: str | None
+    language: str | None
+    queued_at: float | None
+    answered_at: float | None
+    incident_ref: int | None
+    queue_priority: int | None
+    citizen: str
+    ended: bool
+
+    @classmethod
+    def of(cls, journey: Journey) -> JourneyFacts | None:
+        """The facts of ``journey`` (None while it has no record: only helper channels)."""
+        record = journey.record
+        if record is None:
+            return None
+        citizen = journey.channels.get(journey.citizen) if journey.citizen else None
+        return cls(record.linkedid, record.started_at, record.direction,
+                   record.caller_number, record.caller_name, record.dialed, record.category,
+                   record.language, record.queued_at, record.answered_at, record.incident_ref,
+                   journey.queue_priority, citizen.name if citizen else "",
+                   record.complete)
+
+
+#: Told when a journey's facts change (``JourneyTracker.listeners``).
+FactsListener = Callable[[JourneyFacts], object]
 
 
 class JourneyTracker:
@@ -120,6 +170,11 @@ class JourneyTracker:
       feature's rule, judged from the record.
 
     ``step`` gives the effects of one event without applying them.
+
+    ``listeners`` (each ``listener(facts)``) hear of every journey whose
+    :class:`JourneyFacts` an event changed, once per event, after its effects are applied:
+    the console's call card follows them. A listener that raises is logged; the others and
+    the journeys go on.
     """
 
     def __init__(
@@ -134,6 +189,8 @@ class JourneyTracker:
         self.journeys: dict[str, Journey] = {}
         self.by_uid: dict[str, Journey] = {}
         self.aliases: dict[str, Journey] = {}  # linkedid merged into another journey
+        self.listeners: list[FactsListener] = []
+        self._changed: dict[int, Journey] = {}  # journeys whose facts the last step changed
 
     @property
     def active(self) -> int:
@@ -161,12 +218,28 @@ class JourneyTracker:
             return []
         t = _float(event.get("Timestamp")) or now
         if name == "newchannel":
-            return self._on_newchannel_root(event, t)
+            known = self._journey_for(event)
+            before = JourneyFacts.of(known) if known is not None else None
+            effects = self._on_newchannel_root(event, t)
+            journey = self._journey_for(event)
+            if journey is not None and JourneyFacts.of(journey) != before:
+                self._changed[id(journey)] = journey
+            return effects
         journey = self._journey_for(event)
         if journey is None and name in ("dialbegin", "agentcalled", "agentconnect"):
             journey = self._journey_for(event, "DestUniqueid")
         if journey is None:
             return []
+        before = JourneyFacts.of(journey)
+        try:
+            return self._step(journey, name, handler, event, t)
+        finally:
+            after = self._journey_for(event) or journey
+            if after is not journey or JourneyFacts.of(after) != before:
+                self._changed[id(after)] = after
+
+    def _step(self, journey: Journey, name: str, handler: Any, event: Mapping[str, str],  # noqa: ANN401
+              t: float) -> list[Effect]:
         effects: list[Effect] = []
         if event.get("Context", "") in self.directory.outbound_contexts:
             effects += journey.hint_outbound()
@@ -200,7 +273,26 @@ class JourneyTracker:
             elif isinstance(effect, EndedUnanswered):
                 if self.on_unanswered is not None:
                     self.on_unanswered(effect.record)
+        self._tell_changes()
         return records
+
+    def _tell_changes(self) -> None:
+        changed, self._changed = list(self._changed.values()), {}
+        for journey in changed:
+            facts = JourneyFacts.of(journey)
+            if facts is None:
+                continue
+            for listener in list(self.listeners):
+                try:
+                    listener(facts)
+                except Exception:
+                    _log.failure("journey facts listener failed on {linkedid}",
+                                 linkedid=facts.linkedid)
+
+    def facts(self, linkedid: str) -> JourneyFacts | None:
+        """The facts of the live journey ``linkedid`` (or the one it was merged into)."""
+        journey = self.journeys.get(linkedid) or self.aliases.get(linkedid)
+        return JourneyFacts.of(journey) if journey is not None else None
 
     def _on_newchannel_root(self, event: Mapping[str, str], t: float) -> list[Effect]:
         uid = event.get("Uniqueid", "")

@@ -52,6 +52,8 @@ class JourneyBase:
         self.record: JourneyRecord | None = None  # opens with the journey's first person
         self.legs = LegTables()
         self.citizen: str | None = None  # uid of the citizen's channel, once known
+        #: app_queue's QUEUE_PRIO the dialplan gave the call (higher is served first).
+        self.queue_priority: int | None = None
         self.last_time = 0.0
         #: Unexpected facts while no record is open (moved into it when it opens), or after
         #: it ended. Bounded by :data:`MAX_UNEXPECTED` with those of the record.
