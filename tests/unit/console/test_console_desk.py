@@ -1,0 +1,213 @@
+"""The operator's desk and call card (sans-HTTP): read from the live model, joined with the
+journey, shown from the moment the desk's phone rings, never another desk's call."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dialplans import contract
+from dispatcher.calllog.journey import JourneyFacts
+from dispatcher.config import load_center
+from dispatcher.console.desk import Desks, card_document, desk_state
+from dispatcher.console.lists import OpenIncidents, callbacks_owed, callers_waiting
+from dispatcher.web.sessions import Staff
+from pbx.ami.model import LiveModel
+from tests.harness import EXAMPLE_CONFIG
+
+T0 = 1_800_000_000.0
+CITIZEN = "PJSIP/anonymous-00000001"
+
+
+class Journeys:
+    """The call log's live journeys, as the card reads them (``facts(linkedid)``)."""
+
+    def __init__(self) -> None:
+        self.by_linkedid: dict[str, JourneyFacts] = {}
+
+    def facts(self, linkedid: str) -> JourneyFacts | None:
+        return self.by_linkedid.get(linkedid)
+
+
+def facts(linkedid: str = "1700.1", **changes: Any) -> JourneyFacts:  # noqa: ANN401
+    base = JourneyFacts(linkedid=linkedid, started_at=T0, direction="inbound",
+                        caller_number="081234567", caller_name="", dialed="112",
+                        category="police", language="id", queued_at=T0 + 6,
+                        answered_at=None, incident_ref=None, queue_priority=10,
+                        citizen=CITIZEN, ended=False)
+    return replace(base, **changes)
+
+
+@pytest.fixture
+def world(tmp_path: Path):  # noqa: ANN201
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    now = [T0 + 10]
+    model = LiveModel(lambda: now[0])
+    journeys = Journeys()
+    incidents = OpenIncidents()
+    desks = Desks(model, journeys, lambda: center, incidents)
+    return center, model, journeys, incidents, desks
+
+
+def channel(model: LiveModel, uid: str, name: str, linkedid: str, state: str = "Ringing",
+            context: str = "operators") -> None:
+    model.handle({"Event": "Newchannel", "Uniqueid": uid, "Channel": name, "Linkedid": linkedid,
+                  "ChannelStateDesc": state, "Context": context, "CallerIDNum": "081234567"})
+
+
+def member(model: LiveModel, ext: str, paused: bool = False, reason: str = "",
+           status: str = "1") -> None:
+    model.handle({"Event": "QueueMemberStatus", "Queue": contract.QUEUE_NAME,
+                  "Interface": f"PJSIP/{ext}", "MemberName": ext, "Status": status,
+                  "Paused": "1" if paused else "0", "PausedReason": reason, "InCall": "0"})
+
+
+def test_given_a_citizen_call_ringing_one_desk_when_rendered_then_only_that_desk_has_the_card(
+        world) -> None:  # noqa: ANN001
+    """Operator 201's phone rings with a citizen's call (not answered yet): 201's card has
+    the citizen's number, the number dialled, category, language, queue time, priority and
+    origin, and 201's desk says ringing; 202 has no card."""
+    center, model, journeys, _, desks = world
+    member(model, "201")
+    member(model, "202")
+    channel(model, "1700.1", CITIZEN, "1700.1", state="Up")
+    channel(model, "1700.2", "PJSIP/201-00000002", "1700.1")
+    journeys.by_linkedid["1700.1"] = facts()
+    mine = desks.document(Staff("201", "operator"))
+    assert mine["card"] == {
+        "linkedid": "1700.1", "citizen_channel": CITIZEN,
+        "operator_channel": "PJSIP/201-00000002", "state": "ringing",
+        "caller_number": "081234567", "caller_name": "", "dialed": "112",
+        "category": "police", "language": "id", "started_at": T0, "queued_at": T0 + 6,
+        "answered_at": None, "priority": 10,
+        "origin": {"kind": "hotline", "incident_id": None, "device": None}}
+    assert mine["desk"] == {"extension": "201", "name": center.operators[0].name,
+                            "state": "ringing", "reason": ""}
+    theirs = desks.document(Staff("202", "operator"))
+    assert theirs["card"] is None and theirs["desk"]["state"] == "available"
+
+
+def test_given_the_card_when_answered_then_hung_up_then_talking_then_ended_until_the_next_call(
+        world) -> None:  # noqa: ANN001
+    """The card follows the operator's channel: up is talking; gone, the last card stays as
+    ended; the next call's ringing replaces it."""
+    _, model, journeys, _, desks = world
+    channel(model, "1700.2", "PJSIP/201-00000002", "1700.1")
+    journeys.by_linkedid["1700.1"] = facts()
+    assert desks.card("201")["state"] == "ringing"  # type: ignore[index]
+    model.handle({"Event": "Newstate", "Uniqueid": "1700.2", "ChannelStateDesc": "Up"})
+    assert desks.card("201")["state"] == "talking"  # type: ignore[index]
+    model.handle({"Event": "Hangup", "Uniqueid": "1700.2", "Channel": "PJSIP/201-00000002"})
+    ended = desks.card("201")
+    assert ended is not None and ended["state"] == "ended" and ended["linkedid"] == "1700.1"
+    channel(model, "1800.2", "PJSIP/201-00000003", "1800.1")
+    journeys.by_linkedid["1800.1"] = facts("1800.1", caller_number="0899")
+    assert desks.card("201")["linkedid"] == "1800.1"  # type: ignore[index]
+
+
+def test_given_calls_on_the_phone_that_are_no_citizens_when_rendered_then_no_card(
+        world) -> None:  # noqa: ANN001
+    """The operator dialling a feature code (a journey of the operator's own, no citizen),
+    a channel of no known journey, and a finished journey make no card."""
+    _, model, journeys, _, desks = world
+    channel(model, "1.1", "PJSIP/201-00000001", "1.1", state="Up")
+    journeys.by_linkedid["1.1"] = facts("1.1", direction="outbound", citizen="",
+                                        category=None, caller_number="")
+    channel(model, "2.1", "PJSIP/201-00000004", "2.9")
+    channel(model, "3.1", "PJSIP/201-00000005", "3.0")
+    journeys.by_linkedid["3.0"] = facts("3.0", ended=True)
+    assert card_document(model, "201", journeys, world[0]) is None
+    # A desk whose extension is a prefix of another's: 20 is not 201.
+    assert card_document(model, "20", journeys, world[0]) is None
+
+
+def test_given_the_queue_member_when_paused_or_logged_out_then_the_desk_says_so(world) -> None:  # noqa: ANN001
+    """Paused with a reason shows the reason; the feature codes' logout (a pause with the
+    logged-out reason) and a desk not in the queue are logged out; an unreachable phone is
+    offline."""
+    _, model, _, _, _ = world
+    assert desk_state(model, "201") == {"state": "logged out", "reason": ""}
+    member(model, "201", paused=True, reason="meal")
+    assert desk_state(model, "201") == {"state": "paused", "reason": "meal"}
+    member(model, "201", paused=True, reason=contract.LOGGED_OUT_REASON)
+    assert desk_state(model, "201")["state"] == "logged out"
+    member(model, "201", paused=False, reason=contract.AVAILABLE_REASON)
+    assert desk_state(model, "201") == {"state": "available", "reason": ""}
+    member(model, "201", status="5")
+    assert desk_state(model, "201")["state"] == "offline"
+
+
+def test_given_calls_of_each_origin_when_rendered_then_the_origin_says_how_it_began(
+        world) -> None:  # noqa: ANN001
+    """A configured button's own phone is a button (its name, not its caller ID); the
+    center's call for an app alert is an alert with its incident and device; any other call
+    the center placed is a callback."""
+    center, model, journeys, incidents, desks = world
+    button = center.buttons[0]
+    incidents.feed({"incident_id": 7, "state": "operator_ringing", "event": "alert_received",
+                    "device_id": "app-42", "at": T0})
+    channel(model, "1.2", "PJSIP/201-00000001", "1.1")
+    cases = [
+        (facts("1.1", citizen=f"PJSIP/{button.extension}-00000009", category="panic",
+               incident_ref=5), {"kind": "button", "incident_id": 5, "device": button.name}),
+        (facts("1.1", direction="outbound", incident_ref=7, caller_number=""),
+         {"kind": "alert", "incident_id": 7, "device": "app-42"}),
+        (facts("1.1", direction="outbound", category="callback"),
+         {"kind": "callback", "incident_id": None, "device": None}),
+    ]
+    for journey, origin in cases:
+        journeys.by_linkedid["1.1"] = journey
+        assert desks.card("201")["origin"] == origin  # type: ignore[index]
+
+
+def test_given_the_database_snapshot_and_the_feed_when_both_tell_then_the_feed_wins(
+        world) -> None:  # noqa: ANN001
+    """The open incidents read at start fill the list (nothing lost across a restart); an
+    event of the feed, newer, wins over a snapshot read later; closed ones leave the list."""
+    incidents: OpenIncidents = world[3]
+    incidents.feed({"incident_id": 2, "state": "handed_to_agency", "event": "hand_to_agency",
+                    "agency": "police", "at": T0 + 5})
+    incidents.feed({"incident_id": 3, "state": "closed", "event": "close", "at": T0 + 6})
+    incidents.load([
+        {"id": 1, "state": "new", "type": "panic", "device": "app-1", "agency": None,
+         "callback_number": "0811", "opened_at": T0},
+        {"id": 2, "state": "talking", "type": "panic", "device": None, "agency": None,
+         "callback_number": None, "opened_at": T0},
+        {"id": 3, "state": "talking", "type": "panic", "device": None, "agency": None,
+         "callback_number": None, "opened_at": T0},
+    ])
+    listed = {i["id"]: (i["state"], i["agency"]) for i in incidents.document()}
+    assert listed == {1: ("new", None), 2: ("handed_to_agency", "police")}
+    incidents.feed({"incident_id": 1, "state": "cancelled", "event": "cancel", "at": T0 + 7})
+    assert [i["id"] for i in incidents.document()] == [2]
+
+
+def test_given_callers_in_the_queue_when_listed_then_in_order_with_category_and_wait_start(
+        world) -> None:  # noqa: ANN001
+    """The waiting list joins each queued caller with their journey's category; the page
+    counts the wait from ``since``."""
+    _, model, journeys, _, _ = world
+    channel(model, "5.1", "PJSIP/anonymous-00000005", "5.1", state="Up")
+    model.handle({"Event": "QueueCallerJoin", "Queue": contract.QUEUE_NAME, "Uniqueid": "5.1",
+                  "Channel": "PJSIP/anonymous-00000005", "Position": "1"})
+    journeys.by_linkedid["5.1"] = facts("5.1", category="fire", caller_number="0877")
+    assert callers_waiting(model, journeys) == [
+        {"position": 1, "caller": "0877", "since": T0 + 10, "category": "fire",
+         "priority": 10}]
+
+
+def test_given_owed_callbacks_when_listed_then_only_open_ones_with_their_ids() -> None:
+    """"Call back now" sends the entry's id: the list carries it, and only open entries."""
+    from dispatcher.callbacks.missed import MissedCall
+    from dispatcher.callbacks.owed import CallbackList
+
+    callbacks = CallbackList()
+    entry = callbacks.add(MissedCall("abandoned", "0812", "9.1", "PJSIP/trunk-1", "trunk",
+                                     None, "police", 30.0, None, True), T0)
+    assert entry is not None
+    listed = callbacks_owed(callbacks.page(0, 10))
+    assert [(c["id"], c["number"], c["state"]) for c in listed] == [(entry.id, "0812",
+                                                                     "pending")]
