@@ -38,6 +38,7 @@ from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config.model import Center
+from dispatcher.console.views import ConsoleViews, publish_console
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.journeys import owe_missed_callbacks
@@ -49,6 +50,7 @@ from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.console_desk import CallbackNowEndpoint, DeskEndpoint
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -395,6 +397,8 @@ class SiagaServer(MultiService):
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
         ``dispatcher.web.console_api.ConsoleEndpoint``, given the parts it acts with)."""
         endpoints: dict[str, Resource] = {}
+        endpoints["desk"] = DeskEndpoint(console, self.get_hotline())
+        endpoints["callback_now"] = CallbackNowEndpoint(console, self.get_hotline())
         return endpoints
 
     @part
@@ -408,10 +412,16 @@ class SiagaServer(MultiService):
                                                     self.get_callbacks(), self.get_selftest()))
         self.get_ami().subscribe_all(lambda _event: push.changed("wallboard"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
-        self.get_callbacks().on_change = lambda _entry: push.changed("wallboard")
+        self.get_callbacks().on_change = lambda _entry: (push.changed("wallboard"),
+                                                         push.changed("console"))
         feed = self.get_alerts().feed
         push.add_view("incidents", incidents_source(feed))
         feed.listeners.append(lambda _item: push.changed("incidents"))
+        # The operator's desk and card (per operator), and the console's lists.
+        publish_console(push, ConsoleViews(self.get_model(), self.get_calllog().builder,
+                                           lambda: self.center, self.get_callbacks()),
+                        self.get_ami(), self.get_model_sync(), feed,
+                        self.get_alert_reads().run)
         return push
 
     @part

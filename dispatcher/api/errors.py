@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
+from dispatcher.console import desk_actions
 from dispatcher.hotline.service import InvalidInput, NoWayBack
 from pbx.ami.errors import AMIActionError, AMINotConnected
 
@@ -76,6 +77,9 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     InvalidInput: Refusal(422, "invalid_field"),
     NoWayBack: Refusal(409, "no_way_back"),
     AMIActionError: Refusal(502, "pbx_refused"),
+    desk_actions.UnknownAction: Refusal(422, "invalid_field"),
+    desk_actions.NoSuchCallback: Refusal(404, "not_found"),
+    desk_actions.CallbackNotOwed: Refusal(409, "not_owed"),
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
 }
 

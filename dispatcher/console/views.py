@@ -1,0 +1,82 @@
+"""The console's push views, wired to their sources of change (the server calls
+:func:`publish_console` once, on its push hub).
+
+* ``desk`` (personal): the operator's own desk and call card (:class:`~.desk.Desks`);
+* ``console`` (shared): callers waiting, callbacks owed, open incidents (:mod:`.lists`).
+
+Both change with AMI events (the live model), the model's resyncs, the call log's journeys
+(the card's category, language, priority as the dialplan sets them), the callback list and
+the incident feed. The open incidents are read once from the database, so the list is whole
+after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dispatcher.config.model import Center
+from dispatcher.console.desk import Desks
+from dispatcher.console.lists import OWED_SHOWN, OpenIncidents, lists_document, read_open_incidents
+from pbx.ami.model import LiveModel
+
+__all__ = ["CONSOLE_VIEW", "DESK_VIEW", "ConsoleViews", "publish_console"]
+
+log = Logger(namespace="dispatcher.console.views")
+
+DESK_VIEW = "desk"
+CONSOLE_VIEW = "console"
+
+
+class ConsoleViews:
+    """The console's parts behind its views: each desk's card, the open incidents."""
+
+    def __init__(self, model: LiveModel, journeys: Any, center: Callable[[], Center],  # noqa: ANN401
+                 callbacks: Any) -> None:  # noqa: ANN401
+        self.model = model
+        self.journeys = journeys
+        self.callbacks = callbacks
+        self.incidents = OpenIncidents()
+        self.desks = Desks(model, journeys, center, self.incidents)
+
+    def lists(self) -> dict[str, Any]:
+        """The shared ``console`` view."""
+        return lists_document(self.model, self.journeys, self.callbacks.page(0, OWED_SHOWN),
+                              self.callbacks.open_count, self.incidents)
+
+
+def publish_console(push: Any, views: ConsoleViews, ami: Any, model_sync: Any,  # noqa: ANN401
+                    feed: Any, read: Callable[..., Deferred[Any]]) -> ConsoleViews:  # noqa: ANN401
+    """Add the console's views to ``push`` and mark them changed from every source;
+    start reading the open incidents with ``read`` (a read pool's ``run``)."""
+    push.add_personal_view(DESK_VIEW, views.desks.document)
+    push.add_view(CONSOLE_VIEW, views.lists)
+
+    def changed(*_args: Any) -> None:  # noqa: ANN401
+        push.changed(DESK_VIEW)
+        push.changed(CONSOLE_VIEW)
+
+    ami.subscribe_all(changed)
+    model_sync.on_resynced(changed)
+    views.journeys.listeners.append(changed)
+
+    def incident(item: dict[str, Any]) -> None:
+        views.incidents.feed(item)
+        changed()
+
+    feed.listeners.append(incident)
+
+    def loaded(rows: list[dict[str, Any]]) -> None:
+        views.incidents.load(rows)
+        changed()
+
+    def failed(failure: Failure) -> None:
+        log.failure("the open incidents could not be read; the list fills as they change",
+                    failure)
+
+    read(read_open_incidents).addCallbacks(loaded, failed)
+    return views
