@@ -60,6 +60,37 @@ TEXT = {
         "selftest_alarm": "ALARM: uji otomatis saluran darurat gagal berturut-turut",
         "bad_login": "Ekstensi atau kata sandi salah.",
         "throttled": "Terlalu banyak percobaan. Coba lagi dalam {seconds} detik.",
+        # The operator's console (console.html.j2, console.js): Bahasa first.
+        "desk": {
+            "desk": "Meja saya", "card": "Panggilan", "no_call": "Tidak ada panggilan",
+            "desk_login": "Masuk antrean", "desk_logout": "Keluar antrean",
+            "pause": "Jeda", "unpause": "Lanjut", "caller_number": "Nomor penelepon",
+            "caller_name": "Nama", "dialed": "Nomor dihubungi", "category": "Kategori",
+            "language": "Bahasa", "waited": "Lama menunggu", "priority": "Prioritas",
+            "origin": "Asal", "device": "Perangkat", "incident": "Insiden",
+            "queue": "Penelepon menunggu", "owed": "Perlu ditelepon balik",
+            "incidents": "Insiden terbuka", "position": "#", "caller": "Penelepon",
+            "wait": "Tunggu", "reason": "Sebab", "since": "Sejak", "attempts": "Percobaan",
+            "call_back_now": "Telepon balik sekarang", "state": "Status",
+            "agency": "Instansi", "type": "Jenis", "none": "—",
+            "failed": "Gagal", "owed_more": "dari",
+        },
+        "desk_labels": {
+            "logged out": "keluar", "available": "siap", "paused": "jeda",
+            "ringing": "berdering", "on call": "dalam panggilan", "offline": "tidak terhubung",
+            "talking": "bicara", "ended": "selesai",
+            "break": "istirahat", "meal": "makan", "briefing": "pengarahan",
+            "technical": "gangguan teknis",
+            "hotline": "saluran darurat", "alert": "peringatan aplikasi",
+            "button": "tombol panik", "callback": "telepon balik",
+            "police": "polisi", "fire": "kebakaran", "health": "kesehatan",
+            "disaster": "bencana", "public_order": "ketertiban umum",
+            "transport": "perhubungan", "operator": "operator", "unknown": "tidak memilih",
+            "panic": "panik", "id": "Bahasa Indonesia", "en": "Inggris",
+            "abandoned": "menutup saat menunggu", "dropped": "terputus",
+            "pending": "menunggu", "new": "baru", "operator_ringing": "operator dipanggil",
+            "handed_to_agency": "diserahkan ke instansi", "unreachable": "tak terjangkau",
+        },
         # The wallboard's words for desk and callback states and reasons (the server sends
         # the plain English word; the page shows this label, the word when it has none).
         "labels": {
@@ -84,6 +115,29 @@ TEXT = {
         "selftest_alarm": "ALARM: the hotline's self-test calls keep failing",
         "bad_login": "Wrong extension or password.",
         "throttled": "Too many attempts. Try again in {seconds} s.",
+        "desk": {
+            "desk": "My desk", "card": "Call", "no_call": "No call",
+            "desk_login": "Log in to the queue", "desk_logout": "Log out of the queue",
+            "pause": "Pause", "unpause": "Resume", "caller_number": "Caller's number",
+            "caller_name": "Name", "dialed": "Number dialled", "category": "Category",
+            "language": "Language", "waited": "Waited", "priority": "Priority",
+            "origin": "Origin", "device": "Device", "incident": "Incident",
+            "queue": "Callers waiting", "owed": "Callbacks owed",
+            "incidents": "Open incidents", "position": "#", "caller": "Caller",
+            "wait": "Wait", "reason": "Why", "since": "Since", "attempts": "Attempts",
+            "call_back_now": "Call back now", "state": "State",
+            "agency": "Agency", "type": "Type", "none": "—",
+            "failed": "Failed", "owed_more": "of",
+        },
+        "desk_labels": {
+            "on call": "on a call", "break": "break", "meal": "meal",
+            "briefing": "briefing", "technical": "technical problem",
+            "hotline": "hotline", "alert": "app alert", "button": "panic button",
+            "callback": "callback", "public_order": "public order",
+            "unknown": "no choice", "id": "Indonesian", "en": "English",
+            "abandoned": "hung up waiting", "dropped": "cut off",
+            "operator_ringing": "ringing an operator", "handed_to_agency": "handed to agency",
+        },
         "labels": {
             "on call": "on a call", "logged-out": "logged out",
             "abandoned": "hung up waiting", "dropped": "cut off",
@@ -303,7 +357,11 @@ class ConsolePage(_Protected):
     its actions are the JSON endpoints under ``/console/api/``."""
 
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
-        return self.console.page(request, "console.html.j2")
+        from dialplans.contract import PAUSE_REASONS
+
+        agencies = {a.key: a.name for a in self.console.center.agencies}
+        return self.console.page(request, "console.html.j2",
+                                 pause_reasons=list(PAUSE_REASONS.values()), agencies=agencies)
 
 
 class ConsoleRoot(resource.Resource):
