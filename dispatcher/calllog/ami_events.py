@@ -65,6 +65,11 @@ def varset(tracker: JourneyTracker, j: Journey, e: dict[str, str], t: float) -> 
         # The queue priority the dialplan gave the call: shown to the operator, not logged.
         j.queue_priority = _int(value)
         return []
+    if variable == contract.VAR_CALLBACK_ID and j.callback_id is None:
+        # Set by the server's originate on the operator's phone of a callback, before it
+        # rings: the console's card knows the call from the first ring.
+        j.callback_id = _int(value)
+        return []
     if variable == contract.VAR_CITIZEN:
         # The hotline dialplan marks the channel it runs on as the citizen's.
         return j.adopt_origin(uid)

@@ -118,7 +118,8 @@ class JourneyFacts:
 
     ``direction`` is ``outbound`` for a call the center placed (a callback, an alert's
     operator-first call); ``incident_ref`` the alert's incident it serves; ``queue_priority``
-    app_queue's QUEUE_PRIO (higher is served first); ``citizen`` the citizen's channel name.
+    app_queue's QUEUE_PRIO (higher is served first); ``citizen`` the citizen's channel name;
+    ``callback_id`` the hotline callback (``CallbackList`` id) the center places with it.
     """
 
     linkedid: str
@@ -135,6 +136,7 @@ class JourneyFacts:
     queue_priority: int | None
     citizen: str
     ended: bool
+    callback_id: int | None = None
 
     @classmethod
     def of(cls, journey: Journey) -> JourneyFacts | None:
@@ -147,7 +149,7 @@ class JourneyFacts:
                    record.caller_number, record.caller_name, record.dialed, record.category,
                    record.language, record.queued_at, record.answered_at, record.incident_ref,
                    journey.queue_priority, citizen.name if citizen else "",
-                   record.complete)
+                   record.complete, journey.callback_id)
 
 
 #: Told when a journey's facts change (``JourneyTracker.listeners``).

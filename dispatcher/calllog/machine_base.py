@@ -54,6 +54,8 @@ class JourneyBase:
         self.citizen: str | None = None  # uid of the citizen's channel, once known
         #: app_queue's QUEUE_PRIO the dialplan gave the call (higher is served first).
         self.queue_priority: int | None = None
+        #: The hotline callback this call makes (the server's SIAGA_CALLBACK_ID).
+        self.callback_id: int | None = None
         self.last_time = 0.0
         #: Unexpected facts while no record is open (moved into it when it opens), or after
         #: it ended. Bounded by :data:`MAX_UNEXPECTED` with those of the record.

@@ -99,16 +99,19 @@ def _is_citizens(facts: JourneyFacts, channel: Channel) -> bool:
     # callback or an alert's call ringing the operator first). The operator dialling a
     # feature code or a colleague is not.
     return bool(facts.citizen or facts.incident_ref is not None
-                or facts.category == "callback"
-                or channel.context == contract.CONTEXT_CALLBACK)
+                or facts.callback_id is not None or facts.category == "callback")
 
 
 def card_document(model: LiveModel, extension: str, journeys: FactsSource, center: Center,
-                  incidents: IncidentsSource | None = None) -> dict[str, Any] | None:
+                  incidents: IncidentsSource | None = None,
+                  callback_number: Callable[[int], str | None] | None = None
+                  ) -> dict[str, Any] | None:
     """The live call card of ``extension``'s desk (None: no citizen's call on its phone).
 
     The newest channel on the desk's phone that is ringing or up and belongs to a citizen's
     journey; its fields are those of the console contract (``siaga:card``'s detail).
+    Before a callback reaches its citizen, the number is the one owed a call
+    (``callback_number(id)``), or the alert's callback number.
     """
     for channel in reversed(desk_channels(model, extension)):
         if channel.state not in ("Ringing", "Up", "Ring"):
@@ -121,6 +124,8 @@ def card_document(model: LiveModel, extension: str, journeys: FactsSource, cente
         if not caller_number and facts.incident_ref is not None and incidents is not None:
             incident = incidents.get(facts.incident_ref) or {}
             caller_number = incident.get("callback_number") or ""
+        if not caller_number and facts.callback_id is not None and callback_number:
+            caller_number = callback_number(facts.callback_id) or ""
         return {
             "linkedid": facts.linkedid,
             "citizen_channel": citizen.name if citizen is not None else None,
@@ -144,22 +149,24 @@ class Desks:
     """Each operator's desk and card, for the console's personal push view.
 
     ``model`` the live model, ``journeys`` the call log's tracker, ``incidents`` the console's
-    open incidents; ``center()`` the current config (its operators and buttons).
+    open incidents; ``center()`` the current config (its operators and buttons);
+    ``callback_number(id)`` the number a hotline callback is owed to.
     """
 
     def __init__(self, model: LiveModel, journeys: FactsSource,
-                 center: Callable[[], Center], incidents: IncidentsSource | None = None
-                 ) -> None:
+                 center: Callable[[], Center], incidents: IncidentsSource | None = None,
+                 callback_number: Callable[[int], str | None] | None = None) -> None:
         self.model = model
         self.journeys = journeys
         self.center = center
         self.incidents = incidents
+        self.callback_number = callback_number
         self._last: dict[str, dict[str, Any]] = {}  # each desk's last card (shown as ended)
 
     def card(self, extension: str) -> dict[str, Any] | None:
         """``extension``'s card now: the live one, else the last one as ``ended``."""
         card = card_document(self.model, extension, self.journeys, self.center(),
-                             self.incidents)
+                             self.incidents, self.callback_number)
         if card is not None:
             self._last[extension] = card
             return card

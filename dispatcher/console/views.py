@@ -41,7 +41,13 @@ class ConsoleViews:
         self.journeys = journeys
         self.callbacks = callbacks
         self.incidents = OpenIncidents()
-        self.desks = Desks(model, journeys, center, self.incidents)
+        self.desks = Desks(model, journeys, center, self.incidents, self._callback_number)
+
+    def _callback_number(self, entry_id: int) -> str | None:
+        try:
+            return str(self.callbacks.get(entry_id).number)
+        except KeyError:
+            return None
 
     def lists(self) -> dict[str, Any]:
         """The shared ``console`` view."""

@@ -102,7 +102,8 @@ def test_given_an_operator_on_the_console_when_a_hostile_citizen_calls_then_the_
     citizen whose From holds markup calls 112 and presses 1: before 201 answers, 201's page
     shows the card (the cleaned number as text, category police, a wait counting), the
     ``siaga:card`` event carries it and no script ran; 202's push stream never carries
-    it. Answered, the card says talking; hung up, ended."""
+    it. Answered, the card says talking; hung up, ended. The callback then owed, rung with
+    "call back now", rings 201's phone first with a callback's card and the number owed."""
     from selenium.webdriver.common.by import By
 
     conf = center.center
@@ -216,6 +217,28 @@ def test_given_an_operator_on_the_console_when_a_hostile_citizen_calls_then_the_
                       if c and c["linkedid"] == linkedid]
             assert states[0] == "ringing" and states[-1] == "ended" and "talking" in states
             assert browser.execute_script("return window.__xss") == 0
+
+            # The citizen hung up right after the answer: a callback is owed. "Call back
+            # now" rings my phone first (the card says callback), then the citizen's.
+            button = wait_for(pumped(lambda: [
+                b for b in browser.find_elements(By.CSS_SELECTOR, "#owed button.call-back-now")
+                if b.is_enabled()]), 15, "the owed callback's button")[0]
+            button.click()
+            back = operator.wait_incoming(20)
+            wait_for(pumped(lambda: card.get_attribute("data-state") == "ringing"
+                            and card.get_attribute("data-linkedid") != linkedid), 15,
+                     "the callback's card while my phone rings")
+            assert browser.find_element(By.ID, "card-origin").get_attribute(
+                "data-kind") == "callback"
+            # The number owed the call, before the citizen is even dialled.
+            assert browser.find_element(By.ID, "card-caller").text == cleaned(HOSTILE)
+            back.answer()
+            back.wait_confirmed(10)
+            wait_for(pumped(lambda: card.get_attribute("data-state") == "talking"), 15,
+                     "the callback's card once I answer")
+            back.hangup()
+            wait_for(pumped(lambda: card.get_attribute("data-state") == "ended"), 15,
+                     "the callback's card ended")
 
         # Operator 202's stream, open all along, got its own desk and the shared lists
         # (the caller waiting, by number) but never 201's card.

@@ -77,3 +77,21 @@ def test_given_a_live_journey_when_asked_then_its_facts_by_linkedid() -> None:
     for event in events[-4:]:
         tracker.feed(event, 0.0)
     assert tracker.facts("1000.3") is None
+
+
+def test_given_the_callback_originate_when_its_variable_is_set_then_the_facts_carry_its_id(
+) -> None:
+    """The server's originate sets SIAGA_CALLBACK_ID on the operator's phone before it
+    rings: the facts say which callback the call is (the card's number while ringing)."""
+    tracker = JourneyTracker(DIRECTORY)
+    told: list[JourneyFacts] = []
+    tracker.listeners.append(told.append)
+    base = {"Linkedid": "7.1", "Uniqueid": "7.1", "Channel": "PJSIP/201-00000007",
+            "Timestamp": f"{T0:.6f}"}
+    tracker.feed({**base, "Event": "Newchannel", "CallerIDNum": "201", "Exten": "s",
+                  "Context": "operators"}, 0.0)
+    tracker.feed({**base, "Event": "VarSet", "Variable": "SIAGA_CALLBACK_ID", "Value": "4"},
+                 0.0)
+    facts = tracker.facts("7.1")
+    assert facts is not None and facts.callback_id == 4 and facts.direction == "outbound"
+    assert told[-1].callback_id == 4

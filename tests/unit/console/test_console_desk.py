@@ -211,3 +211,20 @@ def test_given_owed_callbacks_when_listed_then_only_open_ones_with_their_ids() -
     listed = callbacks_owed(callbacks.page(0, 10))
     assert [(c["id"], c["number"], c["state"]) for c in listed] == [(entry.id, "0812",
                                                                      "pending")]
+
+
+def test_given_a_callback_ringing_my_phone_first_when_rendered_then_its_card_and_number(
+        world) -> None:  # noqa: ANN001
+    """"Call back now" rings the operator before the citizen: the journey has no citizen
+    yet, only the callback's id (set by the originate); the card is there from the first
+    ring, with the number owed the call."""
+    center, model, journeys, incidents, _ = world
+    desks = Desks(model, journeys, lambda: center, incidents,
+                  lambda entry: "0812999" if entry == 4 else None)
+    channel(model, "8.1", "PJSIP/201-00000008", "8.1")
+    journeys.by_linkedid["8.1"] = facts("8.1", direction="outbound", citizen="",
+                                        caller_number="", category=None, callback_id=4)
+    card = desks.card("201")
+    assert card is not None and card["state"] == "ringing"
+    assert card["caller_number"] == "0812999" and card["citizen_channel"] is None
+    assert card["origin"] == {"kind": "callback", "incident_id": None, "device": None}
