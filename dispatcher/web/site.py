@@ -24,6 +24,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
+from dialplans.contract import PAUSE_REASONS
 from dispatcher.api.base import JsonResource
 from dispatcher.api.errors import error_body, json_body
 from dispatcher.config.model import Center
@@ -357,8 +358,6 @@ class ConsolePage(_Protected):
     its actions are the JSON endpoints under ``/console/api/``."""
 
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
-        from dialplans.contract import PAUSE_REASONS
-
         agencies = {a.key: a.name for a in self.console.center.agencies}
         return self.console.page(request, "console.html.j2",
                                  pause_reasons=list(PAUSE_REASONS.values()), agencies=agencies)
