@@ -152,6 +152,19 @@ class JourneyFacts:
                    record.complete, journey.callback_id)
 
 
+def _facts_key(journey: Journey | None) -> tuple[Any, ...] | None:
+    """What :class:`JourneyFacts` is made of, cheaply (compared before and after each
+    event: the facts themselves are built only for a journey that changed)."""
+    record = journey.record if journey is not None else None
+    if record is None:
+        return None
+    assert journey is not None
+    return (record.caller_number, record.caller_name, record.dialed, record.category,
+            record.language, record.queued_at, record.answered_at, record.incident_ref,
+            record.direction, record.complete, journey.queue_priority, journey.callback_id,
+            journey.citizen)
+
+
 #: Told when a journey's facts change (``JourneyTracker.listeners``).
 FactsListener = Callable[[JourneyFacts], object]
 
@@ -220,11 +233,10 @@ class JourneyTracker:
             return []
         t = _float(event.get("Timestamp")) or now
         if name == "newchannel":
-            known = self._journey_for(event)
-            before = JourneyFacts.of(known) if known is not None else None
+            before = _facts_key(self._journey_for(event))
             effects = self._on_newchannel_root(event, t)
             journey = self._journey_for(event)
-            if journey is not None and JourneyFacts.of(journey) != before:
+            if journey is not None and _facts_key(journey) != before:
                 self._changed[id(journey)] = journey
             return effects
         journey = self._journey_for(event)
@@ -232,12 +244,12 @@ class JourneyTracker:
             journey = self._journey_for(event, "DestUniqueid")
         if journey is None:
             return []
-        before = JourneyFacts.of(journey)
+        before = _facts_key(journey)
         try:
             return self._step(journey, name, handler, event, t)
         finally:
             after = self._journey_for(event) or journey
-            if after is not journey or JourneyFacts.of(after) != before:
+            if after is not journey or _facts_key(after) != before:
                 self._changed[id(after)] = after
 
     def _step(self, journey: Journey, name: str, handler: Any, event: Mapping[str, str],  # noqa: ANN401
