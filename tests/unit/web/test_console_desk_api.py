@@ -126,3 +126,41 @@ def test_given_a_callback_already_done_when_call_back_now_then_409(hotline: Hotl
     status, doc = post(CallbackNowEndpoint(_Console(Staff("203", "operator")), hotline),
                        {"id": entry.id})
     assert (status, doc["error"]) == (409, "not_owed") and hotline.calls == []
+
+
+def test_given_the_real_site_when_a_desk_action_comes_without_the_page_token_then_refused(
+        tmp_path) -> None:  # noqa: ANN001
+    """Mounted as the server mounts it (/console/api/desk behind the login): a logged-in
+    operator's cookie alone (a cross-site form) is refused 403 and nothing reaches the
+    hotline; with the page's token the operator's own desk is paused."""
+    import re
+
+    from twisted.internet import task
+
+    from dispatcher.config import load_center
+    from dispatcher.credentials import ensure_credentials
+    from dispatcher.web.site import build_site
+    from tests.harness import EXAMPLE_CONFIG
+    from tests.unit.web.test_web_console import Client
+
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    creds = ensure_credentials(center)
+    clock = task.Clock()
+    hotline = Hotline()
+    site = build_site(center, creds, clock.seconds, wallboard=lambda: {},
+                      reports=lambda q: defer.succeed(("text/csv", "")),
+                      console_endpoints=lambda console: {
+                          "desk": DeskEndpoint(console, hotline)})
+    client = Client(site)
+    ext = center.operators[0].extension
+    client.login(ext, creds.console_passwords[ext])
+    body = b'{"action": "pause", "reason": "meal"}'
+    refused = client.request("POST", "/console/api/desk", body,
+                             {"Content-Type": "application/json"})
+    assert refused.status == 403 and refused.json()["error"] == "csrf"
+    assert hotline.calls == []
+    page = client.request("GET", "/console").body.decode()
+    token = re.search(r'name="siaga-csrf" content="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    done = client.request("POST", "/console/api/desk", body,
+                          {"Content-Type": "application/json", "X-Siaga-CSRF": token})
+    assert done.status == 200 and hotline.calls == [("pause", ext, "meal")]
