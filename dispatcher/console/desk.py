@@ -22,7 +22,6 @@ from dispatcher.calllog.journey import JourneyFacts
 from dispatcher.config.model import Center
 from dispatcher.console.calls import desk_channels
 from dispatcher.hotline.desks import operator_state
-from pbx.ami.entities import Channel
 from pbx.ami.model import LiveModel
 from pbx.channels import endpoint_of
 
@@ -94,7 +93,7 @@ def origin_of(facts: JourneyFacts, center: Center,
     return {"kind": "hotline", "incident_id": None, "device": None}
 
 
-def _is_citizens(facts: JourneyFacts, channel: Channel) -> bool:
+def _is_citizens(facts: JourneyFacts) -> bool:
     # A call on the desk's phone is a card when a citizen is in it (or about to be: a
     # callback or an alert's call ringing the operator first). The operator dialling a
     # feature code or a colleague is not.
@@ -117,7 +116,7 @@ def card_document(model: LiveModel, extension: str, journeys: FactsSource, cente
         if channel.state not in ("Ringing", "Up", "Ring"):
             continue
         facts = journeys.facts(channel.linkedid)
-        if facts is None or facts.ended or not _is_citizens(facts, channel):
+        if facts is None or facts.ended or not _is_citizens(facts):
             continue
         citizen = next((c for c in model.channels.values() if c.name == facts.citizen), None)
         caller_number = facts.caller_number
