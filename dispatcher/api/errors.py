@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
+from dispatcher.console.calls import NotYourCall
+from dispatcher.console.location import BadLinkedid
 from dispatcher.hotline.service import InvalidInput, NoWayBack
 from pbx.ami.errors import AMIActionError, AMINotConnected
 
@@ -77,6 +79,8 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     NoWayBack: Refusal(409, "no_way_back"),
     AMIActionError: Refusal(502, "pbx_refused"),
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
+    NotYourCall: Refusal(403, "not_your_call"),
+    BadLinkedid: Refusal(400, "bad_linkedid"),
 }
 
 
