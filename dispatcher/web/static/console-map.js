@@ -68,6 +68,9 @@
       return;
     }
     const facts = el("dl", null, "location-facts");
+    // Layout through the DOM (siaga.css is shared; no inline style attribute is written).
+    Object.assign(facts.style, { display: "grid", gridTemplateColumns: "max-content 1fr",
+                                 columnGap: "1em", rowGap: "0.2em", margin: "0.5em 0" });
     const source = T.sources[loc.source] || loc.source;
     fact(facts, T.source, loc.label ? source + " · " + loc.label : source);
     fact(facts, T.coordinates, Number(loc.lat).toFixed(6) + ", " + Number(loc.lon).toFixed(6));
@@ -81,6 +84,7 @@
       osm.href = loc.osm_url;
       osm.rel = "noopener noreferrer";
       osm.target = "_blank";
+      osm.style.color = "#8ab4f8";
       links.append(osm, document.createTextNode(" · "));
     }
     links.append(el("code", loc.geo_uri, "geo-uri"));
@@ -98,6 +102,7 @@
         attribution: escapeHtml(CONFIG.attribution || ""),
       }).addTo(map);
     }
+    map.setView(at, 16); // a view before any layer: a circle is measured on the map
     view.map = map;
     view.location = loc;
     view.marker = L.marker(at, { title: source, keyboard: false }).addTo(map);
