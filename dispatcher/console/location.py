@@ -2,7 +2,8 @@
 place, or the PIDF-LO location the caller's INVITE carried.
 
 Sans-HTTP: :meth:`CardLocations.for_call` checks who asks (an operator only about a call on
-their own phone, a supervisor about any), finds the call's incident (the live journey's
+their own phone, or one they talked in within the last day: the caller may hang up before
+help is sent; a supervisor about any), finds the call's incident (the live journey's
 ``SIAGA_INCIDENT`` mark, else the call log) and the INVITE's location (remembered since it
 was joined, else the call log), and answers a document: the best location first (a fix the
 caller's device took beats a configured place), each with its coordinates, accuracy in
@@ -21,17 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from twisted.internet.defer import Deferred, fail
 
-from dispatcher.calllog.models import Call, CallLocation, Device, Incident
-from dispatcher.console.calls import ConsoleError, require_call
+from dispatcher.calllog.models import Call, CallLocation, Device, Incident, Leg, Operator
+from dispatcher.console.calls import ConsoleError, NotYourCall, owns_call
 from dispatcher.console.pidf import SipLocation
 from pbx.ami.model import LiveModel
 
-__all__ = ["BadLinkedid", "CardLocation", "CardLocations", "call_locations", "sip_row"]
+__all__ = ["BadLinkedid", "CardLocation", "CardLocations", "call_locations", "sip_row",
+           "talked_in"]
 
 #: An Asterisk linkedid: ``<epoch>.<sequence>``, optionally with a system-name prefix.
 _LINKEDID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: Preference when a call has several: the caller's own device, their INVITE, a fixed place.
 ORDER = {"alert": 0, "sip": 1, "button": 2}
+#: How long after a call an operator who talked in it may still read where the caller was.
+RECENT = dt.timedelta(hours=24)
 
 Runner = Callable[..., "Deferred[Any]"]
 
@@ -97,6 +101,17 @@ def call_locations(session: Session, linkedid: str, incident_id: int | None,
     return found
 
 
+def talked_in(session: Session, linkedid: str, extension: str, since: dt.datetime) -> bool:
+    """True when desk ``extension`` talked in call ``linkedid`` (the call log's legs), the
+    call having started after ``since``."""
+    found = session.scalar(
+        select(Leg.id).join(Call, Leg.call_id == Call.id).join(
+            Operator, Leg.operator_id == Operator.id).where(
+            Call.linkedid == linkedid, Operator.code == extension, Call.started_at >= since)
+        .limit(1))
+    return found is not None
+
+
 def sip_row(session: Session, linkedid: str, location: SipLocation,
             received_at: dt.datetime) -> None:
     """Keep the INVITE's location of call ``linkedid`` in the call log (once per call)."""
@@ -127,14 +142,23 @@ class CardLocations:
 
     def for_call(self, extension: str, role: str, linkedid: str) -> Deferred[dict[str, Any]]:
         """The call's locations, best first; refused (:class:`BadLinkedid`,
-        ``NotYourCall``) before anything is read."""
-        try:
-            if not _LINKEDID.match(linkedid):
-                raise BadLinkedid(f"not a call id: {linkedid[:40]!r}")
-            if role != "supervisor":
-                require_call(self.model, extension, linkedid)
-        except ConsoleError as exc:
-            return fail(exc)
+        :class:`NotYourCall`) before any location is read."""
+        if not _LINKEDID.match(linkedid):
+            return fail(BadLinkedid(f"not a call id: {linkedid[:40]!r}"))
+        if role == "supervisor" or owns_call(self.model, extension, linkedid):
+            return self._locations(linkedid)
+        # Not on the phone now: one the desk talked in, recently, from the call log.
+        since = dt.datetime.fromtimestamp(self.clock(), dt.UTC) - RECENT
+        d = self.read(talked_in, linkedid, extension, since)
+
+        def allowed(ok: bool) -> Deferred[dict[str, Any]]:
+            if not ok:
+                raise NotYourCall(f"call {linkedid!r} is not desk {extension}'s")
+            return self._locations(linkedid)
+
+        return d.addCallback(allowed)
+
+    def _locations(self, linkedid: str) -> Deferred[dict[str, Any]]:
         sip = self.sip_of(linkedid)
         d = self.read(call_locations, linkedid, self.incident_of(linkedid), sip is None)
 

@@ -112,14 +112,47 @@ def test_given_a_stored_sip_location_when_asked_later_then_from_the_call_log(ses
 
 
 def test_given_another_desks_call_when_an_operator_asks_then_refused_unread(sessions) -> None:  # noqa: ANN001
-    """An operator asks only about a call on their own phone; nothing is read otherwise."""
+    """An operator asks only about a call on their own phone (or one they talked in): no
+    location is read for another desk's call, and a linkedid that is not one reads nothing."""
+    _incident(sessions, "app", 1.0, 2.0, 10.0)
     model = _model(("5.5", "PJSIP/2002-00000005", "5.5"))
     reads: list = []
-    locations = CardLocations(model, lambda *a: reads.append(a), NOW.timestamp)
+
+    def read(fn, *args):  # noqa: ANN001, ANN202
+        reads.append(fn.__name__)
+        with sessions() as s, s.begin():
+            return succeed(fn(s, *args))
+
+    locations = CardLocations(model, read, NOW.timestamp, lambda _l: 1)
     failure = _result(locations.for_call("2001", "operator", "5.5"))
-    assert failure.check(NotYourCall) and reads == []
+    assert failure.check(NotYourCall) and reads == ["talked_in"]
+    reads.clear()
     failure = _result(locations.for_call("2001", "operator", "5.5\r\nAction: Hangup"))
     assert failure.check(BadLinkedid) and reads == []
+
+
+def test_given_a_call_i_talked_in_when_it_ended_then_i_still_see_where_the_caller_was(
+        sessions) -> None:  # noqa: ANN001
+    """The caller hung up, help is still to be sent: the desk that talked in the call reads
+    its location from the call log for a day; another desk does not."""
+    from dispatcher.calllog.journey import JourneyRecord
+    from dispatcher.calllog.records import LegRecord
+    from dispatcher.calllog.store_journeys import save_journey
+
+    started = (NOW - dt.timedelta(minutes=5)).timestamp()
+    record = JourneyRecord("8.8", started, caller_number="0812", complete=True,
+                           outcome="answered", answered_by="2001")
+    record.legs.append(LegRecord(kind="operator_talk", channel="PJSIP/2001-00000008",
+                                 uniqueid="8.9", operator="2001", started_at=started))
+    with db.transaction(sessions) as s:
+        save_journey(s, record)
+        sip_row(s, "8.8", SipLocation(-6.2, 106.8, 20.0, "GPS", FIX), NOW)
+    locations = _locations(sessions, _model())
+    doc = _result(locations.for_call("2001", "operator", "8.8"))
+    assert (doc["location"]["source"], doc["location"]["accuracy_m"]) == ("sip", 20.0)
+    assert _result(locations.for_call("2002", "operator", "8.8")).check(NotYourCall)
+    later = CardLocations(_model(), locations.read, (NOW + dt.timedelta(days=2)).timestamp)
+    assert _result(later.for_call("2001", "operator", "8.8")).check(NotYourCall)
 
 
 def test_given_no_location_when_asked_then_null(sessions) -> None:  # noqa: ANN001
