@@ -12,7 +12,8 @@ setup(
                                     "dispatcher.*", "ivr", "ivr.*"]),
     package_data={
         "dispatcher": ["deploy/*.j2"],
-        "dispatcher.web": ["templates/*.j2", "static/*"],
+        "dispatcher.web": ["templates/*.j2", "static/*", "static/vendor/leaflet/*",
+                           "static/vendor/leaflet/images/*"],
         "dispatcher.web.panic": ["static/*"],
         "dispatcher.api": ["openapi.yaml"],
         "dialplans": ["templates/*.j2"],

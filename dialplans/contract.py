@@ -14,6 +14,8 @@ rendering the configuration (``siaga render``) never loads the server.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,18 @@ EDGE_SOURCE_HEADER = "X-Siaga-Source"
 #: registered there): the longest a node rings no one after an operator's phone registers,
 #: or rings a phone that has gone.
 NODE_STAFF_QUALIFY_SECONDS = 5
+
+# ---- a caller's location from SIP (hep.conf) --------------------------------------------------
+#: The HEP capture agent's id: Asterisk copies each SIP message to the server's location
+#: listener (dispatcher.console.sip_location), which takes only packets with this id and
+#: :func:`hep_password`.
+HEP_CAPTURE_ID = 112
+
+
+def hep_password(master_key: bytes) -> str:
+    """The password of Asterisk's HEP packets to the server, derived from the center's master
+    key (nothing new to store; another process on the host cannot forge a location)."""
+    return hmac.new(master_key, b"siaga-hep-capture", hashlib.sha256).hexdigest()[:32]
 
 # ---- dialplan contexts ----------------------------------------------------------------------
 #: Citizens (anonymous SIP callers and the trunk) enter here: exact hotline numbers only.
@@ -127,13 +141,17 @@ VAR_CITIZEN_DIAL = "SIAGA_CITIZEN_DIAL"  # the alert callback's citizen dial str
 VAR_CITIZEN_RING = "SIAGA_CITIZEN_RING"  # and how long it rings
 #: The Asterisk global holding the server's per-boot event key (pbx.ami.attribution).
 VAR_EVENT_KEY = "SIAGA_EVENT_KEY"
+#: The SIP Call-ID of a citizen's INVITE that carried a Geolocation header (letters,
+#: digits and ``-.!%*_+~@:`` only): the server finds the INVITE's location by it
+#: (dispatcher.console.sip_location).
+VAR_SIP_CALL_ID = "SIAGA_SIP_CALL_ID"
 
 #: The channel variables both sides name (the dialplan's private ones are not listed).
 VARIABLES = (
     VAR_CALL, VAR_CATEGORY, VAR_QPRIO, VAR_LANGUAGE, VAR_FROM, VAR_CITIZEN, VAR_TEST,
     VAR_AGENCY, VAR_QUEUE, VAR_QUEUE_EXIT, VAR_RECORDING, VAR_CONF_AGENCY, VAR_CALLBACK_ID,
     VAR_CALLBACK_TARGET, VAR_INCIDENT, VAR_ATTEMPT, VAR_QUEUE_PRIO, VAR_CITIZEN_DIAL,
-    VAR_CITIZEN_RING, VAR_EVENT_KEY,
+    VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SIP_CALL_ID,
 )
 
 # The call log's marks: ``SIAGA_<NAME>`` set with Set() (AMI VarSet) or CELGenUserEvent.

@@ -46,6 +46,7 @@ CONFIG_FILES = (
     "pjproject.conf",
     "ccss.conf",
     "stasis.conf",
+    "hep.conf",
 )
 
 # Kept for callers of the old name: the queue's name is the contract's.

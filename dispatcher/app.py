@@ -12,6 +12,7 @@ hand-off does to an incident, who may read the metrics) live in their features.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
+from dialplans import contract
 from dialplans.render import AsteriskPaths, render_all, write_config
 from dispatcher.alerts.journeys import button_calls_finished, incident_handed_off
 from dispatcher.alerts.service import AlertService
@@ -38,6 +40,9 @@ from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config.model import Center
+from dispatcher.console.location import CardLocations, sip_row
+from dispatcher.console.pidf import SipLocation
+from dispatcher.console.sip_location import HepListener, SipLocations
 from dispatcher.console.views import ConsoleViews, publish_console
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
@@ -51,6 +56,7 @@ from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.console_desk import CallbackNowEndpoint, DeskEndpoint
+from dispatcher.web.console_location import LocationEndpoint
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -181,6 +187,7 @@ class SiagaServer(MultiService):
         self.get_hotline()
         self.get_missed_calls()
         self.get_alerts()
+        self.get_sip_locations()
         self.get_retention()
         self.get_selftest()
         self.get_reactor_lag()
@@ -399,7 +406,42 @@ class SiagaServer(MultiService):
         endpoints: dict[str, Resource] = {}
         endpoints["desk"] = DeskEndpoint(console, self.get_hotline())
         endpoints["callback_now"] = CallbackNowEndpoint(console, self.get_hotline())
+        endpoints["location"] = LocationEndpoint(console, self.get_card_locations())
         return endpoints
+
+    @part
+    def get_sip_locations(self) -> SipLocations:
+        """Locations callers' INVITEs carried (PIDF-LO), joined to their calls and kept in
+        the call log; Asterisk's copies of SIP messages heard on the loopback when
+        configured (``console.sip_location_port``)."""
+        reactor, calllog = self.reactor, self.get_calllog()
+
+        def keep(linkedid: str, location: SipLocation) -> None:
+            now = dt.datetime.fromtimestamp(reactor.seconds(), dt.UTC)
+            calllog.writer.submit_retrying(sip_row, linkedid, location, now).addErrback(
+                lambda f: self.log.failure("keeping call {l}'s SIP location", f, l=linkedid))
+
+        locations = SipLocations(reactor.seconds, keep)
+        self.get_ami().subscribe("VarSet", lambda e: locations.event_received(e.fields))
+        port = self.center.console_map.sip_location_port
+        if port:
+            listener = HepListener(locations, contract.hep_password(self.creds.master_key))
+            internet.UDPServer(port, listener, interface="127.0.0.1",
+                               reactor=reactor).setServiceParent(self)
+        return locations
+
+    @part
+    def get_card_locations(self) -> CardLocations:
+        """The call card's location: alert GPS, a button's place, the INVITE's PIDF-LO."""
+        builder, sip = self.get_calllog().builder, self.get_sip_locations()
+
+        def incident_of(linkedid: str) -> int | None:
+            journey = builder.journeys.get(linkedid) or builder.aliases.get(linkedid)
+            record = journey.record if journey is not None else None
+            return record.incident_ref if record is not None else None
+
+        return CardLocations(self.get_model(), self.get_alert_reads().run,
+                             self.reactor.seconds, incident_of, sip.of_call)
 
     @part
     def get_push(self) -> PushHub:

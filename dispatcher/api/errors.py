@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
 from dispatcher.console import desk_actions
+from dispatcher.console.calls import NotYourCall
+from dispatcher.console.location import BadLinkedid
 from dispatcher.hotline.service import InvalidInput, NoWayBack
 from pbx.ami.errors import AMIActionError, AMINotConnected
 
@@ -81,6 +83,8 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     desk_actions.NoSuchCallback: Refusal(404, "not_found"),
     desk_actions.CallbackNotOwed: Refusal(409, "not_owed"),
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
+    NotYourCall: Refusal(403, "not_your_call"),
+    BadLinkedid: Refusal(400, "bad_linkedid"),
 }
 
 

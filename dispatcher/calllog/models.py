@@ -443,3 +443,23 @@ class SelfTestRun(Base):
     detail: Mapped[str] = mapped_column(Text, default="")  # the probe's JSON result
 
     __table_args__ = (Index("ix_selftest_runs_started", "started_at"),)
+
+
+class CallLocation(Base):
+    """Where a caller said they were: the PIDF-LO location their INVITE carried (RFC 6442).
+
+    Keyed by the call's linkedid, not a foreign key: the location usually arrives while the
+    call's row is still being written (or not yet, after a database outage).
+    """
+
+    __tablename__ = "call_locations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(16), default="sip")  # sip: the INVITE's PIDF-LO
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    method: Mapped[str | None] = mapped_column(String(32))
+    fix_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

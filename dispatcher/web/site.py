@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -92,6 +93,16 @@ TEXT = {
             "pending": "menunggu", "new": "baru", "operator_ringing": "operator dipanggil",
             "handed_to_agency": "diserahkan ke instansi", "unreachable": "tak terjangkau",
         },
+        # The call card's location and map (static/console-map.js).
+        "map": {
+            "location": "Lokasi", "coordinates": "Koordinat", "accuracy": "Akurasi",
+            "fix_age": "Umur posisi", "source": "Sumber", "none": "Lokasi tidak diketahui",
+            "loading": "Mencari lokasi…", "failed": "Lokasi tidak dapat dimuat",
+            "open": "Buka di OpenStreetMap", "seconds": "{n} detik lalu",
+            "minutes": "{n} menit lalu", "hours": "{n} jam lalu", "unknown": "tidak diketahui",
+            "sources": {"alert": "GPS aplikasi darurat", "button": "lokasi tombol darurat",
+                        "sip": "lokasi dari panggilan (SIP PIDF-LO)"},
+        },
         # The wallboard's words for desk and callback states and reasons (the server sends
         # the plain English word; the page shows this label, the word when it has none).
         "labels": {
@@ -139,6 +150,15 @@ TEXT = {
             "abandoned": "hung up waiting", "dropped": "cut off",
             "operator_ringing": "ringing an operator", "handed_to_agency": "handed to agency",
         },
+        "map": {
+            "location": "Location", "coordinates": "Coordinates", "accuracy": "Accuracy",
+            "fix_age": "Fix age", "source": "Source", "none": "No location known",
+            "loading": "Looking for a location…", "failed": "The location could not be loaded",
+            "open": "Open in OpenStreetMap", "seconds": "{n} s ago", "minutes": "{n} min ago",
+            "hours": "{n} h ago", "unknown": "unknown",
+            "sources": {"alert": "panic app GPS", "button": "panic button's place",
+                        "sip": "sent with the call (SIP PIDF-LO)"},
+        },
         "labels": {
             "on call": "on a call", "logged-out": "logged out",
             "abandoned": "hung up waiting", "dropped": "cut off",
@@ -154,6 +174,18 @@ SECURITY_HEADERS = {
     b"X-Frame-Options": b"DENY",
     b"Cache-Control": b"no-store",
 }
+
+
+
+def security_headers(tile_origin: str | None) -> dict[bytes, bytes]:
+    """The pages' headers; with the map's tile server configured, the policy lets images
+    (and nothing else) come from that one origin besides the page's own."""
+    if tile_origin is None:
+        return SECURITY_HEADERS
+    policy = SECURITY_HEADERS[b"Content-Security-Policy"] + (
+        b"; img-src 'self' " + tile_origin.encode("ascii"))
+    return {**SECURITY_HEADERS, b"Content-Security-Policy": policy}
+
 
 ReportRunner = Callable[[dict[str, Any]], "defer.Deferred[tuple[str, str]]"]
 
@@ -236,7 +268,7 @@ class Console:
         return self.sessions.lookup(self.token(request))
 
     def page(self, request: IRequest, template: str, **ctx: Any) -> bytes:
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in security_headers(self.center.console_map.tile_origin).items():
             request.setHeader(name, value)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         lang = self.language(request)
@@ -360,7 +392,8 @@ class ConsolePage(_Protected):
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
         agencies = {a.key: a.name for a in self.console.center.agencies}
         return self.console.page(request, "console.html.j2",
-                                 pause_reasons=list(PAUSE_REASONS.values()), agencies=agencies)
+                                 pause_reasons=list(PAUSE_REASONS.values()), agencies=agencies,
+                                 center_map=self.console.center.console_map)
 
 
 class ConsoleRoot(resource.Resource):
@@ -458,19 +491,28 @@ class ReportsPage(_Protected):
 
 
 class Static(resource.Resource):
-    """The console's few static files, from the package."""
+    """The console's static files, from the package: its own scripts and styles at the top,
+    and vendored libraries (Leaflet, with its images) in the folders listed in ``FOLDERS``.
+    A path is a list of plain names (no dot first, no ``..``, no encoded slash) inside one of
+    those folders, with a suffix of ``TYPES``: nothing else of the package is reachable."""
 
     isLeaf = True
-    TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8"}
+    TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8",
+             ".png": b"image/png"}
+    FOLDERS = frozenset({(), ("vendor", "leaflet"), ("vendor", "leaflet", "images")})
+    _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
-        name = request.postpath[0].decode("ascii", "replace") if request.postpath else ""
+        names = [p.decode("ascii", "replace") for p in request.postpath]
+        name = names[-1] if names else ""
+        folder = tuple(names[:-1])
         suffix = name[name.rfind("."):] if "." in name else ""
-        if "/" in name or name.startswith(".") or suffix not in self.TYPES:
+        if folder not in self.FOLDERS or suffix not in self.TYPES \
+                or not all(self._NAME.match(n) and ".." not in n for n in names):
             return send_error(request, 404, "not_found", "no such file")
         try:
-            data = resources.files("dispatcher.web").joinpath("static", name).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
+            data = resources.files("dispatcher.web").joinpath("static", *names).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return send_error(request, 404, "not_found", "no such file")
         request.setHeader(b"Content-Type", self.TYPES[suffix])
         request.setHeader(b"X-Content-Type-Options", b"nosniff")

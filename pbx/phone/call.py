@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import pjsua2 as pj
 
-from pbx.phone.dialing import check_dtmf, target_uri
+from pbx.phone.dialing import BodyPart, check_dtmf, check_parts, target_uri
 from pbx.phone.errors import CallFailed, PhoneError
 from pbx.phone.events import CallState
 from pbx.phone.limits import MAX_CALLS
@@ -452,24 +453,41 @@ class Call:
 
     # -- with the phone -------------------------------------------------------------------------
 
-    def place(self, uri: str, headers: dict[str, str] | None = None) -> None:
-        """Send the INVITE of an outgoing call to ``uri`` with the extra SIP ``headers``.
+    def place(self, uri: str, headers: dict[str, str] | None = None,
+              parts: Sequence[BodyPart] = ()) -> None:
+        """Send the INVITE of an outgoing call to ``uri`` with the extra SIP ``headers``;
+        with ``parts``, its body is ``multipart/mixed``: those parts, then the SDP.
 
-        A header with a line break or NUL is refused (ValueError) before anything is sent;
-        on any failure the call is released and never made.
+        A header with a line break or NUL, or a part that is not well formed, is refused
+        (ValueError) before anything is sent; on any failure the call is released and never
+        made.
         """
         self.stack.check_thread()
         if self._pj is None:
             raise PhoneError(f"{self!r} is released")
         prm = pj.CallOpParam(True)
+        try:
+            types = check_parts(parts)
+        except ValueError:
+            self._pj = None
+            raise
         for name, value in (headers or {}).items():
             if any(c in name + value for c in "\r\n\0"):
                 self._pj = None
                 raise ValueError(f"bad SIP header {name!r}")
-            hdr = pj.SipHeader()
-            hdr.hName = name
-            hdr.hValue = value
-            prm.txOption.headers.append(hdr)
+            prm.txOption.headers.append(_header(name, value))
+        if parts:
+            # pjsua adds the SDP offer as one more part of this multipart body.
+            prm.txOption.multipartContentType.type = "multipart"
+            prm.txOption.multipartContentType.subType = "mixed"
+            for part, (kind, sub) in zip(parts, types, strict=True):
+                pj_part = pj.SipMultipartPart()
+                pj_part.contentType.type = kind
+                pj_part.contentType.subType = sub
+                pj_part.body = part.body
+                for name, value in part.headers:
+                    pj_part.headers.append(_header(name, value))
+                prm.txOption.multipartParts.append(pj_part)
         try:
             self._pj.makeCall(uri, prm)
         except pj.Error as exc:
@@ -500,3 +518,10 @@ class Call:
     def released(self) -> bool:
         """True once the call's pjsua2 objects are gone."""
         return self._pj is None
+
+
+def _header(name: str, value: str) -> pj.SipHeader:
+    hdr = pj.SipHeader()
+    hdr.hName = name
+    hdr.hValue = value
+    return hdr

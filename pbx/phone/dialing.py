@@ -6,6 +6,9 @@ a ValueError that names it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 
 
@@ -35,3 +38,34 @@ def check_dtmf(digits: str) -> str:
     if not digits or any(d not in DTMF_DIGITS for d in digits):
         raise ValueError(f"not DTMF digits: {digits!r}")
     return digits
+
+
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&-^_.+")
+
+
+@dataclass(frozen=True)
+class BodyPart:
+    """One part of a multipart INVITE body besides the SDP (a PIDF-LO location, say):
+    its ``type/subtype``, text, and headers of its own (``Content-ID``)."""
+
+    content_type: str
+    body: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def media_type(self) -> tuple[str, str]:
+        """``(type, subtype)``; raises ValueError for anything but two RFC 3261 tokens, or a
+        header or body with a NUL (a header with a line break too)."""
+        kind, sep, sub = self.content_type.partition("/")
+        if not sep or not kind or not sub or not set(kind + sub) <= _TOKEN:
+            raise ValueError(f"bad content type {self.content_type!r}")
+        for name, value in self.headers:
+            if not name or not set(name) <= _TOKEN or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"bad body part header {name!r}")
+        if "\0" in self.body:
+            raise ValueError("a body part holds a NUL")
+        return kind, sub
+
+
+def check_parts(parts: Sequence[BodyPart]) -> list[tuple[str, str]]:
+    """Each part's ``(type, subtype)``, all checked first (:meth:`BodyPart.media_type`)."""
+    return [part.media_type() for part in parts]

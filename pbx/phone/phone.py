@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pjsua2 as pj
 
 from pbx.phone.call import Call
-from pbx.phone.dialing import DTMF_DIGITS, check_dtmf, split_hostport, target_uri
+from pbx.phone.dialing import DTMF_DIGITS, BodyPart, check_dtmf, split_hostport, target_uri
 from pbx.phone.errors import CallFailed, PhoneError, PhoneTimeout
 from pbx.phone.events import CallState, PhoneEvent
 from pbx.phone.limits import CLOCK_RATE, MAX_CALLS
@@ -258,15 +258,17 @@ class Phone:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def call(self, dest: str, *, headers: dict[str, str] | None = None) -> Call:
-        """Place a call to ``dest`` (an extension at our server, or a SIP URI)."""
+    def call(self, dest: str, *, headers: dict[str, str] | None = None,
+             parts: Sequence[BodyPart] = ()) -> Call:
+        """Place a call to ``dest`` (an extension at our server, or a SIP URI); ``parts``
+        go in a multipart body with the SDP (:meth:`Call.place`)."""
         self.stack.check_thread()
         uri = target_uri(dest, self.server)
         if self.tls and not dest.startswith(("sip:", "sips:")):
             uri += self._uri_params
         call = self.new_call(pj.PJSUA_INVALID_ID, "outgoing")
         try:
-            call.place(uri, headers)
+            call.place(uri, headers, parts)
         except (PhoneError, ValueError):
             self.calls.remove(call)
             raise
