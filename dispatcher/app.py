@@ -49,6 +49,7 @@ from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.console_incident import CaseParts, FlaggedPage, incident_endpoints
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -389,13 +390,25 @@ class SiagaServer(MultiService):
                                   self.get_calllog().sessions),
             api=api.resource, request_factory=api.request_factory, reactor=reactor,
             metrics=self.get_metrics(), push=self.get_push(),
-            console_endpoints=self.console_endpoints)
+            console_endpoints=self.console_endpoints, console_pages=self.console_pages)
 
     def console_endpoints(self, console: Console) -> dict[str, Resource]:
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
         ``dispatcher.web.console_api.ConsoleEndpoint``, given the parts it acts with)."""
         endpoints: dict[str, Resource] = {}
+        endpoints.update(incident_endpoints(console, self.get_case_parts()))
         return endpoints
+
+    def console_pages(self, console: Console) -> dict[str, Resource]:
+        """The console's pages beside ``/console`` itself, by name (``/console/<name>``)."""
+        return {"flagged": FlaggedPage(console, self.get_case_parts())}
+
+    @part
+    def get_case_parts(self) -> CaseParts:
+        """The call card's history and case work: the live model (whose call), the readers,
+        the call log's writer."""
+        return CaseParts(self.get_model(), lambda: self.center, self.get_alert_reads().run,
+                         self.get_calllog().writer.submit, self.reactor.seconds)
 
     @part
     def get_push(self) -> PushHub:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
+from dispatcher.console import incidents as console_case
+from dispatcher.console.calls import NotYourCall
 from dispatcher.hotline.service import InvalidInput, NoWayBack
 from pbx.ami.errors import AMIActionError, AMINotConnected
 
@@ -77,6 +79,11 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     NoWayBack: Refusal(409, "no_way_back"),
     AMIActionError: Refusal(502, "pbx_refused"),
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
+    NotYourCall: Refusal(403, "not_your_call"),
+    console_case.InvalidCaseInput: Refusal(422, "invalid_field"),
+    console_case.NoSuchCall: Refusal(404, "no_such_call"),
+    console_case.NoIncident: Refusal(404, "no_incident"),
+    console_case.CaseConflict: Refusal(409, "incident_conflict"),
 }
 
 

@@ -22,6 +22,7 @@ from dispatcher.config.model import (
     language_keys,
 )
 from dispatcher.config.network import NetworkSections
+from dispatcher.console.settings import CONSOLE_KEYS, parse_console
 from dispatcher.selftest.settings import SELFTEST_KEYS, parse_selftest
 from dispatcher.yamlnodes import Section, Value, load_document
 
@@ -33,7 +34,7 @@ __all__ = ["CenterParser", "load_center"]
 _TOP_KEYS = {"center", "state_dir", "hotline", "sip", "ami", "http", "database", "queue", "ivr",
              "operators", "supervisors", "agencies", "buttons", "trunk", "recordings",
              "metrics", "retention", "security", "callbacks", "tls", "selftest",
-             "topology"}
+             "topology", "console"}
 
 
 def load_center(path: str | Path, state_dir: str | Path | None = None) -> Center:
@@ -192,6 +193,7 @@ class CenterParser(DirectorySections, NetworkSections):
                                     {op.extension for op in operators}),
             topology=self.topology(db_url, db.get("url"), transport,
                                    sip_sec.get("transport")),
+            console=parse_console(r.section("console", CONSOLE_KEYS)),
         )
 
     def topology(self, db_url: str, db_value: Value, transport: str,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dispatcher.console.settings import ConsoleSettings
 from dispatcher.selftest.settings import SelfTest
 
 if TYPE_CHECKING:
@@ -204,6 +205,8 @@ class Center:
     # Asterisk. ``node`` is set on the copy of the center one node renders and runs.
     topology: Topology | None = None
     node: Node | None = None
+    # The operator's console: when the call card flags a repeat caller.
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def run_dir(self) -> Path:
