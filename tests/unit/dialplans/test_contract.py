@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[3]
 RENDER_MAY_LOAD = {"ivr", "ivr.menu", "dispatcher", "dispatcher.config", "dispatcher.yamlnodes",
                    "dispatcher.config.model", "dispatcher.config.loader",
                    "dispatcher.config.directory", "dispatcher.config.network",
-                   "dispatcher.selftest", "dispatcher.selftest.settings"}
+                   "dispatcher.selftest", "dispatcher.selftest.settings",
+                   "dispatcher.console", "dispatcher.console.settings"}
 
 # Variables only the dialplan itself reads and writes (no server code names them).
 DIALPLAN_PRIVATE_VARIABLES = {
