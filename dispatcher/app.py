@@ -273,6 +273,8 @@ class SiagaServer(MultiService):
 
     def _call_handed_off(self, record: JourneyRecord, agency: str) -> None:
         incident_handed_off(self.get_alerts(), record, agency)
+        if record.incident_ref is None:  # an incident an operator opened from the call
+            self.get_case_parts().handed_off(record.linkedid, agency)
 
     @part
     def get_readers(self) -> ThreadPoolService:
@@ -408,7 +410,8 @@ class SiagaServer(MultiService):
         """The call card's history and case work: the live model (whose call), the readers,
         the call log's writer."""
         return CaseParts(self.get_model(), lambda: self.center, self.get_alert_reads().run,
-                         self.get_calllog().writer.submit, self.reactor.seconds)
+                         self.get_calllog().writer.submit, self.reactor.seconds,
+                         publish=self.get_alerts().feed.publish)
 
     @part
     def get_push(self) -> PushHub:

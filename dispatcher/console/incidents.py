@@ -47,7 +47,7 @@ from dispatcher.console.calls import ConsoleError, NotYourCall
 
 __all__ = ["CATEGORY_TYPES", "DISPOSITIONS", "CaseConflict", "InvalidCaseInput", "NoIncident",
            "NoSuchCall",
-           "add_note_in", "call_case_in", "close_incident_in", "open_incident_in",
+           "add_note_in", "call_case_in", "close_incident_in", "handed_off_in", "open_incident_in",
            "set_disposition_in", "validate_category", "validate_disposition",
            "validate_text"]
 
@@ -213,6 +213,22 @@ def close_incident_in(session: Session, linkedid: str, outcome: str, author: str
     incident.outcome = outcome
     session.flush()
     return call_case_in(session, linkedid)
+
+
+def handed_off_in(session: Session, linkedid: str, agency: str, now: dt.datetime
+                  ) -> tuple[int, str] | None:
+    """The call's citizen now talks with ``agency``: the incident opened from this call (if
+    any, and if its state takes a hand-off) moves to ``handed_to_agency``. Returns the
+    incident's id and state, or None when nothing changed. An alert's incident is moved by
+    the alert service itself (``dispatcher.alerts.journeys``), not here."""
+    incident = session.scalar(select(Incident).where(Incident.linkedid == linkedid)
+                              .order_by(Incident.id.desc()).limit(1))
+    if incident is None or IncidentInput.HAND_TO_AGENCY not in accepted_inputs(incident.state):
+        return None
+    to = next_state(incident.state, IncidentInput.HAND_TO_AGENCY)
+    set_incident_state(session, incident.id, to.value, now=now, detail=f"{agency} answered",
+                       agency_code=agency)
+    return incident.id, to.value
 
 
 def _note_document(note: CallNote) -> dict[str, Any]:

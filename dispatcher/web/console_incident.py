@@ -39,6 +39,7 @@ from pbx.ami.model import LiveModel
 __all__ = ["CaseParts", "FlaggedPage", "incident_endpoints"]
 
 Run = Callable[..., Deferred[Any]]
+log = Logger(namespace="dispatcher.web.console_incident")
 
 
 @dataclass
@@ -51,10 +52,41 @@ class CaseParts:
     read: Run
     write: Run
     clock: Callable[[], float]
+    #: Tells the operators' incident feed (``IncidentFeed.publish``): the consoles' list of
+    #: open incidents then shows those opened from calls too.
+    publish: Callable[..., object] | None = None
 
     def now(self) -> dt.datetime:
         """The clock as an aware UTC datetime."""
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+
+    def published(self, d: Deferred[Any], event: str, by: str) -> Deferred[Any]:
+        """Publish the case's incident state once ``d`` (a case document) is written."""
+        def tell(doc: dict[str, Any]) -> dict[str, Any]:
+            incident = doc.get("incident")
+            if self.publish is not None and incident is not None:
+                try:
+                    self.publish(incident["id"], incident["state"], event, operator=by,
+                                 category=incident["category"])
+                except Exception:  # noqa: BLE001 -- stored already; the page still hears so
+                    log.failure("incident {id}: feed not told", id=incident["id"])
+            return doc
+        return d.addCallback(tell)
+
+    def handed_off(self, linkedid: str, agency: str) -> Deferred[Any]:
+        """The call was handed to ``agency`` (the call log saw the agency answer): its
+        incident opened from the call follows."""
+        d = self.write(incidents.handed_off_in, linkedid, agency, self.now())
+
+        def tell(moved: tuple[int, str] | None) -> None:
+            if moved is not None and self.publish is not None:
+                self.publish(moved[0], moved[1], "hand_to_agency", agency=agency,
+                             detail=f"{agency} answered")
+
+        d.addCallback(tell)
+        d.addErrback(lambda f: log.failure("call {linkedid}: hand-off not recorded on its "
+                                           "incident", f, linkedid=linkedid))
+        return d
 
     def citizen_number(self, linkedid: str) -> str:
         """The caller's number of a live call (its first channel's caller ID), or ''."""
@@ -133,10 +165,11 @@ class OpenEndpoint(_CaseEndpoint):
         note = incidents.validate_text("note", body.get("note"), incidents.MAX_NOTE,
                                        required=False)
         staff = request.staff  # type: ignore[attr-defined]
-        return reply_later(request, self.parts.write(
+        d = self.parts.write(
             incidents.open_incident_in, linkedid, self.parts.citizen_number(linkedid), category,
-            address, note, staff.extension, self.parts.now(), self.owner(request, linkedid)),
-            201)
+            address, note, staff.extension, self.parts.now(), self.owner(request, linkedid))
+        return reply_later(request, self.parts.published(d, "opened_from_call",
+                                                         staff.extension), 201)
 
 
 class NoteEndpoint(_CaseEndpoint):
@@ -174,9 +207,9 @@ class CloseEndpoint(_CaseEndpoint):
         outcome = incidents.validate_text("outcome", body.get("outcome"),
                                           incidents.MAX_OUTCOME)
         staff = request.staff  # type: ignore[attr-defined]
-        return reply_later(request, self.parts.write(
-            incidents.close_incident_in, linkedid, outcome, staff.extension,
-            self.parts.now(), self.owner(request, linkedid)))
+        d = self.parts.write(incidents.close_incident_in, linkedid, outcome, staff.extension,
+                             self.parts.now(), self.owner(request, linkedid))
+        return reply_later(request, self.parts.published(d, "close", staff.extension))
 
 
 class FlaggedEndpoint(_CaseEndpoint):

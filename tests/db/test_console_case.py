@@ -219,3 +219,24 @@ def test_given_repeat_and_prank_numbers_then_supervisors_list_both_with_their_ca
     assert [(n["number"], n["flag"]["reasons"]) for n in listed] == [
         ("0811", ["repeat"]), ("0833", ["prank"])]
     assert [c["linkedid"] for c in listed[0]["calls"]] == ["r.3", "r.2", "r.1", "r.0"]
+
+
+def test_given_an_incident_opened_from_a_call_when_the_call_is_handed_off_then_it_follows(
+        sessions: sessionmaker[Session]) -> None:
+    """The agency answered the call: its incident moves to handed_to_agency with the agency;
+    a call with no incident, or whose incident is closed, changes nothing."""
+    with db.transaction(sessions) as session:
+        add_call(session, "c.1", NOW)
+        add_call(session, "c.2", NOW)
+        incidents.open_incident_in(session, "c.1", NUMBER, "police", "", "", "201", NOW)
+    with db.transaction(sessions) as session:
+        moved = incidents.handed_off_in(session, "c.1", "police", NOW)
+        assert incidents.handed_off_in(session, "c.2", "police", NOW) is None
+    assert moved is not None and moved[1] == "handed_to_agency"
+    with db.transaction(sessions) as session:
+        incident = session.get(Incident, moved[0])
+        assert incident.state == "handed_to_agency" and incident.agency_id is not None
+        incidents.close_incident_in(session, "c.1", "done", "201", NOW)
+    with db.transaction(sessions) as session:
+        assert incidents.handed_off_in(session, "c.1", "fire", NOW) is None
+        assert session.get(Incident, moved[0]).state == "closed"

@@ -73,8 +73,11 @@ class Desk:
             "1796000000.12", "PJSIP/201-00000002", LINKEDID, caller_num="201")
         run = _in_transaction(self.sessions)
         self.console = _Console()
+        self.published: list[tuple[int, str, str]] = []
         self.endpoints = incident_endpoints(self.console, CaseParts(
-            self.model, lambda: self.center, run, run, lambda: NOW))
+            self.model, lambda: self.center, run, run, lambda: NOW,
+            publish=lambda incident_id, state, event, **_: self.published.append(
+                (incident_id, state, event))))
 
     def ask(self, who: Staff, method: bytes, name: str, body: object = None,
             linkedid: str = LINKEDID) -> tuple[int, dict]:
@@ -207,6 +210,10 @@ def test_given_my_call_when_opening_noting_and_closing_then_the_case_follows(
     assert status == 200 and doc["incident"]["state"] == "closed"
     assert [n["text"] for n in doc["notes"]] == ["smoke from the kitchen", "unit sent"]
     assert desk.count(Incident) == 1
+    # The operators' incident feed heard the open and the close (not the refused open).
+    incident_id = doc["incident"]["id"]
+    assert desk.published == [(incident_id, "talking", "opened_from_call"),
+                              (incident_id, "closed", "close")]
 
 
 def test_given_an_unknown_category_when_opening_then_422_and_no_incident(desk: Desk) -> None:
