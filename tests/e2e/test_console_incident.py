@@ -26,6 +26,7 @@ from dispatcher.calllog.models import Call
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import Phone
 from tests.browser import chromium, settled
+from tests.e2e.hotline_helpers import send_code
 from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
@@ -111,7 +112,8 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
     is not flagged. The fourth reaches operator 201: its card flags a repeat caller, lists
     the three earlier calls; in Chromium the operator opens an incident and writes notes,
     two of them holding markup, which show as text with no script run and no element made;
-    the operator marks the call a prank. After a restart of the server, the notes, the
+    the operator marks the call a prank and puts the citizen through to the police (the
+    incident follows to handed_to_agency). After a restart of the server, the notes, the
     disposition and the flag are read back, the operator closes the incident (wrap-up after
     the call), and the supervisors' list flags the number for repeat and prank."""
     from selenium.webdriver.common.by import By
@@ -213,8 +215,21 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
         browser.save_screenshot(str(SCREENSHOTS / "console-incident.png"))
         assert browser.execute_script("return window.__siagaXss === undefined")
 
-    answered.hangup()
-    call4.wait_disconnected(10)
+    # The operator puts the citizen through to the police (the softphone's code): once the
+    # police phone answers, the incident opened from the call is handed to the agency.
+    police_ext = center.agency("police").extensions[0]
+    police = phones.extension(police_ext, ensure_credentials(center).password(police_ext), sip)
+    send_code(answered, "*1")
+    police_call = police.answer(30)
+    police_call.wait_confirmed(10)
+
+    def incident_state() -> str | None:
+        state = supervisor.get("incident", linkedid)[1]["incident"]["state"]
+        return state if state == "handed_to_agency" else None
+
+    wait_for(incident_state, 20, "the incident to be handed to the police")
+    call4.hangup()
+    police_call.wait_disconnected(10)
     wait_for(lambda: ended_calls(center_server, NUMBER, 4), 20, "the 4th call in the log")
 
     center_server.stop()
@@ -230,7 +245,7 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
     assert case["disposition"]["disposition"] == "prank"
     incident = case["incident"]
     assert (incident["state"], incident["category"], incident["address"]) == (
-        "talking", "police", "Jl. Diponegoro 12")
+        "handed_to_agency", "police", "Jl. Diponegoro 12")
     assert {n["incident_id"] for n in case["notes"]} == {incident["id"]}
     status, closed = Staff(center_server, operator_ext).post(
         "incident-close", {"linkedid": linkedid, "outcome": "prank, no unit sent"})
