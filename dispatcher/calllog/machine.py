@@ -187,8 +187,11 @@ class Journey(JourneyBase):
             return
         for uid in self.legs.reachable(citizen.bridge):
             chan = self.channels[uid]
-            if chan.role == "agency" and chan.code and chan.code not in self._handed:
-                self._handed.add(chan.code)
+            # Once per agency and incident: an alert's incident tagged on the call after the
+            # agency joined hears of the hand-off then.
+            key = (self.record.incident_ref, chan.code)
+            if chan.role == "agency" and chan.code and key not in self._handed:
+                self._handed.add(key)
                 self._effects.append(HandedOff(self.record, chan.code))
 
     # -- facts the dialplan adds ---------------------------------------------------------------

@@ -106,4 +106,5 @@ def test_given_the_incident_tag_after_the_agency_joined_then_the_handoff_is_repo
     tl.answer(25.0, police, dialed_by=citizen)
     tl.bridge(25.0, "b-7500.1", police)
     tl.mark(26.0, operator, "INCIDENT", "9")
-    assert feed(tl) == [(9, "police")]
+    # Told at once (no incident known yet), and again for the incident once tagged.
+    assert feed(tl) == [(None, "police"), (9, "police")]
