@@ -32,7 +32,7 @@ from twisted.web.resource import Resource
 from dispatcher.calllog.models import Call
 from dispatcher.config.model import Center
 from dispatcher.console import history, incidents
-from dispatcher.console.calls import owns_call
+from dispatcher.console.calls import desk_of, owns_call
 from dispatcher.web.console_api import ConsoleEndpoint, json_object, reply_later
 from pbx.ami.model import LiveModel
 
@@ -89,9 +89,15 @@ class CaseParts:
         return d
 
     def citizen_number(self, linkedid: str) -> str:
-        """The caller's number of a live call (its first channel's caller ID), or ''."""
-        channels = self.model.channels_of(linkedid)
-        return channels[0].caller_num if channels else ""
+        """The caller's number of a live call: the caller ID of its oldest channel that is
+        on no staff phone (an operator's, a supervisor's, an agency's), or ''."""
+        staff = self.center().extensions()
+        for channel in self.model.channels_of(linkedid):
+            desk = desk_of(channel.name)
+            if desk is None or staff.get(desk, ("", None))[0] not in (
+                    "operator", "supervisor", "agency"):
+                return channel.caller_num
+        return ""
 
 
 def _linkedid(request: IRequest, body: dict[str, Any] | None = None) -> str:
@@ -133,7 +139,9 @@ class HistoryEndpoint(_CaseEndpoint):
             logged = session.scalar(select(Call.caller_number).where(Call.linkedid == linkedid))
             if not live_number and logged is None:
                 raise incidents.NoSuchCall(f"no call {linkedid[:40]!r} live or in the log")
-            number = live_number or logged or ""
+            # The log's number first: it is the citizen's for a callback too (whose first
+            # channel is the operator's).
+            number = logged or live_number or ""
             return {"linkedid": linkedid,
                     **history.caller_history(session, number, now, settings, linkedid)}
 

@@ -246,3 +246,54 @@ def test_given_an_operator_when_asking_for_the_flagged_list_then_403(desk: Desk)
     assert (status, doc["error"]) == (403, "forbidden")
     status, doc = desk.ask(SUPERVISOR, b"GET", "flagged")
     assert status == 200 and doc["numbers"] == [] and doc["repeat_calls"] == 3
+
+
+def test_given_a_callback_call_then_the_citizens_number_is_taken_not_the_operators(
+        desk: Desk) -> None:
+    """A call whose oldest channel is the operator's (an operator-first callback): the
+    disposition is filed under the citizen's number, never the desk's."""
+    desk.model.channels.clear()
+    desk.model.channels["1796000000.11"] = Channel(
+        "1796000000.11", "PJSIP/201-00000001", LINKEDID, caller_num="201")
+    desk.model.channels["1796000000.12"] = Channel(
+        "1796000000.12", "PJSIP/trunk-00000002", LINKEDID, caller_num=CITIZEN)
+    status, _ = desk.ask(OPERATOR, b"POST", "incident-disposition",
+                         {"linkedid": LINKEDID, "disposition": "silent"})
+    assert status == 200
+    with db.transaction(desk.sessions) as session:
+        assert session.scalars(select(CallDisposition.caller_number)).all() == [CITIZEN]
+
+
+def test_given_the_flagged_page_then_supervisors_only(desk: Desk) -> None:
+    """/console/flagged: an operator is refused (403 JSON), no session goes to the login, a
+    supervisor gets the page with the flagged number."""
+    from dispatcher.web.console_incident import FlaggedPage
+
+    with db.transaction(desk.sessions) as session:
+        for i in range(4):
+            session.add(Call(linkedid=f"r.{i}", caller_number=CITIZEN, dialed="112",
+                             started_at=dt.datetime.fromtimestamp(NOW - 60 * i, dt.UTC)))
+
+    class _PageConsole(_Console):
+        def page(self, request, template, **ctx):  # noqa: ANN001, ANN003, ANN201
+            from dispatcher.web.site import _environment
+            return _environment().get_template(template).render(
+                t={"incident": __import__("dispatcher.web.site", fromlist=["TEXT"]).TEXT[
+                    "en"]["incident"]}, lang="en", center_name="x", staff=self.who,
+                csrf="", **ctx).encode()
+
+    console = _PageConsole()
+    page = FlaggedPage(console, desk.endpoints["flagged"].parts)
+
+    def get(who: Staff | None) -> tuple[int, bytes]:
+        console.who = who
+        request = DummyRequest([b""])
+        out = page.render(request)
+        raw = out if isinstance(out, bytes) and out else b"".join(request.written)
+        return request.responseCode or 200, raw
+
+    assert get(None)[0] == 302
+    status, body = get(OPERATOR)
+    assert status == 403 and json.loads(body)["error"] == "forbidden"
+    status, body = get(SUPERVISOR)
+    assert status == 200 and CITIZEN.encode() in body and b"REPEAT CALLER" in body
