@@ -240,3 +240,38 @@ def test_given_an_incident_opened_from_a_call_when_the_call_is_handed_off_then_i
     with db.transaction(sessions) as session:
         assert incidents.handed_off_in(session, "c.1", "fire", NOW) is None
         assert session.get(Incident, moved[0]).state == "closed"
+
+
+def test_given_incidents_at_revision_0004_when_upgraded_then_kept_with_no_call_and_downgrade_works(  # noqa: E501
+        db_url: str) -> None:
+    """0005 adds the incident's call, category, address and outcome (an alert's incident
+    reads None for each) and the notes and dispositions tables; down to 0004 and back keeps
+    the incidents."""
+    from sqlalchemy import text
+
+    assert db.upgrade(db_url, "0004") == "0004"
+    engine = db.make_engine(db_url)
+    try:
+        now = dt.datetime(2026, 12, 6, 12, 0)
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO incidents (state, type, created_at, updated_at)"
+                " VALUES ('new', 'panic', :now, :now)"), {"now": now})
+        assert db.upgrade(db_url) == db.head_revision()
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT state, linkedid, category, address, outcome FROM incidents")).all()
+            assert [tuple(r) for r in rows] == [("new", None, None, None, None)]
+            assert connection.execute(text("SELECT count(*) FROM call_notes")).scalar() == 0
+        from alembic import command
+
+        cfg = db._alembic_config()
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, "0004")
+        assert db.current_revision(engine) == "0004"
+        assert db.upgrade(db_url) == db.head_revision()
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM incidents")).scalar() == 1
+    finally:
+        engine.dispose()
