@@ -275,3 +275,32 @@ def test_given_incidents_at_revision_0004_when_upgraded_then_kept_with_no_call_a
             assert connection.execute(text("SELECT count(*) FROM incidents")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_given_a_call_for_an_alerts_incident_then_its_case_is_that_incident(
+        sessions: sessionmaker[Session]) -> None:
+    """An alert's callback call carries its incident: the case shows it, a note joins it,
+    opening another is refused while it is live, and the close goes through its table."""
+    from dispatcher.calllog import store_incidents
+
+    with db.transaction(sessions) as session:
+        device = store_incidents.add_device(session, "app-1", now=NOW)
+        alert = store_incidents.record_alert(session, device, "a-1", "medical",
+                                             callback_number=NUMBER, note="chest pain",
+                                             now=NOW)
+        store_incidents.set_incident_state(session, alert.incident.id, "operator_ringing",
+                                           now=NOW)
+        store_incidents.set_incident_state(session, alert.incident.id, "talking", now=NOW)
+        call = add_call(session, "cb.1", NOW, answered_by="201")
+        call.incident_id = alert.incident.id
+        incident_id = alert.incident.id
+    with db.transaction(sessions) as session:
+        incidents.add_note_in(session, "cb.1", "on the way", "201", NOW)
+        case = incidents.call_case_in(session, "cb.1")
+    assert case["incident"]["id"] == incident_id and case["incident"]["note"] == "chest pain"
+    assert [n["incident_id"] for n in case["notes"]] == [incident_id]
+    with pytest.raises(incidents.CaseConflict), db.transaction(sessions) as session:
+        incidents.open_incident_in(session, "cb.1", NUMBER, "health", "", "", "201", NOW)
+    with db.transaction(sessions) as session:
+        closed = incidents.close_incident_in(session, "cb.1", "taken to hospital", "201", NOW)
+    assert closed["incident"]["state"] == "closed"
