@@ -20,6 +20,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -123,8 +124,8 @@ def _operator_codes(session: Session, calls: Sequence[Call]) -> dict[int, str]:
     ids = {c.answered_by_id for c in calls if c.answered_by_id}
     if not ids:
         return {}
-    return dict(session.execute(select(Operator.id, Operator.code)
-                                .where(Operator.id.in_(ids))).tuples().all())
+    return {row[0]: row[1] for row in session.execute(
+        select(Operator.id, Operator.code).where(Operator.id.in_(ids)))}
 
 
 def _incident_document(incident: Incident) -> dict[str, object]:
@@ -197,28 +198,65 @@ def _busiest_window(starts: Sequence[dt.datetime], seconds: float) -> int:
 def flagged_numbers(session: Session, now: dt.datetime, settings: ConsoleSettings,
                     limit: int = 200) -> list[dict[str, object]]:
     """The numbers flagged within the last ``history_days`` (for supervisors): those with more
-    than ``repeat_calls`` calls in some window of ``repeat_hours``, and those marked prank;
-    each with its calls, newest first. The busiest numbers first."""
+    than ``repeat_calls`` calls in some window of ``repeat_hours``, and those with a call whose
+    current disposition is prank; each with its calls, newest first. The busiest numbers
+    first, at most ``limit`` of them.
+
+    A handful of queries whatever the log's size (no query per number): the call times of
+    the numbers with enough calls to be repeat callers at all, the prank markings, then the
+    listed numbers' calls in one read.
+    """
     since = now - dt.timedelta(days=settings.history_days)
     base = [Call.started_at >= since, Call.started_at <= now, Call.test.is_(False)]
-    busy = session.scalars(select(Call.caller_number).where(*base)
-                           .group_by(Call.caller_number)
-                           .having(func.count() > settings.repeat_calls)).all()
-    pranked = session.scalars(select(CallDisposition.caller_number).where(
-        CallDisposition.disposition == "prank", CallDisposition.at >= since).distinct()).all()
-    out = []
-    for number in sorted({n for n in [*busy, *pranked] if has_history(n)}):
-        calls = list(session.scalars(select(Call).where(Call.caller_number == number, *base)
-                                     .order_by(Call.started_at)))
-        busiest = _busiest_window([utc(c.started_at) for c in calls], settings.repeat_seconds)
-        pranks = prank_calls(session, number)
-        flag = Flag(busiest, settings.repeat_hours, settings.repeat_calls, len(pranks))
-        if not flag.flagged:
+    enough = (select(Call.caller_number).where(*base).group_by(Call.caller_number)
+              .having(func.count() > settings.repeat_calls))
+    busiest: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    rows = session.execute(select(Call.caller_number, Call.started_at)
+                           .where(*base, Call.caller_number.in_(enough))
+                           .order_by(Call.caller_number, Call.started_at))
+    for number, group in groupby(rows, key=lambda row: row[0]):
+        starts = [utc(t) for _, t in group]
+        totals[number] = len(starts)
+        busiest[number] = _busiest_window(starts, settings.repeat_seconds)
+    marked = select(CallDisposition.linkedid).where(CallDisposition.disposition == "prank",
+                                                    CallDisposition.at >= since)
+    latest: dict[str, tuple[str, str]] = {}
+    for linkedid, number, disposition in session.execute(
+            select(CallDisposition.linkedid, CallDisposition.caller_number,
+                   CallDisposition.disposition)
+            .where(CallDisposition.linkedid.in_(marked)).order_by(CallDisposition.id)):
+        latest[linkedid] = (number, disposition)
+    pranks: dict[str, int] = {}
+    for number, disposition in latest.values():
+        if disposition == "prank":
+            pranks[number] = pranks.get(number, 0) + 1
+    flags = {}
+    for number in {*busiest, *pranks}:
+        if not has_history(number):
             continue
-        newest = calls[::-1][:MAX_CALLS]
-        dispositions = latest_dispositions(session, [c.linkedid for c in newest])
-        codes = _operator_codes(session, newest)
-        out.append({"number": number, "flag": flag.document(), "calls_total": len(calls),
-                    "calls": [_call_document(c, codes, dispositions) for c in newest]})
-    out.sort(key=lambda d: (-int(d["calls_total"]), d["number"]))  # type: ignore[call-overload]
-    return out[:limit]
+        flag = Flag(busiest.get(number, 1), settings.repeat_hours, settings.repeat_calls,
+                    pranks.get(number, 0))
+        if flag.flagged:
+            flags[number] = flag
+    if not flags:
+        return []
+    missing = [n for n in flags if n not in totals]
+    if missing:
+        totals.update({row[0]: row[1] for row in session.execute(
+            select(Call.caller_number, func.count())
+            .where(*base, Call.caller_number.in_(missing)).group_by(Call.caller_number))})
+    chosen = sorted(flags, key=lambda n: (-totals.get(n, 0), n))[:limit]
+    calls: dict[str, list[Call]] = {n: [] for n in chosen}
+    for call in session.scalars(select(Call).where(*base, Call.caller_number.in_(chosen))
+                                .order_by(Call.caller_number, Call.started_at.desc(),
+                                          Call.id.desc())):
+        if len(calls[call.caller_number]) < MAX_CALLS:
+            calls[call.caller_number].append(call)
+    shown = [c for number in chosen for c in calls[number]]
+    dispositions = latest_dispositions(session, [c.linkedid for c in shown])
+    codes = _operator_codes(session, shown)
+    return [{"number": number, "flag": flags[number].document(),
+             "calls_total": totals.get(number, 0),
+             "calls": [_call_document(c, codes, dispositions) for c in calls[number]]}
+            for number in chosen]
