@@ -109,7 +109,8 @@ def ended_calls(server: SiagaProcess, number: str, count: int) -> list[Call] | N
 def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_flag_notes_and_disposition_survive_a_restart(  # noqa: E501
         center_server: SiagaProcess, phones, tmp_path: Path) -> None:  # noqa: ANN001
     """Three short calls from one number (answered by the IVR, hung up): the third's card
-    is not flagged. The fourth reaches operator 201: its card flags a repeat caller, lists
+    is not flagged. The fourth rings operator 201: before the answer its history (not another
+    operator's to read) flags a repeat caller; answered, the card flags it and lists
     the three earlier calls; in Chromium the operator opens an incident and writes notes,
     two of them holding markup, which show as text with no script run and no element made;
     the operator marks the call a prank and puts the citizen through to the police (the
@@ -125,6 +126,8 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
                                 sip)
     citizen = phones._keep(Phone(phones.stack, NUMBER, server=sip))
     supervisor = Staff(center_server, center.supervisors[0])
+    desk = Staff(center_server, operator_ext)
+    other_desk = Staff(center_server, center.operators[1].extension)
 
     # Three real calls: each answered by the IVR, then hung up in the menu.
     for n in range(1, 4):
@@ -149,8 +152,14 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
     finally:
         watch.close()
     linkedid = joined["Linkedid"]
-    answered = operator.answer(40)
-    answered.wait_confirmed(10)
+    ringing = operator.wait_incoming(40)
+    # While the phone rings (before any answer) the history is the operator's to read, and
+    # not another operator's.
+    status, ringing_card = desk.get("history", linkedid)
+    assert status == 200 and ringing_card["flag"]["reasons"] == ["repeat"], ringing_card
+    status, refused = other_desk.get("history", linkedid)
+    assert (status, refused["error"]) == (403, "not_your_call")
+    answered = ringing.answer().wait_confirmed(10)
 
     with chromium() as browser:
         base = f"http://{center.http.host}:{center.http.port}"
