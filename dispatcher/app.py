@@ -56,6 +56,7 @@ from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
 from dispatcher.web.console_desk import CallbackNowEndpoint, DeskEndpoint
+from dispatcher.web.console_incident import CaseParts, FlaggedPage, incident_endpoints
 from dispatcher.web.console_location import LocationEndpoint
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
@@ -281,6 +282,8 @@ class SiagaServer(MultiService):
 
     def _call_handed_off(self, record: JourneyRecord, agency: str) -> None:
         incident_handed_off(self.get_alerts(), record, agency)
+        if record.incident_ref is None:  # an incident an operator opened from the call
+            self.get_case_parts().handed_off(record.linkedid, agency)
 
     @part
     def get_readers(self) -> ThreadPoolService:
@@ -398,7 +401,7 @@ class SiagaServer(MultiService):
                                   self.get_calllog().sessions),
             api=api.resource, request_factory=api.request_factory, reactor=reactor,
             metrics=self.get_metrics(), push=self.get_push(),
-            console_endpoints=self.console_endpoints)
+            console_endpoints=self.console_endpoints, console_pages=self.console_pages)
 
     def console_endpoints(self, console: Console) -> dict[str, Resource]:
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
@@ -407,7 +410,20 @@ class SiagaServer(MultiService):
         endpoints["desk"] = DeskEndpoint(console, self.get_hotline())
         endpoints["callback_now"] = CallbackNowEndpoint(console, self.get_hotline())
         endpoints["location"] = LocationEndpoint(console, self.get_card_locations())
+        endpoints.update(incident_endpoints(console, self.get_case_parts()))
         return endpoints
+
+    def console_pages(self, console: Console) -> dict[str, Resource]:
+        """The console's pages beside ``/console`` itself, by name (``/console/<name>``)."""
+        return {"flagged": FlaggedPage(console, self.get_case_parts())}
+
+    @part
+    def get_case_parts(self) -> CaseParts:
+        """The call card's history and case work: the live model (whose call), the readers,
+        the call log's writer."""
+        return CaseParts(self.get_model(), lambda: self.center, self.get_alert_reads().run,
+                         self.get_calllog().writer.submit, self.reactor.seconds,
+                         publish=self.get_alerts().feed.publish)
 
     @part
     def get_sip_locations(self) -> SipLocations:

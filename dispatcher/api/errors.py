@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
 from dispatcher.console import desk_actions
+from dispatcher.console import incidents as console_case
 from dispatcher.console.calls import NotYourCall
 from dispatcher.console.location import BadLinkedid
 from dispatcher.hotline.service import InvalidInput, NoWayBack
@@ -85,6 +86,10 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
     NotYourCall: Refusal(403, "not_your_call"),
     BadLinkedid: Refusal(400, "bad_linkedid"),
+    console_case.InvalidCaseInput: Refusal(422, "invalid_field"),
+    console_case.NoSuchCall: Refusal(404, "no_such_call"),
+    console_case.NoIncident: Refusal(404, "no_incident"),
+    console_case.CaseConflict: Refusal(409, "incident_conflict"),
 }
 
 

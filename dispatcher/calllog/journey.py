@@ -177,8 +177,9 @@ class JourneyTracker:
     log), and the finished record (``complete=True``) when its last channel hangs up. Two
     hooks take the other effects:
 
-    * ``on_handoff(record, agency)``: an incident's citizen now talks with ``agency`` (the
-      server moves the incident on with it), once per agency;
+    * ``on_handoff(record, agency)``: the citizen now talks with ``agency`` (the server
+      moves the call's incident, an alert's or one opened on the console, on with it), once
+      per agency;
     * ``on_unanswered(record)``: the journey ended without an operator and the citizen ever
       talking (:class:`~dispatcher.calllog.phases.EndedUnanswered`); the finished record is
       attached, the same one ``feed`` returns. Whether a callback is owed is the callbacks

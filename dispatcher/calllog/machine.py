@@ -174,19 +174,24 @@ class Journey(JourneyBase):
         self.legs.update_conferences(t, self._open_leg)
 
     def _check_handoff(self) -> None:
-        """An incident's citizen talking with an agency is a :class:`HandedOff` effect, once
-        per agency: both in one bridge (a blind or completed attended transfer) or one
-        conference (the agency's Local leg resolved through the pair). An operator consulting
-        an agency while the citizen waits on hold is not a hand-off."""
-        if self.record is None or self.record.incident_ref is None:
+        """A citizen talking with an agency is a :class:`HandedOff` effect, once per agency:
+        both in one bridge (a blind or completed attended transfer) or one conference (the
+        agency's Local leg resolved through the pair). An operator consulting an agency while
+        the citizen waits on hold is not a hand-off. Every call's hand-off is told, with or
+        without an alert's incident: an operator may have opened an incident from the call
+        on the console, which the journey does not know of."""
+        if self.record is None:
             return
         citizen = self.channels.get(self.citizen or "")
         if citizen is None or citizen.bridge is None:
             return
         for uid in self.legs.reachable(citizen.bridge):
             chan = self.channels[uid]
-            if chan.role == "agency" and chan.code and chan.code not in self._handed:
-                self._handed.add(chan.code)
+            # Once per agency and incident: an alert's incident tagged on the call after the
+            # agency joined hears of the hand-off then.
+            key = (self.record.incident_ref, chan.code)
+            if chan.role == "agency" and chan.code and key not in self._handed:
+                self._handed.add(key)
                 self._effects.append(HandedOff(self.record, chan.code))
 
     # -- facts the dialplan adds ---------------------------------------------------------------

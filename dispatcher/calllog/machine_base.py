@@ -64,7 +64,7 @@ class JourneyBase:
         self._first_seen: float | None = None  # the first helper channel, before the record
         self._held_marks: list[tuple[float, str, str, str]] = []  # incident, before the record
         self._last_mark: tuple[str, str, float] | None = None
-        self._handed: set[str] = set()
+        self._handed: set[tuple[int | None, str]] = set()  # (incident, agency) told
         self._effects: list[Effect] = []
         self._depth = 0
         self._fresh = True  # no fact taken yet

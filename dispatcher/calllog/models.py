@@ -67,6 +67,8 @@ INCIDENT_STATES = (
     "cancelled",
 )
 ALERT_TYPES = ("panic", "medical", "fire", "crime", "other")
+# What a call turned out to be, as the operator marked it (the console).
+DISPOSITIONS = ("emergency", "information", "prank", "silent", "test", "wrong_number")
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -355,13 +357,20 @@ class Incident(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # An incident an operator opened from a call (the console): the call, the hotline
+    # category, the address given; and the outcome it was closed with.
+    linkedid: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
 
     alerts: Mapped[list[Alert]] = relationship(back_populates="incident")
     transitions: Mapped[list[IncidentTransition]] = relationship(
         back_populates="incident", cascade="all, delete-orphan", order_by="IncidentTransition.id"
     )
 
-    __table_args__ = (Index("ix_incidents_state", "state"),)
+    __table_args__ = (Index("ix_incidents_state", "state"),
+                      Index("ix_incidents_linkedid", "linkedid"))
 
 
 class Alert(Base):
@@ -463,3 +472,40 @@ class CallLocation(Base):
     method: Mapped[str | None] = mapped_column(String(32))
     fix_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CallNote(Base):
+    """A timestamped note an operator wrote about a call (and its incident, if it has one).
+
+    Append-only: the code offers no way to change or remove one; a correction is a new note.
+    """
+
+    __tablename__ = "call_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    author: Mapped[str] = mapped_column(String(64))  # the staff member's extension
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    text: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_call_notes_linkedid", "linkedid"),
+                      Index("ix_call_notes_incident", "incident_id"))
+
+
+class CallDisposition(Base):
+    """What an operator marked a call as (``DISPOSITIONS``). Each marking is a new row; the
+    latest is the call's disposition, the earlier ones the audit trail. The caller's number is
+    copied here so "marked prank before" is one indexed lookup by number."""
+
+    __tablename__ = "call_dispositions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(64))
+    caller_number: Mapped[str] = mapped_column(String(64), default="")
+    disposition: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_call_dispositions_linkedid", "linkedid"),
+                      Index("ix_call_dispositions_number", "caller_number", "disposition"))

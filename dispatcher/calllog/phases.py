@@ -121,7 +121,7 @@ class RecordOpened:
 
 @dataclass(frozen=True)
 class HandedOff:
-    """An incident's citizen now talks with ``agency`` (one bridge, or one conference through
+    """A call's citizen now talks with ``agency`` (one bridge, or one conference through
     a Local pair); told once per agency. An operator consulting an agency while the citizen
     waits on hold is not a hand-off."""
 

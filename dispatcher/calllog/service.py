@@ -16,8 +16,8 @@ meanwhile); stopped, it takes no more events.
 Nothing here blocks the reactor once ``prepare`` is done.
 
 Journeys tell the server what happened through their tracker's hooks (``calllog.builder``, a
-:class:`~dispatcher.calllog.journey.JourneyTracker`): ``on_handoff(record, agency)`` when an
-incident's citizen first talks with an agency, ``on_unanswered(record)`` when a live journey
+:class:`~dispatcher.calllog.journey.JourneyTracker`): ``on_handoff(record, agency)`` when a
+call's citizen first talks with an agency, ``on_unanswered(record)`` when a live journey
 ended with nobody answering it (the finished record attached: the place to judge a missed
 call from). Journeys rebuilt from CEL reach ``on_reconciled`` instead, with their records,
 and those closed because Asterisk died are what :meth:`CallLogService.close_cut` returns.
@@ -70,7 +70,7 @@ class CallLogService(MultiService):
         self.cel_path = cel_path
         self.writer = CallLogWriter(reactor, self.sessions)
         self.writer.setServiceParent(self)
-        #: ``on_handoff(record, agency)``: an incident's citizen now talks with an agency.
+        #: ``on_handoff(record, agency)``: a call's citizen now talks with an agency.
         self.builder = JourneyBuilder(directory, on_handoff=on_handoff)
         self.recorder = CallLogRecorder(reactor, self.builder, self.writer)
         self._reconcile_every = reconcile_every

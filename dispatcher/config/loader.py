@@ -23,6 +23,7 @@ from dispatcher.config.model import (
 )
 from dispatcher.config.network import NetworkSections
 from dispatcher.console.map_settings import MAP_KEYS, parse_map
+from dispatcher.console.settings import CONSOLE_KEYS, parse_console
 from dispatcher.selftest.settings import SELFTEST_KEYS, parse_selftest
 from dispatcher.yamlnodes import Section, Value, load_document
 
@@ -176,6 +177,8 @@ class CenterParser(DirectorySections, NetworkSections):
                 raise ivr_sec.get("languages").error(
                     f"language {lang} takes key {key}, already agency {clash}'s digit")
 
+        # One console section; the map's keys and the card's keys each read their own.
+        console = r.section("console", set(MAP_KEYS) | set(CONSOLE_KEYS))
         return Center(
             name=name, source=self.path, state_dir=state_dir, hotline=tuple(hotline),
             panic_number=panic, sip=sip, sip_transport=transport,
@@ -193,8 +196,8 @@ class CenterParser(DirectorySections, NetworkSections):
                                     {op.extension for op in operators}),
             topology=self.topology(db_url, db.get("url"), transport,
                                    sip_sec.get("transport")),
-            console_map=parse_map(r.section("console", set(MAP_KEYS)),
-                                  (sip.port, ami.port, http.port)),
+            console_map=parse_map(console, (sip.port, ami.port, http.port)),
+            console=parse_console(console),
         )
 
     def topology(self, db_url: str, db_value: Value, transport: str,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatcher.console.map_settings import MapSettings
+from dispatcher.console.settings import ConsoleSettings
 from dispatcher.selftest.settings import SelfTest
 
 if TYPE_CHECKING:
@@ -207,6 +208,8 @@ class Center:
     node: Node | None = None
     # The card's map tiles and the SIP-location port (dispatcher.console.map_settings).
     console_map: MapSettings = field(default_factory=MapSettings)
+    # The operator's console: when the call card flags a repeat caller.
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def run_dir(self) -> Path:

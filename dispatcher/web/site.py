@@ -113,6 +113,42 @@ TEXT = {
             "abandoned": "menutup saat menunggu", "dropped": "terputus",
             "pending": "menunggu", "done": "selesai", "failed": "gagal",
         },
+        # The call card's history and case work (static/console-incident.js, the
+        # flagged numbers' page).
+        "incident": {
+            "history": "Riwayat penelepon", "days": "{days} hari terakhir",
+            "no_history": "Tidak ada panggilan sebelumnya.",
+            "withheld": "Nomor disembunyikan: tidak ada riwayat.",
+            "earlier_calls": "Panggilan sebelumnya", "callbacks_owed": "Perlu ditelepon balik",
+            "incidents": "Insiden", "flag_repeat": "PENELEPON BERULANG",
+            "flag_prank": "PERNAH DITANDAI ISENG",
+            "flag_note": "Hanya informasi: panggilan tetap dilayani.",
+            "calls_in_window": "{count} panggilan dalam {hours} jam",
+            "incident": "Insiden", "open": "Buka insiden", "category": "Kategori",
+            "address": "Alamat", "note": "Catatan", "notes": "Catatan",
+            "add_note": "Tambah catatan", "disposition": "Jenis panggilan",
+            "mark": "Tandai", "close": "Tutup insiden", "outcome": "Hasil",
+            "state": "Status", "no_incident": "Belum ada insiden untuk panggilan ini.",
+            "saved": "Tersimpan.", "failed": "Gagal: {reason}",
+            "flagged_title": "Nomor yang ditandai", "number": "Nomor", "calls": "Panggilan",
+            "reasons": "Alasan", "none_flagged": "Tidak ada nomor yang ditandai.",
+            "when": "Waktu", "outcome_call": "Hasil panggilan", "by": "Oleh",
+            "values": {
+                "emergency": "darurat nyata", "information": "informasi", "prank": "iseng",
+                "silent": "diam", "test": "uji", "wrong_number": "salah sambung",
+                "repeat": "berulang", "answered": "dijawab", "abandoned_ivr": "menutup di menu",
+                "abandoned_queue": "menutup saat menunggu", "unanswered": "tidak dijawab",
+                "dropped": "terputus", "in_progress": "berlangsung", "talking": "berbicara",
+                "handed_to_agency": "diserahkan ke instansi", "closed": "ditutup",
+                "new": "baru", "operator_ringing": "operator berdering",
+                "unreachable": "tidak terjangkau", "cancelled": "dibatalkan",
+                "police": "polisi", "fire": "pemadam kebakaran", "health": "kesehatan",
+                "disaster": "bencana", "public_order": "ketertiban umum",
+                "transport": "perhubungan", "other": "lainnya", "pending": "menunggu",
+                "ringing": "berdering", "abandoned": "menutup saat menunggu",
+                "alert": "tombol darurat",
+            },
+        },
     },
     "en": {
         "login": "Log in", "logout": "Log out", "extension": "Extension",
@@ -162,6 +198,33 @@ TEXT = {
         "labels": {
             "on call": "on a call", "logged-out": "logged out",
             "abandoned": "hung up waiting", "dropped": "cut off",
+        },
+        "incident": {
+            "history": "Caller's history", "days": "last {days} days",
+            "no_history": "No earlier calls.", "withheld": "Number withheld: no history.",
+            "earlier_calls": "Earlier calls", "callbacks_owed": "Callbacks owed",
+            "incidents": "Incidents", "flag_repeat": "REPEAT CALLER",
+            "flag_prank": "MARKED PRANK BEFORE",
+            "flag_note": "For information only: the call is answered as any other.",
+            "calls_in_window": "{count} calls within {hours} h",
+            "incident": "Incident", "open": "Open incident", "category": "Category",
+            "address": "Address", "note": "Note", "notes": "Notes", "add_note": "Add note",
+            "disposition": "Disposition", "mark": "Mark", "close": "Close incident",
+            "outcome": "Outcome", "state": "State",
+            "no_incident": "No incident for this call yet.", "saved": "Saved.",
+            "failed": "Failed: {reason}", "flagged_title": "Flagged numbers",
+            "number": "Number", "calls": "Calls", "reasons": "Reasons",
+            "none_flagged": "No flagged numbers.", "when": "When",
+            "outcome_call": "Call outcome", "by": "By",
+            "values": {
+                "emergency": "real emergency", "information": "information",
+                "prank": "prank", "silent": "silent", "test": "test",
+                "wrong_number": "wrong number", "repeat": "repeat",
+                "abandoned_ivr": "hung up in the menu", "abandoned_queue": "hung up waiting",
+                "in_progress": "in progress", "handed_to_agency": "handed to an agency",
+                "operator_ringing": "operator ringing", "public_order": "public order",
+                "abandoned": "hung up waiting", "alert": "panic alert",
+            },
         },
     },
 }
@@ -399,12 +462,15 @@ class ConsolePage(_Protected):
 class ConsoleRoot(resource.Resource):
     """``/console``: the page; ``/console/api/<name>``: the console's JSON endpoints."""
 
-    def __init__(self, console: Console, endpoints: Mapping[str, resource.Resource]) -> None:
+    def __init__(self, console: Console, endpoints: Mapping[str, resource.Resource],
+                 pages: Mapping[str, resource.Resource] | None = None) -> None:
         super().__init__()
         self.page = ConsolePage(console)
         self.api = JsonResource()
         for name, endpoint in endpoints.items():
             self.api.putChild(name.encode("ascii"), endpoint)
+        for name, page in (pages or {}).items():  # /console/<name>, e.g. flagged
+            self.putChild(name.encode("ascii"), page)
 
     def render(self, request: IRequest) -> bytes | int:
         return self.page.render(request)
@@ -545,7 +611,8 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
                request_factory: type[server.Request] | None = None,
                reactor: Any = None, metrics: resource.Resource | None = None,
                push: PushHub | None = None,
-               console_endpoints: ConsoleEndpoints | None = None) -> GuardedSite:
+               console_endpoints: ConsoleEndpoints | None = None,
+               console_pages: ConsoleEndpoints | None = None) -> GuardedSite:
     """The whole HTTP site: console pages, static files and (when given) the API under /api
     and the metrics under /metrics.
 
@@ -562,7 +629,8 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
     root.putChild(b"logout", LogoutPage(console))
     root.putChild(b"wallboard", WallboardPage(console))
     root.putChild(b"console", ConsoleRoot(
-        console, console_endpoints(console) if console_endpoints is not None else {}))
+        console, console_endpoints(console) if console_endpoints is not None else {},
+        console_pages(console) if console_pages is not None else None))
     root.putChild(b"wallboard.json", WallboardData(console, wallboard))
     root.putChild(b"reports", ReportsPage(console, reports))
     root.putChild(b"static", Static())

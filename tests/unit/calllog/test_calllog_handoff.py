@@ -66,14 +66,15 @@ def test_given_an_operator_consulting_police_when_the_citizen_waits_then_no_hand
     assert feed(tl) == []
 
 
-def test_given_a_call_without_incident_when_police_joins_then_nothing_reported():
-    """A plain hotline call's transfer is the call log's business only."""
+def test_given_a_call_without_alert_incident_when_police_joins_then_reported_without_one():
+    """A plain hotline call's hand-off is told with no incident: the console's incident
+    opened from the call (if any) follows it; the alerts ignore it."""
     tl, operator, citizen = callback_then("7300.1", incident=None)
     police = "7300.12"
     tl.channel(20.5, police, "PJSIP/301-7300.1")
     tl.answer(25.0, police, dialed_by=operator)
     tl.bridge(25.0, "b-7300.1", police)
-    assert feed(tl) == []
+    assert feed(tl) == [(None, "police")]
 
 
 def test_given_a_conference_through_a_local_pair_when_fire_answers_then_handoff_once():
@@ -105,4 +106,5 @@ def test_given_the_incident_tag_after_the_agency_joined_then_the_handoff_is_repo
     tl.answer(25.0, police, dialed_by=citizen)
     tl.bridge(25.0, "b-7500.1", police)
     tl.mark(26.0, operator, "INCIDENT", "9")
-    assert feed(tl) == [(9, "police")]
+    # Told at once (no incident known yet), and again for the incident once tagged.
+    assert feed(tl) == [(None, "police"), (9, "police")]

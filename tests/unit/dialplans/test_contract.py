@@ -34,7 +34,8 @@ RENDER_MAY_LOAD = {"ivr", "ivr.menu", "dispatcher", "dispatcher.config", "dispat
                    "dispatcher.config.model", "dispatcher.config.loader",
                    "dispatcher.config.directory", "dispatcher.config.network",
                    "dispatcher.selftest", "dispatcher.selftest.settings",
-                   "dispatcher.console", "dispatcher.console.map_settings"}
+                   "dispatcher.console", "dispatcher.console.map_settings",
+                   "dispatcher.console.settings"}
 
 # Variables only the dialplan itself reads and writes (no server code names them).
 DIALPLAN_PRIVATE_VARIABLES = {
