@@ -38,6 +38,8 @@ from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config.model import Center
+from dispatcher.console.actions import ConsoleActions
+from dispatcher.console.handoffs import HandoffBoard
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.journeys import owe_missed_callbacks
@@ -49,6 +51,7 @@ from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.console_call import CallEndpoint
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -301,6 +304,20 @@ class SiagaServer(MultiService):
                               clock=self.reactor)
 
     @part
+    def get_handoffs(self) -> HandoffBoard:
+        """Each call's hand-offs to agencies (ringing, answered, failed → fallback), from
+        the dialplan's agency events: the console's push view ``handoffs``."""
+        board = HandoffBoard((a.key for a in self.center.agencies), self.reactor.seconds)
+        self.get_ami().subscribe_all(board.on_event)
+        return board
+
+    @part
+    def get_console_actions(self) -> ConsoleActions:
+        """The console's actions on an operator's own call (transfer, consult, hold...)."""
+        return ConsoleActions(self.get_ami(), self.get_model(), self.center,
+                              self.get_hotline(), self.get_handoffs())
+
+    @part
     def get_missed_calls(self) -> MissedCallWatcher:
         """Hotline calls missed live (abandoned, dropped) put on the callback list."""
         return MissedCallWatcher(self.get_ami(), self.reactor, self.get_callbacks(),
@@ -395,6 +412,7 @@ class SiagaServer(MultiService):
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
         ``dispatcher.web.console_api.ConsoleEndpoint``, given the parts it acts with)."""
         endpoints: dict[str, Resource] = {}
+        endpoints["call"] = CallEndpoint(console, self.get_console_actions())
         return endpoints
 
     @part
@@ -412,6 +430,9 @@ class SiagaServer(MultiService):
         feed = self.get_alerts().feed
         push.add_view("incidents", incidents_source(feed))
         feed.listeners.append(lambda _item: push.changed("incidents"))
+        handoffs = self.get_handoffs()
+        push.add_view("handoffs", handoffs.document)
+        handoffs.listeners.append(lambda: push.changed("handoffs"))
         return push
 
     @part

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
+from dispatcher.console.actions import NotNow, UnknownAction, UnknownAgency
+from dispatcher.console.calls import NotYourCall
 from dispatcher.hotline.service import InvalidInput, NoWayBack
 from pbx.ami.errors import AMIActionError, AMINotConnected
 
@@ -77,6 +79,10 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     NoWayBack: Refusal(409, "no_way_back"),
     AMIActionError: Refusal(502, "pbx_refused"),
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
+    NotYourCall: Refusal(403, "not_your_call"),
+    UnknownAction: Refusal(400, "unknown_action"),
+    UnknownAgency: Refusal(422, "unknown_agency"),
+    NotNow: Refusal(409, "not_now"),
 }
 
 
