@@ -10,7 +10,7 @@ its mode (blind, consult, three-way); a hand-off begun with a softphone's featur
 too, its mode read from the dialling channel.
 
 The board is published as the push view ``handoffs``: ``{linkedid: [{agency, mode, state,
-target, at}]}``. It is bounded (the latest :attr:`HandoffBoard.max_calls` calls), and it
+target, at, steps}]}``. It is bounded (the latest :attr:`HandoffBoard.max_calls` calls), and it
 believes only what names a configured agency and a well-formed call id.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dialplans import contract
@@ -48,11 +48,29 @@ class Handoff:
     state: str
     target: str  # "group" or "fallback": who rings (or rang last)
     at: float  # when the state last changed (epoch seconds)
+    #: Every state it went through, with its target and time: the card shows the way a
+    #: failed group led to the fallback.
+    steps: list[tuple[str, str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            self.steps.append((self.state, self.target, self.at))
+
+    def move(self, state: str, at: float) -> bool:
+        """Go to ``state`` (False when already there)."""
+        if self.state == state:
+            return False
+        self.state, self.at = state, at
+        self.steps.append((state, self.target, at))
+        del self.steps[:-12]
+        return True
 
     def document(self) -> dict[str, Any]:
         """The JSON form the page reads."""
         return {"agency": self.agency, "mode": self.mode, "state": self.state,
-                "target": self.target, "at": round(self.at, 3)}
+                "target": self.target, "at": round(self.at, 3),
+                "steps": [{"state": state, "target": target, "at": round(at, 3)}
+                          for state, target, at in self.steps]}
 
 
 class HandoffBoard:
@@ -90,10 +108,9 @@ class HandoffBoard:
         handoff = self.latest(linkedid, agency)
         if handoff is None or state not in STATES:
             return
-        handoff.state = state
         if mode in MODES:
             handoff.mode = mode
-        handoff.at = self.clock()
+        handoff.move(state, self.clock())
         self._changed()
 
     def latest(self, linkedid: str, agency: str) -> Handoff | None:
@@ -178,11 +195,7 @@ class HandoffBoard:
                 del self._dialing[uniqueid]
 
     def _move(self, handoff: Handoff, state: str) -> bool:
-        if handoff.state == state:
-            return False
-        handoff.state = state
-        handoff.at = self.clock()
-        return True
+        return handoff.move(state, self.clock())
 
     def _changed(self) -> None:
         for listener in list(self.listeners):
