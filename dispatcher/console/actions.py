@@ -61,7 +61,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "held": frozenset({"blind", "unhold", "hangup"}),
     "consulting": frozenset({"handover", "cancel", "threeway", "hangup"}),
     "conference": frozenset({"leave", "hangup"}),
-    "other": frozenset({"hangup"}),
+    # Ringing (not answered yet), or between two states: nothing from the console; a
+    # citizen ringing an operator's phone is never hung up from a page.
+    "other": frozenset(),
 }
 
 LINKEDID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -13,6 +13,7 @@ import http.client
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -300,7 +301,7 @@ def test_given_a_held_citizen_when_the_operators_phone_hangs_up_then_the_citizen
     assert heard.both, heard
 
 
-def test_given_another_operators_call_or_hostile_values_when_acting_then_refused_and_nothing_changes(
+def test_given_another_desk_or_hostile_values_when_acting_then_refused_and_nothing_changes(
         center_server: SiagaProcess, console: Console, ami: AmiWatch, phones) -> None:  # noqa: ANN001
     """Operator 202 asks to hang up 201's call: 403, not_your_call. 201 sends an agency with
     CR/LF, an unknown agency, an unknown action, a linkedid with CR/LF: each a 4xx with a
@@ -329,8 +330,8 @@ def test_given_another_operators_call_or_hostile_values_when_acting_then_refused
     assert still.both, still
 
 
-def test_given_the_console_page_when_police_is_clicked_and_nobody_answers_then_the_fallback_shows_and_answers(
-        center_server: SiagaProcess, ami: AmiWatch, phones, tmp_path) -> None:  # noqa: ANN001
+def test_given_the_page_when_police_clicked_and_nobody_answers_then_the_fallback_shows(
+        center_server: SiagaProcess, ami: AmiWatch, phones) -> None:  # noqa: ANN001
     """In Chromium (English page): the card's call gets the agency buttons; a click on
     "Police" with no police phone up puts the citizen through; the card shows the group's
     failure and the fallback ringing as it happens, then answered once the fallback phone
@@ -378,7 +379,6 @@ def test_given_the_console_page_when_police_is_clicked_and_nobody_answers_then_t
         assert heard.both, heard
         text = driver.find_element(By.ID, "handoffs").text
         assert "Police" in text and "answered" in text, text
-        from pathlib import Path
         shot = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
         shot.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(shot / "console-actions.png"))
