@@ -207,6 +207,16 @@ class ConsoleActions:
         call = str(linkedid)
         run = getattr(self, f"_{verb}")
         d = defer.ensureDeferred(run(call, legs, key))
+
+        def refused(failure):  # noqa: ANN001, ANN202
+            # Asterisk refused (or AMI dropped): the card must not show a request pending.
+            if key is not None and verb in ("blind", "consult", "threeway"):
+                handoff = self.handoffs.latest(call, key)
+                if handoff is not None and handoff.state == "requested":
+                    self.handoffs.settled(call, key, "cancelled")
+            return failure
+
+        d.addErrback(refused)
         return d.addCallback(lambda _: {"linkedid": call, "action": verb,
                                         "agency": key or legs.consulted, "was": legs.state})
 

@@ -229,3 +229,22 @@ def test_given_a_hostile_channel_name_in_the_model_when_acting_then_refused(cent
     with pytest.raises(InvalidInput):
         actions.act("201", CALL, "hangup")
     assert ami.sent == []
+
+
+def test_given_asterisk_refuses_a_transfer_when_acting_then_the_request_shows_cancelled(
+        center) -> None:  # noqa: ANN001
+    """The AMI action fails: the Deferred fails with it, and the card does not show the
+    hand-off as requested for ever."""
+    from pbx.ami.errors import AMIActionError
+    from pbx.ami.protocol import Message
+
+    actions, ami, board = make(center)
+
+    def refuse(name, fields=(), timeout=None):  # noqa: ANN001, ANN202
+        return defer.fail(AMIActionError(name, Message("response", "Error",
+                                                       {"Message": "No such channel"})))
+
+    ami.send_action = refuse  # type: ignore[method-assign]
+    with pytest.raises(AMIActionError):
+        done(actions.act("201", CALL, "blind", "police"))
+    assert board.document()[CALL][-1]["state"] == "cancelled"
