@@ -271,6 +271,27 @@ def test_given_a_consultation_when_made_three_way_and_the_operator_leaves_then_t
     assert heard.both, heard
 
 
+def test_given_a_call_when_three_way_at_once_then_police_joins_and_the_card_says_so(
+        console: Console, ami: AmiWatch, phones) -> None:  # noqa: ANN001
+    """threeway police straight from the call: police's phone rings and answers into the
+    call's conference; citizen and police hear each other; the hand-off shows as a
+    three-way answered; the operator leaves and the two stay."""
+    police = phones.agency("police")
+    answered, linkedid = take_call(phones, ami, "0811000009")
+    status, doc = console.act(linkedid, "threeway", "police")
+    assert status == 200, doc
+    police_call = police.answer(15)
+    heard = wait_two_way_audio(phones, answered.citizen_call, police_call)
+    assert heard.both, heard
+    shown = wait_for(lambda: [h for h in console.handoffs(linkedid)
+                              if h["state"] == "answered"], 10, "the three-way answered")
+    assert shown[0]["mode"] == "threeway"  # type: ignore[index]
+    wait_for(lambda: console.act(linkedid, "leave")[0] == 200, 10, "leaving")
+    answered.operator_call.wait_disconnected(10)
+    still = wait_two_way_audio(phones, answered.citizen_call, police_call)
+    assert still.both, still
+
+
 def test_given_a_call_when_held_and_resumed_then_silence_then_both_talk_again(
         console: Console, ami: AmiWatch, phones) -> None:  # noqa: ANN001
     """hold: the citizen no longer hears the operator (music on hold); unhold: they hear
@@ -284,6 +305,10 @@ def test_given_a_call_when_held_and_resumed_then_silence_then_both_talk_again(
     assert status == 200, doc
     back = wait_two_way_audio(phones, answered.citizen_call, answered.operator_call)
     assert back.both, back
+    # Still the operator's call, talking: hang up from the console ends it for both.
+    wait_for(lambda: console.act(linkedid, "hangup")[0] == 200, 10, "the hang-up")
+    answered.citizen_call.wait_disconnected(10)
+    answered.operator_call.wait_disconnected(10)
 
 
 def test_given_a_held_citizen_when_the_operators_phone_hangs_up_then_the_citizen_is_queued_again(
