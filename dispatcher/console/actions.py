@@ -100,17 +100,22 @@ class CallLegs:
 
 def call_state(operator: Channel, citizen: Channel | None) -> str:
     """Where the operator's leg stands: talking with the citizen, holding them, consulting
-    an agency, in the conference, or none of those (ringing, ending...)."""
-    if operator.context == contract.CONTEXT_CONSOLE:
-        if operator.exten == contract.EXTEN_HOLDING:
-            return "held"
-        if operator.exten == contract.EXTEN_CONSULT:
-            return "consulting"
+    an agency, in the conference, or none of those (ringing, ending...).
+
+    The conference first (citizen and operator share its bridge too), then one bridge with
+    the citizen, then the dialplan's place: a leg bridged back to the citizen (unhold, or
+    a cancelled consultation) still shows the ``siaga-console`` extension it left from.
+    """
     if operator.context == contract.CONTEXT_CONFERENCE:
         return "conference"
     if citizen is not None and operator.bridge is not None \
             and operator.bridge == citizen.bridge:
         return "talking"
+    if operator.context == contract.CONTEXT_CONSOLE:
+        if operator.exten == contract.EXTEN_HOLDING:
+            return "held"
+        if operator.exten == contract.EXTEN_CONSULT:
+            return "consulting"
     return "other"
 
 

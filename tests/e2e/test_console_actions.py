@@ -230,6 +230,9 @@ def test_given_a_consultation_when_cancelled_then_the_operator_is_back_with_the_
     back = wait_two_way_audio(phones, answered.citizen_call, answered.operator_call)
     assert back.both, back
     assert [h["state"] for h in console.handoffs(linkedid)] == ["cancelled"]
+    # Talking again, as the console sees it too: it may consult again.
+    status, doc = console.act(linkedid, "consult", "fire")
+    assert status == 200, doc
 
 
 def test_given_a_consultation_when_handed_over_then_citizen_talks_to_police_and_operator_is_free(
@@ -305,7 +308,10 @@ def test_given_a_call_when_held_and_resumed_then_silence_then_both_talk_again(
     assert status == 200, doc
     back = wait_two_way_audio(phones, answered.citizen_call, answered.operator_call)
     assert back.both, back
-    # Still the operator's call, talking: hang up from the console ends it for both.
+    # Talking again, as the console sees it too: it may hold again; hang up ends it.
+    assert console.act(linkedid, "hold")[0] == 200
+    wait_for(lambda: console.act(linkedid, "hold")[0] == 409, 10, "the call held again")
+    assert console.act(linkedid, "unhold")[0] == 200
     wait_for(lambda: console.act(linkedid, "hangup")[0] == 200, 10, "the hang-up")
     answered.citizen_call.wait_disconnected(10)
     answered.operator_call.wait_disconnected(10)

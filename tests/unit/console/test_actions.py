@@ -248,3 +248,12 @@ def test_given_asterisk_refuses_a_transfer_when_acting_then_the_request_shows_ca
     with pytest.raises(AMIActionError):
         done(actions.act("201", CALL, "blind", "police"))
     assert board.document()[CALL][-1]["state"] == "cancelled"
+
+
+def test_given_a_leg_bridged_back_from_hold_when_acting_then_it_is_talking(center) -> None:  # noqa: ANN001
+    """Unheld (or back from a cancelled consultation), the operator's leg still shows the
+    siaga-console extension it left from: sharing the citizen's bridge, it is talking."""
+    actions, ami, _board = make(center, "held")
+    bridge(actions.model, "b9", CALL, "1700000000.2")
+    done(actions.act("201", CALL, "consult", "police"))
+    assert ami.names()[-1] == "Redirect"
