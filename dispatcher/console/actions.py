@@ -133,7 +133,8 @@ class ConsoleActions:
         self.center = center
         self.hotline = hotline
         self.handoffs = handoffs
-        self._agencies = {a.key for a in center.agencies}
+        self._agencies = {a.key: a.key for a in center.agencies}
+        self._busy: set[str] = set()  # calls with an action under way
         self._staff = {op.extension for op in center.operators} | set(center.supervisors) | {
             ext for a in center.agencies for ext in a.extensions}
 
@@ -156,7 +157,7 @@ class ConsoleActions:
                 shown = agency[:40] if isinstance(agency, str) else agency
                 raise UnknownAgency(f"unknown agency {shown!r}; known: "
                                     f"{', '.join(sorted(self._agencies))}")
-            key = agency
+            key = self._agencies[agency]  # the config's own string, not the page's
         legs = self.legs(extension, linkedid)
         if action not in ALLOWED[legs.state]:
             raise NotNow(f"cannot {action} now: the call is {legs.state.replace('_', ' ')}")
@@ -209,9 +210,14 @@ class ConsoleActions:
         ``extension``. Refusals are raised here, before anything is sent; the Deferred fires
         with what was done once Asterisk accepted it (or fails with its refusal)."""
         legs, verb, key = self.check(extension, linkedid, action, agency)
-        call = str(linkedid)
+        call = legs.operator.linkedid
+        if call in self._busy:
+            # A double click: the first action's moves are not in the live model yet.
+            raise NotNow("another action on this call is under way")
+        self._busy.add(call)
         run = getattr(self, f"_{verb}")
         d = defer.ensureDeferred(run(call, legs, key))
+        d.addBoth(lambda result: (self._busy.discard(call), result)[1])
 
         def refused(failure):  # noqa: ANN001, ANN202
             # Asterisk refused (or AMI dropped): the card must not show a request pending.

@@ -257,3 +257,28 @@ def test_given_a_leg_bridged_back_from_hold_when_acting_then_it_is_talking(cente
     bridge(actions.model, "b9", CALL, "1700000000.2")
     done(actions.act("201", CALL, "consult", "police"))
     assert ami.names()[-1] == "Redirect"
+
+
+def test_given_an_action_under_way_when_another_comes_then_refused_until_it_ends(
+        center) -> None:  # noqa: ANN001
+    """A double click: while Asterisk has not answered the first action, a second on the
+    same call is refused (nothing sent); once it answered, the call is free again."""
+    actions, ami, _board = make(center)
+    pending: defer.Deferred = defer.Deferred()
+    sent = ami.send_action
+
+    def slow(name, fields=(), timeout=None):  # noqa: ANN001, ANN202
+        sent(name, fields, timeout)
+        return pending
+
+    ami.send_action = slow  # type: ignore[method-assign]
+    first = actions.act("201", CALL, "hold")
+    assert ami.names() == ["Setvar"]
+    with pytest.raises(NotNow, match="under way"):
+        actions.act("201", CALL, "hangup")
+    assert ami.names() == ["Setvar"]
+    ami.send_action = sent  # type: ignore[method-assign]
+    pending.callback({"Response": "Success"})
+    done(first)
+    done(actions.act("201", CALL, "hangup"))
+    assert ami.names()[-2:] == ["Hangup", "Hangup"]
