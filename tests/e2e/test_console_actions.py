@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -199,10 +200,17 @@ def test_given_an_answered_call_when_put_through_blind_to_police_then_citizen_ta
     the call's journey in the log shows the citizen talking with police."""
     police = phones.agency("police")
     answered, linkedid = take_call(phones, ami, "0811000001")
+    clicked = time.monotonic()
     status, doc = console.act(linkedid, "blind", "police")
+    replied = time.monotonic()
     assert status == 200, doc
     assert doc["action"] == "blind" and doc["agency"] == "police"
-    police_call = police.answer(15)
+    police_call = police.wait_incoming(15)
+    rang = time.monotonic()
+    police_call.answer()
+    police_call.wait_confirmed(10)
+    print(f"console blind: answered in {1000 * (replied - clicked):.0f} ms, police's phone "
+          f"rang {1000 * (rang - clicked):.0f} ms after the request")
     answered.operator_call.wait_disconnected(10)
     heard = wait_two_way_audio(phones, answered.citizen_call, police_call)
     assert heard.both, heard
