@@ -316,6 +316,12 @@ def test_given_a_call_when_held_and_resumed_then_silence_then_both_talk_again(
     assert status == 200, doc
     wait_for(lambda: console.act(linkedid, "hold")[0] == 409, 10, "the call held")
     assert hears_nothing_of(phones, answered.citizen_call, answered.operator_call)
+    # The operator's leg waits on while the citizen is held (its loop went round twice).
+    wait_for(lambda: len([e for e in ami.matching("Newexten", Context="siaga-console",
+                                                  Exten="holding", Application="Wait")
+                          if e.get("Channel") == answered.operator_channel]) >= 3, 15,
+             "the operator's leg waiting on")
+    assert answered.operator_call.state == CallState.CONFIRMED
     status, doc = console.act(linkedid, "unhold")
     assert status == 200, doc
     back = wait_two_way_audio(phones, answered.citizen_call, answered.operator_call)
