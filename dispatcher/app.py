@@ -433,6 +433,8 @@ class SiagaServer(MultiService):
         handoffs = self.get_handoffs()
         push.add_view("handoffs", handoffs.document)
         handoffs.listeners.append(lambda: push.changed("handoffs"))
+        push.add_view("call_actions", self.get_console_actions().document)
+        self.get_ami().subscribe_all(lambda _event: push.changed("call_actions"))
         return push
 
     @part

@@ -191,6 +191,21 @@ class ConsoleActions:
                 check_channel(agency.name)
         return CallLegs(operator, citizen, agency, state)
 
+    def document(self) -> dict[str, Any]:
+        """The push view ``call_actions``: for each call on an operator's phone, where it
+        stands and what the console may do now (the page greys out the rest)."""
+        calls: dict[str, Any] = {}
+        for op in self.center.operators:
+            for linkedid in {c.linkedid for c in self.model.channels.values()
+                             if desk_of(c.name) == op.extension and c.linkedid}:
+                try:
+                    legs = self.legs(op.extension, linkedid)
+                except (ConsoleError, InvalidInput):
+                    continue
+                calls[linkedid] = {"state": legs.state,
+                                   "allowed": sorted(ALLOWED[legs.state])}
+        return calls
+
     def _citizen(self, channels: list[Channel], linkedid: str) -> Channel | None:
         # The citizen's channel: the call's own first channel (a hotline call's linkedid is
         # the citizen's uniqueid), else the oldest that is no Local leg and no staff phone

@@ -411,9 +411,16 @@ def test_given_the_page_when_police_clicked_and_nobody_answers_then_the_fallback
             "window.siagaCard = detail; document.getElementById('card').hidden = false;"
             "document.dispatchEvent(new CustomEvent('siaga:card', {detail}));",
             linkedid, answered.citizen_channel, answered.operator_channel)
+        # The server's view of the call reaches the page: what does not fit is greyed out.
+        wait_for(settled(lambda: driver.find_elements(
+            By.CSS_SELECTOR, "#card-actions[data-state=talking]")), 10, "the call talking")
+        bar = {b.get_attribute("data-action"): b.is_enabled() for b in
+               driver.find_elements(By.CSS_SELECTOR, "#call-buttons button")}
+        assert bar == {"handover": False, "cancel": False, "threeway": False, "leave": False,
+                       "hold": True, "unhold": False, "hangup": True}, bar
         button = wait_for(settled(lambda: [b for b in driver.find_elements(
             By.CSS_SELECTOR, "#agency-buttons button[data-action=blind]")
-            if b.text == "Police"]), 10, "the Police button")
+            if b.text == "Police" and b.is_enabled()]), 10, "the Police button")
         button[0].click()  # type: ignore[index]
 
         def shown(state: str) -> object:

@@ -15,6 +15,7 @@
   let words = null;        // GET /console/api/call: agencies and labels
   let card = window.siagaCard || null;
   let handoffs = {};       // the push view: {linkedid: [{agency, mode, state, target, at}]}
+  let stands = {};         // the push view "call_actions": {linkedid: {state, allowed}}
   let message = "";        // the last refusal, shown until the next action or call
 
   function csrf() {
@@ -62,9 +63,20 @@
     }
   }
 
+  // What the server says fits the call as it stands now (the server checks again).
+  function fits(action, agency) {
+    const stand = card && stands[card.linkedid];
+    if (!stand || !stand.allowed.includes(action)) return false;
+    // A three-way with an agency starts from the talk; without one, from a consultation.
+    if (action === "threeway") return agency ? stand.state === "talking"
+                                             : stand.state === "consulting";
+    return true;
+  }
+
   function button(action, text, agency, extra) {
     const b = el("button", text, Object.assign({type: "button", "data-action": action}, extra));
     if (agency) b.dataset.agency = agency;
+    b.disabled = !fits(action, agency);
     b.addEventListener("click", () => act(action, agency));
     return b;
   }
@@ -92,7 +104,15 @@
 
   function render() {
     root.replaceChildren();
-    if (!words || !card || !card.linkedid || card.state === "ended") return;
+    if (!words || !card || !card.linkedid) return;
+    if (card.state === "ended") {
+      // The call has left this desk: no buttons, but how its hand-offs went stays in view.
+      if ((handoffs[card.linkedid] || []).length) {
+        root.appendChild(el("h4", label("progress")));
+        root.appendChild(progress(card.linkedid));
+      }
+      return;
+    }
     root.appendChild(el("h3", label("title")));
 
     // One row per agency: put through (blind), consult first, three-way.
@@ -114,6 +134,8 @@
     root.appendChild(table);
 
     // What applies to the call as it stands (the server refuses what does not fit).
+    const stand = stands[card.linkedid];
+    root.dataset.state = stand ? stand.state : "";
     const bar = el("p", null, {id: "call-buttons"});
     for (const action of ["handover", "cancel", "threeway", "leave", "hold", "unhold",
                           "hangup"]) {
@@ -138,7 +160,16 @@
     .then((doc) => { words = doc; render(); root.dataset.loaded = "1"; });
 
   SiagaPush.connect({
-    snapshot(views) { handoffs = views.handoffs || {}; render(); },
-    view(name, doc) { if (name === "handoffs") { handoffs = doc; render(); } },
+    snapshot(views) {
+      handoffs = views.handoffs || {};
+      stands = views.call_actions || {};
+      render();
+    },
+    view(name, doc) {
+      if (name === "handoffs") handoffs = doc;
+      else if (name === "call_actions") stands = doc;
+      else return;
+      render();
+    },
   });
 })();

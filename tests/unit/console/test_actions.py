@@ -282,3 +282,12 @@ def test_given_an_action_under_way_when_another_comes_then_refused_until_it_ends
     done(first)
     done(actions.act("201", CALL, "hangup"))
     assert ami.names()[-2:] == ["Hangup", "Hangup"]
+
+
+@pytest.mark.parametrize("stand", ["talking", "held", "consulting", "conference", "other"])
+def test_given_a_call_when_the_view_renders_then_its_state_and_allowed_actions(
+        center, stand: str) -> None:  # noqa: ANN001
+    """The push view ``call_actions`` says, per operator call, where it stands and what
+    the table allows there (what the page's buttons offer)."""
+    actions, _ami, _board = make(center, stand)
+    assert actions.document() == {CALL: {"state": stand, "allowed": sorted(ALLOWED[stand])}}
