@@ -86,6 +86,11 @@ ROLE_CONTEXTS = {"operator": CONTEXT_OPERATORS, "supervisor": CONTEXT_OPERATORS,
                  "agency": CONTEXT_AGENCIES, "button": CONTEXT_BUTTONS}
 #: The self-test endpoint's context: marks its calls as tests.
 CONTEXT_SELFTEST = "selftest"
+#: The operator console's own actions on a call (dispatcher.console.actions): the citizen
+#: held, the operator consulting an agency, and the way back to the citizen.
+CONTEXT_CONSOLE = "siaga-console"
+#: The agency leg of a console consultation: the agency's ring group and fallback.
+CONTEXT_CONSOLE_AGENCY = "siaga-console-agency"
 #: Operator-first callbacks of panic-button alerts (extensions_alerts.conf).
 CONTEXT_ALERTS = "siaga-alerts"
 CONTEXT_ALERTS_OPERATOR = "siaga-alerts-operator"
@@ -98,12 +103,16 @@ CONTEXTS = (
     CONTEXT_AGENCY_FAILED, CONTEXT_CONFERENCE, CONTEXT_CONFERENCE_AGENCY, CONTEXT_CALLBACK,
     CONTEXT_QUEUE_CODES, CONTEXT_ADD_CONTACT, CONTEXT_STAFF_EXTENSIONS, CONTEXT_OPERATORS,
     CONTEXT_AGENCIES, CONTEXT_BUTTONS, CONTEXT_SELFTEST, CONTEXT_ALERTS,
-    CONTEXT_ALERTS_OPERATOR, CONTEXT_ALERTS_CITIZEN,
+    CONTEXT_ALERTS_OPERATOR, CONTEXT_ALERTS_CITIZEN, CONTEXT_CONSOLE, CONTEXT_CONSOLE_AGENCY,
 )
 
 # Extensions the server sends channels to, in CONTEXT_CONFERENCE and in CONTEXT_ALERTS.
 EXTEN_OPERATOR = "operator"  # the operator's side
 EXTEN_CITIZEN = "citizen"  # the citizen's side
+# Extensions of CONTEXT_CONSOLE the server redirects channels to.
+EXTEN_HELD = "held"  # the citizen on hold (music on hold)
+EXTEN_HOLDING = "holding"  # the operator's leg while the citizen is held
+EXTEN_CONSULT = "consult"  # the operator's leg calls an agency while the citizen is held
 
 
 def agency_context(key: str) -> str:
@@ -132,6 +141,10 @@ VAR_QUEUE = "SIAGA_QUEUE"  # the queue (a dialplan global), and a CEL mark befor
 VAR_QUEUE_EXIT = "SIAGA_QUEUE_EXIT"  # CEL mark: ${QUEUESTATUS} after Queue() returns
 VAR_RECORDING = "SIAGA_RECORDING"  # CEL mark: the recording's file
 VAR_CONF_AGENCY = "SIAGA_CONF_AGENCY"  # the agency an operator's conference calls
+VAR_CONSOLE_AGENCY = "SIAGA_CONSOLE_AGENCY"  # the agency a console consultation calls
+VAR_CONSOLE_CITIZEN = "SIAGA_CONSOLE_CITIZEN"  # the held citizen's channel (the way back)
+VAR_CONSOLE_DONE = "SIAGA_CONSOLE_DONE"  # set: the consultation ended in a hand-over
+VAR_HELD = "SIAGA_HELD"  # SHARED() on a citizen's channel: "1" while the console holds it
 VAR_CALLBACK_ID = "SIAGA_CALLBACK_ID"  # a missed-call callback's id (server -> dialplan)
 VAR_CALLBACK_TARGET = "SIAGA_CALLBACK_TARGET"  # its dial string, validated by the server
 VAR_INCIDENT = "SIAGA_INCIDENT"  # an alert's incident (server -> dialplan)
@@ -149,7 +162,8 @@ VAR_SIP_CALL_ID = "SIAGA_SIP_CALL_ID"
 #: The channel variables both sides name (the dialplan's private ones are not listed).
 VARIABLES = (
     VAR_CALL, VAR_CATEGORY, VAR_QPRIO, VAR_LANGUAGE, VAR_FROM, VAR_CITIZEN, VAR_TEST,
-    VAR_AGENCY, VAR_QUEUE, VAR_QUEUE_EXIT, VAR_RECORDING, VAR_CONF_AGENCY, VAR_CALLBACK_ID,
+    VAR_AGENCY, VAR_QUEUE, VAR_QUEUE_EXIT, VAR_RECORDING, VAR_CONF_AGENCY, VAR_CONSOLE_AGENCY,
+    VAR_CONSOLE_CITIZEN, VAR_CONSOLE_DONE, VAR_HELD, VAR_CALLBACK_ID,
     VAR_CALLBACK_TARGET, VAR_INCIDENT, VAR_ATTEMPT, VAR_QUEUE_PRIO, VAR_CITIZEN_DIAL,
     VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SIP_CALL_ID,
 )

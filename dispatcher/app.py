@@ -40,6 +40,8 @@ from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config.model import Center
+from dispatcher.console.actions import ConsoleActions
+from dispatcher.console.handoffs import HandoffBoard
 from dispatcher.console.location import CardLocations, sip_row
 from dispatcher.console.pidf import SipLocation
 from dispatcher.console.sip_location import HepListener, SipLocations
@@ -55,6 +57,7 @@ from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.console_call import CallEndpoint
 from dispatcher.web.console_desk import CallbackNowEndpoint, DeskEndpoint
 from dispatcher.web.console_incident import CaseParts, FlaggedPage, incident_endpoints
 from dispatcher.web.console_location import LocationEndpoint
@@ -313,6 +316,20 @@ class SiagaServer(MultiService):
                               clock=self.reactor)
 
     @part
+    def get_handoffs(self) -> HandoffBoard:
+        """Each call's hand-offs to agencies (ringing, answered, failed → fallback), from
+        the dialplan's agency events: the console's push view ``handoffs``."""
+        board = HandoffBoard((a.key for a in self.center.agencies), self.reactor.seconds)
+        self.get_ami().subscribe_all(board.on_event)
+        return board
+
+    @part
+    def get_console_actions(self) -> ConsoleActions:
+        """The console's actions on an operator's own call (transfer, consult, hold...)."""
+        return ConsoleActions(self.get_ami(), self.get_model(), self.center,
+                              self.get_hotline(), self.get_handoffs())
+
+    @part
     def get_missed_calls(self) -> MissedCallWatcher:
         """Hotline calls missed live (abandoned, dropped) put on the callback list."""
         return MissedCallWatcher(self.get_ami(), self.reactor, self.get_callbacks(),
@@ -411,6 +428,7 @@ class SiagaServer(MultiService):
         endpoints["callback_now"] = CallbackNowEndpoint(console, self.get_hotline())
         endpoints["location"] = LocationEndpoint(console, self.get_card_locations())
         endpoints.update(incident_endpoints(console, self.get_case_parts()))
+        endpoints["call"] = CallEndpoint(console, self.get_console_actions())
         return endpoints
 
     def console_pages(self, console: Console) -> dict[str, Resource]:
@@ -480,6 +498,11 @@ class SiagaServer(MultiService):
                                            lambda: self.center, self.get_callbacks()),
                         self.get_ami(), self.get_model_sync(), feed,
                         self.get_alert_reads().run)
+        handoffs = self.get_handoffs()
+        push.add_view("handoffs", handoffs.document)
+        handoffs.listeners.append(lambda: push.changed("handoffs"))
+        push.add_view("call_actions", self.get_console_actions().document)
+        self.get_ami().subscribe_all(lambda _event: push.changed("call_actions"))
         return push
 
     @part

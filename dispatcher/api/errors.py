@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from dispatcher.alerts import errors as alerts
 from dispatcher.console import desk_actions
 from dispatcher.console import incidents as console_case
+from dispatcher.console.actions import NotNow, UnknownAction, UnknownAgency
 from dispatcher.console.calls import NotYourCall
 from dispatcher.console.location import BadLinkedid
 from dispatcher.hotline.service import InvalidInput, NoWayBack
@@ -90,6 +91,9 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     console_case.NoSuchCall: Refusal(404, "no_such_call"),
     console_case.NoIncident: Refusal(404, "no_incident"),
     console_case.CaseConflict: Refusal(409, "incident_conflict"),
+    UnknownAction: Refusal(400, "unknown_action"),
+    UnknownAgency: Refusal(422, "unknown_agency"),
+    NotNow: Refusal(409, "not_now"),
 }
 
 
