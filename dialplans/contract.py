@@ -76,6 +76,9 @@ CONTEXT_SELFTEST = "selftest"
 CONTEXT_ALERTS = "siaga-alerts"
 CONTEXT_ALERTS_OPERATOR = "siaga-alerts-operator"
 CONTEXT_ALERTS_CITIZEN = "siaga-alerts-citizen"
+#: A supervisor's phone listening to, whispering to or barging into an operator's call
+#: (originated by the server, dispatcher.console.spy; one extension per mode).
+CONTEXT_SPY = "siaga-spy"
 
 #: Every fixed context of extensions.conf (the per-agency and per-language ones aside).
 CONTEXTS = (
@@ -84,12 +87,18 @@ CONTEXTS = (
     CONTEXT_AGENCY_FAILED, CONTEXT_CONFERENCE, CONTEXT_CONFERENCE_AGENCY, CONTEXT_CALLBACK,
     CONTEXT_QUEUE_CODES, CONTEXT_ADD_CONTACT, CONTEXT_STAFF_EXTENSIONS, CONTEXT_OPERATORS,
     CONTEXT_AGENCIES, CONTEXT_BUTTONS, CONTEXT_SELFTEST, CONTEXT_ALERTS,
-    CONTEXT_ALERTS_OPERATOR, CONTEXT_ALERTS_CITIZEN,
+    CONTEXT_ALERTS_OPERATOR, CONTEXT_ALERTS_CITIZEN, CONTEXT_SPY,
 )
 
 # Extensions the server sends channels to, in CONTEXT_CONFERENCE and in CONTEXT_ALERTS.
 EXTEN_OPERATOR = "operator"  # the operator's side
 EXTEN_CITIZEN = "citizen"  # the citizen's side
+
+#: The supervisor's modes in CONTEXT_SPY (each an extension there) and ChanSpy's options
+#: for each: q no beep nor name spoken, E end when the operator's channel hangs up, S end
+#: when there is nothing to spy on; w the operator hears the supervisor (the citizen does
+#: not), B both hear the supervisor.
+SPY_MODES = {"listen": "qES", "whisper": "qESw", "barge": "qESB"}
 
 
 def agency_context(key: str) -> str:
@@ -125,6 +134,7 @@ VAR_ATTEMPT = "SIAGA_ATTEMPT"  # the alert callback's attempt number
 VAR_QUEUE_PRIO = "SIAGA_QUEUE_PRIO"  # the alert callback's queue priority
 VAR_CITIZEN_DIAL = "SIAGA_CITIZEN_DIAL"  # the alert callback's citizen dial string
 VAR_CITIZEN_RING = "SIAGA_CITIZEN_RING"  # and how long it rings
+VAR_SPY_TARGET = "SIAGA_SPY_TARGET"  # the operator's channel a supervisor spies on
 #: The Asterisk global holding the server's per-boot event key (pbx.ami.attribution).
 VAR_EVENT_KEY = "SIAGA_EVENT_KEY"
 
@@ -133,7 +143,7 @@ VARIABLES = (
     VAR_CALL, VAR_CATEGORY, VAR_QPRIO, VAR_LANGUAGE, VAR_FROM, VAR_CITIZEN, VAR_TEST,
     VAR_AGENCY, VAR_QUEUE, VAR_QUEUE_EXIT, VAR_RECORDING, VAR_CONF_AGENCY, VAR_CALLBACK_ID,
     VAR_CALLBACK_TARGET, VAR_INCIDENT, VAR_ATTEMPT, VAR_QUEUE_PRIO, VAR_CITIZEN_DIAL,
-    VAR_CITIZEN_RING, VAR_EVENT_KEY,
+    VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SPY_TARGET,
 )
 
 # The call log's marks: ``SIAGA_<NAME>`` set with Set() (AMI VarSet) or CELGenUserEvent.

@@ -38,6 +38,8 @@ from dispatcher.calllog.db import transaction
 from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config.model import Center
+from dispatcher.console.floor import TalkClock, desks_source
+from dispatcher.console.spy import SpyService
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.journeys import owe_missed_callbacks
@@ -49,6 +51,7 @@ from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
+from dispatcher.web.console_supervisor import supervisor_endpoints
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -395,7 +398,36 @@ class SiagaServer(MultiService):
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
         ``dispatcher.web.console_api.ConsoleEndpoint``, given the parts it acts with)."""
         endpoints: dict[str, Resource] = {}
+        endpoints.update(supervisor_endpoints(console, self.get_spy(), self._read,
+                                              self.center.recordings_dir))
         return endpoints
+
+    def _read(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """``fn(session, *args)`` in the readers' pool, in a transaction (the console's
+        reads: never on the reactor, never in the writer's way)."""
+        sessions = self.get_calllog().sessions
+
+        def work() -> Any:  # noqa: ANN401
+            with transaction(sessions) as session:
+                return fn(session, *args)
+
+        return threads.deferToThreadPool(self.reactor, self.get_readers().pool, work)
+
+    @part
+    def get_spy(self) -> SpyService:
+        """Supervisors' listen, whisper and barge (ChanSpy from their own phone), each use
+        written to the call log."""
+        center = self.center
+        return SpyService(self.get_ami(), self.get_model(), lambda: center.supervisors,
+                          lambda: tuple(op.extension for op in center.operators),
+                          self.get_calllog().writer.submit_retrying, self.reactor.seconds)
+
+    @part
+    def get_talk_clock(self) -> TalkClock:
+        """When each desk's call began talking (for the supervisor's durations)."""
+        talk = TalkClock(self.reactor.seconds)
+        self.get_ami().subscribe_all(talk.on_event)
+        return talk
 
     @part
     def get_push(self) -> PushHub:
@@ -409,6 +441,10 @@ class SiagaServer(MultiService):
         self.get_ami().subscribe_all(lambda _event: push.changed("wallboard"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
         self.get_callbacks().on_change = lambda _entry: push.changed("wallboard")
+        push.add_view("desks", desks_source(self.get_model(), center, reactor.seconds,
+                                            self.get_talk_clock()))
+        self.get_ami().subscribe_all(lambda _event: push.changed("desks"))
+        self.get_model_sync().on_resynced(lambda _model: push.changed("desks"))
         feed = self.get_alerts().feed
         push.add_view("incidents", incidents_source(feed))
         feed.listeners.append(lambda _item: push.changed("incidents"))

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dispatcher.alerts import errors as alerts
+from dispatcher.console import recordings as console_recordings
+from dispatcher.console import spy as console_spy
 from dispatcher.hotline.service import InvalidInput, NoWayBack
 from pbx.ami.errors import AMIActionError, AMINotConnected
 
@@ -77,6 +79,11 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     NoWayBack: Refusal(409, "no_way_back"),
     AMIActionError: Refusal(502, "pbx_refused"),
     AMINotConnected: Refusal(503, "pbx_unavailable", "the PBX is not connected; try again"),
+    console_spy.SpyRefused: Refusal(422, "invalid_field"),
+    console_spy.NotASupervisor: Refusal(403, "not_a_supervisor"),
+    console_spy.UnknownDesk: Refusal(404, "unknown_desk"),
+    console_spy.NothingToSpyOn: Refusal(409, "no_call"),
+    console_recordings.NoRecording: Refusal(404, "no_recording"),
 }
 
 
