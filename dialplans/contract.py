@@ -135,6 +135,9 @@ VAR_QUEUE_PRIO = "SIAGA_QUEUE_PRIO"  # the alert callback's queue priority
 VAR_CITIZEN_DIAL = "SIAGA_CITIZEN_DIAL"  # the alert callback's citizen dial string
 VAR_CITIZEN_RING = "SIAGA_CITIZEN_RING"  # and how long it rings
 VAR_SPY_TARGET = "SIAGA_SPY_TARGET"  # the operator's channel a supervisor spies on
+#: Call-log mark on a supervisor's spy call (its mode): the center's own call, not a
+#: citizen's, kept out of the reports (the supervisions table says what it was).
+VAR_SUPERVISION = "SIAGA_SUPERVISION"
 #: The Asterisk global holding the server's per-boot event key (pbx.ami.attribution).
 VAR_EVENT_KEY = "SIAGA_EVENT_KEY"
 
@@ -143,7 +146,7 @@ VARIABLES = (
     VAR_CALL, VAR_CATEGORY, VAR_QPRIO, VAR_LANGUAGE, VAR_FROM, VAR_CITIZEN, VAR_TEST,
     VAR_AGENCY, VAR_QUEUE, VAR_QUEUE_EXIT, VAR_RECORDING, VAR_CONF_AGENCY, VAR_CALLBACK_ID,
     VAR_CALLBACK_TARGET, VAR_INCIDENT, VAR_ATTEMPT, VAR_QUEUE_PRIO, VAR_CITIZEN_DIAL,
-    VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SPY_TARGET,
+    VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SPY_TARGET, VAR_SUPERVISION,
 )
 
 # The call log's marks: ``SIAGA_<NAME>`` set with Set() (AMI VarSet) or CELGenUserEvent.
@@ -159,6 +162,7 @@ MARK_NAMES = (
     "RECORDING",
     "FROM",
     "TEST",
+    "SUPERVISION",
 )
 
 # ---- user events ----------------------------------------------------------------------------
