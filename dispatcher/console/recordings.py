@@ -113,11 +113,13 @@ def recording_file(session: Session, call_id: int, folder: Path) -> Path:
 
 
 def recent_calls(session: Session, limit: int = 30) -> list[dict[str, Any]]:
-    """The latest calls (not the self-test's), newest first, each with whether it has a
-    recording: the supervisor's list to play from."""
+    """The latest finished calls (not the center's own: self-test, spy calls), newest
+    first, each with whether it has a recording: the supervisor's list to play from (a call
+    in progress is on the desks; its recording is listed once the call log has it)."""
     from dispatcher.calllog.models import Call, Recording
 
-    calls = session.scalars(select(Call).where(Call.test.is_(False))
+    calls = session.scalars(select(Call).where(Call.test.is_(False),
+                                               Call.outcome != "in_progress")
                             .order_by(Call.started_at.desc(), Call.id.desc())
                             .limit(limit)).all()
     ids = [c.id for c in calls]

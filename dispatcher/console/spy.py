@@ -157,7 +157,10 @@ class SpyService:
                 f"PJSIP/{request.supervisor}", context=contract.CONTEXT_SPY,
                 exten=request.mode, priority=1,
                 caller_id=f'"{request.mode} {request.operator}" <{request.operator}>',
-                variables={contract.VAR_SPY_TARGET: channel},
+                # The mark makes the call log keep this call as the center's own from its
+                # first event, answered or not (the dialplan sets it again, for CEL).
+                variables={contract.VAR_SPY_TARGET: channel,
+                           contract.VAR_SUPERVISION: request.mode},
                 originate_timeout_ms=RING_MS)
         except Exception as exc:
             log.warn("supervisor {sup} {mode} on desk {op} ({channel}): the PBX refused: "

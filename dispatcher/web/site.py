@@ -79,6 +79,11 @@ TEXT = {
             "none": "tanpa rekaman", "idle": "—",
             "ringing_you": "Telepon Anda berdering: angkat untuk {mode} meja {desk}.",
             "refused": "Ditolak",
+            "outcomes": {
+                "answered": "dijawab", "abandoned_ivr": "ditutup di menu",
+                "abandoned_queue": "ditutup saat antre", "unanswered": "tak terjawab",
+                "dropped": "terputus",
+            },
         },
     },
     "en": {
@@ -106,6 +111,11 @@ TEXT = {
             "none": "no recording", "idle": "—",
             "ringing_you": "Your phone rings: answer it to {mode} desk {desk}.",
             "refused": "Refused",
+            "outcomes": {
+                "answered": "answered", "abandoned_ivr": "hung up in the menu",
+                "abandoned_queue": "hung up waiting", "unanswered": "unanswered",
+                "dropped": "cut off",
+            },
         },
     },
 }

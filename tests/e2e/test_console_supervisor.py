@@ -149,112 +149,6 @@ def _supervisions(server: SiagaProcess) -> list[tuple[str, str, str, str]]:
         engine.dispose()
 
 
-def test_given_an_operators_call_when_a_supervisor_listens_then_whispers_then_heard_as_meant(
-        center: SiagaProcess, phones, tmp_path: Path) -> None:  # noqa: ANN001
-    """Operator 201 talks with a citizen. An operator's session asking to listen gets 403
-    and nothing rings. Supervisor 290 listens: hears the citizen's and the operator's tones,
-    and neither of them hears the supervisor's. Then whispers: the operator hears the
-    supervisor, the citizen does not. Each use is in the call log and the server's log; the
-    supervisor's page shows the desk's call, in Chromium."""
-    creds = ensure_credentials(center.center)
-    operator = _phone(phones, center, "201", creds.password("201"))
-    supervisor = _phone(phones, center, "290", creds.password("290"))
-    watch = center.ami()
-    try:
-        citizen_call, operator_call = _hotline_call(phones, center, "081234560001", operator)
-
-        # An operator may not: refused before anything reaches the PBX.
-        intruder = Session(center, "202")
-        status, doc = intruder.spy("201", "listen")
-        assert (status, doc["error"]) == (403, "forbidden"), doc
-
-        boss = Session(center, "290")
-        status, doc = boss.spy("201", "listen")
-        assert status == 200, doc
-        assert doc["channel"].startswith("PJSIP/201-") and doc["mode"] == "listen"
-        citizens_call = doc["linkedid"]
-        listening = supervisor.answer(30)
-        # The supervisor's phone rang once, for this request: the operator's made no call
-        # (it would have come first: the server sends every action on one AMI connection).
-        def rung() -> list[dict[str, str]]:
-            return [e for e in watch.matching("Newchannel")
-                    if e.get("Channel", "").startswith("PJSIP/290-")]
-
-        wait_for(rung, 10, "the supervisor's channel on AMI")
-        assert len(rung()) == 1, rung()
-        tones_of = {"citizen": CITIZEN_TONE, "operator": OPERATOR_TONE,
-                    "supervisor": SUPERVISOR_TONE}
-        parties = {"citizen": citizen_call, "operator": operator_call, "supervisor": listening}
-        heard = _until_heard(phones, parties, tones_of, lambda p: (
-            _share(p["supervisor"], CITIZEN_TONE) > 0.5
-            and _share(p["supervisor"], OPERATOR_TONE) > 0.5), "the supervisor to hear both")
-        assert _share(heard["citizen"], OPERATOR_TONE) > 0.5  # the call itself still works
-        assert _share(heard["operator"], CITIZEN_TONE) > 0.5
-        assert _share(heard["citizen"], SUPERVISOR_TONE) < 0.05, "the citizen heard the spy"
-        assert _share(heard["operator"], SUPERVISOR_TONE) < 0.05, "the operator heard the spy"
-        listening.hangup()
-        listening.wait_disconnected(10)
-
-        status, doc = boss.spy("201", "whisper")
-        assert status == 200, doc
-        whispering = supervisor.answer(30)
-        parties["supervisor"] = whispering
-        heard = _until_heard(phones, parties, tones_of,
-                             lambda p: _share(p["operator"], SUPERVISOR_TONE) > 0.5,
-                             "the operator to hear the supervisor's whisper")
-        assert _share(heard["citizen"], SUPERVISOR_TONE) < 0.05, "the citizen heard a whisper"
-        assert _share(heard["citizen"], OPERATOR_TONE) > 0.5
-
-        _page_shows_the_call(center, "081234560001")
-        whispering.hangup()
-        whispering.wait_disconnected(10)
-    finally:
-        watch.close()
-    assert _supervisions(center) == [("290", "201", "listen", "originated"),
-                                     ("290", "201", "whisper", "originated")]
-    assert "supervisor 290 whisper on desk 201" in center.output()
-    # The spy calls are the center's own in the call log: kept, never a citizen's call.
-    seen: list[list[tuple[str, str, int]]] = [[]]
-
-    def spy_calls_ended() -> bool:
-        seen[0] = [row for row in _calls(center) if row[0] != citizens_call]
-        return len(seen[0]) == 2 and all(outcome != "in_progress" for _, outcome, _ in seen[0])
-
-    try:
-        wait_for(spy_calls_ended, 20, "the spy calls logged")
-    except TimeoutError as exc:
-        raise AssertionError(f"spy calls in the log: {seen[0]}") from exc
-    assert [test for _, _, test in seen[0]] == [1, 1], seen[0]
-
-
-def _page_shows_the_call(center: SiagaProcess, number: str) -> None:
-    """The supervisor's page in Chromium: desk 201 on a call with the citizen's number, its
-    duration counting, the three buttons; its final state saved as the screenshot."""
-    from selenium.webdriver.common.by import By
-
-    base = f"http://{center.center.http.host}:{center.center.http.port}"
-    password = ensure_credentials(center.center).console_passwords["290"]
-    with chromium() as browser:
-        browser.get(base + "/supervisor")
-        wait_for(lambda: "/login" in browser.current_url, 10, "the login page")
-        browser.find_element(By.ID, "extension").send_keys("290")
-        browser.find_element(By.ID, "password").send_keys(password)
-        browser.find_element(By.ID, "login").click()
-        wait_for(settled(lambda: browser.current_url.startswith(base + "/supervisor")
-                         and browser.find_element(By.TAG_NAME, "body")
-                         .get_attribute("data-loaded")), 15, "the supervisor's page")
-        row = '#desks tr[data-extension="201"]'
-        wait_for(settled(lambda: browser.find_element(By.CSS_SELECTOR, row + " .caller").text
-                         == number), 15, "desk 201's call on the page")
-        wait_for(settled(lambda: browser.find_element(By.CSS_SELECTOR, row + " .duration")
-                         .text not in ("", "0:00")), 15, "the call's duration")
-        buttons = browser.find_elements(By.CSS_SELECTOR, row + " button.spy")
-        assert [b.get_attribute("data-mode") for b in buttons] == ["listen", "whisper", "barge"]
-        assert browser.find_element(By.ID, "nav-supervisor").text == "Pengawas"
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOT))
-
-
 def test_given_a_recorded_call_when_a_supervisor_plays_it_then_ranges_and_nothing_else(
         center: SiagaProcess, phones) -> None:  # noqa: ANN001
     """A hotline call is recorded. The supervisor's list names it; a Range request gets 206
@@ -303,6 +197,8 @@ def test_given_a_recorded_call_when_a_supervisor_plays_it_then_ranges_and_nothin
     assert refused.status == 403
     assert json.loads(refused.body)["error"] == "forbidden"  # type: ignore[attr-defined]
 
+    _page_plays(center, call["id"])  # type: ignore[index]
+
     for path in ("/console/api/recording?call=../../../../etc/passwd",
                  f"/console/api/recording?call={call['id']}&path=/etc/passwd",  # type: ignore[index]
                  "/console/api/recording?file=/etc/passwd",
@@ -312,3 +208,156 @@ def test_given_a_recorded_call_when_a_supervisor_plays_it_then_ranges_and_nothin
         assert answer.status in (400, 404), (path, answer.status)
         assert answer.getheader("Content-Type", "").startswith("application/json"), path
         assert b"root:" not in answer.body, path  # type: ignore[attr-defined]
+
+
+def test_given_an_operators_call_when_a_supervisor_listens_whispers_barges_then_heard_as_meant(
+        center: SiagaProcess, phones, tmp_path: Path) -> None:  # noqa: ANN001
+    """Operator 201 talks with a citizen. An operator's session asking to listen gets 403
+    and nothing rings. Supervisor 290 listens: hears the citizen's and the operator's tones,
+    and neither of them hears the supervisor's. Then whispers: the operator hears the
+    supervisor, the citizen does not. Then barges in: both hear the supervisor. Each use is
+    in the call log (the spy calls kept as the center's own, out of the reports) and the
+    server's log; the supervisor's page shows the desk's call, in Chromium."""
+    creds = ensure_credentials(center.center)
+    earlier = {linkedid for linkedid, _, _ in _calls(center)}
+    operator = _phone(phones, center, "201", creds.password("201"))
+    supervisor = _phone(phones, center, "290", creds.password("290"))
+    watch = center.ami()
+    try:
+        citizen_call, operator_call = _hotline_call(phones, center, "081234560001", operator)
+
+        # An operator may not: refused before anything reaches the PBX.
+        intruder = Session(center, "202")
+        status, doc = intruder.spy("201", "listen")
+        assert (status, doc["error"]) == (403, "forbidden"), doc
+
+        boss = Session(center, "290")
+        status, doc = boss.spy("201", "listen")
+        assert status == 200, doc
+        assert doc["channel"].startswith("PJSIP/201-") and doc["mode"] == "listen"
+        citizens_call = doc["linkedid"]
+        listening = supervisor.answer(30)
+        # The supervisor's phone rang once, for this request: the operator's made no call
+        # (it would have come first: the server sends every action on one AMI connection).
+        def rung() -> list[dict[str, str]]:
+            return [e for e in watch.matching("Newchannel")
+                    if e.get("Channel", "").startswith("PJSIP/290-")]
+
+        wait_for(rung, 10, "the supervisor's channel on AMI")
+        assert len(rung()) == 1, rung()
+        tones_of = {"citizen": CITIZEN_TONE, "operator": OPERATOR_TONE,
+                    "supervisor": SUPERVISOR_TONE}
+        parties = {"citizen": citizen_call, "operator": operator_call, "supervisor": listening}
+        heard = _until_heard(phones, parties, tones_of, lambda p: (
+            _share(p["supervisor"], CITIZEN_TONE) > 0.5
+            and _share(p["supervisor"], OPERATOR_TONE) > 0.5), "the supervisor to hear both")
+        assert _share(heard["citizen"], OPERATOR_TONE) > 0.5  # the call itself still works
+        assert _share(heard["operator"], CITIZEN_TONE) > 0.5
+        assert _share(heard["citizen"], SUPERVISOR_TONE) < 0.05, "the citizen heard the spy"
+        assert _share(heard["operator"], SUPERVISOR_TONE) < 0.05, "the operator heard the spy"
+        listening.hangup()
+        listening.wait_disconnected(10)
+
+        status, doc = boss.spy("201", "whisper")
+        assert status == 200, doc
+        whispering = supervisor.answer(30)
+        parties["supervisor"] = whispering
+        heard = _until_heard(phones, parties, tones_of,
+                             lambda p: _share(p["operator"], SUPERVISOR_TONE) > 0.5,
+                             "the operator to hear the supervisor's whisper")
+        assert _share(heard["citizen"], SUPERVISOR_TONE) < 0.05, "the citizen heard a whisper"
+        assert _share(heard["citizen"], OPERATOR_TONE) > 0.5
+
+        whispering.hangup()
+        whispering.wait_disconnected(10)
+
+        status, doc = boss.spy("201", "barge")
+        assert status == 200, doc
+        parties["supervisor"] = supervisor.answer(30)
+        _until_heard(phones, parties, tones_of, lambda p: (
+            _share(p["operator"], SUPERVISOR_TONE) > 0.5
+            and _share(p["citizen"], SUPERVISOR_TONE) > 0.5), "both to hear the barge")
+        _page_shows_the_call(center, "081234560001", supervisor)
+        parties["supervisor"].hangup()
+        parties["supervisor"].wait_disconnected(10)
+    finally:
+        watch.close()
+    assert _supervisions(center) == [("290", "201", "listen", "originated"),
+                                     ("290", "201", "whisper", "originated"),
+                                     ("290", "201", "barge", "originated"),
+                                     ("290", "201", "listen", "originated")]
+    assert "supervisor 290 whisper on desk 201" in center.output()
+    # The spy calls are the center's own in the call log: kept, never a citizen's call.
+    seen: list[list[tuple[str, str, int]]] = [[]]
+
+    def spy_calls_ended() -> bool:
+        seen[0] = [row for row in _calls(center)
+                   if row[0] != citizens_call and row[0] not in earlier]
+        return len(seen[0]) == 4 and all(outcome != "in_progress" for _, outcome, _ in seen[0])
+
+    try:
+        wait_for(spy_calls_ended, 20, "the spy calls logged")
+    except TimeoutError as exc:
+        raise AssertionError(f"spy calls in the log: {seen[0]}") from exc
+    assert [test for _, _, test in seen[0]] == [1, 1, 1, 1], seen[0]
+
+
+def _log_in(browser, center: SiagaProcess) -> str:  # noqa: ANN001
+    """Supervisor 290 logs in on /supervisor; the site's base URL."""
+    from selenium.webdriver.common.by import By
+
+    base = f"http://{center.center.http.host}:{center.center.http.port}"
+    password = ensure_credentials(center.center).console_passwords["290"]
+    browser.get(base + "/supervisor")
+    wait_for(lambda: "/login" in browser.current_url, 10, "the login page")
+    browser.find_element(By.ID, "extension").send_keys("290")
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login").click()
+    wait_for(settled(lambda: browser.current_url.startswith(base + "/supervisor")
+                     and browser.find_element(By.TAG_NAME, "body")
+                     .get_attribute("data-loaded")), 15, "the supervisor's page")
+    return base
+
+
+def _page_plays(center: SiagaProcess, call_id: int) -> None:
+    """In Chromium, the call's Play button loads its recording into the page's <audio>
+    (the browser's own range requests): it knows the recording's length."""
+    from selenium.webdriver.common.by import By
+
+    with chromium("--autoplay-policy=no-user-gesture-required") as browser:
+        _log_in(browser, center)
+        button = f'#recent-calls tr[data-call="{call_id}"] button.play'
+        wait_for(settled(lambda: browser.find_element(By.CSS_SELECTOR, button)), 15,
+                 "the call's Play button")
+        browser.find_element(By.CSS_SELECTOR, button).click()
+        duration = wait_for(lambda: browser.execute_script(
+            "const p = document.getElementById('player');"
+            "return p.readyState >= 1 && p.duration > 0 ? p.duration : 0;"), 15,
+            "the recording to load in the page")
+        assert 0.5 < duration < 60, duration  # type: ignore[operator]
+
+
+def _page_shows_the_call(center: SiagaProcess, number: str, phone) -> None:  # noqa: ANN001
+    """The supervisor's page in Chromium: desk 201 on a call with the citizen's number, its
+    duration counting, the three buttons; "Listen" rings the supervisor's ``phone`` (which
+    declines); the page's final state saved as the screenshot."""
+    from selenium.webdriver.common.by import By
+
+    with chromium() as browser:
+        _log_in(browser, center)
+        row = '#desks tr[data-extension="201"]'
+        wait_for(settled(lambda: browser.find_element(By.CSS_SELECTOR, row + " .caller").text
+                         == number), 15, "desk 201's call on the page")
+        wait_for(settled(lambda: browser.find_element(By.CSS_SELECTOR, row + " .duration")
+                         .text not in ("", "0:00")), 15, "the call's duration")
+        buttons = browser.find_elements(By.CSS_SELECTOR, row + " button.spy")
+        assert [b.get_attribute("data-mode") for b in buttons] == ["listen", "whisper", "barge"]
+        assert browser.find_element(By.ID, "nav-supervisor").text == "Pengawas"
+        buttons[0].click()
+        ringing = phone.wait_incoming(15)
+        wait_for(settled(lambda: "201" in browser.find_element(By.ID, "spy-status").text),
+                 10, "the page to say the supervisor's phone rings")
+        ringing.hangup()
+        ringing.wait_disconnected(10)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOT))

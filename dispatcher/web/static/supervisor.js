@@ -125,7 +125,8 @@
       tr.dataset.call = String(call.id);
       cell(tr, call.started_at ? new Date(call.started_at * 1000).toLocaleString() : "");
       cell(tr, call.caller || "?");
-      cell(tr, call.outcome);
+      cell(tr, Object.hasOwn(TEXT.outcomes, call.outcome) ? TEXT.outcomes[call.outcome] :
+        call.outcome);
       cell(tr, call.duration_s === null ? "" : seconds(Math.round(call.duration_s)));
       const td = cell(tr, call.recording ? "" : TEXT.none);
       if (call.recording) {

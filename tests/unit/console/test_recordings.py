@@ -70,10 +70,10 @@ def sessions() -> Iterator[sessionmaker[Session]]:
 
 
 def _call(sessions: sessionmaker[Session], linkedid: str, *paths: str, test: bool = False,
-          minutes: int = 0) -> int:
+          minutes: int = 0, outcome: str = "answered") -> int:
     with db.transaction(sessions) as session:
         call = Call(linkedid=linkedid, caller_number="0811", started_at=T0 + dt.timedelta(
-            minutes=minutes), outcome="answered", test=test)
+            minutes=minutes), outcome=outcome, test=test)
         call.recordings = [Recording(path=p, channel="PJSIP/x-1", started_at=T0)
                            for p in paths]
         session.add(call)
@@ -120,11 +120,12 @@ def test_given_no_recording_when_asked_then_refused(sessions: sessionmaker[Sessi
 
 def test_given_calls_when_listed_then_newest_first_without_test_calls(
         sessions: sessionmaker[Session], tmp_path: Path) -> None:
-    """The supervisor's list: newest first, whether each has a recording, never the
-    center's own calls (self-test, supervisors' spy calls)."""
+    """The supervisor's list: finished calls, newest first, whether each has a recording,
+    never the center's own calls (self-test, supervisors' spy calls)."""
     old = _call(sessions, "4.1", str(tmp_path / "4.1.wav"), minutes=1)
-    new = _call(sessions, "4.2", minutes=2)
+    new = _call(sessions, "4.2", minutes=2, outcome="abandoned_queue")
     _call(sessions, "4.3", minutes=3, test=True)
+    _call(sessions, "4.4", minutes=4, outcome="in_progress")
     with sessions() as session:
         listed = recent_calls(session)
     assert [(c["id"], c["recording"]) for c in listed] == [(new, False), (old, True)]

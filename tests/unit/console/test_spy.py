@@ -74,7 +74,8 @@ def test_given_a_supervisor_when_spying_then_their_phone_is_rung_into_the_mode(
     [sent] = ami.originates
     assert sent["channel"] == "PJSIP/290"
     assert (sent["context"], sent["exten"], sent["priority"]) == (contract.CONTEXT_SPY, mode, 1)
-    assert sent["variables"] == {contract.VAR_SPY_TARGET: "PJSIP/201-0000000b"}
+    assert sent["variables"] == {contract.VAR_SPY_TARGET: "PJSIP/201-0000000b",
+                                 contract.VAR_SUPERVISION: mode}
     assert "application" not in sent and "data" not in sent
     assert contract.SPY_MODES[mode] == options
     [row] = writer.rows
