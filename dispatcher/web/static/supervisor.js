@@ -46,7 +46,7 @@
         status(TEXT.refused + ": " + (doc.reason || doc.error || answer.status), true);
         return;
       }
-      status(TEXT.ringing_you.replace("{mode}", TEXT[mode]).replace("{desk}", extension),
+      status(TEXT.ringing_you.replace("{mode}", TEXT[mode].toLowerCase()).replace("{desk}", extension),
              false);
     } catch (err) {
       status(TEXT.refused + ": " + String(err), true);
