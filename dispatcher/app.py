@@ -417,9 +417,8 @@ class SiagaServer(MultiService):
     def get_spy(self) -> SpyService:
         """Supervisors' listen, whisper and barge (ChanSpy from their own phone), each use
         written to the call log."""
-        center = self.center
-        return SpyService(self.get_ami(), self.get_model(), lambda: center.supervisors,
-                          lambda: tuple(op.extension for op in center.operators),
+        return SpyService(self.get_ami(), self.get_model(), lambda: self.center.supervisors,
+                          lambda: tuple(op.extension for op in self.center.operators),
                           self.get_calllog().writer.submit_retrying, self.reactor.seconds)
 
     @part

@@ -210,3 +210,34 @@ def test_given_a_supervisor_when_posting_spy_then_the_phone_rings_or_a_reason(
     status, doc = _spy(world, SUPERVISOR, {"extension": "202", "mode": "listen"}, token)
     assert (status, doc["error"]) == (409, "no_call")
     assert len(world.ami.originates) == 1
+
+
+def test_given_each_role_when_opening_the_supervisor_page_then_only_supervisors(
+        tmp_path: Path) -> None:
+    """/supervisor: a supervisor gets the page (and the link in the header), an operator a
+    403 JSON and no link, nobody logged in the login page."""
+    from twisted.internet import task
+
+    from dispatcher.config import load_center
+    from dispatcher.credentials import ensure_credentials
+    from dispatcher.web.site import build_site
+    from tests.harness import EXAMPLE_CONFIG
+    from tests.unit.web.test_web_console import Client
+
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    creds = ensure_credentials(center)
+    clock = task.Clock()
+    clock.advance(1_800_000_000)
+    site = build_site(center, creds, clock.seconds, wallboard=dict,
+                      reports=lambda query: defer.succeed(("text/csv", "")))
+    assert Client(site).request("GET", "/supervisor").status == 302
+    supervisor, operator = Client(site), Client(site)
+    sup, op = center.supervisors[0], center.operators[0].extension
+    supervisor.login(sup, creds.console_passwords[sup])
+    operator.login(op, creds.console_passwords[op])
+    page = supervisor.request("GET", "/supervisor")
+    assert page.status == 200 and b'id="desks"' in page.body
+    assert b'href="/supervisor"' in page.body and b"/static/supervisor.js" in page.body
+    refused = operator.request("GET", "/supervisor")
+    assert refused.status == 403 and refused.json()["error"] == "forbidden"
+    assert b'href="/supervisor"' not in operator.request("GET", "/wallboard").body
