@@ -83,6 +83,7 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     console_spy.NotASupervisor: Refusal(403, "not_a_supervisor"),
     console_spy.UnknownDesk: Refusal(404, "unknown_desk"),
     console_spy.NothingToSpyOn: Refusal(409, "no_call"),
+    console_spy.PhoneAway: Refusal(409, "phone_unavailable"),
     console_recordings.NoRecording: Refusal(404, "no_recording"),
 }
 

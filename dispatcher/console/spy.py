@@ -34,8 +34,9 @@ from dialplans import contract
 from dispatcher.console.calls import ConsoleError, desk_channels
 from pbx.ami.model import LiveModel
 
-__all__ = ["MODES", "NotASupervisor", "NothingToSpyOn", "SpyRefused", "SpyRequest",
-           "SpyService", "UnknownDesk", "record_supervision", "spy_target"]
+__all__ = ["MODES", "NotASupervisor", "NothingToSpyOn", "PhoneAway", "SpyRefused",
+           "SpyRequest", "SpyService", "UnknownDesk", "phone_away", "record_supervision",
+           "spy_target"]
 
 log = Logger(namespace="dispatcher.console.spy")
 
@@ -61,6 +62,22 @@ class UnknownDesk(ConsoleError):
 
 class NothingToSpyOn(ConsoleError):
     """The operator's phone is in no call right now."""
+
+
+class PhoneAway(ConsoleError):
+    """The supervisor's own phone is not registered: nothing would ring."""
+
+
+# Device states that say a PJSIP endpoint has no phone to ring.
+_AWAY = {"UNAVAILABLE", "INVALID"}
+
+
+def phone_away(model: LiveModel, extension: str) -> bool:
+    """True when the model knows ``extension``'s phone is not registered (no contact, and a
+    device state saying so); unknown counts as there (the Originate then tells)."""
+    endpoint = model.endpoints.get(extension)
+    return bool(endpoint is not None and not endpoint.contacts
+                and endpoint.device_state in _AWAY)
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,9 @@ class SpyService:
         if request.mode not in MODES:
             raise SpyRefused(f"mode must be one of {', '.join(MODES)}")
         channel, linkedid = spy_target(self.model, request.operator)
+        if phone_away(self.model, request.supervisor):
+            raise PhoneAway(f"your phone ({request.supervisor}) is not registered: "
+                            "register it, then try again")
         at = self.clock()
         try:
             yield self.ami.originate(

@@ -11,6 +11,7 @@ from dialplans import contract
 from dispatcher.console.spy import (
     NotASupervisor,
     NothingToSpyOn,
+    PhoneAway,
     SpyRefused,
     SpyRequest,
     SpyService,
@@ -121,3 +122,17 @@ def test_given_a_ringing_desk_when_targeted_then_its_channel_and_a_talking_one_f
     model.handle({"Event": "Newchannel", "Uniqueid": "1800000001.1", "Linkedid": "1800000001.1",
                   "Channel": "PJSIP/201-0000000c"})  # a second, newer, unbridged channel
     assert spy_target(model, "201")[0] == "PJSIP/201-0000000b"
+
+
+def test_given_the_supervisors_phone_unregistered_when_spying_then_refused_first() -> None:
+    """Asterisk says the supervisor's phone is unavailable: refused with a reason, nothing
+    originated (the page would otherwise say "your phone rings"); once it registers, rung."""
+    model = model_with_call("201")
+    model.handle({"Event": "DeviceStateChange", "Device": "PJSIP/290", "State": "UNAVAILABLE"})
+    spy, ami, writer = service(model)
+    failure = result_of(spy.start(SpyRequest("290", "201", "listen")))
+    assert isinstance(failure.value, PhoneAway)  # type: ignore[attr-defined]
+    assert ami.originates == [] and writer.rows == []
+    model.handle({"Event": "ContactStatus", "EndpointName": "290", "AOR": "290",
+                  "URI": "sip:290@127.0.0.1:5070", "ContactStatus": "Created"})
+    assert result_of(spy.start(SpyRequest("290", "201", "listen")))["mode"] == "listen"  # type: ignore[index]
