@@ -51,7 +51,7 @@ from dispatcher.retention.service import RetentionService
 from dispatcher.selftest.service import SelfTestService
 from dispatcher.selftest.wiring import build_selftest
 from dispatcher.tls import https_options, install_for_asterisk
-from dispatcher.web.console_supervisor import supervisor_endpoints
+from dispatcher.web.console_supervisor import pool_reads, supervisor_endpoints
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -398,20 +398,11 @@ class SiagaServer(MultiService):
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
         ``dispatcher.web.console_api.ConsoleEndpoint``, given the parts it acts with)."""
         endpoints: dict[str, Resource] = {}
-        endpoints.update(supervisor_endpoints(console, self.get_spy(), self._read,
-                                              self.center.recordings_dir))
+        endpoints.update(supervisor_endpoints(
+            console, self.get_spy(), pool_reads(self.reactor, self.get_readers().pool,
+                                                self.get_calllog().sessions),
+            self.center.recordings_dir))
         return endpoints
-
-    def _read(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
-        """``fn(session, *args)`` in the readers' pool, in a transaction (the console's
-        reads: never on the reactor, never in the writer's way)."""
-        sessions = self.get_calllog().sessions
-
-        def work() -> Any:  # noqa: ANN401
-            with transaction(sessions) as session:
-                return fn(session, *args)
-
-        return threads.deferToThreadPool(self.reactor, self.get_readers().pool, work)
 
     @part
     def get_spy(self) -> SpyService:

@@ -37,7 +37,8 @@ from dispatcher.console.recordings import (
 from dispatcher.console.spy import SpyRequest, SpyService
 from dispatcher.web.console_api import ConsoleEndpoint, json_object, reply_later
 
-__all__ = ["RecentCallsEndpoint", "RecordingEndpoint", "SpyEndpoint", "supervisor_endpoints"]
+__all__ = ["FileRange", "RecentCallsEndpoint", "RecordingEndpoint", "SpyEndpoint", "pool_reads",
+           "supervisor_endpoints"]
 
 log = Logger(namespace="dispatcher.web.console_supervisor")
 
@@ -212,6 +213,23 @@ class RecordingEndpoint(ConsoleEndpoint):
             request.finish()
             return
         FileRange(request, handle, first, length).start()
+
+
+def pool_reads(reactor: Any, pool: Any, sessions: Any) -> Reads:  # noqa: ANN401
+    """Reads for the endpoints: ``fn(session, *args)`` in ``pool`` (a thread pool), in a
+    transaction of ``sessions``: never on the reactor, never in the call log writer's way."""
+    from twisted.internet.threads import deferToThreadPool
+
+    from dispatcher.calllog.db import transaction
+
+    def run(fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        def work() -> Any:  # noqa: ANN401
+            with transaction(sessions) as session:
+                return fn(session, *args)
+
+        return deferToThreadPool(reactor, pool, work)
+
+    return run
 
 
 def supervisor_endpoints(console: Any, spy: SpyService, reads: Reads,  # noqa: ANN401
