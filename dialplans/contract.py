@@ -95,6 +95,9 @@ CONTEXT_CONSOLE_AGENCY = "siaga-console-agency"
 CONTEXT_ALERTS = "siaga-alerts"
 CONTEXT_ALERTS_OPERATOR = "siaga-alerts-operator"
 CONTEXT_ALERTS_CITIZEN = "siaga-alerts-citizen"
+#: A supervisor's phone listening to, whispering to or barging into an operator's call
+#: (originated by the server, dispatcher.console.spy; one extension per mode).
+CONTEXT_SPY = "siaga-spy"
 
 #: Every fixed context of extensions.conf (the per-agency and per-language ones aside).
 CONTEXTS = (
@@ -104,6 +107,7 @@ CONTEXTS = (
     CONTEXT_QUEUE_CODES, CONTEXT_ADD_CONTACT, CONTEXT_STAFF_EXTENSIONS, CONTEXT_OPERATORS,
     CONTEXT_AGENCIES, CONTEXT_BUTTONS, CONTEXT_SELFTEST, CONTEXT_ALERTS,
     CONTEXT_ALERTS_OPERATOR, CONTEXT_ALERTS_CITIZEN, CONTEXT_CONSOLE, CONTEXT_CONSOLE_AGENCY,
+    CONTEXT_SPY,
 )
 
 # Extensions the server sends channels to, in CONTEXT_CONFERENCE and in CONTEXT_ALERTS.
@@ -113,6 +117,12 @@ EXTEN_CITIZEN = "citizen"  # the citizen's side
 EXTEN_HELD = "held"  # the citizen on hold (music on hold)
 EXTEN_HOLDING = "holding"  # the operator's leg while the citizen is held
 EXTEN_CONSULT = "consult"  # the operator's leg calls an agency while the citizen is held
+
+#: The supervisor's modes in CONTEXT_SPY (each an extension there) and ChanSpy's options
+#: for each: q no beep nor name spoken, E end when the operator's channel hangs up, S end
+#: when there is nothing to spy on; w the operator hears the supervisor (the citizen does
+#: not), B both hear the supervisor.
+SPY_MODES = {"listen": "qES", "whisper": "qESw", "barge": "qESB"}
 
 
 def agency_context(key: str) -> str:
@@ -152,6 +162,10 @@ VAR_ATTEMPT = "SIAGA_ATTEMPT"  # the alert callback's attempt number
 VAR_QUEUE_PRIO = "SIAGA_QUEUE_PRIO"  # the alert callback's queue priority
 VAR_CITIZEN_DIAL = "SIAGA_CITIZEN_DIAL"  # the alert callback's citizen dial string
 VAR_CITIZEN_RING = "SIAGA_CITIZEN_RING"  # and how long it rings
+VAR_SPY_TARGET = "SIAGA_SPY_TARGET"  # the operator's channel a supervisor spies on
+#: Call-log mark on a supervisor's spy call (its mode): the center's own call, not a
+#: citizen's, kept out of the reports (the supervisions table says what it was).
+VAR_SUPERVISION = "SIAGA_SUPERVISION"
 #: The Asterisk global holding the server's per-boot event key (pbx.ami.attribution).
 VAR_EVENT_KEY = "SIAGA_EVENT_KEY"
 #: The SIP Call-ID of a citizen's INVITE that carried a Geolocation header (letters,
@@ -165,7 +179,7 @@ VARIABLES = (
     VAR_AGENCY, VAR_QUEUE, VAR_QUEUE_EXIT, VAR_RECORDING, VAR_CONF_AGENCY, VAR_CONSOLE_AGENCY,
     VAR_CONSOLE_CITIZEN, VAR_CONSOLE_DONE, VAR_HELD, VAR_CALLBACK_ID,
     VAR_CALLBACK_TARGET, VAR_INCIDENT, VAR_ATTEMPT, VAR_QUEUE_PRIO, VAR_CITIZEN_DIAL,
-    VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SIP_CALL_ID,
+    VAR_CITIZEN_RING, VAR_EVENT_KEY, VAR_SIP_CALL_ID, VAR_SPY_TARGET, VAR_SUPERVISION,
 )
 
 # The call log's marks: ``SIAGA_<NAME>`` set with Set() (AMI VarSet) or CELGenUserEvent.
@@ -181,6 +195,7 @@ MARK_NAMES = (
     "RECORDING",
     "FROM",
     "TEST",
+    "SUPERVISION",
 )
 
 # ---- user events ----------------------------------------------------------------------------

@@ -41,10 +41,12 @@ from dispatcher.calllog.journey import Directory, JourneyRecord
 from dispatcher.calllog.service import CallLogService
 from dispatcher.config.model import Center
 from dispatcher.console.actions import ConsoleActions
+from dispatcher.console.floor import TalkClock, desks_source
 from dispatcher.console.handoffs import HandoffBoard
 from dispatcher.console.location import CardLocations, sip_row
 from dispatcher.console.pidf import SipLocation
 from dispatcher.console.sip_location import HepListener, SipLocations
+from dispatcher.console.spy import SpyService
 from dispatcher.console.views import ConsoleViews, publish_console
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
@@ -61,6 +63,7 @@ from dispatcher.web.console_call import CallEndpoint
 from dispatcher.web.console_desk import CallbackNowEndpoint, DeskEndpoint
 from dispatcher.web.console_incident import CaseParts, FlaggedPage, incident_endpoints
 from dispatcher.web.console_location import LocationEndpoint
+from dispatcher.web.console_supervisor import pool_reads, supervisor_endpoints
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub
@@ -429,6 +432,10 @@ class SiagaServer(MultiService):
         endpoints["location"] = LocationEndpoint(console, self.get_card_locations())
         endpoints.update(incident_endpoints(console, self.get_case_parts()))
         endpoints["call"] = CallEndpoint(console, self.get_console_actions())
+        endpoints.update(supervisor_endpoints(
+            console, self.get_spy(), pool_reads(self.reactor, self.get_readers().pool,
+                                                self.get_calllog().sessions),
+            self.center.recordings_dir))
         return endpoints
 
     def console_pages(self, console: Console) -> dict[str, Resource]:
@@ -478,6 +485,21 @@ class SiagaServer(MultiService):
                              self.reactor.seconds, incident_of, sip.of_call)
 
     @part
+    def get_spy(self) -> SpyService:
+        """Supervisors' listen, whisper and barge (ChanSpy from their own phone), each use
+        written to the call log."""
+        return SpyService(self.get_ami(), self.get_model(), lambda: self.center.supervisors,
+                          lambda: tuple(op.extension for op in self.center.operators),
+                          self.get_calllog().writer.submit_retrying, self.reactor.seconds)
+
+    @part
+    def get_talk_clock(self) -> TalkClock:
+        """When each desk's call began talking (for the supervisor's durations)."""
+        talk = TalkClock(self.reactor.seconds)
+        self.get_ami().subscribe_all(talk.on_event)
+        return talk
+
+    @part
     def get_push(self) -> PushHub:
         """The live push channel (/events): pages follow the wallboard as AMI events, the
         model's resyncs and the callback list change it, and the incidents as their feed
@@ -490,6 +512,10 @@ class SiagaServer(MultiService):
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
         self.get_callbacks().on_change = lambda _entry: (push.changed("wallboard"),
                                                          push.changed("console"))
+        push.add_view("desks", desks_source(self.get_model(), center, reactor.seconds,
+                                            self.get_talk_clock()))
+        self.get_ami().subscribe_all(lambda _event: push.changed("desks"))
+        self.get_model_sync().on_resynced(lambda _model: push.changed("desks"))
         feed = self.get_alerts().feed
         push.add_view("incidents", incidents_source(feed))
         feed.listeners.append(lambda _item: push.changed("incidents"))

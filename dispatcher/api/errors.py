@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from dispatcher.alerts import errors as alerts
 from dispatcher.console import desk_actions
 from dispatcher.console import incidents as console_case
+from dispatcher.console import recordings as console_recordings
+from dispatcher.console import spy as console_spy
 from dispatcher.console.actions import NotNow, UnknownAction, UnknownAgency
 from dispatcher.console.calls import NotYourCall
 from dispatcher.console.location import BadLinkedid
@@ -94,6 +96,12 @@ HTTP_REFUSALS: dict[type[Exception], Refusal] = {
     UnknownAction: Refusal(400, "unknown_action"),
     UnknownAgency: Refusal(422, "unknown_agency"),
     NotNow: Refusal(409, "not_now"),
+    console_spy.SpyRefused: Refusal(422, "invalid_field"),
+    console_spy.NotASupervisor: Refusal(403, "not_a_supervisor"),
+    console_spy.UnknownDesk: Refusal(404, "unknown_desk"),
+    console_spy.NothingToSpyOn: Refusal(409, "no_call"),
+    console_spy.PhoneAway: Refusal(409, "phone_unavailable"),
+    console_recordings.NoRecording: Refusal(404, "no_recording"),
 }
 
 

@@ -33,6 +33,9 @@ the CEL file, and as an AMI ``CEL`` event when ``cel_manager`` is on), with NAME
   sets ``MIXMONITOR_FILENAME`` itself)
 * ``SIAGA_TEST``      value ``1``: the center's own self-test call (set only in the dialplan's
   ``selftest`` context, which only the authenticated self-test endpoint reaches)
+* ``SIAGA_SUPERVISION`` value ``listen|whisper|barge``: a supervisor's spy call, also the
+  center's own (set only in the ``siaga-spy`` context, which only the server's Originate
+  reaches); kept as a test call is, out of the reports
 
 Without the QUEUE marks, CEL reconciliation still finds the queue from the application the
 citizen's channel was running (the ``appname`` of its records); the marks make it exact. DTMF

@@ -59,6 +59,11 @@ def describe(record: JourneyRecord, t: float, name: str, value: str) -> bool:
         record.sip_source = value
     elif name == "TEST":
         record.test = record.test or value == "1"
+    elif name == "SUPERVISION":
+        # A supervisor's listen/whisper/barge call: the center's own, like the self-test's,
+        # kept but never reported nor owed a callback (dispatcher.calllog.models.Supervision
+        # keeps who listened to whom).
+        record.test = True
     elif name == "INCIDENT":
         try:
             record.incident_ref = int(value)

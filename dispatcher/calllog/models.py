@@ -509,3 +509,22 @@ class CallDisposition(Base):
 
     __table_args__ = (Index("ix_call_dispositions_linkedid", "linkedid"),
                       Index("ix_call_dispositions_number", "caller_number", "disposition"))
+
+
+class Supervision(Base):
+    """A supervisor listening to, whispering to or barging into an operator's call
+    (dispatcher.console.spy): who, whom, how and when, whatever came of it."""
+
+    __tablename__ = "supervisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    supervisor: Mapped[str] = mapped_column(String(16))  # the supervisor's extension
+    operator: Mapped[str] = mapped_column(String(16))  # the operator's extension
+    mode: Mapped[str] = mapped_column(String(8))  # listen, whisper or barge
+    linkedid: Mapped[str] = mapped_column(String(64), default="")  # the call spied on
+    channel: Mapped[str] = mapped_column(String(200), default="")  # the operator's channel
+    result: Mapped[str] = mapped_column(String(16))  # originated, or failed (the PBX refused)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_supervisions_at", "at"),)

@@ -165,6 +165,21 @@ TEXT = {
                          "health": "Ambulans", "disaster": "Bencana (BPBD)",
                          "public_order": "Satpol PP", "transport": "Perhubungan"},
         },
+        # The supervisor's page (dispatcher/web/templates/supervisor.html.j2).
+        "sv": {
+            "title": "Pengawas", "desks": "Meja operator", "call": "Panggilan saat ini",
+            "duration": "Durasi", "listen": "Dengar", "whisper": "Bisiki operator",
+            "barge": "Ikut bicara", "recent": "Panggilan terakhir", "started": "Mulai",
+            "outcome": "Hasil", "recording": "Rekaman", "play": "Putar",
+            "none": "tanpa rekaman", "idle": "—",
+            "ringing_you": "Telepon Anda berdering: angkat untuk {mode} meja {desk}.",
+            "refused": "Ditolak",
+            "outcomes": {
+                "answered": "dijawab", "abandoned_ivr": "ditutup di menu",
+                "abandoned_queue": "ditutup saat antre", "unanswered": "tak terjawab",
+                "dropped": "terputus",
+            },
+        },
     },
     "en": {
         "login": "Log in", "logout": "Log out", "extension": "Extension",
@@ -256,6 +271,20 @@ TEXT = {
             "agencies": {"police": "Police", "fire": "Fire", "health": "Ambulance",
                          "disaster": "Disaster", "public_order": "Public order",
                          "transport": "Transport"},
+        },
+        "sv": {
+            "title": "Supervisor", "desks": "Operator desks", "call": "Current call",
+            "duration": "Duration", "listen": "Listen", "whisper": "Whisper",
+            "barge": "Barge in", "recent": "Recent calls", "started": "Started",
+            "outcome": "Outcome", "recording": "Recording", "play": "Play",
+            "none": "no recording", "idle": "—",
+            "ringing_you": "Your phone rings: answer it to {mode} desk {desk}.",
+            "refused": "Refused",
+            "outcomes": {
+                "answered": "answered", "abandoned_ivr": "hung up in the menu",
+                "abandoned_queue": "hung up waiting", "unanswered": "unanswered",
+                "dropped": "cut off",
+            },
         },
     },
 }
@@ -524,6 +553,16 @@ class WallboardPage(_Protected):
         return self.console.page(request, "wallboard.html.j2")
 
 
+class SupervisorPage(_Protected):
+    """The supervisor's page (``/supervisor``): every desk live (view ``desks`` on
+    ``/events``), listen/whisper/barge and recordings through ``/console/api/``."""
+
+    roles = ("supervisor",)
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        return self.console.page(request, "supervisor.html.j2")
+
+
 class WallboardData(_Protected):
     """The wallboard's figures as JSON, read once (scripts; the page itself is pushed)."""
 
@@ -664,6 +703,7 @@ def build_site(center: Center, creds: Credentials, clock: Callable[[], float],
         console_pages(console) if console_pages is not None else None))
     root.putChild(b"wallboard.json", WallboardData(console, wallboard))
     root.putChild(b"reports", ReportsPage(console, reports))
+    root.putChild(b"supervisor", SupervisorPage(console))
     root.putChild(b"static", Static())
     if push is not None:
         root.putChild(b"events", PushResource(push, console.staff, SECURITY_HEADERS))

@@ -146,7 +146,8 @@ def test_given_rendered_dialplan_then_the_extensions_the_server_calls_exist(
                (contract.CONTEXT_ALERTS, contract.EXTEN_OPERATOR),
                (contract.CONTEXT_ALERTS, contract.EXTEN_CITIZEN),
                (contract.agency_context("police"), "s"),
-               (contract.CONTEXT_TRANSFER, None)]
+               (contract.CONTEXT_TRANSFER, None),
+               *((contract.CONTEXT_SPY, mode) for mode in contract.SPY_MODES)]
     for context, exten in targets:
         assert context in contexts, context
         if exten is not None:
