@@ -115,6 +115,86 @@ def test_given_an_operator_registered_at_the_edge_when_calls_land_on_either_node
     assert heard_on == {"a", "b"}
 
 
+def most_at_once(calls: list[Call]) -> int:
+    """The most of these calls that were up (offered, ringing or talking) at one time."""
+    edges = sorted([(c.created_at, 1) for c in calls]
+                   + [(c.disconnected_at, -1) for c in calls if c.disconnected_at is not None])
+    most = now = 0
+    for _at, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def desk_refusals(scaleout: ScaleOut, extension: str) -> int:
+    """How many times the edge refused a node's call to this operator (busy elsewhere)."""
+    return scaleout.edge_log().count(f"operator {extension} busy with a call from another node")
+
+
+def one_on_each_node(scaleout: ScaleOut, phones: PhoneFactory) -> dict[str, Call]:
+    """Two citizens' hotline calls, one on each node (in their IVR)."""
+    held: dict[str, Call] = {}
+    for attempt in range(8):
+        call, node = call_through_edge(scaleout, phones.citizen(name=f"citizen-{attempt}"))
+        if node in held:
+            call.hangup()
+            call.wait_disconnected(10)
+            continue
+        held[node] = call
+        if len(held) == 2:
+            return held
+    raise AssertionError(f"the edge sent every call to {set(held)}")
+
+
+def test_given_one_free_operator_when_both_nodes_ring_at_once_then_one_call_reaches_them(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """One desk across nodes: two citizens reach the queue at the same instant, one on each
+    node, while one operator is free and the other is absent. Both nodes ring the free
+    operator; the edge lets one call through and answers the other node 486 (busy), so the
+    operator's phone never holds two calls. The second citizen waits in its node's queue
+    and is put through once the operator is free again."""
+    op = phones.directory.operator(1)
+    absent = scaleout.center.operators[1].extension
+    wait_for(lambda: not any(reachable_on(scaleout, n, absent) for n in scaleout.nodes),
+             4 * NODE_STAFF_QUALIFY_SECONDS + 5, f"operator {absent} absent on both nodes")
+    operator = phones.extension(op.user, op.password, server=scaleout.edge_address,
+                                name="operator-one-desk")
+    phones.stack.wait_until(lambda: all(reachable_on(scaleout, n, op.user)
+                                        for n in scaleout.nodes),
+                            4 * NODE_STAFF_QUALIFY_SECONDS + 5,
+                            "both nodes to see the operator registered at the edge")
+    held = one_on_each_node(scaleout, phones)
+    refused_before = desk_refusals(scaleout, op.user)
+    for call in held.values():  # an agency's key: straight to the queue, both at once
+        call.send_dtmf("1")
+    first = operator.wait_incoming(15)
+
+    def offered() -> list[Call]:
+        return [c for c in operator.calls if c.direction == "incoming"]
+
+    # The other node rang too: refused at the edge (it retries every second while its
+    # citizen waits), or, were the desk not one, put through as a second call.
+    phones.stack.wait_until(lambda: desk_refusals(scaleout, op.user) > refused_before
+                            or most_at_once(offered()) > 1, 10,
+                            "the second node's call to the busy desk")
+    assert most_at_once(offered()) == 1, [(c.remote_uri, c.state) for c in offered()]
+    first.answer()
+    first.wait_confirmed(10)
+    # The citizen the operator did not get is still waiting; the operator ends the first.
+    first.hangup()
+    first.wait_disconnected(10)
+    waiting = phones.stack.wait_until(
+        lambda: [c for c in held.values() if c.disconnected_at is None]
+        if sum(c.disconnected_at is not None for c in held.values()) == 1 else None,
+        10, "the first citizen's call to end with the operator's hang-up")[0]
+    second = operator.answer(15)
+    heard = phones.two_way_audio(waiting, second)
+    assert heard.both, heard
+    assert most_at_once(offered()) == 1
+    waiting.hangup()
+    waiting.wait_disconnected(10)
+
+
 def test_given_staff_registration_at_the_edge_when_a_stranger_tries_then_refused(
         scaleout: ScaleOut, phones: PhoneFactory) -> None:
     """The edge registers the center's accounts only, each with its own password, and a
