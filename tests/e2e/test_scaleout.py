@@ -15,17 +15,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
 from dispatcher.config.loader import load_center
+from dispatcher.config.model import Center
 from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states
 from pbx.phone.phone import Call, Phone, PhoneError
 from pbx.provision import AsteriskInstall
+from tests.db.conftest import PostgresServer, postgres_server  # noqa: F401,F811 (a fixture)
 from tests.e2e.hotline_helpers import getvar
+from tests.e2e.test_callbacks_hostile import wallboard
 from tests.harness import PATIENCE, wait_for
 from tests.phones import PhoneFactory
 from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout, write_topology_config
@@ -396,13 +401,54 @@ def kill_all_with(needle: str) -> None:
                 continue
 
 
+def brain_calls(url: str) -> dict[str, tuple[str, str, bool]]:
+    """linkedid -> (caller, outcome, ended) of every call in the brain's log (plain SQL)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as con:
+            rows = con.execute(text("SELECT linkedid, caller_number, outcome, ended_at "
+                                    "FROM calls"))
+            return {r[0]: (r[1], r[2], r[3] is not None) for r in rows}
+    finally:
+        engine.dispose()
+
+
+def brain_owed(url: str) -> dict[str, str]:
+    """Origin linkedid -> number of every callback owed (plain SQL)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as con:
+            rows = con.execute(text(
+                "SELECT c.linkedid, b.number FROM callbacks b JOIN calls c"
+                " ON c.id = b.origin_call_id WHERE b.state IN ('pending', 'ringing')"))
+            return {r[0]: r[1] for r in rows}
+    finally:
+        engine.dispose()
+
+
+def nodes_on_board(center: Center) -> dict[str, bool]:
+    """The brain's wallboard: each node's name and whether it is up ({} while the brain
+    does not answer)."""
+    try:
+        board = wallboard(SimpleNamespace(center=center))  # type: ignore[arg-type]
+    except OSError:
+        return {}
+    return {n["name"]: n["up"] for n in board.get("nodes", [])}
+
+
 def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
-        tmp_path: Path, phones: PhoneFactory) -> None:
-    """`siaga up` on a topology config runs the edge and both nodes (all addresses are this
-    machine's); a node killed -9 is restarted and rejoins the edge by itself, so is the edge;
-    the supervisor killed -9 and started again adopts the nodes and replaces the edge;
-    SIGTERM stops everything."""
-    config = write_topology_config(tmp_path / "center.yaml")
+        tmp_path: Path, phones: PhoneFactory, postgres_server: PostgresServer) -> None:  # noqa: F811
+    """`siaga up` on a topology config runs the edge, both nodes (all addresses are this
+    machine's) and the brain over them (one call log on PostgreSQL, the wallboard with the
+    nodes); a node killed -9 with a citizen waiting in its queue is shown down, restarted,
+    rejoins the edge and the brain by itself, and that citizen's journey is closed as cut
+    with a callback owed, while the citizen waiting on the other node is untouched; the edge
+    killed -9 is restarted too; the supervisor killed -9 and started again adopts the nodes
+    and replaces the edge; SIGTERM stops everything."""
+    database = f"brain_{uuid.uuid4().hex[:8]}"
+    postgres_server.admin(f"CREATE DATABASE {database}")
+    url = postgres_server.url(database)
+    config = write_topology_config(tmp_path / "center.yaml", database_url=url)
     state = tmp_path / "state"
     center = load_center(config, state_dir=state)
     assert center.topology is not None
@@ -441,18 +487,60 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
     citizen = phones._keep(Phone(phones.stack, "citizen-up", server=(
         f"{center.topology.edge.host}:{center.topology.edge.port}")))
     proc = start()
+    waiting: list[Call] = []
     try:
         wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up at the edge")
+        wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
+                 f"the brain's wallboard to show both nodes up:\n{output()}")
         hotline_call()
+        # Two citizens wait in the queue (no operator is registered), one on each node
+        # (the edge's round robin; the node is the linkedid's prefix).
+        for n in range(2):
+            caller = phones._keep(Phone(phones.stack, f"08123450090{n}", server=(
+                f"{center.topology.edge.host}:{center.topology.edge.port}")))
+            call = caller.call(center.hotline[0])
+            call.wait_confirmed(10)
+            call.send_dtmf("1")
+            waiting.append(call)
+        def waiting_journeys() -> dict[str, str]:
+            return {lid.split("-")[0]: lid for lid, (_number, _outcome, ended)
+                    in brain_calls(url).items() if not ended}
+
+        queued = wait_for(lambda: j if len(j := waiting_journeys()) == 2 else None, 20,
+                          f"both waiting citizens' journeys in the brain's log "
+                          f"({brain_calls(url)})")
+        assert set(queued) == {"a", "b"}, queued  # each node names its own calls
         killed = stale_pid(node_a.run_dir / "run")
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
+        # The brain loses node a's AMI at once (the process is gone): the board says so
+        # until the node is back.
+        wait_for(lambda: nodes_on_board(center).get("a") is False, 10,
+                 "the wallboard to show node a down")
+        shown_down_s = time.monotonic() - killed_at
         # Restarted by the supervisor (1 s later). Whether the edge saw it down in between
         # depends on where its pings fell (a quick restart may answer the next one): the
         # edge's side of a loss is the module's failover test.
         wait_for(lambda: stale_pid(node_a.run_dir / "run") not in (None, killed), 30,
                  "node a restarted")
         wait_for(lambda: states().get("a") is True, 30, "node a up at the edge")
+        wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
+                 "node a back on the brain's wallboard")
+        rejoined_s = time.monotonic() - killed_at
+        # The citizen on node a: cut (Q.850 38), closed in the log and owed a callback;
+        # the citizen on node b still waits, untouched.
+        wait_for(lambda: queued["a"] in brain_owed(url), 30,
+                 "a callback owed to the citizen cut off with node a")
+        calls = brain_calls(url)
+        assert calls[queued["a"]][1:] == ("dropped", True), calls[queued["a"]]
+        assert calls[queued["b"]][1:] == ("in_progress", False), calls[queued["b"]]
+        assert queued["b"] not in brain_owed(url)
+        print(f"\nnode loss: node a shown down on the wallboard {shown_down_s:.2f} s after "
+              f"kill -9; restarted and back on the board {rejoined_s:.2f} s after; its "
+              "waiting citizen's journey closed as dropped and owed a callback")
+        for call in waiting:
+            call.hangup()
         hotline_call()
         hotline_call()  # round robin: one of the two goes to node a
         # The edge itself, killed: restarted, it finds the nodes again and carries calls.

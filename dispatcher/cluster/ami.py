@@ -1,0 +1,151 @@
+"""The one AMI the server's features speak to, over every node's own ``AMIService``.
+
+Events: a subscription is made on every node, so a feature hears every node's events (their
+uniqueids and linkedids start with the node's system name: they never collide). Actions go
+where they mean something:
+
+* one about an existing channel (``Channel``, ``Channel1``, ``ExtraChannel``...) to the node
+  whose live model holds that channel;
+* a queue membership change (pause, add, remove, penalty) or a global variable to every
+  node that is up: an operator paused from the console is paused on every node;
+* anything else (an Originate: a callback, an alert's call) to the first node, in the
+  topology's order, whose AMI is logged in now: a node that is down is never asked.
+
+Each node's AMIService is given the same :class:`~pbx.ami.attribution.EventKey`, so the
+dialplan of every node signs the server's user events with the one key the features check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from pbx.ami.actions import AMIActions
+from pbx.ami.attribution import EventKey
+from pbx.ami.errors import AMINotConnected
+from pbx.ami.events import EventCallback
+from pbx.ami.model import LiveModel
+from pbx.ami.service import AMIService
+
+__all__ = ["BROADCAST_ACTIONS", "CHANNEL_FIELDS", "ClusterAMI", "NodeLink"]
+
+CHANNEL_FIELDS = ("Channel", "Channel1", "Channel2", "ExtraChannel")
+# Queue membership is the operator's, not one node's: changed on every node up.
+BROADCAST_ACTIONS = frozenset({"queuepause", "queueadd", "queueremove", "queuepenalty"})
+# Actions whose Channel field names what to dial, not a channel that exists.
+DIALS = frozenset({"originate"})
+
+
+@dataclass
+class NodeLink:
+    """One node as the brain holds it: its name, AMI connection and live model."""
+
+    name: str
+    ami: AMIService
+    model: LiveModel
+
+    @property
+    def up(self) -> bool:
+        """True while the node's AMI is logged in."""
+        client = self.ami.client
+        return client is not None and bool(client.logged_in)
+
+    def holds(self, channel: str) -> bool:
+        """True when this node's live model has a channel of that name."""
+        return any(c.name == channel for c in self.model.channels.values())
+
+
+class ClusterAMI(AMIActions):
+    """Duck-types ``AMIService`` for the features, over ``links`` (in topology order)."""
+
+    def __init__(self, links: list[NodeLink], event_key: EventKey) -> None:
+        self.links = links
+        self.event_key = event_key
+
+    # -- what the features read of an AMIService -----------------------------------------
+
+    @property
+    def client(self) -> Any:  # noqa: ANN401 (an AMIClient or None)
+        """The client of the node actions go to by default (None: every node is down)."""
+        link = self.healthy()
+        return link.ami.client if link is not None else None
+
+    @property
+    def connections(self) -> int:
+        """Logins on every node since the brain started."""
+        return sum(link.ami.connections for link in self.links)
+
+    def healthy(self) -> NodeLink | None:
+        """The first node, in the topology's order, whose AMI is logged in now."""
+        return next((link for link in self.links if link.up), None)
+
+    def when_ready(self) -> defer.Deferred[Any]:
+        """Fires with the first client logged in on any node."""
+        link = self.healthy()
+        if link is not None:
+            return defer.succeed(link.ami.client)
+        waits = [link.ami.when_ready() for link in self.links]
+        first: defer.Deferred[Any] = defer.DeferredList(
+            waits, fireOnOneCallback=True, fireOnOneErrback=False, consumeErrors=True)
+        return first.addCallback(lambda result: result[0] if isinstance(result, tuple)
+                                 else self.client)
+
+    def on_connected(self, listener: Callable[[Any], object]) -> None:
+        """``listener(client)`` after every login on any node."""
+        for link in self.links:
+            link.ami.on_connected(listener)
+
+    def subscribe(self, name: str, callback: EventCallback) -> Callable[[], None]:
+        """Events named ``name`` from every node."""
+        undo = [link.ami.subscribe(name, callback) for link in self.links]
+        return lambda: [u() for u in undo] and None
+
+    def subscribe_all(self, callback: EventCallback) -> Callable[[], None]:
+        """Every event of every node."""
+        undo = [link.ami.subscribe_all(callback) for link in self.links]
+        return lambda: [u() for u in undo] and None
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def route(self, name: str, fields: Mapping[str, object]) -> list[NodeLink]:
+        """The nodes an action goes to (empty: none can take it now)."""
+        up = [link for link in self.links if link.up]
+        action = name.lower()
+        if action in BROADCAST_ACTIONS or (action == "setvar" and "Channel" not in fields):
+            return up
+        if action not in DIALS:
+            named = [str(fields[f]) for f in CHANNEL_FIELDS if f in fields]
+            if named:
+                holders = [link for link in up if link.holds(named[0])]
+                return holders[:1] if holders else up[:1]
+        return up[:1]
+
+    def send_action(
+        self,
+        name: str,
+        fields: Mapping[str, object] | Iterable[tuple[str, object]] = (),
+        timeout: float | None = None,
+    ) -> defer.Deferred[Any]:
+        """Send to the node(s) :meth:`route` picks; a broadcast fires with the first node's
+        answer once every node answered (it fails only when every node refused)."""
+        items = dict(fields) if isinstance(fields, Mapping) else dict(list(fields))
+        targets = self.route(name, items)
+        if not targets:
+            return defer.fail(AMINotConnected(f"cannot send {name}: no node's AMI is up"))
+        if len(targets) == 1:
+            return targets[0].ami.send_action(name, items, timeout)
+        sent = [link.ami.send_action(name, items, timeout) for link in targets]
+        every: defer.Deferred[Any] = defer.DeferredList(sent, consumeErrors=True)
+
+        def first_success(results: list[tuple[bool, Any]]) -> Any:  # noqa: ANN401
+            for ok, value in results:
+                if ok:
+                    return value
+            failure: Failure = results[0][1]
+            return failure
+
+        return every.addCallback(first_success)
