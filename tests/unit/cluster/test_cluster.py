@@ -1,0 +1,144 @@
+"""The brain across nodes: the merged view of the nodes' live models, and where the one AMI
+sends each action (dispatcher.cluster)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import defer
+
+from dialplans.contract import QUEUE_NAME
+from dispatcher.cluster.ami import ClusterAMI, NodeLink
+from dispatcher.cluster.merged import MergedModel, merge_models
+from pbx.ami.attribution import EventKey
+from pbx.ami.errors import AMINotConnected
+from pbx.ami.model import LiveModel
+
+
+def ev(name: str, **fields: str) -> dict[str, str]:
+    return {"Event": name, **fields}
+
+
+def node_model(prefix: str, now: float, member_status: str, caller_waited: float,
+               in_call: bool = False) -> LiveModel:
+    """A node's model: one citizen waiting in the queue since ``now - caller_waited``, and
+    operator 201 in the state the node sees."""
+    model = LiveModel(lambda: now - caller_waited)
+    uid = f"{prefix}-1700000000.1"
+    model.handle(ev("Newchannel", Uniqueid=uid, Linkedid=uid, Channel="PJSIP/anonymous-01",
+                    CallerIDNum=f"08{prefix}"))
+    model.handle(ev("QueueCallerJoin", Uniqueid=uid, Channel="PJSIP/anonymous-01",
+                    Queue=QUEUE_NAME, Position="1"))
+    model.handle(ev("QueueMemberStatus", Queue=QUEUE_NAME, Interface="PJSIP/201",
+                    MemberName="Ani", StateInterface="PJSIP/201", Status=member_status,
+                    Paused="0", InCall="1" if in_call else "0", CallsTaken="2"))
+    return model
+
+
+def test_given_two_nodes_when_merged_then_every_call_and_the_busiest_desk_show() -> None:
+    """Node a has the operator on a call; node b sees them free (it carries none of their
+    calls): the merged desk is on a call. Both nodes' waiting citizens are listed, numbered
+    by how long they have waited, and calls taken add up."""
+    a = node_model("a", 1000.0, "2", caller_waited=5, in_call=True)   # INUSE
+    b = node_model("b", 1000.0, "1", caller_waited=30)                 # NOT_INUSE
+    merged = merge_models([b, a], lambda: 1000.0)  # the free view first
+    assert set(merged.channels) == {"a-1700000000.1", "b-1700000000.1"}
+    queue = merged.queues[QUEUE_NAME]
+    assert [(c.uniqueid, c.position) for c in sorted(queue.callers.values(),
+                                                     key=lambda c: c.position)] == [
+        ("b-1700000000.1", 1), ("a-1700000000.1", 2)]
+    member = queue.members["PJSIP/201"]
+    assert (member.status, member.in_call, member.calls_taken) == ("INUSE", True, 4)
+    # The nodes' own models are untouched.
+    assert b.queues[QUEUE_NAME].members["PJSIP/201"].status == "NOT_INUSE"
+    assert b.queues[QUEUE_NAME].callers["b-1700000000.1"].position == 1
+
+
+def test_given_a_node_down_when_the_view_is_read_then_its_stale_calls_are_left_out() -> None:
+    """The merged view reads the models of the nodes up at each read."""
+    a = node_model("a", 1000.0, "1", caller_waited=5)
+    b = node_model("b", 1000.0, "1", caller_waited=5)
+    up = {"a": True, "b": True}
+    view = MergedModel(lambda: [m for n, m in (("a", a), ("b", b)) if up[n]], lambda: 1000.0)
+    assert len(view.channels) == 2
+    up["a"] = False
+    assert set(view.channels) == {"b-1700000000.1"}
+    assert [c.uniqueid for c in view.channels_of("b-1700000000.1")] == ["b-1700000000.1"]
+
+
+class Node:
+    """What ClusterAMI needs of a node's AMIService: a client when logged in, and the
+    actions sent (a recording stand-in, no protocol)."""
+
+    def __init__(self, name: str, up: bool = True) -> None:
+        self.name = name
+        self.client: Any = type("Client", (), {"logged_in": True})() if up else None
+        self.connections = 1 if up else 0
+        self.sent: list[tuple[str, dict[str, object]]] = []
+
+    def send_action(self, name: str, fields: dict[str, object],
+                    timeout: float | None = None) -> defer.Deferred[Any]:
+        self.sent.append((name, dict(fields)))
+        return defer.succeed(f"{self.name}:{name}")
+
+
+def cluster(*ups: bool) -> tuple[ClusterAMI, list[Node], list[LiveModel]]:
+    nodes = [Node(n, up) for n, up in zip("abc", ups, strict=False)]
+    models = [LiveModel(lambda: 0.0) for _ in nodes]
+    links = [NodeLink(n.name, n, m) for n, m in zip(nodes, models, strict=True)]  # type: ignore[arg-type]
+    return ClusterAMI(links, EventKey()), nodes, models
+
+
+def test_given_a_channel_on_node_b_when_acted_on_then_node_b_gets_the_action() -> None:
+    """Channel names repeat across nodes' counters: the action goes to the node whose model
+    holds the channel now."""
+    ami, nodes, models = cluster(True, True)
+    models[1].handle(ev("Newchannel", Uniqueid="b-1.1", Linkedid="b-1.1",
+                        Channel="PJSIP/anonymous-00000007"))
+    results: list[Any] = []
+    ami.hangup("PJSIP/anonymous-00000007").addCallback(results.append)
+    assert results == ["b:Hangup"]
+    assert nodes[0].sent == []
+
+
+def test_given_a_node_down_when_a_callback_is_originated_then_a_healthy_node_places_it() -> None:
+    """An Originate (a callback, an alert's call) goes to the first node up, never to one
+    whose AMI is down; with none up it fails at once."""
+    ami, nodes, _ = cluster(False, True)
+    results: list[Any] = []
+    ami.originate("PJSIP/201", context="siaga-callback", exten="s", priority=1
+                  ).addCallback(results.append)
+    assert results == ["b:Originate"] and nodes[0].sent == []
+    nobody, _, _ = cluster(False, False)
+    failed: list[Any] = []
+    nobody.ping().addErrback(failed.append)
+    assert failed and failed[0].check(AMINotConnected)
+
+
+def test_given_an_operator_paused_when_sent_then_every_node_up_pauses_them() -> None:
+    """Queue membership is the operator's: a pause goes to every node up."""
+    ami, nodes, _ = cluster(True, False, True)
+    results: list[Any] = []
+    ami.queuepause("PJSIP/201", True, queue=QUEUE_NAME, reason="break"
+                   ).addCallback(results.append)
+    assert [n.name for n in nodes if n.sent] == ["a", "c"]
+    assert results == ["a:QueuePause"]
+
+
+@pytest.mark.parametrize("ups", [(True, True), (False, True)])
+def test_given_nodes_when_the_metrics_read_them_then_each_has_its_gauge(
+        ups: tuple[bool, bool], tmp_path: Path) -> None:
+    """siaga_node_up per node, from the brain's node list."""
+    from dispatcher.config.loader import load_center
+    from dispatcher.metrics.collector import CenterCollector, Sources
+    from tests.harness import EXAMPLE_CONFIG
+
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    nodes = [{"name": n, "up": up} for n, up in zip("ab", ups, strict=True)]
+    collector = CenterCollector(Sources(LiveModel(lambda: 0.0), center, lambda: 0.0,
+                                        nodes=lambda: nodes), None)
+    family = next(f for f in collector.collect() if f.name == "siaga_node_up")
+    assert {s.labels["node"]: s.value for s in family.samples} == {
+        "a": float(ups[0]), "b": float(ups[1])}
