@@ -53,7 +53,7 @@ def start_brain(center: Center, install: Any, asterisks: dict[str, Any],  # noqa
                 services: MultiService, reactor: Any) -> str:  # noqa: ANN401
     """Build the brain over every node and add it to ``services`` (after the nodes this
     machine runs, so it stops before them); the line that says where it is, or why not."""
-    from dispatcher.cluster.server import brain_prepared, build_brain
+    from dispatcher.brain import brain_prepared, build_brain
     from dispatcher.credentials import ensure_credentials
 
     try:

@@ -3,6 +3,7 @@
 :mod:`~dispatcher.cluster.merged` folds the nodes' live models into the one view the
 wallboard, console and metrics read; :mod:`~dispatcher.cluster.ami` is the one AMI the
 features speak to (events from every node, actions to the node that holds the channel or
-to a healthy one); :mod:`~dispatcher.cluster.server` assembles them with a call log per
-node on the one PostgreSQL database.
+to a healthy one); :mod:`dispatcher.brain` (a builder, beside
+:mod:`dispatcher.app`) assembles them with a call log per node on the one PostgreSQL
+database.
 """

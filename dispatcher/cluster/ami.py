@@ -24,18 +24,22 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from pbx.ami.actions import AMIActions
+from pbx.ami.actions import AMIActions, ListResult
 from pbx.ami.attribution import EventKey
 from pbx.ami.errors import AMINotConnected
 from pbx.ami.events import EventCallback
 from pbx.ami.model import LiveModel
 from pbx.ami.service import AMIService
 
-__all__ = ["BROADCAST_ACTIONS", "CHANNEL_FIELDS", "ClusterAMI", "NodeLink"]
+__all__ = ["BROADCAST_ACTIONS", "CHANNEL_FIELDS", "LISTS", "ClusterAMI", "NodeLink"]
 
 CHANNEL_FIELDS = ("Channel", "Channel1", "Channel2", "ExtraChannel")
 # Queue membership is the operator's, not one node's: changed on every node up.
 BROADCAST_ACTIONS = frozenset({"queuepause", "queueadd", "queueremove", "queuepenalty"})
+# Lists of what Asterisk holds: asked of every node up, their events put together (what a
+# feature lists after a login is the whole center's).
+LISTS = frozenset({"coreshowchannels", "bridgelist", "queuestatus", "queuesummary",
+                   "devicestatelist", "pjsipshowendpoints"})
 # Actions whose Channel field names what to dial, not a channel that exists.
 DIALS = frozenset({"originate"})
 
@@ -57,6 +61,23 @@ class NodeLink:
     def holds(self, channel: str) -> bool:
         """True when this node's live model has a channel of that name."""
         return any(c.name == channel for c in self.model.channels.values())
+
+
+class _LoginView(AMIActions):
+    """A node's new connection as the features see it at a login (see ``on_connected``)."""
+
+    def __init__(self, cluster: ClusterAMI, client: Any) -> None:  # noqa: ANN401
+        self._cluster = cluster
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 (the client's own attributes)
+        return getattr(self._client, name)
+
+    def send_action(self, name: str,
+                    fields: Mapping[str, object] | Iterable[tuple[str, object]] = (),
+                    timeout: float | None = None) -> defer.Deferred[Any]:
+        """Through the cluster."""
+        return self._cluster.send_action(name, fields, timeout)
 
 
 class ClusterAMI(AMIActions):
@@ -95,9 +116,12 @@ class ClusterAMI(AMIActions):
                                  else self.client)
 
     def on_connected(self, listener: Callable[[Any], object]) -> None:
-        """``listener(client)`` after every login on any node."""
+        """``listener(client)`` after every login on any node. The client it gets is the
+        node's connection for its lifetime, but its actions are the cluster's: a feature
+        that lists the channels after a login sees every node's, not only the one that
+        logged in (a callback up on node b is not ended by node a's return)."""
         for link in self.links:
-            link.ami.on_connected(listener)
+            link.ami.on_connected(lambda client: listener(_LoginView(self, client)))
 
     def subscribe(self, name: str, callback: EventCallback) -> Callable[[], None]:
         """Events named ``name`` from every node."""
@@ -115,7 +139,8 @@ class ClusterAMI(AMIActions):
         """The nodes an action goes to (empty: none can take it now)."""
         up = [link for link in self.links if link.up]
         action = name.lower()
-        if action in BROADCAST_ACTIONS or (action == "setvar" and "Channel" not in fields):
+        if (action in BROADCAST_ACTIONS or action in LISTS
+                or (action == "setvar" and "Channel" not in fields)):
             return up
         if action not in DIALS:
             named = [str(fields[f]) for f in CHANNEL_FIELDS if f in fields]
@@ -132,20 +157,28 @@ class ClusterAMI(AMIActions):
     ) -> defer.Deferred[Any]:
         """Send to the node(s) :meth:`route` picks; a broadcast fires with the first node's
         answer once every node answered (it fails only when every node refused)."""
-        items = dict(fields) if isinstance(fields, Mapping) else dict(list(fields))
-        targets = self.route(name, items)
+        # Kept as given: an Originate repeats its Variable field, once per variable.
+        pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        first: dict[str, object] = {}
+        for key, value in pairs:
+            first.setdefault(key, value)
+        targets = self.route(name, first)
         if not targets:
             return defer.fail(AMINotConnected(f"cannot send {name}: no node's AMI is up"))
         if len(targets) == 1:
-            return targets[0].ami.send_action(name, items, timeout)
-        sent = [link.ami.send_action(name, items, timeout) for link in targets]
+            return targets[0].ami.send_action(name, pairs, timeout)
+        sent = [link.ami.send_action(name, pairs, timeout) for link in targets]
         every: defer.Deferred[Any] = defer.DeferredList(sent, consumeErrors=True)
+        merge = name.lower() in LISTS
 
-        def first_success(results: list[tuple[bool, Any]]) -> Any:  # noqa: ANN401
-            for ok, value in results:
-                if ok:
-                    return value
-            failure: Failure = results[0][1]
-            return failure
+        def answered(results: list[tuple[bool, Any]]) -> Any:  # noqa: ANN401
+            ok = [value for success, value in results if success]
+            if not ok:
+                failure: Failure = results[0][1]
+                return failure
+            if merge and all(isinstance(v, ListResult) for v in ok):
+                return ListResult(ok[0].response, [e for v in ok for e in v.events],
+                                  ok[0].complete)
+            return ok[0]
 
-        return every.addCallback(first_success)
+        return every.addCallback(answered)

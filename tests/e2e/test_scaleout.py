@@ -6,12 +6,15 @@ Staff phones register at the edge; every node reaches them through it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,17 +26,24 @@ from sqlalchemy import create_engine, text
 from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
 from dispatcher.config.loader import load_center
 from dispatcher.config.model import Center
+from dispatcher.credentials import ensure_credentials
 from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states
 from pbx.phone.phone import Call, Phone, PhoneError
 from pbx.provision import AsteriskInstall
 from tests.db.conftest import PostgresServer, postgres_server  # noqa: F401,F811 (a fixture)
-from tests.e2e.hotline_helpers import getvar
+from tests.e2e.hotline_helpers import getvar, operator_then_citizen
 from tests.e2e.test_callbacks_hostile import wallboard
-from tests.harness import PATIENCE, wait_for
+from tests.harness import PATIENCE, SiagaProcess, wait_for
 from tests.phones import PhoneFactory
-from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout, write_topology_config
+from tests.scaleout import (
+    NODE_HOSTS,
+    TEST_FLOOD_REQUESTS,
+    ScaleOut,
+    start_scaleout,
+    write_topology_config,
+)
 
 pytestmark = pytest.mark.asterisk
 
@@ -426,6 +436,43 @@ def brain_owed(url: str) -> dict[str, str]:
         engine.dispose()
 
 
+# The disaster agency's duty phone stands in for the citizen's mobile an alert calls back
+# (a center without a trunk dials the callback number as one of its own endpoints).
+ALERT_PHONE = "339"
+
+
+def node_cli(center: Center, node: str, command: str) -> str:
+    """A CLI command through a node's control socket."""
+    assert center.topology is not None
+    return SiagaProcess.cli(SimpleNamespace(center=node_center(  # type: ignore[arg-type]
+        center, center.topology.node(node))), command)
+
+
+def enrol_device(config: Path, url: str, device_id: str, number: str) -> str:
+    """``siaga device add`` on the brain's database; the app's token."""
+    siaga = Path(sys.executable).parent / "siaga"
+    out = subprocess.run([str(siaga), "device", "add", "--db", url, device_id,
+                          "--callback-number", number, "--json"],
+                         check=True, capture_output=True, text=True)
+    return str(json.loads(out.stdout)["token"])
+
+
+def post_alert(center: Center, token: str, number: str) -> tuple[int, dict[str, object]]:
+    """A panic alert to the brain's API; the status and the JSON answer."""
+    body = json.dumps({"alert_id": str(uuid.uuid4()), "device_id": "e2e-app",
+                       "type": "panic", "callback_number": number,
+                       "location": {"lat": 1.44, "lon": 125.19, "accuracy_m": 8}}).encode()
+    req = urllib.request.Request(
+        f"http://{center.http.host}:{center.http.port}/api/v1/alerts", data=body,
+        method="POST", headers={"Content-Type": "application/json",
+                                "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def nodes_on_board(center: Center) -> dict[str, bool]:
     """The brain's wallboard: each node's name and whether it is up ({} while the brain
     does not answer)."""
@@ -541,6 +588,35 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
               "waiting citizen's journey closed as dropped and owed a callback")
         for call in waiting:
             call.hangup()
+
+        # An alert while node a is down: its operator-first callback is placed by node b.
+        edge_at = f"{center.topology.edge.host}:{center.topology.edge.port}"
+        creds = ensure_credentials(center)
+        op = center.operators[0].extension
+        operator = phones.extension(op, creds.password(op), server=edge_at, name="op-alert")
+        mobile = phones.extension(ALERT_PHONE, creds.password(ALERT_PHONE), server=edge_at,
+                                  name="citizen-mobile")
+        wait_for(lambda: all(" Avail " in node_cli(center, n, f"pjsip show aor {ext}")
+                             for ext in (op, ALERT_PHONE) for n in ("a", "b")),
+                 4 * NODE_STAFF_QUALIFY_SECONDS + 5, "both phones reachable from both nodes")
+        token = enrol_device(config, url, "e2e-app", ALERT_PHONE)
+        killed = stale_pid(node_a.run_dir / "run")
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: nodes_on_board(center).get("a") is False, 10,
+                 "the wallboard to show node a down again")
+        status, receipt = post_alert(center, token, ALERT_PHONE)
+        assert status == 201, receipt
+        taken, ringing = operator_then_citizen(operator, mobile, 40, 30)
+        assert NODE_HOSTS["b"] in taken.remote_uri, taken.remote_uri
+        heard = phones.two_way_audio(ringing, taken)
+        assert heard.both, heard
+        taken.hangup()
+        ringing.wait_disconnected(10)
+        for phone in (operator, mobile):  # unregistered while the edge still runs
+            phone.close()
+        wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
+                 "node a back on the brain's wallboard again")
         hotline_call()
         hotline_call()  # round robin: one of the two goes to node a
         # The edge itself, killed: restarted, it finds the nodes again and carries calls.

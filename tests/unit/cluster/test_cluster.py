@@ -12,6 +12,7 @@ from twisted.internet import defer
 from dialplans.contract import QUEUE_NAME
 from dispatcher.cluster.ami import ClusterAMI, NodeLink
 from dispatcher.cluster.merged import MergedModel, merge_models
+from pbx.ami.actions import ListResult
 from pbx.ami.attribution import EventKey
 from pbx.ami.errors import AMINotConnected
 from pbx.ami.model import LiveModel
@@ -78,10 +79,21 @@ class Node:
         self.connections = 1 if up else 0
         self.sent: list[tuple[str, dict[str, object]]] = []
 
-    def send_action(self, name: str, fields: dict[str, object],
+        self.pairs: list[list[tuple[str, object]]] = []
+        self.listeners: list[Any] = []
+
+    def send_action(self, name: str, fields: Any,  # noqa: ANN401
                     timeout: float | None = None) -> defer.Deferred[Any]:
-        self.sent.append((name, dict(fields)))
+        pairs = list(fields.items()) if isinstance(fields, dict) else list(fields)
+        self.pairs.append(pairs)
+        self.sent.append((name, dict(pairs)))
+        if name == "CoreShowChannels":
+            return defer.succeed(ListResult(f"{self.name}:{name}", [
+                {"Uniqueid": f"{self.name}-1.1"}]))
         return defer.succeed(f"{self.name}:{name}")
+
+    def on_connected(self, listener: Any) -> None:  # noqa: ANN401
+        self.listeners.append(listener)
 
 
 def cluster(*ups: bool) -> tuple[ClusterAMI, list[Node], list[LiveModel]]:
@@ -142,3 +154,24 @@ def test_given_nodes_when_the_metrics_read_them_then_each_has_its_gauge(
     family = next(f for f in collector.collect() if f.name == "siaga_node_up")
     assert {s.labels["node"]: s.value for s in family.samples} == {
         "a": float(ups[0]), "b": float(ups[1])}
+
+
+def test_given_an_originate_with_variables_when_routed_then_every_variable_goes() -> None:
+    """An Originate repeats its Variable field: all of them reach the node (an alert's
+    callback carries its incident and attempt in them)."""
+    ami, nodes, _ = cluster(True, True)
+    ami.originate("PJSIP/201", context="c", exten="s", priority=1,
+                  variables={"SIAGA_INCIDENT": 7, "SIAGA_ATTEMPT": 1})
+    assert [v for k, v in nodes[0].pairs[0] if k == "Variable"] == [
+        "SIAGA_INCIDENT=7", "SIAGA_ATTEMPT=1"]
+
+
+def test_given_a_node_logging_in_when_a_feature_lists_channels_then_every_node_answers() -> None:
+    """After node a's login a feature lists the channels to find what ended unseen: it
+    gets every node's (a callback up on node b is not taken for ended)."""
+    ami, nodes, _ = cluster(True, True)
+    seen: list[Any] = []
+    ami.on_connected(lambda client: client.coreshowchannels().addCallback(seen.append))
+    nodes[0].listeners[0](nodes[0].client)
+    assert [e["Uniqueid"] for e in seen[0].events] == ["a-1.1", "b-1.1"]
+    assert nodes[0].listeners[0] is not None and seen[0].response == "a:CoreShowChannels"

@@ -1,4 +1,5 @@
-"""The brain over a topology's nodes: the siaga server with one AMI and live model per node.
+"""The brain over a topology's nodes: the siaga server with one AMI and live model per node
+(the builder of a scale-out center, as :mod:`dispatcher.app` is of a single one).
 
 :class:`ClusterServer` is :class:`~dispatcher.app.SiagaServer` with the parts that speak to
 Asterisk replaced: per node an ``AMIService`` (``ami-<node>``), a ``LiveModel`` kept by its
