@@ -398,3 +398,36 @@ def test_given_an_edge_when_rendered_then_an_operator_is_one_desk_across_nodes(
     assert cfg.index('route(ONE_DESK)') < cfg.index("t_relay()", cfg.index("route[TO_STAFF]"))
     assert 'sl_send_reply("486", "Busy at another node")' in cfg
     assert cfg.index('lock("desk-$var(desk)")') < cfg.index('get_profile_size("desk"')
+
+
+def test_given_nodes_when_rendered_then_their_ami_admits_the_brain_alone(
+        tmp_path: Path) -> None:
+    """Each node's manager interface admits loopback and the brain's address (the edge's
+    machine, or ``brain.ami_from``); the single center's admits loopback only."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert center.topology is not None
+    creds = ensure_credentials(center)
+    node = node_center(center, center.topology.node("a"))
+    manager = render_all(node, creds, AsteriskPaths.for_center(node, "/m", "/d"))["manager.conf"]
+    assert re.findall(r"^permit = (.+)$", manager, re.M) == ["127.0.0.0/255.0.0.0",
+                                                              "10.0.0.5/32"]
+    own = load_center(config(tmp_path / "own", TOPOLOGY + "  brain: {ami_from: 10.0.0.30}\n"),
+                      state_dir=tmp_path / "s2")
+    assert own.topology is not None
+    node = node_center(own, own.topology.node("b"))
+    manager = render_all(node, creds, AsteriskPaths.for_center(node, "/m", "/d"))["manager.conf"]
+    assert "permit = 10.0.0.30/32" in manager and "10.0.0.5" not in manager
+    single = render_all(center, creds, AsteriskPaths.for_center(center, "/m", "/d"))
+    assert re.findall(r"^permit = (.+)$", single["manager.conf"], re.M) == [
+        "127.0.0.0/255.0.0.0"]
+
+
+def test_given_a_public_brain_address_when_loaded_then_error_names_the_line(
+        tmp_path: Path) -> None:
+    """The brain reaches the nodes' AMI over a private network only."""
+    path = config(tmp_path, TOPOLOGY + "  brain: {ami_from: 1.2.3.4}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_center(path, state_dir=tmp_path / "s")
+    err = caught.value
+    assert (err.path, err.line) == ("topology.brain.ami_from", line_of(path, "ami_from"))
+    assert "private" in err.reason
