@@ -11,7 +11,8 @@ callbacks, the API, the wallboard, metrics) is built as in a single center, over
 
 Node loss: a node's AMI lost drops its model from the merged view and marks it down on the
 wallboard (``nodes``) and in the metrics (``siaga_node_up``). When the node is back (the
-supervisor restarted it, ``runs`` went up), its call log closes the journeys that were up
+supervisor restarted it, ``runs`` went up; for a node supervised on another machine, the
+start time it reports changed), its call log closes the journeys that were up
 when it died as cut (Q.850 38) and the citizens among them are owed a callback, as a
 single center does when its Asterisk dies; its model resyncs at the login.
 
@@ -33,6 +34,7 @@ from dispatcher.calllog.journey import Directory
 from dispatcher.calllog.service import CallLogService
 from dispatcher.cluster.ami import ClusterAMI, NodeLink
 from dispatcher.cluster.merged import MergedModel
+from dispatcher.cluster.remote import RemoteNodeCallLog
 from dispatcher.metrics.collector import Sources, today_reader
 from dispatcher.topology import node_center
 from dispatcher.web.metrics import MetricsResource
@@ -65,8 +67,8 @@ class ClusterSync:
 class ClusterServer(SiagaServer):
     """The server across nodes. ``asterisks``: the nodes this process supervises, by name
     (their ``runs`` tell a node's death from a lost connection); a node supervised
-    elsewhere has none, and the journeys it was carrying when it died stay open until CEL
-    completes them (see the README's "Scaling out")."""
+    elsewhere is judged by the start time it reports at each login
+    (:class:`~dispatcher.cluster.remote.RemoteNodeCallLog`)."""
 
     def __init__(self, reactor: Any, prepared: Prepared,  # noqa: ANN401 (any reactor)
                  asterisks: Mapping[str, Any] | None = None) -> None:
@@ -171,7 +173,8 @@ class ClusterServer(SiagaServer):
         if asterisk is not None:  # its files are on this machine
             log = AsteriskPaths.for_center(node_center(self.center, node), "", "").log
             cel = str(log / "cel-custom" / "Master.csv")
-        return CallLogService(
+        kind = CallLogService if asterisk is not None else RemoteNodeCallLog
+        return kind(
             self.reactor, url, Directory.from_center(self.center), cel_path=cel,
             on_reconciled=self._calls_reconciled, on_handoff=self._call_handed_off,
             ami=link.ami, asterisk=asterisk, on_cut=self._calls_ended_unseen)
