@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
+from dispatcher.cluster.remote import boot_of
 from dispatcher.config.loader import load_center
 from dispatcher.config.model import Center
 from dispatcher.credentials import ensure_credentials
@@ -251,6 +252,13 @@ def test_given_the_edge_when_a_citizen_calls_what_is_not_the_hotline_then_refuse
     assert bypass.status_code in (401, 403), (bypass.status_code, bypass.reason)
 
 
+def node_boot(scaleout: ScaleOut, name: str) -> tuple[str, str]:
+    """When a node's Asterisk started, as CoreStatus says it to the brain."""
+    response = scaleout.ami(name).action("CoreStatus")
+    assert response is not None
+    return boot_of(response.keys)
+
+
 def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and_the_node_rejoins(
         scaleout: ScaleOut, phones: PhoneFactory) -> None:
     """kill -9 node a: every call placed from then on is answered (by b); once the edge has
@@ -260,6 +268,8 @@ def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and
     scaleout.wait_up("a", "b")
     victim = scaleout.nodes["a"]
     assert victim.proc is not None
+    booted = node_boot(scaleout, "a")
+    assert all(booted) and node_boot(scaleout, "a") == booted
     killed_at = time.monotonic()
     os.kill(victim.proc.pid, signal.SIGKILL)
     victim.proc.wait(10)
@@ -291,6 +301,8 @@ def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and
 
     victim.start()
     scaleout.wait_up("a")
+    # What the brain tells a restarted node by when it is not its supervisor.
+    assert node_boot(scaleout, "a") not in (booted, ("", "")), booted
     back = []
     for _ in range(4):
         call, node = call_through_edge(scaleout, citizen)
