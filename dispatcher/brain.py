@@ -38,6 +38,7 @@ from dispatcher.cluster.remote import RemoteNodeCallLog
 from dispatcher.metrics.collector import Sources, today_reader
 from dispatcher.topology import node_center
 from dispatcher.web.metrics import MetricsResource
+from dispatcher.web.wallboard import WALLBOARD_CALLBACKS, wallboard_document
 from pbx.ami.attribution import EventKey
 from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
@@ -205,11 +206,16 @@ class ClusterServer(SiagaServer):
     # -- what the pages read -----------------------------------------------------------------
 
     def wallboard(self) -> Callable[[], dict[str, Any]]:
-        """The wallboard's document with the nodes beside it."""
-        base = super().wallboard()
+        """The wallboard's document with the nodes beside it, from one merge of the nodes'
+        models per document (the page reads the model once per caller and agency phone)."""
+        view, callbacks = self.get_model(), self.get_callbacks()
+        selftest, clock = self.get_selftest(), self.reactor.seconds
 
         def document() -> dict[str, Any]:
-            doc = base()
+            doc = wallboard_document(view.current(), self.center, clock(),
+                                     callbacks.page(0, WALLBOARD_CALLBACKS),
+                                     callbacks.open_count,
+                                     selftest.status() if selftest is not None else None)
             doc["nodes"] = self.nodes()
             return doc
 
