@@ -5,7 +5,9 @@ uniqueids and linkedids start with the node's system name: they never collide). 
 where they mean something:
 
 * one about an existing channel (``Channel``, ``Channel1``, ``ExtraChannel``...) to the node
-  whose live model holds that channel;
+  whose live model holds that channel (refused when two nodes hold a channel of that name:
+  each node numbers its channels from 0, and acting on the wrong one could hang up another
+  citizen);
 * a queue membership change (pause, add, remove, penalty) or a global variable to every
   node that is up: an operator paused from the console is paused on every node;
 * anything else (an Originate: a callback, an alert's call) to the first node, in the
@@ -26,12 +28,13 @@ from twisted.python.failure import Failure
 
 from pbx.ami.actions import AMIActions, ListResult
 from pbx.ami.attribution import EventKey
-from pbx.ami.errors import AMINotConnected
+from pbx.ami.errors import AMIError, AMINotConnected
 from pbx.ami.events import EventCallback
 from pbx.ami.model import LiveModel
 from pbx.ami.service import AMIService
 
-__all__ = ["BROADCAST_ACTIONS", "CHANNEL_FIELDS", "LISTS", "ClusterAMI", "NodeLink"]
+__all__ = ["BROADCAST_ACTIONS", "CHANNEL_FIELDS", "LISTS", "AmbiguousChannel", "ClusterAMI",
+           "NodeLink"]
 
 CHANNEL_FIELDS = ("Channel", "Channel1", "Channel2", "ExtraChannel")
 # Queue membership is the operator's, not one node's: changed on every node up.
@@ -42,6 +45,11 @@ LISTS = frozenset({"coreshowchannels", "bridgelist", "queuestatus", "queuesummar
                    "devicestatelist", "pjsipshowendpoints"})
 # Actions whose Channel field names what to dial, not a channel that exists.
 DIALS = frozenset({"originate"})
+
+
+class AmbiguousChannel(AMIError):
+    """Two nodes have a channel of that name (each node counts its channels from 0): an
+    action by name alone could reach the wrong citizen's call, so none is sent."""
 
 
 @dataclass
@@ -146,6 +154,10 @@ class ClusterAMI(AMIActions):
             named = [str(fields[f]) for f in CHANNEL_FIELDS if f in fields]
             if named:
                 holders = [link for link in up if link.holds(named[0])]
+                if len(holders) > 1:
+                    raise AmbiguousChannel(
+                        f"{name}: channel {named[0]} is up on nodes "
+                        f"{', '.join(link.name for link in holders)}: not acted on")
                 return holders[:1] if holders else up[:1]
         return up[:1]
 
@@ -162,7 +174,10 @@ class ClusterAMI(AMIActions):
         first: dict[str, object] = {}
         for key, value in pairs:
             first.setdefault(key, value)
-        targets = self.route(name, first)
+        try:
+            targets = self.route(name, first)
+        except AmbiguousChannel as exc:
+            return defer.fail(exc)
         if not targets:
             return defer.fail(AMINotConnected(f"cannot send {name}: no node's AMI is up"))
         if len(targets) == 1:

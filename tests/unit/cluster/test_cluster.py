@@ -10,7 +10,7 @@ import pytest
 from twisted.internet import defer
 
 from dialplans.contract import QUEUE_NAME
-from dispatcher.cluster.ami import ClusterAMI, NodeLink
+from dispatcher.cluster.ami import AmbiguousChannel, ClusterAMI, NodeLink
 from dispatcher.cluster.merged import MergedModel, merge_models
 from pbx.ami.actions import ListResult
 from pbx.ami.attribution import EventKey
@@ -175,3 +175,17 @@ def test_given_a_node_logging_in_when_a_feature_lists_channels_then_every_node_a
     nodes[0].listeners[0](nodes[0].client)
     assert [e["Uniqueid"] for e in seen[0].events] == ["a-1.1", "b-1.1"]
     assert nodes[0].listeners[0] is not None and seen[0].response == "a:CoreShowChannels"
+
+
+def test_given_one_channel_name_on_two_nodes_when_acted_on_then_refused() -> None:
+    """Each node numbers its channels from 0: a name both hold is refused, not guessed (a
+    hang-up on the wrong node would cut another citizen)."""
+    ami, nodes, models = cluster(True, True)
+    for prefix, model in zip("ab", models, strict=True):
+        model.handle(ev("Newchannel", Uniqueid=f"{prefix}-1.1", Linkedid=f"{prefix}-1.1",
+                        Channel="PJSIP/201-00000001"))
+    failed: list[Any] = []
+    ami.hangup("PJSIP/201-00000001").addErrback(failed.append)
+    assert failed and failed[0].check(AmbiguousChannel)
+    assert "a, b" in failed[0].getErrorMessage()
+    assert nodes[0].sent == [] and nodes[1].sent == []
