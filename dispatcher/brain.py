@@ -25,8 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet import defer
+from twisted.application.service import MultiService
+from twisted.internet import defer, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dialplans.render import AsteriskPaths
 from dispatcher.app import Prepared, SiagaServer, part
@@ -45,7 +48,8 @@ from pbx.ami.model import LiveModel
 from pbx.ami.service import AMIService
 from pbx.ami.sync import ModelSync
 
-__all__ = ["ClusterServer", "ClusterSync", "brain_prepared", "build_brain"]
+__all__ = ["BrainStarter", "ClusterServer", "ClusterSync", "brain_prepared", "build_brain",
+           "database_answers"]
 
 
 class ClusterSync:
@@ -258,3 +262,90 @@ def brain_prepared(center: Any, install: Any, creds: Any) -> Prepared:  # noqa: 
     return Prepared(center, install, paths, creds)
 
 
+
+
+def database_answers(url: str, timeout_s: int = 5) -> None:
+    """Connect to the call log's database once (blocking: run it in a thread); raises
+    what the connection raised."""
+    from dispatcher.calllog.db import make_engine
+
+    engine = make_engine(url, connect_args={"connect_timeout": timeout_s})
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+class BrainStarter(MultiService):
+    """Starts the brain once its database answers, and keeps trying until it does.
+
+    A machine that boots the center and PostgreSQL together must not be left without a
+    brain because the database came up a few seconds later. Each attempt probes the
+    database in a thread (a host that does not answer never blocks the reactor), then
+    builds the brain on the reactor thread (its schema upgrade is quick once the database
+    answers) and starts it as a child. Attempts back off from 1 s to ``max_delay``.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, prepared: Prepared,  # noqa: ANN401 (any reactor)
+                 asterisks: Mapping[str, Any] | None = None, max_delay: float = 30.0,
+                 probe: Callable[[str], None] = database_answers,
+                 blocking: Callable[..., defer.Deferred[Any]] | None = None,
+                 build: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.prepared = prepared
+        self.asterisks = asterisks
+        self.max_delay = max_delay
+        self.probe = probe
+        #: Runs the probe off the reactor thread (the reactor's thread pool by default).
+        self.blocking = blocking or (lambda f, *a: threads.deferToThreadPool(
+            reactor, reactor.getThreadPool(), f, *a))
+        self.build = build or build_brain
+        self.brain: Any = None  # the ClusterServer, once built
+        self.attempts = 0
+        self._next: Any = None
+
+    def startService(self) -> None:  # noqa: N802 -- Twisted's name
+        """Try now (and again until it works)."""
+        super().startService()
+        self._attempt()
+
+    def stopService(self) -> defer.Deferred[None]:  # noqa: N802 -- Twisted's name
+        """Stop trying; stop the brain if it runs."""
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
+        return super().stopService()  # type: ignore[no-any-return]
+
+    def _attempt(self) -> None:
+        self._next = None
+        if not self.running or self.brain is not None:
+            return
+        self.attempts += 1
+        url = self.prepared.center.database_url
+        self.blocking(self.probe, url).addCallbacks(self._answered, self._unreachable)
+
+    def _answered(self, _: object) -> None:
+        if not self.running:
+            return
+        try:
+            brain = self.build(self.reactor, self.prepared, self.asterisks)
+        except Exception as exc:  # noqa: BLE001 (any failure: try again later)
+            self._unreachable(Failure(exc))
+            return
+        self.brain = brain
+        brain.setName("brain")
+        brain.setServiceParent(self)  # started now: this service runs
+        self.log.info("the brain is up (attempt {n})", n=self.attempts)
+
+    def _unreachable(self, failure: Failure) -> None:
+        if not self.running:
+            return
+        delay = min(self.max_delay, 2.0 ** min(self.attempts - 1, 10))
+        self.log.warn("the brain cannot start yet ({error}); the edge and the nodes carry "
+                      "calls without it; trying again in {delay:.0f} s",
+                      error=failure.getErrorMessage(), delay=delay)
+        self._next = self.reactor.callLater(delay, self._attempt)

@@ -8,8 +8,8 @@ everything; on several, the same config and the same command on each machine.
 The brain (:mod:`dispatcher.cluster`: one AMI connection per node, one merged live model,
 the call log on PostgreSQL, the wallboard, API and metrics) runs beside the edge. It is
 never needed for a call to reach an operator: each node's dialplan carries hotline calls on
-its own (fail-open), and the edge keeps an operator to one call across nodes. A brain that
-cannot start (the database unreachable) is reported and the edge and nodes run on.
+its own (fail-open), and the edge keeps an operator to one call across nodes. A brain whose
+database does not answer yet is retried with back-off while the edge and nodes run on.
 """
 
 from __future__ import annotations
@@ -51,24 +51,20 @@ def local_parts(center: Center, is_local: Callable[[str], bool] = is_local_addre
 
 def start_brain(center: Center, install: Any, asterisks: dict[str, Any],  # noqa: ANN401
                 services: MultiService, reactor: Any) -> str:  # noqa: ANN401
-    """Build the brain over every node and add it to ``services`` (after the nodes this
-    machine runs, so it stops before them); the line that says where it is, or why not."""
-    from dispatcher.brain import brain_prepared, build_brain
+    """Add the brain over every node to ``services`` (after the nodes this machine runs, so
+    it stops before them), started once its database answers; the line that says where it
+    is."""
+    from dispatcher.brain import BrainStarter, brain_prepared
     from dispatcher.credentials import ensure_credentials
 
-    try:
-        brain = build_brain(reactor, brain_prepared(center, install,
-                                                    ensure_credentials(center)), asterisks)
-    except Exception as exc:  # noqa: BLE001 (any failure: the calls go on without it)
-        print(f"siaga: the brain did not start ({type(exc).__name__}: {exc}); the edge "
-              "and the nodes carry calls without it", file=sys.stderr, flush=True)
-        return "  brain: not running (see above)"
-    brain.setName("brain")
-    brain.setServiceParent(services)
+    starter = BrainStarter(reactor, brain_prepared(center, install,
+                                                   ensure_credentials(center)), asterisks)
+    starter.setName("brain-starter")
+    starter.setServiceParent(services)
     http = center.http
     return (f"  brain: AMI to {len(center.topology.nodes) if center.topology else 0} nodes, "
-            f"call log {center.database_url.split('@')[-1]}, wallboard "
-            f"http://{http.host}:{http.port}/wallboard")
+            f"call log {center.database_url.split('@')[-1]} (started once it answers), "
+            f"wallboard http://{http.host}:{http.port}/wallboard")
 
 
 def run_topology(center: Center, rootfs: str | None = None, log_format: str = "text") -> int:

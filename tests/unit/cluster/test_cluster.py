@@ -4,6 +4,7 @@ sends each action (dispatcher.cluster)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -189,3 +190,61 @@ def test_given_one_channel_name_on_two_nodes_when_acted_on_then_refused() -> Non
     assert failed and failed[0].check(AmbiguousChannel)
     assert "a, b" in failed[0].getErrorMessage()
     assert nodes[0].sent == [] and nodes[1].sent == []
+
+
+def test_given_the_database_down_at_start_when_it_answers_later_then_the_brain_starts(
+        ) -> None:
+    """A machine that boots the center before PostgreSQL: the brain is tried again with
+    back-off (1 s, 2 s, ...) and built and started once the database answers; stopped,
+    it tries no more."""
+    from twisted.application.service import Service
+    from twisted.internet.task import Clock
+
+    from dispatcher.brain import BrainStarter
+
+    clock, answers, built = Clock(), [False, False, True], []
+
+    def probe(url: str) -> None:
+        if not answers.pop(0):
+            raise ConnectionRefusedError(f"{url} refused")
+
+    def build(_reactor: Any, prepared: Any, _asterisks: Any) -> Service:  # noqa: ANN401
+        built.append(prepared)
+        return Service()
+
+    starter = BrainStarter(clock, SimpleNamespace(center=SimpleNamespace(  # type: ignore[arg-type]
+        database_url="postgresql://db/siaga")), probe=probe,
+        blocking=lambda f, *a: defer.maybeDeferred(f, *a), build=build)
+    starter.startService()
+    assert built == [] and starter.attempts == 1
+    clock.advance(1)
+    assert built == [] and starter.attempts == 2
+    clock.advance(1.9)
+    assert built == []
+    clock.advance(0.1)
+    assert len(built) == 1 and starter.brain is not None and starter.brain.running
+    clock.advance(100)
+    assert starter.attempts == 3
+    starter.stopService()
+    assert not starter.brain.running
+
+
+def test_given_the_database_never_answers_when_stopped_then_no_attempt_is_left() -> None:
+    """Stopping the starter cancels its next attempt."""
+    from twisted.internet.task import Clock
+
+    from dispatcher.brain import BrainStarter
+
+    clock = Clock()
+
+    def refuse(url: str) -> None:
+        raise ConnectionRefusedError(url)
+
+    starter = BrainStarter(clock, SimpleNamespace(center=SimpleNamespace(  # type: ignore[arg-type]
+        database_url="postgresql://db/siaga")), probe=refuse,
+        blocking=lambda f, *a: defer.maybeDeferred(f, *a), build=lambda *a: None)
+    starter.startService()
+    clock.advance(1)
+    assert starter.attempts == 2 and clock.getDelayedCalls()
+    starter.stopService()
+    assert clock.getDelayedCalls() == []
