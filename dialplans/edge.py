@@ -29,6 +29,11 @@ STAFF_REGISTER_SECONDS = 120
 # A password goes into a quoted string of the edge's configuration: only characters that
 # need no escaping there (the generated ones are URL-safe base64).
 SAFE_PASSWORD_RE = re.compile(r"^[A-Za-z0-9_.~+/=-]{8,128}$")
+# An operator's call through the edge is pinged in-dialog this often (a call whose end was
+# never seen frees the desk after two unanswered pings), and lasts at most this long.
+# (Kamailio's dialog module takes no interval under 30 s.)
+DESK_KEEPALIVE_SECONDS = 30
+DESK_MAX_CALL_SECONDS = 6 * 3600
 # Kamailio's worker processes for UDP: two keep a slow request from holding up the others.
 EDGE_CHILDREN = 2
 
@@ -41,6 +46,11 @@ def hotline_pattern(center: Center) -> str:
 def staff_pattern(center: Center) -> str:
     """A regular expression matching exactly the staff phones' extensions."""
     return "^(" + "|".join(re.escape(e) for e in sorted(center.extensions())) + ")$"
+
+
+def operator_pattern(center: Center) -> str:
+    """A regular expression matching exactly the operators' extensions (one desk each)."""
+    return "^(" + "|".join(re.escape(op.extension) for op in center.operators) + ")$"
 
 
 def render_edge(center: Center, paths: EdgePaths, creds: Credentials) -> dict[str, str]:
@@ -71,6 +81,8 @@ def render_edge(center: Center, paths: EdgePaths, creds: Credentials) -> dict[st
         "ping_user": center.hotline[0],
         "staff": staff,
         "staff_re": staff_pattern(center),
+        "operator_re": operator_pattern(center),
+        "desk": _DeskView(DESK_KEEPALIVE_SECONDS, DESK_MAX_CALL_SECONDS),
         "creds": creds,
         "security": center.security,
     }
@@ -98,6 +110,12 @@ class _EdgeView:
     children: int
     staff_ping_seconds: int
     staff_register_seconds: int
+
+
+@dataclass(frozen=True)
+class _DeskView:
+    keepalive_seconds: int
+    max_call_seconds: int
 
 
 def render_topology(center: Center, creds: Credentials, moddir: str, datadir: str

@@ -415,13 +415,17 @@ class SiagaServer(MultiService):
         api = self.get_api()
         return build_site(
             center, self.creds, reactor.seconds,
-            wallboard=wallboard_source(self.get_model(), center, reactor.seconds,
-                                       self.get_callbacks(), self.get_selftest()),
+            wallboard=self.wallboard(),
             reports=report_runner(reactor, self.get_readers().pool,
                                   self.get_calllog().sessions),
             api=api.resource, request_factory=api.request_factory, reactor=reactor,
             metrics=self.get_metrics(), push=self.get_push(),
             console_endpoints=self.console_endpoints, console_pages=self.console_pages)
+
+    def wallboard(self) -> Callable[[], dict[str, Any]]:
+        """The wallboard's document, computed at each read (the page, the push channel)."""
+        return wallboard_source(self.get_model(), self.center, self.reactor.seconds,
+                                self.get_callbacks(), self.get_selftest())
 
     def console_endpoints(self, console: Console) -> dict[str, Resource]:
         """The console's JSON endpoints, by name under ``/console/api/`` (each a
@@ -504,15 +508,14 @@ class SiagaServer(MultiService):
         """The live push channel (/events): pages follow the wallboard as AMI events, the
         model's resyncs and the callback list change it, and the incidents as their feed
         does."""
-        center, reactor = self.center, self.reactor
+        reactor = self.reactor
         push = PushHub(reactor)
-        push.add_view("wallboard", wallboard_source(self.get_model(), center, reactor.seconds,
-                                                    self.get_callbacks(), self.get_selftest()))
+        push.add_view("wallboard", self.wallboard())
         self.get_ami().subscribe_all(lambda _event: push.changed("wallboard"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
         self.get_callbacks().on_change = lambda _entry: (push.changed("wallboard"),
                                                          push.changed("console"))
-        push.add_view("desks", desks_source(self.get_model(), center, reactor.seconds,
+        push.add_view("desks", desks_source(self.get_model(), self.center, reactor.seconds,
                                             self.get_talk_clock()))
         self.get_ami().subscribe_all(lambda _event: push.changed("desks"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("desks"))

@@ -35,7 +35,7 @@ __all__ = [
     "parse_topology",
 ]
 
-TOPOLOGY_KEYS = {"edge", "nodes"}
+TOPOLOGY_KEYS = {"edge", "nodes", "brain"}
 # The header with the citizen's own address, set by the edge (defined with the dialplan's
 # other shared names).
 EDGE_SOURCE_HEADER = contract.EDGE_SOURCE_HEADER
@@ -78,10 +78,21 @@ class Node:
 
 @dataclass(frozen=True)
 class Topology:
-    """The edge and two or more nodes."""
+    """The edge and two or more nodes.
+
+    ``brain_from``: the address the brain (which runs on the edge's machine) reaches the
+    nodes' manager interfaces from; each node's AMI admits it beside loopback. By default
+    the edge's own address.
+    """
 
     edge: Edge
     nodes: tuple[Node, ...]
+    brain_from: str = ""
+
+    @property
+    def brain_address(self) -> str:
+        """Where the brain's AMI connections come from."""
+        return self.brain_from or self.edge.host
 
     def node(self, name: str) -> Node:
         """The node with this name."""
@@ -179,7 +190,15 @@ def parse_topology(sec: Section, database_url: str, database: Value,
         nodes.append(Node(name, sip_host, sip_port, ami_host, ami_port))
     if len(nodes) < 2:
         raise nodes_v.error("needs two or more nodes (one node needs no topology section)")
-    return Topology(edge, tuple(nodes))
+    brain = sec.section("brain", {"ami_from"})
+    brain_from = ""
+    if not brain.value.missing:
+        brain_from = _address(brain, "ami_from")
+        if not ipaddress.ip_address(brain_from).is_private:
+            raise brain.get("ami_from").error(
+                "must be a loopback or private address: the nodes' manager interfaces are "
+                "never reached over the public network")
+    return Topology(edge, tuple(nodes), brain_from)
 
 
 def node_state_dir(center: Center, node: Node) -> Path:

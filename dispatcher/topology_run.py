@@ -5,9 +5,11 @@ is local, and every node whose SIP address is local, each supervised (restarted 
 back-off when it dies, stopped on SIGTERM). On one machine with loopback addresses that is
 everything; on several, the same config and the same command on each machine.
 
-The brain (one AMI connection per node, one merged live model, the call log on PostgreSQL,
-the console) is not run here yet: each node's dialplan carries hotline calls on its own
-(fail-open), as a single center does while its server is down.
+The brain (:mod:`dispatcher.cluster`: one AMI connection per node, one merged live model,
+the call log on PostgreSQL, the wallboard, API and metrics) runs beside the edge. It is
+never needed for a call to reach an operator: each node's dialplan carries hotline calls on
+its own (fail-open), and the edge keeps an operator to one call across nodes. A brain whose
+database does not answer yet is retried with back-off while the edge and nodes run on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -46,6 +49,24 @@ def local_parts(center: Center, is_local: Callable[[str], bool] = is_local_addre
     return is_local(topo.edge.host), [n.name for n in topo.nodes if is_local(n.sip_host)]
 
 
+def start_brain(center: Center, install: Any, asterisks: dict[str, Any],  # noqa: ANN401
+                services: MultiService, reactor: Any) -> str:  # noqa: ANN401
+    """Add the brain over every node to ``services`` (after the nodes this machine runs, so
+    it stops before them), started once its database answers; the line that says where it
+    is."""
+    from dispatcher.brain import BrainStarter, brain_prepared
+    from dispatcher.credentials import ensure_credentials
+
+    starter = BrainStarter(reactor, brain_prepared(center, install,
+                                                   ensure_credentials(center)), asterisks)
+    starter.setName("brain-starter")
+    starter.setServiceParent(services)
+    http = center.http
+    return (f"  brain: AMI to {len(center.topology.nodes) if center.topology else 0} nodes, "
+            f"call log {center.database_url.split('@')[-1]} (started once it answers), "
+            f"wallboard http://{http.host}:{http.port}/wallboard")
+
+
 def run_topology(center: Center, rootfs: str | None = None, log_format: str = "text") -> int:
     """Start the local parts of the topology and run until SIGINT/SIGTERM; the exit code."""
     from twisted.internet import reactor
@@ -66,6 +87,8 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
         return 1
     services = MultiService()
     lines = []
+    asterisks: dict[str, AsteriskService] = {}
+    install = None
     if nodes_here:
         try:
             install = ready(rootfs)
@@ -77,9 +100,11 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
             nc = node_center(center, node)
             share_secrets(center, nc)
             prepared = prepare(nc, install)
-            AsteriskService(reactor, reactor, install, prepared.asterisk_conf,
-                            prepared.asterisk_binds, prepared.asterisk_out,
-                            adopt_pid=stale_pid(nc.run_dir / "run")).setServiceParent(services)
+            asterisks[name] = AsteriskService(
+                reactor, reactor, install, prepared.asterisk_conf, prepared.asterisk_binds,
+                prepared.asterisk_out, adopt_pid=stale_pid(nc.run_dir / "run"))
+            asterisks[name].setName(f"node-{name}")
+            asterisks[name].setServiceParent(services)
             lines.append(f"  node {name}: SIP {node.sip_host}:{node.sip_port}, "
                          f"AMI {node.ami_host}:{node.ami_port}, files in {nc.state_dir}")
     if edge_here:
@@ -92,6 +117,8 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
         topo = center.topology
         lines.insert(0, f"  edge: SIP {topo.edge.host}:{topo.edge.port} (citizens call "
                         f"here), log {edge.out_path}")
+        brain_line = start_brain(center, install, asterisks, services, reactor)
+        lines.append(brain_line)
 
     observer = (json_lines_observer(sys.stdout) if log_format == "json"
                 else textFileLogObserver(sys.stdout))
@@ -101,8 +128,7 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
     def started() -> None:
         services.startService()
         print(f"{center.name}: scale-out parts on this machine\n" + "\n".join(lines)
-              + "\nThe server (console, call log, alerts) does not run across nodes yet: each "
-                "node carries hotline calls on its own.\nStop with Ctrl-C.", flush=True)
+              + "\nStop with Ctrl-C.", flush=True)
 
     reactor.callWhenRunning(started)
     reactor.run()

@@ -42,12 +42,19 @@ def free_port_at(host: str, kind: int) -> int:
         return s.getsockname()[1]
 
 
-def write_topology_config(path: Path, flood_requests: int = TEST_FLOOD_REQUESTS) -> Path:
-    """The example city with a topology: the edge and two nodes on their own addresses."""
+def write_topology_config(path: Path, flood_requests: int = TEST_FLOOD_REQUESTS,
+                          database_url: str = "postgresql://siaga@127.0.0.1:1/siaga") -> Path:
+    """The example city with a topology: the edge and two nodes on their own addresses.
+
+    ``database_url``: the brain's call log (``siaga up`` runs the brain beside the edge).
+    The default reaches no server: a topology requires PostgreSQL, and tests that start
+    the nodes themselves run no brain. The console listens on a free port of its own.
+    """
     doc = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     doc["selftest"] = {**(doc.get("selftest") or {}), "enabled": False}
-    # Never connected in this test (no brain runs): a topology requires the shared log.
-    doc["database"] = {"url": "postgresql://siaga@127.0.0.1/siaga"}
+    doc["database"] = {"url": database_url}
+    doc["http"] = {**(doc.get("http") or {}), "bind": "127.0.0.1",
+                   "port": free_port_at("127.0.0.1", socket.SOCK_STREAM)}
     doc["topology"] = {
         "edge": {"bind": EDGE_HOST, "port": free_port_at(EDGE_HOST, socket.SOCK_DGRAM),
                  "flood": {"requests": flood_requests, "seconds": 2}},

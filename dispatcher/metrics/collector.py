@@ -60,6 +60,8 @@ class Sources:
     callbacks: Any = None
     selftest: Any = None  # the SelfTestService (dispatcher.selftest)
     lag: Any = None  # the ReactorLag probe (dispatcher.metrics.lag)
+    # A topology's nodes: a callable returning [{"name", "up", ...}] (dispatcher.cluster).
+    nodes: Any = None
 
 
 def today_summary(session: Session, now: float, timezone: str = REPORT_TIMEZONE
@@ -159,6 +161,13 @@ class CenterCollector(Collector):
                          int(client is not None and bool(client.logged_in)))
             yield _counter("siaga_ami_logins", "AMI logins since the server started.",
                            s.ami.connections)
+        if s.nodes is not None:
+            family = GaugeMetricFamily("siaga_node_up",
+                                       "1 while a node's AMI is logged in (a scale-out "
+                                       "topology's Asterisk nodes).", labels=["node"])
+            for node in s.nodes():
+                family.add_metric([node["name"]], int(node["up"]))
+            yield family
         if s.asterisk is not None:
             yield _gauge("siaga_asterisk_up", "1 while an Asterisk process is running.",
                          int(s.asterisk.pid is not None))

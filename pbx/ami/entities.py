@@ -170,5 +170,7 @@ def contact_uris(text: str) -> set[str]:
 
 
 def uniqueid_order(uniqueid: str) -> tuple[int, ...]:
-    """Uniqueids are ``<epoch>.<sequence>``: order them numerically, not as text."""
-    return tuple(int(part) if part.isdigit() else 0 for part in uniqueid.split("."))
+    """Uniqueids are ``<epoch>.<sequence>``, behind ``<systemname>-`` on a topology's node:
+    order them numerically, not as text."""
+    number = uniqueid.rpartition("-")[2]
+    return tuple(int(part) if part.isdigit() else 0 for part in number.split("."))

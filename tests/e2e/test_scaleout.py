@@ -1,7 +1,8 @@
 """Scale-out on one machine: the SIP edge (Kamailio) in front of two real Asterisk nodes.
 
 Each node is on its own loopback address with its own ports (see tests/scaleout.py for why).
-Staff phones register at the edge; every node reaches them through it.
+Staff phones register at the edge; every node reaches them through it. `siaga up` on a
+topology, with the brain, is test_scaleout_brain.py.
 """
 
 from __future__ import annotations
@@ -9,26 +10,21 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
-from dispatcher.config.loader import load_center
-from dispatcher.topology import EDGE_SOURCE_HEADER, edge_paths, node_center
-from pbx.asterisk import stale_pid
-from pbx.kamailio import EdgeError, node_states
+from dispatcher.cluster.remote import boot_of
+from dispatcher.topology import EDGE_SOURCE_HEADER
 from pbx.phone.phone import Call, Phone, PhoneError
 from pbx.provision import AsteriskInstall
 from tests.e2e.hotline_helpers import getvar
 from tests.harness import PATIENCE, wait_for
 from tests.phones import PhoneFactory
-from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout, write_topology_config
+from tests.scaleout import TEST_FLOOD_REQUESTS, ScaleOut, start_scaleout
 
 pytestmark = pytest.mark.asterisk
 
@@ -115,6 +111,86 @@ def test_given_an_operator_registered_at_the_edge_when_calls_land_on_either_node
     assert heard_on == {"a", "b"}
 
 
+def most_at_once(calls: list[Call]) -> int:
+    """The most of these calls that were up (offered, ringing or talking) at one time."""
+    edges = sorted([(c.created_at, 1) for c in calls]
+                   + [(c.disconnected_at, -1) for c in calls if c.disconnected_at is not None])
+    most = now = 0
+    for _at, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def desk_refusals(scaleout: ScaleOut, extension: str) -> int:
+    """How many times the edge refused a node's call to this operator (busy elsewhere)."""
+    return scaleout.edge_log().count(f"operator {extension} busy with a call from another node")
+
+
+def one_on_each_node(scaleout: ScaleOut, phones: PhoneFactory) -> dict[str, Call]:
+    """Two citizens' hotline calls, one on each node (in their IVR)."""
+    held: dict[str, Call] = {}
+    for attempt in range(8):
+        call, node = call_through_edge(scaleout, phones.citizen(name=f"citizen-{attempt}"))
+        if node in held:
+            call.hangup()
+            call.wait_disconnected(10)
+            continue
+        held[node] = call
+        if len(held) == 2:
+            return held
+    raise AssertionError(f"the edge sent every call to {set(held)}")
+
+
+def test_given_one_free_operator_when_both_nodes_ring_at_once_then_one_call_reaches_them(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """One desk across nodes: two citizens reach the queue at the same instant, one on each
+    node, while one operator is free and the other is absent. Both nodes ring the free
+    operator; the edge lets one call through and answers the other node 486 (busy), so the
+    operator's phone never holds two calls. The second citizen waits in its node's queue
+    and is put through once the operator is free again."""
+    op = phones.directory.operator(1)
+    absent = scaleout.center.operators[1].extension
+    wait_for(lambda: not any(reachable_on(scaleout, n, absent) for n in scaleout.nodes),
+             4 * NODE_STAFF_QUALIFY_SECONDS + 5, f"operator {absent} absent on both nodes")
+    operator = phones.extension(op.user, op.password, server=scaleout.edge_address,
+                                name="operator-one-desk")
+    phones.stack.wait_until(lambda: all(reachable_on(scaleout, n, op.user)
+                                        for n in scaleout.nodes),
+                            4 * NODE_STAFF_QUALIFY_SECONDS + 5,
+                            "both nodes to see the operator registered at the edge")
+    held = one_on_each_node(scaleout, phones)
+    refused_before = desk_refusals(scaleout, op.user)
+    for call in held.values():  # an agency's key: straight to the queue, both at once
+        call.send_dtmf("1")
+    first = operator.wait_incoming(15)
+
+    def offered() -> list[Call]:
+        return [c for c in operator.calls if c.direction == "incoming"]
+
+    # The other node rang too: refused at the edge (it retries every second while its
+    # citizen waits), or, were the desk not one, put through as a second call.
+    phones.stack.wait_until(lambda: desk_refusals(scaleout, op.user) > refused_before
+                            or most_at_once(offered()) > 1, 10,
+                            "the second node's call to the busy desk")
+    assert most_at_once(offered()) == 1, [(c.remote_uri, c.state) for c in offered()]
+    first.answer()
+    first.wait_confirmed(10)
+    # The citizen the operator did not get is still waiting; the operator ends the first.
+    first.hangup()
+    first.wait_disconnected(10)
+    waiting = phones.stack.wait_until(
+        lambda: [c for c in held.values() if c.disconnected_at is None]
+        if sum(c.disconnected_at is not None for c in held.values()) == 1 else None,
+        10, "the first citizen's call to end with the operator's hang-up")[0]
+    second = operator.answer(15)
+    heard = phones.two_way_audio(waiting, second)
+    assert heard.both, heard
+    assert most_at_once(offered()) == 1
+    waiting.hangup()
+    waiting.wait_disconnected(10)
+
+
 def test_given_staff_registration_at_the_edge_when_a_stranger_tries_then_refused(
         scaleout: ScaleOut, phones: PhoneFactory) -> None:
     """The edge registers the center's accounts only, each with its own password, and a
@@ -156,6 +232,13 @@ def test_given_the_edge_when_a_citizen_calls_what_is_not_the_hotline_then_refuse
     assert bypass.status_code in (401, 403), (bypass.status_code, bypass.reason)
 
 
+def node_boot(scaleout: ScaleOut, name: str) -> tuple[str, str]:
+    """When a node's Asterisk started, as CoreStatus says it to the brain."""
+    response = scaleout.ami(name).action("CoreStatus")
+    assert response is not None
+    return boot_of(response.keys)
+
+
 def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and_the_node_rejoins(
         scaleout: ScaleOut, phones: PhoneFactory) -> None:
     """kill -9 node a: every call placed from then on is answered (by b); once the edge has
@@ -165,6 +248,8 @@ def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and
     scaleout.wait_up("a", "b")
     victim = scaleout.nodes["a"]
     assert victim.proc is not None
+    booted = node_boot(scaleout, "a")
+    assert all(booted) and node_boot(scaleout, "a") == booted
     killed_at = time.monotonic()
     os.kill(victim.proc.pid, signal.SIGKILL)
     victim.proc.wait(10)
@@ -196,6 +281,8 @@ def test_given_a_node_killed_when_citizens_call_then_the_survivor_takes_them_and
 
     victim.start()
     scaleout.wait_up("a")
+    # What the brain tells a restarted node by when it is not its supervisor.
+    assert node_boot(scaleout, "a") not in (booted, ("", "")), booted
     back = []
     for _ in range(4):
         call, node = call_through_edge(scaleout, citizen)
@@ -281,130 +368,3 @@ def test_given_a_flood_from_one_address_when_a_citizen_calls_then_the_flood_is_d
     call, _node = call_through_edge(scaleout, citizen)
     call.hangup()
     call.wait_disconnected(10)
-
-
-def child_with(parent: int, needle: str) -> int | None:
-    """The pid of ``parent``'s child whose command line holds ``needle``, if any."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and needle in cmdline:
-            return int(entry.name)
-    return None
-
-
-def _cmdline(entry: Path) -> bytes:
-    try:
-        return (entry / "cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def kill_all_with(needle: str) -> None:
-    """SIGKILL every process whose command line holds ``needle`` (this test's own paths)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
-
-
-def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
-        tmp_path: Path, phones: PhoneFactory) -> None:
-    """`siaga up` on a topology config runs the edge and both nodes (all addresses are this
-    machine's); a node killed -9 is restarted and rejoins the edge by itself, so is the edge;
-    the supervisor killed -9 and started again adopts the nodes and replaces the edge;
-    SIGTERM stops everything."""
-    config = write_topology_config(tmp_path / "center.yaml")
-    state = tmp_path / "state"
-    center = load_center(config, state_dir=state)
-    assert center.topology is not None
-    siaga = Path(sys.executable).parent / "siaga"
-    runs: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        out_path = tmp_path / f"siaga.{len(runs) + 1}.out"
-        with out_path.open("wb") as out:
-            proc = subprocess.Popen([str(siaga), "up", "--config", str(config), "--state-dir",
-                                     str(state)], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        runs.append((proc, out_path))
-        return proc
-
-    socket_path = edge_paths(center).rpc_socket
-    edge_config = str(edge_paths(center).config)
-    node_a = node_center(center, center.topology.node("a"))
-
-    def output() -> str:
-        return runs[-1][1].read_text(errors="replace")[-3000:]
-
-    def states() -> dict[str, bool]:
-        assert runs[-1][0].poll() is None, output()
-        try:
-            return {s.name: s.up for s in node_states(socket_path, timeout=1)}
-        except EdgeError:
-            return {}
-
-    def hotline_call() -> None:
-        call = citizen.call(center.hotline[0])
-        call.wait_confirmed(10)
-        call.hangup()
-        call.wait_disconnected(10)
-
-    citizen = phones._keep(Phone(phones.stack, "citizen-up", server=(
-        f"{center.topology.edge.host}:{center.topology.edge.port}")))
-    proc = start()
-    try:
-        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up at the edge")
-        hotline_call()
-        killed = stale_pid(node_a.run_dir / "run")
-        assert killed is not None
-        os.kill(killed, signal.SIGKILL)
-        # Restarted by the supervisor (1 s later). Whether the edge saw it down in between
-        # depends on where its pings fell (a quick restart may answer the next one): the
-        # edge's side of a loss is the module's failover test.
-        wait_for(lambda: stale_pid(node_a.run_dir / "run") not in (None, killed), 30,
-                 "node a restarted")
-        wait_for(lambda: states().get("a") is True, 30, "node a up at the edge")
-        hotline_call()
-        hotline_call()  # round robin: one of the two goes to node a
-        # The edge itself, killed: restarted, it finds the nodes again and carries calls.
-        edge_pid = child_with(proc.pid, edge_config)
-        assert edge_pid is not None
-        os.kill(edge_pid, signal.SIGKILL)
-        wait_for(lambda: child_with(proc.pid, edge_config) not in (None, edge_pid), 10,
-                 "Kamailio restarted")
-        wait_for(lambda: states() == {"a": True, "b": True}, 15, "both nodes up again")
-        hotline_call()
-        # The supervisor killed: the nodes and the edge go on without it; the next siaga up
-        # adopts the nodes, replaces the edge left behind, and calls go through.
-        nodes_before = {n.name: stale_pid(node_center(center, n).run_dir / "run")
-                        for n in center.topology.nodes}
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        proc = start()
-        wait_for(lambda: child_with(proc.pid, edge_config) is not None, 30, "a new edge")
-        wait_for(lambda: states() == {"a": True, "b": True}, 30, "both nodes up, new edge")
-        hotline_call()
-        assert {n.name: stale_pid(node_center(center, n).run_dir / "run")
-                for n in center.topology.nodes} == nodes_before  # adopted, not restarted
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30 * PATIENCE)
-        except subprocess.TimeoutExpired:
-            kill_all_with(str(state))  # the server hung: leave nothing of this test behind
-            raise
-    assert code == 0, output()
-    for node in center.topology.nodes:
-        assert stale_pid(node_center(center, node).run_dir / "run") is None
-    assert "Kamailio stopped" in output()
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
-                and edge_config.encode() in _cmdline(p)], "a Kamailio was left running"

@@ -17,7 +17,8 @@ HTTP_LAYER = ("dispatcher/api/", "dispatcher/web/")
 # The builder, ``siaga up``'s entry points (one node; several behind the SIP edge), and the
 # command line that dispatches to them.
 ENTRY_POINTS = ("dispatcher/serve.py", "dispatcher/topology_run.py")
-TOP = ("dispatcher/app.py", "dispatcher/cli.py", *ENTRY_POINTS)
+# The builders: one center, and the brain over a topology's nodes.
+TOP = ("dispatcher/app.py", "dispatcher/brain.py", "dispatcher/cli.py", *ENTRY_POINTS)
 # Serving HTTP (resources, requests, status codes); a feature may be an HTTP *client*
 # (the self-test's alarm webhook uses twisted.web.client).
 HTTP_SERVING = ("twisted.web.resource", "twisted.web.server", "twisted.web.http")
@@ -87,9 +88,10 @@ def test_given_the_http_layer_when_read_then_it_does_not_reach_the_builder() -> 
 
 
 def test_given_the_builder_when_read_then_only_the_entry_point_imports_it() -> None:
-    """``dispatcher.app`` assembles everything, so nothing but ``siaga up``'s entry points
-    (and the test harness) may import it."""
+    """``dispatcher.app`` assembles everything, so nothing but ``siaga up``'s entry points,
+    the brain's builder (which builds on it) and the test harness may import it."""
     importers = [f"{rel}:{line}" for rel, tree in _modules("dispatcher", "pbx", "ivr")
                  for line, name in _imports(tree)
-                 if _within(name, "dispatcher.app") and rel not in ENTRY_POINTS]
+                 if _within(name, "dispatcher.app")
+                 and rel not in (*ENTRY_POINTS, "dispatcher/brain.py")]
     assert importers == []

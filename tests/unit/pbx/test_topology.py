@@ -352,3 +352,82 @@ def test_given_tcp_when_a_topology_is_set_then_sip_transport_is_named(tmp_path: 
         load_center(path, state_dir=tmp_path / "s")
     assert caught.value.path == "sip.transport"
     assert caught.value.line == line_of(path, "transport: tcp", after="sip:")
+
+
+def test_given_nodes_when_rendered_then_each_names_its_calls_apart(tmp_path: Path) -> None:
+    """Each node's asterisk.conf sets its own systemname (its uniqueids and linkedids then
+    start with it: two nodes never share a journey's key); the single center sets none."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert center.topology is not None
+    creds = ensure_credentials(center)
+    names = set()
+    for node in center.topology.nodes:
+        nc = node_center(center, node)
+        conf = render_all(nc, creds, AsteriskPaths.for_center(nc, "/m", "/d"))["asterisk.conf"]
+        found = re.findall(r"^systemname = (.+)$", conf, re.M)
+        assert found == [node.name]
+        names.add(found[0])
+    assert len(names) == len(center.topology.nodes)
+    single = render_all(center, creds, AsteriskPaths.for_center(center, "/m", "/d"))
+    assert "systemname" not in single["asterisk.conf"].replace("; ", "")
+
+
+def test_given_uniqueids_with_a_node_prefix_when_ordered_then_numerically() -> None:
+    """A node's uniqueids (``a-<epoch>.<seq>``) order by their numbers, like a single
+    center's."""
+    from pbx.ami.entities import uniqueid_order
+
+    ids = ["a-1700000000.10", "a-1700000000.9", "a-1699999999.99", "node-b-1700000001.1"]
+    assert sorted(ids, key=uniqueid_order) == [
+        "a-1699999999.99", "a-1700000000.9", "a-1700000000.10", "node-b-1700000001.1"]
+    assert uniqueid_order("1700000000.10") == (1700000000, 10)
+
+
+def test_given_an_edge_when_rendered_then_an_operator_is_one_desk_across_nodes(
+        tmp_path: Path) -> None:
+    """Calls from the nodes to an operator go through the desk check (a dialog profile per
+    extension, under a lock held until the call is relayed); agencies' phones do not."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    files, _paths = rendered_edge(tmp_path)
+    cfg = files["kamailio.cfg"]
+    pattern = re.search(r'\$rU =~ "(\^\([^"]+\)\$)"\) \{\n\t\t\$var\(desk\) = \$rU', cfg)
+    assert pattern is not None, "the desk check is keyed on the operators' extensions"
+    desk_re = re.compile(pattern.group(1))
+    assert all(desk_re.match(op.extension) for op in center.operators)
+    assert not any(desk_re.match(ext) for a in center.agencies for ext in a.extensions)
+    assert cfg.index('route(ONE_DESK)') < cfg.index("t_relay()", cfg.index("route[TO_STAFF]"))
+    assert 'sl_send_reply("486", "Busy at another node")' in cfg
+    assert cfg.index('lock("desk-$var(desk)")') < cfg.index('get_profile_size("desk"')
+
+
+def test_given_nodes_when_rendered_then_their_ami_admits_the_brain_alone(
+        tmp_path: Path) -> None:
+    """Each node's manager interface admits loopback and the brain's address (the edge's
+    machine, or ``brain.ami_from``); the single center's admits loopback only."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert center.topology is not None
+    creds = ensure_credentials(center)
+    node = node_center(center, center.topology.node("a"))
+    manager = render_all(node, creds, AsteriskPaths.for_center(node, "/m", "/d"))["manager.conf"]
+    assert re.findall(r"^permit = (.+)$", manager, re.M) == ["127.0.0.0/255.0.0.0",
+                                                              "10.0.0.5/32"]
+    own = load_center(config(tmp_path / "own", TOPOLOGY + "  brain: {ami_from: 10.0.0.30}\n"),
+                      state_dir=tmp_path / "s2")
+    assert own.topology is not None
+    node = node_center(own, own.topology.node("b"))
+    manager = render_all(node, creds, AsteriskPaths.for_center(node, "/m", "/d"))["manager.conf"]
+    assert "permit = 10.0.0.30/32" in manager and "10.0.0.5" not in manager
+    single = render_all(center, creds, AsteriskPaths.for_center(center, "/m", "/d"))
+    assert re.findall(r"^permit = (.+)$", single["manager.conf"], re.M) == [
+        "127.0.0.0/255.0.0.0"]
+
+
+def test_given_a_public_brain_address_when_loaded_then_error_names_the_line(
+        tmp_path: Path) -> None:
+    """The brain reaches the nodes' AMI over a private network only."""
+    path = config(tmp_path, TOPOLOGY + "  brain: {ami_from: 1.2.3.4}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_center(path, state_dir=tmp_path / "s")
+    err = caught.value
+    assert (err.path, err.line) == ("topology.brain.ami_from", line_of(path, "ami_from"))
+    assert "private" in err.reason

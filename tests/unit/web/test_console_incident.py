@@ -278,8 +278,8 @@ def test_given_the_flagged_page_then_supervisors_only(desk: Desk) -> None:
         def page(self, request, template, **ctx):  # noqa: ANN001, ANN003, ANN201
             from dispatcher.web.site import _environment
             return _environment().get_template(template).render(
-                t=__import__("dispatcher.web.site", fromlist=["TEXT"]).TEXT["en"], lang="en", center_name="x", staff=self.who,
-                csrf="", **ctx).encode()
+                t=__import__("dispatcher.web.site", fromlist=["TEXT"]).TEXT["en"],
+                lang="en", center_name="x", staff=self.who, csrf="", **ctx).encode()
 
     console = _PageConsole()
     page = FlaggedPage(console, desk.endpoints["flagged"].parts)
