@@ -378,10 +378,40 @@ def report(r: Round, args: argparse.Namespace) -> None:
     print(f"  goal p99 <= {GOAL_P99_MS:g} ms and 0 lost: {verdict}")
 
 
+def _values(text: str, kind: type, name: str) -> list:  # type: ignore[type-arg]
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"{name}: a comma-separated list, got {text!r}") from None
+
+
+def summary(results: list[tuple[str, float, int, Round]]) -> None:
+    """One table of every round of a matrix run; ratios against one process (0 intakes) at
+    the same rate and database."""
+    print()
+    print("notification latency (POST due -> operator's feed), ms; ratio = this p99 / the "
+          "p99 of one process at the same rate and database")
+    print(f"{'database':10} {'rate/s':>7} {'intakes':>7} {'p50':>8} {'p95':>8} {'p99':>8} "
+          f"{'ratio':>6} {'lost':>5} {'server CPU':>11} {'generator CPU':>14}")
+    single = {(db, rate): pct(r.notify_lat, 99) for db, rate, n, r in results if n == 0}
+    for db, rate, n, r in results:
+        p99 = pct(r.notify_lat, 99)
+        base = single.get((db, rate))
+        ratio = f"{p99 / base:.2f}" if base else "-"
+        print(f"{db:10} {rate:7.0f} {n:7d} {pct(r.notify_lat, 50):8.1f} "
+              f"{pct(r.notify_lat, 95):8.1f} {p99:8.1f} {ratio:>6} {r.lost:5d} "
+              f"{r.server_cpu / r.elapsed * 100:10.0f}% {r.client_cpu / r.elapsed * 100:13.0f}%")
+    print("(CPU: share of one core over the round; the machine has "
+          f"{os.cpu_count()} cores, shared by the server, its intakes and this generator)")
+
+
 def main() -> int:
-    """Run the load (after a baseline round if asked) and print the figures."""
+    """Run the load (after a baseline round if asked) and print the figures.
+
+    ``--rate``, ``--intake-processes`` and ``--db`` take comma-separated lists: every
+    combination is one round, and a table of all of them ends the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1000.0, help="alerts per second")
+    parser.add_argument("--rate", default="1000", help="alerts per second (a list: 600,800,1000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to send")
     parser.add_argument("--devices", type=int, default=500, help="enrolled devices used")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
@@ -391,41 +421,60 @@ def main() -> int:
                         help="seconds of alerts (at most 200/s) before the measured load")
     parser.add_argument("--stored", type=int, default=0,
                         help="alerts already in the database before the run (its history)")
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--db", default="sqlite", help="sqlite, postgresql, or both: "
+                        "sqlite,postgresql")
     parser.add_argument("--commit-batch", type=int, default=None,
                         help="alerts per transaction at most (default: the server's)")
-    parser.add_argument("--intake-processes", type=int, default=0)
+    parser.add_argument("--intake-processes", default="0",
+                        help="intake processes (0: the server's process alone); a list: 0,2")
     parser.add_argument("--baseline", action="store_true",
                         help="first a round with one alert per transaction, then the ratio")
     args = parser.parse_args()
-    if (args.rate <= 0 or args.seconds <= 0 or args.warmup <= 0
-            or args.rate * args.seconds > 200_000):
+    rates = _values(args.rate, float, "--rate")
+    intakes = _values(args.intake_processes, int, "--intake-processes")
+    dbs = _values(args.db, str, "--db")
+    if any(d not in ("sqlite", "postgresql") for d in dbs):
+        parser.error("--db: sqlite or postgresql")
+    if (not rates or min(rates) <= 0 or args.seconds <= 0 or args.warmup <= 0
+            or max(rates) * args.seconds > 200_000 or not intakes or min(intakes) < 0):
         parser.error("rate, seconds and warm-up must be positive, at most 200,000 alerts "
                      "in all")
     from dispatcher.alerts.settings import AlertSettings
 
     batch = args.commit_batch or AlertSettings.commit_batch
-    rounds = [("one alert per transaction", 1)] if args.baseline else []
-    rounds.append((f"group commit: batch <= {batch}", batch))
+    rounds: list[tuple[str, int, str, float, int]] = []
+    for db_kind in dbs:
+        for rate in rates:
+            for n in intakes:
+                if args.baseline:
+                    rounds.append(("one alert per transaction", 1, db_kind, rate, n))
+                rounds.append((f"group commit: batch <= {batch}, {db_kind}, {rate:g}/s, "
+                               f"{n} intake processes", batch, db_kind, rate, n))
     print(f"load average before the run {os.getloadavg()[0]:.2f}")
-    results = []
+    results: list[tuple[str, float, int, Round]] = []
     with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        with contextlib.ExitStack() as stack:
-            for i, (label, round_batch) in enumerate(rounds):
+        for i, (label, round_batch, db_kind, rate, n) in enumerate(rounds):
+            with contextlib.ExitStack() as stack:
                 workdir = Path(tmp) / f"round{i}"
-                if args.db == "postgresql":
+                if db_kind == "postgresql":
                     db_url = stack.enter_context(postgres_cluster())
                 else:
                     db_url = f"sqlite:///{Path(tmp) / f'siaga{i}.db'}"
-                results.append(run_round(label, workdir, db_url, args, round_batch))
-                report(results[-1], args)
-    if len(results) == 2:
-        before, after = results
+                round_args = argparse.Namespace(**{**vars(args), "rate": rate,
+                                                   "intake_processes": n, "db": db_kind})
+                r = run_round(label, workdir, db_url, round_args, round_batch)
+                report(r, round_args)
+                print(f"  load average after the round {os.getloadavg()[0]:.2f}", flush=True)
+                results.append((db_kind, rate, n, r))
+    if args.baseline and len(results) == 2:
+        before, after = results[0][3], results[1][3]
         cpu_ratio = (before.server_cpu / before.sent) / max(after.server_cpu / after.sent, 1e-9)
         print(f"ratio (group commit / one per transaction): notification p99 "
               f"{pct(before.notify_lat, 99) / max(pct(after.notify_lat, 99), 1e-9):.1f}x "
               f"lower, server CPU per alert {cpu_ratio:.2f}x lower, "
               f"lost {before.lost} -> {after.lost}")
+    if len(results) > 1 and not args.baseline:
+        summary(results)
     return 0
 
 

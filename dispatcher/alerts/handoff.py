@@ -33,7 +33,6 @@ If the writer's end goes away, every alert handed off and not answered fails wit
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -85,7 +84,11 @@ def encode_alert(request: AlertRequest, device: DeviceCredentials) -> dict[str, 
     return {"request": {"alert_id": request.alert_id, "device_id": request.device_id,
                         "type": request.type, "location": location,
                         "callback_number": request.callback_number, "note": request.note},
-            "device": dataclasses.asdict(device)}
+            "device": {"pk": device.pk, "device_id": device.device_id, "kind": device.kind,
+                       "enabled": device.enabled, "token_hash": device.token_hash,
+                       "hmac_key": device.hmac_key,
+                       "callback_number": device.callback_number,
+                       "lat": device.lat, "lon": device.lon}}
 
 
 def decode_alert(frame: dict[str, Any]) -> tuple[AlertRequest, DeviceCredentials]:

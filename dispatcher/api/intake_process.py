@@ -140,6 +140,7 @@ class _ForwardClient(ProxyClient):
 
 class _ForwardFactory(ProxyClientFactory):
     protocol = _ForwardClient
+    noisy = False  # one factory per forwarded request: no "Starting factory" line for each
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:  # noqa: N802
         if not self.father.finished and not getattr(self.father, "_disconnected", False):

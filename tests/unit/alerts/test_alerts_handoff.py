@@ -294,3 +294,26 @@ def post(site: Site, device_id: str) -> StringTransport:
     return transport
 
 
+
+
+def test_given_an_alert_with_every_field_when_encoded_and_decoded_then_it_is_unchanged(
+        tmp_path: Path) -> None:
+    """What the writer stores is what the intake validated: an alert with a fix time, an
+    accuracy and a note, and its device's row, come out of a frame equal to what went in
+    (every field of the device row: the commit compares them to refuse a revoked device)."""
+    import datetime as dt
+    import json as json_module
+
+    from dispatcher.alerts.auth import DeviceCredentials
+    from dispatcher.alerts.handoff import decode_alert, encode_alert
+
+    request = AlertRequest("a-1", "app9", "fire",
+                           Location(-1.5, 124.25, 7.5, dt.datetime(2026, 11, 27, 3, 4, 5,
+                                                                   tzinfo=dt.UTC)),
+                           "+6281234567", "third floor")
+    device = DeviceCredentials(7, "app9", "app", True, "sha256$ab", "label-1", "0811", 1.0, 2.0)
+    frame = json_module.loads(json_module.dumps(encode_alert(request, device)))
+    assert decode_alert(frame) == (request, device)
+    bare = AlertRequest("a-2", "app9", "panic", None, None, None)
+    assert decode_alert(json_module.loads(json_module.dumps(encode_alert(bare, device))))[0] \
+        == bare
