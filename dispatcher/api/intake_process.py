@@ -130,12 +130,49 @@ class IntakeRoot(Resource):
 
 
 class _ForwardClient(ProxyClient):
+    """Twisted's proxy client (it speaks HTTP/1.0 to the writer's site, so answers are never
+    chunked), plus: the client going away closes the forwarded request (a console's event
+    stream must not run on for nobody), and the writer going away before its answer's
+    status is answered 503, not an empty 200."""
+
+    _status_seen = False
+
+    def connectionMade(self) -> None:  # noqa: N802 -- Twisted's name
+        self.father.notifyFinish().addErrback(self._client_gone)
+        super().connectionMade()
+
+    def _client_gone(self, _: Failure) -> None:
+        self._finished = True
+        self.transport.loseConnection()
+
+    def handleStatus(self, version: bytes, code: bytes, message: bytes) -> None:  # noqa: N802
+        self._status_seen = True
+        super().handleStatus(version, code, message)
+
     def handleHeader(self, key: bytes, value: bytes) -> None:  # noqa: N802
         # The writer's site closes after each forwarded request; the client's connection
         # to the intake stays as the client asked.
         if key.lower() == b"connection":
             return
         super().handleHeader(key, value)
+
+    def handleResponsePart(self, buffer: bytes) -> None:  # noqa: N802
+        if not self._finished:
+            super().handleResponsePart(buffer)
+
+    def handleResponseEnd(self) -> None:  # noqa: N802
+        if not self._finished and not self._status_seen:
+            self._finished = True
+            _unavailable(self.father)
+            self.transport.loseConnection()
+            return
+        super().handleResponseEnd()
+
+
+def _unavailable(request: Request) -> None:
+    request.write(send_error(request, ApiError(
+        503, "unavailable", "the server is restarting; retry", {"Retry-After": "1"})))
+    request.finish()
 
 
 class _ForwardFactory(ProxyClientFactory):
@@ -144,9 +181,7 @@ class _ForwardFactory(ProxyClientFactory):
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:  # noqa: N802
         if not self.father.finished and not getattr(self.father, "_disconnected", False):
-            self.father.write(send_error(self.father, ApiError(
-                503, "unavailable", "the server is restarting; retry", {"Retry-After": "1"})))
-            self.father.finish()
+            _unavailable(self.father)
 
 
 class ForwardToWriter(Resource):

@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from dispatcher.alerts.auth import sign
@@ -317,3 +319,50 @@ def test_given_an_alert_with_every_field_when_encoded_and_decoded_then_it_is_unc
     bare = AlertRequest("a-2", "app9", "panic", None, None, None)
     assert decode_alert(json_module.loads(json_module.dumps(encode_alert(bare, device))))[0] \
         == bare
+
+
+def forwarded(request_bytes: bytes) -> tuple[Any, StringTransport, StringTransport]:
+    """Send ``request_bytes`` to an intake's site; return the forwarding protocol (connected
+    to a StringTransport playing the writer's site) and both transports."""
+    connected: list[Any] = []
+
+    class Reactor:
+        def connectUNIX(self, path: str, factory: Any, timeout: int = 30) -> None:  # noqa: N802
+            connected.append(factory)
+
+    site = Site(IntakeRoot(AlertsResource(None), ForwardToWriter(Reactor(), "/x")),  # type: ignore[arg-type]
+                requestFactory=ApiRequest)
+    address = IPv4Address("TCP", "127.0.0.1", 40000)
+    channel = site.buildProtocol(address)
+    client = StringTransport(peerAddress=address)
+    channel.makeConnection(client)
+    channel.dataReceived(request_bytes)
+    upstream = connected[0].buildProtocol(None)
+    writer_side = StringTransport()
+    upstream.makeConnection(writer_side)
+    client.channel = channel  # type: ignore[attr-defined]
+    return upstream, client, writer_side
+
+
+def test_given_the_writer_closes_before_answering_when_a_request_was_forwarded_then_the_client_hears_503(  # noqa: E501
+        ) -> None:
+    """A forwarded request whose writer goes away before sending a status is answered 503
+    with a JSON reason, not an empty 200."""
+    upstream, client, _ = forwarded(b"GET /api/v1/incidents/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    upstream.connectionLost(Failure(ConnectionDone()))
+    status, _, body = parse_response(client.value())
+    assert status == 503 and json.loads(body)["error"] == "unavailable"
+
+
+def test_given_a_client_that_leaves_when_its_request_was_forwarded_then_the_forwarded_request_is_closed(  # noqa: E501
+        ) -> None:
+    """A console's event stream forwarded to the writer is closed when the console goes, and
+    what the writer still sends is dropped instead of written to a finished request."""
+    upstream, client, writer_side = forwarded(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    upstream.dataReceived(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                          b"data: 1\n\n")
+    assert b"data: 1" in client.value()
+    client.channel.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
+    assert writer_side.disconnecting
+    upstream.dataReceived(b"data: 2\n\n")  # nothing raised, nothing written
+    upstream.connectionLost(Failure(ConnectionDone()))
