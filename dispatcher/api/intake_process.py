@@ -33,6 +33,7 @@ import socket
 import sys
 import tempfile
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
@@ -54,6 +55,8 @@ from dispatcher.alerts.outcomes import AlertAccepted, AlertCounts
 from dispatcher.alerts.settings import AlertSettings
 from dispatcher.api.base import send_error
 from dispatcher.api.errors import ApiError
+from dispatcher.config.model import HttpLimits
+from dispatcher.web.limits import GuardedSite
 
 __all__ = ["PEER_HEADER", "IntakePool", "IntakeVerbs", "peer_request_factory"]
 
@@ -61,6 +64,8 @@ log = Logger(namespace="dispatcher.api.intake")
 
 # The client's address as the intake saw it, on requests forwarded to the writer's site.
 PEER_HEADER = b"x-siaga-peer"
+# Whether that client's connection to the intake was TLS ("1") or not ("0").
+SECURE_HEADER = b"x-siaga-peer-secure"
 # How long an intake that lost its writer keeps its connections to flush the 503s.
 _DRAIN_SECONDS = 1.0
 _RESPAWN_SECONDS = 0.5
@@ -197,19 +202,28 @@ class ForwardToWriter(Resource):
 
     def render(self, request: Request) -> int:
         """Send the request on; the answer is written back as it comes."""
+        if getattr(request, "too_large", False):
+            return send_error(request, ApiError(  # type: ignore[return-value]
+                413, "too_large", "the body is over the server's limit"))
         headers = request.getAllHeaders()
         headers[PEER_HEADER] = str(getattr(request.getClientAddress(), "host", "")).encode()
+        headers[SECURE_HEADER] = b"1" if request.isSecure() else b"0"
         request.content.seek(0)
-        factory = _ForwardFactory(request.method, request.uri, b"HTTP/1.1", headers,
-                                  request.content.read(), request)
+        body = request.content.read()
+        # The body is whole now (de-chunked): say its length, never a transfer coding.
+        headers.pop(b"transfer-encoding", None)
+        headers[b"content-length"] = str(len(body)).encode("ascii")
+        factory = _ForwardFactory(request.method, request.uri, b"HTTP/1.0", headers, body,
+                                  request)
         self.reactor.connectUNIX(self.path, factory, timeout=10)
         return NOT_DONE_YET
 
 
 def peer_request_factory(base: type[Request]) -> type[Request]:
     """A request class for the writer's private site: the client's address is the one the
-    intake named in ``X-Siaga-Peer`` (only intakes can reach that socket: it lives in a
-    directory only the server's user can enter)."""
+    intake named in ``X-Siaga-Peer``, and the request is secure if the client's connection
+    to the intake was TLS (only intakes can reach that socket: it lives in a directory only
+    the server's user can enter)."""
 
     class PeerRequest(base):  # type: ignore[valid-type,misc]
         def getClientAddress(self) -> Any:  # noqa: N802 -- Twisted's name
@@ -220,6 +234,9 @@ def peer_request_factory(base: type[Request]) -> type[Request]:
                 return super().getClientAddress()
             cls = IPv4Address if addr.version == 4 else IPv6Address
             return cls("TCP", str(addr), 0)
+
+        def isSecure(self) -> bool:  # noqa: N802 -- Twisted's name
+            return self.requestHeaders.getRawHeaders(SECURE_HEADER, [b"0"])[-1] == b"1"
 
     return PeerRequest
 
@@ -244,18 +261,33 @@ def run_intake(reactor: Any, listen_fd: int, handoff_fd: int,
         engine = db.make_engine(settings["database_url"])
         reads = ReadPool(reactor, db.make_sessionmaker(engine))
         reads.startService()
-        state["reads"] = reads
+        # Its threads would keep the process alive after the reactor stops.
+        reactor.addSystemEventTrigger("before", "shutdown", reads.stopService)
         verbs = IntakeVerbs(reactor, reads.run, alert_settings, channel)
         request_class = type("IntakeRequest", (ApiRequest,), {
             "max_body": alert_settings.max_body_bytes,
             "__init__": _json_only_init})
-        site = Site(IntakeRoot(AlertsResource(verbs),  # type: ignore[arg-type]
-                               ForwardToWriter(reactor, settings["forward_socket"])),
-                    requestFactory=request_class, reactor=reactor)
+        root = IntakeRoot(AlertsResource(verbs),  # type: ignore[arg-type]
+                          ForwardToWriter(reactor, settings["forward_socket"]))
+        site: Site
+        if settings.get("limits") is not None:
+            # The server's connection caps and deadlines, the pool's share of them.
+            site = GuardedSite(root, HttpLimits(**settings["limits"]),
+                               requestFactory=request_class, reactor=reactor)
+        else:
+            site = Site(root, requestFactory=request_class, reactor=reactor)
         site.log = lambda request: None  # type: ignore[method-assign]
         site.displayTracebacks = False
         site.noisy = False
-        state["port"] = reactor.adoptStreamPort(listen_fd, family, site)
+        factory: Any = site
+        if settings.get("tls") is not None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            from dispatcher.tls import https_options
+
+            cert, key = settings["tls"]
+            factory = TLSMemoryBIOFactory(https_options(Path(cert), Path(key)), False, site)
+        state["port"] = reactor.adoptStreamPort(listen_fd, family, factory)
         os.close(listen_fd)
 
     def lost() -> None:
@@ -330,7 +362,8 @@ class IntakePool(Service):
     name = "http-intake"
 
     def __init__(self, reactor: Any, alerts: Any, site: Site, host: str, port: int,
-                 count: int, database_url: str) -> None:
+                 count: int, database_url: str, tls: tuple[Path, Path] | None = None,
+                 limits: HttpLimits | None = None) -> None:
         if count < 1:
             raise ValueError("an intake pool needs at least one process")
         self.reactor = reactor
@@ -340,6 +373,8 @@ class IntakePool(Service):
         self.requested_port = port
         self.count = count
         self.database_url = database_url
+        self.tls = tls
+        self.limits = limits
         self.socket: socket.socket | None = None
         self.private_dir: str | None = None
         self.private: Any = None
@@ -393,7 +428,20 @@ class IntakePool(Service):
                 "replay_window": settings.replay_window,
                 "device_cache_seconds": settings.device_cache_seconds,
                 "max_body_bytes": settings.max_body_bytes,
-                "master_key": settings.master_key.hex()}
+                "master_key": settings.master_key.hex(),
+                "tls": [str(p) for p in self.tls] if self.tls is not None else None,
+                "limits": self._share_of_limits()}
+
+    def _share_of_limits(self) -> dict[str, Any] | None:
+        # Each intake enforces its share of the caps (the kernel spreads connections over
+        # them, not exactly evenly: a source may be refused by one intake a little early).
+        if self.limits is None:
+            return None
+        per = self.count
+        return {"connections": max(1, -(-self.limits.connections // per)),
+                "connections_per_source": max(1, -(-self.limits.connections_per_source // per)),
+                "request_seconds": self.limits.request_seconds,
+                "idle_seconds": self.limits.idle_seconds}
 
     def _spawn(self, index: int) -> None:
         assert self.socket is not None

@@ -234,3 +234,49 @@ def test_given_two_intake_processes_when_alerts_arrive_through_both_then_each_is
         assert con.execute("SELECT count(*) FROM incidents").fetchone()[0] == len(final)
         assert con.execute("SELECT count(*) FROM callbacks WHERE reason = 'alert'"
                            ).fetchone()[0] == len(final)
+
+
+@pytest.mark.asterisk
+def test_given_siaga_up_with_two_intake_processes_when_an_app_posts_an_alert_then_it_is_stored_and_the_console_still_answers(  # noqa: E501
+        tmp_path: Path) -> None:
+    """The whole center (``siaga up``, Asterisk included) with ``http.intake_processes: 2``:
+    two intake processes run beside the server; an enrolled app's alert is answered 201 and
+    its retry 200 with the same incident; the operator API (forwarded to the server's
+    process) shows the incident to the center's own machine, and the console's login page,
+    also forwarded, is served."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from dispatcher.api.service import ensure_operator_token
+    from tests.harness import running_center
+
+    with running_center(tmp_path, http={"intake_processes": 2}) as center:
+        assert center.proc is not None
+        kids = []
+        for task in Path(f"/proc/{center.proc.pid}/task").iterdir():
+            kids += [int(p) for p in (task / "children").read_text().split()]
+        intakes = [pid for pid in kids
+                   if b"dispatcher.api.intake_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(intakes) == 2, kids
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "siaga"), "device", "add", "intake-app",
+             "--config", str(center.config), "--state-dir", str(center.state_dir),
+             "--callback-number", "081234567890", "--json"],
+            check=True, capture_output=True, text=True)
+        token = json.loads(out.stdout)["token"]
+        conn = Connection(center.center.http.port)
+        alert_id = str(uuid.uuid4())
+        status, doc = conn.post_alert("intake-app", token, alert_id)
+        assert status == 201 and doc["created"] is True, (status, doc)
+        status, again = conn.post_alert("intake-app", token, alert_id)
+        assert (status, again["incident_id"]) == (200, doc["incident_id"])
+        operator = ensure_operator_token(center.state_dir)
+        status, incident = conn.request("GET", f"/api/v1/incidents/{doc['incident_id']}",
+                                        headers={"Authorization": f"Bearer {operator}"})
+        assert status == 200 and incident["id"] == doc["incident_id"], (status, incident)
+        conn.close()
+        http = center.center.http
+        with urllib.request.urlopen(f"http://{http.host}:{http.port}/login",
+                                    timeout=10 * PATIENCE) as page:
+            assert page.status == 200 and b"<form" in page.read()
