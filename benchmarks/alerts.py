@@ -385,24 +385,28 @@ def _values(text: str, kind: type, name: str) -> list:  # type: ignore[type-arg]
         raise SystemExit(f"{name}: a comma-separated list, got {text!r}") from None
 
 
-def summary(results: list[tuple[str, float, int, Round]]) -> None:
+def summary(results: list[tuple[str, float, int, Round, float]]) -> None:
     """One table of every round of a matrix run; ratios against one process (0 intakes) at
     the same rate and database."""
     print()
     print("notification latency (POST due -> operator's feed), ms; ratio = this p99 / the "
           "p99 of one process at the same rate and database")
     print(f"{'database':10} {'rate/s':>7} {'intakes':>7} {'p50':>8} {'p95':>8} {'p99':>8} "
-          f"{'ratio':>6} {'lost':>5} {'server CPU':>11} {'generator CPU':>14}")
-    single = {(db, rate): pct(r.notify_lat, 99) for db, rate, n, r in results if n == 0}
-    for db, rate, n, r in results:
+          f"{'ratio':>6} {'lost':>5} {'server CPU':>11} {'ms CPU/alert':>12} "
+          f"{'generator CPU':>14} {'load avg':>8}")
+    single = {(db, rate): pct(r.notify_lat, 99) for db, rate, n, r, _ in results if n == 0}
+    for db, rate, n, r, load in results:
         p99 = pct(r.notify_lat, 99)
         base = single.get((db, rate))
         ratio = f"{p99 / base:.2f}" if base else "-"
         print(f"{db:10} {rate:7.0f} {n:7d} {pct(r.notify_lat, 50):8.1f} "
               f"{pct(r.notify_lat, 95):8.1f} {p99:8.1f} {ratio:>6} {r.lost:5d} "
-              f"{r.server_cpu / r.elapsed * 100:10.0f}% {r.client_cpu / r.elapsed * 100:13.0f}%")
-    print("(CPU: share of one core over the round; the machine has "
-          f"{os.cpu_count()} cores, shared by the server, its intakes and this generator)")
+              f"{r.server_cpu / r.elapsed * 100:10.0f}% {r.server_cpu / r.sent * 1000:12.2f} "
+              f"{r.client_cpu / r.elapsed * 100:13.0f}% {load:8.1f}")
+    print("(CPU: share of one core over the round, the server's with its intake processes; "
+          f"the machine has {os.cpu_count()} cores, shared by the server, its intakes, this "
+          "generator and whatever else runs: the load average is the 1-minute one at the "
+          "round's end)")
 
 
 def main() -> int:
@@ -451,7 +455,7 @@ def main() -> int:
                 rounds.append((f"group commit: batch <= {batch}, {db_kind}, {rate:g}/s, "
                                f"{n} intake processes", batch, db_kind, rate, n))
     print(f"load average before the run {os.getloadavg()[0]:.2f}")
-    results: list[tuple[str, float, int, Round]] = []
+    results: list[tuple[str, float, int, Round, float]] = []
     with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
         for i, (label, round_batch, db_kind, rate, n) in enumerate(rounds):
             with contextlib.ExitStack() as stack:
@@ -465,7 +469,7 @@ def main() -> int:
                 r = run_round(label, workdir, db_url, round_args, round_batch)
                 report(r, round_args)
                 print(f"  load average after the round {os.getloadavg()[0]:.2f}", flush=True)
-                results.append((db_kind, rate, n, r))
+                results.append((db_kind, rate, n, r, os.getloadavg()[0]))
     if args.baseline and len(results) == 2:
         before, after = results[0][3], results[1][3]
         cpu_ratio = (before.server_cpu / before.sent) / max(after.server_cpu / after.sent, 1e-9)
