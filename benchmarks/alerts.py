@@ -211,6 +211,7 @@ class Load:
         self.notified: dict[int, float] = {}  # alert number → feed delivered it
         self.failed: dict[int, str] = {}
         self.sent = 0
+        self.polls = 0  # feed requests the operator's console made
         self.done = asyncio.Event()
 
     def request(self, n: int) -> bytes:
@@ -253,6 +254,7 @@ class Load:
             writer.write(f"GET /api/v1/incidents/feed?after={after}&wait=1 HTTP/1.1\r\n"
                          "Host: 127.0.0.1\r\n\r\n".encode())
             status, body = await read_response(reader)
+            self.polls += 1
             now = time.monotonic()
             doc = json.loads(body)
             for event in doc["events"]:
@@ -310,6 +312,7 @@ class Round:
     notify_lat: list[float]
     server_cpu: float
     client_cpu: float
+    polls: int = 0
 
     @property
     def lost(self) -> int:
@@ -352,7 +355,7 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
     return Round(label, load.sent, elapsed, len(load.committed), load.failed, stored,
                  [load.committed[n] - load.due[n] for n in load.committed],
                  [load.notified[n] - load.due[n] for n in load.notified],
-                 server_cpu, client_cpu)
+                 server_cpu, client_cpu, load.polls)
 
 
 def report(r: Round, args: argparse.Namespace) -> None:
@@ -371,6 +374,8 @@ def report(r: Round, args: argparse.Namespace) -> None:
     print(f"  CPU: server {r.server_cpu:.1f} s ({r.server_cpu / max(1, r.sent) * 1000:.2f} ms "
           f"per alert, all threads), this load generator {r.client_cpu:.1f} s, over "
           f"{r.elapsed:.1f} s")
+    print(f"  the operators' feed: {r.polls} requests ({r.polls / max(1, r.sent):.2f} per "
+          "alert; each is forwarded to the writer's process when intakes take the port)")
     if r.failed:
         print(f"  first failures: {list(r.failed.items())[:3]}")
     p99 = pct(r.notify_lat, 99)
