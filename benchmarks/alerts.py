@@ -65,6 +65,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (the intake processes)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(int(child))
+    return total
+
+
 def enrol(db_url: str, count: int) -> dict[str, str]:
     """Enrol ``count`` devices directly in the database; device id → token."""
     from dispatcher.calllog import db, store_incidents
@@ -139,8 +149,8 @@ def postgres_cluster() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def start_server(workdir: Path, db_url: str, rate: float, devices: int, commit_batch: int
-                 ) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(workdir: Path, db_url: str, rate: float, devices: int, commit_batch: int,
+                 intake_processes: int = 0) -> tuple[subprocess.Popen[bytes], int]:
     """The API server in a child process; returns it and its port."""
     import yaml
 
@@ -157,7 +167,7 @@ def start_server(workdir: Path, db_url: str, rate: float, devices: int, commit_b
          "--state-dir", str(workdir / "state"), "--db", db_url, "--port", "0",
          # Each device sends rate/devices per second; the limit sits well above it.
          "--rate-burst", "50", "--rate-per-second", str(max(1.0, per_device * 4)),
-         "--commit-batch", str(commit_batch)],
+         "--commit-batch", str(commit_batch), "--intake-processes", str(intake_processes)],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -201,6 +211,7 @@ class Load:
         self.notified: dict[int, float] = {}  # alert number → feed delivered it
         self.failed: dict[int, str] = {}
         self.sent = 0
+        self.polls = 0  # feed requests the operator's console made
         self.done = asyncio.Event()
 
     def request(self, n: int) -> bytes:
@@ -243,6 +254,7 @@ class Load:
             writer.write(f"GET /api/v1/incidents/feed?after={after}&wait=1 HTTP/1.1\r\n"
                          "Host: 127.0.0.1\r\n\r\n".encode())
             status, body = await read_response(reader)
+            self.polls += 1
             now = time.monotonic()
             doc = json.loads(body)
             for event in doc["events"]:
@@ -300,6 +312,7 @@ class Round:
     notify_lat: list[float]
     server_cpu: float
     client_cpu: float
+    polls: int = 0
 
     @property
     def lost(self) -> int:
@@ -316,7 +329,8 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
     tokens = enrol(db_url, args.devices)
     if args.stored:
         store_history(db_url, tokens, args.stored)
-    proc, port = start_server(workdir, db_url, args.rate, args.devices, commit_batch)
+    proc, port = start_server(workdir, db_url, args.rate, args.devices, commit_batch,
+                              args.intake_processes)
     try:
         # A server runs for days: its first requests (SQL compiled and cached, code paths
         # warmed) are not what the center sees in an earthquake. Warm it, then measure.
@@ -324,11 +338,11 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
         asyncio.run(warm.run(args.drain))
         warmed = len(warm.committed)
         load = Load(port, tokens, args.rate, args.seconds, args.connections)
-        server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
+        server_cpu0, client_cpu0 = tree_cpu_seconds(proc.pid), time.process_time()
         began = time.monotonic()
         asyncio.run(load.run(args.drain))
         elapsed = time.monotonic() - began
-        server_cpu = cpu_seconds(proc.pid) - server_cpu0
+        server_cpu = tree_cpu_seconds(proc.pid) - server_cpu0
         client_cpu = time.process_time() - client_cpu0
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -341,7 +355,7 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
     return Round(label, load.sent, elapsed, len(load.committed), load.failed, stored,
                  [load.committed[n] - load.due[n] for n in load.committed],
                  [load.notified[n] - load.due[n] for n in load.notified],
-                 server_cpu, client_cpu)
+                 server_cpu, client_cpu, load.polls)
 
 
 def report(r: Round, args: argparse.Namespace) -> None:
@@ -360,6 +374,8 @@ def report(r: Round, args: argparse.Namespace) -> None:
     print(f"  CPU: server {r.server_cpu:.1f} s ({r.server_cpu / max(1, r.sent) * 1000:.2f} ms "
           f"per alert, all threads), this load generator {r.client_cpu:.1f} s, over "
           f"{r.elapsed:.1f} s")
+    print(f"  the operators' feed: {r.polls} requests ({r.polls / max(1, r.sent):.2f} per "
+          "alert; each is forwarded to the writer's process when intakes take the port)")
     if r.failed:
         print(f"  first failures: {list(r.failed.items())[:3]}")
     p99 = pct(r.notify_lat, 99)
@@ -367,10 +383,44 @@ def report(r: Round, args: argparse.Namespace) -> None:
     print(f"  goal p99 <= {GOAL_P99_MS:g} ms and 0 lost: {verdict}")
 
 
+def _values(text: str, kind: type, name: str) -> list:  # type: ignore[type-arg]
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"{name}: a comma-separated list, got {text!r}") from None
+
+
+def summary(results: list[tuple[str, float, int, Round, float]]) -> None:
+    """One table of every round of a matrix run; ratios against one process (0 intakes) at
+    the same rate and database."""
+    print()
+    print("notification latency (POST due -> operator's feed), ms; ratio = this p99 / the "
+          "p99 of one process at the same rate and database")
+    print(f"{'database':10} {'rate/s':>7} {'intakes':>7} {'p50':>8} {'p95':>8} {'p99':>8} "
+          f"{'ratio':>6} {'lost':>5} {'server CPU':>11} {'ms CPU/alert':>12} "
+          f"{'generator CPU':>14} {'load avg':>8}")
+    single = {(db, rate): pct(r.notify_lat, 99) for db, rate, n, r, _ in results if n == 0}
+    for db, rate, n, r, load in results:
+        p99 = pct(r.notify_lat, 99)
+        base = single.get((db, rate))
+        ratio = f"{p99 / base:.2f}" if base else "-"
+        print(f"{db:10} {rate:7.0f} {n:7d} {pct(r.notify_lat, 50):8.1f} "
+              f"{pct(r.notify_lat, 95):8.1f} {p99:8.1f} {ratio:>6} {r.lost:5d} "
+              f"{r.server_cpu / r.elapsed * 100:10.0f}% {r.server_cpu / r.sent * 1000:12.2f} "
+              f"{r.client_cpu / r.elapsed * 100:13.0f}% {load:8.1f}")
+    print("(CPU: share of one core over the round, the server's with its intake processes; "
+          f"the machine has {os.cpu_count()} cores, shared by the server, its intakes, this "
+          "generator and whatever else runs: the load average is the 1-minute one at the "
+          "round's end)")
+
+
 def main() -> int:
-    """Run the load (after a baseline round if asked) and print the figures."""
+    """Run the load (after a baseline round if asked) and print the figures.
+
+    ``--rate``, ``--intake-processes`` and ``--db`` take comma-separated lists: every
+    combination is one round, and a table of all of them ends the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1000.0, help="alerts per second")
+    parser.add_argument("--rate", default="1000", help="alerts per second (a list: 600,800,1000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to send")
     parser.add_argument("--devices", type=int, default=500, help="enrolled devices used")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
@@ -380,40 +430,60 @@ def main() -> int:
                         help="seconds of alerts (at most 200/s) before the measured load")
     parser.add_argument("--stored", type=int, default=0,
                         help="alerts already in the database before the run (its history)")
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--db", default="sqlite", help="sqlite, postgresql, or both: "
+                        "sqlite,postgresql")
     parser.add_argument("--commit-batch", type=int, default=None,
                         help="alerts per transaction at most (default: the server's)")
+    parser.add_argument("--intake-processes", default="0",
+                        help="intake processes (0: the server's process alone); a list: 0,2")
     parser.add_argument("--baseline", action="store_true",
                         help="first a round with one alert per transaction, then the ratio")
     args = parser.parse_args()
-    if (args.rate <= 0 or args.seconds <= 0 or args.warmup <= 0
-            or args.rate * args.seconds > 200_000):
+    rates = _values(args.rate, float, "--rate")
+    intakes = _values(args.intake_processes, int, "--intake-processes")
+    dbs = _values(args.db, str, "--db")
+    if any(d not in ("sqlite", "postgresql") for d in dbs):
+        parser.error("--db: sqlite or postgresql")
+    if (not rates or min(rates) <= 0 or args.seconds <= 0 or args.warmup <= 0
+            or max(rates) * args.seconds > 200_000 or not intakes or min(intakes) < 0):
         parser.error("rate, seconds and warm-up must be positive, at most 200,000 alerts "
                      "in all")
     from dispatcher.alerts.settings import AlertSettings
 
     batch = args.commit_batch or AlertSettings.commit_batch
-    rounds = [("one alert per transaction", 1)] if args.baseline else []
-    rounds.append((f"group commit: batch <= {batch}", batch))
+    rounds: list[tuple[str, int, str, float, int]] = []
+    for db_kind in dbs:
+        for rate in rates:
+            for n in intakes:
+                if args.baseline:
+                    rounds.append(("one alert per transaction", 1, db_kind, rate, n))
+                rounds.append((f"group commit: batch <= {batch}, {db_kind}, {rate:g}/s, "
+                               f"{n} intake processes", batch, db_kind, rate, n))
     print(f"load average before the run {os.getloadavg()[0]:.2f}")
-    results = []
+    results: list[tuple[str, float, int, Round, float]] = []
     with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        with contextlib.ExitStack() as stack:
-            for i, (label, round_batch) in enumerate(rounds):
+        for i, (label, round_batch, db_kind, rate, n) in enumerate(rounds):
+            with contextlib.ExitStack() as stack:
                 workdir = Path(tmp) / f"round{i}"
-                if args.db == "postgresql":
+                if db_kind == "postgresql":
                     db_url = stack.enter_context(postgres_cluster())
                 else:
                     db_url = f"sqlite:///{Path(tmp) / f'siaga{i}.db'}"
-                results.append(run_round(label, workdir, db_url, args, round_batch))
-                report(results[-1], args)
-    if len(results) == 2:
-        before, after = results
+                round_args = argparse.Namespace(**{**vars(args), "rate": rate,
+                                                   "intake_processes": n, "db": db_kind})
+                r = run_round(label, workdir, db_url, round_args, round_batch)
+                report(r, round_args)
+                print(f"  load average after the round {os.getloadavg()[0]:.2f}", flush=True)
+                results.append((db_kind, rate, n, r, os.getloadavg()[0]))
+    if args.baseline and len(results) == 2:
+        before, after = results[0][3], results[1][3]
         cpu_ratio = (before.server_cpu / before.sent) / max(after.server_cpu / after.sent, 1e-9)
         print(f"ratio (group commit / one per transaction): notification p99 "
               f"{pct(before.notify_lat, 99) / max(pct(after.notify_lat, 99), 1e-9):.1f}x "
               f"lower, server CPU per alert {cpu_ratio:.2f}x lower, "
               f"lost {before.lost} -> {after.lost}")
+    if len(results) > 1 and not args.baseline:
+        summary(results)
     return 0
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "DeviceCredentials",
     "hash_token",
     "sign",
+    "signature_digest",
 ]
 
 REPLAY_WINDOW = 300.0
@@ -49,6 +50,12 @@ _BEARER_RE = re.compile(r"^Bearer ([A-Za-z0-9._~+/=-]{16,256})$")
 def hash_token(token: str) -> str:
     """The stored form of a token (same as ``dispatcher.calllog.store_incidents.hash_token``)."""
     return "sha256$" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def signature_digest(headers: Mapping[str, str | None]) -> str | None:
+    """The hex digest of a well-formed ``X-Siaga-Signature`` (None without one)."""
+    match = _SIGNATURE_RE.match(headers.get("x-siaga-signature") or "")
+    return match.group(1) if match else None
 
 
 def sign(key: str, timestamp: int | str, body: bytes) -> str:
@@ -167,6 +174,12 @@ class Authenticator:
         if not self.master_key:
             return None  # a derived key cannot be checked without the master key
         return keys.device_key(self.master_key, device.device_id, stored)  # type: ignore[arg-type]
+
+    def remember_signature(self, device_id: str, digest: str, now: float) -> None:
+        """Remember a valid signature; raises ``BadCredentials`` if it was seen inside the
+        window (a replay). The writer's process calls this for alerts intake processes
+        checked, so a replay sent through another process is caught too."""
+        self._remember(device_id, digest, now)
 
     def _remember(self, device_id: str, digest: str, now: float) -> None:
         while self._seen:

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.alerts import enrolment, storage
-from dispatcher.alerts.auth import Authenticator, DeviceCredentials
+from dispatcher.alerts.auth import Authenticator, DeviceCredentials, signature_digest
 from dispatcher.alerts.batcher import AlertBatcher, Runner, failed
 from dispatcher.alerts.callback import CallbackDialer
 from dispatcher.alerts.errors import (
@@ -35,7 +35,12 @@ from dispatcher.alerts.errors import (
     StorageUnavailable,
 )
 from dispatcher.alerts.feed import IncidentFeed
-from dispatcher.alerts.intake import parse_json_object, validate_alert, validate_identifier
+from dispatcher.alerts.intake import (
+    AlertRequest,
+    parse_json_object,
+    validate_alert,
+    validate_identifier,
+)
 from dispatcher.alerts.outcomes import AlertAccepted, AlertCounts
 from dispatcher.alerts.ratelimit import RateLimiter
 from dispatcher.alerts.settings import AlertSettings
@@ -62,6 +67,9 @@ class DeviceVerbs:
     _known: OrderedDict[str, DeviceCredentials]
     _batcher: AlertBatcher
     _now: Callable[[], dt.datetime]
+    # Told (address, seconds) when an address runs out of failed attempts, so intake
+    # processes refuse it too (dispatcher.alerts.handoff); None in a single process.
+    source_blocked: Callable[[str, float], object] | None = None
 
     # -- alert intake --------------------------------------------------------------------
 
@@ -112,7 +120,7 @@ class DeviceVerbs:
             return self._refused_before_lookup(exc, wait, source)
         d = self._credentials_of(device_id, wait)
         d.addCallback(self._checked, headers, body, source)
-        d.addCallback(self._authenticated, document)
+        d.addCallback(self._authenticated, document, headers, source)
         return d
 
     def _refused_before_lookup(self, exc: AlertsError, wait: float,
@@ -144,7 +152,12 @@ class DeviceVerbs:
 
     def _failed_attempt(self, source: str | None) -> None:
         if source is not None:
-            self.failures.take(source, self.clock.seconds())
+            now = self.clock.seconds()
+            self.failures.take(source, now)
+            if self.source_blocked is not None:
+                wait = self.failures.wait(source, now)
+                if wait > 0:
+                    self.source_blocked(source, wait)
 
     def _checked(self, device: DeviceCredentials | None, headers: Mapping[str, str | None],
                  body: bytes, source: str | None) -> DeviceCredentials:
@@ -159,22 +172,52 @@ class DeviceVerbs:
             self._known.popitem(last=False)
         return device
 
-    def _authenticated(self, device: DeviceCredentials, document: dict[str, Any]
+    def _authenticated(self, device: DeviceCredentials, document: dict[str, Any],
+                       headers: Mapping[str, str | None], source: str | None
                        ) -> Deferred[AlertAccepted]:
-        now = self.clock.seconds()
-        wait = self.limiter.take(device.device_id, now)
-        if wait > 0:
-            raise RateLimited("rate_limited", f"too many alerts from this device; retry in "
-                              f"{wait:.0f} s", self.limiter.retry_after(wait))
+        self._admit(device)
         if device.kind != "app":
             raise NotAllowed("forbidden", "this device may not post alerts")
         request = validate_alert(document, self._now())
         if request.callback_number is None and device.callback_number is None:
             raise InvalidField("missing_field", "callback_number is required (the device "
                                "has no default number)")
+        return self._store(request, device, signature_digest(headers), source)
+
+    def _admit(self, device: DeviceCredentials) -> None:
+        """The device's rate limit: one token of its bucket, or RateLimited."""
+        wait = self.limiter.take(device.device_id, self.clock.seconds())
+        if wait > 0:
+            raise RateLimited("rate_limited", f"too many alerts from this device; retry in "
+                              f"{wait:.0f} s", self.limiter.retry_after(wait))
+
+    def _store(self, request: AlertRequest, device: DeviceCredentials, digest: str | None,
+               source: str | None) -> Deferred[AlertAccepted]:
+        """Commit the alert (group commit); fires once it is durable. An intake process
+        overrides this to hand the alert to the writer (``dispatcher.alerts.handoff``)."""
         d = self._batcher.add(request, device)
         d.addCallbacks(self._committed, self._not_committed, callbackArgs=(request,))
         return d
+
+    def take_handed_off(self, request: AlertRequest, device: DeviceCredentials,
+                        digest: str | None, source: str | None) -> Deferred[AlertAccepted]:
+        """An alert an intake process parsed, authenticated and validated: the checks whose
+        state must be shared by every process happen here, in the writer's process (the
+        signature not replayed through another process, the device's rate limit), then
+        the commit. Fires as ``post_alert`` does."""
+        self.counts.received += 1
+        try:
+            if digest is not None:
+                self.auth.remember_signature(device.device_id, digest, self.clock.seconds())
+            self._admit(device)
+        except AlertsError as exc:
+            return failed(exc).addBoth(self.counts.count)
+        return self._store(request, device, digest, source).addBoth(self.counts.count)
+
+    def failed_attempt_from(self, source: str) -> None:
+        """An intake process refused a request from ``source``: count it here, where every
+        process's failures of that address add up."""
+        self._failed_attempt(source)
 
     def _committed(self, receipt: storage.AlertReceipt, request: Any) -> AlertAccepted:
         accepted = AlertAccepted(request.alert_id, receipt.incident_id, receipt.state,

@@ -96,6 +96,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# One decoder for every body: json.loads with hooks builds a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def parse_json_object(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
     """Decode a request body that must be one JSON object of at most ``max_bytes``.
 
@@ -110,8 +114,7 @@ def parse_json_object(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> dict[str,
     except UnicodeDecodeError as exc:
         raise MalformedBody("malformed_json", f"the body is not UTF-8 ({exc.reason})") from None
     try:
-        document = json.loads(text, object_pairs_hook=_no_duplicates,
-                              parse_constant=_reject_constant)
+        document = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise MalformedBody("malformed_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):

@@ -61,6 +61,16 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
     alerts = AlertService.for_center(reactor, center, writer.submit, reads.run, ami, settings)
     alerts.setServiceParent(top)
     http = make_http_service(reactor, alerts, "127.0.0.1", args.port)
+    intakes = (center.http_intake_processes if args.intake_processes is None
+               else args.intake_processes)
+    if intakes:
+        # The API is served by intake processes on one socket; this process keeps the
+        # writer, AMI and the callbacks, and serves what they forward.
+        from dispatcher.api.intake_process import IntakePool
+
+        pool = IntakePool(reactor, alerts, http.site, "127.0.0.1", args.port, intakes, url)
+        pool.setServiceParent(top)
+        return top, pool
     http.setServiceParent(top)
     return top, http
 
@@ -86,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failure-per-second", type=float, default=0.5)
     parser.add_argument("--commit-batch", type=int, default=AlertSettings.commit_batch,
                         help="alerts per transaction at most (1: one transaction each)")
+    parser.add_argument("--intake-processes", type=int, default=None,
+                        help="processes taking alerts on the API's socket (0: this process "
+                        "alone; default: the config's http.intake_processes)")
     args = parser.parse_args(argv)
+    if args.intake_processes is not None and not 0 <= args.intake_processes <= 32:
+        parser.error("--intake-processes must be from 0 to 32")
     if args.commit_batch < 1:
         parser.error("--commit-batch must be at least 1")
 

@@ -100,11 +100,15 @@ class CenterParser(DirectorySections, NetworkSections):
         external_address = None if external.missing else sip_sec.text("external_address")
 
         ami = self.endpoint("ami", "127.0.0.1", 5038, loopback_only=True)
-        http_keys = frozenset({"limits"})
+        http_keys = frozenset({"limits", "intake_processes"})
         http = self.endpoint("http", "127.0.0.1", 8080, more_keys=http_keys)
         http_limits = self.http_limits(r.section("http", {"bind", "port"} | http_keys).section(
             "limits", {"connections", "connections_per_source", "request_seconds",
                        "idle_seconds"}))
+        # Processes taking alerts on the API's socket (dispatcher/api/intake_process.py);
+        # 0 keeps everything in the server's own process (a small center).
+        intake_processes = r.section("http", {"bind", "port"} | http_keys).integer(
+            "intake_processes", 0, lo=0, hi=32)
         if ami.port == sip.port:
             raise r.section("ami", {"bind", "port"}).get("port").error(
                 f"{ami.port} is already the SIP port")
@@ -186,6 +190,7 @@ class CenterParser(DirectorySections, NetworkSections):
             queue=queue, ivr=ivr, operators=tuple(operators), supervisors=tuple(supervisors),
             agencies=agencies, buttons=buttons, trunk=trunk,
             recordings=r.boolean("recordings", True), http_limits=http_limits, tls=tls,
+            http_intake_processes=intake_processes,
             metrics=self.metrics(r.section("metrics", {"enabled", "allow", "token"})),
             retention=self.retention(r.section("retention", {"every_minutes", "recordings",
                                                              "cel"})),

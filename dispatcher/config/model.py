@@ -195,6 +195,8 @@ class Center:
     trunk: Trunk | None
     recordings: bool = True
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    # Processes taking alerts on the API's socket (0: the server's own process alone).
+    http_intake_processes: int = 0
     tls: Tls | None = None
     extras: dict[str, str] = field(default_factory=dict)
     metrics: MetricsAccess = field(default_factory=MetricsAccess)

@@ -41,3 +41,26 @@ def test_given_a_bad_limit_when_loaded_then_the_error_names_line_and_key(
         load_center(cfg)
     assert err.value.path.startswith(path) and reason in str(err.value)
     assert err.value.line == line_of(cfg, "  limits:")
+
+
+def test_given_no_intake_processes_when_loaded_then_the_server_takes_alerts_alone(
+        tmp_path: Path) -> None:
+    """``http.intake_processes`` is commented out in the example: 0, one process (a small
+    center); a value given is read."""
+    assert load_center(example_with(tmp_path, PORT, PORT)).http_intake_processes == 0
+    cfg = example_with(tmp_path, PORT, PORT + "  intake_processes: 3\n")
+    assert load_center(cfg).http_intake_processes == 3
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("-1", "between 0"), ("33", "32"), ("two", "whole number"), ("1.5", "whole number"),
+])
+def test_given_a_bad_intake_processes_when_loaded_then_the_error_names_line_and_key(
+        tmp_path: Path, value: str, reason: str) -> None:
+    """A wrong number of intake processes is refused with the file, the line and the key."""
+    cfg = example_with(tmp_path, PORT, PORT + f"  intake_processes: {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_center(cfg)
+    assert err.value.path == "http.intake_processes", err.value.path
+    assert reason in str(err.value), str(err.value)
+    assert err.value.line == line_of(cfg, "  intake_processes:")
