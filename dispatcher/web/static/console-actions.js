@@ -4,8 +4,9 @@
 //
 // The current call comes from the card ("siaga:card" events, window.siagaCard at start);
 // the buttons POST to /console/api/call with the page's CSRF token; the progress is the push
-// view "handoffs" (push.js). The server decides what may be done: a refusal's reason is
-// shown as it came. Every value is set as text, never as HTML.
+// view "handoffs" and what fits the call the view "call_actions", both from console.js's
+// stream (the "siaga:view" event), the page's only one. The server decides what may be
+// done: a refusal's reason is shown as it came. Every value is set as text, never as HTML.
 "use strict";
 
 (() => {
@@ -159,17 +160,18 @@
     .then((answer) => answer.json())
     .then((doc) => { words = doc; render(); root.dataset.loaded = "1"; });
 
-  SiagaPush.connect({
-    snapshot(views) {
-      handoffs = views.handoffs || {};
-      stands = views.call_actions || {};
-      render();
-    },
-    view(name, doc) {
-      if (name === "handoffs") handoffs = doc;
-      else if (name === "call_actions") stands = doc;
-      else return;
-      render();
-    },
+  // The page's one push stream is console.js's: its views arrive here as "siaga:view"
+  // events (window.siagaViews holds those already pushed before this script ran).
+  function take(name, doc) {
+    if (name === "handoffs") handoffs = doc || {};
+    else if (name === "call_actions") stands = doc || {};
+    else return false;
+    return true;
+  }
+  const pushed = window.siagaViews || {};
+  take("handoffs", pushed.handoffs);
+  take("call_actions", pushed.call_actions);
+  document.addEventListener("siaga:view", (event) => {
+    if (take(event.detail.name, event.detail.doc)) render();
   });
 })();
