@@ -452,7 +452,8 @@ class SiagaServer(MultiService):
         the call log's writer."""
         return CaseParts(self.get_model(), lambda: self.center, self.get_alert_reads().run,
                          self.get_calllog().writer.submit, self.reactor.seconds,
-                         publish=self.get_alerts().feed.publish)
+                         publish=self.get_alerts().feed.publish,
+                         facts=self.get_calllog().builder.facts)
 
     @part
     def get_sip_locations(self) -> SipLocations:

@@ -122,7 +122,8 @@ class JourneyFacts:
     ``direction`` is ``outbound`` for a call the center placed (a callback, an alert's
     operator-first call); ``incident_ref`` the alert's incident it serves; ``queue_priority``
     app_queue's QUEUE_PRIO (higher is served first); ``citizen`` the citizen's channel name;
-    ``callback_id`` the hotline callback (``CallbackList`` id) the center places with it.
+    ``callback_id`` the hotline callback (``CallbackList`` id) the center places with it;
+    ``answered_by`` the operator's code who answered (None while nobody has).
     """
 
     linkedid: str
@@ -140,6 +141,7 @@ class JourneyFacts:
     citizen: str
     ended: bool
     callback_id: int | None = None
+    answered_by: str | None = None
 
     @classmethod
     def of(cls, journey: Journey) -> JourneyFacts | None:
@@ -152,7 +154,7 @@ class JourneyFacts:
                    record.caller_number, record.caller_name, record.dialed, record.category,
                    record.language, record.queued_at, record.answered_at, record.incident_ref,
                    journey.queue_priority, citizen.name if citizen else "",
-                   record.complete, journey.callback_id)
+                   record.complete, journey.callback_id, record.answered_by)
 
 
 def _facts_key(journey: Journey | None) -> tuple[Any, ...] | None:

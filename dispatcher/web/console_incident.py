@@ -55,6 +55,9 @@ class CaseParts:
     #: Tells the operators' incident feed (``IncidentFeed.publish``): the consoles' list of
     #: open incidents then shows those opened from calls too.
     publish: Callable[..., object] | None = None
+    #: The live journey's facts (``JourneyTracker.facts``): the operator who answered a call
+    #: still in progress (handed to an agency) may work its case before the log has its row.
+    facts: Callable[[str], Any] | None = None
 
     def now(self) -> dt.datetime:
         """The clock as an aware UTC datetime."""
@@ -120,6 +123,9 @@ class _CaseEndpoint(ConsoleEndpoint):
         staff = request.staff  # type: ignore[attr-defined]
         if staff.role == "supervisor" or owns_call(self.parts.model, staff.extension, linkedid):
             return None
+        live = self.parts.facts(linkedid) if self.parts.facts is not None else None
+        if live is not None and live.answered_by == staff.extension:
+            return None  # answered on this desk, the citizen now talking with an agency
         return staff.extension
 
 

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -74,10 +75,11 @@ class Desk:
         run = _in_transaction(self.sessions)
         self.console = _Console()
         self.published: list[tuple[int, str, str]] = []
+        self.live: dict[str, SimpleNamespace] = {}  # the live journeys' facts, by linkedid
         self.endpoints = incident_endpoints(self.console, CaseParts(
             self.model, lambda: self.center, run, run, lambda: NOW,
             publish=lambda incident_id, state, event, **_: self.published.append(
-                (incident_id, state, event))))
+                (incident_id, state, event)), facts=self.live.get))
 
     def ask(self, who: Staff, method: bytes, name: str, body: object = None,
             linkedid: str = LINKEDID) -> tuple[int, dict]:
@@ -163,6 +165,24 @@ def test_given_a_call_the_operator_answered_when_it_ended_then_they_may_finish_t
     assert status == 201
     status, doc = desk.ask(OTHER, b"POST", "incident-note",
                            {"linkedid": "old.1", "text": "x"}, linkedid="old.1")
+    assert (status, doc["error"]) == (403, "not_your_call")
+    assert desk.count(CallNote) == 1
+
+
+def test_given_a_call_the_operator_handed_to_an_agency_when_still_going_then_they_work_its_case(
+        desk: Desk) -> None:
+    """The operator answered, then put the citizen through: the call is off their phone and
+    not yet in the log (it goes on between citizen and agency), but the live journey says who
+    answered it: that operator may read its case and add a note; another may not."""
+    for uid in ("1796000000.12",):
+        del desk.model.channels[uid]  # the operator's leg is gone; the citizen's talks on
+    desk.live[LINKEDID] = SimpleNamespace(answered_by="201")
+    status, case = desk.ask(OPERATOR, b"GET", "incident")
+    assert status == 200, case
+    status, _ = desk.ask(OPERATOR, b"POST", "incident-note",
+                         {"linkedid": LINKEDID, "text": "handed to police"})
+    assert status == 201
+    status, doc = desk.ask(OTHER, b"GET", "history")
     assert (status, doc["error"]) == (403, "not_your_call")
     assert desk.count(CallNote) == 1
 
