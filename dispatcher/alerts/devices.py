@@ -227,6 +227,8 @@ class DeviceVerbs:
         extra: dict[str, Any] = {"type": request.type, "device_id": request.device_id}
         if request.location is not None:
             extra.update(lat=request.location.lat, lon=request.location.lon)
+        if receipt.callback is not None:  # the number the operator's call card shows
+            extra["callback_number"] = receipt.callback.number
         self.feed.publish(receipt.incident_id, receipt.state, "alert_received", **extra)
         if receipt.callback is not None and self.dialer is not None:
             self.dialer.submit(receipt.callback)

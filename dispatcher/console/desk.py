@@ -132,7 +132,8 @@ def card_document(model: LiveModel, extension: str, journeys: FactsSource, cente
             "state": "talking" if channel.state == "Up" else "ringing",
             "caller_number": caller_number,
             "caller_name": facts.caller_name,
-            "dialed": facts.dialed,
+            # What the citizen dialled; a call the center placed has no such number.
+            "dialed": facts.dialed if facts.direction == "inbound" else None,
             "category": facts.category,
             "language": facts.language,
             "started_at": facts.started_at,

@@ -79,8 +79,12 @@ class OpenIncidents:
             return
         known = self.items.setdefault(incident_id, {
             "id": incident_id, "type": item.get("type"), "device": None, "agency": None,
-            "callback_number": None, "opened_at": item.get("at")})
+            "callback_number": None, "opened_at": item.get("at"), "category": None})
         known["state"] = item["state"]
+        if item.get("category"):
+            known["category"] = item["category"]
+        if item.get("callback_number"):  # an alert's: its card shows it before the citizen
+            known["callback_number"] = item["callback_number"]
         if item.get("agency"):
             known["agency"] = item["agency"]
         if item.get("device_id"):
@@ -110,7 +114,7 @@ def read_open_incidents(session: Session) -> list[dict[str, Any]]:
             "id": incident.id, "state": incident.state, "type": incident.type,
             "device": device.device_id if device else None,
             "agency": agency.code if agency else None,
-            "callback_number": incident.callback_number,
+            "callback_number": incident.callback_number, "category": incident.category,
             "opened_at": incident.created_at.timestamp() if incident.created_at else None,
         })
     return rows

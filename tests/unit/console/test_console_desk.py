@@ -228,3 +228,23 @@ def test_given_a_callback_ringing_my_phone_first_when_rendered_then_its_card_and
     assert card is not None and card["state"] == "ringing"
     assert card["caller_number"] == "0812999" and card["citizen_channel"] is None
     assert card["origin"] == {"kind": "callback", "incident_id": None, "device": None}
+
+
+def test_given_an_alerts_call_ringing_my_phone_first_when_rendered_then_the_number_to_call_back(
+        world) -> None:  # noqa: ANN001
+    """An app's alert: the center rings the operator before the citizen's mobile. The card
+    shows the alert's callback number (told by the incident feed as the alert arrives), not
+    a blank; and no "number dialled" (the center dialled, not the citizen: the dialplan's
+    ``s`` is nobody's number)."""
+    center, model, journeys, incidents, desks = world
+    incidents.feed({"incident_id": 9, "state": "operator_ringing", "event": "alert_received",
+                    "device_id": "app-7", "callback_number": "0813555", "at": T0})
+    channel(model, "9.2", "PJSIP/201-00000009", "9.1")
+    journeys.by_linkedid["9.1"] = facts("9.1", direction="outbound", citizen="",
+                                        caller_number="", dialed="s", category="alert",
+                                        incident_ref=9)
+    card = desks.card("201")
+    assert card is not None and card["state"] == "ringing"
+    assert card["caller_number"] == "0813555"
+    assert card["dialed"] is None
+    assert card["origin"] == {"kind": "alert", "incident_id": 9, "device": "app-7"}
