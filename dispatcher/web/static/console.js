@@ -246,7 +246,8 @@
     const incidents = document.querySelector("#incidents tbody");
     incidents.replaceChildren();
     for (const i of lists.incidents || []) {
-      const tr = row(incidents, ["#" + i.id, label(i.type), label(i.state),
+      // An alert's type, or the category an operator opened the incident with.
+      const tr = row(incidents, ["#" + i.id, label(i.type || i.category), label(i.state),
                                  i.agency ? category(i.agency) : TEXT.none,
                                  i.device || TEXT.none,
                                  i.opened_at ? since(i.opened_at) : TEXT.none]);
