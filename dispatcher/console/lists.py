@@ -97,8 +97,10 @@ class OpenIncidents:
         return self.items.get(incident_id)
 
     def document(self) -> list[dict[str, Any]]:
-        """The open incidents, oldest first."""
-        return sorted(self.items.values(), key=lambda i: (i.get("opened_at") or 0, i["id"]))
+        """The open incidents, oldest first: copies (the push channel keeps a rendering to
+        compare the next one with; the items change in place as the feed tells)."""
+        return [dict(i) for i in sorted(self.items.values(),
+                                        key=lambda i: (i.get("opened_at") or 0, i["id"]))]
 
 
 def read_open_incidents(session: Session) -> list[dict[str, Any]]:

@@ -248,3 +248,19 @@ def test_given_an_alerts_call_ringing_my_phone_first_when_rendered_then_the_numb
     assert card["caller_number"] == "0813555"
     assert card["dialed"] is None
     assert card["origin"] == {"kind": "alert", "incident_id": 9, "device": "app-7"}
+
+
+def test_given_the_list_once_rendered_when_an_incident_moves_then_the_old_rendering_is_unchanged(
+        world) -> None:  # noqa: ANN001
+    """The push channel compares each view with its last rendering to send a delta: a
+    rendering must not change under it when an incident moves (else the move is never sent
+    and every page shows the old state)."""
+    incidents: OpenIncidents = world[3]
+    incidents.feed({"incident_id": 4, "state": "talking", "event": "open", "at": T0,
+                    "category": "police"})
+    before = incidents.document()
+    incidents.feed({"incident_id": 4, "state": "handed_to_agency", "event": "hand_to_agency",
+                    "agency": "police", "at": T0 + 5})
+    after = incidents.document()
+    assert [(i["state"], i["agency"]) for i in before] == [("talking", None)]
+    assert [(i["state"], i["agency"]) for i in after] == [("handed_to_agency", "police")]
