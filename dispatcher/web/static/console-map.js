@@ -136,6 +136,9 @@
       doc = await r.json();
     } catch (err) {
       if (mine !== request || shown !== linkedid) return;
+      // A retry refused (the call has left my phone meanwhile): the panel keeps the last
+      // answer (no location yet) rather than turning into an error.
+      if (attempt > 0) return;
       const p = panel();
       if (p) p.replaceChildren(el("h3", T.location), el("p", T.failed, "error"));
       return;
@@ -144,7 +147,9 @@
     const same = view.location && doc.location && view.location.lat === doc.location.lat
       && view.location.lon === doc.location.lon && view.location.source === doc.location.source;
     if (!same) render(doc);
-    if (!doc.location && attempt < RETRIES) {
+    const live = window.siagaCard && window.siagaCard.linkedid === linkedid
+      && window.siagaCard.state !== "ended";
+    if (!doc.location && live && attempt < RETRIES) {
       retryTimer = setTimeout(() => load(linkedid, attempt + 1), RETRY_MS);
     }
   }
