@@ -5,6 +5,12 @@ A citizen calls 112 and presses 1, operator 201 answers on the phone, and the op
 console session (logged in through /login, the page's CSRF token) acts on the call: put
 through blind, consult then cancel / hand over / three-way, leave the three-way, hold and
 unhold; another operator and hostile values are refused and change nothing.
+
+Then the console as one page in a real Chromium (one page for the module, operator 201,
+English): the card comes from the server's push while the phone rings, the incident is
+opened from the card, "Police" is clicked and the police phone talks with the citizen; the
+consultation's and the three-way's buttons are clicked; a group that does not answer shows
+its fallback on the card. Nothing on the page is faked: every card is console.js's.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,20 +34,32 @@ from dispatcher.credentials import ensure_credentials
 from pbx.phone import tones
 from pbx.phone.events import CallState
 from tests.e2e.hotline_helpers import Answered, answer_as_operator, wait_two_way_audio
-from tests.harness import AmiWatch, SiagaProcess, running_center, wait_for
+from tests.e2e.test_console_location import PIDF_CIRCLE, _citizen_call
+from tests.harness import AmiWatch, SiagaProcess, free_port, running_center, wait_for
 from tests.phones import AGENCY_TONE
 
 pytestmark = pytest.mark.asterisk
 
 # The README's picture, rewritten only with SIAGA_UPDATE_SCREENSHOTS=1 (else in tmp_path).
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "console-actions.png"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOT = SCREENSHOTS / "console-actions.png"
+
+# Installed before the page's scripts: counts the push streams the page opens.
+WATCH_PAGE = """
+window.__streams = 0;
+window.EventSource = class extends window.EventSource {
+  constructor(...args) { super(...args); window.__streams += 1; }
+};
+"""
 
 
 @pytest.fixture(scope="module")
 def center_server(tmp_path_factory: pytest.TempPathFactory,
                   asterisk_install) -> Iterator[SiagaProcess]:  # noqa: ANN001
     """The whole center on free ports, shared by this module's tests."""
-    with running_center(tmp_path_factory.mktemp("console-actions")) as proc:
+    # The SIP location port: a citizen's PIDF-LO reaches the card (the page's screenshot).
+    with running_center(tmp_path_factory.mktemp("console-actions"), console={
+            "sip_location_port": free_port(socket.SOCK_DGRAM)}) as proc:
         yield proc
 
 
@@ -176,6 +195,18 @@ def hears_nothing_of(phones, listener, speaker) -> bool:  # noqa: ANN001
     speaker.stop_audio()
     listener.stop_recording()
     return not tones.hears_tone(heard, AGENCY_TONE, skip_s=0.3)
+
+
+def number_calls(server: SiagaProcess, number: str) -> int:
+    """How many ended calls from ``number`` the call log holds."""
+    engine = make_engine(server.center.database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            return len(session.scalars(select(LoggedCall).where(
+                LoggedCall.caller_number == number,
+                LoggedCall.ended_at.is_not(None))).all())
+    finally:
+        engine.dispose()
 
 
 def agency_legs(server: SiagaProcess, linkedid: str) -> list[str]:
@@ -379,61 +410,272 @@ def test_given_another_desk_or_hostile_values_when_acting_then_refused_and_nothi
     assert still.both, still
 
 
-def test_given_the_page_when_police_clicked_and_nobody_answers_then_the_fallback_shows(
-        center_server: SiagaProcess, ami: AmiWatch, phones, tmp_path: Path) -> None:  # noqa: ANN001
-    """In Chromium (English page): the card's call gets the agency buttons; a click on
-    "Police" with no police phone up puts the citizen through; the card shows the group's
-    failure and the fallback ringing as it happens, then answered once the fallback phone
-    answers; citizen and fallback hear each other."""
+@pytest.fixture(scope="module")
+def page(center_server: SiagaProcess) -> Iterator[object]:
+    """Operator 201's console in Chromium (English), logged in through /login, loaded, with
+    the card's actions ready; shared by this module's browser tests."""
     from selenium.webdriver.common.by import By
 
     from tests.browser import chromium, settled
 
     center = center_server.center
-    creds = ensure_credentials(center)
-    base = f"http://{center.http.host}:{center.http.port}"
     operator = center.operators[0].extension
+    password = ensure_credentials(center).console_passwords[operator]
+    with chromium() as driver:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_PAGE})
+        driver.get(f"http://{center.http.host}:{center.http.port}/login?next=/console%3Flang%3Den")
+        driver.find_element(By.ID, "extension").send_keys(operator)
+        driver.find_element(By.ID, "password").send_keys(password)
+        driver.find_element(By.ID, "login").click()
+        wait_for(settled(lambda: driver.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-loaded") and driver.find_element(By.ID, "card-actions")
+            .get_attribute("data-loaded")), 15, "the console loaded")
+        yield driver
+
+
+def pumped(phones, check):  # noqa: ANN001, ANN201
+    """``check`` on the page (settled), the phones' SIP stack kept running meanwhile."""
+    from tests.browser import settled
+
+    def predicate() -> object:
+        phones.stack.pump(20)
+        return settled(check)()
+    return predicate
+
+
+def card_rings(driver, phones, before: str | None) -> str:  # noqa: ANN001
+    """Wait until the page's card (console.js, from the push) is a new call ringing; its
+    linkedid."""
+    from selenium.webdriver.common.by import By
+
+    card = driver.find_element(By.ID, "card")
+    wait_for(pumped(phones, lambda: card.get_attribute("data-state") == "ringing"
+                    and card.get_attribute("data-linkedid") != before), 20,
+             "the card while the phone rings")
+    return card.get_attribute("data-linkedid")
+
+
+def card_state(driver, phones, state: str) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    card = driver.find_element(By.ID, "card")
+    wait_for(pumped(phones, lambda: card.get_attribute("data-state") == state), 15,
+             f"the card {state}")
+
+
+def click(driver, phones, selector: str, text: str | None = None) -> None:  # noqa: ANN001
+    """Click the enabled button ``selector`` (with that text, if given) on the page."""
+    from selenium.webdriver.common.by import By
+
+    found = wait_for(pumped(phones, lambda: [
+        b for b in driver.find_elements(By.CSS_SELECTOR, selector)
+        if b.is_enabled() and (text is None or b.text == text)]), 15, f"{selector} enabled")
+    found[0].click()  # type: ignore[index]
+
+
+def handoff_shown(driver, phones, agency: str, state: str) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    wait_for(pumped(phones, lambda: driver.find_elements(
+        By.CSS_SELECTOR, f"#handoffs li[data-agency={agency}][data-state={state}]")), 15,
+        f"the hand-off to {agency} {state} on the card")
+
+
+def whole_page(driver, path: Path) -> None:  # noqa: ANN001
+    """A screenshot of the whole page (the window as tall as the page, then back)."""
+    size = driver.get_window_size()
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], max(size["height"], height + 140))
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
+
+
+def test_given_an_operator_on_the_console_when_a_citizen_calls_and_police_is_clicked_then_police_talks_with_the_citizen(  # noqa: E501
+        center_server: SiagaProcess, console: Console, page, ami: AmiWatch, phones,  # noqa: ANN001
+        tmp_path: Path) -> None:
+    """The issue's first test, in Chromium, nothing faked. Operator 201's page holds one push
+    stream. A citizen (who called once before, and whose phone sends its GPS fix in the
+    INVITE) calls 112 and presses 1: while 201's phone rings, the page's card shows the
+    number, category police and the wait counting. 201 answers on the phone; the card's
+    location, history and incident panels fill; 201 opens the call's incident from the card
+    and writes a note (the screenshot of the whole console), then clicks "Police": the police
+    phone rings and answers, the operator's phone is free, citizen and police hear each
+    other; the card shows the hand-off answered and the incident, handed_to_agency."""
+    from selenium.webdriver.common.by import By
+
+    driver = page
+    number = "081355507777"  # PIDF_CIRCLE's caller
+    police = phones.agency("police")
+    operator = phones.operator(1)
+    assert driver.execute_script("return window.__streams") == 1  # console.js's, shared
+    before = driver.find_element(By.ID, "card").get_attribute("data-linkedid")
+
+    # An earlier call from the number (answered by the menu, hung up): the card's history.
+    first = _citizen_call(center_server, phones, number, PIDF_CIRCLE)
+    first.wait_confirmed(15)
+    first.hangup()
+    first.wait_disconnected(10)
+    wait_for(lambda: number_calls(center_server, number) >= 1, 20, "the earlier call logged")
+
+    call = _citizen_call(center_server, phones, number, PIDF_CIRCLE)
+    call.wait_confirmed(15)
+    call.send_dtmf("1")
+    ringing = operator.wait_incoming(30)
+    linkedid = card_rings(driver, phones, before)
+    assert driver.find_element(By.ID, "card-caller").text == number
+    category = driver.find_element(By.ID, "card-category")
+    assert category.get_attribute("data-value") == "police" and "police" in category.text
+    wait = driver.find_element(By.ID, "card-wait").text
+    assert re.fullmatch(r"\d+:\d\d", wait), wait
+    wait_for(pumped(phones, lambda: driver.find_element(By.ID, "card-wait").text != wait), 5,
+             "the wait counting on")
+    assert ringing.state != CallState.CONFIRMED  # all of it before the answer
+
+    ringing.answer()
+    ringing.wait_confirmed(10)
+    card_state(driver, phones, "talking")
+    # The location the INVITE carried, the earlier call, the case form: all on the card.
+    wait_for(pumped(phones, lambda: driver.execute_script(
+        "const v = window.siagaCardMap; return v && v.marker && v.marker.getLatLng().lat")
+        == -6.175392), 15, "the INVITE's location on the card's map")
+    wait_for(pumped(phones, lambda: driver.find_elements(
+        By.CSS_SELECTOR, "#card-history .history-calls li")), 15, "the earlier call")
+    wait_for(pumped(phones, lambda: driver.find_element(
+        By.CSS_SELECTOR, "#card-incident button[name=open]")), 15, "the case form")
+    driver.find_element(By.CSS_SELECTOR, "#card-incident select[name=category] "
+                                         "option[value=police]").click()
+    driver.find_element(By.CSS_SELECTOR, "#card-incident input[name=address]").send_keys(
+        "Jl. Medan Merdeka 1")
+    driver.find_element(By.CSS_SELECTOR, "#card-incident button[name=open]").click()
+    wait_for(pumped(phones, lambda: driver.find_element(
+        By.CSS_SELECTOR, "#card-incident .incident-head")), 15, "the incident opened")
+    driver.find_element(By.CSS_SELECTOR, "#card-incident textarea[name=note]").send_keys(
+        "Theft at the monument's gate, suspect on foot")
+    driver.find_element(By.CSS_SELECTOR, "#card-incident button[name=add-note]").click()
+    wait_for(pumped(phones, lambda: driver.find_elements(
+        By.CSS_SELECTOR, "#card-incident .note-text")), 15, "the note")
+    update = os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1"
+    whole_page(driver, SCREENSHOTS / "console.png" if update else tmp_path / "console.png")
+
+    click(driver, phones, "#agency-buttons button[data-action=blind][data-agency=police]",
+          "Police")
+    police_call = police.answer(15)
+    police_call.wait_confirmed(10)
+    ringing.wait_disconnected(10)
+    heard = wait_two_way_audio(phones, call, police_call)
+    assert heard.both, heard
+    handoff_shown(driver, phones, "police", "answered")
+    text = driver.find_element(By.ID, "handoffs").text
+    assert "Police" in text and "answered" in text, text
+
+    def handed() -> bool:
+        status, _headers, data = console.request(
+            "GET", f"/console/api/incident?linkedid={linkedid}")
+        return status == 200 and json.loads(data)["incident"]["state"] == "handed_to_agency"
+
+    wait_for(handed, 20, "the incident handed to the police")
+    driver.execute_script("window.siagaIncident.reload()")
+    wait_for(pumped(phones, lambda: driver.find_element(
+        By.CSS_SELECTOR, "#card-incident .incident-head").get_attribute("data-state")
+        == "handed_to_agency"), 15, "the card's incident handed to the police")
+    incident_id = driver.find_element(By.CSS_SELECTOR, "#card-incident .incident-head"
+                                      ).get_attribute("data-incident")
+    # The open incidents' list (the push's console view) follows: handed to the police.
+    wait_for(pumped(phones, lambda: driver.find_element(
+        By.CSS_SELECTOR, f"#incidents tr[data-id='{incident_id}']").text.split()[2:4]
+        == ["handed", "to"] and "police" in driver.find_element(
+            By.CSS_SELECTOR, f"#incidents tr[data-id='{incident_id}']").text), 15,
+        "the open incidents' list showing the hand-off")
+    assert driver.execute_script("return window.__streams") == 1
+
+
+def test_given_the_page_when_consult_then_cancel_then_three_way_then_leave_clicked_then_the_phones_hear_it(  # noqa: E501
+        page, ami: AmiWatch, phones) -> None:  # noqa: ANN001
+    """Clicks on the card, checked by what the phones hear: "Consult first" (police row)
+    holds the citizen while operator and police talk; "Cancel" hangs up the police leg and
+    operator and citizen talk again; "Three-way call" (police row) brings the police into
+    the call's conference (citizen and police hear each other); "Leave" frees the
+    operator's phone and the two talk on."""
+    from selenium.webdriver.common.by import By
+
+    driver = page
+    police = phones.agency("police")
+    before = driver.find_element(By.ID, "card").get_attribute("data-linkedid")
+    operator = phones.operator(1)
+    citizen = phones.citizen(caller_id="0811000011")
+    call = citizen.call(phones.directory.hotline)
+    call.wait_confirmed(10)
+    call.send_dtmf("1")
+    ringing = operator.wait_incoming(30)
+    card_rings(driver, phones, before)
+    ringing.answer()
+    ringing.wait_confirmed(10)
+    card_state(driver, phones, "talking")
+
+    click(driver, phones, "#agency-buttons button[data-action=consult][data-agency=police]")
+    consult = police.answer(15)
+    talk = wait_two_way_audio(phones, ringing, consult)
+    assert talk.both, talk
+    assert hears_nothing_of(phones, call, consult)
+    handoff_shown(driver, phones, "police", "answered")
+    click(driver, phones, "#call-buttons button[data-action=cancel]")
+    consult.wait_disconnected(10)
+    back = wait_two_way_audio(phones, call, ringing)
+    assert back.both, back
+    handoff_shown(driver, phones, "police", "cancelled")
+
+    click(driver, phones, "#agency-buttons button[data-action=threeway][data-agency=police]")
+    joined = police.answer(15)
+    three = wait_two_way_audio(phones, call, joined)
+    assert three.both, three
+    click(driver, phones, "#call-buttons button[data-action=leave]")
+    ringing.wait_disconnected(10)
+    assert joined.state == CallState.CONFIRMED
+    still = wait_two_way_audio(phones, call, joined)
+    assert still.both, still
+
+
+def test_given_the_page_when_police_clicked_and_nobody_answers_then_the_fallback_shows(
+        center_server: SiagaProcess, page, ami: AmiWatch, phones, tmp_path: Path) -> None:  # noqa: ANN001
+    """In Chromium (English page): the card of the call ringing 201's phone (console.js,
+    from the push) gets the agency buttons once answered; a click on "Police" with no police
+    phone up puts the citizen through; the card shows the group's failure and the fallback
+    ringing as it happens, then answered once the fallback phone answers; citizen and
+    fallback hear each other."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import settled
+
+    driver = page
+    center = center_server.center
+    creds = ensure_credentials(center)
     police = center.agency("police")
     fallback = phones.extension(police.fallback, creds.password(police.fallback))
-    with chromium() as driver:
-        driver.get(base + "/login?next=/console%3Flang%3Den")
-        driver.find_element(By.ID, "extension").send_keys(operator)
-        driver.find_element(By.ID, "password").send_keys(creds.console_passwords[operator])
-        driver.find_element(By.ID, "login").click()
-        wait_for(settled(lambda: driver.find_element(By.ID, "card-actions")
-                         .get_attribute("data-loaded")), 15, "the console's actions")
-        answered, linkedid = take_call(phones, ami, "0811000007")
-        # The card (console.js) announces the operator's call; until it is merged here the
-        # test announces it the same way.
-        driver.execute_script(
-            "const detail = {linkedid: arguments[0], citizen_channel: arguments[1],"
-            " operator_channel: arguments[2], state: 'talking'};"
-            "window.siagaCard = detail; document.getElementById('card').hidden = false;"
-            "document.dispatchEvent(new CustomEvent('siaga:card', {detail}));",
-            linkedid, answered.citizen_channel, answered.operator_channel)
-        # The server's view of the call reaches the page: what does not fit is greyed out.
-        wait_for(settled(lambda: driver.find_elements(
-            By.CSS_SELECTOR, "#card-actions[data-state=talking]")), 10, "the call talking")
-        bar = {b.get_attribute("data-action"): b.is_enabled() for b in
-               driver.find_elements(By.CSS_SELECTOR, "#call-buttons button")}
-        assert bar == {"handover": False, "cancel": False, "threeway": False, "leave": False,
-                       "hold": True, "unhold": False, "hangup": True}, bar
-        button = wait_for(settled(lambda: [b for b in driver.find_elements(
-            By.CSS_SELECTOR, "#agency-buttons button[data-action=blind]")
-            if b.text == "Police" and b.is_enabled()]), 10, "the Police button")
-        button[0].click()  # type: ignore[index]
-
-        def shown(state: str) -> object:
-            return settled(lambda: driver.find_elements(
-                By.CSS_SELECTOR, f"#handoffs li[data-agency=police][data-state={state}]"))
-
-        wait_for(shown("fallback"), 15, "the group's failure on the card")
-        fallback_call = fallback.answer(30)
-        wait_for(shown("answered"), 15, "the fallback's answer on the card")
-        answered.operator_call.wait_disconnected(10)
-        heard = wait_two_way_audio(phones, answered.citizen_call, fallback_call)
-        assert heard.both, heard
-        text = driver.find_element(By.ID, "handoffs").text
-        assert "Police" in text and "answered" in text, text
-        update = os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1"
-        driver.save_screenshot(str(SCREENSHOT if update else tmp_path / SCREENSHOT.name))
+    before = driver.find_element(By.ID, "card").get_attribute("data-linkedid")
+    answered, linkedid = take_call(phones, ami, "0811000007")
+    card_state(driver, phones, "talking")
+    assert driver.find_element(By.ID, "card").get_attribute("data-linkedid") == linkedid != before
+    # The server's view of the call reaches the page: what does not fit is greyed out.
+    wait_for(settled(lambda: driver.find_elements(
+        By.CSS_SELECTOR, "#card-actions[data-state=talking]")), 10, "the call talking")
+    bar = {b.get_attribute("data-action"): b.is_enabled() for b in
+           driver.find_elements(By.CSS_SELECTOR, "#call-buttons button")}
+    assert bar == {"handover": False, "cancel": False, "threeway": False, "leave": False,
+                   "hold": True, "unhold": False, "hangup": True}, bar
+    click(driver, phones, "#agency-buttons button[data-action=blind]", "Police")
+    handoff_shown(driver, phones, "police", "fallback")
+    fallback_call = fallback.answer(30)
+    handoff_shown(driver, phones, "police", "answered")
+    answered.operator_call.wait_disconnected(10)
+    heard = wait_two_way_audio(phones, answered.citizen_call, fallback_call)
+    assert heard.both, heard
+    text = driver.find_element(By.ID, "handoffs").text
+    assert "Police" in text and "answered" in text, text
+    # Nothing on the card turned into an error when the call left the operator's phone.
+    assert not driver.find_elements(By.CSS_SELECTOR, "#card .error"), [
+        e.text for e in driver.find_elements(By.CSS_SELECTOR, "#card .error")]
+    driver.execute_script("document.getElementById('card').scrollIntoView()")
+    update = os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1"
+    driver.save_screenshot(str(SCREENSHOT if update else tmp_path / SCREENSHOT.name))

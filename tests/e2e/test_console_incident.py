@@ -111,7 +111,8 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
     """Three short calls from one number (answered by the IVR, hung up): the third's card
     is not flagged. The fourth rings operator 201: before the answer its history (not another
     operator's to read) flags a repeat caller; answered, the card flags it and lists
-    the three earlier calls; in Chromium the operator opens an incident and writes notes,
+    the three earlier calls; in Chromium (the card from the server's push, as the operator's
+    page gets it) the operator opens an incident and writes notes,
     two of them holding markup, which show as text with no script run and no element made;
     the operator marks the call a prank and puts the citizen through to the police (the
     incident follows to handed_to_agency). After a restart of the server, the notes, the
@@ -171,14 +172,16 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
         browser.find_element(By.ID, "login").click()
         wait_for(settled(lambda: browser.current_url.endswith("/console")
                          and browser.find_element(By.ID, "card-history")), 15, "the console")
-        # The card's script announces the operator's current call this way (the contract's
-        # "siaga:card" event); here the test announces the call its phone answered.
-        browser.execute_script(
-            "document.getElementById('card').hidden = false;"
-            "document.dispatchEvent(new CustomEvent('siaga:card', {detail: {"
-            " linkedid: arguments[0], state: 'talking', caller_number: arguments[1],"
-            " origin: {kind: 'hotline', incident_id: null, device: null}}}));",
-            linkedid, NUMBER)
+        # The card comes from the server's push (console.js): the call on 201's phone.
+        card = browser.find_element(By.ID, "card")
+
+        def my_call() -> bool:
+            phones.stack.pump(20)
+            return settled(lambda: card.get_attribute("data-linkedid") == linkedid
+                           and card.get_attribute("data-state") == "talking")()
+
+        wait_for(my_call, 15, "the answered call's card")
+        assert browser.find_element(By.ID, "card-caller").text == NUMBER
         flag = wait_for(settled(lambda: browser.find_element(
             By.CSS_SELECTOR, "#card-history .caller-flag")), 15, "the repeat-caller flag")
         assert flag.get_attribute("data-flag") == "repeat"  # type: ignore[union-attr]

@@ -160,13 +160,13 @@ def test_given_a_hostile_pidf_lo_when_the_citizen_calls_then_refused_and_the_cal
 
 def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_there(
         center: SiagaProcess, phones) -> None:  # noqa: ANN001
-    """An app's alert with a GPS fix: while the callback rings the operator's phone, the
-    endpoint gives the fix (coordinates, accuracy, age) and, in Chromium, the card's map puts
-    its marker and accuracy circle there (no tiles here: the map has none, the marker shows).
+    """An app's alert with a GPS fix: its callback rings the operator's phone first; the
+    operator's page (logged in before) gets the card from the server's push while the phone
+    rings (an alert's card, its incident and device), the endpoint gives the fix
+    (coordinates, accuracy, age) and the card's map puts its marker and accuracy circle there
+    (no tiles here: the map has none, the marker shows). The page is in Bahasa Indonesia."""
+    from selenium.webdriver.common.by import By
 
-    console.js (which turns the operator's ringing phone into the ``siaga:card`` event) is
-    another part's; until it is merged this test dispatches that event with the real call's
-    linkedid, as console.js will."""
     srv = center.center
     creds = ensure_credentials(srv)
     sip = f"{srv.sip.host}:{srv.sip.port}"
@@ -175,25 +175,8 @@ def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_
     mobile = srv.buttons[0].extension  # a button's endpoint stands in for the citizen's mobile
     phones.extension(mobile, creds.password(mobile), sip)
     token = enrol(center, "location-app-1", mobile)
-    fix = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=20)).isoformat()
-    status, receipt = post(center, "/alerts", {
-        "alert_id": str(uuid.uuid4()), "device_id": "location-app-1", "type": "medical",
-        "location": {"lat": -6.1754, "lon": 106.8272, "accuracy_m": 45, "fix_time": fix},
-        "callback_number": mobile}, token)
-    assert status == 201, receipt
-    ami = center.ami()
-    try:
-        ringing = operator.wait_incoming(30)
-        event = wait_for(lambda: [e for e in ami.matching("Newchannel")
-                                  if e.get("Channel", "").startswith(f"PJSIP/{op_ext}-")],
-                         10, "the operator's channel")
-    finally:
-        ami.close()
-    linkedid = event[0]["Linkedid"]  # type: ignore[index]
 
     with chromium() as driver:
-        from selenium.webdriver.common.by import By
-
         base = f"http://{srv.http.host}:{srv.http.port}"
         driver.get(base + "/console")
         wait_for(lambda: "/login" in driver.current_url, 10, "the login page")
@@ -201,18 +184,30 @@ def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_
         driver.find_element(By.ID, "password").send_keys(creds.console_passwords[op_ext])
         driver.find_element(By.ID, "login").click()
         wait_for(settled(lambda: driver.current_url.endswith("/console")
-                         and driver.find_elements(By.ID, "card-location")), 15,
-                 "the console page")
-        # Stand-in for console.js (see the docstring): the card shows, the event goes out.
-        driver.execute_script(
-            "document.getElementById('card').hidden = false;"
-            "const d = {linkedid: arguments[0], state: 'ringing', caller_number: arguments[1],"
-            " origin: {kind: 'alert', incident_id: arguments[2], device: 'location-app-1'}};"
-            "window.siagaCard = d;"
-            "document.dispatchEvent(new CustomEvent('siaga:card', {detail: d}));",
-            linkedid, mobile, receipt["incident_id"])
+                         and driver.find_element(By.TAG_NAME, "body").get_attribute(
+                             "data-loaded")), 15, "the console page")
+
+        fix = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=20)).isoformat()
+        status, receipt = post(center, "/alerts", {
+            "alert_id": str(uuid.uuid4()), "device_id": "location-app-1", "type": "medical",
+            "location": {"lat": -6.1754, "lon": 106.8272, "accuracy_m": 45, "fix_time": fix},
+            "callback_number": mobile}, token)
+        assert status == 201, receipt
+        ringing = operator.wait_incoming(30)
+        card = driver.find_element(By.ID, "card")
+
+        def card_ringing() -> bool:
+            phones.stack.pump(20)
+            return settled(lambda: card.get_attribute("data-state") == "ringing")()
+
+        wait_for(card_ringing, 15, "the alert's card while the phone rings")
+        detail = driver.execute_script("return window.siagaCard")
+        assert detail["origin"] == {"kind": "alert", "incident_id": receipt["incident_id"],
+                                    "device": "location-app-1"}, detail
+        assert driver.find_element(By.ID, "card-origin").get_attribute("data-kind") == "alert"
 
         def marker() -> dict | None:
+            phones.stack.pump(20)
             return driver.execute_script(
                 "const v = window.siagaCardMap; if (!v || !v.marker) return null;"
                 "const p = v.marker.getLatLng();"
@@ -230,6 +225,10 @@ def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_
         link = driver.find_element(By.CSS_SELECTOR, "#card-location a")
         assert link.get_attribute("href").startswith(
             "https://www.openstreetmap.org/?mlat=-6.175400&mlon=106.827200")
+        assert card.get_attribute("data-state") == "ringing"  # all of it before the answer
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        # The whole page: the window as tall as the page (the card with its map at the top).
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, height + 140)
         driver.save_screenshot(str(SCREENSHOT))
     ringing.hangup()
