@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from dialplans import contract
 from dispatcher.calllog.journey import JourneyFacts
 from dispatcher.config.model import Center
-from dispatcher.console.calls import desk_channels
+from dispatcher.console.calls import desk_channels, desk_of
 from dispatcher.hotline.desks import operator_state
 from pbx.ami.model import LiveModel
 from pbx.channels import endpoint_of
@@ -101,6 +101,30 @@ def _is_citizens(facts: JourneyFacts) -> bool:
                 or facts.callback_id is not None or facts.category == "callback")
 
 
+def _recovered_card(model: LiveModel, channel: Any, center: Center  # noqa: ANN401
+                    ) -> dict[str, Any] | None:
+    """The card of a call the journeys do not know: one that was up before this run of the
+    server (a restart while operators talk). What Asterisk still knows is shown (the
+    citizen's number, ringing or talking); what only the journey knew (dialled number,
+    menu choice, wait, origin) is None. A citizen's channel is a SIP channel of the call on
+    no staff phone; without one, no card (the operator dialling a colleague)."""
+    staff = {ext for ext, (role, _agency) in center.extensions().items()
+             if role in ("operator", "supervisor", "agency")}
+    citizen = next((c for c in model.channels_of(channel.linkedid)
+                    if desk_of(c.name) is not None and desk_of(c.name) not in staff), None)
+    if citizen is None:
+        return None
+    return {
+        "linkedid": channel.linkedid, "citizen_channel": citizen.name,
+        "operator_channel": channel.name,
+        "state": "talking" if channel.state == "Up" else "ringing",
+        "caller_number": citizen.caller_num, "caller_name": citizen.caller_name,
+        "dialed": None, "category": None, "language": None, "started_at": None,
+        "queued_at": None, "answered_at": None, "priority": None,
+        "origin": {"kind": None, "incident_id": None, "device": None},
+    }
+
+
 def card_document(model: LiveModel, extension: str, journeys: FactsSource, center: Center,
                   incidents: IncidentsSource | None = None,
                   callback_number: Callable[[int], str | None] | None = None
@@ -116,7 +140,12 @@ def card_document(model: LiveModel, extension: str, journeys: FactsSource, cente
         if channel.state not in ("Ringing", "Up", "Ring"):
             continue
         facts = journeys.facts(channel.linkedid)
-        if facts is None or facts.ended or not _is_citizens(facts):
+        if facts is None:
+            recovered = _recovered_card(model, channel, center)
+            if recovered is not None:
+                return recovered
+            continue
+        if facts.ended or not _is_citizens(facts):
             continue
         citizen = next((c for c in model.channels.values() if c.name == facts.citizen), None)
         caller_number = facts.caller_number

@@ -141,3 +141,83 @@ def test_given_an_open_wallboard_when_a_citizen_calls_and_the_server_is_killed_t
                  "the first caller gone from the wallboard after the restart")
         assert browser.find_element(By.ID, "waiting").text == "1"
         assert body.get_attribute("data-epoch") == recovered_epoch
+
+
+# Installed before the console's scripts: every card console.js dispatches, with the push
+# epoch it came in.
+WATCH_CARDS = """
+window.__cards = [];
+document.addEventListener("siaga:card", (e) => window.__cards.push(
+  {card: e.detail, epoch: document.body.dataset.epoch || ""}));
+"""
+
+
+def test_given_an_operators_console_on_a_call_when_the_server_is_killed_and_restarted_then_the_card_comes_back_once(  # noqa: E501
+        center: SiagaProcess, phones) -> None:  # noqa: ANN001
+    """Operator 201 is talking with a citizen, the card on the console page. The server is
+    killed (-9): Asterisk keeps the call up. Restarted, within 5 s the page has a new
+    snapshot with the same call's card (talking, the citizen's number: what Asterisk still
+    knows of a call older than the server), told to the card's panels once more at most,
+    and each panel drawn once."""
+    from selenium.webdriver.common.by import By
+
+    from pbx.phone.events import CallState
+
+    conf = center.center
+    creds = ensure_credentials(conf)
+    base = f"http://{conf.http.host}:{conf.http.port}"
+    sip = f"{conf.sip.host}:{conf.sip.port}"
+    me = conf.operators[0].extension
+    operator = phones.extension(me, creds.password(me), sip)
+
+    def pumped(check):  # noqa: ANN001, ANN202
+        def predicate() -> object:
+            phones.stack.pump(20)
+            return settled(check)()
+        return predicate
+
+    with chromium() as browser:
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                {"source": WATCH_CARDS})
+        browser.get(base + "/login?next=/console")
+        browser.find_element(By.ID, "extension").send_keys(me)
+        browser.find_element(By.ID, "password").send_keys(creds.console_passwords[me])
+        browser.find_element(By.ID, "login").click()
+        wait_for(settled(lambda: browser.current_url.endswith("/console")
+                         and browser.find_element(By.TAG_NAME, "body").get_attribute(
+                             "data-loaded")), 15, "the console's snapshot")
+        body = browser.find_element(By.TAG_NAME, "body")
+        card = browser.find_element(By.ID, "card")
+        citizen = phones._keep(Phone(phones.stack, "081355500003", server=sip))
+        call = citizen.call(conf.hotline[0])
+        call.wait_confirmed(15)
+        call.send_dtmf("1")
+        ringing = operator.wait_incoming(40)
+        ringing.answer()
+        ringing.wait_confirmed(10)
+        wait_for(pumped(lambda: card.get_attribute("data-state") == "talking"), 15,
+                 "the card talking")
+        linkedid = card.get_attribute("data-linkedid")
+        first_epoch = body.get_attribute("data-epoch")
+
+        center.signal(signal.SIGKILL)
+        center.wait_exit(10)
+        wait_for(pumped(lambda: body.get_attribute("data-offline") == "yes"), 10,
+                 "the page to notice its stream is gone")
+        center.start()
+        wait_for(pumped(lambda: body.get_attribute("data-epoch") not in ("", first_epoch)
+                        and card.get_attribute("data-state") == "talking"), 5,
+                 "the page to recover from a new snapshot with the card")
+        assert call.state == CallState.CONFIRMED  # the call lived on through the restart
+        assert card.get_attribute("data-linkedid") == linkedid
+        assert browser.find_element(By.ID, "card-caller").text == "081355500003"
+        after = [c for c in browser.execute_script("return window.__cards")
+                 if c["epoch"] not in ("", first_epoch)]
+        assert len(after) <= 1, after  # the same card: told again at most once
+        for panel in ("card-history", "card-incident", "card-location"):
+            try:
+                wait_for(settled(lambda panel=panel: len(browser.find_elements(
+                    By.CSS_SELECTOR, f"#{panel} h3")) == 1), 10, f"#{panel} drawn")
+            except TimeoutError as exc:
+                raise AssertionError(browser.find_element(By.ID, panel).text) from exc
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#card-actions h3")) == 1

@@ -264,3 +264,21 @@ def test_given_the_list_once_rendered_when_an_incident_moves_then_the_old_render
     after = incidents.document()
     assert [(i["state"], i["agency"]) for i in before] == [("talking", None)]
     assert [(i["state"], i["agency"]) for i in after] == [("handed_to_agency", "police")]
+
+
+def test_given_a_call_older_than_the_server_when_rendered_then_a_card_from_what_asterisk_knows(
+        world) -> None:  # noqa: ANN001
+    """After a restart the journeys do not know a call that was already up: the desk still
+    gets its card (the citizen's number, talking), the rest unknown; a call between two
+    staff phones stays without a card."""
+    _center, model, _journeys, _incidents, desks = world
+    channel(model, "3.1", "PJSIP/anonymous-00000003", "3.1", state="Up")
+    channel(model, "3.2", "PJSIP/201-00000004", "3.1", state="Up")
+    card = desks.card("201")
+    assert card is not None
+    assert (card["linkedid"], card["state"], card["caller_number"], card["citizen_channel"],
+            card["operator_channel"], card["category"]) == (
+        "3.1", "talking", "081234567", "PJSIP/anonymous-00000003", "PJSIP/201-00000004", None)
+    channel(model, "4.1", "PJSIP/202-00000005", "4.1", state="Up")
+    channel(model, "4.2", "PJSIP/203-00000006", "4.1", state="Up")
+    assert desks.card("203") is None
