@@ -47,7 +47,7 @@ from dispatcher.console.location import CardLocations, sip_row
 from dispatcher.console.pidf import SipLocation
 from dispatcher.console.sip_location import HepListener, SipLocations
 from dispatcher.console.spy import SpyService
-from dispatcher.console.views import ConsoleViews, publish_console
+from dispatcher.console.views import ConsoleViews, own_calls, publish_console, supervisors_only
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.journeys import owe_missed_callbacks
@@ -516,22 +516,25 @@ class SiagaServer(MultiService):
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
         self.get_callbacks().on_change = lambda _entry: (push.changed("wallboard"),
                                                          push.changed("console"))
-        push.add_view("desks", desks_source(self.get_model(), self.center, reactor.seconds,
-                                            self.get_talk_clock()))
+        # Every desk's call is the supervisors' to see; a call's actions and hand-offs its
+        # operator's (an operator's stream never carries another operator's calls).
+        push.add_personal_view("desks", supervisors_only(desks_source(
+            self.get_model(), self.center, reactor.seconds, self.get_talk_clock())))
         self.get_ami().subscribe_all(lambda _event: push.changed("desks"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("desks"))
         feed = self.get_alerts().feed
         push.add_view("incidents", incidents_source(feed))
         feed.listeners.append(lambda _item: push.changed("incidents"))
         # The operator's desk and card (per operator), and the console's lists.
-        publish_console(push, ConsoleViews(self.get_model(), self.get_calllog().builder,
-                                           lambda: self.center, self.get_callbacks()),
-                        self.get_ami(), self.get_model_sync(), feed,
-                        self.get_alert_reads().run)
+        views = publish_console(push, ConsoleViews(
+            self.get_model(), self.get_calllog().builder, lambda: self.center,
+            self.get_callbacks()), self.get_ami(), self.get_model_sync(), feed,
+            self.get_alert_reads().run)
         handoffs = self.get_handoffs()
-        push.add_view("handoffs", handoffs.document)
+        push.add_personal_view("handoffs", own_calls(handoffs.document, views))
         handoffs.listeners.append(lambda: push.changed("handoffs"))
-        push.add_view("call_actions", self.get_console_actions().document)
+        push.add_personal_view("call_actions",
+                               own_calls(self.get_console_actions().document, views))
         self.get_ami().subscribe_all(lambda _event: push.changed("call_actions"))
         return push
 

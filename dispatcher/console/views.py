@@ -20,11 +20,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.config.model import Center
+from dispatcher.console.calls import desk_channels
 from dispatcher.console.desk import Desks
 from dispatcher.console.lists import OWED_SHOWN, OpenIncidents, lists_document, read_open_incidents
 from pbx.ami.model import LiveModel
 
-__all__ = ["CONSOLE_VIEW", "DESK_VIEW", "ConsoleViews", "publish_console"]
+__all__ = ["CONSOLE_VIEW", "DESK_VIEW", "ConsoleViews", "own_calls", "publish_console",
+           "supervisors_only"]
 
 log = Logger(namespace="dispatcher.console.views")
 
@@ -48,6 +50,15 @@ class ConsoleViews:
             return str(self.callbacks.get(entry_id).number)
         except KeyError:
             return None
+
+    def calls_of(self, extension: str) -> set[str]:
+        """The calls that are ``extension``'s to see: those on the desk's phone now, and
+        its card's (the last call stays on the card, ended, until the next one rings)."""
+        calls = {c.linkedid for c in desk_channels(self.model, extension) if c.linkedid}
+        card = self.desks.card(extension)
+        if card is not None:
+            calls.add(card["linkedid"])
+        return calls
 
     def lists(self) -> dict[str, Any]:
         """The shared ``console`` view."""
@@ -86,3 +97,25 @@ def publish_console(push: Any, views: ConsoleViews, ami: Any, model_sync: Any,  
 
     read(read_open_incidents).addCallbacks(loaded, failed)
     return views
+
+
+def supervisors_only(render: Callable[[], dict[str, Any]]
+                     ) -> Callable[[Any], dict[str, Any] | None]:  # noqa: ANN401
+    """A personal view of ``render()`` that only supervisors' streams get (every desk's
+    call: an operator's page is not told of another operator's calls)."""
+    def personal(staff: Any) -> dict[str, Any] | None:  # noqa: ANN401
+        return render() if staff.role == "supervisor" else None
+    return personal
+
+
+def own_calls(render: Callable[[], dict[str, Any]], views: ConsoleViews
+              ) -> Callable[[Any], dict[str, Any]]:
+    """A personal view of ``render()`` (keyed by linkedid) holding, for an operator, only
+    the operator's own calls (:meth:`ConsoleViews.calls_of`); supervisors get all."""
+    def personal(staff: Any) -> dict[str, Any]:  # noqa: ANN401
+        document = render()
+        if staff.role == "supervisor":
+            return document
+        mine = views.calls_of(staff.extension)
+        return {linkedid: value for linkedid, value in document.items() if linkedid in mine}
+    return personal
