@@ -180,7 +180,7 @@ HONEST = {"0812110001": "Budi", "0812110002": "Budi Santoso",
           "0812110003": "Dewi Ayu Ñoño 🚑", "0812110004": "0899123456"}
 
 # As an attacker writes them in the From (no "[": SIPp reads it as a keyword).
-HOSTILE = {
+HOSTILE: dict[str, str | None] = {
     "0812200001": '""',
     "0812200002": '"<sip:999@evil>"',
     "0812200003": '"sip:999@evil?"',
@@ -189,6 +189,7 @@ HOSTILE = {
     "0812200006": '"evil\\"<sip:999@evil>\\"" ',
     "0812200007": "Evil Token",
     "0812200008": '"' + "<evil>" * 600 + '"',
+    "0812200009": None,  # no display name and no brackets: From: sip:0812200009@host;tag=
 }
 # Text of the display names above that must never reach an AMI event.
 HOSTILE_MARKS = ("evil", "Evil", "999@", "%0D", "\\r")
@@ -202,7 +203,7 @@ DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
     <![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {display} <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      From: {from_}[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>
       Call-ID: [call_id]
       CSeq: 1 INVITE
@@ -228,7 +229,7 @@ DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
     <![CDATA[
       ACK [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {display} <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      From: {from_}[pid]SIPpTag00[call_number]
       [last_To:]
       [routes]
       Call-ID: [call_id]
@@ -242,7 +243,7 @@ DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
     <![CDATA[
       BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {display} <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      From: {from_}[pid]SIPpTag00[call_number]
       [last_To:]
       [routes]
       Call-ID: [call_id]
@@ -256,12 +257,15 @@ DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
 """
 
 
-def call_with_display(attacker: Sipp, server: SiagaProcess, user: str, display: str,
+def call_with_display(attacker: Sipp, server: SiagaProcess, user: str, display: str | None,
                       log: Path) -> subprocess.Popen[bytes]:
-    """SIPp calls 112 once from 127.0.0.1 with ``display`` and ``user`` in the From."""
+    """SIPp calls 112 once from 127.0.0.1 with ``display`` and ``user`` in the From (with
+    ``display`` None, the From is a bare URI, as RFC 3261 allows without a display name)."""
     sip = server.center.sip
+    uri = f"sip:{user}@[local_ip]:[local_port]"
+    from_ = f"{uri};tag=" if display is None else f"{display} <{uri}>;tag="
     scenario = attacker.dir / f"display-{user}.xml"
-    scenario.write_bytes(DISPLAY_SCENARIO.format(display=display, user=user).encode())
+    scenario.write_bytes(DISPLAY_SCENARIO.format(from_=from_, user=user).encode())
     inside = attacker.inside
     seen = scenario if inside is None else Path("/") / scenario.relative_to(inside)
     argv = [*attacker.prefix, "-sf", str(seen), "-s", server.center.hotline[0],
@@ -328,12 +332,12 @@ def test_given_honest_display_names_when_citizens_wait_in_the_queue_then_each_ke
 
 def test_given_hostile_display_names_when_they_call_then_the_number_stays_and_nothing_leaks(
         center_server: SiagaProcess, sipp: Sipp, tmp_path: Path) -> None:  # noqa: F811
-    """Eight callers (SIPp) whose display names hold a URI of their own, an escaped quote
+    """Nine callers (SIPp) whose display names hold a URI of their own, an escaped quote
     around one, CR LF as escapes and percent-escapes forging AMI events, an empty name, an
-    unquoted one and 3600 characters of angle brackets call 112 at once and hang up in the
-    IVR. Each call keeps the number of its From URI (in AMI and in the call log); no AMI event
-    carries the display names' text, a line break or an angle bracket of theirs, and no
-    forged event arrives."""
+    unquoted one and 3600 characters of angle brackets, and one whose From is a bare URI,
+    call 112 at once and hang up in the IVR. Each call keeps the number of its From URI (in
+    AMI and in the call log); no AMI event carries the display names' text, a line break or
+    an angle bracket of theirs, and no forged event arrives."""
     watch = center_server.ami()
     try:
         runs = {user: call_with_display(sipp, center_server, user, display,
@@ -345,7 +349,7 @@ def test_given_hostile_display_names_when_they_call_then_the_number_stays_and_no
         wait_for(lambda: set(HOSTILE) <= caller_ids_seen(watch), 15,
                  "every caller's own number in AMI")
         rows = wait_for(lambda: ended_rows(center_server, set(HOSTILE)), 30,
-                        "the eight calls ended in the log")
+                        "the nine calls ended in the log")
         events = events_of(watch)
     finally:
         watch.close()
