@@ -41,13 +41,17 @@ pytestmark = pytest.mark.asterisk
 SAFE_NUMBER = re.compile(r"^\+?[0-9]{0,20}$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9 ._+-]*$")
 FAKE_LINKEDID = "fake1"
+TRUNK_HOST = "127.0.0.3"
 
 
 @pytest.fixture(scope="module")
 def center_server(tmp_path_factory: pytest.TempPathFactory,
                   asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
-    """The whole center (`siaga up`) on free ports, shared by this module's tests."""
-    with running_center(tmp_path_factory.mktemp("callerid")) as proc:
+    """The whole center (`siaga up`) on free ports, with a trunk at 127.0.0.3 (nobody
+    answers there: only its address matters), shared by this module's tests."""
+    with running_center(tmp_path_factory.mktemp("callerid"),
+                        trunk={"host": TRUNK_HOST, "port": 5060, "username": "bitung",
+                               "password": "from-the-carrier"}) as proc:
         yield proc
 
 
@@ -258,8 +262,8 @@ DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
 
 
 def call_with_display(attacker: Sipp, server: SiagaProcess, user: str, display: str | None,
-                      log: Path) -> subprocess.Popen[bytes]:
-    """SIPp calls 112 once from 127.0.0.1 with ``display`` and ``user`` in the From (with
+                      log: Path, source: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+    """SIPp calls 112 once from ``source`` with ``display`` and ``user`` in the From (with
     ``display`` None, the From is a bare URI, as RFC 3261 allows without a display name)."""
     sip = server.center.sip
     uri = f"sip:{user}@[local_ip]:[local_port]"
@@ -269,8 +273,8 @@ def call_with_display(attacker: Sipp, server: SiagaProcess, user: str, display: 
     inside = attacker.inside
     seen = scenario if inside is None else Path("/") / scenario.relative_to(inside)
     argv = [*attacker.prefix, "-sf", str(seen), "-s", server.center.hotline[0],
-            "-i", "127.0.0.1", "-p", str(free_udp_port("127.0.0.1")),
-            "-mi", "127.0.0.1", "-mp", str(free_udp_port("127.0.0.1")), "-m", "1",
+            "-i", source, "-p", str(free_udp_port(source)),
+            "-mi", source, "-mp", str(free_udp_port(source)), "-m", "1",
             "-nostdin", "-timeout", f"{int(60 * PATIENCE)}s", "-timeout_error",
             f"{sip.host}:{sip.port}"]
     with log.open("wb") as out:
@@ -365,3 +369,24 @@ def test_given_hostile_display_names_when_they_call_then_the_number_stays_and_no
     for number, (_, logged, name, _) in rows.items():  # type: ignore[union-attr]
         assert logged == number and SAFE_NAME.match(name), (number, logged, name)
         assert not any(mark in name for mark in HOSTILE_MARKS), name
+
+
+def test_given_a_carrier_sending_the_callers_name_when_a_trunk_call_comes_then_the_number_stays(
+        center_server: SiagaProcess, sipp: Sipp, tmp_path: Path) -> None:  # noqa: F811
+    """A carrier puts the subscriber's name before the number (``"PT Maju Jaya"
+    <sip:+62811223344@...>``): the call comes in on the trunk (SIPp on its address) and keeps
+    the number with its +, in AMI and in the call log."""
+    number = "+62811223344"
+    watch = center_server.ami()
+    try:
+        log = tmp_path / "sipp-carrier.log"
+        run = call_with_display(sipp, center_server, number, '"PT Maju Jaya"', log,
+                                source=TRUNK_HOST)
+        assert run.wait(timeout=90 * PATIENCE) == 0, log.read_text()[-2000:]
+        seen = watch.wait_event("Newexten", 15, CallerIDNum=number)
+        rows = wait_for(lambda: ended_rows(center_server, {number}), 30,
+                        "the carrier's call ended in the log")
+    finally:
+        watch.close()
+    assert seen["Channel"].startswith("PJSIP/trunk-"), seen["Channel"]
+    assert rows[number][1] == number  # type: ignore[index]
