@@ -319,7 +319,7 @@ def _raw_max(model: Any, key: tuple[Any, ...]) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Recomputation from the rows (the migration's backfill, ``siaga calllog rollups``, tests)
+# Recomputation from the rows (the migration's backfill, the benchmark, tests)
 
 _CALL_COLUMNS = (
     Call.started_at,

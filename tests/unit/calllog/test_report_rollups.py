@@ -117,7 +117,7 @@ def test_given_random_writes_and_rewrites_when_committed_then_rollups_equal_a_re
     reconciles and moved arrivals leaves the roll-ups equal to a recomputation from the rows
     (whole microseconds, counts and maxima alike)."""
     rng = random.Random(20261207)
-    random_history(rng, sessions, 300, check_each=True)
+    random_history(rng, sessions, 200, check_each=True)
     with sessions() as session:
         # Not vacuous: the history left rows of every kind, with maxima.
         kinds = set(session.scalars(select(CallRollup.kind).distinct()))
@@ -147,8 +147,8 @@ def test_given_a_transaction_that_fails_when_rolled_back_then_rollups_roll_back_
 
 def test_given_rows_written_without_rollups_when_rebuilt_then_they_equal_the_writers(
         sessions: sessionmaker[Session]) -> None:  # noqa: F811
-    """The backfill (``rollups.rebuild``, run by migration 0008 and ``siaga calllog rollups
-    --rebuild``) writes exactly what the writer keeps."""
+    """The backfill (``rollups.rebuild``, run by migration 0008) writes exactly what the
+    writer keeps."""
     random_history(random.Random(11), sessions, 80, check_each=False)
     with sessions() as session:
         kept = rollups.stored(session)
@@ -194,7 +194,7 @@ def _raw_and_rolled(session: Session, start: dt.datetime, end: dt.datetime,
 @pytest.fixture
 def history(sessions: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:  # noqa: F811
     """A database holding a random history around a Makassar day."""
-    random_history(random.Random(77), sessions, 250, check_each=False)
+    random_history(random.Random(77), sessions, 150, check_each=False)
     yield sessions
 
 

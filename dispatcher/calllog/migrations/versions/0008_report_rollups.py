@@ -4,7 +4,7 @@ the calls and legs already logged.
 The backfill reads every call and agency leg once and writes their sums (see
 ``dispatcher.calllog.rollups``): about a minute per million calls. From then on the call log's
 writer keeps the roll-ups in the transaction that saves each journey;
-``siaga calllog rollups --check`` compares them with a recomputation at any time.
+``rollups.differences`` compares them with a recomputation at any time.
 
 Revision ID: 0008
 Revises: 0004
