@@ -34,6 +34,7 @@ from sqlalchemy import (
     func,
     literal,
     not_,
+    or_,
     select,
 )
 from sqlalchemy.orm import Session
@@ -459,14 +460,23 @@ def _rolled_groups(
             *(func.sum(getattr(CallRollup, name)) for name in rollups.CALL_SUMS),
             func.max(CallRollup.answer_max),
         )
-        .where(CallRollup.hour >= first, CallRollup.hour < last, CallRollup.kind.in_(kinds))
+        .where(_rollup_rows(kinds, first, last))
         .group_by(*keys)
     )
     merged: dict[tuple[Any, ...], list[Any]] = {}
     for row in session.execute(statement):
-        merged[(row[0], row[1], int(row[2]), row[3], row[4], row[5], int(row[6]))] = [
-            int(v or 0) for v in row[7:-1]
-        ] + [row[-1]]
+        kind = row[0].removesuffix("_day")
+        key = (kind, row[1], int(row[2]), row[3], row[4], row[5], int(row[6]))
+        values = [int(v or 0) for v in row[7:-1]] + [row[-1]]
+        have = merged.get(key)
+        if have is not None:  # the same group from day rows and from hour rows
+            maximum = (
+                values[-1]
+                if have[-1] is None
+                else (have[-1] if values[-1] is None else max(have[-1], values[-1]))
+            )
+            values = [x + y for x, y in zip(have[:-1], values[:-1], strict=True)] + [maximum]
+        merged[key] = values
     for a, b in rollups.edge_ranges(start, end):
         where = (Call.started_at >= a, Call.started_at < b, Call.test.is_(False))
         for call in rollups.call_rows(session, where):
@@ -527,6 +537,36 @@ def _rolled_groups(
         group["offered"] = n - group["short"]
         out[kind].append(group)
     return out
+
+
+def _rollup_rows(kinds: tuple[str, ...], first: dt.datetime, last: dt.datetime) -> Any:
+    """Which roll-up rows hold the whole hours ``[first, last)``: hour rows for the hourly
+    dimension; for the others, day rows for the whole UTC days and hour rows around them."""
+    in_hours = and_(CallRollup.hour >= first, CallRollup.hour < last)
+    hourly = [k for k in kinds if k not in rollups.DAY_KINDS]
+    daily = [k for k in kinds if k in rollups.DAY_KINDS]
+    day_start, day_end = rollups.whole_days(first, last)
+    parts = []
+    if hourly:
+        parts.append(and_(CallRollup.kind.in_(hourly), in_hours))
+    if daily and day_start < day_end:
+        parts.append(
+            and_(
+                CallRollup.kind.in_(daily),
+                in_hours,
+                or_(CallRollup.hour < day_start, CallRollup.hour >= day_end),
+            )
+        )
+        parts.append(
+            and_(
+                CallRollup.kind.in_([rollups.DAY_KINDS[k] for k in daily]),
+                CallRollup.hour >= day_start,
+                CallRollup.hour < day_end,
+            )
+        )
+    elif daily:
+        parts.append(and_(CallRollup.kind.in_(daily), in_hours))
+    return or_(*parts)
 
 
 def _rolled_agencies(

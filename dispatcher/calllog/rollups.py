@@ -48,6 +48,9 @@ NEVER_SHORT = SHORT_MAX
 #: that its own list is the same.
 WITHIN = (15, 20)
 HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+#: Dimensions also kept per UTC day (``hour`` is then the day's start), and their day kind.
+DAY_KINDS = {"category": "category_day", "operator": "operator_day"}
 
 CALL_KEY = ("hour", "kind", "direction", "category", "operator_id", "outcome", "short_second")
 CALL_SUMS = ("calls", "answer_us", "talk_us", "requeued", "within_15", "within_20")
@@ -76,6 +79,11 @@ def hour_of(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(value: dt.datetime) -> dt.datetime:
+    """The start of the UTC day holding ``value`` (aware UTC)."""
+    return hour_of(value).replace(hour=0)
 
 
 def micro(seconds: float | None) -> int:
@@ -131,6 +139,12 @@ def call_contribution(call: Any) -> Contribution:
                 sums,
                 maximum,
             )
+        # The category and operator tables have no hour of day: a month of them is read from
+        # one row per UTC day (and the hours of the period's partial UTC days).
+        day = day_of(hour)
+        for key in list(out):
+            if key[1] in DAY_KINDS:
+                out[(day, DAY_KINDS[key[1]], *key[2:])] = out[key]
     return out
 
 
@@ -303,9 +317,11 @@ def _raw_max(model: Any, key: tuple[Any, ...]) -> Any:
             Leg.agency_id == agency_id,
         )
     hour, kind, direction, category, operator_id, outcome, _bucket = key
+    span = DAY if kind.endswith("_day") else HOUR
+    kind = kind.removesuffix("_day")
     where = [
         Call.started_at >= hour,
-        Call.started_at < hour + HOUR,
+        Call.started_at < hour + span,
         Call.test.is_(False),
         Call.direction == direction,
         Call.outcome == outcome,
@@ -431,6 +447,14 @@ def hours(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetim
     return first, last
 
 
+def whole_days(first: dt.datetime, last: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The whole UTC days inside ``[first, last)``: ``[start, end)`` (empty when equal)."""
+    start = day_of(first)
+    if start < first:
+        start += DAY
+    return start, max(start, day_of(last))
+
+
 def edge_ranges(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
     """The parts of ``[start, end)`` outside its whole hours (read from the rows)."""
     first, last = hours(start, end)
@@ -455,6 +479,8 @@ __all__ = [
     "edge_ranges",
     "hour_of",
     "hours",
+    "whole_days",
+    "day_of",
     "leg_contribution",
     "leg_contribution_of",
     "leg_rows",

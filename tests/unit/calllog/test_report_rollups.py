@@ -92,7 +92,10 @@ def random_history(rng: random.Random, session_factory: sessionmaker[Session],
                     serial += 1
                     linkedid = f"{1_800_000_000 + serial}.{serial}"
                     # Around the hour and day edges of a Makassar day.
-                    start = MAKASSAR_DAY + rng.choice([-1, 0, 1, 2, 23, 24]) * 3600 + rng.choice(
+                    # Around the hour and day edges of two Makassar days (08:00 is the UTC
+                    # midnight between them, so one whole UTC day lies inside).
+                    hours = rng.choice([-1, 0, 1, 7, 8, 9, 23, 24, 31, 32, 40, 47, 48])
+                    start = MAKASSAR_DAY + hours * 3600 + rng.choice(
                         [-0.5, 0.0, 1.0, 1799.0, 3599.999])
                     known[linkedid] = start
                     complete = rng.random() < 0.6
@@ -121,7 +124,7 @@ def test_given_random_writes_and_rewrites_when_committed_then_rollups_equal_a_re
     with sessions() as session:
         # Not vacuous: the history left rows of every kind, with maxima.
         kinds = set(session.scalars(select(CallRollup.kind).distinct()))
-        assert kinds == {"all", "category", "operator"}
+        assert kinds == {"all", "category", "operator", "category_day", "operator_day"}
         assert session.scalar(select(func.count()).where(CallRollup.answer_max.is_not(None)))
         assert session.scalar(select(func.count()).select_from(AgencyRollup))
         assert session.scalar(select(func.count()).where(Call.outcome == "in_progress"))
@@ -198,11 +201,13 @@ def history(sessions: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.mark.parametrize("threshold", [5.0, 0.0, 3.0, 10.0])
-def test_given_a_makassar_day_when_reported_then_rollups_give_the_raw_reports_figures(
-        history: sessionmaker[Session], threshold: float) -> None:
-    """The whole report for a day in Asia/Makassar (+08, no DST), for several whole-second
-    short-abandon thresholds, is the same read from roll-ups as read from every call."""
-    options = report_period.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, 27),
+@pytest.mark.parametrize("last_day", [27, 28])
+def test_given_makassar_days_when_reported_then_rollups_give_the_raw_reports_figures(
+        history: sessionmaker[Session], threshold: float, last_day: int) -> None:
+    """The whole report for one or two days in Asia/Makassar (+08, no DST; two days hold a
+    whole UTC day, read from day rows), for several whole-second short-abandon thresholds, is
+    the same read from roll-ups as read from every call."""
+    options = report_period.ReportOptions(dt.date(2026, 11, 27), dt.date(2026, 11, last_day),
                                           timezone="Asia/Makassar",
                                           short_abandon_seconds=threshold)
     with history() as session:
@@ -222,7 +227,7 @@ def test_given_partial_hours_at_both_ends_when_reported_then_edges_come_from_the
                                           timezone="Asia/Makassar")
     base = dt.datetime(2026, 11, 26, 15, 0, tzinfo=dt.UTC)
     start = base + dt.timedelta(minutes=start_minute, seconds=0.5)
-    end = base + dt.timedelta(hours=25, minutes=end_minute)
+    end = base + dt.timedelta(hours=49, minutes=end_minute)  # a whole UTC day inside
     assert rollups.edge_ranges(start, end)  # there are partial hours to read
     with history() as session:
         raw, rolled = _raw_and_rolled(session, start, end, options)
