@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -241,17 +241,51 @@ def apply(session: Session, old: Snapshot, new: Snapshot) -> None:
     _apply(session, AgencyRollup, AGENCY_KEY, AGENCY_SUMS, "ring_max", old.agencies, new.agencies)
 
 
+def _insert(session: Session, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return pg_insert(model)
+    if dialect == "sqlite":
+        return sqlite_insert(model)
+    raise RuntimeError(f"roll-ups need SQLite or PostgreSQL, not {dialect}")  # pragma: no cover
+
+
+def _add_only(
+    session: Session,
+    model: Any,
+    key_names: tuple[str, ...],
+    sum_names: tuple[str, ...],
+    max_name: str,
+    added: list[tuple[tuple[Any, ...], tuple[list[int], float | None]]],
+) -> None:
+    """Add contributions no row holds yet (a journey counted for the first time): one
+    statement, each row created or added to in place."""
+    statement = _insert(session, model)
+    table = model.__table__
+    mine, theirs = table.c[max_name], statement.excluded[max_name]
+    set_ = {name: table.c[name] + statement.excluded[name] for name in sum_names}
+    set_[max_name] = case(
+        (mine.is_(None), theirs),
+        (theirs.is_(None), mine),
+        (theirs > mine, theirs),
+        else_=mine,
+    )
+    rows = []
+    for key, (sums, maximum) in added:
+        row = dict(zip(key_names, key, strict=True))
+        row.update(zip(sum_names, sums, strict=True))
+        row[max_name] = maximum
+        rows.append(row)
+    session.execute(
+        statement.on_conflict_do_update(index_elements=list(key_names), set_=set_), rows
+    )
+
+
 def _upsert_missing(
     session: Session, model: Any, key_names: tuple[str, ...], keys: list[tuple[Any, ...]]
 ) -> None:
     rows = [dict(zip(key_names, key, strict=True)) for key in keys]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = pg_insert(model).on_conflict_do_nothing(index_elements=list(key_names))
-    elif dialect == "sqlite":
-        statement = sqlite_insert(model).on_conflict_do_nothing(index_elements=list(key_names))
-    else:  # pragma: no cover - the call log runs on SQLite or PostgreSQL
-        raise RuntimeError(f"roll-ups need SQLite or PostgreSQL, not {dialect}")
+    statement = _insert(session, model).on_conflict_do_nothing(index_elements=list(key_names))
     session.execute(statement, rows)
 
 
@@ -268,6 +302,11 @@ def _apply(
     if not changed:
         return
     changed.sort(key=repr)  # one order for every writer: no deadlock between two of them
+    if not any(key in old for key in changed):
+        _add_only(
+            session, model, key_names, sum_names, max_name, [(key, new[key]) for key in changed]
+        )
+        return
     _upsert_missing(session, model, key_names, changed)
     columns = [getattr(model, name) for name in key_names]
     match = or_(*(and_(*(c == v for c, v in zip(columns, key, strict=True))) for key in changed))
