@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -217,19 +217,22 @@ _LEG_COLUMNS = (
 )
 
 
+# Built once: the writer runs these for every journey, and building a statement costs more
+# than running it.
+_JOURNEY_LEGS = select(*_LEG_COLUMNS).where(
+    Leg.call_id == bindparam("call_id"),
+    Leg.kind.in_(AGENCY_LEG_KINDS),
+    Leg.agency_id.is_not(None),
+)
+_ADD_ONLY: dict[tuple[str, Any], Any] = {}
+
+
 def snapshot(session: Session, call: Call | None) -> Snapshot:
     """The contribution of ``call`` as the database holds it now (its row and its legs)."""
     if call is None or call.id is None:
         return Snapshot()
     agencies: Contribution = {}
-    legs = session.execute(
-        select(*_LEG_COLUMNS).where(
-            Leg.call_id == call.id,
-            Leg.kind.in_(AGENCY_LEG_KINDS),
-            Leg.agency_id.is_not(None),
-        )
-    )
-    for leg in legs:
+    for leg in session.execute(_JOURNEY_LEGS, {"call_id": call.id}):
         leg_contribution(leg, agencies)
     return Snapshot(call_contribution(call), agencies)
 
@@ -260,25 +263,28 @@ def _add_only(
 ) -> None:
     """Add contributions no row holds yet (a journey counted for the first time): one
     statement, each row created or added to in place."""
-    statement = _insert(session, model)
-    table = model.__table__
-    mine, theirs = table.c[max_name], statement.excluded[max_name]
-    set_ = {name: table.c[name] + statement.excluded[name] for name in sum_names}
-    set_[max_name] = case(
-        (mine.is_(None), theirs),
-        (theirs.is_(None), mine),
-        (theirs > mine, theirs),
-        else_=mine,
-    )
+    cache_key = (session.get_bind().dialect.name, model)
+    upsert = _ADD_ONLY.get(cache_key)
+    if upsert is None:
+        statement = _insert(session, model)
+        table = model.__table__
+        mine, theirs = table.c[max_name], statement.excluded[max_name]
+        set_ = {name: table.c[name] + statement.excluded[name] for name in sum_names}
+        set_[max_name] = case(
+            (mine.is_(None), theirs),
+            (theirs.is_(None), mine),
+            (theirs > mine, theirs),
+            else_=mine,
+        )
+        upsert = statement.on_conflict_do_update(index_elements=list(key_names), set_=set_)
+        _ADD_ONLY[cache_key] = upsert
     rows = []
     for key, (sums, maximum) in added:
         row = dict(zip(key_names, key, strict=True))
         row.update(zip(sum_names, sums, strict=True))
         row[max_name] = maximum
         rows.append(row)
-    session.execute(
-        statement.on_conflict_do_update(index_elements=list(key_names), set_=set_), rows
-    )
+    session.execute(upsert, rows)
 
 
 def _upsert_missing(
