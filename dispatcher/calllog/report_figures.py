@@ -657,7 +657,10 @@ def _repeat_callers(
 ) -> dict[str, Any]:
     """Numbers that called more than once in the period: how many, their calls, the top ones.
 
-    One grouped scan; window functions carry the totals on the top rows.
+    One grouped scan; window functions carry the totals on the top rows. This table stays on
+    the calls themselves: whether a number called twice in the period is not a sum of what
+    each hour holds (two calls in two different hours), and a roll-up per number and hour
+    would hold about one row per call. It is most of the monthly report's time now.
     """
     per_number = (
         select(Call.caller_number.label("number"), func.count().label("calls"))
