@@ -452,7 +452,9 @@ class CallRollup(Base):
     :mod:`dispatcher.calllog.rollups`), so the report reads a few hundred rows per hour instead
     of every call. ``kind`` says which of the report's dimensions the row is for: ``all``
     (summary and hourly table), ``category`` or ``operator`` (their tables); the other
-    dimension's column is ``""``/``0``. ``short_second`` is the whole second of an abandoned
+    dimension's column is ``""``/``0``. ``category_day`` and ``operator_day`` rows hold the same
+    as those for a whole UTC day (``hour`` is then its midnight): their tables have no hour of
+    day, so a month is read from day rows. ``short_second`` is the whole second of an abandoned
     call's duration (``-1`` below zero, ``10`` for none, 10 s or more, and every other
     outcome), which decides a short abandon for any whole-second threshold up to 10 s (see
     ``rollups.SHORT_MAX``). Seconds are summed
