@@ -12,7 +12,8 @@ after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -20,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.config.model import Center
-from dispatcher.console.calls import desk_channels
+from dispatcher.console.calls import desk_channels, desk_of
 from dispatcher.console.desk import Desks
 from dispatcher.console.lists import OWED_SHOWN, OpenIncidents, lists_document, read_open_incidents
 from pbx.ami.model import LiveModel
@@ -29,6 +30,9 @@ __all__ = ["CONSOLE_VIEW", "DESK_VIEW", "ConsoleViews", "own_calls", "publish_co
            "supervisors_only"]
 
 log = Logger(namespace="dispatcher.console.views")
+
+#: How many of its latest calls an operator's streams keep seeing the hand-offs of.
+DESK_CALLS_KEPT = 20
 
 DESK_VIEW = "desk"
 CONSOLE_VIEW = "console"
@@ -44,6 +48,25 @@ class ConsoleViews:
         self.callbacks = callbacks
         self.incidents = OpenIncidents()
         self.desks = Desks(model, journeys, center, self.incidents, self._callback_number)
+        self.center = center
+        self._desk_calls: dict[str, deque[str]] = {}  # each operator's latest calls
+
+    def note(self, event: Any) -> None:  # noqa: ANN401 (a pbx.ami.protocol.Message)
+        """Remember the call of a channel an AMI event shows on an operator's phone: its
+        hand-offs stay that operator's to see after the call has left the phone."""
+        fields = getattr(event, "fields", event)
+        if not isinstance(fields, Mapping):
+            return
+        desk, linkedid = desk_of(fields.get("Channel", "")), fields.get("Linkedid", "")
+        if not desk or not linkedid:
+            return
+        calls = self._desk_calls.get(desk)
+        if calls is None:
+            if desk not in {op.extension for op in self.center().operators}:
+                return
+            calls = self._desk_calls[desk] = deque(maxlen=DESK_CALLS_KEPT)
+        if linkedid not in calls:
+            calls.append(linkedid)
 
     def _callback_number(self, entry_id: int) -> str | None:
         try:
@@ -55,6 +78,7 @@ class ConsoleViews:
         """The calls that are ``extension``'s to see: those on the desk's phone now, and
         its card's (the last call stays on the card, ended, until the next one rings)."""
         calls = {c.linkedid for c in desk_channels(self.model, extension) if c.linkedid}
+        calls.update(self._desk_calls.get(extension, ()))
         card = self.desks.card(extension)
         if card is not None:
             calls.add(card["linkedid"])
@@ -77,7 +101,11 @@ def publish_console(push: Any, views: ConsoleViews, ami: Any, model_sync: Any,  
         push.changed(DESK_VIEW)
         push.changed(CONSOLE_VIEW)
 
-    ami.subscribe_all(changed)
+    def event(message: Any) -> None:  # noqa: ANN401
+        views.note(message)
+        changed()
+
+    ami.subscribe_all(event)
     model_sync.on_resynced(changed)
     views.journeys.listeners.append(changed)
 

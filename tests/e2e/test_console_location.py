@@ -216,7 +216,9 @@ def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_
                 " shown: b.contains(p), icon: v.marker.getElement().complete &&"
                 " v.marker.getElement().naturalWidth}")
 
-        at = wait_for(settled(marker), 15, "the marker on the card's map")
+        # The marker, its icon loaded.
+        at = wait_for(settled(lambda: (m := marker()) and m["icon"] and m), 15,
+                      "the marker on the card's map")
         assert (at["lat"], at["lng"], at["radius"]) == (-6.1754, 106.8272, 45)  # type: ignore
         assert at["shown"] and at["icon"], at  # type: ignore[index]
         text = driver.find_element(By.ID, "card-location").text

@@ -310,3 +310,8 @@ def test_given_calls_on_two_desks_when_personal_views_render_then_each_operator_
     # The call left 201's phone: it stays 201's while its card shows it (ended).
     del model.channels["6.2"]
     assert every(op201) == {"6.1": {"state": "talking"}}
+    # A call seen on 201's phone (AMI) and gone before any card was drawn stays 201's.
+    views.note({"Event": "Newchannel", "Channel": "PJSIP/201-00000009", "Linkedid": "7.1"})
+    views.note({"Event": "Newchannel", "Channel": "PJSIP/anonymous-0000000a",
+                "Linkedid": "8.1"})
+    assert set(every(op201)) == {"6.1", "7.1"} and every(op202) == {}
