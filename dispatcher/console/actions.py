@@ -44,6 +44,7 @@ from dispatcher.console.handoffs import HandoffBoard
 from dispatcher.hotline.service import HotlineService, InvalidInput, TransferMode, check_channel
 from pbx.ami.actions import AMIActions
 from pbx.ami.entities import Channel, uniqueid_order
+from pbx.ami.errors import AMIActionError
 from pbx.ami.model import LiveModel
 
 __all__ = ["ACTIONS", "ALLOWED", "CallLegs", "ConsoleActions", "NotNow", "UnknownAction",
@@ -319,9 +320,17 @@ class ConsoleActions:
         await self.ami.bridge(legs.operator.name, citizen)
 
     async def _hangup(self, call: str, legs: CallLegs, _agency: None) -> None:
-        if legs.citizen is not None:
-            await self.ami.hangup(legs.citizen.name)
-        await self.ami.hangup(legs.operator.name)
+        if legs.citizen is None:
+            await self.ami.hangup(legs.operator.name)
+            return
+        await self.ami.hangup(legs.citizen.name)
+        try:
+            await self.ami.hangup(legs.operator.name)
+        except AMIActionError as exc:
+            # The citizen's hang-up ended their bridge and took the operator's leg with it
+            # before this Hangup arrived: the call is over, as asked.
+            if exc.response.get("Message") != "No such channel":
+                raise
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -291,3 +291,37 @@ def test_given_a_call_when_the_view_renders_then_its_state_and_allowed_actions(
     the table allows there (what the page's buttons offer)."""
     actions, _ami, _board = make(center, stand)
     assert actions.document() == {CALL: {"state": stand, "allowed": sorted(ALLOWED[stand])}}
+
+
+def test_given_a_hangup_when_the_operators_leg_ends_with_the_citizens_then_it_succeeded(
+        center) -> None:  # noqa: ANN001
+    """hangup: the citizen's leg hung up often takes the operator's with it (their bridge
+    ends) before its own Hangup arrives: that "No such channel" is the call ended as asked,
+    not a failure shown on the card; any other refusal still fails the action."""
+    from pbx.ami.errors import AMIActionError
+    from pbx.ami.protocol import Message
+
+    actions, ami, _board = make(center)
+    sent: list[str] = []
+
+    def gone_with_it(name, fields=(), timeout=None):  # noqa: ANN001, ANN202
+        channel = dict(fields)["Channel"]
+        sent.append(channel)
+        if channel == OPERATOR:
+            return defer.fail(AMIActionError(name, Message("response", "Error",
+                                                           {"Message": "No such channel"})))
+        return defer.succeed(Message("response", "Success", {}))
+
+    ami.send_action = gone_with_it  # type: ignore[method-assign]
+    done(actions.act("201", CALL, "hangup"))
+    assert sent == [CITIZEN, OPERATOR]
+
+    actions, ami, _board = make(center)
+
+    def refuse(name, fields=(), timeout=None):  # noqa: ANN001, ANN202
+        return defer.fail(AMIActionError(name, Message("response", "Error",
+                                                       {"Message": "Permission denied"})))
+
+    ami.send_action = refuse  # type: ignore[method-assign]
+    with pytest.raises(AMIActionError):
+        done(actions.act("201", CALL, "hangup"))
