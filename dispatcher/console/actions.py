@@ -196,14 +196,22 @@ class ConsoleActions:
         stands and what the console may do now (the page greys out the rest)."""
         calls: dict[str, Any] = {}
         for op in self.center.operators:
-            for linkedid in {c.linkedid for c in self.model.channels.values()
-                             if desk_of(c.name) == op.extension and c.linkedid}:
-                try:
-                    legs = self.legs(op.extension, linkedid)
-                except (ConsoleError, InvalidInput):
-                    continue
-                calls[linkedid] = {"state": legs.state,
-                                   "allowed": sorted(ALLOWED[legs.state])}
+            calls.update(self.document_for(op.extension))
+        return calls
+
+    def document_for(self, extension: str) -> dict[str, Any]:
+        """:meth:`document` of one desk's calls only (the operator's own page: another
+        desk's calls are not theirs to see); ``{}`` for a phone that is no operator's."""
+        if not any(op.extension == extension for op in self.center.operators):
+            return {}
+        calls: dict[str, Any] = {}
+        for linkedid in {c.linkedid for c in self.model.channels.values()
+                         if desk_of(c.name) == extension and c.linkedid}:
+            try:
+                legs = self.legs(extension, linkedid)
+            except (ConsoleError, InvalidInput):
+                continue
+            calls[linkedid] = {"state": legs.state, "allowed": sorted(ALLOWED[legs.state])}
         return calls
 
     def _citizen(self, channels: list[Channel], linkedid: str) -> Channel | None:

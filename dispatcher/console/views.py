@@ -2,7 +2,11 @@
 :func:`publish_console` once, on its push hub).
 
 * ``desk`` (personal): the operator's own desk and call card (:class:`~.desk.Desks`);
-* ``console`` (shared): callers waiting, callbacks owed, open incidents (:mod:`.lists`).
+* ``console`` (shared): callers waiting, callbacks owed, open incidents (:mod:`.lists`),
+  and over several nodes each node's state (``nodes``: the pages' banner of a node down).
+
+:meth:`ConsoleViews.own_calls` makes a per-call document (the hand-offs, what the card's
+buttons may do) personal: each page gets its own calls' entries only.
 
 Both change with AMI events (the live model), the model's resyncs, the call log's journeys
 (the card's category, language, priority as the dialplan sets them), the callback list and
@@ -20,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.config.model import Center
+from dispatcher.console.calls import desk_channels
 from dispatcher.console.desk import Desks
 from dispatcher.console.lists import OWED_SHOWN, OpenIncidents, lists_document, read_open_incidents
 from pbx.ami.model import LiveModel
@@ -36,8 +41,11 @@ class ConsoleViews:
     """The console's parts behind its views: each desk's card, the open incidents."""
 
     def __init__(self, model: LiveModel, journeys: Any, center: Callable[[], Center],  # noqa: ANN401
-                 callbacks: Any) -> None:  # noqa: ANN401
+                 callbacks: Any,  # noqa: ANN401
+                 nodes: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.model = model
+        #: Each node's name and state, when the center runs over several (else None).
+        self.nodes = nodes
         self.journeys = journeys
         self.callbacks = callbacks
         self.incidents = OpenIncidents()
@@ -50,9 +58,36 @@ class ConsoleViews:
             return None
 
     def lists(self) -> dict[str, Any]:
-        """The shared ``console`` view."""
-        return lists_document(self.model, self.journeys, self.callbacks.page(0, OWED_SHOWN),
-                              self.callbacks.open_count, self.incidents)
+        """The shared ``console`` view (with ``nodes``, each node's name and whether it is
+        up, when the center runs over several)."""
+        document = lists_document(self.model, self.journeys,
+                                  self.callbacks.page(0, OWED_SHOWN),
+                                  self.callbacks.open_count, self.incidents)
+        if self.nodes is not None:
+            document["nodes"] = self.nodes()
+        return document
+
+    def calls_of(self, extension: str) -> set[str]:
+        """The calls (linkedids) that are ``extension``'s to see: those with a channel on
+        the desk's phone now, and the call its card last showed (an ended card still shows
+        its hand-offs)."""
+        calls = {c.linkedid for c in desk_channels(self.model, extension) if c.linkedid}
+        last = self.desks.last_call(extension)
+        if last:
+            calls.add(last)
+        return calls
+
+    def own_calls(self, document: Callable[[], dict[str, Any]]
+                  ) -> Callable[[Any], dict[str, Any]]:
+        """A personal view of ``document()`` (keyed by linkedid, every call's): for each
+        member of staff only the entries of their own calls (:meth:`calls_of`)."""
+
+        def render(staff: Any) -> dict[str, Any]:  # noqa: ANN401 (sessions.Staff)
+            mine = self.calls_of(staff.extension)
+            return {linkedid: entry for linkedid, entry in document().items()
+                    if linkedid in mine}
+
+        return render
 
 
 def publish_console(push: Any, views: ConsoleViews, ami: Any, model_sync: Any,  # noqa: ANN401
