@@ -147,6 +147,74 @@ def nodes_on_board(center: Center) -> dict[str, bool]:
     return {n["name"]: n["up"] for n in board.get("nodes", [])}
 
 
+class ConsolePush:
+    """A logged-in console page's push stream (/events), read over HTTP/1.0 (no chunking)
+    and applied as push.js does: the snapshot, then each delta in sequence."""
+
+    def __init__(self, center: Center, extension: str, password: str) -> None:
+        import http.client
+        import socket
+        from urllib.parse import urlencode
+
+        host, port = center.http.host, center.http.port
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/login", urlencode({"extension": extension,
+                                                   "password": password, "next": "/console"}),
+                     {"Content-Type": "application/x-www-form-urlencoded"})
+        answer = conn.getresponse()
+        answer.read()
+        cookie = answer.getheader("Set-Cookie", "").split(";")[0]
+        conn.close()
+        assert cookie.startswith("siaga_session="), cookie
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.sendall(f"GET /events HTTP/1.0\r\nHost: {host}:{port}\r\nCookie: {cookie}"
+                          "\r\nAccept: text/event-stream\r\n\r\n".encode())
+        self.buffer = b""
+        self.views: dict[str, dict[str, object]] = {}
+        self.seq = -1
+
+    def read(self) -> dict[str, dict[str, object]]:
+        """The views as the page has them now."""
+        self.sock.setblocking(False)
+        try:
+            while chunk := self.sock.recv(65536):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+        if b"\r\n\r\n" in self.buffer and self.seq < 0 and not self.views:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            assert b" 200 " in head.split(b"\r\n")[0], head
+        while b"\n\n" in self.buffer:
+            block, _, self.buffer = self.buffer.partition(b"\n\n")
+            fields = dict(line.split(": ", 1) for line in block.decode().split("\n")
+                          if ": " in line)
+            if "data" not in fields:
+                continue
+            data = json.loads(fields["data"])
+            if fields.get("event") == "snapshot":
+                self.views, self.seq = dict(data["views"]), data["seq"]
+            elif fields.get("event") == "delta":
+                assert data["seq"] == self.seq + 1, (data["seq"], self.seq)
+                doc = {**self.views.get(data["view"], {}), **data["set"]}
+                for key in data["unset"]:
+                    doc.pop(key, None)
+                self.views[data["view"]], self.seq = doc, data["seq"]
+        return self.views
+
+    def nodes_down(self) -> set[str] | None:
+        """The nodes the console's shared view says are down (None: no snapshot yet)."""
+        console = self.read().get("console")
+        if console is None:
+            return None
+        return {str(n["name"]) for n in console.get("nodes", [])  # type: ignore[attr-defined]
+                if not n["up"]}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         tmp_path: Path, phones: PhoneFactory, postgres_server: PostgresServer) -> None:  # noqa: F811
     """`siaga up` on a topology config runs the edge, both nodes (all addresses are this
@@ -276,10 +344,26 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         os.kill(killed, signal.SIGKILL)
         wait_for(lambda: nodes_on_board(center).get("a") is False, 10,
                  "the wallboard to show node a down again")
+        # The operator's console, open while node a is down: its pushed document says so
+        # (the pages' banner), and the card of the alert's callback (on node b) appears.
+        page = ConsolePush(center, op, creds.console_passwords[op])
+        wait_for(lambda: page.nodes_down() == {"a"}, 10,
+                 f"the console's view to show node a down ({page.read().get('console')})")
         status, receipt = post_alert(center, token, ALERT_PHONE)
         assert status == 201, receipt
         taken, ringing = operator_then_citizen(operator, mobile, 40, 30)
         assert NODE_HOSTS["b"] in taken.remote_uri, taken.remote_uri
+
+        def card() -> dict[str, object] | None:
+            shown = (page.read().get("desk") or {}).get("card")
+            return shown if shown and str(shown.get("linkedid", "")).startswith("b-") \
+                and shown.get("state") in ("ringing", "talking") else None
+
+        shown = wait_for(card, 10, f"the operator's card of the call on node b "
+                                   f"({page.read().get('desk')})")
+        print(f"\nconsole over nodes: node a shown down, card on node b: {shown}")
+        assert "desks" not in page.read()  # the floor is the supervisors'
+        page.close()
         heard = phones.two_way_audio(ringing, taken)
         assert heard.both, heard
         taken.hangup()
