@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dispatcher.config.model import Center
-from dispatcher.console.calls import desk_channels
+from dispatcher.console.calls import desk_channels, desk_of
 from dispatcher.console.desk import Desks
 from dispatcher.console.lists import OWED_SHOWN, OpenIncidents, lists_document, read_open_incidents
 from pbx.ami.model import LiveModel
@@ -35,6 +35,35 @@ log = Logger(namespace="dispatcher.console.views")
 
 DESK_VIEW = "desk"
 CONSOLE_VIEW = "console"
+
+
+class DeskCalls:
+    """The calls each staff phone was in lately (linkedids, from AMI events): a page still
+    sees the hand-offs of a call its phone has left (a blind hand-off, the agency failing
+    after), and never those of a call its phone was never in. Bounded per phone; only the
+    phones of ``staff()`` (the config's operators and supervisors) are kept."""
+
+    per_desk = 20
+
+    def __init__(self, staff: Callable[[], set[str]]) -> None:
+        self.staff = staff
+        self.calls: dict[str, dict[str, None]] = {}
+
+    def on_event(self, event: Any) -> None:  # noqa: ANN401 (a pbx.ami.protocol.Message)
+        """Take one AMI event: a staff phone's channel in a call."""
+        linkedid = event.get("Linkedid") or ""
+        desk = desk_of(event.get("Channel") or "")
+        if not linkedid or desk is None or desk not in self.staff():
+            return
+        calls = self.calls.setdefault(desk, {})
+        calls.pop(linkedid, None)
+        calls[linkedid] = None  # the latest last
+        while len(calls) > self.per_desk:
+            calls.pop(next(iter(calls)))
+
+    def of(self, extension: str) -> set[str]:
+        """The calls ``extension``'s phone was in lately."""
+        return set(self.calls.get(extension, ()))
 
 
 class ConsoleViews:
@@ -50,6 +79,8 @@ class ConsoleViews:
         self.callbacks = callbacks
         self.incidents = OpenIncidents()
         self.desks = Desks(model, journeys, center, self.incidents, self._callback_number)
+        self.desk_calls = DeskCalls(lambda: {op.extension for op in center().operators}
+                                    | set(center().supervisors))
 
     def _callback_number(self, entry_id: int) -> str | None:
         try:
@@ -69,9 +100,10 @@ class ConsoleViews:
 
     def calls_of(self, extension: str) -> set[str]:
         """The calls (linkedids) that are ``extension``'s to see: those with a channel on
-        the desk's phone now, and the call its card last showed (an ended card still shows
-        its hand-offs)."""
+        the desk's phone now or lately (:class:`DeskCalls`), and the call its card last
+        showed (an ended card still shows its hand-offs)."""
         calls = {c.linkedid for c in desk_channels(self.model, extension) if c.linkedid}
+        calls |= self.desk_calls.of(extension)
         last = self.desks.last_call(extension)
         if last:
             calls.add(last)
@@ -101,6 +133,7 @@ def publish_console(push: Any, views: ConsoleViews, ami: Any, model_sync: Any,  
         push.changed(DESK_VIEW)
         push.changed(CONSOLE_VIEW)
 
+    ami.subscribe_all(views.desk_calls.on_event)
     ami.subscribe_all(changed)
     model_sync.on_resynced(changed)
     views.journeys.listeners.append(changed)

@@ -149,3 +149,24 @@ def test_given_calls_on_two_desks_when_a_supervisor_connects_then_the_whole_floo
     theirs = _views(server, SUPERVISOR)
     callers = {d["extension"]: (d["call"] or {}).get("caller") for d in theirs["desks"]["desks"]}
     assert callers[OPERATOR] == "08125550000" and callers[OTHER] == "08125550001"
+
+
+def test_given_a_call_my_phone_left_when_its_hand_off_moves_then_i_still_see_it_and_no_one_else(
+        server: SiagaServer) -> None:
+    """A blind hand-off ends the operator's leg while the agency still rings: 201's page
+    keeps that call's hand-offs (its phone was in the call, AMI said so), 202's never gets
+    them; a stranger's phone (no staff) is not remembered at all."""
+    views = server.get_console_views()
+    call = "node-1700000000.1"
+    views.desk_calls.on_event({"Event": "Newchannel", "Channel": "PJSIP/201-00000010",
+                               "Linkedid": call})
+    views.desk_calls.on_event({"Event": "Newchannel", "Channel": "PJSIP/0812-00000011",
+                               "Linkedid": "node-1700000009.9"})
+    server.get_model().channels.pop(f"{call}1")  # 201's leg hung up
+    render = views.own_calls(server.get_handoffs().document)
+    assert set(render(Staff(OPERATOR, "operator"))) == {call}
+    assert call not in render(Staff(OTHER, "operator"))
+    assert "0812" not in views.desk_calls.calls
+    for n in range(views.desk_calls.per_desk + 5):  # bounded per phone
+        views.desk_calls.on_event({"Channel": "PJSIP/201-1", "Linkedid": f"x-{n}"})
+    assert len(views.desk_calls.of(OPERATOR)) == views.desk_calls.per_desk
