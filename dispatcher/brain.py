@@ -6,8 +6,11 @@ Asterisk replaced: per node an ``AMIService`` (``ami-<node>``), a ``LiveModel`` 
 ``ModelSync``, and a ``CallLogService`` (``calllog`` for the first node, ``calllog-<node>``
 for the others) on the one PostgreSQL database, each reconciling its own node's CEL file
 when the node's files are on this machine. Every feature (hotline, missed calls, alerts,
-callbacks, the API, the wallboard, metrics) is built as in a single center, over
-:class:`~dispatcher.cluster.ami.ClusterAMI` and :class:`~dispatcher.cluster.merged.MergedModel`.
+callbacks, the API, the wallboard, metrics, the console) is built as in a single center,
+over :class:`~dispatcher.cluster.ami.ClusterAMI` and
+:class:`~dispatcher.cluster.merged.MergedModel`; the console's card reads every node's live
+journeys (:class:`~dispatcher.cluster.journeys.ClusterJourneys`), and its shared view has
+the nodes (the pages' banner of a node down).
 
 Node loss: a node's AMI lost drops its model from the merged view and marks it down on the
 wallboard (``nodes``) and in the metrics (``siaga_node_up``). When the node is back (the

@@ -362,7 +362,6 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
                 else None
 
         shown = wait_for(card, 10, "the operator's card of the call on node b")
-        assert shown["caller_number"] == ALERT_PHONE, shown  # type: ignore[index]
         print(f"\nconsole over nodes: node a shown down, card on node b: {shown}")
         assert "desks" not in page.read()  # the floor is the supervisors'
         page.close()
