@@ -89,3 +89,38 @@ def test_given_nodes_when_the_console_lists_render_then_each_nodes_state_is_ther
     over = ConsoleViews(model, journeys, lambda: None, callbacks,  # type: ignore[arg-type]
                         nodes=lambda: nodes)
     assert over.lists()["nodes"] == nodes
+
+
+def test_given_one_citizen_channel_name_on_both_nodes_when_the_operator_hangs_up_then_only_bs(
+        tmp_path) -> None:  # noqa: ANN001
+    """Every citizen comes through the edge (one endpoint) and each node counts its channels
+    from 0, so node a and node b may both have ``PJSIP/anonymous-edge-00000005`` up. The
+    console's action on the operator's call on node b goes to node b (by the call's
+    linkedid), instead of being refused as ambiguous or reaching node a's citizen."""
+    from dispatcher.cluster.merged import MergedModel
+    from dispatcher.config import load_center
+    from dispatcher.console.actions import ConsoleActions
+    from dispatcher.console.handoffs import HandoffBoard
+    from pbx.ami.entities import Channel
+    from tests.harness import EXAMPLE_CONFIG
+
+    center = load_center(EXAMPLE_CONFIG, state_dir=tmp_path)
+    ami, _nodes, models = cluster(True, True)
+    for link in ami.links:
+        link.ami = ActingNode(link.name)  # type: ignore[assignment]
+    citizen = "PJSIP/anonymous-edge-00000005"
+    for node, model, desk in (("a", models[0], "202"), ("b", models[1], "201")):
+        call = f"{node}-1700000000.5"
+        model.channels[call] = Channel(call, citizen, call, "Up", bridge=f"br-{node}")
+        model.channels[f"{call}1"] = Channel(f"{call}1", f"PJSIP/{desk}-00000006", call, "Up",
+                                             bridge=f"br-{node}")
+    merged = MergedModel(lambda: models, lambda: 0.0)
+    board = HandoffBoard((a.key for a in center.agencies), lambda: 0.0)
+    actions = ConsoleActions(ami, merged, center, None, board)  # type: ignore[arg-type]
+    done: list[Any] = []
+    failed: list[Any] = []
+    actions.act("201", "b-1700000000.5", "hangup").addCallbacks(done.append, failed.append)
+    assert not failed, failed
+    sent = {link.name: [(name, fields.get("Channel")) for name, fields in link.ami.sent]
+            for link in ami.links}
+    assert sent == {"a": [], "b": [("Hangup", citizen), ("Hangup", "PJSIP/201-00000006")]}
