@@ -9,6 +9,7 @@ test_scaleout.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,9 +33,11 @@ from dispatcher.topology import edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states
 from pbx.phone.phone import Call, Phone
+from tests.browser import chromium
 from tests.db.conftest import PostgresServer, postgres_server  # noqa: F401,F811 (a fixture)
 from tests.e2e.hotline_helpers import operator_then_citizen
 from tests.e2e.test_callbacks_hostile import wallboard
+from tests.e2e.test_console_card import log_in
 from tests.harness import PATIENCE, SiagaProcess, wait_for
 from tests.phones import PhoneFactory
 from tests.scaleout import NODE_HOSTS, write_topology_config
@@ -268,6 +271,7 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         f"{center.topology.edge.host}:{center.topology.edge.port}")))
     proc = start()
     waiting: list[Call] = []
+    browsers = contextlib.ExitStack()
     try:
         # The database is not there yet (a machine that boots PostgreSQL after the center):
         # the edge and the nodes carry calls, the brain is tried again until it answers.
@@ -339,11 +343,28 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
                              for ext in (op, ALERT_PHONE) for n in ("a", "b")),
                  4 * NODE_STAFF_QUALIFY_SECONDS + 5, "both phones reachable from both nodes")
         token = enrol_device(config, url, "e2e-app", ALERT_PHONE)
+        # A supervisor's page open in Chromium before the node dies: its banner names it.
+        from selenium.webdriver.common.by import By
+
+        driver = browsers.enter_context(chromium())
+        base = f"http://{center.http.host}:{center.http.port}"
+        supervisor = center.supervisors[0]
+        log_in(driver, base, supervisor, creds.console_passwords[supervisor])
+        wait_for(lambda: driver.current_url.endswith("/console"), 10, "the console")
+        driver.get(base + "/supervisor")
+        banner = wait_for(lambda: driver.find_elements(By.ID, "nodes-banner"), 10,
+                          "the supervisor's page")[0]
+        wait_for(lambda: driver.execute_script("return document.body.dataset.seq"), 10,
+                 "the supervisor's page's snapshot")
+        assert not banner.is_displayed()
         killed = stale_pid(node_a.run_dir / "run")
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
         wait_for(lambda: nodes_on_board(center).get("a") is False, 10,
                  "the wallboard to show node a down again")
+        wait_for(lambda: banner.is_displayed() and banner.get_attribute("data-down") == "a",
+                 10, "the supervisor's banner naming node a")
+        assert "a" in banner.text and not banner.find_elements(By.XPATH, "./*")
         # The operator's console, open while node a is down: its pushed document says so
         # (the pages' banner), and the card of the alert's callback (on node b) appears.
         page = ConsolePush(center, op, creds.console_passwords[op])
@@ -373,6 +394,8 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
             phone.close()
         wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
                  "node a back on the brain's wallboard again")
+        wait_for(lambda: not banner.is_displayed(), 10, "the banner gone with node a back")
+        browsers.close()
         hotline_call()
         hotline_call()  # round robin: one of the two goes to node a
         # The edge itself, killed: restarted, it finds the nodes again and carries calls.
@@ -396,6 +419,7 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         assert {n.name: stale_pid(node_center(center, n).run_dir / "run")
                 for n in center.topology.nodes} == nodes_before  # adopted, not restarted
     finally:
+        browsers.close()
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(30 * PATIENCE)
