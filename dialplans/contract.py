@@ -237,6 +237,10 @@ def dialplan_user_event(name: str, fields: Sequence[tuple[str, str]]) -> str:
 CALLERID_MAX_DIGITS = 20
 #: Characters kept of a caller's name.
 CALLERID_MAX_NAME = 40
+#: Characters of the From (``CHANNEL(pjsip,remote_uri)``, display name first) read from its
+#: end to find the URI in. URIENCODE() makes a byte at most three: 3 × 1024 stays within the
+#: 4095 characters a dialplan value holds, whatever the display name before the URI holds.
+CALLERID_URI_TAIL = 1024
 #: The anonymous endpoint's caller ID until the dialplan has read the number from the From.
 ANONYMOUS_NUMBER = "anonymous"
 ANONYMOUS_NAME = "Citizen"

@@ -528,3 +528,70 @@ class Supervision(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_supervisions_at", "at"),)
+
+
+class CallRollup(Base):
+    """The finished citizen calls of one UTC hour, added up for the supervisors' report.
+
+    Maintained by the call log's writer in the transaction that saves the journey (see
+    :mod:`dispatcher.calllog.rollups`), so the report reads a few hundred rows per hour instead
+    of every call. ``kind`` says which of the report's dimensions the row is for: ``all``
+    (summary and hourly table), ``category`` or ``operator`` (their tables); the other
+    dimension's column is ``""``/``0``. ``category_day`` and ``operator_day`` rows hold the same
+    as those for a whole UTC day (``hour`` is then its midnight): their tables have no hour of
+    day, so a month is read from day rows. ``short_second`` is the whole second of an abandoned
+    call's duration (``-1`` below zero, ``10`` for none, 10 s or more, and every other
+    outcome), which decides a short abandon for any whole-second threshold up to 10 s (see
+    ``rollups.SHORT_MAX``). Seconds are summed
+    as whole microseconds so adding and taking away a journey leaves no rounding behind.
+    """
+
+    __tablename__ = "call_rollups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(32), default="")
+    operator_id: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(32))
+    short_second: Mapped[int] = mapped_column(Integer)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    answer_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    talk_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    answer_max: Mapped[float | None] = mapped_column(Float)
+    requeued: Mapped[int] = mapped_column(Integer, default=0)
+    within_15: Mapped[int] = mapped_column(Integer, default=0)
+    within_20: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "hour", "kind", "direction", "category", "operator_id", "outcome", "short_second",
+            name="uq_call_rollups_key",
+        ),
+    )
+
+
+class AgencyRollup(Base):
+    """The transfer attempts and agency talk of one UTC hour's journeys, per agency (every
+    journey, finished or not, as the report's agency table counts them)."""
+
+    __tablename__ = "agency_rollups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    agency_id: Mapped[int] = mapped_column(Integer)
+    legs: Mapped[int] = mapped_column(Integer, default=0)
+    transfers: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    no_answer: Mapped[int] = mapped_column(Integer, default=0)
+    busy: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    fallbacks: Mapped[int] = mapped_column(Integer, default=0)
+    ring_n: Mapped[int] = mapped_column(Integer, default=0)
+    ring_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    ring_max: Mapped[float | None] = mapped_column(Float)
+    talk_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (UniqueConstraint("hour", "agency_id", name="uq_agency_rollups_key"),)

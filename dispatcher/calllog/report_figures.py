@@ -23,6 +23,7 @@ Definitions (stated in the report too):
 from __future__ import annotations
 
 import datetime as dt
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import (
@@ -33,17 +34,29 @@ from sqlalchemy import (
     func,
     literal,
     not_,
+    or_,
     select,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
-from dispatcher.calllog.models import Agency, Call, Callback, Leg, Operator
+from dispatcher.calllog import rollups
+from dispatcher.calllog.models import (
+    Agency,
+    AgencyRollup,
+    Call,
+    Callback,
+    CallRollup,
+    Leg,
+    Operator,
+)
 from dispatcher.calllog.report_period import ReportOptions, local_hour
 
 SERVICE_LEVELS = ((15, 90.0), (20, 95.0))  # (seconds, target percent), NENA-STA-020.1
 ABANDONED = ("abandoned_ivr", "abandoned_queue")
 FAILED_TRANSFER = ("no_answer", "busy", "failed")
+# The roll-ups count answers within these same seconds (their within_<s> columns).
+assert tuple(s for s, _t in SERVICE_LEVELS) == rollups.WITHIN
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -67,14 +80,20 @@ def _pct(part: int, whole: int) -> float | None:
 
 
 def build_report(
-    session: Session, options: ReportOptions, now: dt.datetime | None = None
+    session: Session,
+    options: ReportOptions,
+    now: dt.datetime | None = None,
+    use_rollups: bool = True,
 ) -> dict[str, Any]:
     """Compute every figure of the report for ``options`` (blocking: run off the reactor).
 
-    The period's calls are read in one grouped scan (by local hour, category and answering
-    operator, a few thousand groups at most); the summary, the hourly, per-category and
-    per-operator tables are sums of those groups. Agencies come from the transfer legs (one
-    index range), repeat callers from one more grouped scan.
+    The call figures come from the per-hour roll-ups the writer keeps
+    (:mod:`dispatcher.calllog.rollups`) for the period's whole hours, and from the calls
+    themselves for what is left; ``use_rollups=False`` (or a period the roll-ups cannot
+    answer exactly, see :func:`_rollups_usable`) reads every call in one grouped scan instead.
+    Either way the summary, the hourly, per-category and per-operator tables are sums of a
+    few thousand groups. Agencies come the same way from their roll-ups or the transfer legs;
+    repeat callers from one grouped scan of the period's calls (see :func:`_repeat_callers`).
     """
     start, end = options.utc_bounds()
     # The center's self-test calls are not citizens: they count nowhere in a report.
@@ -86,9 +105,16 @@ def build_report(
     offered_filter = and_(
         in_period, Call.direction == "inbound", Call.outcome != "in_progress", not_(short)
     )
-    groups = _call_groups(session, in_period, short, options)
-    inbound = [g for g in groups if g["direction"] == "inbound"]
-    outbound = [g for g in groups if g["direction"] == "outbound"]
+    rolled = use_rollups and _rollups_usable(options)
+    if rolled:
+        dims = _rolled_groups(session, start, end, options)
+        agencies = _rolled_agencies(session, start, end)
+    else:
+        groups = _call_groups(session, in_period, short, options)
+        dims = {"all": groups, "category": groups, "operator": groups}
+        agencies = _agencies(session, start, end)
+    inbound = [g for g in dims["all"] if g["direction"] == "inbound"]
+    outbound = [g for g in dims["all"] if g["direction"] == "outbound"]
     summary = _fold(inbound)
     summary["short_abandons_excluded"] = sum(g["short"] for g in inbound)
     summary["outbound_calls"] = sum(g["all"] for g in outbound)
@@ -110,9 +136,11 @@ def build_report(
             ],
         },
         "summary": summary,
-        "operators": _operators(session, inbound),
-        "agencies": _agencies(session, start, end),
-        "categories": _categories(inbound),
+        "operators": _operators(
+            session, [g for g in dims["operator"] if g["direction"] == "inbound"]
+        ),
+        "agencies": agencies,
+        "categories": _categories([g for g in dims["category"] if g["direction"] == "inbound"]),
         "hourly": _hourly(inbound),
         "callbacks": _callbacks(session, start, end),
         "repeat_callers": _repeat_callers(session, offered_filter, options.top_repeat_callers),
@@ -123,6 +151,9 @@ def summary(session: Session, options: ReportOptions) -> dict[str, Any]:
     """The report's summary row alone (offered, answered, service levels...) for the
     period: what live figures such as the metrics need, by the report's own definitions."""
     start, end = options.utc_bounds()
+    if _rollups_usable(options):
+        groups = _rolled_groups(session, start, end, options, kinds=("all",))["all"]
+        return _fold([g for g in groups if g["direction"] == "inbound"])
     # The center's self-test calls are not citizens: they count nowhere in a report.
     in_period = and_(Call.started_at >= start, Call.started_at < end, Call.test.is_(False))
     short = and_(
@@ -377,6 +408,229 @@ def _hourly(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------------------------
+# The same groups from the per-hour roll-ups
+
+
+def _rollups_usable(options: ReportOptions) -> bool:
+    """Whether the roll-ups answer this report exactly.
+
+    An hour of UTC is one local hour only in a zone whose offset is whole hours (all of
+    Indonesia's), and short abandoned calls are kept per whole second of duration, which
+    decides "shorter than the threshold" only for a whole-second threshold up to
+    ``rollups.SHORT_MAX``. Otherwise the rows are read.
+    """
+    threshold = float(options.short_abandon_seconds)
+    return (
+        options.utc_offset_minutes() % 60 == 0
+        and threshold.is_integer()
+        and threshold <= rollups.SHORT_MAX
+    )
+
+
+_MICRO = 1_000_000
+
+
+def _rolled_groups(
+    session: Session,
+    start: dt.datetime,
+    end: dt.datetime,
+    options: ReportOptions,
+    kinds: tuple[str, ...] = ("all", "category", "operator"),
+) -> dict[str, list[dict[str, Any]]]:
+    """The groups of :func:`_call_groups`, per dimension (``kinds``), from the roll-ups of the
+    period's whole hours and the calls of its partial hours (none for a whole-hour zone)."""
+    offset = options.utc_offset_minutes()
+    threshold = int(options.short_abandon_seconds)
+    first, last = rollups.hours(start, end)
+    hour = local_hour(CallRollup.hour, literal(offset, Integer()))
+    is_short = cast(CallRollup.short_second < threshold, Integer)
+    keys = (
+        CallRollup.kind,
+        CallRollup.direction,
+        hour,
+        CallRollup.category,
+        CallRollup.operator_id,
+        CallRollup.outcome,
+        is_short,
+    )
+    statement = (
+        select(
+            *keys,
+            *(func.sum(getattr(CallRollup, name)) for name in rollups.CALL_SUMS),
+            func.max(CallRollup.answer_max),
+        )
+        .where(_rollup_rows(kinds, first, last))
+        .group_by(*keys)
+    )
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for row in session.execute(statement):
+        kind = row[0].removesuffix("_day")
+        key = (kind, row[1], int(row[2]), row[3], row[4], row[5], int(row[6]))
+        values = [int(v or 0) for v in row[7:-1]] + [row[-1]]
+        have = merged.get(key)
+        if have is not None:  # the same group from day rows and from hour rows
+            maximum = (
+                values[-1]
+                if have[-1] is None
+                else (have[-1] if values[-1] is None else max(have[-1], values[-1]))
+            )
+            values = [x + y for x, y in zip(have[:-1], values[:-1], strict=True)] + [maximum]
+        merged[key] = values
+    for a, b in rollups.edge_ranges(start, end):
+        where = (Call.started_at >= a, Call.started_at < b, Call.test.is_(False))
+        for call in rollups.call_rows(session, where):
+            for key, (sums, maximum) in rollups.call_contribution(call).items():
+                h, kind, direction, category, operator_id, outcome, bucket = key
+                if kind not in kinds:
+                    continue
+                local = (h.hour + offset // 60) % 24
+                group_key = (
+                    kind,
+                    direction,
+                    local,
+                    category,
+                    operator_id,
+                    outcome,
+                    int(bucket < threshold),
+                )
+                have = merged.get(group_key)
+                if have is None:
+                    merged[group_key] = list(sums) + [maximum]
+                else:
+                    merged[group_key] = [x + y for x, y in zip(have[:-1], sums, strict=True)] + [
+                        maximum
+                        if have[-1] is None
+                        else have[-1]
+                        if maximum is None
+                        else max(have[-1], maximum)
+                    ]
+    out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for key, values in merged.items():
+        kind, direction, local, category, operator_id, outcome, short_flag = key
+        n, answer_us, talk_us, requeued, *within, maximum = values
+        if not n:
+            continue
+        answered = outcome == "answered"
+        short_abandon = outcome in ABANDONED and short_flag == 1
+        group: dict[str, Any] = {
+            "direction": direction,
+            "hour": local,
+            "category": category,
+            "operator_id": operator_id if kind == "operator" else None,
+            "all": n,
+            "short": n if short_abandon else 0,
+            "answered": n if answered else 0,
+            "abandoned_ivr": n if outcome == "abandoned_ivr" and not short_abandon else 0,
+            "abandoned_queue": n if outcome == "abandoned_queue" and not short_abandon else 0,
+            "unanswered": n if outcome == "unanswered" else 0,
+            "dropped": n if outcome == "dropped" else 0,
+            # Whole microseconds, summed exactly (see rollups): a Fraction keeps them exact
+            # until the figure is rounded for display.
+            "answer_sum": Fraction(answer_us, _MICRO) if answered else 0,
+            "talk_sum": Fraction(talk_us, _MICRO) if answered else 0,
+            "answer_max": maximum if answered else None,
+            "requeued": 0 if short_abandon else requeued,
+        }
+        for (seconds, _target), count in zip(SERVICE_LEVELS, within, strict=True):
+            group[f"within_{seconds}"] = count if answered else 0
+        group["offered"] = n - group["short"]
+        out[kind].append(group)
+    return out
+
+
+def _rollup_rows(kinds: tuple[str, ...], first: dt.datetime, last: dt.datetime) -> Any:
+    """Which roll-up rows hold the whole hours ``[first, last)``: hour rows for the hourly
+    dimension; for the others, day rows for the whole UTC days and hour rows around them."""
+    in_hours = and_(CallRollup.hour >= first, CallRollup.hour < last)
+    hourly = [k for k in kinds if k not in rollups.DAY_KINDS]
+    daily = [k for k in kinds if k in rollups.DAY_KINDS]
+    day_start, day_end = rollups.whole_days(first, last)
+    parts = []
+    if hourly:
+        parts.append(and_(CallRollup.kind.in_(hourly), in_hours))
+    if daily and day_start < day_end:
+        parts.append(
+            and_(
+                CallRollup.kind.in_(daily),
+                in_hours,
+                or_(CallRollup.hour < day_start, CallRollup.hour >= day_end),
+            )
+        )
+        parts.append(
+            and_(
+                CallRollup.kind.in_([rollups.DAY_KINDS[k] for k in daily]),
+                CallRollup.hour >= day_start,
+                CallRollup.hour < day_end,
+            )
+        )
+    elif daily:
+        parts.append(and_(CallRollup.kind.in_(daily), in_hours))
+    return or_(*parts)
+
+
+def _rolled_agencies(
+    session: Session, start: dt.datetime, end: dt.datetime
+) -> list[dict[str, Any]]:
+    """:func:`_agencies` from the agency roll-ups of the whole hours and the legs of the
+    partial ones."""
+    first, last = rollups.hours(start, end)
+    statement = (
+        select(
+            AgencyRollup.agency_id,
+            *(func.sum(getattr(AgencyRollup, name)) for name in rollups.AGENCY_SUMS),
+            func.max(AgencyRollup.ring_max),
+        )
+        .where(AgencyRollup.hour >= first, AgencyRollup.hour < last)
+        .group_by(AgencyRollup.agency_id)
+    )
+    merged: rollups.Contribution = {}
+    for row in session.execute(statement):
+        merged[(row[0],)] = ([int(v or 0) for v in row[1:-1]], row[-1])
+    for a, b in rollups.edge_ranges(start, end):
+        legs = rollups.leg_rows(session, (Leg.call_started_at >= a, Leg.call_started_at < b))
+        for key, (sums, maximum) in rollups.leg_contribution_of(legs).items():
+            have = merged.get(key[1:])
+            if have is None:
+                merged[key[1:]] = (sums, maximum)
+            else:
+                merged[key[1:]] = (
+                    [x + y for x, y in zip(have[0], sums, strict=True)],
+                    maximum
+                    if have[1] is None
+                    else have[1]
+                    if maximum is None
+                    else max(have[1], maximum),
+                )
+    agencies = {a.id: a for a in session.scalars(select(Agency))}
+    rows = []
+    for (agency_id,), (sums, ring_max) in merged.items():
+        v = dict(zip(rollups.AGENCY_SUMS, sums, strict=True))
+        if not v["legs"]:
+            continue
+        agency = agencies.get(agency_id)
+        ring = Fraction(v["ring_us"], _MICRO * v["ring_n"]) if v["ring_n"] else None
+        rows.append(
+            {
+                "code": agency.code if agency else "?",
+                "name": agency.name if agency else "?",
+                "transfers": v["transfers"],
+                "answered": v["answered"],
+                "no_answers": v["no_answer"] + v["busy"] + v["failed"],
+                "no_answer": v["no_answer"],
+                "busy": v["busy"],
+                "failed": v["failed"],
+                "cancelled": v["cancelled"],
+                "fallbacks": v["fallbacks"],
+                "answer_seconds": _r(ring),
+                "max_answer_seconds": _r(ring_max),
+                "talk_seconds": _r(Fraction(v["talk_us"], _MICRO)),
+            }
+        )
+    rows.sort(key=lambda r: r["code"])
+    return rows
+
+
 def _callbacks(session: Session, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     counts = dict(
         session.execute(
@@ -403,7 +657,10 @@ def _repeat_callers(
 ) -> dict[str, Any]:
     """Numbers that called more than once in the period: how many, their calls, the top ones.
 
-    One grouped scan; window functions carry the totals on the top rows.
+    One grouped scan; window functions carry the totals on the top rows. This table stays on
+    the calls themselves: whether a number called twice in the period is not a sum of what
+    each hour holds (two calls in two different hours), and a roll-up per number and hour
+    would hold about one row per call. It is most of the monthly report's time now.
     """
     per_number = (
         select(Call.caller_number.label("number"), func.count().label("calls"))

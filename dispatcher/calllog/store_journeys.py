@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from dispatcher.calllog import rollups
 from dispatcher.calllog.models import (
     Agency,
     Call,
@@ -124,6 +125,9 @@ def save_journey(session: Session, record: JourneyRecord) -> Call | None:
     if call is not None and call.outcome != "in_progress":
         if not record.complete or record.source == "cel":
             return None
+    # What the journey added to the report's roll-ups until now: taken away below, in this
+    # transaction, when its new contribution is added (a rewrite counts once).
+    before = rollups.snapshot(session, call)
     if call is None:
         call = Call(linkedid=record.linkedid)
         session.add(call)
@@ -226,6 +230,7 @@ def save_journey(session: Session, record: JourneyRecord) -> Call | None:
         for rec in record.recordings
     )
     session.flush()
+    rollups.apply(session, before, rollups.snapshot(session, call))
     return call
 
 

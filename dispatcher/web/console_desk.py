@@ -16,29 +16,29 @@ from dispatcher.web.console_api import ConsoleEndpoint, json_object, reply_later
 __all__ = ["CallbackNowEndpoint", "DeskEndpoint"]
 
 
-class DeskEndpoint(ConsoleEndpoint):
+class _OwnDeskEndpoint(ConsoleEndpoint):
+    """An operator's POST on their own desk: ``verb(hotline, extension, body)``."""
+
+    roles = ("operator",)
+    verb: Any = None
+
+    def __init__(self, console: Any, hotline: Any) -> None:  # noqa: ANN401
+        super().__init__(console)
+        self.hotline = hotline
+
+    def render_POST(self, request: Request) -> Any:  # noqa: ANN401, N802
+        body = json_object(request)
+        verb = type(self).verb
+        return reply_later(request, verb(self.hotline, request.staff.extension, body))
+
+
+class DeskEndpoint(_OwnDeskEndpoint):
     """``POST {"action": "login"|"logout"|"pause"|"unpause", "reason": ...}``."""
 
-    roles = ("operator",)
-
-    def __init__(self, console: Any, hotline: Any) -> None:  # noqa: ANN401
-        super().__init__(console)
-        self.hotline = hotline
-
-    def render_POST(self, request: Request) -> Any:  # noqa: ANN401, N802
-        body = json_object(request)
-        return reply_later(request, desk_action(self.hotline, request.staff.extension, body))
+    verb = staticmethod(desk_action)
 
 
-class CallbackNowEndpoint(ConsoleEndpoint):
+class CallbackNowEndpoint(_OwnDeskEndpoint):
     """``POST {"id": n}``: ring my phone first, then the citizen owed callback ``n``."""
 
-    roles = ("operator",)
-
-    def __init__(self, console: Any, hotline: Any) -> None:  # noqa: ANN401
-        super().__init__(console)
-        self.hotline = hotline
-
-    def render_POST(self, request: Request) -> Any:  # noqa: ANN401, N802
-        body = json_object(request)
-        return reply_later(request, call_back_now(self.hotline, request.staff.extension, body))
+    verb = staticmethod(call_back_now)

@@ -6,6 +6,7 @@ call log writer and alert batcher code ``siaga up`` runs, in a process of its ow
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import signal
 import subprocess
@@ -72,3 +73,22 @@ class StandaloneApi:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def enrol(db_path: Path, count: int, prefix: str) -> dict[str, str]:
+    """``count`` devices (``<prefix>-000``...) straight into a fresh SQLite call log;
+    device id → token."""
+    from dispatcher.calllog import db, store_incidents
+
+    engine = db.make_engine(f"sqlite:///{db_path}")
+    db.upgrade(engine)
+    tokens = {}
+    now = dt.datetime.now(dt.UTC)
+    with db.transaction(db.make_sessionmaker(engine)) as session:
+        for i in range(count):
+            device_id = f"{prefix}-{i:03d}"
+            tokens[device_id] = store_incidents.new_token()
+            store_incidents.add_device(session, device_id, token=tokens[device_id],
+                                       callback_number=f"0812{i:06d}", now=now)
+    engine.dispose()
+    return tokens

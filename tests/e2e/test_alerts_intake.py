@@ -9,7 +9,6 @@ the processes' file descriptors), so the test knows it sent through both.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.api_process import StandaloneApi
+from tests.e2e.api_process import StandaloneApi, enrol
 from tests.e2e.test_faults_alerts import stored
 from tests.harness import wait_for, write_test_config
 
@@ -47,23 +46,6 @@ class IntakeApi(StandaloneApi):
             kids += [int(p) for p in (task / "children").read_text().split()]
         return sorted(kids)
 
-
-def enrol(db_path: Path, count: int) -> dict[str, str]:
-    """``count`` devices straight into a fresh database; device id → token."""
-    from dispatcher.calllog import db, store_incidents
-
-    engine = db.make_engine(f"sqlite:///{db_path}")
-    db.upgrade(engine)
-    tokens = {}
-    now = dt.datetime.now(dt.UTC)
-    with db.transaction(db.make_sessionmaker(engine)) as session:
-        for i in range(count):
-            device_id = f"intake-{i:03d}"
-            tokens[device_id] = store_incidents.new_token()
-            store_incidents.add_device(session, device_id, token=tokens[device_id],
-                                       callback_number=f"0812{i:06d}", now=now)
-    engine.dispose()
-    return tokens
 
 
 def socket_owner(client: socket.socket, pids: list[int]) -> int | None:
@@ -159,7 +141,7 @@ def test_given_two_intake_processes_when_alerts_arrive_through_both_then_each_is
     process) is answered. Then one intake is SIGKILLed in the middle of a stream of alerts:
     every alert acknowledged is in the database with its incident and callback, the intake
     is started again, and the retries of everything create nothing twice."""
-    tokens = enrol(api.db_path, DEVICES)
+    tokens = enrol(api.db_path, DEVICES, "intake")
     devices = sorted(tokens)
     api.start()
     assert len(api.intakes()) == 2

@@ -1,9 +1,16 @@
-"""A caller who writes AMI events and CEL rows into the From of an INVITE (`siaga up`).
+"""The caller ID of an anonymous SIP caller, from the From of an INVITE (`siaga up`).
 
 Asterisk decodes the From user's percent-escapes and used to copy the result into the caller
 ID, which it writes unescaped into AMI events and CEL rows. The attacker here is an anonymous
 SIP caller: one From forges a ``SiagaCallbackResult`` event that would close a callback the
 center owes; another forges CEL rows of a whole journey that reconciliation would log.
+
+The From's display name is the caller's free text too. Honest phones send one ("Budi"), and
+a citizen who does must keep the number of the From URI: on the queue, in the call log and in
+the callback owed. A hostile display name (a URI of its own, digits, escapes, kilobytes of
+angle brackets) neither changes the number nor reaches AMI.
+
+One center serves the whole module (the forging test restarts it).
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -21,13 +31,28 @@ from dispatcher.calllog.models import Call, CelCursor
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.events import CallState
 from pbx.phone.phone import Phone
+from pbx.provision import AsteriskInstall
+from tests.e2e.test_callbacks_hostile import Sipp, free_udp_port, sipp  # noqa: F401 (fixture)
 from tests.e2e.test_center_callbacks import give_up_in_queue, owed
-from tests.harness import AmiWatch, SiagaProcess, wait_for
+from tests.harness import PATIENCE, AmiWatch, SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
 SAFE_NUMBER = re.compile(r"^\+?[0-9]{0,20}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9 ._+-]*$")
 FAKE_LINKEDID = "fake1"
+TRUNK_HOST = "127.0.0.3"
+
+
+@pytest.fixture(scope="module")
+def center_server(tmp_path_factory: pytest.TempPathFactory,
+                  asterisk_install: AsteriskInstall) -> Iterator[SiagaProcess]:
+    """The whole center (`siaga up`) on free ports, with a trunk at 127.0.0.3 (nobody
+    answers there: only its address matters), shared by this module's tests."""
+    with running_center(tmp_path_factory.mktemp("callerid"),
+                        trunk={"host": TRUNK_HOST, "port": 5060, "username": "bitung",
+                               "password": "from-the-carrier"}) as proc:
+        yield proc
 
 
 def forged_result_event(callback_id: int) -> str:
@@ -148,5 +173,220 @@ def test_given_a_from_forging_ami_and_cel_when_it_calls_then_nothing_forged_is_b
     calls = logged_calls(center_server)
     assert not [c for c in calls if c[0] == FAKE_LINKEDID], calls
     assert all(SAFE_NUMBER.match(number) for _, number, _, _ in calls), calls
-    assert all(re.match(r"^[A-Za-z0-9 ._+-]*$", name) for _, _, name, _ in calls), calls
+    assert all(SAFE_NAME.match(name) for _, _, name, _ in calls), calls
     assert owed(center_server, "5557001")["state"] == "pending"  # type: ignore[index]
+
+
+# ---- display names -----------------------------------------------------------------------
+
+# Phones as citizens have them: a name, a full name, a name beyond ASCII, a name of digits.
+HONEST = {"0812110001": "Budi", "0812110002": "Budi Santoso",
+          "0812110003": "Dewi Ayu Ñoño 🚑", "0812110004": "0899123456"}
+
+# As an attacker writes them in the From (no "[": SIPp reads it as a keyword).
+HOSTILE: dict[str, str | None] = {
+    "0812200001": '""',
+    "0812200002": '"<sip:999@evil>"',
+    "0812200003": '"sip:999@evil?"',
+    "0812200004": '"Evil\\r\\nEvent: UserEvent\\r\\nUserEvent: SiagaCallbackResult"',
+    "0812200005": '"%0D%0AEvent:%20UserEvent%0D%0AUserEvent:%20EvilForged"',
+    "0812200006": '"evil\\"<sip:999@evil>\\"" ',
+    "0812200007": "Evil Token",
+    "0812200008": '"' + "<evil>" * 600 + '"',
+    "0812200009": None,  # no display name and no brackets: From: sip:0812200009@host;tag=
+}
+# Text of the display names above that must never reach an AMI event.
+HOSTILE_MARKS = ("evil", "Evil", "999@", "%0D", "\\r")
+# Angle brackets Asterisk itself writes: a withheld number, a CDR's ``"name" <number>``.
+ASTERISK_BRACKETS = re.compile(r'^(<unknown>|"[A-Za-z0-9 ._+-]*" <\+?[0-9]*>)$')
+
+# One call to [service] with the From's display name and user given; hung up in the IVR.
+DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
+<scenario name="display name">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {from_}[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {from_}[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="1500"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {from_}[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def call_with_display(attacker: Sipp, server: SiagaProcess, user: str, display: str | None,
+                      log: Path, source: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+    """SIPp calls 112 once from ``source`` with ``display`` and ``user`` in the From (with
+    ``display`` None, the From is a bare URI, as RFC 3261 allows without a display name)."""
+    sip = server.center.sip
+    uri = f"sip:{user}@[local_ip]:[local_port]"
+    from_ = f"{uri};tag=" if display is None else f"{display} <{uri}>;tag="
+    scenario = attacker.dir / f"display-{user}.xml"
+    scenario.write_bytes(DISPLAY_SCENARIO.format(from_=from_, user=user).encode())
+    inside = attacker.inside
+    seen = scenario if inside is None else Path("/") / scenario.relative_to(inside)
+    argv = [*attacker.prefix, "-sf", str(seen), "-s", server.center.hotline[0],
+            "-i", source, "-p", str(free_udp_port(source)),
+            "-mi", source, "-mp", str(free_udp_port(source)), "-m", "1",
+            "-nostdin", "-timeout", f"{int(60 * PATIENCE)}s", "-timeout_error",
+            f"{sip.host}:{sip.port}"]
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def events_of(watch: AmiWatch) -> list[dict[str, str]]:
+    with watch.lock:
+        return list(watch.events)
+
+
+def ended_rows(server: SiagaProcess, numbers: set[str]
+               ) -> dict[str, tuple[str, str, str, str | None]]:
+    """The ended call-log row of each of ``numbers``, once every one has one."""
+    rows = {c[1]: c for c in logged_calls(server) if c[1] in numbers and c[3]}
+    return rows if set(rows) == numbers else {}
+
+
+def test_given_honest_display_names_when_citizens_wait_in_the_queue_then_each_keeps_the_number(
+        center_server: SiagaProcess, phones) -> None:  # noqa: ANN001
+    """Four citizens whose phones send a display name ("Budi", "Budi Santoso", a name beyond
+    ASCII, a name of digits) call 112 at once, press 0 for an operator, wait in the queue and
+    give up. The queue shows each one's own number, the call log has it, a callback is owed
+    to it, and the display name (never trusted) reaches neither AMI nor the log."""
+    center = center_server.center
+    watch = center_server.ami()
+    calls = {}
+    try:
+        for number, name in HONEST.items():
+            citizen = phones._keep(Phone(phones.stack, number, display_name=name,
+                                         server=f"{center.sip.host}:{center.sip.port}"))
+            calls[number] = citizen.call(center.hotline[0])
+        for call in calls.values():
+            call.wait_confirmed(15)
+            call.send_dtmf("0")  # straight to the operators' queue
+        joined = {number: watch.wait_event("QueueCallerJoin", 30, CallerIDNum=number)
+                  for number in HONEST}
+        events = events_of(watch)
+    finally:
+        watch.close()
+    for call in calls.values():
+        call.hangup()
+    for call in calls.values():
+        call.wait_disconnected(10)
+
+    assert {e["CallerIDNum"] for e in joined.values()} == set(HONEST)
+    for number in HONEST:
+        entry = wait_for(lambda n=number: owed(center_server, n), 20, f"a callback to {number}")
+        assert entry["state"] == "pending", entry  # type: ignore[index]
+    rows = wait_for(lambda: ended_rows(center_server, set(HONEST)), 30,
+                    "the four calls ended in the log")
+    for number, (_, logged, name, _) in rows.items():  # type: ignore[union-attr]
+        assert logged == number and SAFE_NAME.match(name) and name not in HONEST.values()
+    shown = [v for e in events for v in e.values()
+             if any(mark in v for mark in ("Budi", "Dewi", "0899123456"))]
+    assert not shown, shown
+
+
+def test_given_hostile_display_names_when_they_call_then_the_number_stays_and_nothing_leaks(
+        center_server: SiagaProcess, sipp: Sipp, tmp_path: Path) -> None:  # noqa: F811
+    """Nine callers (SIPp) whose display names hold a URI of their own, an escaped quote
+    around one, CR LF as escapes and percent-escapes forging AMI events, an empty name, an
+    unquoted one and 3600 characters of angle brackets, and one whose From is a bare URI,
+    call 112 at once and hang up in the IVR. Each call keeps the number of its From URI (in
+    AMI and in the call log); no AMI event carries the display names' text, a line break or
+    an angle bracket of theirs, and no forged event arrives."""
+    watch = center_server.ami()
+    try:
+        runs = {user: call_with_display(sipp, center_server, user, display,
+                                        tmp_path / f"sipp-{user}.log")
+                for user, display in HOSTILE.items()}
+        for user, run in runs.items():
+            code = run.wait(timeout=90 * PATIENCE)
+            assert code == 0, (user, (tmp_path / f"sipp-{user}.log").read_text()[-2000:])
+        wait_for(lambda: set(HOSTILE) <= caller_ids_seen(watch), 15,
+                 "every caller's own number in AMI")
+        rows = wait_for(lambda: ended_rows(center_server, set(HOSTILE)), 30,
+                        "the nine calls ended in the log")
+        events = events_of(watch)
+    finally:
+        watch.close()
+
+    assert {n for n in caller_ids_seen(watch) if not SAFE_NUMBER.match(n)} <= {
+        "anonymous", "<unknown>"}
+    leaked = [(e["Event"], k, v) for e in events for k, v in e.items()
+              if any(mark in v for mark in HOSTILE_MARKS) or "\r" in v or "\n" in v
+              or (("<" in v or ">" in v) and not ASTERISK_BRACKETS.match(v))]
+    assert not leaked, leaked[:10]
+    assert not [e for e in events if e["Event"] == "UserEvent"
+                and e.get("UserEvent") in ("SiagaCallbackResult", "EvilForged")]
+    for number, (_, logged, name, _) in rows.items():  # type: ignore[union-attr]
+        assert logged == number and SAFE_NAME.match(name), (number, logged, name)
+        assert not any(mark in name for mark in HOSTILE_MARKS), name
+
+
+def test_given_a_carrier_sending_the_callers_name_when_a_trunk_call_comes_then_the_number_stays(
+        center_server: SiagaProcess, sipp: Sipp, tmp_path: Path) -> None:  # noqa: F811
+    """A carrier puts the subscriber's name before the number (``"PT Maju Jaya"
+    <sip:+62811223344@...>``): the call comes in on the trunk (SIPp on its address) and keeps
+    the number with its +, in AMI and in the call log."""
+    number = "+62811223344"
+    watch = center_server.ami()
+    try:
+        log = tmp_path / "sipp-carrier.log"
+        run = call_with_display(sipp, center_server, number, '"PT Maju Jaya"', log,
+                                source=TRUNK_HOST)
+        assert run.wait(timeout=90 * PATIENCE) == 0, log.read_text()[-2000:]
+        seen = watch.wait_event("Newexten", 15, CallerIDNum=number)
+        rows = wait_for(lambda: ended_rows(center_server, {number}), 30,
+                        "the carrier's call ended in the log")
+    finally:
+        watch.close()
+    assert seen["Channel"].startswith("PJSIP/trunk-"), seen["Channel"]
+    assert rows[number][1] == number  # type: ignore[index]

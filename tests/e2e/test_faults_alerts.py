@@ -10,7 +10,6 @@ the kill, and the apps' retries after the restart must create nothing twice.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import sqlite3
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.api_process import StandaloneApi
+from tests.e2e.api_process import StandaloneApi, enrol
 from tests.harness import write_test_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,23 +41,6 @@ class ApiProcess(StandaloneApi):
                          f"sqlite:///{self.db_path}",
                          ["--rate-burst", "100", "--rate-per-second", "100"])
 
-
-def enrol(db_path: Path, count: int) -> dict[str, str]:
-    """``count`` devices straight into a fresh database; device id → token."""
-    from dispatcher.calllog import db, store_incidents
-
-    engine = db.make_engine(f"sqlite:///{db_path}")
-    db.upgrade(engine)
-    tokens = {}
-    now = dt.datetime.now(dt.UTC)
-    with db.transaction(db.make_sessionmaker(engine)) as session:
-        for i in range(count):
-            device_id = f"fault-{i:03d}"
-            tokens[device_id] = store_incidents.new_token()
-            store_incidents.add_device(session, device_id, token=tokens[device_id],
-                                       callback_number=f"0812{i:06d}", now=now)
-    engine.dispose()
-    return tokens
 
 
 @dataclass
@@ -164,7 +146,7 @@ def test_given_a_burst_of_alerts_when_the_server_is_killed_then_every_acknowledg
     named and one callback owed, none stored twice. The apps then retry everything not
     acknowledged (and, to be sure, everything acknowledged): each answer names one incident
     per alert, the acknowledged ones keep theirs, and the database holds exactly 1,000."""
-    burst = Burst(enrol(api.db_path, DEVICES))
+    burst = Burst(enrol(api.db_path, DEVICES, "fault"))
     api.start()
     killed_at: list[float] = []
 

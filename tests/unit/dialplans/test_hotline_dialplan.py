@@ -131,3 +131,21 @@ def test_given_the_example_when_rendered_then_waiting_callers_ring_free_operator
     ten callers connected one by one, about a ring time apart, with sixteen desks free)."""
     general = context(render(tmp_path)["queues.conf"], "general")
     assert re.search(r"^autofill = yes$", general, re.M), general
+
+
+def test_given_the_example_when_rendered_then_the_from_is_read_only_encoded_and_in_bounds(
+        tmp_path: Path) -> None:
+    """siaga-caller-id reads the From (display name first) only URI-encoded, from its end,
+    and no more of it than an encoded dialplan value holds (4095 characters): the display
+    name is stored in no variable, and a long one leaves the URI at the end readable."""
+    from dialplans import contract
+
+    cleaner = context(render(tmp_path)["extensions.conf"], contract.CONTEXT_CALLER_ID)
+    code = [line for line in cleaner.splitlines() if not line.lstrip().startswith(";")]
+    reads = [line for line in code if "remote_uri" in line]
+    tail = contract.CALLERID_URI_TAIL
+    assert reads and all(
+        f"${{URIENCODE(${{CHANNEL(pjsip,remote_uri):-{tail}}})}}" in line
+        and line.count("remote_uri") == 1 for line in reads), reads
+    assert 3 * tail + 64 <= 4095
+    assert not any("PJSIP_HEADER" in line for line in code)
