@@ -47,7 +47,7 @@ from dispatcher.console.location import CardLocations, sip_row
 from dispatcher.console.pidf import SipLocation
 from dispatcher.console.sip_location import HepListener, SipLocations
 from dispatcher.console.spy import SpyService
-from dispatcher.console.views import ConsoleViews, own_calls, publish_console, supervisors_only
+from dispatcher.console.views import ConsoleViews, publish_console
 from dispatcher.credentials import Credentials, ensure_credentials, ensure_operator_token
 from dispatcher.guard import GUARD_FILE, GuardPolicy, SipGuardService
 from dispatcher.hotline.journeys import owe_missed_callbacks
@@ -66,7 +66,7 @@ from dispatcher.web.console_location import LocationEndpoint
 from dispatcher.web.console_supervisor import pool_reads, supervisor_endpoints
 from dispatcher.web.limits import GuardedSite
 from dispatcher.web.metrics import MetricsResource
-from dispatcher.web.push import PushHub
+from dispatcher.web.push import PushHub, supervisors_only
 from dispatcher.web.site import Console, build_site, report_runner
 from dispatcher.web.wallboard import incidents_source, wallboard_source
 from ivr.prompts import build_prompts, stock_sound_dirs
@@ -479,7 +479,7 @@ class SiagaServer(MultiService):
     @part
     def get_card_locations(self) -> CardLocations:
         """The call card's location: alert GPS, a button's place, the INVITE's PIDF-LO."""
-        builder, sip = self.get_calllog().builder, self.get_sip_locations()
+        builder, sip = self.get_journeys(), self.get_sip_locations()
 
         def incident_of(linkedid: str) -> int | None:
             journey = builder.journeys.get(linkedid) or builder.aliases.get(linkedid)
@@ -505,6 +505,17 @@ class SiagaServer(MultiService):
         return talk
 
     @part
+    def get_journeys(self) -> Any:  # noqa: ANN401 (a JourneyTracker's facts and listeners)
+        """The call log's live journeys the card reads (category, language, priority)."""
+        return self.get_calllog().builder
+
+    @part
+    def get_console_views(self) -> ConsoleViews:
+        """The console's parts behind its push views (each desk's card, the lists)."""
+        return ConsoleViews(self.get_model(), self.get_journeys(), lambda: self.center,
+                            self.get_callbacks())
+
+    @part
     def get_push(self) -> PushHub:
         """The live push channel (/events): pages follow the wallboard as AMI events, the
         model's resyncs and the callback list change it, and the incidents as their feed
@@ -516,25 +527,25 @@ class SiagaServer(MultiService):
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))
         self.get_callbacks().on_change = lambda _entry: (push.changed("wallboard"),
                                                          push.changed("console"))
-        # Every desk's call is the supervisors' to see; a call's actions and hand-offs its
-        # operator's (an operator's stream never carries another operator's calls).
-        push.add_personal_view("desks", supervisors_only(desks_source(
-            self.get_model(), self.center, reactor.seconds, self.get_talk_clock())))
+        # Every desk's state and caller: the supervisors' floor, never an operator's page.
+        push.add_view("desks", desks_source(self.get_model(), self.center, reactor.seconds,
+                                            self.get_talk_clock()),
+                      audience=supervisors_only)
         self.get_ami().subscribe_all(lambda _event: push.changed("desks"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("desks"))
         feed = self.get_alerts().feed
         push.add_view("incidents", incidents_source(feed))
         feed.listeners.append(lambda _item: push.changed("incidents"))
         # The operator's desk and card (per operator), and the console's lists.
-        views = publish_console(push, ConsoleViews(
-            self.get_model(), self.get_calllog().builder, lambda: self.center,
-            self.get_callbacks()), self.get_ami(), self.get_model_sync(), feed,
-            self.get_alert_reads().run)
+        views = publish_console(push, self.get_console_views(), self.get_ami(),
+                                self.get_model_sync(), feed, self.get_alert_reads().run)
+        # Keyed by every call: each page gets its own calls' entries only.
         handoffs = self.get_handoffs()
-        push.add_personal_view("handoffs", own_calls(handoffs.document, views))
+        push.add_personal_view("handoffs", views.own_calls(handoffs.document))
         handoffs.listeners.append(lambda: push.changed("handoffs"))
+        actions = self.get_console_actions()
         push.add_personal_view("call_actions",
-                               own_calls(self.get_console_actions().document, views))
+                               lambda staff: actions.document_for(staff.extension))
         self.get_ami().subscribe_all(lambda _event: push.changed("call_actions"))
         return push
 

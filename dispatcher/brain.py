@@ -6,8 +6,11 @@ Asterisk replaced: per node an ``AMIService`` (``ami-<node>``), a ``LiveModel`` 
 ``ModelSync``, and a ``CallLogService`` (``calllog`` for the first node, ``calllog-<node>``
 for the others) on the one PostgreSQL database, each reconciling its own node's CEL file
 when the node's files are on this machine. Every feature (hotline, missed calls, alerts,
-callbacks, the API, the wallboard, metrics) is built as in a single center, over
-:class:`~dispatcher.cluster.ami.ClusterAMI` and :class:`~dispatcher.cluster.merged.MergedModel`.
+callbacks, the API, the wallboard, metrics, the console) is built as in a single center,
+over :class:`~dispatcher.cluster.ami.ClusterAMI` and
+:class:`~dispatcher.cluster.merged.MergedModel`; the console's card reads every node's live
+journeys (:class:`~dispatcher.cluster.journeys.ClusterJourneys`), and its shared view has
+the nodes (the pages' banner of a node down).
 
 Node loss: a node's AMI lost drops its model from the merged view and marks it down on the
 wallboard (``nodes``) and in the metrics (``siaga_node_up``). When the node is back (the
@@ -36,6 +39,7 @@ from dispatcher.app import Prepared, SiagaServer, part
 from dispatcher.calllog.journey import Directory
 from dispatcher.calllog.service import CallLogService
 from dispatcher.cluster.ami import ClusterAMI, NodeLink
+from dispatcher.cluster.journeys import ClusterJourneys
 from dispatcher.cluster.merged import MergedModel
 from dispatcher.cluster.remote import RemoteNodeCallLog
 from dispatcher.metrics.collector import Sources, today_reader
@@ -226,10 +230,26 @@ class ClusterServer(SiagaServer):
         return document
 
     @part
+    def get_journeys(self) -> ClusterJourneys:
+        """Every node's live journeys as one: the card of a call on any node finds its
+        category, language and alert."""
+        return ClusterJourneys([log.builder for log in self.get_node_calllogs().values()])
+
+    @part
+    def get_console_views(self):  # noqa: ANN201 (ConsoleViews)
+        """The console's views, over the merged model and every node's journeys, with the
+        nodes in the shared ``console`` view (the pages' banner of a node down)."""
+        views = SiagaServer.get_console_views.__wrapped__(self)  # type: ignore[attr-defined]
+        views.nodes = self.nodes
+        return views
+
+    @part
     def get_push(self):  # noqa: ANN201 (PushHub)
-        """The push channel; a node going down or coming back changes the wallboard."""
+        """The push channel; a node going down or coming back changes the wallboard and
+        the console's shared view (its ``nodes``)."""
         push = SiagaServer.get_push.__wrapped__(self)  # type: ignore[attr-defined]
-        self._node_listeners.append(lambda _name, _up: push.changed("wallboard"))
+        self._node_listeners.append(lambda _name, _up: (push.changed("wallboard"),
+                                                        push.changed("console")))
         return push
 
     @part

@@ -11,7 +11,9 @@ where they mean something:
 * a queue membership change (pause, add, remove, penalty) or a global variable to every
   node that is up: an operator paused from the console is paused on every node;
 * anything else (an Originate: a callback, an alert's call) to the first node, in the
-  topology's order, whose AMI is logged in now: a node that is down is never asked.
+  topology's order, whose AMI is logged in now: a node that is down is never asked;
+* an action that must run beside a call it does not name (a supervisor's ChanSpy) through
+  :meth:`ClusterAMI.for_call`, the AMI of the node holding that call.
 
 Each node's AMIService is given the same :class:`~pbx.ami.attribution.EventKey`, so the
 dialplan of every node signs the server's user events with the one key the features check.
@@ -142,6 +144,16 @@ class ClusterAMI(AMIActions):
         return lambda: [u() for u in undo] and None
 
     # -- actions ---------------------------------------------------------------------------
+
+    def for_call(self, linkedid: str) -> AMIActions:
+        """The AMI of the node (up now) that holds call ``linkedid``, for an action that
+        names no channel of it but must run where it is (the supervisor's ChanSpy,
+        originated beside the operator's channel: ChanSpy sees only its own node's
+        channels); this cluster's routing when no node up holds it."""
+        for link in self.links:
+            if link.up and any(c.linkedid == linkedid for c in link.model.channels.values()):
+                return link.ami
+        return self
 
     def route(self, name: str, fields: Mapping[str, object]) -> list[NodeLink]:
         """The nodes an action goes to (empty: none can take it now)."""

@@ -197,14 +197,22 @@ class ConsoleActions:
         stands and what the console may do now (the page greys out the rest)."""
         calls: dict[str, Any] = {}
         for op in self.center.operators:
-            for linkedid in {c.linkedid for c in self.model.channels.values()
-                             if desk_of(c.name) == op.extension and c.linkedid}:
-                try:
-                    legs = self.legs(op.extension, linkedid)
-                except (ConsoleError, InvalidInput):
-                    continue
-                calls[linkedid] = {"state": legs.state,
-                                   "allowed": sorted(ALLOWED[legs.state])}
+            calls.update(self.document_for(op.extension))
+        return calls
+
+    def document_for(self, extension: str) -> dict[str, Any]:
+        """:meth:`document` of one desk's calls only (the operator's own page: another
+        desk's calls are not theirs to see); ``{}`` for a phone that is no operator's."""
+        if not any(op.extension == extension for op in self.center.operators):
+            return {}
+        calls: dict[str, Any] = {}
+        for linkedid in {c.linkedid for c in self.model.channels.values()
+                         if desk_of(c.name) == extension and c.linkedid}:
+            try:
+                legs = self.legs(extension, linkedid)
+            except (ConsoleError, InvalidInput):
+                continue
+            calls[linkedid] = {"state": legs.state, "allowed": sorted(ALLOWED[legs.state])}
         return calls
 
     def _citizen(self, channels: list[Channel], linkedid: str) -> Channel | None:
@@ -219,6 +227,13 @@ class ConsoleActions:
         return min(candidates, key=lambda c: uniqueid_order(c.uniqueid), default=None)
 
     # -- acting ------------------------------------------------------------------------------
+
+    def ami_for(self, call: str) -> AMIActions:
+        """Where the actions on ``call`` are sent: over several nodes, the AMI of the node
+        holding it (``for_call`` of ``dispatcher.cluster.ami.ClusterAMI``: channel names
+        repeat across nodes, the call's linkedid does not); else the one AMI."""
+        for_call = getattr(self.ami, "for_call", None)
+        return for_call(call) if for_call is not None else self.ami
 
     def act(self, extension: str, linkedid: object, action: object,
             agency: object = None) -> defer.Deferred[dict[str, Any]]:
@@ -253,25 +268,25 @@ class ConsoleActions:
             await self.hotline.transfer(legs.operator.name, agency, TransferMode.BLIND)
             return
         citizen = self._need_citizen(legs)
-        await self._release(citizen)
-        await self.ami.redirect(citizen, contract.agency_context(agency), "s", 1)
-        await self.ami.hangup(legs.operator.name)
+        await self._release(call, citizen)
+        await self.ami_for(call).redirect(citizen, contract.agency_context(agency), "s", 1)
+        await self.ami_for(call).hangup(legs.operator.name)
 
     async def _consult(self, call: str, legs: CallLegs, agency: str) -> None:
         citizen = self._need_citizen(legs)
         operator = legs.operator.name
-        await self.ami.setvar(contract.VAR_CONSOLE_AGENCY, agency, operator)
-        await self.ami.setvar(contract.VAR_CONSOLE_CITIZEN, citizen, operator)
-        await self.ami.setvar(contract.VAR_CONSOLE_DONE, "", operator)
+        await self.ami_for(call).setvar(contract.VAR_CONSOLE_AGENCY, agency, operator)
+        await self.ami_for(call).setvar(contract.VAR_CONSOLE_CITIZEN, citizen, operator)
+        await self.ami_for(call).setvar(contract.VAR_CONSOLE_DONE, "", operator)
         self.handoffs.requested(call, agency, "consult")
-        await self._both_to(citizen, contract.EXTEN_HELD, operator, contract.EXTEN_CONSULT)
+        await self._both_to(call, citizen, contract.EXTEN_HELD, operator, contract.EXTEN_CONSULT)
 
     async def _handover(self, call: str, legs: CallLegs, _agency: None) -> None:
         citizen = self._need_citizen(legs)
         assert legs.agency is not None  # checked
-        await self.ami.setvar(contract.VAR_CONSOLE_DONE, "handover", legs.operator.name)
-        await self._release(citizen)
-        await self.ami.bridge(citizen, legs.agency.name)
+        await self.ami_for(call).setvar(contract.VAR_CONSOLE_DONE, "handover", legs.operator.name)
+        await self._release(call, citizen)
+        await self.ami_for(call).bridge(citizen, legs.agency.name)
         self.handoffs.settled(call, legs.consulted or "", "handed_over")
 
     async def _cancel(self, call: str, legs: CallLegs, _agency: None) -> None:
@@ -279,7 +294,7 @@ class ConsoleActions:
             # Between two legs (the agency's leg just ended): the dialplan takes the
             # operator back to the citizen on its own.
             return
-        await self.ami.hangup(legs.agency.name)
+        await self.ami_for(call).hangup(legs.agency.name)
         self.handoffs.settled(call, legs.consulted or "", "cancelled")
 
     async def _threeway(self, call: str, legs: CallLegs, agency: str | None) -> None:
@@ -293,11 +308,12 @@ class ConsoleActions:
         assert legs.agency is not None  # checked
         # The citizen first (the conference's marked member), then the agency's leg and the
         # operator's together, so neither is left alone in the consultation's bridge.
-        await self.ami.setvar(contract.VAR_CONF_AGENCY, "", operator)
-        await self.ami.setvar(contract.VAR_CONSOLE_DONE, "threeway", operator)
-        await self._release(citizen)
-        await self.ami.redirect(citizen, contract.CONTEXT_CONFERENCE, contract.EXTEN_CITIZEN, 1)
-        await self.ami.send_action("Redirect", {
+        await self.ami_for(call).setvar(contract.VAR_CONF_AGENCY, "", operator)
+        await self.ami_for(call).setvar(contract.VAR_CONSOLE_DONE, "threeway", operator)
+        await self._release(call, citizen)
+        await self.ami_for(call).redirect(citizen, contract.CONTEXT_CONFERENCE,
+                                          contract.EXTEN_CITIZEN, 1)
+        await self.ami_for(call).send_action("Redirect", {
             "Channel": legs.agency.name, "Context": contract.CONTEXT_CONFERENCE,
             "Exten": "agency", "Priority": 1,
             "ExtraChannel": operator, "ExtraContext": contract.CONTEXT_CONFERENCE,
@@ -306,26 +322,27 @@ class ConsoleActions:
         self.handoffs.settled(call, legs.consulted or "", "answered", mode="threeway")
 
     async def _leave(self, call: str, legs: CallLegs, _agency: None) -> None:
-        await self.ami.hangup(legs.operator.name)
+        await self.ami_for(call).hangup(legs.operator.name)
 
     async def _hold(self, call: str, legs: CallLegs, _agency: None) -> None:
         citizen = self._need_citizen(legs)
         operator = legs.operator.name
-        await self.ami.setvar(contract.VAR_CONSOLE_CITIZEN, citizen, operator)
-        await self._both_to(citizen, contract.EXTEN_HELD, operator, contract.EXTEN_HOLDING)
+        await self.ami_for(call).setvar(contract.VAR_CONSOLE_CITIZEN, citizen, operator)
+        await self._both_to(call, citizen, contract.EXTEN_HELD, operator, contract.EXTEN_HOLDING)
 
     async def _unhold(self, call: str, legs: CallLegs, _agency: None) -> None:
         citizen = self._need_citizen(legs)
-        await self._release(citizen)
-        await self.ami.bridge(legs.operator.name, citizen)
+        await self._release(call, citizen)
+        await self.ami_for(call).bridge(legs.operator.name, citizen)
 
     async def _hangup(self, call: str, legs: CallLegs, _agency: None) -> None:
+        ami = self.ami_for(call)
         if legs.citizen is None:
-            await self.ami.hangup(legs.operator.name)
+            await ami.hangup(legs.operator.name)
             return
-        await self.ami.hangup(legs.citizen.name)
+        await ami.hangup(legs.citizen.name)
         try:
-            await self.ami.hangup(legs.operator.name)
+            await ami.hangup(legs.operator.name)
         except AMIActionError as exc:
             # The citizen's hang-up ended their bridge and took the operator's leg with it
             # before this Hangup arrived: the call is over, as asked.
@@ -339,15 +356,15 @@ class ConsoleActions:
             raise NotNow("the citizen has left the call")
         return legs.citizen.name
 
-    async def _release(self, citizen: str) -> None:
+    async def _release(self, call: str, citizen: str) -> None:
         # The citizen leaves the hold for good: no longer owed a return to the queue when
         # the operator's leg ends (the dialplan's "gone" handler reads this).
-        await self.ami.setvar(f"SHARED({contract.VAR_HELD})", "", citizen)
+        await self.ami_for(call).setvar(f"SHARED({contract.VAR_HELD})", "", citizen)
 
-    async def _both_to(self, citizen: str, citizen_exten: str, operator: str,
+    async def _both_to(self, call: str, citizen: str, citizen_exten: str, operator: str,
                        operator_exten: str) -> None:
         # One Redirect for both legs: moving one alone would end the other's bridge under it.
-        await self.ami.send_action("Redirect", {
+        await self.ami_for(call).send_action("Redirect", {
             "Channel": citizen, "Context": contract.CONTEXT_CONSOLE,
             "Exten": citizen_exten, "Priority": 1,
             "ExtraChannel": operator, "ExtraContext": contract.CONTEXT_CONSOLE,

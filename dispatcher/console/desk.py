@@ -204,6 +204,11 @@ class Desks:
             return None
         return {**last, "state": "ended"}
 
+    def last_call(self, extension: str) -> str | None:
+        """The call (linkedid) ``extension``'s card showed last, live or ended."""
+        last = self._last.get(extension)
+        return last.get("linkedid") if last is not None else None
+
     def document(self, staff: Any) -> dict[str, Any]:  # noqa: ANN401 (sessions.Staff)
         """The personal view of ``staff``: ``{"desk": {...}, "card": {...} | None}``. A
         supervisor has no desk of their own in the queue: their desk is None."""

@@ -172,8 +172,13 @@ class SpyService:
             raise PhoneAway(f"your phone ({request.supervisor}) is not registered: "
                             "register it, then try again")
         at = self.clock()
+        # Over several nodes the spy's call must start on the node of the operator's call
+        # (ChanSpy sees only its own node's channels): an AMI that can say which
+        # (dispatcher.cluster.ami.ClusterAMI.for_call) is asked; a single one is the node.
+        for_call = getattr(self.ami, "for_call", None)
+        ami = for_call(linkedid) if for_call is not None else self.ami
         try:
-            yield self.ami.originate(
+            yield ami.originate(
                 f"PJSIP/{request.supervisor}", context=contract.CONTEXT_SPY,
                 exten=request.mode, priority=1,
                 caller_id=f'"{request.mode} {request.operator}" <{request.operator}>',

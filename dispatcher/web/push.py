@@ -15,7 +15,11 @@ Views are plain functions returning a JSON document (the wallboard's is
 to (the operator's own desk and call card): each stream keeps its own last document of it,
 gets its own deltas, and never another member's document. The sequence is therefore each
 stream's own: it starts at the hub's count of shared deltas when the stream attaches and
-grows by one per delta that stream is sent. Sources of change (AMI events, the
+grows by one per delta that stream is sent. A shared view may be given an *audience*
+(``add_view(name, render, audience=...)``, e.g. :func:`supervisors_only`): it is rendered
+once for everyone, but only the streams whose member of staff is in its audience get it,
+in their snapshot and as deltas (the floor's every desk and caller is the supervisors').
+Sources of change (AMI events, the
 callback list, the incident feed) only call :meth:`PushHub.changed`; the hub renders the
 views at most once per reactor turn (changes within :attr:`PushHub.coalesce` seconds are
 rendered together) and sends what differs, top-level key by key.
@@ -43,13 +47,20 @@ from zope.interface import implementer
 
 from dispatcher.api.errors import error_body
 
-__all__ = ["EventStream", "PushHub", "PushResource", "diff", "frame"]
+__all__ = ["EventStream", "PushHub", "PushResource", "diff", "frame", "supervisors_only"]
 
 log = Logger(namespace="dispatcher.web.push")
 
 View = Callable[[], dict[str, Any]]
 #: A personal view: the document for one member of staff (a ``dispatcher.web.sessions.Staff``).
 PersonalView = Callable[[Any], dict[str, Any]]
+#: Who may receive a shared view: ``audience(staff)`` True for each member who may.
+Audience = Callable[[Any], bool]
+
+
+def supervisors_only(staff: Any) -> bool:  # noqa: ANN401 (a dispatcher.web.sessions.Staff)
+    """The audience of a view for supervisors: never an operator's page."""
+    return getattr(staff, "role", None) == "supervisor"
 
 
 def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
@@ -103,6 +114,8 @@ class PushHub(Service):
         self.seq = 0
         self.views: dict[str, View] = {}
         self.personal: dict[str, PersonalView] = {}
+        #: The shared views that reach only some members of staff, and who.
+        self.audiences: dict[str, Audience] = {}
         self.documents: dict[str, dict[str, Any]] = {}
         self.streams: set[EventStream] = set()
         self.dropped = 0  # slow streams closed since start
@@ -123,10 +136,28 @@ class PushHub(Service):
         for stream in list(self.streams):
             stream.close()
 
-    def add_view(self, name: str, render: View) -> None:
-        """Publish ``render()`` under ``name`` (rendered at the next change or stream)."""
+    def add_view(self, name: str, render: View, audience: Audience | None = None) -> None:
+        """Publish ``render()`` under ``name`` (rendered at the next change or stream); with
+        ``audience``, only to the streams whose member of staff it says True of."""
+        if name in self.personal:
+            raise ValueError(f"view {name!r} is already a personal view")
         self.views[name] = render
+        if audience is not None:
+            self.audiences[name] = audience
+        else:
+            self.audiences.pop(name, None)
         self._dirty.add(name)
+
+    def reaches(self, name: str, staff: Any) -> bool:  # noqa: ANN401
+        """True when shared view ``name`` may be sent to ``staff``'s streams."""
+        audience = self.audiences.get(name)
+        if audience is None:
+            return True
+        try:
+            return bool(audience(staff))
+        except Exception:
+            log.failure("push view {name}'s audience failed: not sent", name=name)
+            return False
 
     def add_personal_view(self, name: str, render: PersonalView) -> None:
         """Publish ``render(staff)`` under ``name``, rendered for each stream's own member of
@@ -169,7 +200,8 @@ class PushHub(Service):
             self.seq += 1
             body = _delta_body(name, changed, gone)
             for stream in list(self.streams):
-                stream.send_delta(body)
+                if self.reaches(name, stream.staff):
+                    stream.send_delta(body)
 
     def _flush_personal(self, name: str) -> None:
         # One render per member of staff (two tabs of one operator cost one), diffed against
@@ -201,7 +233,9 @@ class PushHub(Service):
         """The snapshot frame: every view as of ``seq`` (pending changes rendered first),
         with the personal views rendered for ``stream``'s member of staff."""
         self.flush()
-        views = dict(self.documents)
+        staff = stream.staff if stream is not None else None
+        views = {name: document for name, document in self.documents.items()
+                 if self.reaches(name, staff)}
         if stream is not None:
             stream.seq = self.seq
             stream.documents = {}

@@ -9,6 +9,7 @@ test_scaleout.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,9 +33,11 @@ from dispatcher.topology import edge_paths, node_center
 from pbx.asterisk import stale_pid
 from pbx.kamailio import EdgeError, node_states
 from pbx.phone.phone import Call, Phone
+from tests.browser import chromium
 from tests.db.conftest import PostgresServer, postgres_server  # noqa: F401,F811 (a fixture)
 from tests.e2e.hotline_helpers import operator_then_citizen
 from tests.e2e.test_callbacks_hostile import wallboard
+from tests.e2e.test_console_card import log_in
 from tests.harness import PATIENCE, SiagaProcess, wait_for
 from tests.phones import PhoneFactory
 from tests.scaleout import NODE_HOSTS, write_topology_config
@@ -147,6 +150,74 @@ def nodes_on_board(center: Center) -> dict[str, bool]:
     return {n["name"]: n["up"] for n in board.get("nodes", [])}
 
 
+class ConsolePush:
+    """A logged-in console page's push stream (/events), read over HTTP/1.0 (no chunking)
+    and applied as push.js does: the snapshot, then each delta in sequence."""
+
+    def __init__(self, center: Center, extension: str, password: str) -> None:
+        import http.client
+        import socket
+        from urllib.parse import urlencode
+
+        host, port = center.http.host, center.http.port
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/login", urlencode({"extension": extension,
+                                                   "password": password, "next": "/console"}),
+                     {"Content-Type": "application/x-www-form-urlencoded"})
+        answer = conn.getresponse()
+        answer.read()
+        cookie = answer.getheader("Set-Cookie", "").split(";")[0]
+        conn.close()
+        assert cookie.startswith("siaga_session="), cookie
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.sendall(f"GET /events HTTP/1.0\r\nHost: {host}:{port}\r\nCookie: {cookie}"
+                          "\r\nAccept: text/event-stream\r\n\r\n".encode())
+        self.buffer = b""
+        self.views: dict[str, dict[str, object]] = {}
+        self.seq = -1
+
+    def read(self) -> dict[str, dict[str, object]]:
+        """The views as the page has them now."""
+        self.sock.setblocking(False)
+        try:
+            while chunk := self.sock.recv(65536):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+        if b"\r\n\r\n" in self.buffer and self.seq < 0 and not self.views:
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            assert b" 200 " in head.split(b"\r\n")[0], head
+        while b"\n\n" in self.buffer:
+            block, _, self.buffer = self.buffer.partition(b"\n\n")
+            fields = dict(line.split(": ", 1) for line in block.decode().split("\n")
+                          if ": " in line)
+            if "data" not in fields:
+                continue
+            data = json.loads(fields["data"])
+            if fields.get("event") == "snapshot":
+                self.views, self.seq = dict(data["views"]), data["seq"]
+            elif fields.get("event") == "delta":
+                assert data["seq"] == self.seq + 1, (data["seq"], self.seq)
+                doc = {**self.views.get(data["view"], {}), **data["set"]}
+                for key in data["unset"]:
+                    doc.pop(key, None)
+                self.views[data["view"]], self.seq = doc, data["seq"]
+        return self.views
+
+    def nodes_down(self) -> set[str] | None:
+        """The nodes the console's shared view says are down (None: no snapshot yet)."""
+        console = self.read().get("console")
+        if console is None:
+            return None
+        return {str(n["name"]) for n in console.get("nodes", [])  # type: ignore[attr-defined]
+                if not n["up"]}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         tmp_path: Path, phones: PhoneFactory, postgres_server: PostgresServer) -> None:  # noqa: F811
     """`siaga up` on a topology config runs the edge, both nodes (all addresses are this
@@ -200,6 +271,7 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         f"{center.topology.edge.host}:{center.topology.edge.port}")))
     proc = start()
     waiting: list[Call] = []
+    browsers = contextlib.ExitStack()
     try:
         # The database is not there yet (a machine that boots PostgreSQL after the center):
         # the edge and the nodes carry calls, the brain is tried again until it answers.
@@ -271,15 +343,49 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
                              for ext in (op, ALERT_PHONE) for n in ("a", "b")),
                  4 * NODE_STAFF_QUALIFY_SECONDS + 5, "both phones reachable from both nodes")
         token = enrol_device(config, url, "e2e-app", ALERT_PHONE)
+        # A supervisor's page open in Chromium before the node dies: its banner names it.
+        from selenium.webdriver.common.by import By
+
+        driver = browsers.enter_context(chromium())
+        base = f"http://{center.http.host}:{center.http.port}"
+        supervisor = center.supervisors[0]
+        log_in(driver, base, supervisor, creds.console_passwords[supervisor])
+        wait_for(lambda: driver.current_url.endswith("/console"), 10, "the console")
+        driver.get(base + "/supervisor")
+        banner = wait_for(lambda: driver.find_elements(By.ID, "nodes-banner"), 10,
+                          "the supervisor's page")[0]
+        wait_for(lambda: driver.execute_script("return document.body.dataset.seq"), 10,
+                 "the supervisor's page's snapshot")
+        assert not banner.is_displayed()
         killed = stale_pid(node_a.run_dir / "run")
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
         wait_for(lambda: nodes_on_board(center).get("a") is False, 10,
                  "the wallboard to show node a down again")
+        wait_for(lambda: banner.is_displayed() and banner.get_attribute("data-down") == "a",
+                 10, "the supervisor's banner naming node a")
+        assert "a" in banner.text and not banner.find_elements(By.XPATH, "./*")
+        # The operator's console, open while node a is down: its pushed document says so
+        # (the pages' banner), and the card of the alert's callback (on node b) appears.
+        page = ConsolePush(center, op, creds.console_passwords[op])
+        wait_for(lambda: page.nodes_down() == {"a"}, 10,
+                 f"the console's view to show node a down ({page.read().get('console')})")
         status, receipt = post_alert(center, token, ALERT_PHONE)
         assert status == 201, receipt
         taken, ringing = operator_then_citizen(operator, mobile, 40, 30)
         assert NODE_HOSTS["b"] in taken.remote_uri, taken.remote_uri
+
+        def card() -> dict[str, object] | None:
+            # The alert's call, placed by node b (its journey is in node b's call log).
+            shown = (page.read().get("desk") or {}).get("card")
+            return shown if shown and shown.get("state") in ("ringing", "talking") \
+                and (shown.get("origin") or {}).get("incident_id") == receipt["incident_id"] \
+                else None
+
+        shown = wait_for(card, 10, "the operator's card of the call on node b")
+        print(f"\nconsole over nodes: node a shown down, card on node b: {shown}")
+        assert "desks" not in page.read()  # the floor is the supervisors'
+        page.close()
         heard = phones.two_way_audio(ringing, taken)
         assert heard.both, heard
         taken.hangup()
@@ -288,6 +394,8 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
             phone.close()
         wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
                  "node a back on the brain's wallboard again")
+        wait_for(lambda: not banner.is_displayed(), 10, "the banner gone with node a back")
+        browsers.close()
         hotline_call()
         hotline_call()  # round robin: one of the two goes to node a
         # The edge itself, killed: restarted, it finds the nodes again and carries calls.
@@ -311,6 +419,7 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         assert {n.name: stale_pid(node_center(center, n).run_dir / "run")
                 for n in center.topology.nodes} == nodes_before  # adopted, not restarted
     finally:
+        browsers.close()
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(30 * PATIENCE)

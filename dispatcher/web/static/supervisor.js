@@ -156,8 +156,11 @@
   }
 
   SiagaPush.connect({
-    snapshot: (views) => take(views.desks),
-    view: (name, doc) => { if (name === "desks") take(doc); },
+    snapshot: (views) => { take(views.desks); SiagaNodes.show(views.console); },
+    view: (name, doc) => {
+      if (name === "desks") take(doc);
+      else if (name === "console") SiagaNodes.show(doc);
+    },
   });
   setInterval(tick, 1000);
 })();

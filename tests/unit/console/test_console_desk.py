@@ -286,32 +286,33 @@ def test_given_a_call_older_than_the_server_when_rendered_then_a_card_from_what_
 
 def test_given_calls_on_two_desks_when_personal_views_render_then_each_operator_sees_only_theirs(
         world) -> None:  # noqa: ANN001
-    """The calls' actions and hand-offs go to their operator's streams only (supervisors:
-    all), the floor of every desk to supervisors only: 202's page never carries 201's call."""
+    """The calls' actions and hand-offs go to their operator's streams only: 202's page
+    never carries 201's call (the floor of every desk has a supervisors-only audience,
+    tests/unit/web/test_web_push_roles.py)."""
     from types import SimpleNamespace
 
-    from dispatcher.console.views import ConsoleViews, own_calls, supervisors_only
+    from dispatcher.console.views import ConsoleViews
 
     center, model, journeys, _incidents, _desks = world
     views = ConsoleViews(model, journeys, lambda: center, SimpleNamespace())
     channel(model, "6.1", "PJSIP/anonymous-00000006", "6.1", state="Up")
     channel(model, "6.2", "PJSIP/201-00000007", "6.1", state="Up")
     journeys.by_linkedid["6.1"] = facts("6.1", citizen="PJSIP/anonymous-00000006")
-    every = own_calls(lambda: {"6.1": {"state": "talking"}, "7.1": {"state": "talking"}},
-                      views)
+    every = views.own_calls(lambda: {"6.1": {"state": "talking"}, "7.1": {"state": "talking"}})
     op201, op202 = SimpleNamespace(extension="201", role="operator"), SimpleNamespace(
         extension="202", role="operator")
     boss = SimpleNamespace(extension="301", role="supervisor")
     assert every(op201) == {"6.1": {"state": "talking"}}
     assert every(op202) == {}
-    assert set(every(boss)) == {"6.1", "7.1"}
-    floor = supervisors_only(lambda: {"desks": [{"extension": "201"}]})
-    assert floor(op202) is None and floor(boss) == {"desks": [{"extension": "201"}]}
-    # The call left 201's phone: it stays 201's while its card shows it (ended).
+    assert every(boss) == {}  # a supervisor's phone was in neither call
+    # The call left 201's phone: it stays 201's while its card (drawn for 201's page while
+    # the call was up) shows it, ended.
+    assert views.desks.card("201")["linkedid"] == "6.1"
     del model.channels["6.2"]
     assert every(op201) == {"6.1": {"state": "talking"}}
     # A call seen on 201's phone (AMI) and gone before any card was drawn stays 201's.
-    views.note({"Event": "Newchannel", "Channel": "PJSIP/201-00000009", "Linkedid": "7.1"})
-    views.note({"Event": "Newchannel", "Channel": "PJSIP/anonymous-0000000a",
-                "Linkedid": "8.1"})
+    views.desk_calls.on_event({"Event": "Newchannel", "Channel": "PJSIP/201-00000009",
+                               "Linkedid": "7.1"})
+    views.desk_calls.on_event({"Event": "Newchannel", "Channel": "PJSIP/anonymous-0000000a",
+                               "Linkedid": "8.1"})
     assert set(every(op201)) == {"6.1", "7.1"} and every(op202) == {}

@@ -52,3 +52,25 @@ def test_given_the_console_script_when_read_then_values_only_ever_become_text() 
     assert 'new CustomEvent("siaga:card", {detail: window.siagaCard})' in source
     assert "window.siagaCard =" in source and "window.siagaAction = siagaAction" in source
     assert '"X-Siaga-CSRF": CSRF' in source
+
+
+def test_given_the_console_and_supervisor_pages_then_a_hidden_node_banner_filled_as_text(
+        world) -> None:  # noqa: ANN001, F811
+    """Both pages carry the node banner (hidden until the pushed ``console`` view names a
+    node down) with its words in the page's language, and load nodes.js after push.js;
+    nodes.js only ever sets text."""
+    center, creds, _, client, _ = world
+    sup = center.supervisors[0]
+    client.login(sup, creds.console_passwords[sup])
+    for path in ("/console", "/supervisor", "/console?lang=en"):
+        body = client.request("GET", path).body
+        banner = re.search(rb'<p id="nodes-banner"[^>]*>', body)
+        assert banner is not None, path
+        assert b" hidden" in banner.group(0) and b'role="alert"' in banner.group(0)
+        assert b"{names}" in banner.group(0)
+        assert body.index(b"/static/push.js") < body.index(b"/static/nodes.js")
+    assert b"is down" in client.request("GET", "/supervisor?lang=en").body
+    source = resources.files("dispatcher.web").joinpath("static", "nodes.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in source, sink
+    assert "banner.textContent =" in source
