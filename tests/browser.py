@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -65,3 +66,14 @@ def replaced(element: object) -> Callable[[], bool]:
             return True
         return False
     return predicate
+
+
+def screenshot_path(name: str) -> Path:
+    """Where a test saves its page's picture: the README's ``docs/screenshots/<name>`` only
+    with ``SIAGA_UPDATE_SCREENSHOTS=1``; otherwise a scratch file, so a test run never
+    rewrites the documentation."""
+    if os.environ.get("SIAGA_UPDATE_SCREENSHOTS") == "1":
+        path = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+    return Path(tempfile.mkdtemp(prefix="siaga-shot-")) / name

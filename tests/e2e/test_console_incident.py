@@ -25,14 +25,13 @@ from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction
 from dispatcher.calllog.models import Call
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.phone import Phone
-from tests.browser import chromium, settled
+from tests.browser import chromium, screenshot_path, settled
 from tests.e2e.hotline_helpers import send_code
 from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
 NUMBER = "081355507777"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SCRIPT_NOTE = "<script>window.__siagaXss = 'script'</script>"
 IMG_NOTE = '"><img src=x onerror="window.__siagaXss = \'img\'">'
 
@@ -223,8 +222,7 @@ def test_given_a_fourth_call_within_the_hour_when_the_operator_works_it_then_fla
             By.CSS_SELECTOR, "#card-incident .disposition").get_attribute("data-disposition")
             == "prank"), 15, "the disposition")
         browser.execute_script("document.getElementById('card-history').scrollIntoView()")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOTS / "console-incident.png"))
+        browser.save_screenshot(str(screenshot_path("console-incident.png")))
         assert browser.execute_script("return window.__siagaXss === undefined")
 
     # The operator puts the citizen through to the police (the softphone's code): once the

@@ -21,7 +21,7 @@ from dispatcher.calllog.models import Call, CallLocation
 from dispatcher.credentials import ensure_credentials
 from pbx.phone.dialing import BodyPart
 from pbx.phone.phone import Phone
-from tests.browser import chromium, settled
+from tests.browser import chromium, screenshot_path, settled
 from tests.e2e.test_center_alert import enrol, post
 from tests.harness import SiagaProcess, free_port, wait_for, write_test_config
 
@@ -235,9 +235,8 @@ def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_
         assert link.get_attribute("href").startswith(
             "https://www.openstreetmap.org/?mlat=-6.175400&mlon=106.827200")
         assert card.get_attribute("data-state") == "ringing"  # all of it before the answer
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         # The whole page: the window as tall as the page (the card with its map at the top).
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1280, height + 140)
-        driver.save_screenshot(str(SCREENSHOT))
+        driver.save_screenshot(str(screenshot_path(SCREENSHOT.name)))
     ringing.hangup()

@@ -18,7 +18,7 @@ from dispatcher.credentials import ensure_credentials
 from dispatcher.web.console_api import csrf_token
 from pbx.phone import tones
 from pbx.phone.phone import Phone
-from tests.browser import chromium, settled
+from tests.browser import chromium, screenshot_path, settled
 from tests.harness import SiagaProcess, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
@@ -359,5 +359,4 @@ def _page_shows_the_call(center: SiagaProcess, number: str, phone) -> None:  # n
                  10, "the page to say the supervisor's phone rings")
         ringing.hangup()
         ringing.wait_disconnected(10)
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOT))
+        browser.save_screenshot(str(screenshot_path(SCREENSHOT.name)))

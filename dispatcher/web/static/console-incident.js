@@ -31,7 +31,9 @@
 
   function when(iso) {
     const d = new Date(iso);
-    return isNaN(d) ? String(iso) : d.toLocaleString();
+    // In the page's language (a Bahasa page reads 7/12/2026 14.05.00, not 12/7/2026 2:05 PM).
+    const locale = document.documentElement.lang === "en" ? "en-GB" : "id-ID";
+    return isNaN(d) ? String(iso) : d.toLocaleString(locale);
   }
 
   function csrf() {

@@ -123,7 +123,8 @@
     for (const call of doc.calls) {
       const tr = document.createElement("tr");
       tr.dataset.call = String(call.id);
-      cell(tr, call.started_at ? new Date(call.started_at * 1000).toLocaleString() : "");
+      const locale = document.documentElement.lang === "en" ? "en-GB" : "id-ID";
+      cell(tr, call.started_at ? new Date(call.started_at * 1000).toLocaleString(locale) : "");
       cell(tr, call.caller || "?");
       cell(tr, Object.hasOwn(TEXT.outcomes, call.outcome) ? TEXT.outcomes[call.outcome] :
         call.outcome);

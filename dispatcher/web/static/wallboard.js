@@ -73,7 +73,8 @@ function take(doc) {
   board = doc;
   received = Date.now();
   show();
-  document.getElementById("updated").textContent = new Date().toLocaleTimeString();
+  document.getElementById("updated").textContent = new Date().toLocaleTimeString(
+    document.documentElement.lang === "en" ? "en-GB" : "id-ID");
   document.body.dataset.loaded = "yes";
 }
 
