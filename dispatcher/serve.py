@@ -14,6 +14,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from dispatcher.app import build_server, prepare
 from dispatcher.banner import banner_text
 from dispatcher.config.model import Center
+from dispatcher.heap import freeze_startup_heap
 from dispatcher.logs import json_lines_observer
 from dispatcher.sdnotify import Notifier
 from pbx.asterisk import stale_pid
@@ -61,6 +62,7 @@ def run(center: Center, rootfs: str | None = None, log_format: str = "text") -> 
         yield server.when_ready()
         print(banner_text(center, prepared.paths.log, prepared.paths.recordings), flush=True)
         notifier.ready(f"{center.name}: up")
+        freeze_startup_heap()
 
     def failed(failure):  # noqa: ANN001, ANN202
         print(f"siaga: the center did not come up: {failure.getErrorMessage()}",

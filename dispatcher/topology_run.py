@@ -24,6 +24,7 @@ from twisted.application.service import MultiService
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from dispatcher.config.model import Center
+from dispatcher.heap import freeze_startup_heap
 from dispatcher.logs import json_lines_observer
 from dispatcher.topology import node_center, share_secrets
 
@@ -129,6 +130,7 @@ def run_topology(center: Center, rootfs: str | None = None, log_format: str = "t
         services.startService()
         print(f"{center.name}: scale-out parts on this machine\n" + "\n".join(lines)
               + "\nStop with Ctrl-C.", flush=True)
+        freeze_startup_heap()
 
     reactor.callWhenRunning(started)
     reactor.run()

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, tuple_
+from sqlalchemy import Connection, select, text, tuple_
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,7 @@ from dispatcher.alerts.intake import AlertRequest
 from dispatcher.callbacks import store as callback_store
 from dispatcher.callbacks.store import CallbackJob
 from dispatcher.calllog import store_callbacks, store_incidents
+from dispatcher.calllog.driver_insert import DriverInsert
 from dispatcher.calllog.models import (
     Agency,
     Alert,
@@ -185,9 +187,9 @@ def _known_alerts(connection: Connection, keys: list[tuple[int, str]]) -> Any:
 
 def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, DeviceCredentials]],
                         now: dt.datetime) -> list[AlertReceipt | Exception]:
-    # Core statements on the tables, not ORM entities: the ORM's per-statement machinery
-    # (entity loading, bulk-insert bookkeeping) cost more than the database work itself.
-    devices_t, alerts_t, incidents_t = Device.__table__, Alert.__table__, Incident.__table__
+    # Core statements and the driver's cursor, not ORM entities: the ORM's per-statement
+    # machinery cost more than the database work itself (driver_insert).
+    devices_t = Device.__table__
     connection = session.connection()
     device_ids = {request.device_id for request, _ in batch}
     devices = {row.device_id: row for row in connection.execute(
@@ -223,36 +225,30 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
         first_in_batch[key] = i
         fresh.append((i, request, device, number))
     if fresh:
-        incident_rows = []
-        for _, request, device, number in fresh:
-            loc = request.location
-            incident_rows.append({
-                "state": "new", "type": request.type, "device_id": device.id,
-                "lat": loc.lat if loc else device.lat, "lon": loc.lon if loc else device.lon,
-                "accuracy_m": loc.accuracy_m if loc else None,
-                "fix_time": loc.fix_time if loc else None, "callback_number": number,
-                "note": request.note, "created_at": now, "updated_at": now,
-            })
-        incident_ids = _insert_returning_ids(connection, incidents_t, incident_rows)
-        connection.execute(insert(alerts_t), [{
-            "device_id": device.id, "alert_id": request.alert_id, "type": request.type,
-            "lat": request.location.lat if request.location else None,
-            "lon": request.location.lon if request.location else None,
-            "accuracy_m": request.location.accuracy_m if request.location else None,
-            "fix_time": request.location.fix_time if request.location else None,
-            "callback_number": number, "note": request.note, "received_at": now,
-            "incident_id": incident_id,
-        } for (_, request, device, number), incident_id in zip(fresh, incident_ids,
+        inserts = _driver_inserts(connection.dialect)
+        incident_ids = inserts.incidents.run(connection, [(
+            "new", request.type, device.id,
+            request.location.lat if request.location else device.lat,
+            request.location.lon if request.location else device.lon,
+            request.location.accuracy_m if request.location else None,
+            request.location.fix_time if request.location else None,
+            number, request.note, now, now,
+        ) for _, request, device, number in fresh])
+        inserts.alerts.run(connection, [(
+            device.id, request.alert_id, request.type,
+            request.location.lat if request.location else None,
+            request.location.lon if request.location else None,
+            request.location.accuracy_m if request.location else None,
+            request.location.fix_time if request.location else None,
+            number, request.note, now, incident_id,
+        ) for (_, request, device, number), incident_id in zip(fresh, incident_ids,
                                                                strict=True)])
-        connection.execute(insert(IncidentTransition.__table__), [{
-            "incident_id": incident_id, "at": now, "from_state": None, "to_state": "new",
-            "detail": f"alert {request.alert_id}"
-        } for (_, request, _, _), incident_id in zip(fresh, incident_ids, strict=True)])
-        callback_ids = _insert_returning_ids(connection, Callback.__table__, [{
-            "number": number, "state": "pending", "reason": "alert",
-            "incident_id": incident_id, "attempts": 0, "citizen_no_answers": 0,
-            "created_at": now, "updated_at": now,
-        } for (_, _, _, number), incident_id in zip(fresh, incident_ids, strict=True)])
+        inserts.transitions.run(connection, [
+            (incident_id, now, None, "new", f"alert {request.alert_id}")
+            for (_, request, _, _), incident_id in zip(fresh, incident_ids, strict=True)])
+        callback_ids = inserts.callbacks.run(connection, [
+            (number, "pending", "alert", incident_id, 0, 0, now, now)
+            for (_, _, _, number), incident_id in zip(fresh, incident_ids, strict=True)])
         for (i, _, _, number), incident_id, callback_id in zip(fresh, incident_ids,
                                                                callback_ids, strict=True):
             out[i] = AlertReceipt(incident_id, "new", True,
@@ -266,11 +262,35 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
     return [o for o in out if o is not None]
 
 
-def _insert_returning_ids(connection: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` in multi-row statements; their new ids, in the rows' order."""
-    result = connection.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
+@dataclass(frozen=True)
+class _AlertInserts:
+    incidents: DriverInsert
+    alerts: DriverInsert
+    transitions: DriverInsert
+    callbacks: DriverInsert
+
+
+_INSERTS: dict[str, _AlertInserts] = {}
+
+
+def _driver_inserts(dialect: Dialect) -> _AlertInserts:
+    """The alert path's four inserts, compiled once per dialect (see driver_insert)."""
+    found = _INSERTS.get(dialect.name)
+    if found is None:
+        found = _INSERTS[dialect.name] = _AlertInserts(
+            incidents=DriverInsert(Incident.__table__, (
+                "state", "type", "device_id", "lat", "lon", "accuracy_m", "fix_time",
+                "callback_number", "note", "created_at", "updated_at"), dialect,
+                returning_id=True),
+            alerts=DriverInsert(Alert.__table__, (
+                "device_id", "alert_id", "type", "lat", "lon", "accuracy_m", "fix_time",
+                "callback_number", "note", "received_at", "incident_id"), dialect),
+            transitions=DriverInsert(IncidentTransition.__table__, (
+                "incident_id", "at", "from_state", "to_state", "detail"), dialect),
+            callbacks=DriverInsert(Callback.__table__, (
+                "number", "state", "reason", "incident_id", "attempts",
+                "citizen_no_answers", "created_at", "updated_at"), dialect, returning_id=True))
+    return found
 
 
 def commit_button_call(session: Session, extension: str, linkedid: str,

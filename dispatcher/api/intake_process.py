@@ -56,6 +56,7 @@ from dispatcher.alerts.settings import AlertSettings
 from dispatcher.api.base import send_error
 from dispatcher.api.errors import ApiError
 from dispatcher.config.model import HttpLimits
+from dispatcher.heap import freeze_startup_heap
 from dispatcher.web.limits import GuardedSite
 
 __all__ = ["PEER_HEADER", "IntakePool", "IntakeVerbs", "peer_request_factory"]
@@ -336,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     family = socket.AF_INET6 if args.ipv6 else socket.AF_INET
     run_intake(reactor, args.listen_fd, args.handoff_fd, family)
+    freeze_startup_heap()
     reactor.run()
     return 0
 

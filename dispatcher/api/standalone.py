@@ -78,6 +78,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     from dispatcher.alerts.settings import AlertSettings
+    from dispatcher.heap import freeze_startup_heap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     top, http = build(reactor, args)
     top.startService()
     print(f"LISTENING {http.port}", flush=True)
+    reactor.callWhenRunning(freeze_startup_heap)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()
     return 0

@@ -70,25 +70,34 @@ class HeldWriter:
         return result
 
     def fail_next(self) -> None:
-        """Run the oldest write as the writer does, with the disk full by the time the
-        batch's last insert (its callbacks) is written: the writer's transaction fails."""
+        """Run the oldest write as the writer does, with the database refusing the batch's
+        last insert (its callbacks), as a full disk would: the writer's transaction fails.
+        The refusal is SQLite's own (an authorizer denying inserts into ``callbacks``), so
+        it reaches every path a write can take, the driver's cursor included."""
         fn, args, d = self.held.pop(0)
         engine = self.sessions.kw["bind"]
 
-        def disk_full(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            if statement.startswith("INSERT INTO callbacks"):
-                raise sqlite3.OperationalError("database or disk is full")
+        def refuse_callbacks(action: int, table: str | None, *_: Any) -> int:
+            if action == sqlite3.SQLITE_INSERT and table == "callbacks":
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
 
-        event.listen(engine, "before_cursor_execute", disk_full)
+        def on_begin(connection: Any) -> None:
+            connection.connection.driver_connection.set_authorizer(refuse_callbacks)
+
+        event.listen(engine, "begin", on_begin)
         try:
             with db.transaction(self.sessions) as session:
                 fn(session, *args)
         except Exception as exc:  # handed to the caller as a failed Deferred, as the writer does
+            assert "not authorized" in str(exc)
             d.errback(exc)
         else:
             raise AssertionError("the injected fault did not fire")
         finally:
-            event.remove(engine, "before_cursor_execute", disk_full)
+            event.remove(engine, "begin", on_begin)
+            with engine.connect() as connection:
+                connection.connection.driver_connection.set_authorizer(None)
 
 
 class Client:
