@@ -244,3 +244,55 @@ def test_given_batch_size_under_one_then_refused() -> None:
     """A batch size under 1 is refused at once."""
     with pytest.raises(ValueError):
         AlertBatcher(lambda *a: defer.succeed([]), lambda: None, 0)
+
+
+def test_given_a_linger_when_alerts_keep_coming_then_a_batch_begins_at_most_once_per_linger(
+        tmp_path: Path) -> None:
+    """With a 3 ms linger: an alert after a quiet spell is written at once; alerts arriving
+    while it is written wait until 3 ms after it began (not just until it is done), then go
+    together; once the linger has passed, the next alert is again written at once."""
+    service, writer, sessions, clock = make(tmp_path, AlertSettings(rate_burst=100,
+                                                                    commit_linger=0.003))
+    client = Client(service, clock)
+    first = client.post(str(uuid.uuid4()))
+    assert writer.batch_sizes() == [1]  # after a quiet spell: at once
+    clock.advance(0.001)
+    later = [client.post(str(uuid.uuid4())) for _ in range(2)]
+    writer.commit_next()  # done 1 ms after it began
+    assert answer(first)[0] == 201
+    assert writer.batch_sizes() == []  # the next waits out the linger...
+    clock.advance(0.001)
+    later.append(client.post(str(uuid.uuid4())))
+    assert writer.batch_sizes() == []
+    clock.advance(0.0011)  # ...3 ms after the first began
+    assert writer.batch_sizes() == [3]
+    writer.commit_next()
+    assert [answer(t)[0] for t in later] == [201, 201, 201]
+    clock.advance(0.010)
+    alone = client.post(str(uuid.uuid4()))
+    assert writer.batch_sizes() == [1]  # quiet again: at once
+    writer.commit_next()
+    assert answer(alone)[0] == 201
+    assert counts(sessions) == {"alerts": 5, "incidents": 5, "incident_transitions": 5,
+                                "callbacks": 5}
+
+
+def test_given_a_linger_when_a_full_batch_is_waiting_then_it_begins_at_once(
+        tmp_path: Path) -> None:
+    """A batch that reaches ``commit_batch`` does not wait for the linger."""
+    service, writer, sessions, clock = make(tmp_path, AlertSettings(
+        rate_burst=100, commit_batch=3, commit_linger=0.5))
+    client = Client(service, clock)
+    client.post(str(uuid.uuid4()))
+    waiting = [client.post(str(uuid.uuid4())) for _ in range(3)]
+    writer.commit_next()
+    assert writer.batch_sizes() == [3]  # full: at once, 0.5 s linger or not
+    writer.commit_next()
+    assert [answer(t)[0] for t in waiting] == [201, 201, 201]
+
+
+def test_given_a_linger_without_a_clock_or_below_zero_then_refused() -> None:
+    with pytest.raises(ValueError, match="linger"):
+        AlertBatcher(lambda *a: defer.succeed([]), lambda: None, 10, None, 0.003)
+    with pytest.raises(ValueError, match="linger"):
+        AlertBatcher(lambda *a: defer.succeed([]), lambda: None, 10, task.Clock(), -1)
