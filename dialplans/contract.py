@@ -50,6 +50,10 @@ def hep_password(master_key: bytes) -> str:
     key (nothing new to store; another process on the host cannot forge a location)."""
     return hmac.new(master_key, b"siaga-hep-capture", hashlib.sha256).hexdigest()[:32]
 
+# ---- sounds the server writes for Asterisk (under the run directory's sounds) ----------------
+# What a held citizen hears (ivr/hold.py writes it; musiconhold.conf plays it).
+HOLD_SOUND = "siaga-hold"
+
 # ---- dialplan contexts ----------------------------------------------------------------------
 #: Citizens (anonymous SIP callers and the trunk) enter here: exact hotline numbers only.
 CONTEXT_PUBLIC = "public"

@@ -69,6 +69,7 @@ from dispatcher.web.metrics import MetricsResource
 from dispatcher.web.push import PushHub, supervisors_only
 from dispatcher.web.site import Console, build_site, report_runner
 from dispatcher.web.wallboard import incidents_source, wallboard_source
+from ivr.hold import write_hold_sound
 from ivr.prompts import build_prompts, stock_sound_dirs
 from pbx.ami.connection import Credentials as AMICredentials
 from pbx.ami.model import LiveModel
@@ -126,6 +127,7 @@ def prepare(center: Center, install: AsteriskInstall) -> Prepared:
     # The IVR's prompts, spoken from the config's texts (stock sounds without espeak-ng).
     build_prompts(center, paths.sounds, stock_dirs=stock_sound_dirs(install.datadir,
                                                                     install.rootfs))
+    write_hold_sound(paths.sounds)  # what a held citizen hears (musiconhold.conf)
     secure_state(center.state_dir, shared=center.run_dir, reads=(paths.etc, paths.sounds),
                  writes=(paths.run, paths.log, paths.spool, paths.db, paths.recordings),
                  user=user, traverse_state=install.rootfs is None)

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from dispatcher.calllog.db import make_engine, make_sessionmaker, transaction
 from dispatcher.calllog.models import Call as LoggedCall
 from dispatcher.credentials import ensure_credentials
+from ivr.hold import HOLD_TONE_HZ
 from pbx.phone import tones
 from pbx.phone.events import CallState
 from tests.e2e.hotline_helpers import Answered, answer_as_operator, wait_two_way_audio
@@ -197,6 +198,16 @@ def hears_nothing_of(phones, listener, speaker) -> bool:  # noqa: ANN001
     return not tones.hears_tone(heard, AGENCY_TONE, skip_s=0.3)
 
 
+def hold_tone_fraction(phones, listener) -> float:  # noqa: ANN001
+    """The share of 3.5 s (more than one cycle of the hold sound) in which ``listener`` hears
+    the hold sound's 425 Hz beep."""
+    path = phones.recording(f"{listener.phone.name}-{listener.id}-held")
+    listener.start_recording(path)
+    heard = listener.wait_heard(3.5, 10)
+    listener.stop_recording()
+    return tones.tone_fraction(heard, HOLD_TONE_HZ)
+
+
 def number_calls(server: SiagaProcess, number: str) -> int:
     """How many ended calls from ``number`` the call log holds."""
     engine = make_engine(server.center.database_url)
@@ -338,15 +349,19 @@ def test_given_a_call_when_three_way_at_once_then_police_joins_and_the_card_says
     assert still.both, still
 
 
-def test_given_a_call_when_held_and_resumed_then_silence_then_both_talk_again(
+def test_given_a_call_when_held_and_resumed_then_the_hold_tone_then_both_talk_again(
         console: Console, ami: AmiWatch, phones) -> None:  # noqa: ANN001
-    """hold: the citizen no longer hears the operator (music on hold); unhold: they hear
-    each other again."""
+    """hold: the citizen no longer hears the operator but hears the hold sound's beep (never
+    silence, which a caller takes for a dropped line); unhold: they hear each other again,
+    and the beep is gone."""
     answered, linkedid = take_call(phones, ami, "0811000005")
+    assert hold_tone_fraction(phones, answered.citizen_call) == 0  # talking: no beep
     status, doc = console.act(linkedid, "hold")
     assert status == 200, doc
     wait_for(lambda: console.act(linkedid, "hold")[0] == 409, 10, "the call held")
     assert hears_nothing_of(phones, answered.citizen_call, answered.operator_call)
+    # The beep is 0.4 s of every 3 s: in 3.5 s at least one whole beep, about 11 % of it.
+    assert hold_tone_fraction(phones, answered.citizen_call) >= 0.06
     # The operator's leg waits on while the citizen is held (its loop went round twice).
     wait_for(lambda: len([e for e in ami.matching("Newexten", Context="siaga-console",
                                                   Exten="holding", Application="Wait")
@@ -357,6 +372,7 @@ def test_given_a_call_when_held_and_resumed_then_silence_then_both_talk_again(
     assert status == 200, doc
     back = wait_two_way_audio(phones, answered.citizen_call, answered.operator_call)
     assert back.both, back
+    assert hold_tone_fraction(phones, answered.citizen_call) == 0
     # Talking again, as the console sees it too: it may hold again; hang up ends it.
     assert console.act(linkedid, "hold")[0] == 200
     wait_for(lambda: console.act(linkedid, "hold")[0] == 409, 10, "the call held again")
