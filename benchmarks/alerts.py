@@ -316,6 +316,7 @@ class Round:
     server_cpu: float
     client_cpu: float
     polls: int = 0
+    transactions: int = 0  # the measured load's alert batches committed
 
     @property
     def lost(self) -> int:
@@ -341,6 +342,7 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
         asyncio.run(warm.run(args.drain))
         warmed = len(warm.committed)
         load = Load(port, tokens, args.rate, args.seconds, args.connections)
+        load_began = dt.datetime.now(dt.UTC)
         server_cpu0, client_cpu0 = tree_cpu_seconds(proc.pid), time.process_time()
         began = time.monotonic()
         asyncio.run(load.run(args.drain))
@@ -350,15 +352,23 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+    from sqlalchemy import func, select
+
+    from dispatcher.calllog.models import Alert
+
     engine = create_engine(db_url)
     with engine.connect() as con:
         stored = (con.execute(text("select count(*) from alerts")).scalar_one() - warmed
                   - args.stored)
+        # Every alert of a batch is stamped with the batch's one time: distinct stamps
+        # since the load began are its transactions.
+        transactions = con.execute(select(func.count(func.distinct(Alert.received_at)))
+                                   .where(Alert.received_at >= load_began)).scalar_one()
     engine.dispose()
     return Round(label, load.sent, elapsed, len(load.committed), load.failed, stored,
                  [load.committed[n] - load.due[n] for n in load.committed],
                  [load.notified[n] - load.due[n] for n in load.notified],
-                 server_cpu, client_cpu, load.polls)
+                 server_cpu, client_cpu, load.polls, transactions)
 
 
 def report(r: Round, args: argparse.Namespace) -> None:
@@ -368,7 +378,8 @@ def report(r: Round, args: argparse.Namespace) -> None:
           f"{args.devices} devices, {args.connections} connections, {os.cpu_count()} CPUs "
           f"shared, database {args.db} holding {args.stored} earlier alerts")
     print(f"  committed (2xx): {r.committed}   refused/failed: {len(r.failed)}   "
-          f"rows in the database: {r.stored} (after the warm-up's)")
+          f"rows in the database: {r.stored} (after the warm-up's), in {r.transactions} "
+          f"transactions ({r.stored / max(1, r.transactions):.1f} alerts each)")
     for name, lat in (("POST -> committed (201):  ", r.commit_lat),
                       ("POST -> operator notified:", r.notify_lat)):
         print(f"  {name}   p50 {pct(lat, 50):7.1f} ms   p95 {pct(lat, 95):7.1f} ms   "

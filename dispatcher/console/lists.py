@@ -29,8 +29,14 @@ OWED_SHOWN = 20
 _FINAL = {str(state) for state in FINAL_STATES} | {"unreachable"}
 
 
-def callers_waiting(model: LiveModel, journeys: FactsSource) -> list[dict[str, Any]]:
-    """The callers in the operators' queue, in queue order, with what they chose."""
+def callers_waiting(model: LiveModel, journeys: FactsSource,
+                    incidents: OpenIncidents | None = None) -> list[dict[str, Any]]:
+    """The callers in the operators' queue, in queue order, with what they chose.
+
+    A call the center placed waits there too before anyone is dialled: an alert's
+    operator-first call (``incident``: its incident, ``caller``: the number it will ring,
+    from the open incident) or a callback (``outbound``). Such a call has no caller ID of
+    its own, and a blank row would read as a caller nobody knows."""
     queue = model.queues.get(contract.QUEUE_NAME)
     if queue is None:
         return []
@@ -38,12 +44,18 @@ def callers_waiting(model: LiveModel, journeys: FactsSource) -> list[dict[str, A
     for caller in sorted(queue.callers.values(), key=lambda c: c.position):
         channel = model.channels.get(caller.uniqueid)
         facts = journeys.facts(channel.linkedid) if channel is not None else None
+        incident_id = facts.incident_ref if facts else None
+        number = (facts.caller_number if facts else "") or ""
+        if not number and incident_id is not None and incidents is not None:
+            number = (incidents.get(incident_id) or {}).get("callback_number") or ""
         out.append({
             "position": caller.position,
-            "caller": (facts.caller_number if facts else "") or "",
+            "caller": number,
             "since": caller.wait_start,
             "category": facts.category if facts else None,
             "priority": facts.queue_priority if facts else None,
+            "incident": incident_id,
+            "outbound": bool(facts and facts.direction == "outbound"),
         })
     return out
 
@@ -126,7 +138,7 @@ def lists_document(model: LiveModel, journeys: FactsSource, owed: list[CallbackE
                    owed_total: int, incidents: OpenIncidents) -> dict[str, Any]:
     """The console's shared view: ``queue``, ``owed`` (with ``owed_total``), ``incidents``."""
     return {
-        "queue": callers_waiting(model, journeys),
+        "queue": callers_waiting(model, journeys, incidents),
         "owed": callbacks_owed(owed),
         "owed_total": owed_total,
         "incidents": incidents.document(),

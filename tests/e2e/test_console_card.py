@@ -144,6 +144,18 @@ def test_given_an_operator_on_the_console_when_a_hostile_citizen_calls_then_the_
                          10, f"{button_id} enabled")
                 browser.find_element(By.ID, button_id).click()
 
+            def enabled(*button_ids: str) -> list[bool]:
+                return [browser.find_element(By.ID, b).is_enabled() for b in button_ids]
+
+            # Available (a desk starts logged in): "log in" and "resume" would change nothing
+            # and are greyed. Logged out: only "log in" is offered.
+            wait_for(desk_is("available"), 15, "the desk available at start")
+            assert enabled("desk-login", "desk-logout", "desk-pause-meal",
+                           "desk-unpause") == [False, True, True, False]
+            click("desk-logout")
+            wait_for(desk_is("logged out"), 15, "the desk logged out")
+            assert enabled("desk-login", "desk-logout", "desk-pause-meal",
+                           "desk-unpause") == [True, False, False, False]
             # The desk's login: the queue member unpaused as *45 does (reason logged-in).
             click("desk-login")
             wait_for(lambda: watch.matching("QueueMemberPause", Interface=f"PJSIP/{me}",
@@ -157,6 +169,9 @@ def test_given_an_operator_on_the_console_when_a_hostile_citizen_calls_then_the_
             wait_for(lambda: paused("meal"), 15, "*462's pause")
             wait_for(desk_is("paused", "meal"), 15, "the page showing the code's pause")
             assert browser.find_element(By.ID, "desk-reason").text == "makan"
+            # Paused for a meal: resume, log out or another reason; not this one again.
+            assert enabled("desk-login", "desk-logout", "desk-pause-meal", "desk-pause-break",
+                           "desk-unpause") == [False, True, False, True, True]
             # The button resumes it, and pauses with another reason: the same AMI events.
             click("desk-unpause")
             wait_for(lambda: paused(None), 15, "the button's unpause")

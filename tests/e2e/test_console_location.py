@@ -213,6 +213,18 @@ def test_given_an_alert_with_gps_when_its_call_rings_the_operator_then_a_marker_
                                     "device": "location-app-1"}, detail
         assert driver.find_element(By.ID, "card-origin").get_attribute("data-kind") == "alert"
 
+        def first_waiting() -> str | None:
+            phones.stack.pump(20)
+            rows = driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
+            return rows[0].text if rows else None
+
+        # Waiting in the queue while it rings: not a blank caller, but the alert's incident
+        # and the number it will ring.
+        waiting = wait_for(settled(lambda: (t := first_waiting()) and
+                                   f"#{receipt['incident_id']}" in t and t), 15,
+                           "the alert's call in the callers waiting")
+        assert "peringatan aplikasi" in waiting and mobile in waiting, waiting
+
         def marker() -> dict | None:
             phones.stack.pump(20)
             return driver.execute_script(

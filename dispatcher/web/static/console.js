@@ -93,12 +93,31 @@
       } catch (err) {
         showError("desk-error", err);
       } finally {
-        button.disabled = false;
+        button.disabled = !deskAllows(button);
       }
     });
   }
 
   // -- the desk and the card ---------------------------------------------------------------
+
+  // Which desk buttons make sense in the desk's state (the server refuses nothing here: a
+  // greyed button only spares the operator a click that would change nothing). Ringing or
+  // on a call: a pause or log-out takes effect after the call. Offline (the phone is not
+  // reachable): the queue's state is unknown to the page, so every button stays usable.
+  function deskAllows(button) {
+    if (!desk) return false;
+    const action = button.dataset.action;
+    switch (desk.state) {
+      case "logged out": return action === "login";
+      case "available": return action === "logout" || action === "pause";
+      case "paused":
+        return action === "logout" || action === "unpause" ||
+          (action === "pause" && button.dataset.reason !== desk.reason);
+      case "ringing":
+      case "on call": return action !== "login";
+      default: return true;
+    }
+  }
 
   function showDesk(doc) {
     desk = doc;
@@ -118,6 +137,9 @@
     setText("desk-reason", doc.reason ? label(doc.reason) : "");
     document.getElementById("desk").dataset.state = doc.state;
     document.getElementById("desk").dataset.reason = doc.reason || "";
+    for (const button of buttons.querySelectorAll("button")) {
+      button.disabled = !deskAllows(button);
+    }
   }
 
   function waited(card) {
@@ -209,12 +231,23 @@
     }
   }
 
+  // A call the center placed waits in the queue too (an alert's call, a callback): it has no
+  // caller of its own, so the row says what it is and the number it will ring.
+  function waitingCaller(c) {
+    if (c.incident !== null && c.incident !== undefined) {
+      return label("alert") + " · " + TEXT.incident + " #" + c.incident +
+        (c.caller ? " · " + c.caller : "");
+    }
+    if (c.outbound) return label("callback") + (c.caller ? " · " + c.caller : "");
+    return c.caller || TEXT.none;
+  }
+
   function showLists() {
     if (!lists) return;
     const queue = document.querySelector("#queue tbody");
     queue.replaceChildren();
     for (const c of lists.queue || []) {
-      row(queue, [c.position, c.caller || TEXT.none, category(c.category), since(c.since)]);
+      row(queue, [c.position, waitingCaller(c), category(c.category), since(c.since)]);
     }
     setText("queue-count", "(" + (lists.queue || []).length + ")");
     const owed = document.querySelector("#owed tbody");

@@ -196,7 +196,28 @@ def test_given_callers_in_the_queue_when_listed_then_in_order_with_category_and_
     journeys.by_linkedid["5.1"] = facts("5.1", category="fire", caller_number="0877")
     assert callers_waiting(model, journeys) == [
         {"position": 1, "caller": "0877", "since": T0 + 10, "category": "fire",
-         "priority": 10}]
+         "priority": 10, "incident": None, "outbound": False}]
+
+
+def test_given_an_alerts_call_waiting_in_the_queue_then_listed_with_its_incident_and_number(
+        world) -> None:  # noqa: ANN001
+    """An alert's operator-first call waits in the queue with no caller ID of its own: the
+    list names its incident and the number it will ring (the open incident's), and a
+    callback waiting is marked outbound, not shown as an unknown caller."""
+    _, model, journeys, incidents, _ = world
+    incidents.feed({"incident_id": 12, "state": "new", "type": "panic", "at": T0,
+                    "callback_number": "081299", "device_id": "app-7"})
+    for n, (linkedid, kind) in enumerate((("6.1", "alert"), ("7.1", "callback")), start=1):
+        channel(model, linkedid, f"Local/operator@siaga-alerts-0000000{n};2", linkedid,
+                state="Up")
+        model.handle({"Event": "QueueCallerJoin", "Queue": contract.QUEUE_NAME,
+                      "Uniqueid": linkedid, "Channel": f"Local/x-{n};2", "Position": str(n)})
+        journeys.by_linkedid[linkedid] = facts(
+            linkedid, direction="outbound", caller_number="", citizen="",
+            incident_ref=12 if kind == "alert" else None, category=None)
+    listed = callers_waiting(model, journeys, incidents)
+    assert [(c["caller"], c["incident"], c["outbound"]) for c in listed] == [
+        ("081299", 12, True), ("", None, True)]
 
 
 def test_given_owed_callbacks_when_listed_then_only_open_ones_with_their_ids() -> None:
