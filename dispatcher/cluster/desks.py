@@ -188,6 +188,11 @@ class DeskCarrier:
             log.info("node {node} is back; no other node up to copy the desks from: its own "
                      "start state stands", node=name)
             return None
+        if contract.QUEUE_NAME not in node.model.queues:
+            # Its queue not listed yet (an Asterisk that took the login before loading
+            # app_queue): its own desks are unknown, so the floor cannot be judged. Its
+            # FullyBooted brings the next resync.
+            return None
         carry = desks_to_carry(node.model, others, self.extensions())
         if not carry:
             self._pending.discard(name)

@@ -219,3 +219,18 @@ def test_given_a_carry_refused_by_a_node_still_loading_when_it_resyncs_again_the
                       Paused="1", PausedReason="meal"))
     assert carrier.resynced("b") is None  # done: a later resync sends nothing
     assert carrier.carried == 1
+
+
+def test_given_a_node_whose_queue_is_not_listed_yet_when_it_resyncs_then_it_waits_for_the_next(
+        carrier_of: Any) -> None:  # noqa: ANN401
+    """Back before its queue was loaded, the node's own desks are unknown (the floor cannot
+    be judged): nothing is sent until a resync lists the queue."""
+    a = Link("a", queue(("201", "meal")))
+    b = Link("b", queue())
+    carrier = carrier_of(a, b)
+    b.model = LiveModel(lambda: 0.0)
+    assert rejoin(carrier, b) is None
+    assert b.sent == []
+    b.model = queue()
+    assert carrier.resynced("b") is not None
+    assert b.sent == [pause("201", "meal")]
