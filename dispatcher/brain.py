@@ -17,7 +17,9 @@ wallboard (``nodes``) and in the metrics (``siaga_node_up``). When the node is b
 supervisor restarted it, ``runs`` went up; for a node supervised on another machine, the
 start time it reports changed), its call log closes the journeys that were up
 when it died as cut (Q.850 38) and the citizens among them are owed a callback, as a
-single center does when its Asterisk dies; its model resyncs at the login.
+single center does when its Asterisk dies; its model resyncs at the login, and then the
+operators paused or logged out on the other nodes up are paused or logged out on it too
+(:class:`~dispatcher.cluster.desks.DeskCarrier`: a restarted node opens every desk).
 
 Not run here: the SIP guard (the edge refuses password guessing), the recordings' retention
 and the self-test (per node, not yet across nodes).
@@ -39,9 +41,11 @@ from dispatcher.app import Prepared, SiagaServer, part
 from dispatcher.calllog.journey import Directory
 from dispatcher.calllog.service import CallLogService
 from dispatcher.cluster.ami import ClusterAMI, NodeLink
+from dispatcher.cluster.desks import DeskCarrier
 from dispatcher.cluster.journeys import ClusterJourneys
 from dispatcher.cluster.merged import MergedModel
 from dispatcher.cluster.remote import RemoteNodeCallLog
+from dispatcher.hotline.service import HotlineService
 from dispatcher.metrics.collector import Sources, today_reader
 from dispatcher.topology import node_center
 from dispatcher.web.metrics import MetricsResource
@@ -89,6 +93,7 @@ class ClusterServer(SiagaServer):
         # name -> (up, since): when each node's AMI last logged in or was lost.
         self._node_state: dict[str, tuple[bool, float]] = {}
         self._node_listeners: list[Callable[[str, bool], object]] = []
+        self._desks: DeskCarrier  # built with the links (get_links)
 
     def setup(self) -> None:
         """Build every part, in the order they start."""
@@ -122,16 +127,26 @@ class ClusterServer(SiagaServer):
             ami.setName(f"ami-{node.name}")
             ami.setServiceParent(self)
             model = LiveModel(self.reactor.seconds)
-            self._syncs.append(ModelSync(ami, model))
+            sync = ModelSync(ami, model)
+            self._syncs.append(sync)
             link = NodeLink(node.name, ami, model)
             self._node_state[node.name] = (False, self.reactor.seconds())
             ami.on_connected(lambda client, name=node.name: self._node_up(name, client))
+            sync.on_resynced(lambda _model, name=node.name: self._desks.resynced(name))
             links.append(link)
+        self._desks = DeskCarrier(
+            links, lambda: [op.extension for op in self.center.operators],
+            lambda link: HotlineService(link.ami, self.center))
         return links
 
     def _node_up(self, name: str, client: Any) -> None:  # noqa: ANN401
+        self._desks.logged_in(name)
         self._node_changed(name, True)
-        client.on_connection_lost(lambda _client: self._node_changed(name, False))
+        client.on_connection_lost(lambda _client: self._lost(name))
+
+    def _lost(self, name: str) -> None:
+        self._desks.lost(name)
+        self._node_changed(name, False)
 
     def _node_changed(self, name: str, up: bool) -> None:
         was, _since = self._node_state[name]

@@ -9,7 +9,8 @@ where they mean something:
   each node numbers its channels from 0, and acting on the wrong one could hang up another
   citizen);
 * a queue membership change (pause, add, remove, penalty) or a global variable to every
-  node that is up: an operator paused from the console is paused on every node;
+  node that is up: an operator paused from the console is paused on every node (and on
+  a node that was down, once it is back: :mod:`~dispatcher.cluster.desks`);
 * anything else (an Originate: a callback, an alert's call) to the first node, in the
   topology's order, whose AMI is logged in now: a node that is down is never asked;
 * an action that must run beside a call it does not name (a supervisor's ChanSpy) through

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import create_engine, text
 
-from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS
+from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS, QUEUE_NAME
 from dispatcher.config.loader import load_center
 from dispatcher.config.model import Center
 from dispatcher.credentials import ensure_credentials
@@ -37,6 +38,7 @@ from tests.browser import chromium
 from tests.db.conftest import PostgresServer, postgres_server  # noqa: F401,F811 (a fixture)
 from tests.e2e.hotline_helpers import operator_then_citizen
 from tests.e2e.test_callbacks_hostile import wallboard
+from tests.e2e.test_console_actions import Console
 from tests.e2e.test_console_card import log_in
 from tests.harness import PATIENCE, SiagaProcess, wait_for
 from tests.phones import PhoneFactory
@@ -138,6 +140,17 @@ def post_alert(center: Center, token: str, number: str) -> tuple[int, dict[str, 
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def paused_on(center: Center, node: str, extension: str) -> str | None:
+    """The pause reason of ``extension``'s queue member on ``node``, from that node's own
+    ``queue show`` (None: not paused, or not listed)."""
+    member = re.compile(rf"\(PJSIP/{re.escape(extension)}[) ]")  # "(PJSIP/202)", "(... from"
+    for line in node_cli(center, node, f"queue show {QUEUE_NAME}").splitlines():
+        if member.search(line):
+            found = re.search(r"\(paused:([^ )]*)", line)
+            return found.group(1) if found else None
+    return None
 
 
 def nodes_on_board(center: Center) -> dict[str, bool]:
@@ -300,6 +313,12 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
                           f"both waiting citizens' journeys in the brain's log "
                           f"({brain_calls(url)})")
         assert set(queued) == {"a", "b"}, queued  # each node names its own calls
+        # A second operator (not the alert's, below) goes for a meal from the console while
+        # node a is down: node a restarts with every desk open, and the brain must carry
+        # the pause to it.
+        diner = center.operators[1].extension
+        desk = Console(SimpleNamespace(center=center), diner)  # type: ignore[arg-type]
+        assert paused_on(center, "a", diner) is None
         killed = stale_pid(node_a.run_dir / "run")
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
@@ -309,6 +328,15 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         wait_for(lambda: nodes_on_board(center).get("a") is False, 10,
                  "the wallboard to show node a down")
         shown_down_s = time.monotonic() - killed_at
+        status, _headers, answer = desk.request(
+            "POST", "/console/api/desk", json.dumps({"action": "pause", "reason": "meal"})
+            .encode(), {"Content-Type": "application/json", "X-Siaga-CSRF": desk.csrf,
+                        "Origin": f"http://{center.http.host}:{center.http.port}"})
+        assert status == 200, answer
+        # Sent while node a was still away (else this test could not tell a carried pause
+        # from a broadcast one).
+        assert nodes_on_board(center).get("a") is False, "node a was back before the pause"
+        assert paused_on(center, "b", diner) == "meal"
         # Restarted by the supervisor (1 s later). Whether the edge saw it down in between
         # depends on where its pings fell (a quick restart may answer the next one): the
         # edge's side of a loss is the module's failover test.
@@ -318,6 +346,11 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
                  "node a back on the brain's wallboard")
         rejoined_s = time.monotonic() - killed_at
+        # Node a's own queue has the operator on the meal break, as node b does.
+        wait_for(lambda: paused_on(center, "a", diner) == "meal", 10,
+                 f"operator {diner}'s meal break carried to node a "
+                 f"({node_cli(center, 'a', f'queue show {QUEUE_NAME}')})")
+        carried_s = time.monotonic() - killed_at
         # The citizen on node a: cut (Q.850 38), closed in the log and owed a callback;
         # the citizen on node b still waits, untouched.
         wait_for(lambda: queued["a"] in brain_owed(url), 30,
@@ -328,7 +361,8 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         assert queued["b"] not in brain_owed(url)
         print(f"\nnode loss: node a shown down on the wallboard {shown_down_s:.2f} s after "
               f"kill -9; restarted and back on the board {rejoined_s:.2f} s after; its "
-              "waiting citizen's journey closed as dropped and owed a callback")
+              "waiting citizen's journey closed as dropped and owed a callback; the "
+              f"operator paused meanwhile paused on it {carried_s:.2f} s after")
         for call in waiting:
             call.hangup()
 
