@@ -40,22 +40,28 @@ highest concurrency with 0 failed calls per round and their ratio (with / withou
 Everything runs on loopback (citizens from 127.0.0.2, operators on 127.0.0.3) and the run is
 bounded by ``--max-minutes``.
 
-``--via edge``: what the SIP edge costs. Two rounds, the same load, one after the other, each
-with nothing else of the center running (no siaga server, so only the SIP path differs):
-(a) citizens straight to one Asterisk, the single center, desks registered there; (b)
+``--via edge``: what the SIP edge costs. Two ways, the same load, with nothing else of the
+center running (no siaga server, so only the SIP path differs): (a) citizens straight to
+one Asterisk, the single center, desks registered there; (b)
 citizens to the edge (Kamailio) with two Asterisk nodes behind it (tests/scaleout.py starts
 them, each node on its own loopback address), desks registered at the edge as the topology
 requires, so every call crosses the edge twice (the citizen's leg, and the node's call to
 the desk) and the nodes ping every desk's contact through it. Baseline (a) is one node, not
 the two nodes called straight: in the topology a node reaches a desk only through the edge,
 so "the two nodes without the edge" does not exist, and one node carrying everything is
-what a center has without a topology. On one machine both rounds have the same cores (two
+what a center has without a topology. On one machine both ways have the same cores (two
 nodes share them), so the ratio (b)/(a) is what the edge and the split into two processes
-cost, not what two machines would carry. The edge grants registrations for 120 s at most:
-its desks register again before every step (between steps, no call up). Printed besides the
+cost, not what two machines would carry. Both ways are up at once and take the steps in
+turns (C direct, C through the edge, the next C the other way round), so load from
+elsewhere on a shared machine falls on both alike; the idle way's pings are on the other's
+CPU line (every process of both is printed each step). The edge grants registrations for
+120 s at most: its desks register again before each of its steps. Printed besides the
 steps: both capacities and their ratio, INVITE -> 200 OK per step and way with the ms the
 edge adds (the IVR answers at once: the hotline sends no 180; the 100 through the edge is
-Kamailio's own), the CPU of Kamailio (its workers summed), of each Asterisk and of SIPp.
+Kamailio's own), the CPU of Kamailio (its workers summed, and per call), of each Asterisk
+and of SIPp, and the edge's 486 refusals per step: a node's queue sees only its own calls,
+so it rings desks the other node's citizens hold, and the edge's one-call-a-desk rule
+refuses them.
 
     .venv/bin/python benchmarks/capacity.py [--steps 100,150,200,250,300,350,400] [--max-minutes 10]
     .venv/bin/python benchmarks/capacity.py --via edge [--max-minutes 15]
@@ -64,6 +70,7 @@ Kamailio's own), the CPU of Kamailio (its workers summed), of each Asterisk and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -875,89 +882,101 @@ def speech_seconds(install: AsteriskInstall) -> float:
         PCAPS.lstrip("/"), "g711a.pcap").read_bytes())
 
 
+def run_interleaved(loads: dict[str, Load], steps: list[int],
+                    until: float) -> dict[str, list[Step]]:
+    """Ramp every way through ``steps`` in turns (C for one way, C for the next, which goes
+    first alternating), so load from elsewhere on the machine falls on each way alike; a way
+    stops at its first step with a lost call, all stop when the time is up."""
+    done: dict[str, list[Step]] = {name: [] for name in loads}
+    going = list(loads)
+    for index, concurrency in enumerate(steps):
+        order = going if index % 2 == 0 else going[::-1]
+        for name in list(order):
+            load = loads[name]
+            needed = load.hold_s + concurrency / max(1, round(concurrency / load.ramp_s)) + 15
+            if time.monotonic() + needed > until:
+                print(f"  (no time left for C={concurrency} {name}: stopping)")
+                return done
+            print(f"  {name}:")
+            step = run_step(load, concurrency)
+            print_step(step)
+            done[name].append(step)
+            wait_quiet(load)
+            if step.lost:
+                going.remove(name)
+        if not going:
+            break
+    return done
+
+
 def compare_edge(args: argparse.Namespace, steps: list[int], deadline: float,
                  install: AsteriskInstall) -> None:
-    """One Asterisk straight, then the SIP edge over two nodes: both rounds, the figures."""
+    """One Asterisk straight and the SIP edge over two nodes, all up at once, the steps in
+    turns; the figures."""
     from pbx.phone.stack import SipStack
     from tests.harness import start_asterisk, write_test_config
     from tests.scaleout import start_scaleout
 
     desks = int(max(steps) * 1.1) + 5
     sections = center_sections(desks)
-    stack = None if args.no_rtp_check else SipStack()
-    with tempfile.TemporaryDirectory(prefix="siaga-capacity-") as tmp:
+    # The folder goes last: every process started in it is stopped first.
+    with tempfile.TemporaryDirectory(prefix="siaga-capacity-") as tmp, \
+            contextlib.ExitStack() as on_exit:
         sipp = SippRunner(install.sipp, install.rootfs)
+        on_exit.callback(sipp.close)
+        stack = None if args.no_rtp_check else SipStack()
+        if stack is not None:
+            on_exit.callback(stack.close)
         speech_s = speech_seconds(install)
-        operators: Operators | None = None
-        sample: SampleCall | None = None
 
         def load_for(target: str, center: Center, registrar: str | None,
                      **extra: object) -> Load:
-            nonlocal operators, sample
             operators = Operators.for_center(sipp, center, args.ring_seconds, registrar)
+            on_exit.callback(operators.close)
+            sample = None
             if stack is not None:
                 sample = SampleCall(target, center.hotline[0], Path(tmp),
                                     args.ring_seconds + 10, stack)
+                on_exit.callback(sample.close)
             return Load(sipp, target, operators, args.hold_seconds, args.ivr_seconds,
                         args.ramp_seconds, speech_s, sample, **extra)  # type: ignore[arg-type]
 
-        def close_load() -> None:
-            nonlocal operators, sample
-            if sample is not None:
-                sample.close()
-            if operators is not None:
-                operators.close()
-            sample = operators = None
-
-        try:
-            half = time.monotonic() + (deadline - time.monotonic()) / 2
-            print(f"(a) starting one Asterisk (the single center) with {desks} desks ...")
-            node = start_asterisk(Path(tmp) / "direct", install, write_test_config(
-                Path(tmp) / "direct.yaml", sections=sections))
-            try:
-                assert node.proc is not None
-                pid = node.proc.pid
-                load = load_for(node.sip_address, node.center, None,
-                                pids=lambda: {"asterisk": pid},
-                                channels=lambda: count_channels(node.cli))
-                print(f"    {desks} desks registered at Asterisk {node.sip_address}")
-                direct = run_round(load, "(a) citizens straight to one Asterisk, desks "
-                                   "registered there", steps, half)
-            finally:
-                close_load()
-                node.stop()
-            print(f"\n(b) starting the SIP edge and two nodes with {desks} desks ...")
-            # The one citizens' address sends thousands of requests: not a flood here.
-            (Path(tmp) / "edge").mkdir()
-            scaleout = start_scaleout(Path(tmp) / "edge", install, flood_requests=100_000,
-                                      sections=sections)
-            try:
-                edge = scaleout.edge_address
-                assert scaleout.edge_proc is not None
-                edge_pid = scaleout.edge_proc.pid
-                node_pids = {f"asterisk {name}": n.proc.pid if n.proc else None
-                             for name, n in scaleout.nodes.items()}
-                load = load_for(edge, scaleout.center, edge,
-                                pids=lambda: dict(node_pids),
-                                sessions=lambda: {"kamailio": edge_pid},
-                                channels=lambda: sum(count_channels(n.cli)
-                                                     for n in scaleout.nodes.values()),
-                                reregister=True,
-                                counters=lambda: {"desk busy at the other node (486)":
-                                                  edge_refusals(scaleout)})
-                print(f"    {desks} desks registered at the edge {edge}; nodes "
-                      + ", ".join(n.sip_address for n in scaleout.nodes.values()))
-                via_edge = run_round(load, "(b) citizens to the SIP edge, two nodes behind "
-                                     "it, desks registered at the edge", steps, deadline)
-            finally:
-                close_load()
-                scaleout.stop()
-        finally:
-            close_load()
-            if stack is not None:
-                stack.close()
-            sipp.close()
-    report_edge(direct, via_edge)
+        print(f"starting one Asterisk (the single center) with {desks} desks ...")
+        node = start_asterisk(Path(tmp) / "direct", install, write_test_config(
+            Path(tmp) / "direct.yaml", sections=sections))
+        on_exit.callback(node.stop)
+        print(f"starting the SIP edge and two nodes with {desks} desks ...")
+        (Path(tmp) / "edge").mkdir()
+        # The one citizens' address sends thousands of requests: not a flood here.
+        scaleout = start_scaleout(Path(tmp) / "edge", install, flood_requests=100_000,
+                                  sections=sections)
+        on_exit.callback(scaleout.stop)
+        assert node.proc is not None and scaleout.edge_proc is not None
+        # Every way's steps show every process: the other way's, idle, is load on this one.
+        pids = {"asterisk (direct)": node.proc.pid,
+                **{f"asterisk {name}": n.proc.pid if n.proc else None
+                   for name, n in scaleout.nodes.items()}}
+        edge_pid = scaleout.edge_proc.pid
+        common: dict[str, object] = {"pids": lambda: dict(pids),
+                                     "sessions": lambda: {"kamailio": edge_pid}}
+        direct = load_for(node.sip_address, node.center, None,
+                          channels=lambda: count_channels(node.cli), **common)
+        edge = scaleout.edge_address
+        via_edge = load_for(edge, scaleout.center, edge, reregister=True,
+                            channels=lambda: sum(count_channels(n.cli)
+                                                 for n in scaleout.nodes.values()),
+                            counters=lambda: {"desk busy at the other node (486)":
+                                              edge_refusals(scaleout)}, **common)
+        print(f"{desks} desks registered at Asterisk {node.sip_address} and at the edge "
+              f"{edge} (nodes " + ", ".join(n.sip_address for n in scaleout.nodes.values())
+              + f"); citizens: {args.hold_seconds:g} s calls ({args.ivr_seconds:g} s in the "
+              f"IVR, operators ring {args.ring_seconds:g} s), ramped over "
+              f"{args.ramp_seconds:g} s")
+        print("\n(a) direct: citizens straight to one Asterisk, desks registered there"
+              "\n(b) edge: citizens to the SIP edge, two nodes behind it, desks registered "
+              "at the edge")
+        done = run_interleaved({"(a) direct": direct, "(b) edge": via_edge}, steps, deadline)
+    report_edge(done["(a) direct"], done["(b) edge"])
 
 
 def edge_refusals(scaleout: ScaleOut) -> int:
@@ -996,6 +1015,13 @@ def report_edge(direct: list[Step], via_edge: list[Step]) -> None:
         print(f"  {s.concurrency:5d}  {ms(d50)}/{ms(d95)}  {ms(e50)}/{ms(e95)}  {added:>15}"
               f"{'' if not s.lost and (e is None or not e.lost) else '  (calls failed)'}")
     print("  (goal: at most 5 ms added at p95)")
+    print("\nthe edge's own work per call (Kamailio's CPU over the step / its calls: both legs "
+          "and the nodes' pings of every desk in, the desks' registrations between steps out):")
+    for s in via_edge:
+        share = s.cpu.get("kamailio")
+        if share is not None and s.calls:
+            print(f"  C={s.concurrency:4d}: {share * s.seconds / s.calls * 1000:5.2f} ms CPU "
+                  f"a call ({share * 100:.0f} % of a core)")
     rtp = [s.rtp for s in direct + via_edge]
     heard = sum(1 for r in rtp if r == "heard")
     print(f"  RTP check: tone heard back in {heard} of {len([r for r in rtp if r != '-'])} "
