@@ -601,6 +601,8 @@ class Load:
     reregister: bool = False
     # Counters read before and after each step, printed as the step's difference.
     counters: Callable[[], dict[str, int]] = dict
+    # The processes of this way that have exited (a crash ends the way's ramp).
+    exited: Callable[[], list[str]] = list
 
     def ticks(self) -> dict[str, int | None]:
         """CPU ticks of every measured process (the citizens' SIPp apart) now."""
@@ -767,8 +769,11 @@ def center_sections(desks: int) -> dict[str, object]:
 
 def count_channels(cli: Callable[[str], str]) -> int:
     """Channels up in one Asterisk, asked over its own CLI (its control socket: works with
-    the server gone too); -1 when the answer does not say."""
-    found = re.search(r"(\d+) active channels?", cli("core show channels count"))
+    the server gone too); -1 when the answer does not say or Asterisk does not answer."""
+    try:
+        found = re.search(r"(\d+) active channels?", cli("core show channels count"))
+    except RuntimeError:
+        return -1
     return int(found.group(1)) if found else -1
 
 
@@ -901,6 +906,12 @@ def run_interleaved(loads: dict[str, Load], steps: list[int],
             step = run_step(load, concurrency)
             print_step(step)
             done[name].append(step)
+            gone = load.exited()
+            if gone:
+                print(f"          EXITED during the step: {', '.join(gone)} (see the kernel "
+                      "log for a crash); this way stops here")
+                going.remove(name)
+                continue
             wait_quiet(load)
             if step.lost:
                 going.remove(name)
@@ -960,13 +971,17 @@ def compare_edge(args: argparse.Namespace, steps: list[int], deadline: float,
         common: dict[str, object] = {"pids": lambda: dict(pids),
                                      "sessions": lambda: {"kamailio": edge_pid}}
         direct = load_for(node.sip_address, node.center, None,
-                          channels=lambda: count_channels(node.cli), **common)
+                          channels=lambda: count_channels(node.cli),
+                          exited=lambda: exited({"asterisk (direct)": node.proc}), **common)
         edge = scaleout.edge_address
         via_edge = load_for(edge, scaleout.center, edge, reregister=True,
                             channels=lambda: sum(count_channels(n.cli)
                                                  for n in scaleout.nodes.values()),
                             counters=lambda: {"desk busy at the other node (486)":
-                                              edge_refusals(scaleout)}, **common)
+                                              edge_refusals(scaleout)},
+                            exited=lambda: exited({"kamailio": scaleout.edge_proc, **{
+                                f"asterisk {name}": n.proc
+                                for name, n in scaleout.nodes.items()}}), **common)
         print(f"{desks} desks registered at Asterisk {node.sip_address} and at the edge "
               f"{edge} (nodes " + ", ".join(n.sip_address for n in scaleout.nodes.values())
               + f"); citizens: {args.hold_seconds:g} s calls ({args.ivr_seconds:g} s in the "
@@ -977,6 +992,12 @@ def compare_edge(args: argparse.Namespace, steps: list[int], deadline: float,
               "at the edge")
         done = run_interleaved({"(a) direct": direct, "(b) edge": via_edge}, steps, deadline)
     report_edge(done["(a) direct"], done["(b) edge"])
+
+
+def exited(procs: dict[str, subprocess.Popen[bytes] | None]) -> list[str]:
+    """The names of the processes that are no longer running, with their exit status."""
+    return [f"{name} (exit {'-' if proc is None else proc.returncode})"
+            for name, proc in procs.items() if proc is None or proc.poll() is not None]
 
 
 def edge_refusals(scaleout: ScaleOut) -> int:
