@@ -40,12 +40,37 @@ highest concurrency with 0 failed calls per round and their ratio (with / withou
 Everything runs on loopback (citizens from 127.0.0.2, operators on 127.0.0.3) and the run is
 bounded by ``--max-minutes``.
 
+``--via edge``: what the SIP edge costs. Two ways, the same load, with nothing else of the
+center running (no siaga server, so only the SIP path differs): (a) citizens straight to
+one Asterisk, the single center, desks registered there; (b)
+citizens to the edge (Kamailio) with two Asterisk nodes behind it (tests/scaleout.py starts
+them, each node on its own loopback address), desks registered at the edge as the topology
+requires, so every call crosses the edge twice (the citizen's leg, and the node's call to
+the desk) and the nodes ping every desk's contact through it. Baseline (a) is one node, not
+the two nodes called straight: in the topology a node reaches a desk only through the edge,
+so "the two nodes without the edge" does not exist, and one node carrying everything is
+what a center has without a topology. On one machine both ways have the same cores (two
+nodes share them), so the ratio (b)/(a) is what the edge and the split into two processes
+cost, not what two machines would carry. Both ways are up at once and take the steps in
+turns (C direct, C through the edge, the next C the other way round), so load from
+elsewhere on a shared machine falls on both alike; the idle way's pings are on the other's
+CPU line (every process of both is printed each step). The edge grants registrations for
+120 s at most: its desks register again before each of its steps. Printed besides the
+steps: both capacities and their ratio, INVITE -> 200 OK per step and way with the ms the
+edge adds (the IVR answers at once: the hotline sends no 180; the 100 through the edge is
+Kamailio's own), the CPU of Kamailio (its workers summed, and per call), of each Asterisk
+and of SIPp, and the edge's 486 refusals per step: a node's queue sees only its own calls,
+so it rings desks the other node's citizens hold, and the edge's one-call-a-desk rule
+refuses them.
+
     .venv/bin/python benchmarks/capacity.py [--steps 100,150,200,250,300,350,400] [--max-minutes 10]
+    .venv/bin/python benchmarks/capacity.py --via edge [--max-minutes 15]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -74,9 +99,13 @@ from benchmarks.sipp_stats import (  # noqa: E402
     read_sipp_csv,
     rtd_samples,
 )
+from dialplans.edge import STAFF_REGISTER_SECONDS  # noqa: E402
 
 if TYPE_CHECKING:
     from dispatcher.config import Center
+    from pbx.phone.stack import SipStack
+    from pbx.provision import AsteriskInstall
+    from tests.scaleout import ScaleOut
 
 CITIZENS = "127.0.0.2"
 OPERATORS = "127.0.0.3"
@@ -84,6 +113,9 @@ FIRST_DESK = 6000
 TONE_HZ = 1000.0  # far from the ringback's and the prompts' main frequencies
 PCAPS = "/usr/share/sip-tester"  # inside the root filesystem
 TIMERS = {"1": "100", "2": "180", "3": "200"}
+# The longest registration the SIP edge grants: a desk registered once is forgotten after
+# it, so --via edge registers the desks again before every step.
+EDGE_REGISTER_S = STAFF_REGISTER_SECONDS
 
 # A citizen: INVITE 112 (timers 1, 2, 3 start at the INVITE and stop at 100, 180 and 200),
 # the IVR's menu for {ivr_ms}, the key 0, then speech until the call has lasted its time.
@@ -198,7 +230,8 @@ REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 # Asterisk's qualify (an OPTIONS to each desk's contact every 30 s) is answered too: a desk
 # that stops answering it is unreachable and the queue skips it. Timer 1 runs from the 200 to
 # the ACK: one response-time row per answered call, which is how answered calls are counted
-# (SIPp's successful-call counter also counts the OPTIONS).
+# (SIPp's successful-call counter also counts the OPTIONS). Through the SIP edge an answered
+# call is also pinged in-dialog (an OPTIONS every 30 s): answered, the call goes on.
 OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="operator desks answer">
   <recv request="OPTIONS" optional="true" next="options"/>
@@ -239,8 +272,22 @@ OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv request="ACK" crlf="true" rtd="1"/>
+  <label id="talk"/>
+  <recv request="OPTIONS" optional="true" next="keepalive"/>
   <recv request="BYE"/>
   <send next="done">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="keepalive"/>
+  <send next="talk">
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -283,6 +330,29 @@ def cpu_ticks(pid: int | None) -> int | None:
         return process_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
     except (OSError, ValueError, IndexError):
         return None
+
+
+def session_ticks(sid: int | None) -> int | None:
+    """utime + stime of every live process in session ``sid`` (a leader and the workers it
+    forked: Kamailio), None when the leader is gone. A worker that exits between two
+    readings takes its ticks with it: the figure is a floor."""
+    if sid is None or cpu_ticks(sid) is None:
+        return None
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            # Field 6 (session) is the 4th after the command name's closing parenthesis.
+            if int(text[text.rindex(")") + 1:].split()[3]) == sid:
+                total += process_cpu_ticks(text)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average now (other users' work shows here)."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def machine() -> MachineTicks:
@@ -369,6 +439,8 @@ class Step:
     machine_busy: float = 0.0
     rtp: str = "-"
     plateau_channels: int | None = None
+    load_average: str = "-"
+    counted: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -392,12 +464,15 @@ class Operators:
         self.dir: Path | None = None
 
     @classmethod
-    def for_center(cls, sipp: SippRunner, center: Center, ring_seconds: float) -> Operators:
-        """Every operator desk of ``center``, registered and answering."""
+    def for_center(cls, sipp: SippRunner, center: Center, ring_seconds: float,
+                   registrar: str | None = None) -> Operators:
+        """Every operator desk of ``center``, registered and answering; ``registrar``
+        (host:port) is where they register, the center's Asterisk unless told (the SIP
+        edge in a topology)."""
         from dispatcher.credentials import ensure_credentials
 
         creds = ensure_credentials(center)
-        desks = cls(sipp, f"{center.sip.host}:{center.sip.port}",
+        desks = cls(sipp, registrar or f"{center.sip.host}:{center.sip.port}",
                     {op.extension: creds.password(op.extension) for op in center.operators},
                     int(ring_seconds * 1000))
         desks.register()
@@ -434,10 +509,18 @@ class Operators:
                                f"{tail(self.dir / 'sipp.out')}")
 
     def answered(self) -> int:
-        """Calls the operators answered so far (their 200 OK acknowledged)."""
-        if self.dir is None:
-            return 0
-        return sum(len(read_sipp_csv(path.read_text())) for path in self.dir.glob("*_rtt.csv"))
+        """Calls the operators answered so far (their 200 OK acknowledged), by every
+        answering SIPp this run started."""
+        return sum(len(read_sipp_csv(path.read_text()))
+                   for path in self.sipp.top.glob("*-operators/*_rtt.csv"))
+
+    def register_again(self) -> None:
+        """REGISTER every desk again from the answering port (the UAS stopped meanwhile:
+        one SIPp per port), then answer again. For a registrar that grants less time
+        than the run lasts (the SIP edge: 120 s); called between steps, with no call up."""
+        stop(self.proc)
+        self.register()
+        self.answer()
 
     def close(self) -> None:
         """Stop the UAS."""
@@ -448,11 +531,15 @@ class SampleCall:
     """The RTP check: a pjsua2 citizen that calls, presses 0, sends a tone and listens for
     it coming back from the operator's echo."""
 
-    def __init__(self, sip_address: str, hotline: str, folder: Path, wait_s: float) -> None:
+    def __init__(self, sip_address: str, hotline: str, folder: Path, wait_s: float,
+                 stack: SipStack | None = None) -> None:
+        """``stack``: a SIP stack shared with another sample (one pjsua2 library a
+        process), which stays open when this one closes; otherwise one of its own."""
         from pbx.phone.phone import Phone
         from pbx.phone.stack import SipStack
 
-        self.stack = SipStack()
+        self.own_stack = stack is None
+        self.stack = SipStack() if stack is None else stack
         self.phone = Phone(self.stack, "bench-sample", server=sip_address)
         self.hotline = hotline
         self.folder = folder
@@ -488,9 +575,10 @@ class SampleCall:
                 print(f"    (sample call did not end cleanly: {exc})")
 
     def close(self) -> None:
-        """Close the phone and its stack."""
+        """Close the phone and its stack (when its own)."""
         self.phone.close()
-        self.stack.close()
+        if self.own_stack:
+            self.stack.close()
 
 
 @dataclass
@@ -507,6 +595,22 @@ class Load:
     sample: SampleCall | None
     pids: Callable[[], dict[str, int | None]]
     channels: Callable[[], int]
+    # Processes measured with their whole session (a leader and its workers: Kamailio).
+    sessions: Callable[[], dict[str, int | None]] = dict
+    # Register the desks again before each step (a registrar granting less than the run).
+    reregister: bool = False
+    # Counters read before and after each step, printed as the step's difference.
+    counters: Callable[[], dict[str, int]] = dict
+    # The processes of this way that have exited (a crash ends the way's ramp).
+    exited: Callable[[], list[str]] = list
+
+    def ticks(self) -> dict[str, int | None]:
+        """CPU ticks of every measured process (the citizens' SIPp apart) now."""
+        out = {name: cpu_ticks(pid) for name, pid in self.pids().items()}
+        out.update({name: session_ticks(sid) for name, sid in self.sessions().items()})
+        proc = self.operators.proc
+        out["sipp (operators)"] = cpu_ticks(proc.pid if proc else None)
+        return out
 
 
 def citizen_scenario(load: Load) -> str:
@@ -524,11 +628,13 @@ def run_step(load: Load, concurrency: int) -> Step:
     """C calls ramped over ramp_s seconds, each held hold_s; the figures of the step."""
     step = Step(concurrency)
     rate = max(1, round(concurrency / load.ramp_s))
+    if load.reregister:
+        load.operators.register_again()
     work = load.sipp.workdir(f"c{concurrency}")
     answered_before = load.operators.answered()
-    pids = load.pids()
-    pids["sipp (operators)"] = load.operators.proc.pid if load.operators.proc else None
-    before = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    before = load.ticks()
+    counted_before = load.counters()
+    step.load_average = load_average()
     machine_before = machine()
     started = time.monotonic()
     budget = load.hold_s + concurrency / rate + 60
@@ -539,7 +645,6 @@ def run_step(load: Load, concurrency: int) -> Step:
         "-timeout_error",
         "-trace_stat", "-stf", "stat.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
         "-trace_err", load.target])
-    pids["sipp (citizens)"] = proc.pid
     before["sipp (citizens)"] = cpu_ticks(proc.pid)
     try:
         # Once every call is past the IVR: the step's full load.
@@ -561,11 +666,13 @@ def run_step(load: Load, concurrency: int) -> Step:
         stop(proc)
     step.seconds = time.monotonic() - started
     machine_after = machine()
+    after = load.ticks()
+    after["sipp (citizens)"] = step.cpu.pop("sipp (citizens) ticks", None)
+    step.counted = {name: value - counted_before.get(name, 0)
+                    for name, value in load.counters().items()}
     hz = os.sysconf("SC_CLK_TCK")
-    for name, pid in pids.items():
-        now = step.cpu.pop(name + " ticks", None) if name == "sipp (citizens)" \
-            else cpu_ticks(pid)
-        was = before.get(name)
+    for name, was in before.items():
+        now = after.get(name)
         step.cpu[name] = None if now is None or was is None \
             else (now - was) / hz / step.seconds
     step.machine_busy = machine_before.busy_share(machine_after)
@@ -613,9 +720,10 @@ def print_step(step: Step) -> None:
     cpu = "  ".join(f"{name} {'-' if v is None else f'{v * 100:.0f} %'}"
                     for name, v in step.cpu.items())
     print(f"          CPU: {cpu}  machine busy {step.machine_busy * 100:.0f} %  "
-          f"RTP check: {step.rtp}")
+          f"load average {step.load_average}  RTP check: {step.rtp}")
     print(f"          Asterisk channels at full load: {step.plateau_channels} "
-          f"(2 per bridged call)")
+          f"(2 per bridged call)"
+          + "".join(f"; {name}: {value}" for name, value in step.counted.items()))
 
 
 def run_round(load: Load, label: str, steps: list[int], until: float) -> list[Step]:
@@ -647,9 +755,34 @@ def wait_quiet(load: Load, timeout: float = 30.0) -> None:
         print(f"  ({left} channels still up {timeout:g} s after the step)")
 
 
-def main() -> None:  # noqa: PLR0915 - one run, told in order
-    """Start the center, register the desks, run both rounds, print the figures."""
+def center_sections(desks: int) -> dict[str, object]:
+    """The config sections every run changes from the example city: its desks, its queue."""
+    return {
+        "operators": [{"extension": str(FIRST_DESK + i), "name": f"Desk {i + 1}"}
+                      for i in range(desks)],
+        # No position announcements: a prompt every few seconds to every caller would
+        # measure the announcer; no overflow to the supervisors within a step.
+        "queue": {"announce_seconds": 0, "overflow_seconds": 600},
+        "recordings": True,
+    }
+
+
+def count_channels(cli: Callable[[str], str]) -> int:
+    """Channels up in one Asterisk, asked over its own CLI (its control socket: works with
+    the server gone too); -1 when the answer does not say or Asterisk does not answer."""
+    try:
+        found = re.search(r"(\d+) active channels?", cli("core show channels count"))
+    except RuntimeError:
+        return -1
+    return int(found.group(1)) if found else -1
+
+
+def main() -> None:
+    """Parse the options and run the comparison asked for."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--via", choices=("server", "edge"), default="server",
+                        help="server: one center with siaga up attached, then killed; "
+                             "edge: one Asterisk direct, then the SIP edge over two nodes")
     parser.add_argument("--steps", default="100,150,200,250,300,350,400",
                         help="concurrent calls per step, comma-separated, increasing")
     parser.add_argument("--hold-seconds", type=float, default=25.0,
@@ -660,8 +793,12 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                         help="how long an operator's phone rings before it answers")
     parser.add_argument("--ramp-seconds", type=float, default=10.0,
                         help="a step's calls are placed over this many seconds")
-    parser.add_argument("--max-minutes", type=float, default=10.0,
-                        help="the whole run, both rounds, stops after this")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="the whole run, both rounds, stops after this "
+                             "(default: 10, with --via edge 15)")
+    parser.add_argument("--edge-nodes", type=int, choices=(1, 2), default=2,
+                        help="--via edge: nodes behind the edge (1: the other is stopped, "
+                        "so the edge's own cost against one node straight)")
     parser.add_argument("--no-rtp-check", action="store_true",
                         help="skip the pjsua2 sample call of each step")
     args = parser.parse_args()
@@ -671,24 +808,33 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
     if args.hold_seconds <= args.ramp_seconds + args.ivr_seconds + args.ring_seconds:
         parser.error("--hold-seconds must exceed ramp + ivr + ring seconds: calls must "
                      "overlap with operators")
-    deadline = time.monotonic() + args.max_minutes * 60
+    if args.via == "edge" and args.hold_seconds + args.ramp_seconds >= EDGE_REGISTER_S - 30:
+        parser.error(f"--via edge: a step (hold + ramp seconds) must end well within the "
+                     f"edge's {EDGE_REGISTER_S} s registrations (the desks register again "
+                     "between steps)")
+    minutes = args.max_minutes if args.max_minutes is not None else \
+        (15.0 if args.via == "edge" else 10.0)
+    deadline = time.monotonic() + minutes * 60
 
     from pbx.provision import provision
-    from tests.harness import SiagaProcess, write_test_config
 
     install = provision(say=lambda _line: None)
     if install.sipp is None:
         sys.exit("SIPp (sip-tester) is not installed: run `siaga provision`")
+    if args.via == "edge":
+        compare_edge(args, steps, deadline, install)
+    else:
+        compare_server(args, steps, deadline, install)
+
+
+def compare_server(args: argparse.Namespace, steps: list[int], deadline: float,
+                   install: AsteriskInstall) -> None:
+    """Start the center, register the desks, run both rounds, print the figures."""
+    from tests.harness import SiagaProcess, write_test_config
+
     desks = int(max(steps) * 1.1) + 5
     with tempfile.TemporaryDirectory(prefix="siaga-capacity-") as tmp:
-        config = write_test_config(Path(tmp) / "center.yaml", sections={
-            "operators": [{"extension": str(FIRST_DESK + i), "name": f"Desk {i + 1}"}
-                          for i in range(desks)],
-            # No position announcements: a prompt every few seconds to every caller would
-            # measure the announcer; no overflow to the supervisors within a step.
-            "queue": {"announce_seconds": 0, "overflow_seconds": 600},
-            "recordings": True,
-        })
+        config = write_test_config(Path(tmp) / "center.yaml", sections=center_sections(desks))
         server = SiagaProcess(config, Path(tmp) / "state")
         sipp = SippRunner(install.sipp, install.rootfs)
         operators: Operators | None = None
@@ -702,8 +848,6 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             if not args.no_rtp_check:
                 sample = SampleCall(target, center.hotline[0], Path(tmp),
                                     args.ring_seconds + 10)
-            speech_s = pcap_seconds((install.rootfs or Path("/")).joinpath(
-                PCAPS.lstrip("/"), "g711a.pcap").read_bytes())
             asterisk_pid = server.asterisk_pid()
             assert server.proc is not None
             server_pid = server.proc.pid
@@ -713,14 +857,9 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                 return {"asterisk": asterisk_pid,
                         "server": server_pid if alive["server"] else None}
 
-            def channels() -> int:
-                # Asterisk's own CLI (its control socket): works with the server gone too.
-                out = server.cli("core show channels count")
-                found = re.search(r"(\d+) active channels?", out)
-                return int(found.group(1)) if found else -1
-
             load = Load(sipp, target, operators, args.hold_seconds, args.ivr_seconds,
-                        args.ramp_seconds, speech_s, sample, pids, channels)
+                        args.ramp_seconds, speech_seconds(install), sample, pids,
+                        lambda: count_channels(server.cli))
             print(f"{desks} desks registered; citizens: {args.hold_seconds:g} s calls "
                   f"({args.ivr_seconds:g} s in the IVR, operators ring {args.ring_seconds:g} s), "
                   f"ramped over {args.ramp_seconds:g} s; Asterisk pid {asterisk_pid}, "
@@ -743,6 +882,188 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             server.stop()
             sipp.close()
     report(with_server, without)
+
+
+def speech_seconds(install: AsteriskInstall) -> float:
+    """How long the citizens' speech pcap plays."""
+    return pcap_seconds((install.rootfs or Path("/")).joinpath(
+        PCAPS.lstrip("/"), "g711a.pcap").read_bytes())
+
+
+def run_interleaved(loads: dict[str, Load], steps: list[int],
+                    until: float) -> dict[str, list[Step]]:
+    """Ramp every way through ``steps`` in turns (C for one way, C for the next, which goes
+    first alternating), so load from elsewhere on the machine falls on each way alike; a way
+    stops at its first step with a lost call, all stop when the time is up."""
+    done: dict[str, list[Step]] = {name: [] for name in loads}
+    going = list(loads)
+    for index, concurrency in enumerate(steps):
+        order = going if index % 2 == 0 else going[::-1]
+        for name in list(order):
+            load = loads[name]
+            needed = load.hold_s + concurrency / max(1, round(concurrency / load.ramp_s)) + 15
+            if time.monotonic() + needed > until:
+                print(f"  (no time left for C={concurrency} {name}: stopping)")
+                return done
+            print(f"  {name}:")
+            step = run_step(load, concurrency)
+            print_step(step)
+            done[name].append(step)
+            gone = load.exited()
+            if gone:
+                print(f"          EXITED during the step: {', '.join(gone)} (see the kernel "
+                      "log for a crash); this way stops here")
+                going.remove(name)
+                continue
+            wait_quiet(load)
+            if step.lost:
+                going.remove(name)
+        if not going:
+            break
+    return done
+
+
+def compare_edge(args: argparse.Namespace, steps: list[int], deadline: float,
+                 install: AsteriskInstall) -> None:
+    """One Asterisk straight and the SIP edge over two nodes, all up at once, the steps in
+    turns; the figures."""
+    from pbx.phone.stack import SipStack
+    from tests.harness import start_asterisk, wait_for, write_test_config
+    from tests.scaleout import start_scaleout
+
+    desks = int(max(steps) * 1.1) + 5
+    sections = center_sections(desks)
+    # The folder goes last: every process started in it is stopped first.
+    with tempfile.TemporaryDirectory(prefix="siaga-capacity-") as tmp, \
+            contextlib.ExitStack() as on_exit:
+        sipp = SippRunner(install.sipp, install.rootfs)
+        on_exit.callback(sipp.close)
+        stack = None if args.no_rtp_check else SipStack()
+        if stack is not None:
+            on_exit.callback(stack.close)
+        speech_s = speech_seconds(install)
+
+        def load_for(target: str, center: Center, registrar: str | None,
+                     **extra: object) -> Load:
+            operators = Operators.for_center(sipp, center, args.ring_seconds, registrar)
+            on_exit.callback(operators.close)
+            sample = None
+            if stack is not None:
+                sample = SampleCall(target, center.hotline[0], Path(tmp),
+                                    args.ring_seconds + 10, stack)
+                on_exit.callback(sample.close)
+            return Load(sipp, target, operators, args.hold_seconds, args.ivr_seconds,
+                        args.ramp_seconds, speech_s, sample, **extra)  # type: ignore[arg-type]
+
+        print(f"starting one Asterisk (the single center) with {desks} desks ...")
+        node = start_asterisk(Path(tmp) / "direct", install, write_test_config(
+            Path(tmp) / "direct.yaml", sections=sections))
+        on_exit.callback(node.stop)
+        print(f"starting the SIP edge and two nodes with {desks} desks ...")
+        (Path(tmp) / "edge").mkdir()
+        # The one citizens' address sends thousands of requests: not a flood here.
+        scaleout = start_scaleout(Path(tmp) / "edge", install, flood_requests=100_000,
+                                  sections=sections)
+        on_exit.callback(scaleout.stop)
+        if args.edge_nodes == 1:
+            # The proxy's own cost: the edge in front of one node, as (a) is one node. The
+            # other is stopped and the edge marks it down (its pings go unanswered), so no
+            # call, ping or desk refusal involves it.
+            scaleout.wait_up(*scaleout.nodes)
+            gone = sorted(scaleout.nodes)[-1]
+            scaleout.nodes.pop(gone).stop()
+            wait_for(lambda: (s := scaleout.states().get(gone)) is not None and not s.up,
+                     30, f"the edge to mark node {gone} down")
+        assert node.proc is not None and scaleout.edge_proc is not None
+        # Every way's steps show every process: the other way's, idle, is load on this one.
+        pids = {"asterisk (direct)": node.proc.pid,
+                **{f"asterisk {name}": n.proc.pid if n.proc else None
+                   for name, n in scaleout.nodes.items()}}
+        edge_pid = scaleout.edge_proc.pid
+        common: dict[str, object] = {"pids": lambda: dict(pids),
+                                     "sessions": lambda: {"kamailio": edge_pid}}
+        direct = load_for(node.sip_address, node.center, None,
+                          channels=lambda: count_channels(node.cli),
+                          exited=lambda: exited({"asterisk (direct)": node.proc}), **common)
+        edge = scaleout.edge_address
+        via_edge = load_for(edge, scaleout.center, edge, reregister=True,
+                            channels=lambda: sum(count_channels(n.cli)
+                                                 for n in scaleout.nodes.values()),
+                            counters=lambda: {"desk busy at the other node (486)":
+                                              edge_refusals(scaleout)},
+                            exited=lambda: exited({"kamailio": scaleout.edge_proc, **{
+                                f"asterisk {name}": n.proc
+                                for name, n in scaleout.nodes.items()}}), **common)
+        print(f"{desks} desks registered at Asterisk {node.sip_address} and at the edge "
+              f"{edge} (nodes " + ", ".join(n.sip_address for n in scaleout.nodes.values())
+              + f"); citizens: {args.hold_seconds:g} s calls ({args.ivr_seconds:g} s in the "
+              f"IVR, operators ring {args.ring_seconds:g} s), ramped over "
+              f"{args.ramp_seconds:g} s")
+        behind = "one node (the other stopped)" if args.edge_nodes == 1 else "two nodes"
+        print("\n(a) direct: citizens straight to one Asterisk, desks registered there"
+              f"\n(b) edge: citizens to the SIP edge, {behind} behind it, desks registered "
+              "at the edge")
+        done = run_interleaved({"(a) direct": direct, "(b) edge": via_edge}, steps, deadline)
+    report_edge(done["(a) direct"], done["(b) edge"], behind)
+
+
+def exited(procs: dict[str, subprocess.Popen[bytes] | None]) -> list[str]:
+    """The names of the processes that are no longer running, with their exit status."""
+    return [f"{name} (exit {'-' if proc is None else proc.returncode})"
+            for name, proc in procs.items() if proc is None or proc.poll() is not None]
+
+
+def edge_refusals(scaleout: ScaleOut) -> int:
+    """Calls the edge refused to a desk because it had one from the other node: each node's
+    queue sees only its own calls, so it may ring a desk the other node's citizen has."""
+    text = scaleout.edge.out_path.read_text(errors="replace")
+    return text.count("busy with a call from another node")
+
+
+def report_edge(direct: list[Step], via_edge: list[Step], behind: str = "two nodes") -> None:
+    """The summary of --via edge: capacity each way, its ratio, the added set-up time."""
+    a = highest_clean((s.concurrency, s.lost) for s in direct)
+    b = highest_clean((s.concurrency, s.lost) for s in via_edge)
+    print("\nhighest concurrency with 0 failed calls:")
+    print(f"  (a) one Asterisk, direct:     {a}")
+    print(f"  (b) edge over {behind}: {b}")
+    if a:
+        # A way that never failed has a capacity of at least its last step: then the
+        # ratio is a bound, not a figure.
+        bound, lost = ("at most ", "at least ") if direct and not direct[-1].lost else \
+            ("at least ", "at most ") if via_edge and not via_edge[-1].lost else ("", "")
+        print(f"  ratio (b)/(a):                {bound}{b / a:.2f}  (capacity lost through the "
+              f"edge topology: {lost}{max(0.0, 1 - b / a) * 100:.0f} %; goal: at most 5 %)")
+    else:
+        print("  ratio (b)/(a):                n/a (round a had no clean step)")
+    for label, done in (("a", direct), ("b", via_edge)):
+        if done and not done[-1].lost:
+            print(f"  round ({label}) ended with no failure: its capacity is at least "
+                  f"{done[-1].concurrency} (steps or time ran out first)")
+    print("\nINVITE -> 200 OK (the IVR answers at once: the hotline sends no 180) per step, "
+          "ms p50/p95:")
+    print(f"  {'C':>5}  {'direct':>15}  {'via the edge':>15}  {'added':>15}")
+    by_c = {s.concurrency: s for s in via_edge}
+    for s in direct:
+        e = by_c.get(s.concurrency)
+        d50, d95 = (percentile(s.times.get("200", []), q) for q in (50, 95))
+        e50, e95 = (percentile(e.times.get("200", []), q) if e else None for q in (50, 95))
+        added = (f"{e50 - d50:+7.1f}/{e95 - d95:+7.1f}"
+                 if None not in (d50, d95, e50, e95) else "-")  # type: ignore[operator]
+        print(f"  {s.concurrency:5d}  {ms(d50)}/{ms(d95)}  {ms(e50)}/{ms(e95)}  {added:>15}"
+              f"{'' if not s.lost and (e is None or not e.lost) else '  (calls failed)'}")
+    print("  (goal: at most 5 ms added at p95)")
+    print("\nthe edge's own work per call (Kamailio's CPU over the step / its calls: both legs "
+          "and the nodes' pings of every desk in, the desks' registrations between steps out):")
+    for s in via_edge:
+        share = s.cpu.get("kamailio")
+        if share is not None and s.calls:
+            print(f"  C={s.concurrency:4d}: {share * s.seconds / s.calls * 1000:5.2f} ms CPU "
+                  f"a call ({share * 100:.0f} % of a core)")
+    rtp = [s.rtp for s in direct + via_edge]
+    heard = sum(1 for r in rtp if r == "heard")
+    print(f"  RTP check: tone heard back in {heard} of {len([r for r in rtp if r != '-'])} "
+          "sample calls")
 
 
 def report(with_server: list[Step], without: list[Step]) -> None:

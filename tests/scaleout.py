@@ -43,14 +43,21 @@ def free_port_at(host: str, kind: int) -> int:
 
 
 def write_topology_config(path: Path, flood_requests: int = TEST_FLOOD_REQUESTS,
-                          database_url: str = "postgresql://siaga@127.0.0.1:1/siaga") -> Path:
+                          database_url: str = "postgresql://siaga@127.0.0.1:1/siaga",
+                          sections: dict[str, object] | None = None) -> Path:
     """The example city with a topology: the edge and two nodes on their own addresses.
 
     ``database_url``: the brain's call log (``siaga up`` runs the brain beside the edge).
     The default reaches no server: a topology requires PostgreSQL, and tests that start
     the nodes themselves run no brain. The console listens on a free port of its own.
+    ``sections`` change the example as :func:`tests.harness.write_test_config`'s do (the
+    capacity benchmark's desks and queue).
     """
     doc = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    for name, value in (sections or {}).items():
+        old = doc.get(name)
+        doc[name] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) \
+            else value
     doc["selftest"] = {**(doc.get("selftest") or {}), "enabled": False}
     doc["database"] = {"url": database_url}
     doc["http"] = {**(doc.get("http") or {}), "bind": "127.0.0.1",
@@ -141,7 +148,7 @@ class ScaleOut:
             node.stop()
 
 
-def start_scaleout(folder: Path, install: AsteriskInstall, **config: int) -> ScaleOut:
+def start_scaleout(folder: Path, install: AsteriskInstall, **config: object) -> ScaleOut:
     """Render the example city's topology in ``folder``, start both nodes and the edge, and
     wait until the edge sees both nodes up. Stopped with :meth:`ScaleOut.stop`."""
     center = load_center(write_topology_config(folder / "center.yaml", **config),
