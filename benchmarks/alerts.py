@@ -150,8 +150,7 @@ def postgres_cluster() -> Iterator[str]:
 
 
 def start_server(workdir: Path, db_url: str, rate: float, devices: int, commit_batch: int,
-                 intake_processes: int = 0, commit_linger_ms: float | None = None
-                 ) -> tuple[subprocess.Popen[bytes], int]:
+                 intake_processes: int = 0) -> tuple[subprocess.Popen[bytes], int]:
     """The API server in a child process; returns it and its port."""
     import yaml
 
@@ -168,9 +167,7 @@ def start_server(workdir: Path, db_url: str, rate: float, devices: int, commit_b
          "--state-dir", str(workdir / "state"), "--db", db_url, "--port", "0",
          # Each device sends rate/devices per second; the limit sits well above it.
          "--rate-burst", "50", "--rate-per-second", str(max(1.0, per_device * 4)),
-         "--commit-batch", str(commit_batch), "--intake-processes", str(intake_processes),
-         *(["--commit-linger-ms", str(commit_linger_ms)] if commit_linger_ms is not None
-           else [])],
+         "--commit-batch", str(commit_batch), "--intake-processes", str(intake_processes)],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -334,7 +331,7 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
     if args.stored:
         store_history(db_url, tokens, args.stored)
     proc, port = start_server(workdir, db_url, args.rate, args.devices, commit_batch,
-                              args.intake_processes, args.commit_linger_ms)
+                              args.intake_processes)
     try:
         # A server runs for days: its first requests (SQL compiled and cached, code paths
         # warmed) are not what the center sees in an earthquake. Warm it, then measure.
@@ -404,25 +401,21 @@ def _values(text: str, kind: type, name: str) -> list:  # type: ignore[type-arg]
         raise SystemExit(f"{name}: a comma-separated list, got {text!r}") from None
 
 
-def summary(results: list[tuple[str, float, int, float | None, Round, float]]) -> None:
-    """One table of every round of a matrix run; ratios against the first round at the same
-    rate and database (the first values given of --intake-processes and --commit-linger-ms)."""
+def summary(results: list[tuple[str, float, int, Round, float]]) -> None:
+    """One table of every round of a matrix run; ratios against one process (0 intakes) at
+    the same rate and database."""
     print()
     print("notification latency (POST due -> operator's feed), ms; ratio = this p99 / the "
-          "p99 of the first round at the same rate and database")
-    print(f"{'database':10} {'rate/s':>7} {'intakes':>7} {'linger':>6} {'p50':>8} {'p95':>8} "
-          f"{'p99':>8} "
+          "p99 of one process at the same rate and database")
+    print(f"{'database':10} {'rate/s':>7} {'intakes':>7} {'p50':>8} {'p95':>8} {'p99':>8} "
           f"{'ratio':>6} {'lost':>5} {'server CPU':>11} {'ms CPU/alert':>12} "
           f"{'generator CPU':>14} {'load avg':>8}")
-    first: dict[tuple[str, float], float] = {}
-    for db, rate, _, _, r, _ in results:
-        first.setdefault((db, rate), pct(r.notify_lat, 99))
-    for db, rate, n, linger, r, load in results:
+    single = {(db, rate): pct(r.notify_lat, 99) for db, rate, n, r, _ in results if n == 0}
+    for db, rate, n, r, load in results:
         p99 = pct(r.notify_lat, 99)
-        base = first[(db, rate)]
+        base = single.get((db, rate))
         ratio = f"{p99 / base:.2f}" if base else "-"
-        shown = "-" if linger is None else f"{linger:g}"
-        print(f"{db:10} {rate:7.0f} {n:7d} {shown:>6} {pct(r.notify_lat, 50):8.1f} "
+        print(f"{db:10} {rate:7.0f} {n:7d} {pct(r.notify_lat, 50):8.1f} "
               f"{pct(r.notify_lat, 95):8.1f} {p99:8.1f} {ratio:>6} {r.lost:5d} "
               f"{r.server_cpu / r.elapsed * 100:10.0f}% {r.server_cpu / r.sent * 1000:12.2f} "
               f"{r.client_cpu / r.elapsed * 100:13.0f}% {load:8.1f}")
@@ -454,17 +447,12 @@ def main() -> int:
                         help="alerts per transaction at most (default: the server's)")
     parser.add_argument("--intake-processes", default="0",
                         help="intake processes (0: the server's process alone); a list: 0,2")
-    parser.add_argument("--commit-linger-ms", default=None,
-                        help="a batch begins at most once per this many ms (default: the "
-                        "server's); a list: 0,3")
     parser.add_argument("--baseline", action="store_true",
                         help="first a round with one alert per transaction, then the ratio")
     args = parser.parse_args()
     rates = _values(args.rate, float, "--rate")
     intakes = _values(args.intake_processes, int, "--intake-processes")
     dbs = _values(args.db, str, "--db")
-    lingers: list[float | None] = ([None] if args.commit_linger_ms is None else
-                                   _values(args.commit_linger_ms, float, "--commit-linger-ms"))
     if any(d not in ("sqlite", "postgresql") for d in dbs):
         parser.error("--db: sqlite or postgresql")
     if (not rates or min(rates) <= 0 or args.seconds <= 0 or args.warmup <= 0
@@ -474,22 +462,18 @@ def main() -> int:
     from dispatcher.alerts.settings import AlertSettings
 
     batch = args.commit_batch or AlertSettings.commit_batch
-    rounds: list[tuple[str, int, str, float, int, float | None]] = []
+    rounds: list[tuple[str, int, str, float, int]] = []
     for db_kind in dbs:
         for rate in rates:
             for n in intakes:
-                for linger in lingers:
-                    lingered = "" if linger is None else f", linger {linger:g} ms"
-                    if args.baseline:
-                        rounds.append(("one alert per transaction", 1, db_kind, rate, n,
-                                       linger))
-                    rounds.append((f"group commit: batch <= {batch}{lingered}, {db_kind}, "
-                                   f"{rate:g}/s, {n} intake processes", batch, db_kind, rate,
-                                   n, linger))
+                if args.baseline:
+                    rounds.append(("one alert per transaction", 1, db_kind, rate, n))
+                rounds.append((f"group commit: batch <= {batch}, {db_kind}, {rate:g}/s, "
+                               f"{n} intake processes", batch, db_kind, rate, n))
     print(f"load average before the run {os.getloadavg()[0]:.2f}")
-    results: list[tuple[str, float, int, float | None, Round, float]] = []
+    results: list[tuple[str, float, int, Round, float]] = []
     with tempfile.TemporaryDirectory(prefix="siaga-bench-") as tmp:
-        for i, (label, round_batch, db_kind, rate, n, linger) in enumerate(rounds):
+        for i, (label, round_batch, db_kind, rate, n) in enumerate(rounds):
             with contextlib.ExitStack() as stack:
                 workdir = Path(tmp) / f"round{i}"
                 if db_kind == "postgresql":
@@ -497,14 +481,13 @@ def main() -> int:
                 else:
                     db_url = f"sqlite:///{Path(tmp) / f'siaga{i}.db'}"
                 round_args = argparse.Namespace(**{**vars(args), "rate": rate,
-                                                   "intake_processes": n, "db": db_kind,
-                                                   "commit_linger_ms": linger})
+                                                   "intake_processes": n, "db": db_kind})
                 r = run_round(label, workdir, db_url, round_args, round_batch)
                 report(r, round_args)
                 print(f"  load average after the round {os.getloadavg()[0]:.2f}", flush=True)
-                results.append((db_kind, rate, n, linger, r, os.getloadavg()[0]))
+                results.append((db_kind, rate, n, r, os.getloadavg()[0]))
     if args.baseline and len(results) == 2:
-        before, after = results[0][4], results[1][4]
+        before, after = results[0][3], results[1][3]
         cpu_ratio = (before.server_cpu / before.sent) / max(after.server_cpu / after.sent, 1e-9)
         print(f"ratio (group commit / one per transaction): notification p99 "
               f"{pct(before.notify_lat, 99) / max(pct(after.notify_lat, 99), 1e-9):.1f}x "

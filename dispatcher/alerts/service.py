@@ -80,8 +80,7 @@ class AlertService(DeviceVerbs, Service):
         self._unsubscribe: list[Callable[[], None]] = []
         self._logins_watched = False
         self.ready: Deferred[None] | None = None
-        self._batcher = AlertBatcher(write, self._now, self.settings.commit_batch, clock,
-                                     self.settings.commit_linger)
+        self._batcher = AlertBatcher(write, self._now, self.settings.commit_batch)
         self.counts = AlertCounts()
         if ami is not None:
             self.dialer = CallbackDialer(clock, ami, self.settings.dialer, self.report,

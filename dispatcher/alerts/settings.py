@@ -9,12 +9,7 @@ from dispatcher.alerts.callback import DialerSettings
 from dispatcher.alerts.intake import MAX_BODY_BYTES
 from dispatcher.config.model import Center
 
-__all__ = ["COMMIT_LINGER", "AlertSettings"]
-
-# A center's alert batches begin at most every 3 ms: at a thousand alerts a second about three
-# alerts share a transaction instead of one or two, for at most 3 ms more before the 201
-# (benchmarks/alerts.py --commit-linger-ms compares).
-COMMIT_LINGER = 0.003
+__all__ = ["AlertSettings"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +28,6 @@ class AlertSettings:
     dialer: DialerSettings = field(default_factory=DialerSettings)
     # Group commit of alerts (AlertBatcher): at most this many per transaction.
     commit_batch: int = 500
-    # ... and a batch begins at most once per this many seconds (AlertBatcher's linger;
-    # 0: as soon as the previous one is done). A center runs with COMMIT_LINGER.
-    commit_linger: float = 0.0
     # The center's master key, from which devices' HMAC keys are derived.
     master_key: bytes = field(default=b"", repr=False)
 
@@ -44,5 +36,4 @@ class AlertSettings:
         """The center's settings: a callback dials out through the trunk; without one (a
         test center) the number is dialled as a local endpoint."""
         dial = "PJSIP/{number}@trunk" if center.trunk else "PJSIP/{number}"
-        return cls(dialer=DialerSettings(citizen_dial=dial), master_key=master_key,
-                   commit_linger=COMMIT_LINGER)
+        return cls(dialer=DialerSettings(citizen_dial=dial), master_key=master_key)

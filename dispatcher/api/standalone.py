@@ -54,7 +54,6 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
                               retry_interval=args.retry_interval,
                               citizen_ring_seconds=args.citizen_ring_seconds),
         commit_batch=args.commit_batch,
-        commit_linger=args.commit_linger_ms / 1000,
         master_key=creds.master_key,
     )
     reads = ReadPool(reactor, sessions)
@@ -78,7 +77,7 @@ def build(reactor: Any, args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    from dispatcher.alerts.settings import COMMIT_LINGER, AlertSettings
+    from dispatcher.alerts.settings import AlertSettings
     from dispatcher.heap import freeze_startup_heap
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,9 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failure-per-second", type=float, default=0.5)
     parser.add_argument("--commit-batch", type=int, default=AlertSettings.commit_batch,
                         help="alerts per transaction at most (1: one transaction each)")
-    parser.add_argument("--commit-linger-ms", type=float,
-                        default=COMMIT_LINGER * 1000,
-                        help="a batch begins at most once per this many ms (0: at once)")
     parser.add_argument("--intake-processes", type=int, default=None,
                         help="processes taking alerts on the API's socket (0: this process "
                         "alone; default: the config's http.intake_processes)")
@@ -109,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--intake-processes must be from 0 to 32")
     if args.commit_batch < 1:
         parser.error("--commit-batch must be at least 1")
-    if not 0 <= args.commit_linger_ms <= 1000:
-        parser.error("--commit-linger-ms must be from 0 to 1000")
 
     from twisted.internet import reactor  # the entry point: the only place the reactor is global
     from twisted.logger import globalLogBeginner, textFileLogObserver
