@@ -27,6 +27,7 @@ from dispatcher.config.loader import load_center
 from dispatcher.config.model import Center, Endpoint
 from pbx.asterisk import asterisk_argv, asterisk_cli_argv
 from pbx.provision import AsteriskInstall
+from tests import ports
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "siaga.example.yaml"
@@ -38,10 +39,9 @@ PATIENCE = float(os.environ.get("SIAGA_TEST_PATIENCE", "3"))
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port nobody listens on right now (TCP or UDP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 for a server about to start, that no other process (another
+    pytest-xdist worker, another test run) is handed meanwhile: see :mod:`tests.ports`."""
+    return ports.free_port(kind)
 
 
 def example_center(state_dir: Path, config: Path = EXAMPLE_CONFIG) -> Center:

@@ -27,6 +27,7 @@ from dispatcher.config.model import Center
 from dispatcher.topology import node_center, prepare_edge, share_secrets
 from pbx.kamailio import EdgeError, NodeState, PreparedEdge, node_states
 from pbx.provision import AsteriskInstall
+from tests import ports
 from tests.harness import EXAMPLE_CONFIG, AmiWatch, RunningAsterisk, wait_for
 
 
@@ -47,10 +48,8 @@ TEST_FLOOD_REQUESTS = 60
 
 
 def free_port_at(host: str, kind: int) -> int:
-    """A port nobody uses on ``host`` right now."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port on ``host`` for a server about to start (see :mod:`tests.ports`)."""
+    return ports.free_port(kind, host)
 
 
 def write_topology_config(path: Path, flood_requests: int = TEST_FLOOD_REQUESTS,

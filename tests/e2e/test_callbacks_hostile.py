@@ -32,6 +32,7 @@ from dispatcher.api.service import ensure_operator_token
 from dispatcher.credentials import ensure_credentials
 from dispatcher.web.site import COOKIE
 from pbx.provision import AsteriskInstall
+from tests import ports
 from tests.e2e.test_center_callbacks import give_up_in_queue
 from tests.harness import PATIENCE, SiagaProcess, running_center, wait_for
 from tests.sipdata import sipp_call
@@ -48,10 +49,8 @@ CITIZEN = "5551234"
 
 
 def free_udp_port(address: str = ATTACKER) -> int:
-    """A UDP port nobody uses on ``address`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
+    """A UDP port on ``address`` for SIPp to bind (see :mod:`tests.ports`)."""
+    return ports.free_port(socket.SOCK_DGRAM, address)
 
 
 class Sipp:
