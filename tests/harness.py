@@ -9,6 +9,7 @@ nobody here wrote, so what the harness sees is an independent check of what Aste
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -129,6 +130,12 @@ class AmiWatch:
         if self.cli is None:
             raise RuntimeError(f"CLI command {cli!r}: this AMI connection has no console")
         return self.cli(cli)
+
+    def channels(self) -> int | None:
+        """How many channels Asterisk has up (None: the CLI gave no count)."""
+        found = re.search(r"^(\d+) active channels?\b",
+                          self.command("core show channels count"), re.M)
+        return int(found.group(1)) if found else None
 
     def matching(self, name: str, **fields: str) -> list[dict[str, str]]:
         """Events received so far with this name and these field values."""
