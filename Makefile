@@ -16,8 +16,16 @@ DEB_PACKAGES := debootstrap espeak-ng sox postgresql chromium chromium-driver sy
 run: setup
 	$(BIN)/siaga up --config $(CONFIG)
 
+# The suite runs in TEST_WORKERS pytest-xdist workers (TEST_WORKERS=0: serially, in one
+# process). --dist loadfile keeps each test file in one worker: a file's module-scoped
+# center is started once, not once per worker. --no-loadscope-reorder keeps the collected
+# order (db, e2e, then the many short unit files), so the short files fill the workers' tail
+# instead of a long end-to-end file starting last. Extra pytest arguments: PYTEST_ARGS.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  $(PYTEST_ARGS)
 
 setup: deb venv provision
 

@@ -42,6 +42,8 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # `make test` runs the suite in two workers.
+            "pytest-xdist>=3.6",
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "asterisk-ami>=0.1.7",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -110,9 +109,7 @@ def _clean_asterisk_after_test(request: pytest.FixtureRequest) -> Iterator[None]
     def channels() -> int | None:
         watch = running.ami()
         try:
-            found = re.search(r"^(\d+) active channels?",
-                              watch.command("core show channels count"), re.M)
-            return int(found.group(1)) if found else None
+            return watch.channels()
         except RuntimeError:
             return None
         finally:

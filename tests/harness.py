@@ -9,6 +9,7 @@ nobody here wrote, so what the harness sees is an independent check of what Aste
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from dispatcher.config.loader import load_center
 from dispatcher.config.model import Center, Endpoint
 from pbx.asterisk import asterisk_argv, asterisk_cli_argv
 from pbx.provision import AsteriskInstall
+from tests import ports
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config" / "siaga.example.yaml"
@@ -38,10 +40,9 @@ PATIENCE = float(os.environ.get("SIAGA_TEST_PATIENCE", "3"))
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port nobody listens on right now (TCP or UDP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 for a server about to start, that no other process (another
+    pytest-xdist worker, another test run) is handed meanwhile: see :mod:`tests.ports`."""
+    return ports.free_port(kind)
 
 
 def example_center(state_dir: Path, config: Path = EXAMPLE_CONFIG) -> Center:
@@ -129,6 +130,12 @@ class AmiWatch:
         if self.cli is None:
             raise RuntimeError(f"CLI command {cli!r}: this AMI connection has no console")
         return self.cli(cli)
+
+    def channels(self) -> int | None:
+        """How many channels Asterisk has up (None: the CLI gave no count)."""
+        found = re.search(r"^(\d+) active channels?\b",
+                          self.command("core show channels count"), re.M)
+        return int(found.group(1)) if found else None
 
     def matching(self, name: str, **fields: str) -> list[dict[str, str]]:
         """Events received so far with this name and these field values."""

@@ -1,7 +1,8 @@
 """Two Asterisk nodes and the SIP edge (Kamailio) in front of them, on one machine.
 
 Isolation: each node runs on its own loopback address (127.0.0.x) with its own ports and its
-own state directory under the center's; the edge has an address of its own. Loopback
+own state directory under the center's; the edge has an address of its own. Each pytest-xdist
+worker has its own addresses (see :func:`_worker_base`). Loopback
 addresses need no privileges, no network namespaces and no veth pairs, every process here
 (pjsua2 phones on 127.0.0.1 included) reaches every other, and a node knows the edge from a
 stranger by its address alone, as on separate machines. A network namespace would also
@@ -12,6 +13,7 @@ Used by tests/e2e/test_scaleout.py and benchmarks/scaleout.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -25,10 +27,20 @@ from dispatcher.config.model import Center
 from dispatcher.topology import node_center, prepare_edge, share_secrets
 from pbx.kamailio import EdgeError, NodeState, PreparedEdge, node_states
 from pbx.provision import AsteriskInstall
+from tests import ports
 from tests.harness import EXAMPLE_CONFIG, AmiWatch, RunningAsterisk, wait_for
 
-EDGE_HOST = "127.0.0.10"
-NODE_HOSTS = {"a": "127.0.0.11", "b": "127.0.0.12"}
+
+def _worker_base() -> int:
+    """The last octet of the edge's address: 10 in a plain run (and the benchmarks), 20, 30..
+    in pytest-xdist worker gw0, gw1..; so two workers' topologies never share an address
+    (a node tells the edge from a stranger by its address alone)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return 20 + 10 * int(worker[2:]) if worker.startswith("gw") else 10
+
+
+EDGE_HOST = f"127.0.0.{_worker_base()}"
+NODE_HOSTS = {"a": f"127.0.0.{_worker_base() + 1}", "b": f"127.0.0.{_worker_base() + 2}"}
 # Requests from one source address in the edge's flood window (``topology.edge.flood``):
 # above the default, so a test's quick succession of calls from the phones' one address is
 # not taken for a flood; a real flood (hundreds) still is.
@@ -36,10 +48,8 @@ TEST_FLOOD_REQUESTS = 60
 
 
 def free_port_at(host: str, kind: int) -> int:
-    """A port nobody uses on ``host`` right now."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port on ``host`` for a server about to start (see :mod:`tests.ports`)."""
+    return ports.free_port(kind, host)
 
 
 def write_topology_config(path: Path, flood_requests: int = TEST_FLOOD_REQUESTS,

@@ -1,4 +1,5 @@
-"""The SIP torture messages of RFC 4475 (tests/data/sip/): their list, and their octets.
+"""SIP test data: the torture messages of RFC 4475 (tests/data/sip/), their list and their
+octets; and the SIPp scenario of one call that hostile-caller tests place (:func:`sipp_call`).
 
 Each message is a file named as the RFC names it (``wsinv.sip`` ...), its text as the RFC
 prints it. Two conventions turn the text into the octets sent:
@@ -78,3 +79,86 @@ def message(name: str) -> bytes:
     """The octets of the RFC's message ``name``, as they go on the wire."""
     text = (SIP_DATA / f"{name}.sip").read_bytes().replace(b"\n", b"\r\n")
     return _HEX.sub(lambda m: bytes.fromhex(m.group(1).decode()), text)
+
+
+# One SIPp call: INVITE [service] with an offer of G.711 A-law, ACK the 200, hold, BYE. The
+# From is given whole up to its tag (``{from_}`` ends in ``;tag=``); SIPp's own keywords are
+# in [brackets]. The call must be answered (the hotline answers at once).
+_CALL_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
+<scenario name="{name}">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {from_}[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {from_}[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {from_}[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+def sipp_call(user: str, hold_ms: int, display: str | None = None, bare: bool = False,
+              name: str = "one call") -> bytes:
+    """A SIPp scenario (UTF-8 XML) of one call from ``user``: INVITE, ACK, ``hold_ms`` of
+    call, BYE.
+
+    The From is ``<sip:user@...>``; with ``display`` that display name is put before it, sent
+    as given (quotes and all); ``bare`` sends the URI alone, without angle brackets (RFC 3261
+    allows it when there is no display name). ``user`` may hold SIPp keywords, e.g.
+    ``5550[call_number]`` for a new number on every call of a run.
+    """
+    if bare and display is not None:
+        raise ValueError("a bare From URI has no display name")
+    uri = f"sip:{user}@[local_ip]:[local_port]"
+    from_ = (f"{uri};tag=" if bare else f"<{uri}>;tag=" if display is None
+             else f"{display} <{uri}>;tag=")
+    return _CALL_SCENARIO.format(name=name, from_=from_, user=user,
+                                 hold_ms=hold_ms).encode()

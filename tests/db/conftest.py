@@ -11,7 +11,6 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,12 +22,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatcher.calllog import db
+from tests import ports
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # Not the kernel's bind(0): initdb runs between the choice and the server's bind, and
+    # another worker or test run could be handed the port meanwhile (see tests.ports).
+    return ports.free_port()
 
 
 def _pg_bin() -> str:

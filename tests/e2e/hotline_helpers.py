@@ -54,7 +54,7 @@ def wait_no_channels(ami: AmiWatch, timeout: float = 10.0) -> None:
     """Wait until Asterisk has no channel left (the previous call is fully over)."""
     def quiet() -> bool:
         try:
-            return "0 active channels" in ami.command("core show channels count")
+            return ami.channels() == 0  # not "0 active channels" in: 10, 20.. hold it
         except RuntimeError:  # no answer in time (Asterisk busy): ask again
             return False
 

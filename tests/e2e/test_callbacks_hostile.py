@@ -32,8 +32,10 @@ from dispatcher.api.service import ensure_operator_token
 from dispatcher.credentials import ensure_credentials
 from dispatcher.web.site import COOKIE
 from pbx.provision import AsteriskInstall
+from tests import ports
 from tests.e2e.test_center_callbacks import give_up_in_queue
 from tests.harness import PATIENCE, SiagaProcess, running_center, wait_for
+from tests.sipdata import sipp_call
 
 pytestmark = pytest.mark.asterisk
 
@@ -45,76 +47,10 @@ MAX_OPEN = 40
 FLOOD_CALLS = 150
 CITIZEN = "5551234"
 
-# One call to [service] that the attacker hangs up right after the answer (the hotline
-# answers at once); the From user is "[field0]" + [call_number] so every call has a new
-# number, or the same fixed user when [field0] is a whole name.
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="hang up at once">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{user}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8
-      a=rtpmap:8 PCMA/8000
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:{user}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <pause milliseconds="{hold_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:{user}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
-
 
 def free_udp_port(address: str = ATTACKER) -> int:
-    """A UDP port nobody uses on ``address`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
+    """A UDP port on ``address`` for SIPp to bind (see :mod:`tests.ports`)."""
+    return ports.free_port(socket.SOCK_DGRAM, address)
 
 
 class Sipp:
@@ -133,7 +69,9 @@ class Sipp:
               log: Path, source: str = ATTACKER) -> subprocess.Popen[bytes]:
         """``calls`` calls to 112 at ``target`` from ``source``, ``rate`` per second."""
         scenario = self.dir / f"{re.sub(r'[^a-z0-9]', '', user.lower())[:40]}.xml"
-        scenario.write_text(SCENARIO.format(user=user, hold_ms=hold_ms))
+        # One call to 112 hung up ``hold_ms`` after the answer (the hotline answers at
+        # once); a ``user`` of "0899[call_number]" gives every call of a run a new number.
+        scenario.write_bytes(sipp_call(user, hold_ms, name="hang up at once"))
         seen = scenario if self.inside is None else Path("/") / scenario.relative_to(self.inside)
         argv = [*self.prefix, "-sf", str(seen), "-s", "112", "-i", source,
                 "-p", str(free_udp_port(source)), "-mi", source,

@@ -35,6 +35,7 @@ from pbx.provision import AsteriskInstall
 from tests.e2e.test_callbacks_hostile import Sipp, free_udp_port, sipp  # noqa: F401 (fixture)
 from tests.e2e.test_center_callbacks import give_up_in_queue, owed
 from tests.harness import PATIENCE, AmiWatch, SiagaProcess, running_center, wait_for
+from tests.sipdata import sipp_call
 
 pytestmark = pytest.mark.asterisk
 
@@ -200,76 +201,16 @@ HOSTILE_MARKS = ("evil", "Evil", "999@", "%0D", "\\r")
 # Angle brackets Asterisk itself writes: a withheld number, a CDR's ``"name" <number>``.
 ASTERISK_BRACKETS = re.compile(r'^(<unknown>|"[A-Za-z0-9 ._+-]*" <\+?[0-9]*>)$')
 
-# One call to [service] with the From's display name and user given; hung up in the IVR.
-DISPLAY_SCENARIO = """<?xml version="1.0" encoding="UTF-8" ?>
-<scenario name="display name">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {from_}[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{user}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8
-      a=rtpmap:8 PCMA/8000
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rrs="true"/>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {from_}[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <pause milliseconds="1500"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: {from_}[pid]SIPpTag00[call_number]
-      [last_To:]
-      [routes]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
-
 
 def call_with_display(attacker: Sipp, server: SiagaProcess, user: str, display: str | None,
                       log: Path, source: str = "127.0.0.1") -> subprocess.Popen[bytes]:
     """SIPp calls 112 once from ``source`` with ``display`` and ``user`` in the From (with
     ``display`` None, the From is a bare URI, as RFC 3261 allows without a display name)."""
     sip = server.center.sip
-    uri = f"sip:{user}@[local_ip]:[local_port]"
-    from_ = f"{uri};tag=" if display is None else f"{display} <{uri}>;tag="
     scenario = attacker.dir / f"display-{user}.xml"
-    scenario.write_bytes(DISPLAY_SCENARIO.format(from_=from_, user=user).encode())
+    # Hung up in the IVR.
+    scenario.write_bytes(sipp_call(user, 1500, display=display, bare=display is None,
+                                   name="display name"))
     inside = attacker.inside
     seen = scenario if inside is None else Path("/") / scenario.relative_to(inside)
     argv = [*attacker.prefix, "-sf", str(seen), "-s", server.center.hotline[0],

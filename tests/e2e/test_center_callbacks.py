@@ -140,13 +140,22 @@ def test_given_a_button_pressed_while_the_server_was_down_then_its_incident_afte
     finally:
         center_server.start()
 
-    def opened() -> list[dict[str, Any]]:
+    def feed() -> list[dict[str, Any]]:
         status, doc = api(center_server, "GET", "/incidents/feed?after=0")
         assert status == 200, doc
-        return [e for e in doc["events"] if e["event"] == "button_pressed"
+        return doc["events"]
+
+    def opened() -> list[dict[str, Any]]:
+        return [e for e in feed() if e["event"] == "button_pressed"
                 and e.get("device_id", "").endswith(button)]
 
     event = wait_for(opened, 20, "the button's incident")[0]  # type: ignore[index]
+    # The incident is opened (``new``, published as button_pressed) and then told how the
+    # call ended: two writes, the second published as an event of its own. Read the state
+    # once that second event is out, not between the two.
+    wait_for(lambda: [e for e in feed() if e["incident_id"] == event["incident_id"]
+                      and e["event"] != "button_pressed"],
+             20, "the button call's outcome to be recorded on its incident")
     status, incident = api(center_server, "GET", f"/incidents/{event['incident_id']}")
     assert status == 200, incident
     assert incident["state"] == "unreachable", incident

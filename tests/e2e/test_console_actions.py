@@ -90,10 +90,13 @@ def ami(center_server: SiagaProcess) -> Iterator[AmiWatch]:
         yield watch
     finally:
         try:
-            if "0 active channels" not in watch.command("core show channels count"):
+            if watch.channels() != 0:
                 watch.command("channel request hangup all")
-            wait_for(lambda: "0 active channels" in watch.command("core show channels count"),
-                     15, "no channel left")
+            try:
+                wait_for(lambda: watch.channels() == 0, 15, "no channel left")
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; still up:\n"
+                                   f"{watch.command('core show channels concise')}") from exc
         finally:
             watch.close()
 

@@ -259,7 +259,9 @@ def test_given_an_operator_on_the_console_when_a_hostile_citizen_calls_then_the_
         # (the caller waiting, by number) but never 201's card.
         received = theirs.read()
         assert b'"desk"' in received and f'"extension":"{other}"'.encode() in received
-        assert linkedid.encode() not in received
+        # As a JSON string: a linkedid is "<epoch>.<n>", and the stream's timestamps (bare
+        # numbers, e.g. 1796655390.84) hold it as a substring.
+        assert f'"{linkedid}"'.encode() not in received
         assert f"PJSIP/{me}-".encode() not in received
     finally:
         theirs.close()

@@ -301,8 +301,18 @@ def test_given_calls_and_callbacks_when_ami_is_cut_for_30_s_then_it_resyncs_with
         # reads seconds apart on a loaded machine would otherwise race the churn).
         for incident_id in sorted(ids):
             assert cancel_incident(center, incident_id) == 200, incident_id
-        wait_for(lambda: model_counts(center) == asterisk_counts(center), 30,
-                 "the live model to equal Asterisk's snapshot")
+        seen: list[tuple[tuple[int, int], tuple[int, int]]] = []
+
+        def model_equals_snapshot() -> bool:
+            seen.append((model_counts(center), asterisk_counts(center)))
+            del seen[:-3]
+            return seen[-1][0] == seen[-1][1]
+
+        try:
+            wait_for(model_equals_snapshot, 30, "the live model to equal Asterisk's snapshot")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; latest (model, snapshot) as (channels, queue "
+                               f"callers): {seen}") from exc
         overlaps = callback_overlaps(center)
         assert not overlaps, overlaps
         print(f"\nfault: AMI cut {CUT_SECONDS:.0f} s under load; logins "

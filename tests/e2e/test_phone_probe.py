@@ -163,7 +163,9 @@ def test_given_the_phone_command_when_it_calls_an_agency_then_the_agency_hears_i
             sys.executable, "-m", "dispatcher.cli", "phone",
             "--server", phone_directory.server,
             "--user", operator.user,
-            "--password", operator.password,
+            # One argument: a generated password may start with "-", which argparse would
+            # take for an option ("expected one argument", exit 2) if it stood alone.
+            f"--password={operator.password}",
             "--call", police.user,
             "--tone", "697",
             "--dtmf", "5",
@@ -206,7 +208,7 @@ def test_given_the_phone_command_answering_when_called_then_the_caller_hears_its
             sys.executable, "-m", "dispatcher.cli", "phone",
             "--server", phone_directory.server,
             "--user", police.user,
-            "--password", police.password,
+            f"--password={police.password}",  # one argument (see above)
             "--answer",
             "--tone", "1209",
             "--duration", "30",

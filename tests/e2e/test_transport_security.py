@@ -306,7 +306,8 @@ def test_given_tls_on_when_siaga_phone_runs_with_tls_and_srtp_then_it_registers_
     done = subprocess.run(
         [str(Path(sys.executable).parent / "siaga"), "phone", "--server", tls_center.sip_tls,
          "--tls", "--ca", str(tls_center.certs.ca), "--srtp", "mandatory", "--user", ext,
-         "--password", tls_center.creds.password(ext), "--call",
+         # One argument: a generated password may start with "-" (argparse: an option).
+         f"--password={tls_center.creds.password(ext)}", "--call",
          tls_center.center.hotline[0], "--hangup-after", "1",
          "--timeout", str(15 * PATIENCE)],
         capture_output=True, text=True, timeout=120 * PATIENCE)
