@@ -52,7 +52,12 @@ class Credentials:
 
 def _new_secret(nbytes: int = 18) -> str:
     # URL-safe base64: no quote, semicolon or space that could break an Asterisk config line.
-    return secrets.token_urlsafe(nbytes)
+    # Never a leading '-' (one secret in 64 would have one): typed after an option on a
+    # command line (`siaga phone --password -Xk3...`), it is read as another option.
+    while True:
+        secret = secrets.token_urlsafe(nbytes)
+        if not secret.startswith("-"):
+            return secret
 
 
 def ensure_credentials(center: Center) -> Credentials:
