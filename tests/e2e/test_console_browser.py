@@ -111,6 +111,12 @@ def test_given_a_supervisor_when_opening_reports_then_the_report_renders(
     log_in(browser, base, supervisor, creds.console_passwords[supervisor])
     wait_for(lambda: browser.current_url.endswith("/wallboard"), 10, "login")
     browser.get(base + "/reports?from=2026-01-01&to=2026-12-31")
+    # The report's own document, not the wallboard still shown: the wallboard's navigation
+    # says "Laporan" too, so the text alone does not tell (a CI run read it there once).
+    wait_for(lambda: "/reports" in browser.current_url
+             and browser.find_elements(By.ID, "hourly-chart"), 30,
+             "the report page with its hourly chart (the page now: "
+             f"{browser.current_url})")
     body = browser.find_element(By.TAG_NAME, "body").text
     assert re.search(r"Laporan|Panggilan", body), body[:300]
     assert browser.find_elements(By.TAG_NAME, "svg"), "the hourly chart"
