@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -109,10 +110,13 @@ def test_given_a_supervisor_when_opening_reports_then_the_report_renders(
     base = f"http://{center.http.host}:{center.http.port}"
     supervisor = center.supervisors[0]
     log_in(browser, base, supervisor, creds.console_passwords[supervisor])
-    wait_for(lambda: browser.current_url.endswith("/wallboard"), 10, "login")
+    # The wallboard itself, not the login page: its URL (/login?next=/wallboard) also ends
+    # with "/wallboard", and a report asked for while the login's POST was still on its way
+    # was overtaken by the login's redirect to the wallboard (a CI run read that page).
+    wait_for(lambda: urlsplit(browser.current_url).path == "/wallboard", 10, "login")
     browser.get(base + "/reports?from=2026-01-01&to=2026-12-31")
-    # The report's own document, not the wallboard still shown: the wallboard's navigation
-    # says "Laporan" too, so the text alone does not tell (a CI run read it there once).
+    # The report's own document: the wallboard's navigation says "Laporan" too, so the text
+    # alone does not tell which page is shown.
     wait_for(lambda: "/reports" in browser.current_url
              and browser.find_elements(By.ID, "hourly-chart"), 30,
              "the report page with its hourly chart (the page now: "

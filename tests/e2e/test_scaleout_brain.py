@@ -22,6 +22,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -384,7 +385,8 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         base = f"http://{center.http.host}:{center.http.port}"
         supervisor = center.supervisors[0]
         log_in(driver, base, supervisor, creds.console_passwords[supervisor])
-        wait_for(lambda: driver.current_url.endswith("/console"), 10, "the console")
+        # The console itself: the login page's URL (/login?next=/console) ends the same way.
+        wait_for(lambda: urlsplit(driver.current_url).path == "/console", 10, "the console")
         driver.get(base + "/supervisor")
         banner = wait_for(lambda: driver.find_elements(By.ID, "nodes-banner"), 10,
                           "the supervisor's page")[0]
