@@ -311,6 +311,29 @@ def run_cli(prepared: Prepared, command: str, timeout: float = 30.0) -> str:
     return proc.stdout
 
 
+def open_push_stream(host: str, port: int, extension: str, password: str,
+                     http_version: str = "1.1") -> socket.socket:
+    """Log in to the console over HTTP as ``extension`` and open its push stream
+    (``GET /events``) on a raw socket, as a page would: the caller reads what arrives.
+    HTTP/1.0 gets the stream unchunked."""
+    import http.client
+    from urllib.parse import urlencode
+
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("POST", "/login", urlencode({"extension": extension, "password": password,
+                                              "next": "/console"}),
+                 {"Content-Type": "application/x-www-form-urlencoded"})
+    answer = conn.getresponse()
+    answer.read()
+    cookie = answer.getheader("Set-Cookie", "").split(";")[0]
+    conn.close()
+    assert cookie.startswith("siaga_session="), cookie
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(f"GET /events HTTP/{http_version}\r\nHost: {host}:{port}\r\n"
+                 f"Cookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    return sock
+
+
 def start_asterisk(state_dir: Path, install: AsteriskInstall,
                    config: Path = EXAMPLE_CONFIG) -> RunningAsterisk:
     """Prepare the example city in ``state_dir`` and start Asterisk on it."""

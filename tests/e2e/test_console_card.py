@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import pytest
 
@@ -19,7 +18,7 @@ from pbx.phone.events import CallState
 from pbx.phone.phone import Phone
 from tests.browser import chromium, settled
 from tests.e2e.test_callerid_injection import cleaned
-from tests.harness import SiagaProcess, running_center, wait_for
+from tests.harness import SiagaProcess, open_push_stream, running_center, wait_for
 
 pytestmark = pytest.mark.asterisk
 
@@ -52,21 +51,8 @@ class EventStream:
     """Another operator's push stream, read raw: every byte that page would get."""
 
     def __init__(self, server: SiagaProcess, extension: str, password: str) -> None:
-        import http.client
-
-        host, port = server.center.http.host, server.center.http.port
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        body = urlencode({"extension": extension, "password": password, "next": "/console"})
-        conn.request("POST", "/login", body, {"Content-Type":
-                                              "application/x-www-form-urlencoded"})
-        answer = conn.getresponse()
-        answer.read()
-        cookie = answer.getheader("Set-Cookie", "").split(";")[0]
-        conn.close()
-        assert cookie.startswith("siaga_session="), cookie
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.sock.sendall(f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}"
-                          "\r\nAccept: text/event-stream\r\n\r\n".encode())
+        self.sock = open_push_stream(server.center.http.host, server.center.http.port,
+                                     extension, password)
         self.received = b""
 
     def read(self) -> bytes:

@@ -41,7 +41,7 @@ from tests.e2e.hotline_helpers import operator_then_citizen
 from tests.e2e.test_callbacks_hostile import wallboard
 from tests.e2e.test_console_actions import Console
 from tests.e2e.test_console_card import log_in
-from tests.harness import PATIENCE, SiagaProcess, wait_for
+from tests.harness import PATIENCE, SiagaProcess, open_push_stream, wait_for
 from tests.phones import PhoneFactory
 from tests.scaleout import NODE_HOSTS, write_topology_config
 
@@ -169,23 +169,8 @@ class ConsolePush:
     and applied as push.js does: the snapshot, then each delta in sequence."""
 
     def __init__(self, center: Center, extension: str, password: str) -> None:
-        import http.client
-        import socket
-        from urllib.parse import urlencode
-
-        host, port = center.http.host, center.http.port
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        conn.request("POST", "/login", urlencode({"extension": extension,
-                                                   "password": password, "next": "/console"}),
-                     {"Content-Type": "application/x-www-form-urlencoded"})
-        answer = conn.getresponse()
-        answer.read()
-        cookie = answer.getheader("Set-Cookie", "").split(";")[0]
-        conn.close()
-        assert cookie.startswith("siaga_session="), cookie
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.sock.sendall(f"GET /events HTTP/1.0\r\nHost: {host}:{port}\r\nCookie: {cookie}"
-                          "\r\nAccept: text/event-stream\r\n\r\n".encode())
+        self.sock = open_push_stream(center.http.host, center.http.port, extension,
+                                     password, http_version="1.0")
         self.buffer = b""
         self.views: dict[str, dict[str, object]] = {}
         self.seq = -1
