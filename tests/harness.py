@@ -155,12 +155,16 @@ class AmiWatch:
         try:
             self.client.logoff()
         finally:
-            sock = self.client._socket
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by Asterisk
-            self.client.disconnect()
+            _hang_up(self.client)
+
+
+def _hang_up(client: AMIClient) -> None:
+    """Close the connection and wake its reader thread (blocked in ``recv``)."""
+    try:
+        client._socket.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by Asterisk
+    client.disconnect()
 
 
 class _AmiClient(AMIClient):
@@ -179,15 +183,30 @@ class _AmiClient(AMIClient):
         """Hand the packet, without leading line ends, to asterisk-ami."""
         super().fire_recv_pack(pack.lstrip("\r\n"))
 
+    def connect(self) -> None:
+        """Connect (within the timeout), then read blocking from the first byte.
+
+        asterisk-ami reads with its answer timeout on the socket, so a connection quiet for
+        that long would lose its reader thread. The socket is made blocking here, before the
+        reader thread starts: switching it later, while the thread is inside ``recv``, races
+        (CPython drops the timeout before the descriptor's O_NONBLOCK flag, and a ``recv``
+        in between fails with EAGAIN, which ended the reader in CI). Answers keep their own
+        deadline (asterisk-ami's futures wait ``timeout``); closing wakes the reader.
+        """
+        sock = socket.create_connection((self._address, self._port), timeout=self._timeout)
+        sock.settimeout(None)
+        self._socket = sock
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self.listen, daemon=True)
+        self._thread.start()
+
 
 def open_watch(host: str, port: int, username: str, secret: str,
                timeout: float = 10.0, cli: Callable[[str], str] | None = None) -> AmiWatch:
     """A logged-in asterisk-ami connection recording events.
 
-    Answers are awaited ``timeout`` × :data:`PATIENCE` seconds. asterisk-ami reads with the
-    same timeout on its socket, so a connection quiet for that long would lose its reader
-    thread; once logged in the socket is made blocking (closing wakes it) so an idle watch
-    keeps listening.
+    Answers are awaited ``timeout`` × :data:`PATIENCE` seconds; the socket itself reads
+    blocking (see :meth:`_AmiClient.connect`), so an idle watch keeps listening.
     """
     client = _AmiClient(address=host, port=port, timeout=timeout * PATIENCE)
     client.connect()
@@ -200,9 +219,8 @@ def open_watch(host: str, port: int, username: str, secret: str,
         on_action=lambda action, **_kw: watch._note(f"action {action.name} {action.keys}"))
     response = client.login(username=username, secret=secret).response
     if response is None or response.status != "Success":
-        client.disconnect()
+        _hang_up(client)
         raise RuntimeError(f"AMI login refused: {response}")
-    client._socket.settimeout(None)
     return watch
 
 
