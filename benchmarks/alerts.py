@@ -212,6 +212,7 @@ class Load:
         self.failed: dict[int, str] = {}
         self.sent = 0
         self.polls = 0  # feed requests the operator's console made
+        self.missed = 0  # events the feed said it no longer kept when the console asked
         self.done = asyncio.Event()
 
     def request(self, n: int) -> bytes:
@@ -257,6 +258,7 @@ class Load:
             self.polls += 1
             now = time.monotonic()
             doc = json.loads(body)
+            self.missed += doc["missed"]
             for event in doc["events"]:
                 if event["event"] == "alert_received":
                     pending[event["incident_id"]] = now
@@ -313,6 +315,7 @@ class Round:
     server_cpu: float
     client_cpu: float
     polls: int = 0
+    missed: int = 0  # events the feed no longer kept when the console asked
     transactions: int = 0  # the measured load's alert batches committed
 
     @property
@@ -365,7 +368,7 @@ def run_round(label: str, workdir: Path, db_url: str, args: argparse.Namespace,
     return Round(label, load.sent, elapsed, len(load.committed), load.failed, stored,
                  [load.committed[n] - load.due[n] for n in load.committed],
                  [load.notified[n] - load.due[n] for n in load.notified],
-                 server_cpu, client_cpu, load.polls, transactions)
+                 server_cpu, client_cpu, load.polls, load.missed, transactions)
 
 
 def report(r: Round, args: argparse.Namespace) -> None:
@@ -386,7 +389,8 @@ def report(r: Round, args: argparse.Namespace) -> None:
           f"per alert, all threads), this load generator {r.client_cpu:.1f} s, over "
           f"{r.elapsed:.1f} s")
     print(f"  the operators' feed: {r.polls} requests ({r.polls / max(1, r.sent):.2f} per "
-          "alert; each is forwarded to the writer's process when intakes take the port)")
+          "alert; with intakes, answered by the intake from its mirror of the writer's "
+          f"feed), {r.missed} events missed")
     if r.failed:
         print(f"  first failures: {list(r.failed.items())[:3]}")
     p99 = pct(r.notify_lat, 99)

@@ -557,14 +557,16 @@ class SiagaServer(MultiService):
         no plain listener is left to carry a password or a session in clear."""
         http, tls, site = self.center.http, self.center.tls, self.get_site()
         if self.center.http_intake_processes:
-            # Intake processes accept on the port and take alerts up to the commit; this
-            # process keeps the writer, AMI and the callbacks and serves what they forward.
+            # Intake processes accept on the port, take alerts up to the commit and answer
+            # the incident feed from their mirror; this process keeps the writer, AMI and
+            # the callbacks and serves what they forward.
             from dispatcher.api.intake_process import IntakePool
 
             return IntakePool(self.reactor, self.get_alerts(), site, http.host, http.port,
                               self.center.http_intake_processes, self.center.database_url,
                               tls=(tls.certificate, tls.key) if tls is not None else None,
-                              limits=self.center.http_limits)
+                              limits=self.center.http_limits,
+                              operator_token=ensure_operator_token(self.center.state_dir))
         if tls is None:
             return internet.TCPServer(http.port, site, interface=http.host,
                                       reactor=self.reactor)

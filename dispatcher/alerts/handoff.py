@@ -21,6 +21,9 @@ writer → intake
     "retry_after": s|null}`` — an :class:`~dispatcher.alerts.errors.AlertsError`.
     ``{"op": "blocked", "source": address, "seconds": s}`` — the address ran out of failed
     attempts: refuse it (429) for that long without a database read.
+    ``{"op": "feed", "events": [...]}`` — events of the operators' incident feed, in order,
+    as the writer published them (the hello's ``feed_last`` says where they start): the
+    intake answers the feed's long-polls from its mirror, one hop nearer the operator.
 
 State shared by every process lives in the writer's: the device rate limit, the failed
 attempts of each address, the signatures seen (a replay through another process is caught
@@ -49,6 +52,7 @@ from dispatcher.alerts.intake import AlertRequest, Location
 from dispatcher.alerts.outcomes import AlertAccepted
 
 __all__ = [
+    "FEED_FRAME",
     "MAX_FRAME",
     "BlockedSources",
     "HandOffClient",
@@ -62,6 +66,9 @@ log = Logger(namespace="dispatcher.alerts.handoff")
 
 # An alert's body is at most 16 KiB; its frame, parsed and re-encoded, stays well below.
 MAX_FRAME = 256 * 1024
+# Incident feed events per frame: an event is well under 2 KiB (its detail is one line of at
+# most 500 characters), so a frame of them stays under MAX_FRAME.
+FEED_FRAME = 100
 
 _ERRORS: dict[str, type[errors.AlertsError]] = {
     name: getattr(errors, name) for name in errors.__all__}
@@ -202,10 +209,13 @@ class HandOffClient(_Framed):
 
     def __init__(self, clock_seconds: Callable[[], float],
                  on_hello: Callable[[dict[str, Any]], None] | None = None,
-                 on_lost: Callable[[], None] | None = None) -> None:
+                 on_lost: Callable[[], None] | None = None,
+                 on_feed: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.clock_seconds = clock_seconds
         self.on_hello = on_hello
         self.on_lost = on_lost
+        #: Called with each frame of incident feed events the writer sends.
+        self.on_feed = on_feed
         self.blocked = BlockedSources(self.failed_attempt)
         self.pending: dict[int, Deferred[AlertAccepted]] = {}
         self.connected_to_writer = False
@@ -242,6 +252,15 @@ class HandOffClient(_Framed):
         if op == "hello":
             if self.on_hello is not None:
                 self.on_hello(frame.get("settings") or {})
+            return
+        if op == "feed":
+            events = frame.get("events")
+            if not isinstance(events, list) or not all(
+                    isinstance(e, dict) and isinstance(e.get("seq"), int)
+                    and isinstance(e.get("at"), int | float) for e in events):
+                raise ProtocolViolation("malformed feed frame")
+            if self.on_feed is not None:
+                self.on_feed(events)
             return
         if op == "blocked":
             try:
@@ -341,6 +360,11 @@ class HandOffServer(_Framed):
         if self.open:
             self.send({"op": "refused", "id": ident, "error": type(exc).__name__,
                        "code": exc.code, "reason": exc.reason, "retry_after": exc.retry_after})
+
+    def feed(self, events: list[dict[str, Any]]) -> None:
+        """Send the intake these incident feed events (in order, at most ``FEED_FRAME``)."""
+        if self.open:
+            self.send({"op": "feed", "events": events})
 
     def block(self, source: str, seconds: float) -> None:
         """Tell the intake to refuse ``source`` for ``seconds``."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.web.server import Request
 
+from dispatcher.alerts.feed import IncidentFeed
 from dispatcher.alerts.incident import IncidentInput
 from dispatcher.alerts.intake import parse_json_object
 from dispatcher.alerts.outcomes import AlertAccepted
@@ -27,7 +28,8 @@ from dispatcher.api.base import (
 from dispatcher.api.errors import ApiError, json_body
 from dispatcher.config.model import AGENCY_KINDS
 
-__all__ = ["AlertsResource", "EnrolResource", "IncidentsResource"]
+__all__ = ["AlertsResource", "EnrolResource", "FeedResource", "IncidentsResource",
+           "render_feed"]
 
 MAX_FEED_WAIT = 30.0
 # Inputs an operator may give through the API; the rest come from Asterisk's events.
@@ -100,6 +102,33 @@ class EnrolResource(JsonResource):
         return finish_async(request, d, lambda doc: (200, json_body(doc), {}))
 
 
+def render_feed(request: Request, feed: IncidentFeed) -> int:
+    """``GET .../feed?after=N&wait=S`` (the operator check already passed): the events after
+    ``N``, at once or when one arrives within ``S`` seconds."""
+    after = int_arg(request, b"after", 0, 0, 2**62)
+    wait = int_arg(request, b"wait", 0, 0, int(MAX_FEED_WAIT))
+    d = feed.wait(after, float(wait))
+    return finish_async(request, d, lambda events: (
+        200, json_body(feed.answer(after, events)), {}))  # type: ignore[no-any-return]
+
+
+class FeedResource(JsonResource):
+    """``/api/v1/incidents/feed`` alone, over a feed: an intake process answers the operators'
+    long-polls from its mirror of the writer's feed (``IncidentFeed.mirror``)."""
+
+    isLeaf = True
+
+    def __init__(self, feed: IncidentFeed, operator_token: str | None) -> None:
+        super().__init__()
+        self.feed = feed
+        self.operator_token = operator_token
+
+    def render_GET(self, request: Request) -> bytes | int:  # noqa: N802
+        """The feed, as the writer's own ``IncidentsResource`` answers it."""
+        check_operator(request, self.operator_token)
+        return render_feed(request, self.feed)
+
+
 class IncidentsResource(JsonResource):
     """``/api/v1/incidents/{id}``, ``/api/v1/incidents/{id}/events``, ``.../feed``."""
 
@@ -134,12 +163,7 @@ class IncidentsResource(JsonResource):
                            {"Allow": "POST"})
         self._check_operator(request)
         if kind == "feed":
-            after = int_arg(request, b"after", 0, 0, 2**62)
-            wait = int_arg(request, b"wait", 0, 0, int(MAX_FEED_WAIT))
-            d = self.alerts.feed.wait(after, float(wait))
-            return finish_async(request, d, lambda events: (200, json_body({
-                "events": events,
-                "last": events[-1]["seq"] if events else max(after, 0)}), {}))
+            return render_feed(request, self.alerts.feed)
         assert incident_id is not None
         d = self.alerts.incident(incident_id)
 

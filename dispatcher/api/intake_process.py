@@ -7,11 +7,13 @@ process: it owns the call log writer, AMI and the callbacks) binds the API's soc
 and starts N intake processes that accept on that same socket (the kernel spreads the
 connections). Each intake serves ``POST /api/v1/alerts`` up to the commit: it hands the
 alert over a private socket pair (:mod:`dispatcher.alerts.handoff`) and answers 201 only
-when the writer says the alert is committed. Every other request (the operators' feed,
-incidents, enrolment, an alert's status) is forwarded to the writer's own site over a UNIX
-socket in a private directory, with the client's address in ``X-Siaga-Peer`` (set by the
-intake, never taken from the client), so the loopback-only operator endpoints keep judging
-the real client.
+when the writer says the alert is committed. The operators' incident feed is answered in
+the intake too, from a mirror the writer keeps current over the same channel (each event
+as it is published), so a notification does not wait on a second hop. Every other request
+(incidents, enrolment, an alert's status, a feed poll from before the mirror's start) is
+forwarded to the writer's own site over a UNIX socket in a private directory, with the
+client's address in ``X-Siaga-Peer`` (set by the intake, never taken from the client), so
+the loopback-only operator endpoints keep judging the real client.
 
 The writer's process does not accept on the socket itself: its reactor is kept for commits,
 the feed and AMI. An intake that dies is started again; alerts it had handed off still
@@ -49,7 +51,8 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from dispatcher.alerts.auth import Authenticator, DeviceCredentials
 from dispatcher.alerts.devices import DeviceVerbs
 from dispatcher.alerts.errors import CredentialsRevoked
-from dispatcher.alerts.handoff import HandOffClient, HandOffServer
+from dispatcher.alerts.feed import IncidentFeed
+from dispatcher.alerts.handoff import FEED_FRAME, HandOffClient, HandOffServer
 from dispatcher.alerts.intake import AlertRequest
 from dispatcher.alerts.outcomes import AlertAccepted, AlertCounts
 from dispatcher.alerts.settings import AlertSettings
@@ -122,17 +125,39 @@ class IntakeRoot(Resource):
     isLeaf = True
     ALERT_PATHS = (b"/api/v1/alerts", b"/api/v1/alerts/")
 
-    def __init__(self, alerts_resource: Resource, forward: Resource) -> None:
+    FEED_PATHS = (b"/api/v1/incidents/feed", b"/api/v1/incidents/feed/")
+
+    def __init__(self, alerts_resource: Resource, forward: Resource,
+                 feed: IncidentFeed | None = None, feed_resource: Resource | None = None
+                 ) -> None:
         super().__init__()
         self.alerts_resource = alerts_resource
         self.forward = forward
+        self.feed = feed
+        self.feed_resource = feed_resource
 
     def render(self, request: Request) -> bytes | int:
-        """Route: ``POST /api/v1/alerts`` served here, the rest forwarded."""
+        """Route: ``POST /api/v1/alerts`` served here, the feed's long-polls served here when
+        the mirror holds them, the rest forwarded."""
         if request.method == b"POST" and request.path in self.ALERT_PATHS:
             request.postpath = []
             return self.alerts_resource.render(request)  # type: ignore[no-any-return]
+        if (request.method == b"GET" and request.path in self.FEED_PATHS
+                and self.feed is not None and self.feed_resource is not None
+                and self.feed.holds(_after_arg(request))):
+            request.postpath = []
+            return self.feed_resource.render(request)  # type: ignore[no-any-return]
         return self.forward.render(request)  # type: ignore[no-any-return]
+
+
+def _after_arg(request: Request) -> int:
+    """The feed's ``after`` as routing sees it: a malformed one is answered (400) here, a
+    missing one is 0 (only the writer holds the feed from its start)."""
+    values = request.args.get(b"after")
+    if not values:
+        return 0
+    raw = values[0]
+    return int(raw) if raw.isdigit() and len(raw) <= 19 else 2**63
 
 
 class _ForwardClient(ProxyClient):
@@ -246,7 +271,7 @@ def run_intake(reactor: Any, listen_fd: int, handoff_fd: int,
                family: socket.AddressFamily = socket.AF_INET) -> None:
     """Build an intake in this process: adopt the hand-off channel, and once the writer's
     hello arrives, the database reads, the verbs and the listening socket."""
-    from dispatcher.api.alerts import AlertsResource
+    from dispatcher.api.alerts import AlertsResource, FeedResource
     from dispatcher.api.base import ApiRequest
     from dispatcher.calllog import db
     from dispatcher.pools import ReadPool
@@ -268,8 +293,12 @@ def run_intake(reactor: Any, listen_fd: int, handoff_fd: int,
         request_class = type("IntakeRequest", (ApiRequest,), {
             "max_body": alert_settings.max_body_bytes,
             "__init__": _json_only_init})
+        # The operators' feed, mirrored: the writer sends each event as it publishes it.
+        feed = IncidentFeed.mirror(reactor, int(settings["feed_last"]))
+        channel.on_feed = feed.receive
         root = IntakeRoot(AlertsResource(verbs),  # type: ignore[arg-type]
-                          ForwardToWriter(reactor, settings["forward_socket"]))
+                          ForwardToWriter(reactor, settings["forward_socket"]),
+                          feed, FeedResource(feed, settings["operator_token"]))
         site: Site
         if settings.get("limits") is not None:
             # The server's connection caps and deadlines, the pool's share of them.
@@ -365,7 +394,7 @@ class IntakePool(Service):
 
     def __init__(self, reactor: Any, alerts: Any, site: Site, host: str, port: int,
                  count: int, database_url: str, tls: tuple[Path, Path] | None = None,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, operator_token: str | None = None) -> None:
         if count < 1:
             raise ValueError("an intake pool needs at least one process")
         self.reactor = reactor
@@ -377,6 +406,8 @@ class IntakePool(Service):
         self.database_url = database_url
         self.tls = tls
         self.limits = limits
+        self.operator_token = operator_token
+        self._feed_batch: list[dict[str, Any]] = []
         self.socket: socket.socket | None = None
         self.private_dir: str | None = None
         self.private: Any = None
@@ -414,6 +445,7 @@ class IntakePool(Service):
         forward_site.noisy = False
         self.private = self.reactor.listenUNIX(self.forward_socket, forward_site, mode=0o600)
         self.alerts.source_blocked = self._block
+        self.alerts.feed.listeners.append(self._feed_event)
         super().startService()
         for index in range(self.count):
             self._spawn(index)
@@ -432,7 +464,8 @@ class IntakePool(Service):
                 "max_body_bytes": settings.max_body_bytes,
                 "master_key": settings.master_key.hex(),
                 "tls": [str(p) for p in self.tls] if self.tls is not None else None,
-                "limits": self._share_of_limits()}
+                "limits": self._share_of_limits(),
+                "feed_last": self.alerts.feed.last, "operator_token": self.operator_token}
 
     def _share_of_limits(self) -> dict[str, Any] | None:
         # Each intake enforces its share of the caps (the kernel spreads connections over
@@ -492,6 +525,19 @@ class IntakePool(Service):
         if self.running and index not in self.processes:
             self._spawn(index)
 
+    def _feed_event(self, item: dict[str, Any]) -> None:
+        # Events published in one reactor turn (a commit's batch) go out in one frame.
+        if not self._feed_batch:
+            self.reactor.callLater(0, self._send_feed)
+        self._feed_batch.append(item)
+
+    def _send_feed(self) -> None:
+        batch, self._feed_batch = self._feed_batch, []
+        for start in range(0, len(batch), FEED_FRAME):
+            frame = batch[start:start + FEED_FRAME]
+            for channel in list(self.channels):
+                channel.feed(frame)
+
     def _block(self, source: str, seconds: float) -> None:
         for channel in list(self.channels):
             channel.block(source, seconds)
@@ -500,6 +546,8 @@ class IntakePool(Service):
         """Stop the intakes (SIGTERM, then SIGKILL after 5 s), close the sockets."""
         super().stopService()
         self.alerts.source_blocked = None
+        if self._feed_event in self.alerts.feed.listeners:
+            self.alerts.feed.listeners.remove(self._feed_event)
         waits = [p.ended for p in self.protocols.values()]
         for process in list(self.processes.values()):
             _signal(process, "TERM")

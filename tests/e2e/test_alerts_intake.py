@@ -78,10 +78,19 @@ class Connection:
 
     def request(self, method: str, path: str, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+        self.send(method, path, body, headers)
+        return self.answer()
+
+    def send(self, method: str, path: str, body: bytes = b"",
+             headers: dict[str, str] | None = None) -> None:
+        """Send a request; read its answer with :meth:`answer`."""
         head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1",
                 f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+
+    def answer(self) -> tuple[int, dict[str, object]]:
+        """The status and JSON body of the next answer on this connection."""
         status_line = self.file.readline()
         if not status_line:
             raise ConnectionError("closed")
@@ -171,6 +180,25 @@ def test_given_two_intake_processes_when_alerts_arrive_through_both_then_each_is
     status, doc = held[first][1].request("GET", f"/api/v1/incidents/{incident_id}")
     assert status == 200 and doc["id"] == incident_id, (status, doc)
 
+    # The operators' feed: a poll from the start is the writer's and lists every incident;
+    # long-polls from there, one waiting on each intake, are both woken by an alert sent
+    # through one of them (each intake's mirror of the writer's feed).
+    status, feed = held[first][1].request("GET", "/api/v1/incidents/feed?after=0")
+    assert status == 200 and feed["missed"] == 0, (status, feed)
+    assert sorted({e["incident_id"] for e in feed["events"]}) == sorted(  # type: ignore[union-attr]
+        set(sent.values()))
+    last = feed["last"]
+    for pid in (first, second):
+        held[pid][1].send("GET", f"/api/v1/incidents/feed?after={last}&wait=30")
+    device_id = devices[0]
+    status, doc = held[second][0].post_alert(device_id, tokens[device_id], str(uuid.uuid4()))
+    assert status == 201, (status, doc)
+    for pid in (first, second):
+        status, woken = held[pid][1].answer()
+        assert status == 200 and [(e["incident_id"], e["event"])  # type: ignore[index]
+                                  for e in woken["events"]] == [  # type: ignore[union-attr]
+            (doc["incident_id"], "alert_received")], (pid, status, woken)
+
     # SIGKILL one intake while both take a stream of alerts.
     victim, survivor = first, second
     stream = [(devices[n % DEVICES], str(uuid.uuid4())) for n in range(300)]
@@ -211,7 +239,7 @@ def test_given_two_intake_processes_when_alerts_arrive_through_both_then_each_is
         for conn in conns:
             conn.close()
     final = stored(api.db_path)
-    assert len(final) == 40 + len(stream)
+    assert len(final) == 40 + 1 + len(stream)  # the feed's alert too
     with sqlite3.connect(api.db_path) as con:
         assert con.execute("SELECT count(*) FROM incidents").fetchone()[0] == len(final)
         assert con.execute("SELECT count(*) FROM callbacks WHERE reason = 'alert'"
@@ -224,7 +252,8 @@ def test_given_siaga_up_with_two_intake_processes_when_an_app_posts_an_alert_the
     """The whole center (``siaga up``, Asterisk included) with ``http.intake_processes: 2``:
     two intake processes run beside the server; an enrolled app's alert is answered 201 and
     its retry 200 with the same incident; the operator API (forwarded to the server's
-    process) shows the incident to the center's own machine, and the console's login page,
+    process) shows the incident to the center's own machine, the incident feed (answered by
+    the intakes past its start) asks for the operator token, and the console's login page,
     also forwarded, is served."""
     import subprocess
     import sys
@@ -257,6 +286,17 @@ def test_given_siaga_up_with_two_intake_processes_when_an_app_posts_an_alert_the
         status, incident = conn.request("GET", f"/api/v1/incidents/{doc['incident_id']}",
                                         headers={"Authorization": f"Bearer {operator}"})
         assert status == 200 and incident["id"] == doc["incident_id"], (status, incident)
+        # The feed from the start is the server's; from there on the intake answers it from
+        # its mirror, with the center's operator token required there too.
+        bearer = {"Authorization": f"Bearer {operator}"}
+        status, feed = conn.request("GET", "/api/v1/incidents/feed?after=0", headers=bearer)
+        assert status == 200 and doc["incident_id"] in [
+            e["incident_id"] for e in feed["events"]], (status, feed)  # type: ignore[union-attr]
+        after = f"/api/v1/incidents/feed?after={feed['last']}&wait=0"
+        status, refused = conn.request("GET", after)
+        assert (status, refused["error"]) == (401, "invalid_credentials"), (status, refused)
+        status, answered = conn.request("GET", after, headers=bearer)
+        assert (status, answered["events"], answered["missed"]) == (200, [], 0), answered
         conn.close()
         http = center.center.http
         with urllib.request.urlopen(f"http://{http.host}:{http.port}/login",

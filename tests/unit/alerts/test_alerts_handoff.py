@@ -366,3 +366,127 @@ def test_given_a_client_that_leaves_when_its_request_was_forwarded_then_the_forw
     assert writer_side.disconnecting
     upstream.dataReceived(b"data: 2\n\n")  # nothing raised, nothing written
     upstream.connectionLost(Failure(ConnectionDone()))
+
+
+# -- the operators' feed, mirrored in each intake ---------------------------------------------
+
+
+class NoWriterSite:
+    """A reactor whose ``connectUNIX`` records what the intake would forward to the writer."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[Any] = []
+
+    def connectUNIX(self, path: str, factory: Any, timeout: int = 30) -> None:  # noqa: N802
+        self.forwarded.append(factory)
+
+
+def intake_site(feed: Any, reactor: NoWriterSite, operator_token: str | None = None) -> Site:
+    """An intake's site (``IntakeRoot``) answering the feed from ``feed``."""
+    from dispatcher.api.alerts import FeedResource
+
+    root = IntakeRoot(AlertsResource(None), ForwardToWriter(reactor, "/x"),  # type: ignore[arg-type]
+                      feed, FeedResource(feed, operator_token))
+    return Site(root, requestFactory=ApiRequest)
+
+
+def get(site: Site, path: str, host: str = "127.0.0.1", headers: str = "") -> StringTransport:
+    """Send ``GET path`` from ``host`` on a new connection; the transport collects the answer."""
+    address = IPv4Address("TCP", host, 40000)
+    proto = site.buildProtocol(address)
+    transport = StringTransport(peerAddress=address)
+    proto.makeConnection(transport)
+    proto.dataReceived(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    return transport
+
+
+def test_given_the_writer_publishing_when_frames_are_split_at_every_byte_then_the_intakes_mirror_answers_its_long_poll(  # noqa: E501
+        tmp_path: Path) -> None:
+    """Feed events the writer publishes reach the intake's mirror over the channel (however
+    the bytes are split) and wake the operator's long-poll waiting at the intake once, with
+    the whole frame: answered there, never forwarded to the writer's site, and the same
+    document the writer gives."""
+    from dispatcher.alerts.feed import IncidentFeed
+
+    service, writer, sessions, clock = make(tmp_path)
+    service.feed.publish(1, "new", "alert_received")
+    link = Link(service, clock)
+    mirror = IncidentFeed.mirror(clock, service.feed.last)
+    link.client.on_feed = mirror.receive
+    reactor = NoWriterSite()
+    site = intake_site(mirror, reactor)
+    waiting = get(site, "/api/v1/incidents/feed?after=1&wait=30")
+    assert waiting.value() == b""
+    service.feed.publish(2, "new", "alert_received", lat=1.4756,
+                         callback_number="081234567890")
+    service.feed.publish(2, "dispatched", "operator_dialled")
+    link.server.feed(list(service.feed.events)[1:])
+    link.pump(chunk=1)
+    status, _, body = parse_response(waiting.value())
+    expected = service.feed.answer(1, service.feed.since(1))
+    assert (status, json.loads(body)) == (200, json.loads(json.dumps(expected)))
+    assert [e["event"] for e in json.loads(body)["events"]] == [
+        "alert_received", "operator_dialled"]
+    assert reactor.forwarded == []
+
+
+def test_given_a_poll_from_before_the_mirrors_start_when_it_reaches_an_intake_then_the_writer_answers_it(  # noqa: E501
+        ) -> None:
+    """The mirror holds only events after the writer's ``last`` at its start: an older
+    ``after`` (or none: from the beginning) is forwarded to the writer, which holds them."""
+    from dispatcher.alerts.feed import IncidentFeed
+
+    reactor = NoWriterSite()
+    site = intake_site(IncidentFeed.mirror(task.Clock(), 5), reactor)
+    get(site, "/api/v1/incidents/feed?after=4")
+    get(site, "/api/v1/incidents/feed")
+    assert [f.rest for f in reactor.forwarded] == [b"/api/v1/incidents/feed?after=4",
+                                                   b"/api/v1/incidents/feed"]
+    answered = get(site, "/api/v1/incidents/feed?after=5&wait=0")
+    assert parse_response(answered.value())[0] == 200
+    assert len(reactor.forwarded) == 2
+
+
+def test_given_an_outsider_naming_itself_loopback_when_it_polls_the_feed_at_an_intake_then_it_is_refused(  # noqa: E501
+        ) -> None:
+    """The feed at an intake keeps the operator rules: the client's real address is judged
+    (an ``X-Siaga-Peer`` header of its own changes nothing), and with an operator token
+    set a loopback client without it is refused; a malformed ``after`` is a JSON 400."""
+    from dispatcher.alerts.feed import IncidentFeed
+
+    reactor = NoWriterSite()
+    feed = IncidentFeed.mirror(task.Clock(), 0)
+    feed.receive([{"seq": 1, "at": 0.0, "incident_id": 1, "state": "new",
+                   "event": "alert_received"}])
+    open_site = intake_site(feed, reactor)
+    spoof = get(open_site, "/api/v1/incidents/feed?after=0",
+                host="203.0.113.5", headers="X-Siaga-Peer: 127.0.0.1\r\n")
+    status, _, body = parse_response(spoof.value())
+    assert (status, json.loads(body)["error"]) == (403, "forbidden")
+    guarded = intake_site(feed, reactor, operator_token="op-secret")
+    status, _, body = parse_response(get(guarded, "/api/v1/incidents/feed?after=0").value())
+    assert (status, json.loads(body)["error"]) == (401, "invalid_credentials")
+    status, _, body = parse_response(get(
+        guarded, "/api/v1/incidents/feed?after=0",
+        headers="Authorization: Bearer op-secret\r\n").value())
+    assert status == 200 and [e["seq"] for e in json.loads(body)["events"]] == [1]
+    status, _, body = parse_response(get(
+        guarded, "/api/v1/incidents/feed?after=1%0d%0aX:1",
+        headers="Authorization: Bearer op-secret\r\n").value())
+    assert (status, json.loads(body)["error"]) == (400, "invalid_parameter")
+    assert reactor.forwarded == []
+
+
+def test_given_a_malformed_feed_frame_when_the_intake_reads_it_then_the_channel_is_closed(
+        ) -> None:
+    """A feed frame that is not a list of numbered events is a bug in our own writer: the
+    intake closes the channel rather than serve a guessed feed."""
+    for events in ("x", [{"seq": "1", "at": 0}], [{"at": 0}], [1]):
+        client = HandOffClient(task.Clock().seconds)
+        received: list[Any] = []
+        client.on_feed = received.append
+        transport = StringTransport()
+        client.makeConnection(transport)
+        data = json.dumps({"op": "feed", "events": events}).encode()
+        client.dataReceived(struct.pack("!I", len(data)) + data)
+        assert transport.disconnecting and received == [], events
