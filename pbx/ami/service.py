@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -73,7 +74,9 @@ class AMIService(Service, AMIActions):
         self.factory.protocol = protocol
         self.client: AMIClient | None = None
         self.connections = 0
-        self.sent_actions: list[tuple[str, str]] = []  # (action, ActionID), for auditing
+        # (action, ActionID) of the latest actions, for auditing: a fixed ring, so its
+        # memory is reached within minutes and stays flat for the server's life.
+        self.sent_actions: deque[tuple[str, str]] = deque(maxlen=2_000)
         self._listeners: list[Callable[[AMIClient], object]] = []
         self._waiters: list[defer.Deferred[AMIClient]] = []
         self._login_failures = 0
@@ -86,10 +89,7 @@ class AMIService(Service, AMIActions):
         return client
 
     def _record_sent(self, name: str, action_id: str) -> None:
-        # Bounded: enough for tests and debugging to see what went out, never a leak.
         self.sent_actions.append((name, action_id))
-        if len(self.sent_actions) > 10_000:
-            del self.sent_actions[:5_000]
 
     def _logged_in(self, client: AMIClient) -> AMIClient:
         self.client = client
