@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pbx.provision import AsteriskInstall, provision
+from tests import harness
 from tests.harness import (
     IDLE_HOOKS,
     RunningAsterisk,
@@ -18,6 +19,19 @@ from tests.harness import (
     wait_for,
 )
 from tests.phones import phones, sip_stack  # noqa: F401 (fixtures for every test)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report ends with the tail of each running Asterisk's log: a flake
+    seen once in CI is explained by what Asterisk said (a dial refused, a contact
+    unreachable), not guessed at."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and call.when in ("call", "setup"):
+        for running in list(harness.RUNNING):
+            report.sections.append(
+                (f"Asterisk {running.sip_address}: end of its log", running.log_tail()))
 
 
 @pytest.fixture(scope="session")

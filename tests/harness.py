@@ -224,6 +224,11 @@ def open_watch(host: str, port: int, username: str, secret: str,
     return watch
 
 
+# Every Asterisk this test process started and has not stopped: a failed test's report
+# shows the end of each one's log (tests/conftest.py).
+RUNNING: list[RunningAsterisk] = []
+
+
 class RunningAsterisk:
     """One Asterisk process on a prepared center, for a whole test session."""
 
@@ -252,6 +257,7 @@ class RunningAsterisk:
         self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         out.close()
+        RUNNING.append(self)
         self.wait_booted(timeout)
         # What Asterisk complained of while loading the generated configuration (later
         # lines belong to the tests' calls).
@@ -298,8 +304,17 @@ class RunningAsterisk:
         return [line for line in log.read_text(errors="replace").splitlines()
                 if " ERROR[" in line or " WARNING[" in line]
 
+    def log_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines of Asterisk's log (notices, warnings, errors)."""
+        log = self.prepared.asterisk_log
+        if not log.exists():
+            return "(no log yet)"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
     def stop(self, timeout: float = 20.0) -> None:
         """Stop Asterisk (SIGTERM, then SIGKILL) and close AMI connections."""
+        if self in RUNNING:
+            RUNNING.remove(self)
         for watch in self.watches:
             try:
                 watch.close()
