@@ -14,14 +14,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pbx.phone.dialing import check_dtmf, split_hostport
 from pbx.phone.errors import PhoneError
 from pbx.phone.events import CallState, PhoneEvent
-from pbx.phone.phone import Phone
-from pbx.phone.probe import ProbeConfig, run_probe
-from pbx.phone.stack import SipStack
+
+# pjsua2 and numpy are imported by the commands that use them, not here: every ``siaga``
+# process registers these sub-commands, and the long-running server (``siaga up``) would
+# otherwise carry both libraries (about 20 MB resident, OpenBLAS's threads) for nothing.
+if TYPE_CHECKING:
+    from pbx.phone.phone import Phone
 
 
 def _server(value: str) -> str:
@@ -122,6 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_probe(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the probe and print its JSON result; 0 if the hotline passed every stage."""
+    from pbx.phone.probe import ProbeConfig, run_probe
+
     out = out or sys.stdout
     try:
         caller_password = _from_env(getattr(args, "caller_password_env", None))
@@ -172,6 +177,9 @@ class _Stop:
 
 def cmd_phone(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the softphone as the arguments say; print every event. 0 on success."""
+    from pbx.phone.phone import Phone
+    from pbx.phone.stack import SipStack
+
     out = out or sys.stdout
     started = time.monotonic()
 

@@ -106,3 +106,22 @@ def test_given_a_result_when_serialised_then_times_are_rounded_and_all_fields_pr
     assert data["ok"] is True and data["stage"] in STAGES
     assert data["time_to_operator_ring"] is None
     assert set(data) >= {"time_to_answer", "time_to_first_audio", "time_to_operator_ring"}
+
+
+def test_given_the_servers_process_when_it_builds_the_cli_and_the_center_then_pjsua2_and_numpy_stay_out(  # noqa: E501
+        ) -> None:
+    """``siaga up`` builds the whole command line (every sub-command, ``phone`` and ``probe``
+    included) and the center: neither pjsua2 nor numpy may come with it (about 20 MB of
+    resident memory and OpenBLAS's threads in the server for nothing; the self-test's phone
+    runs in a child process). Checked in a fresh interpreter, where nothing is loaded yet."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from dispatcher import cli\n"
+            "cli.build_parser()\n"
+            "import dispatcher.serve, dispatcher.app, dispatcher.topology_run, dispatcher.brain\n"
+            "print(sorted(m for m in ('numpy', 'pjsua2') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
