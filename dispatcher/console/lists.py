@@ -73,19 +73,24 @@ class OpenIncidents:
 
     def __init__(self) -> None:
         self.items: dict[int, dict[str, Any]] = {}
-        self._seen: set[int] = set()  # ids the feed told of (the snapshot may be older)
+        # Ids the feed told of before the snapshot arrived (the snapshot may be older);
+        # None once it has: from then on the feed alone keeps the list.
+        self._seen: set[int] | None = set()
 
     def load(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Take the database's open incidents (``read_open_incidents``); an incident the
-        feed already told of keeps what the feed said."""
+        """Take the database's open incidents (``read_open_incidents``), once; an incident
+        the feed already told of keeps what the feed said. ``load([])`` when the snapshot
+        cannot be read: the list fills as incidents change."""
+        seen, self._seen = self._seen or set(), None
         for row in rows:
-            if row["id"] not in self._seen and row["state"] not in _FINAL:
+            if row["id"] not in seen and row["state"] not in _FINAL:
                 self.items[row["id"]] = dict(row)
 
     def feed(self, item: dict[str, Any]) -> None:
         """One event of the incident feed (``IncidentFeed.publish``'s item)."""
         incident_id = item["incident_id"]
-        self._seen.add(incident_id)
+        if self._seen is not None:
+            self._seen.add(incident_id)
         if item["state"] in _FINAL:
             self.items.pop(incident_id, None)
             return

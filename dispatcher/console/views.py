@@ -151,6 +151,7 @@ def publish_console(push: Any, views: ConsoleViews, ami: Any, model_sync: Any,  
     def failed(failure: Failure) -> None:
         log.failure("the open incidents could not be read; the list fills as they change",
                     failure)
+        views.incidents.load([])
 
     read(read_open_incidents).addCallbacks(loaded, failed)
     return views
