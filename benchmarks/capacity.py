@@ -90,6 +90,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.sipp_stats import (  # noqa: E402
     MachineTicks,
+    double_booked,
     highest_clean,
     last_count,
     pcap_seconds,
@@ -1016,39 +1017,6 @@ def exited(procs: dict[str, subprocess.Popen[bytes] | None]) -> list[str]:
     """The names of the processes that are no longer running, with their exit status."""
     return [f"{name} (exit {'-' if proc is None else proc.returncode})"
             for name, proc in procs.items() if proc is None or proc.poll() is not None]
-
-
-def double_booked(queue_logs: list[Path]) -> int:
-    """Calls a desk was connected to while it was still connected to another, from the
-    queues' own log (``CONNECT`` and the ``COMPLETE*`` that ends it, per desk, the times in
-    whole seconds, so only overlaps of a second or more count). A real desk phone refuses
-    a second call (486), as the edge does for a desk busy at the other node; a SIPp desk
-    answers it. So the straight way's calls that double-booked a desk would not have been
-    carried by real phones: counting them says how generous that baseline is."""
-    connected: dict[str, tuple[str, int]] = {}  # callid → (desk, connected at)
-    spans: dict[str, list[tuple[int, int]]] = {}  # desk → (connected, ended) of its calls
-    for path in queue_logs:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            fields = line.split("|")
-            if len(fields) < 5 or not fields[0].isdigit():
-                continue
-            at, callid, desk, verb = int(fields[0]), fields[1], fields[3], fields[4]
-            if verb == "CONNECT":
-                connected[callid] = (desk, at)
-            elif verb in ("COMPLETECALLER", "COMPLETEAGENT") and callid in connected:
-                desk, began = connected.pop(callid)
-                spans.setdefault(desk, []).append((began, at))
-    count = 0
-    for calls in spans.values():
-        calls.sort()
-        busy_until = None
-        for began, ended in calls:
-            if busy_until is not None and began < busy_until:
-                count += 1
-            busy_until = ended if busy_until is None else max(busy_until, ended)
-    return count
 
 
 def edge_refusals(scaleout: ScaleOut) -> int:

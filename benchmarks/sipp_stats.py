@@ -10,6 +10,7 @@ import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def read_sipp_csv(text: str) -> list[dict[str, str]]:
@@ -136,3 +137,37 @@ def highest_clean(steps: Iterable[tuple[int, int]]) -> int:
             break
         best = max(best, concurrency)
     return best
+
+
+def double_booked(queue_logs: list[Path]) -> int:
+    """Calls a desk was connected to while it was still connected to another, from the
+    queues' own logs (Asterisk's ``queue_log`` files, one per node): ``CONNECT`` and the
+    ``COMPLETE*`` that ends it, per desk (the member's name), across the files; the times
+    are whole seconds, so only overlaps of a second or more count. A real desk phone refuses
+    a second call (486), as the edge does for a desk busy at the other node; a SIPp desk
+    answers it. So the straight way's calls that double-booked a desk would not have been
+    carried by real phones: counting them says how generous that baseline is."""
+    connected: dict[str, tuple[str, int]] = {}  # callid → (desk, connected at)
+    spans: dict[str, list[tuple[int, int]]] = {}  # desk → (connected, ended) of its calls
+    for path in queue_logs:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            fields = line.split("|")
+            if len(fields) < 5 or not fields[0].isdigit():
+                continue
+            at, callid, desk, verb = int(fields[0]), fields[1], fields[3], fields[4]
+            if verb == "CONNECT":
+                connected[callid] = (desk, at)
+            elif verb in ("COMPLETECALLER", "COMPLETEAGENT") and callid in connected:
+                desk, began = connected.pop(callid)
+                spans.setdefault(desk, []).append((began, at))
+    count = 0
+    for calls in spans.values():
+        calls.sort()
+        busy_until = None
+        for began, ended in calls:
+            if busy_until is not None and began < busy_until:
+                count += 1
+            busy_until = ended if busy_until is None else max(busy_until, ended)
+    return count

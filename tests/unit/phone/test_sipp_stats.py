@@ -125,3 +125,31 @@ def test_given_a_hold_time_when_the_citizen_scenario_is_built_then_speech_fills_
     assert xml.count("g711a.pcap") == len(pauses) - 2
     assert max(pauses[2:]) <= 7050
     assert "dtmf_2833_0.pcap" in xml
+
+
+def test_given_queue_logs_of_two_nodes_when_a_desk_has_overlapping_calls_then_each_overlap_counts_once(  # noqa: E501
+        tmp_path) -> None:  # noqa: ANN001
+    """A desk connected to a second call before its first ended is double-booked, whichever
+    node's log holds each call; back-to-back calls, a call never completed and other lines
+    count for nothing."""
+    from benchmarks.sipp_stats import double_booked
+
+    a = tmp_path / "a_queue_log"
+    b = tmp_path / "b_queue_log"
+    a.write_text(
+        "100|NONE|NONE|NONE|QUEUESTART|\n"
+        "110|a-1.1|operators|Desk 7|CONNECT|2|a-1.2|1\n"
+        "135|a-1.1|operators|Desk 7|COMPLETECALLER|2|25|1\n"
+        "135|a-2.1|operators|Desk 7|CONNECT|1|a-2.2|1\n"  # back to back: not an overlap
+        "160|a-2.1|operators|Desk 7|COMPLETEAGENT|1|25|1\n"
+        "120|a-3.1|operators|Desk 8|CONNECT|1|a-3.2|1\n"
+        "garbage line\n")
+    b.write_text(
+        "140|b-1.1|operators|Desk 7|CONNECT|1|b-1.2|1\n"  # while a-2.1 talks: counts
+        "150|b-1.1|operators|Desk 7|COMPLETECALLER|1|10|1\n"
+        "150|b-2.1|operators|Desk 8|CONNECT|1|b-2.2|1\n"  # desk 8's a-3.1 never completed
+        "170|b-2.1|operators|Desk 8|COMPLETECALLER|1|20|1\n"
+        "145|b-3.1|operators|Desk 9|RINGNOANSWER|1000\n")
+    assert double_booked([a]) == 0
+    assert double_booked([a, b]) == 1
+    assert double_booked([a, b, tmp_path / "missing"]) == 1
