@@ -233,6 +233,10 @@ REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 # the ACK: one response-time row per answered call, which is how answered calls are counted
 # (SIPp's successful-call counter also counts the OPTIONS). Through the SIP edge an answered
 # call is also pinged in-dialog (an OPTIONS every 30 s): answered, the call goes on.
+# The 180 and 200 carry the INVITE's Record-Route back, as RFC 3261 (12.1.1) makes every phone
+# do: without it the node's BYE went straight to the desk, past the edge, whose dialog
+# module then held the desk busy after the call (an earlier version of this benchmark: every
+# desk of one step was refused in the next).
 OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="operator desks answer">
   <recv request="OPTIONS" optional="true" next="options"/>
@@ -241,6 +245,7 @@ OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     <![CDATA[
       SIP/2.0 180 Ringing
       [last_Via:]
+      [last_Record-Route:]
       [last_From:]
       [last_To:];tag=[pid]SIPpTag01[call_number]
       [last_Call-ID:]
@@ -254,6 +259,7 @@ OPERATOR = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
+      [last_Record-Route:]
       [last_From:]
       [last_To:];tag=[pid]SIPpTag01[call_number]
       [last_Call-ID:]
@@ -442,6 +448,8 @@ class Step:
     plateau_channels: int | None = None
     load_average: str = "-"
     counted: dict[str, int] = field(default_factory=dict)
+    state_idle: str = ""
+    state_loaded: str = ""
 
     @property
     def lost(self) -> int:
@@ -604,6 +612,8 @@ class Load:
     counters: Callable[[], dict[str, int]] = dict
     # The processes of this way that have exited (a crash ends the way's ramp).
     exited: Callable[[], list[str]] = list
+    # A state worth printing, read at the step's start (idle) and at its full load.
+    state: Callable[[], str] = str
 
     def ticks(self) -> dict[str, int | None]:
         """CPU ticks of every measured process (the citizens' SIPp apart) now."""
@@ -633,6 +643,7 @@ def run_step(load: Load, concurrency: int) -> Step:
         load.operators.register_again()
     work = load.sipp.workdir(f"c{concurrency}")
     answered_before = load.operators.answered()
+    step.state_idle = load.state()
     before = load.ticks()
     counted_before = load.counters()
     step.load_average = load_average()
@@ -654,6 +665,7 @@ def run_step(load: Load, concurrency: int) -> Step:
             time.sleep(0.2)
         # Every citizen bridged to a desk is two channels in Asterisk.
         step.plateau_channels = load.channels()
+        step.state_loaded = load.state()
         if load.sample is not None:
             step.rtp = load.sample.check()
         # Read CPU just before SIPp exits (its counters vanish with it).
@@ -725,6 +737,9 @@ def print_step(step: Step) -> None:
     print(f"          Asterisk channels at full load: {step.plateau_channels} "
           f"(2 per bridged call)"
           + "".join(f"; {name}: {value}" for name, value in step.counted.items()))
+    if step.state_idle or step.state_loaded:
+        print(f"          before the step (idle): {step.state_idle}; at full load: "
+              f"{step.state_loaded}")
 
 
 def run_round(load: Load, label: str, steps: list[int], until: float) -> list[Step]:
@@ -997,6 +1012,7 @@ def compare_edge(args: argparse.Namespace, steps: list[int], deadline: float,
                                               edge_refusals(scaleout), booked: double_booked(
                                 [n.prepared.paths.log / "queue_log"
                                  for n in scaleout.nodes.values()])},
+                            state=lambda: edge_dialogs(scaleout),
                             exited=lambda: exited({"kamailio": scaleout.edge_proc, **{
                                 f"asterisk {name}": n.proc
                                 for name, n in scaleout.nodes.items()}}), **common)
@@ -1017,6 +1033,25 @@ def exited(procs: dict[str, subprocess.Popen[bytes] | None]) -> list[str]:
     """The names of the processes that are no longer running, with their exit status."""
     return [f"{name} (exit {'-' if proc is None else proc.returncode})"
             for name, proc in procs.items() if proc is None or proc.poll() is not None]
+
+
+def edge_dialogs(scaleout: ScaleOut) -> str:
+    """The desk calls the edge holds (its dialog module tracks those only): idle, every one
+    is a desk the edge would refuse while the node thinks it free."""
+    from pbx.kamailio import EdgeError, rpc
+
+    try:
+        stats = rpc(scaleout.edge.paths.rpc_socket, "stats.get_statistics", ["dialog:"],
+                    timeout=2)
+    except EdgeError as exc:
+        return f"edge dialogs unknown ({exc})"
+    values = {}
+    for item in stats if isinstance(stats, list) else []:
+        name, _, value = str(item).partition(" = ")
+        values[name.removeprefix("dialog:")] = value
+    return (f"edge desk dialogs {values.get('active_dialogs', '?')} active, "
+            f"{values.get('early_dialogs', '?')} early, "
+            f"{values.get('expired_dialogs', '?')} expired so far")
 
 
 def edge_refusals(scaleout: ScaleOut) -> int:

@@ -116,6 +116,19 @@ class ScaleOut:
         """What Kamailio printed."""
         return self.edge.out_path.read_text(errors="replace")[-3000:]
 
+    def desk_dialogs(self) -> int:
+        """The operators' calls the edge holds now (its dialog module tracks those only:
+        each one makes its desk busy for every node)."""
+        from pbx.kamailio import rpc
+
+        stats = rpc(self.edge.paths.rpc_socket, "stats.get_statistics",
+                    ["dialog:"], timeout=2)
+        for item in stats if isinstance(stats, list) else []:
+            name, _, value = str(item).partition(" = ")
+            if name == "dialog:active_dialogs":
+                return int(value)
+        raise RuntimeError(f"no active_dialogs in the edge's statistics: {stats!r}")
+
     def states(self) -> dict[str, NodeState]:
         """The nodes as the edge's dispatcher sees them ({} while it does not answer)."""
         if self.edge_proc is not None and self.edge_proc.poll() is not None:

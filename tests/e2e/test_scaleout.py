@@ -106,6 +106,10 @@ def test_given_an_operator_registered_at_the_edge_when_calls_land_on_either_node
             heard_on.add(node)
         call.hangup()
         call.wait_disconnected(10)
+        # The citizen hung up first: the node's BYE to the operator passed the edge, which
+        # must have let the desk go (else no node could ring this operator again).
+        phones.stack.wait_until(lambda: scaleout.desk_dialogs() == 0, 10,
+                                "the edge to free the operator's desk")
         if heard_on == set(scaleout.nodes):
             break
     assert heard_on == {"a", "b"}
