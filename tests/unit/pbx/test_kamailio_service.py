@@ -171,9 +171,11 @@ def test_given_an_edge_left_running_when_prepared_again_then_it_is_stopped(
 
     paths = EdgePaths(etc=tmp_path / "etc", runtime=tmp_path / "run")
     paths.runtime.mkdir()
-    # A stand-in holding the config's path in its command line, as Kamailio's -f does.
-    stale = subprocess.Popen(["setsid", sys.executable, "-c", "import time; time.sleep(300)",
-                              "-f", str(paths.config)])
+    # A stand-in holding the config's path in its command line, as Kamailio's -f does, in a
+    # group of its own. Started as Python itself (not through setsid(1), which execs Python
+    # after Popen returns: a read of its command line during that exec found it empty).
+    stale = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
+                              "-f", str(paths.config)], start_new_session=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     try:
         paths.pid_file.write_text(f"{other.pid}\n")
