@@ -174,9 +174,9 @@ def test_given_an_edge_left_running_when_prepared_again_then_it_is_stopped(
     # A stand-in holding the config's path in its command line, as Kamailio's -f does, in a
     # group of its own. Started as Python itself (not through setsid(1), which execs Python
     # after Popen returns: a read of its command line during that exec found it empty).
-    stale = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)",
+    stale = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()",
                               "-f", str(paths.config)], start_new_session=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    other = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         paths.pid_file.write_text(f"{other.pid}\n")
         assert stale_edge_pid(paths) is None
