@@ -34,6 +34,9 @@ SAFE_PASSWORD_RE = re.compile(r"^[A-Za-z0-9_.~+/=-]{8,128}$")
 # (Kamailio's dialog module takes no interval under 30 s.)
 DESK_KEEPALIVE_SECONDS = 30
 DESK_MAX_CALL_SECONDS = 6 * 3600
+# When every node is marked down, the edge still tries each in turn (its last resort), and
+# waits this many node timeouts for each one's 100 Trying: it was marked down for being slow.
+LAST_RESORT_TIMEOUTS = 4
 # Kamailio's worker processes for UDP: two keep a slow request from holding up the others.
 EDGE_CHILDREN = 2
 
@@ -72,7 +75,8 @@ def render_edge(center: Center, paths: EdgePaths, creds: Credentials) -> dict[st
         "center": center,
         "edge": _EdgeView(edge.host, edge.port, edge.ping_seconds, edge.node_timeout_ms,
                           edge.flood_requests, edge.flood_seconds, EDGE_CHILDREN,
-                          STAFF_PING_SECONDS, STAFF_REGISTER_SECONDS),
+                          STAFF_PING_SECONDS, STAFF_REGISTER_SECONDS,
+                          LAST_RESORT_TIMEOUTS * edge.node_timeout_ms),
         "nodes": center.topology.nodes,
         "paths": paths,
         "hotline_re": hotline_pattern(center),
@@ -110,6 +114,7 @@ class _EdgeView:
     children: int
     staff_ping_seconds: int
     staff_register_seconds: int
+    last_resort_timeout_ms: int
 
 
 @dataclass(frozen=True)

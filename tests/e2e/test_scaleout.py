@@ -236,6 +236,50 @@ def test_given_the_edge_when_a_citizen_calls_what_is_not_the_hotline_then_refuse
     assert bypass.status_code in (401, 403), (bypass.status_code, bypass.reason)
 
 
+def test_given_every_node_marked_down_when_a_citizen_calls_then_a_working_node_takes_it(
+        scaleout: ScaleOut, phones: PhoneFactory) -> None:
+    """Saturated nodes answer the edge's pings late and can be marked down together (seen
+    at 400 calls over two nodes: 16 citizens told 503). While one node still works, a
+    citizen is never told "no": with both nodes marked down and node a frozen (SIGSTOP, it
+    answers nothing), every call still reaches node b's IVR, whichever node the edge's last
+    resort tries first (it turns from call to call: a is tried first at least once in
+    three calls)."""
+    from pbx.kamailio import rpc
+
+    sock = scaleout.edge.paths.rpc_socket
+    frozen = scaleout.nodes["a"].proc
+    assert frozen is not None
+    citizen = phones.citizen()
+    # The edge's pings would mark the nodes up again within a second: paused for the test.
+    rpc(sock, "dispatcher.ping_active", [0])
+    try:
+        rpc(sock, "dispatcher.set_state", ["ip", 1, "all"])
+        wait_for(lambda: len(states := scaleout.states()) == 2
+                 and not any(s.up for s in states.values()), 5 * PATIENCE,
+                 "the edge to mark both nodes down")
+        for name in scaleout.nodes:  # each node's AMI watch, opened before a freezes
+            scaleout.ami(name)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            landed = []
+            for _ in range(3):
+                call, node = call_through_edge(scaleout, citizen, timeout=20)
+                assert call.status_code == 200, call.status_code
+                landed.append(node)
+                call.hangup()
+                call.wait_disconnected(10)
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        assert landed == ["b"] * 3, landed
+        assert not any(s.up for s in scaleout.states().values()), scaleout.states()
+        log = scaleout.edge_log()
+        assert "trying every node as a last resort" in log, log
+        assert f"last resort: hotline node sip:{scaleout.node_address('a')} failed" in log, log
+    finally:
+        rpc(sock, "dispatcher.ping_active", [1])
+    scaleout.wait_up("a", "b")
+
+
 def node_boot(scaleout: ScaleOut, name: str) -> tuple[str, str]:
     """When a node's Asterisk started, as CoreStatus says it to the brain."""
     response = scaleout.ami(name).action("CoreStatus")

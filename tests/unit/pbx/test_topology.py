@@ -153,6 +153,12 @@ def test_given_a_topology_when_the_edge_is_rendered_then_it_lists_the_nodes_and_
     assert 'modparam("dispatcher", "ds_ping_interval", 1)' in cfg
     assert 'modparam("tm", "fr_timer", 1000)' in cfg
     assert 't_on_failure("NODE_FAILED")' in cfg and "ds_next_dst()" in cfg
+    # Every node marked down: the last resort still tries each node, waiting 4 node
+    # timeouts for each (test_scaleout.py proves it with a frozen node).
+    last_resort = cfg[cfg.index("route[LAST_RESORT_NEXT]"):]
+    assert '$du = "sip:10.0.0.11:5060";' in last_resort
+    assert '$du = "sip:10.0.0.12:5060";' in last_resort
+    assert "t_set_fr(0, 4000);" in last_resort and " mod 2;" in last_resort
     assert "pike_check_req()" in cfg and "record_route()" in cfg
     # The caller's own copy of the source header is removed before the edge adds its own.
     assert cfg.index(f'remove_hf("{EDGE_SOURCE_HEADER}")') < cfg.index(
