@@ -118,8 +118,38 @@ def render_all(center: Center, creds: Credentials, paths: AsteriskPaths,
                       paths.etc / contract.ASTERISK_KEY_FILE),
         # The server's signed user events (a hostile-input defence: pbx.ami.attribution).
         "user_event": contract.dialplan_user_event,
+        # Each operator's queue penalty: on a node of a topology, the order it rings desks.
+        "desk_penalties": desk_penalties(center),
     }
     return {name: env.get_template(name + ".j2").render(**ctx) for name in CONFIG_FILES}
+
+
+def desk_penalties(center: Center) -> dict[str, int]:
+    """Each operator's queue penalty on the node ``center`` renders: the order its queue
+    rings free desks in (a lower penalty first; a penalty never keeps a desk out).
+
+    A single center: 0 for every operator. A node of a topology: the operators, in the
+    config's order, are split into as many blocks as there are nodes; each node rings its
+    own block first (0), then the next node's (1), and so on round. Every node's queue rings
+    desks that the others' citizens may hold, and the edge refuses those (one call per
+    desk); with each node starting at its own block the nodes meet only once a block is
+    busy, not on every call. The self-test's desk keeps its own penalty, above them all.
+    """
+    nodes = center.topology.nodes if center.topology is not None else ()
+    here = next((i for i, n in enumerate(nodes) if center.node is not None
+                 and n.name == center.node.name), None)
+    out = {}
+    count = len(center.operators)
+    for j, op in enumerate(center.operators):
+        if op.extension == center.selftest.desk:
+            out[op.extension] = contract.SELFTEST_DESK_PENALTY
+        elif here is None:
+            out[op.extension] = 0
+        else:
+            block = j * len(nodes) // count
+            out[op.extension] = min((block - here) % len(nodes),
+                                    contract.SELFTEST_DESK_PENALTY - 1)
+    return out
 
 
 def write_config(files: dict[str, str], out: Path) -> list[Path]:

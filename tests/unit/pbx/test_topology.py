@@ -437,3 +437,41 @@ def test_given_a_public_brain_address_when_loaded_then_error_names_the_line(
     err = caught.value
     assert (err.path, err.line) == ("topology.brain.ami_from", line_of(path, "ami_from"))
     assert "private" in err.reason
+
+
+def queue_penalties(queues_conf: str) -> dict[str, int]:
+    """extension -> penalty of each ``member =>`` line of a rendered queues.conf."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"^member => PJSIP/(\d+),(\d+),", queues_conf, re.MULTILINE)}
+
+
+def test_given_two_nodes_when_rendered_then_each_rings_its_own_block_of_operators_first(
+        tmp_path: Path) -> None:
+    """Each node's queue rings its own half of the operators first (penalty 0) and the other
+    half after (1), so two nodes seldom ring the same operator (the edge would refuse the
+    second). The self-test's desk keeps its penalty; a single center rings all at 0."""
+    center = load_center(config(tmp_path), state_dir=tmp_path / "s")
+    assert center.topology is not None
+    creds = ensure_credentials(center)
+    operators = [op.extension for op in center.operators]
+    assert len(operators) >= 2
+    half = len(operators) // 2
+    seen = {}
+    for name in ("a", "b"):
+        node = node_center(center, center.topology.node(name))
+        files = render_all(node, creds, AsteriskPaths.for_center(node, "/mods", "/usr/share"))
+        seen[name] = queue_penalties(files["queues.conf"])
+        assert set(seen[name]) == set(operators)
+    desk = center.selftest.desk
+    for i, ext in enumerate(operators):
+        if ext == desk:
+            assert seen["a"][ext] == seen["b"][ext] == 100
+            continue
+        first = i < half if len(operators) % 2 == 0 else i * 2 // len(operators) == 0
+        assert seen["a"][ext] == (0 if first else 1), (ext, seen["a"])
+        assert seen["b"][ext] == (1 if first else 0), (ext, seen["b"])
+    # Every operator is first at some node: no desk is anyone's last resort only.
+    assert all(min(seen["a"][e], seen["b"][e]) == 0 for e in operators if e != desk)
+    single = render_all(center, creds, AsteriskPaths.for_center(center, "/mods", "/usr/share"))
+    assert {e: p for e, p in queue_penalties(single["queues.conf"]).items() if e != desk} \
+        == {e: 0 for e in operators if e != desk}
