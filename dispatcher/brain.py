@@ -20,6 +20,8 @@ when it died as cut (Q.850 38) and the citizens among them are owed a callback, 
 single center does when its Asterisk dies; its model resyncs at the login, and then the
 operators paused or logged out on the other nodes up are paused or logged out on it too
 (:class:`~dispatcher.cluster.desks.DeskCarrier`: a restarted node opens every desk).
+An operator's feature code (a pause or unpause dialled on one node) is repeated on the
+other nodes up (:class:`~dispatcher.cluster.pauses.PauseMirror`).
 
 Not run here: the SIP guard (the edge refuses password guessing), the recordings' retention
 and the self-test (per node, not yet across nodes).
@@ -44,6 +46,7 @@ from dispatcher.cluster.ami import ClusterAMI, NodeLink
 from dispatcher.cluster.desks import DeskCarrier
 from dispatcher.cluster.journeys import ClusterJourneys
 from dispatcher.cluster.merged import MergedModel
+from dispatcher.cluster.pauses import PauseMirror
 from dispatcher.cluster.remote import RemoteNodeCallLog
 from dispatcher.hotline.service import HotlineService
 from dispatcher.metrics.collector import Sources, today_reader
@@ -94,6 +97,7 @@ class ClusterServer(SiagaServer):
         self._node_state: dict[str, tuple[bool, float]] = {}
         self._node_listeners: list[Callable[[str, bool], object]] = []
         self._desks: DeskCarrier  # built with the links (get_links)
+        self.pauses: PauseMirror  # likewise
 
     def setup(self) -> None:
         """Build every part, in the order they start."""
@@ -137,6 +141,14 @@ class ClusterServer(SiagaServer):
         self._desks = DeskCarrier(
             links, lambda: [op.extension for op in self.center.operators],
             lambda link: HotlineService(link.ami, self.center))
+        # An operator's feature code pauses them on the node they dialled: repeated on the
+        # others (dispatcher.cluster.pauses).
+        self.pauses = PauseMirror(
+            links, lambda: [op.extension for op in self.center.operators],
+            lambda link: HotlineService(link.ami, self.center), self.reactor.seconds)
+        for link in links:
+            link.ami.subscribe("QueueMemberPause",
+                               lambda event, name=link.name: self.pauses.event(name, event))
         return links
 
     def _node_up(self, name: str, client: Any) -> None:  # noqa: ANN401

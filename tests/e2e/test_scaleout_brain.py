@@ -27,7 +27,13 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import create_engine, text
 
-from dialplans.contract import NODE_STAFF_QUALIFY_SECONDS, QUEUE_NAME
+from dialplans.contract import (
+    NODE_STAFF_QUALIFY_SECONDS,
+    PAUSE,
+    PAUSE_REASONS,
+    QUEUE_NAME,
+    UNPAUSE,
+)
 from dispatcher.config.loader import load_center
 from dispatcher.config.model import Center
 from dispatcher.credentials import ensure_credentials
@@ -282,6 +288,26 @@ def test_given_a_topology_when_siaga_up_runs_then_edge_and_nodes_are_supervised(
         wait_for(lambda: nodes_on_board(center) == {"a": True, "b": True}, 30,
                  f"the brain's wallboard to show both nodes up:\n{output()}")
         hotline_call()
+        # An operator goes for a meal with the feature code, dialled on node b (a staff
+        # phone's own calls go to a node): the brain repeats the pause on node a, and the
+        # return (*47) too. Else node a would go on ringing an empty desk.
+        coder = center.operators[2].extension
+        edge_address = f"{center.topology.edge.host}:{center.topology.edge.port}"
+        staff = phones.extension(coder, ensure_credentials(center).password(coder),
+                                 server=edge_address, name="op-codes")
+        meal = next(n for n, reason in PAUSE_REASONS.items() if reason == "meal")
+        node_b_sip = f"{NODE_HOSTS['b']}:{center.topology.node('b').sip_port}"
+        for code, want in ((f"{PAUSE}{meal}", "meal"), (UNPAUSE, None)):
+            dialled = time.monotonic()
+            staff.call(f"sip:{code}@{node_b_sip}").wait_disconnected(15)
+            wait_for(lambda want=want: paused_on(center, "b", coder) == want, 10,
+                     f"{code} to take effect on node b")
+            wait_for(lambda want=want: paused_on(center, "a", coder) == want, 10,
+                     f"{code} dialled on node b repeated on node a "
+                     f"({node_cli(center, 'a', f'queue show {QUEUE_NAME}')})")
+            print(f"\nfeature code {code} dialled on node b: node a alike "
+                  f"{time.monotonic() - dialled:.2f} s after dialling")
+        staff.close()
         # Two citizens wait in the queue (no operator is registered), one on each node
         # (the edge's round robin; the node is the linkedid's prefix).
         for n in range(2):
