@@ -32,6 +32,7 @@ from dispatcher.calllog.models import (
     Incident,
     IncidentTransition,
     Operator,
+    utc,
 )
 
 __all__ = [
@@ -140,10 +141,17 @@ def commit_alerts(session: Session, batch: list[tuple[AlertRequest, DeviceCreden
 
     Same rules, same results, one per alert in order (an exception object for a refused
     one). Rows are inserted with multi-row statements instead of one ORM flush per object:
-    at a thousand alerts a second the ORM's per-object cost, not the disk, is the limit. If
-    the fast path meets a unique-constraint race (another server process on PostgreSQL), the
-    batch is redone alert by alert with :func:`commit_alert`, which resolves races singly.
+    at a thousand alerts a second the ORM's per-object cost, not the disk, is the limit.
+
+    A unique-constraint race (another server process storing the same alert between this
+    batch's read and its insert) is resolved alert by alert with :func:`commit_alert`. On
+    SQLite, inside a savepoint here. On PostgreSQL the batch is two statements and no
+    savepoint (each statement is a round trip to the server, and under load the round trips
+    are the alert's wait): the race aborts the transaction, the call log's writer redoes the
+    job in a transaction of its own, and that one's read finds the other process's alert.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return _commit_alerts_fast(session, batch, now)
     try:
         with session.begin_nested():
             return _commit_alerts_fast(session, batch, now)
@@ -189,19 +197,11 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
                         now: dt.datetime) -> list[AlertReceipt | Exception]:
     # Core statements and the driver's cursor, not ORM entities: the ORM's per-statement
     # machinery cost more than the database work itself (driver_insert).
-    devices_t = Device.__table__
     connection = session.connection()
-    device_ids = {request.device_id for request, _ in batch}
-    devices = {row.device_id: row for row in connection.execute(
-        select(devices_t.c.id, devices_t.c.device_id, devices_t.c.enabled,
-               devices_t.c.token_hash, devices_t.c.hmac_key, devices_t.c.callback_number,
-               devices_t.c.lat, devices_t.c.lon)
-        .where(devices_t.c.device_id.in_(device_ids)))}
-    keys = {(devices[r.device_id].id, r.alert_id) for r, _ in batch if r.device_id in devices}
-    existing: dict[tuple[int, str], tuple[int, str]] = {}
-    if keys:
-        existing = {(row[0], row[1]): (row[2], row[3])
-                    for row in _known_alerts(connection, sorted(keys))}
+    if connection.dialect.name == "postgresql":
+        devices, existing = _read_batch_pg(connection, batch)
+    else:
+        devices, existing = _read_batch(connection, batch)
     out: list[AlertReceipt | Exception | None] = [None] * len(batch)
     fresh: list[tuple[int, AlertRequest, Any, str]] = []
     first_in_batch: dict[tuple[int, str], int] = {}
@@ -225,32 +225,9 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
         first_in_batch[key] = i
         fresh.append((i, request, device, number))
     if fresh:
-        inserts = _driver_inserts(connection.dialect)
-        incident_ids = inserts.incidents.run(connection, [(
-            "new", request.type, device.id,
-            request.location.lat if request.location else device.lat,
-            request.location.lon if request.location else device.lon,
-            request.location.accuracy_m if request.location else None,
-            request.location.fix_time if request.location else None,
-            number, request.note, now, now,
-        ) for _, request, device, number in fresh])
-        inserts.alerts.run(connection, [(
-            device.id, request.alert_id, request.type,
-            request.location.lat if request.location else None,
-            request.location.lon if request.location else None,
-            request.location.accuracy_m if request.location else None,
-            request.location.fix_time if request.location else None,
-            number, request.note, now, incident_id,
-        ) for (_, request, device, number), incident_id in zip(fresh, incident_ids,
-                                                               strict=True)])
-        inserts.transitions.run(connection, [
-            (incident_id, now, None, "new", f"alert {request.alert_id}")
-            for (_, request, _, _), incident_id in zip(fresh, incident_ids, strict=True)])
-        callback_ids = inserts.callbacks.run(connection, [
-            (number, "pending", "alert", incident_id, 0, 0, now, now)
-            for (_, _, _, number), incident_id in zip(fresh, incident_ids, strict=True)])
-        for (i, _, _, number), incident_id, callback_id in zip(fresh, incident_ids,
-                                                               callback_ids, strict=True):
+        insert = _insert_fresh_pg if connection.dialect.name == "postgresql" else _insert_fresh
+        for (i, _, _, number), (incident_id, callback_id) in zip(
+                fresh, insert(connection, fresh, now), strict=True):
             out[i] = AlertReceipt(incident_id, "new", True,
                                   CallbackJob(callback_id, incident_id, number, 0))
     for i, (request, _) in enumerate(batch):
@@ -260,6 +237,165 @@ def _commit_alerts_fast(session: Session, batch: list[tuple[AlertRequest, Device
             assert isinstance(first, AlertReceipt)
             out[i] = AlertReceipt(first.incident_id, first.state, False, None)
     return [o for o in out if o is not None]
+
+
+# A fresh alert to store: its place in the batch, the request, the device's row, the number
+# to call back.
+_Fresh = tuple[int, AlertRequest, Any, str]
+
+
+def _read_batch(connection: Connection, batch: list[tuple[AlertRequest, DeviceCredentials]]
+                ) -> tuple[dict[str, Any], dict[tuple[int, str], tuple[int, str]]]:
+    """The batch's devices (by device id) and its alerts already stored ((device pk, alert
+    id) -> (incident id, state)): two statements."""
+    devices_t = Device.__table__
+    device_ids = {request.device_id for request, _ in batch}
+    devices = {row.device_id: row for row in connection.execute(
+        select(devices_t.c.id, devices_t.c.device_id, devices_t.c.enabled,
+               devices_t.c.token_hash, devices_t.c.hmac_key, devices_t.c.callback_number,
+               devices_t.c.lat, devices_t.c.lon)
+        .where(devices_t.c.device_id.in_(device_ids)))}
+    keys = {(devices[r.device_id].id, r.alert_id) for r, _ in batch if r.device_id in devices}
+    existing: dict[tuple[int, str], tuple[int, str]] = {}
+    if keys:
+        existing = {(row[0], row[1]): (row[2], row[3])
+                    for row in _known_alerts(connection, sorted(keys))}
+    return devices, existing
+
+
+# PostgreSQL: the batch's devices and, on the same rows, the batch's alerts already stored
+# (NULL when none): one statement, each pair one search of the alerts' unique index. The
+# pairs arrive as two arrays.
+_READ_BATCH_PG = (
+    "SELECT d.id, d.device_id, d.enabled, d.token_hash, d.hmac_key, d.callback_number,"
+    " d.lat, d.lon, a.alert_id, a.incident_id, i.state"
+    " FROM devices d"
+    " LEFT JOIN unnest(%(devices)s::text[], %(alerts)s::text[]) AS p(device_id, alert_id)"
+    "  ON p.device_id = d.device_id"
+    " LEFT JOIN alerts a ON a.device_id = d.id AND a.alert_id = p.alert_id"
+    " LEFT JOIN incidents i ON i.id = a.incident_id"
+    " WHERE d.device_id = ANY(%(devices)s::text[])")
+
+
+@dataclass(frozen=True)
+class _DeviceRow:
+    id: int
+    device_id: str
+    enabled: bool
+    token_hash: str | None
+    hmac_key: str | None
+    callback_number: str | None
+    lat: float | None
+    lon: float | None
+
+
+def _read_batch_pg(connection: Connection, batch: list[tuple[AlertRequest, DeviceCredentials]]
+                   ) -> tuple[dict[str, Any], dict[tuple[int, str], tuple[int, str]]]:
+    """:func:`_read_batch` in one round trip."""
+    rows = connection.exec_driver_sql(_READ_BATCH_PG, {
+        "devices": [r.device_id for r, _ in batch], "alerts": [r.alert_id for r, _ in batch]})
+    devices: dict[str, Any] = {}
+    existing: dict[tuple[int, str], tuple[int, str]] = {}
+    for row in rows:
+        if row[1] not in devices:
+            devices[row[1]] = _DeviceRow(*row[:8])
+        if row[8] is not None:
+            existing[(row[0], row[8])] = (row[9], row[10])
+    return devices, existing
+
+
+def _insert_fresh(connection: Connection, fresh: list[_Fresh], now: dt.datetime
+                  ) -> list[tuple[int, int]]:
+    """Store each fresh alert with its incident, first transition and callback; (incident
+    id, callback id) of each, in order. Four multi-row statements."""
+    inserts = _driver_inserts(connection.dialect)
+    incident_ids = inserts.incidents.run(connection, [(
+        "new", request.type, device.id,
+        request.location.lat if request.location else device.lat,
+        request.location.lon if request.location else device.lon,
+        request.location.accuracy_m if request.location else None,
+        request.location.fix_time if request.location else None,
+        number, request.note, now, now,
+    ) for _, request, device, number in fresh])
+    inserts.alerts.run(connection, [(
+        device.id, request.alert_id, request.type,
+        request.location.lat if request.location else None,
+        request.location.lon if request.location else None,
+        request.location.accuracy_m if request.location else None,
+        request.location.fix_time if request.location else None,
+        number, request.note, now, incident_id,
+    ) for (_, request, device, number), incident_id in zip(fresh, incident_ids, strict=True)])
+    inserts.transitions.run(connection, [
+        (incident_id, now, None, "new", f"alert {request.alert_id}")
+        for (_, request, _, _), incident_id in zip(fresh, incident_ids, strict=True)])
+    callback_ids = inserts.callbacks.run(connection, [
+        (number, "pending", "alert", incident_id, 0, 0, now, now)
+        for (_, _, _, number), incident_id in zip(fresh, incident_ids, strict=True)])
+    return list(zip(incident_ids, callback_ids, strict=True))
+
+
+# PostgreSQL: the four inserts as one statement. The incidents' ids are drawn from their
+# sequence first (a materialized CTE: once per row), so the alert, transition and callback
+# of each row name their incident without a round trip in between; the foreign keys are
+# checked at the statement's end, when every row is in. Rows arrive as one array per column.
+_INSERT_FRESH_PG = (
+    "WITH src AS MATERIALIZED ("
+    " SELECT nextval(pg_get_serial_sequence('incidents', 'id')) AS incident_id, r.*"
+    " FROM unnest(%(ord)s::int[], %(type)s::text[], %(device)s::int[],"
+    "  %(inc_lat)s::float8[], %(inc_lon)s::float8[], %(lat)s::float8[], %(lon)s::float8[],"
+    "  %(accuracy)s::float8[], %(fix_time)s::timestamp[], %(number)s::text[],"
+    "  %(note)s::text[], %(alert_id)s::text[])"
+    " AS r(ord, type, device_id, inc_lat, inc_lon, lat, lon, accuracy_m, fix_time, number,"
+    "  note, alert_id)"
+    " ORDER BY r.ord),"
+    " inc AS (INSERT INTO incidents (id, state, type, device_id, lat, lon, accuracy_m,"
+    "  fix_time, callback_number, note, created_at, updated_at)"
+    "  SELECT incident_id, 'new', type, device_id, inc_lat, inc_lon, accuracy_m, fix_time,"
+    "  number, note, %(now)s, %(now)s FROM src),"
+    " al AS (INSERT INTO alerts (device_id, alert_id, type, lat, lon, accuracy_m, fix_time,"
+    "  callback_number, note, received_at, incident_id)"
+    "  SELECT device_id, alert_id, type, lat, lon, accuracy_m, fix_time, number, note,"
+    "  %(now)s, incident_id FROM src),"
+    " tr AS (INSERT INTO incident_transitions (incident_id, at, from_state, to_state, detail)"
+    "  SELECT incident_id, %(now)s, NULL, 'new', 'alert ' || alert_id FROM src),"
+    " cb AS (INSERT INTO callbacks (number, state, reason, incident_id, attempts,"
+    "  citizen_no_answers, created_at, updated_at)"
+    "  SELECT number, 'pending', 'alert', incident_id, 0, 0, %(now)s, %(now)s FROM src"
+    "  RETURNING id, incident_id)"
+    " SELECT src.incident_id, cb.id FROM src JOIN cb ON cb.incident_id = src.incident_id"
+    " ORDER BY src.ord")
+
+
+def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """As the call log's timestamps are stored (models.UTCDateTime): naive UTC."""
+    return None if value is None else utc(value).replace(tzinfo=None)
+
+
+def _insert_fresh_pg(connection: Connection, fresh: list[_Fresh], now: dt.datetime
+                     ) -> list[tuple[int, int]]:
+    """:func:`_insert_fresh` in one round trip."""
+    locs = [request.location for _, request, _, _ in fresh]
+    params = {
+        "ord": list(range(len(fresh))),
+        "type": [request.type for _, request, _, _ in fresh],
+        "device": [device.id for _, _, device, _ in fresh],
+        "inc_lat": [loc.lat if loc else device.lat
+                    for loc, (_, _, device, _) in zip(locs, fresh, strict=True)],
+        "inc_lon": [loc.lon if loc else device.lon
+                    for loc, (_, _, device, _) in zip(locs, fresh, strict=True)],
+        "lat": [loc.lat if loc else None for loc in locs],
+        "lon": [loc.lon if loc else None for loc in locs],
+        "accuracy": [loc.accuracy_m if loc else None for loc in locs],
+        "fix_time": [_naive_utc(loc.fix_time) if loc else None for loc in locs],
+        "number": [number for _, _, _, number in fresh],
+        "note": [request.note for _, request, _, _ in fresh],
+        "alert_id": [request.alert_id for _, request, _, _ in fresh],
+        "now": _naive_utc(now),
+    }
+    rows = connection.exec_driver_sql(_INSERT_FRESH_PG, params).all()
+    if len(rows) != len(fresh):
+        raise RuntimeError(f"{len(fresh)} alerts inserted, {len(rows)} callbacks returned")
+    return [(row[0], row[1]) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,112 @@ def test_given_alerts_committed_in_a_transaction_that_rolls_back_then_none_is_st
     with db.transaction(sessions) as session:
         receipts = storage.commit_alerts(session, batch, NOW)
     assert all(r.created and r.callback is not None for r in receipts)
+
+
+def test_given_a_batch_without_locations_then_the_incident_has_the_devices_place(
+        sessions: sessionmaker[Session]) -> None:
+    """An alert without a fix: its incident is placed at the device's registered place (a
+    button on a wall) while the alert row keeps no location; a note, a fix time and the
+    device's own callback number travel as they came, on both databases' insert paths."""
+    with db.transaction(sessions) as session:
+        store_incidents.add_device(session, "button", token="token-of-button-0123456789",
+                                   callback_number="0812777", lat=1.44, lon=125.18, now=NOW)
+    with sessions() as session:
+        seen = storage.device_credentials(session, "button")
+    fix = dt.datetime(2026, 11, 30, 0, 59, 30, tzinfo=dt.UTC)
+    batch = [(AlertRequest("a-1", "button", "panic", None, None, "pintu macet"), seen),
+             (AlertRequest("a-2", "button", "medical", Location(1.5, 125.2, 8.0, fix),
+                           "0813", None), seen)]
+    with db.transaction(sessions) as session:
+        first, second = storage.commit_alerts(session, batch, NOW)
+    with sessions() as session:
+        incident = session.get(Incident, first.incident_id)
+        alert = session.scalar(select(Alert).where(Alert.alert_id == "a-1"))
+        assert (incident.lat, incident.lon, incident.callback_number, incident.note) == (
+            1.44, 125.18, "0812777", "pintu macet")
+        assert (alert.lat, alert.lon, alert.fix_time, alert.incident_id) == (
+            None, None, None, first.incident_id)
+        other = session.get(Incident, second.incident_id)
+        assert (other.type, other.lat, other.accuracy_m, other.fix_time) == (
+            "medical", 1.5, 8.0, fix)
+        assert other.created_at == NOW and other.callback_number == "0813"
+        transition = session.scalar(select(IncidentTransition).where(
+            IncidentTransition.incident_id == other.id))
+        assert (transition.to_state, transition.detail) == ("new", "alert a-2")
+
+
+def test_given_postgresql_when_a_batch_is_stored_then_it_is_two_statements(
+        sessions: sessionmaker[Session], engine: Engine) -> None:
+    """On PostgreSQL every statement is a round trip to the server, and under load the
+    round trips are an alert's wait for its 201: a batch of new alerts and retries is one
+    read and one insert, with no savepoint."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the single-statement path is PostgreSQL's")
+    with db.transaction(sessions) as session:
+        store_incidents.add_device(session, "app", token="token-of-app-0123456789",
+                                   callback_number="0812", now=NOW)
+    with sessions() as session:
+        seen = storage.device_credentials(session, "app")
+    batch = [(AlertRequest(f"alert-{i}", "app", "panic", None, None, None), seen)
+             for i in range(30)]
+    with db.transaction(sessions) as session:
+        storage.commit_alerts(session, batch[:10], NOW)
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+             executemany: bool) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with db.transaction(sessions) as session:
+            receipts = storage.commit_alerts(session, batch, NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert [r.created for r in receipts] == [False] * 10 + [True] * 20
+    assert statements == ["SELECT", "WITH"], statements
+
+
+def test_given_postgresql_when_another_process_stores_the_same_alert_meanwhile_then_redone(
+        sessions: sessionmaker[Session], engine: Engine,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the savepoint handled on PostgreSQL: between this batch's read and its
+    insert another process commits the same alert. The batch raises IntegrityError (its
+    transaction is lost, nothing of it stored), and the writer's redo, in a transaction of
+    its own, answers the alert from the database: stored once, with one incident."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the single-statement path is PostgreSQL's")
+    from sqlalchemy.exc import IntegrityError
+
+    with db.transaction(sessions) as session:
+        store_incidents.add_device(session, "app", token="token-of-app-0123456789",
+                                   callback_number="0812", now=NOW)
+    with sessions() as session:
+        seen = storage.device_credentials(session, "app")
+    batch = [(AlertRequest(f"alert-{i}", "app", "panic", None, None, None), seen)
+             for i in range(3)]
+    read = storage._read_batch_pg
+    other: list[Any] = []
+    raced: list[bool] = []
+
+    def read_then_race(connection: Any, b: Any) -> Any:
+        found = read(connection, b)
+        if not raced:  # the other process stores alert-1 after this read
+            raced.append(True)
+            with db.transaction(sessions) as session:
+                other.extend(storage.commit_alerts(session, [batch[1]], NOW))
+        return found
+
+    monkeypatch.setattr(storage, "_read_batch_pg", read_then_race)
+    with pytest.raises(IntegrityError), db.transaction(sessions) as session:
+        storage.commit_alerts(session, batch, NOW)
+    with sessions() as session:
+        assert session.query(Alert).count() == 1
+    with db.transaction(sessions) as session:
+        redone = storage.commit_alerts(session, batch, NOW)
+    assert [r.created for r in redone] == [True, False, True]
+    assert redone[1].incident_id == other[0].incident_id
+    with sessions() as session:
+        assert session.query(Alert).count() == 3
+        assert session.query(Incident).count() == 3
+        assert session.query(Callback).count() == 3
