@@ -164,11 +164,10 @@ def test_given_a_batch_without_locations_then_the_incident_has_the_devices_place
         assert (transition.to_state, transition.detail) == ("new", "alert a-2")
 
 
-def test_given_postgresql_when_a_batch_is_stored_then_it_is_two_statements(
-        sessions: sessionmaker[Session], engine: Engine) -> None:
-    """On PostgreSQL every statement is a round trip to the server, and under load the
-    round trips are an alert's wait for its 201: a batch of new alerts and retries is one
-    read and one insert, with no savepoint."""
+def postgres_app_batch(sessions: sessionmaker[Session], engine: Engine, count: int
+                       ) -> list[tuple[AlertRequest, Any]]:
+    """On PostgreSQL only (else the test is skipped): device "app" enrolled, and a batch of
+    ``count`` new alerts from it."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the single-statement path is PostgreSQL's")
     with db.transaction(sessions) as session:
@@ -176,8 +175,16 @@ def test_given_postgresql_when_a_batch_is_stored_then_it_is_two_statements(
                                    callback_number="0812", now=NOW)
     with sessions() as session:
         seen = storage.device_credentials(session, "app")
-    batch = [(AlertRequest(f"alert-{i}", "app", "panic", None, None, None), seen)
-             for i in range(30)]
+    return [(AlertRequest(f"alert-{i}", "app", "panic", None, None, None), seen)
+            for i in range(count)]
+
+
+def test_given_postgresql_when_a_batch_is_stored_then_it_is_two_statements(
+        sessions: sessionmaker[Session], engine: Engine) -> None:
+    """On PostgreSQL every statement is a round trip to the server, and under load the
+    round trips are an alert's wait for its 201: a batch of new alerts and retries is one
+    read and one insert, with no savepoint."""
+    batch = postgres_app_batch(sessions, engine, 30)
     with db.transaction(sessions) as session:
         storage.commit_alerts(session, batch[:10], NOW)
     statements: list[str] = []
@@ -203,17 +210,9 @@ def test_given_postgresql_when_another_process_stores_the_same_alert_meanwhile_t
     insert another process commits the same alert. The batch raises IntegrityError (its
     transaction is lost, nothing of it stored), and the writer's redo, in a transaction of
     its own, answers the alert from the database: stored once, with one incident."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the single-statement path is PostgreSQL's")
     from sqlalchemy.exc import IntegrityError
 
-    with db.transaction(sessions) as session:
-        store_incidents.add_device(session, "app", token="token-of-app-0123456789",
-                                   callback_number="0812", now=NOW)
-    with sessions() as session:
-        seen = storage.device_credentials(session, "app")
-    batch = [(AlertRequest(f"alert-{i}", "app", "panic", None, None, None), seen)
-             for i in range(3)]
+    batch = postgres_app_batch(sessions, engine, 3)
     read = storage._read_batch_pg
     other: list[Any] = []
     raced: list[bool] = []
