@@ -26,13 +26,13 @@ holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from dialplans import contract
-from dispatcher.cluster.desks import CARRIED_REASONS, Node
+from dispatcher.cluster.desks import CARRIED_REASONS, Node, QueueVerbs
 from pbx.ami.entities import fields_of, flag
 
 __all__ = ["ECHO_SECONDS", "PauseMirror"]
@@ -44,16 +44,6 @@ log = Logger(namespace="dispatcher.cluster.pauses")
 ECHO_SECONDS = 10.0
 
 
-class PauseVerbs(Protocol):
-    """The console's queue verbs on one node (a ``HotlineService`` over its AMI)."""
-
-    def pause(self, extension: str, reason: str = ...) -> defer.Deferred[Any]: ...
-
-    def unpause(self, extension: str) -> defer.Deferred[Any]: ...
-
-    def logout(self, extension: str) -> defer.Deferred[Any]: ...
-
-
 class PauseMirror:
     """Repeats each node's own pause and unpause on the other nodes up.
 
@@ -63,7 +53,7 @@ class PauseMirror:
     """
 
     def __init__(self, nodes: Sequence[Node], extensions: Callable[[], Iterable[str]],
-                 verbs: Callable[[Node], PauseVerbs], clock: Callable[[], float]) -> None:
+                 verbs: Callable[[Node], QueueVerbs], clock: Callable[[], float]) -> None:
         self.nodes = list(nodes)
         self.extensions = extensions
         self.verbs = verbs
