@@ -172,6 +172,10 @@ class SiagaServer(MultiService):
 
     log = Logger()
 
+    #: Seconds at most a page connecting right after start waits for the live model's first
+    #: resync before its snapshot (Asterisk down: it gets one anyway).
+    PUSH_HOLD_SECONDS = 3.0
+
     def __init__(self, reactor: Any, prepared: Prepared,  # noqa: ANN401 (any reactor)
                  adopt_pid: int | None = None) -> None:
         super().__init__()
@@ -524,6 +528,10 @@ class SiagaServer(MultiService):
         does."""
         reactor = self.reactor
         push = PushHub(reactor)
+        # Until the first resync the model lacks the calls already up: a page reconnecting
+        # after a restart waits for it (a few seconds at most) rather than see them vanish.
+        push.hold(self.PUSH_HOLD_SECONDS)
+        self.get_model_sync().on_resynced(lambda _model: push.release())
         push.add_view("wallboard", self.wallboard())
         self.get_ami().subscribe_all(lambda _event: push.changed("wallboard"))
         self.get_model_sync().on_resynced(lambda _model: push.changed("wallboard"))

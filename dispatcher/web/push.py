@@ -28,6 +28,12 @@ A page that does not read its stream must not make the server hold its events: e
 is a push producer of the HTTP channel, so Twisted pauses it when the socket's buffer is
 full; while paused its events queue up to :attr:`PushHub.max_buffer` bytes, and one more
 closes the connection (the page reconnects and starts over from a snapshot).
+
+A server that just started knows nothing yet of the calls already up: its live model is
+empty until the first AMI resync. :meth:`PushHub.hold` keeps new streams' snapshots back
+until :meth:`PushHub.release` (the first resync) or a bound of a few seconds (Asterisk
+down: the page still gets its snapshot), so a page reconnecting after a restart is not told
+"no call" and then its call again.
 """
 
 from __future__ import annotations
@@ -122,19 +128,52 @@ class PushHub(Service):
         self._dirty: set[str] = set()
         self._pending: IDelayedCall | None = None
         self._loop: LoopingCall | None = None
+        #: Streams waiting for their snapshot while the hub is held (see :meth:`hold`).
+        self.held: list[EventStream] | None = None
+        self._hold_most = 0.0
+        self._hold_timer: IDelayedCall | None = None
 
     def startService(self) -> None:  # noqa: N802 -- Twisted's name
         super().startService()
         self._loop = LoopingCall(self.changed)
         self._loop.clock = self.clock
         self._loop.start(self.refresh, now=False)
+        if self.held is not None:
+            self._hold_timer = self.clock.callLater(self._hold_most, self.release)
 
     def stopService(self) -> None:  # noqa: N802 -- Twisted's name
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        for stream in list(self.streams):
+        if self._hold_timer is not None and self._hold_timer.active():
+            self._hold_timer.cancel()
+        self._hold_timer = None
+        for stream in [*self.streams, *(self.held or ())]:
             stream.close()
+        self.held = None
+
+    def hold(self, most: float) -> None:
+        """Keep new streams' snapshots back until :meth:`release`, or ``most`` seconds
+        (counted from now if the hub runs, else from its start)."""
+        if self.held is None:
+            self.held = []
+        self._hold_most = most
+        if self._hold_timer is not None and self._hold_timer.active():
+            self._hold_timer.cancel()
+        self._hold_timer = None
+        if self.running:
+            self._hold_timer = self.clock.callLater(most, self.release)
+
+    def release(self) -> None:
+        """What the views show is known: the held streams get their snapshots, and later
+        ones at once. Releasing a hub not held does nothing."""
+        if self._hold_timer is not None and self._hold_timer.active():
+            self._hold_timer.cancel()
+        self._hold_timer = None
+        held, self.held = self.held, None
+        for stream in held or ():
+            if not stream.closed:
+                self.attach(stream)
 
     def add_view(self, name: str, render: View, audience: Audience | None = None) -> None:
         """Publish ``render()`` under ``name`` (rendered at the next change or stream); with
@@ -247,7 +286,11 @@ class PushHub(Service):
                      f"{self.epoch}-{self.seq}")
 
     def attach(self, stream: EventStream) -> None:
-        """Start ``stream``: its snapshot, then every later delta."""
+        """Start ``stream``: its snapshot, then every later delta (while the hub is held,
+        once it is released)."""
+        if self.held is not None:
+            self.held.append(stream)
+            return
         # The snapshot first: rendering it may send deltas of pending changes to the other
         # streams, which this one must not get before (nor after) its snapshot.
         snapshot = self.snapshot(stream)
@@ -257,6 +300,8 @@ class PushHub(Service):
     def detach(self, stream: EventStream) -> None:
         """``stream`` is gone."""
         self.streams.discard(stream)
+        if self.held is not None and stream in self.held:
+            self.held.remove(stream)
 
 
 @implementer(IPushProducer)

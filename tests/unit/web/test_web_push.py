@@ -345,6 +345,63 @@ def test_given_a_change_with_no_hook_when_the_refresh_comes_then_pushed_and_stop
     assert not hub.streams and stream.transport.value().endswith(b"0\r\n\r\n")
 
 
+def test_given_a_hub_held_at_start_when_a_page_connects_then_its_snapshot_waits_for_release(
+        world) -> None:  # noqa: ANN001
+    """A page connecting before the live model's first resync gets nothing but its retry
+    delay, and no delta; at the release, one snapshot of what the views show then."""
+    hub, board, clock, site, client = world
+    hub.hold(3.0)
+    hub.startService()
+    stream = Stream(site, client.cookies)
+    board["callers"] = [{"position": 1, "caller": "0812", "wait_s": 4}]  # the resync's news
+    hub.changed("wallboard")
+    clock.advance(hub.coalesce)
+    assert stream.frames() == [{"retry": "1000"}] and not hub.streams
+    hub.release()
+    events = stream.events()
+    assert [e["event"] for e in events] == ["snapshot"]
+    assert events[0]["data"]["views"]["wallboard"]["callers"] == board["callers"]
+    later = Stream(site, client.cookies)  # released: a new page is answered at once
+    assert [e["event"] for e in later.events()] == ["snapshot"]
+    clock.advance(3.0)  # the bound passing after the release changes nothing
+    hub.release()
+    assert len(stream.events()) == 1 and len(later.events()) == 1
+    hub.stopService()
+
+
+def test_given_a_hub_held_when_no_resync_comes_then_the_page_gets_its_snapshot_at_the_bound(
+        world) -> None:  # noqa: ANN001
+    """Asterisk down at start: no resync ever releases the hub; the page still gets its
+    snapshot once the bound has passed (from the hub's start), and a page gone meanwhile
+    is not written to."""
+    hub, board, clock, site, client = world
+    hub.hold(3.0)
+    clock.advance(60.0)  # built long before the reactor runs: counted from the start
+    hub.startService()
+    gone = Stream(site, client.cookies)
+    stream = Stream(site, client.cookies)
+    gone.channel.connectionLost(Failure(ConnectionDone()))
+    clock.advance(2.9)
+    assert not stream.events()
+    clock.advance(0.2)
+    assert [e["event"] for e in stream.events()] == ["snapshot"]
+    assert len(hub.streams) == 1 and hub.held is None
+    assert not gone.events()
+    hub.stopService()
+
+
+def test_given_a_held_hub_when_stopped_then_the_waiting_pages_are_ended(world) -> None:  # noqa: ANN001
+    """Stopping the server while a page waits for its snapshot ends that page's stream."""
+    hub, _, clock, site, client = world
+    hub.hold(3.0)
+    hub.startService()
+    stream = Stream(site, client.cookies)
+    hub.stopService()
+    assert stream.transport.value().endswith(b"0\r\n\r\n") and hub.held is None
+    clock.advance(5.0)  # the bound's timer was cancelled: nothing is sent later
+    assert not stream.events()
+
+
 @pytest.mark.parametrize("script", ["push.js", "wallboard.js"])
 def test_given_the_pages_scripts_when_read_then_pushed_values_only_ever_become_text(
         script: str) -> None:

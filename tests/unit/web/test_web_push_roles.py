@@ -121,6 +121,7 @@ def server(tmp_path: Path) -> Any:  # noqa: ANN401
         model.channels[f"{call}1"] = Channel(f"{call}1", f"PJSIP/{ext}-0000001{n}", call,
                                              "Up", connected_num=f"0812555000{n}")
         built.get_handoffs().requested(call, built.center.agencies[0].key, "blind")
+    built.get_push().release()  # the model was filled by hand: as after its first resync
     yield built
     built.get_calllog().engine.dispose()
 
