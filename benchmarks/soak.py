@@ -83,6 +83,85 @@ if _out:
 """
 
 
+# --census: a cheap diagnosis instead (the server keeps its speed). SIGUSR1 writes, as JSON,
+# the live objects by type (gc), the interpreter's allocated blocks, and glibc's mallinfo2
+# (bytes in use and free-but-kept in malloc's arenas, and mmapped): what grew, Python objects
+# or C memory (SQLite's caches, thread arenas), and which.
+CENSUS_HOOK = """
+import os, signal
+_census = os.environ.get("SIAGA_SOAK_CENSUS")
+if _census:
+    def _count(_signum, _frame):
+        import collections, ctypes, gc, json, sys
+        class _Mallinfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost")]
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        m = libc.mallinfo2()
+        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        out = {"blocks": sys.getallocatedblocks(), "objects": sum(types.values()),
+               "types": dict(types.most_common(400)),
+               "malloc": {"arena": m.arena, "in_use": m.uordblks, "free": m.fordblks,
+                          "mmapped": m.hblkhd}}
+        with open(_census + ".tmp", "w") as f:
+            json.dump(out, f)
+        os.replace(_census + ".tmp", _census)
+    signal.signal(signal.SIGUSR1, _count)
+"""
+
+
+def census(pid: int, path: Path, timeout: float = 60.0) -> dict:
+    """Ask the server for a census of its memory (``CENSUS_HOOK``); add its memory map's
+    resident kilobytes by kind (the heap, anonymous mappings, files)."""
+    import signal
+
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server wrote no census")
+        time.sleep(0.2)
+    found = json.loads(path.read_text())
+    found["map_kb"] = resident_by_kind(pid)
+    return found
+
+
+def resident_by_kind(pid: int) -> dict[str, int]:
+    """Resident kB of /proc/PID/smaps by kind of mapping: [heap] (malloc's main arena),
+    anonymous (pymalloc's arenas, thread arenas, large blocks), files (code, libraries)."""
+    kinds: dict[str, int] = {}
+    kind = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if not head:
+            continue
+        if not head[0].endswith(":"):  # a mapping's first line: its address range
+            name = head[5] if len(head) > 5 else ""
+            kind = name if name.startswith("[") else ("file" if name else "anonymous")
+        elif head[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0) + int(head[1])
+    return kinds
+
+
+def print_census_growth(first: dict, last: dict, top: int = 15) -> None:
+    """What grew between two censuses: objects by type, malloc's bytes, mappings."""
+    mb = 2 ** 20
+    print(f"  objects {last['objects'] - first['objects']:+,d} (now {last['objects']:,d}), "
+          f"allocated blocks {last['blocks'] - first['blocks']:+,d}")
+    m0, m1 = first["malloc"], last["malloc"]
+    print("  malloc: " + ", ".join(f"{k} {(m1[k] - m0[k]) / mb:+.1f} MB (now {m1[k] / mb:.1f})"
+                                   for k in ("in_use", "free", "mmapped")))
+    k0, k1 = first["map_kb"], last["map_kb"]
+    print("  resident by mapping: " + ", ".join(
+        f"{k} {(k1.get(k, 0) - k0.get(k, 0)) / 1024:+.1f} MB" for k in sorted(k1) if k1[k]))
+    grew = sorted(((n - first["types"].get(t, 0), t) for t, n in last["types"].items()),
+                  reverse=True)[:top]
+    print("  types grown most: " + ", ".join(f"{t} {d:+,d}" for d, t in grew if d > 0))
+
+
 def traced_snapshot(pid: int, path: Path, timeout: float = 60.0) -> object:
     """Ask the traced server for a tracemalloc snapshot and load it."""
     import signal
@@ -447,10 +526,23 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                         "the center's default is 60")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="trace the server's allocations (a diagnosis run: slower, "
-                        "more memory) and print what grew from minute 5 to the end")
+                        "more memory) and print what grew between snapshots")
+    parser.add_argument("--census", action="store_true",
+                        help="count the server's objects by type, malloc's bytes and its "
+                        "resident mappings (cheap: the server keeps its speed) and print "
+                        "what grew between the minutes of --diagnose-at")
+    parser.add_argument("--diagnose-at", default="5",
+                        help="with --tracemalloc or --census: the minutes (comma-separated) "
+                        "at which to look besides the last; each is compared with the one "
+                        "before")
     args = parser.parse_args()
     if args.minutes < 1 or args.calls < 1 or args.alerts <= 0:
         parser.error("minutes >= 1, calls >= 1 and alerts > 0")
+    try:
+        trace_at = {int(m) for m in args.diagnose_at.split(",") if m.strip()}
+    except ValueError:
+        parser.error("--diagnose-at: whole minutes, comma-separated")
+    trace_at = {min(m, int(args.minutes) - 1) for m in trace_at} | {int(args.minutes)}
 
     from dispatcher.api.service import ensure_operator_token
     from dispatcher.credentials import ensure_credentials
@@ -472,14 +564,19 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
         })
         server = SiagaProcess(config, Path(tmp) / "state")
         snapshot_path = Path(tmp) / "tracemalloc.snapshot"
-        if args.tracemalloc:
+        census_path = Path(tmp) / "census.json"
+        if args.tracemalloc or args.census:
             hook = Path(tmp) / "hook"
             hook.mkdir()
-            (hook / "sitecustomize.py").write_text(TRACEMALLOC_HOOK)
+            (hook / "sitecustomize.py").write_text(TRACEMALLOC_HOOK + CENSUS_HOOK)
             os.environ["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
-            os.environ["SIAGA_SOAK_TRACEMALLOC"] = str(snapshot_path)
+            if args.tracemalloc:
+                os.environ["SIAGA_SOAK_TRACEMALLOC"] = str(snapshot_path)
+            if args.census:
+                os.environ["SIAGA_SOAK_CENSUS"] = str(census_path)
         snapshots: dict[int, object] = {}
+        counted: dict[int, dict] = {}
         sipp = SippRunner(install.sipp, install.rootfs)
         operators: Operators | None = None
         citizens = None
@@ -546,11 +643,18 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                 if citizens is not None and citizens.poll() is not None:
                     raise RuntimeError(f"citizens' SIPp exited {citizens.returncode}:\n"
                                        f"{tail(work / 'sipp.out')}")
-                if args.tracemalloc and minute in (min(5, int(args.minutes) - 1),
-                                                   int(args.minutes)):
+                if args.tracemalloc and minute in trace_at:
+                    before = max(snapshots, default=None)
                     snapshots[minute] = traced_snapshot(server_pid, snapshot_path)
-                    if len(snapshots) == 2:
-                        print_growth(*(snapshots[m] for m in sorted(snapshots)))
+                    if before is not None:
+                        print(f"\n-- minute {before} to {minute}:")
+                        print_growth(snapshots.pop(before), snapshots[minute])
+                if args.census and minute in trace_at:
+                    before = max(counted, default=None)
+                    counted[minute] = census(server_pid, census_path)
+                    if before is not None:
+                        print(f"-- minute {before} to {minute}:", flush=True)
+                        print_census_growth(counted.pop(before), counted[minute])
                 return row
 
             samples = asyncio.run(run(args, center.http.port, load, sample))
