@@ -31,7 +31,7 @@ __all__ = ["MIN_AGE", "FileInfo", "Pass", "choose", "delete", "protected_recordi
 MIN_AGE = 3600.0  # seconds: younger files are never deleted (rule 2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileInfo:
     """A file as listed: its path, size in bytes, last change (seconds since the epoch)."""
 

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from dispatcher.calllog import store_journeys
 from dispatcher.calllog.db import transaction
 from dispatcher.config.model import Retention
+from dispatcher.heap import give_back
 from dispatcher.retention.policy import Pass, choose, delete, protected_recordings, scan
 
 __all__ = ["RetentionReport", "RetentionService", "prune_recordings", "rotate_cel"]
@@ -58,6 +59,10 @@ def prune_recordings(sessions: sessionmaker[Session], folder: Path, now: float,
     Blocking. If the call log cannot be read, nothing is deleted (the exception goes up):
     without knowing which incidents are open no recording is safe to delete.
     """
+    if not settings.recordings_max_age_days and not settings.recordings_max_total_mb:
+        # No limit: nothing may go, so nothing is listed (the folder holds a file per call,
+        # tens of thousands a day: listing them all each pass cost megabytes for nothing).
+        return Pass()
     with transaction(sessions) as session:
         protected = protected_recordings(session)
     doomed, result = choose(scan(folder, suffixes=(".wav", ".WAV", ".gsm", ".ulaw", ".alaw")),
@@ -169,6 +174,10 @@ class RetentionService(Service):
         except Exception as exc:
             self.log.failure("retention: recordings were not pruned")
             report.problems.append(f"recordings: {exc}")
+        try:
+            yield self.blocking(give_back)  # the pass's lists, freed in a pool thread
+        except Exception:
+            self.log.failure("retention: freed memory not given back")
         for what, result in (("recordings", report.recordings), ("CEL files", report.cel)):
             if result is None:
                 continue

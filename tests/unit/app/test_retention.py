@@ -137,6 +137,25 @@ def test_given_the_call_log_unreadable_when_the_pass_runs_then_no_recording_is_d
     assert svc.last.problems and old.exists()
 
 
+def test_given_no_recording_limit_when_the_pass_runs_then_neither_folder_nor_log_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default keeps every recording: the pass deletes nothing, and lists nothing (a
+    folder of a file per call, read each hour for nothing, cost the server megabytes), nor
+    asks the call log, here unreadable, which would fail the pass if it were asked."""
+    from dispatcher.retention import service as retention_service
+
+    def listed(*_args: Any, **_kw: Any) -> list[FileInfo]:
+        raise AssertionError("the folder was listed")
+
+    monkeypatch.setattr(retention_service, "scan", listed)
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    old = recording(tmp_path / "recordings", "1.1.wav", 4000)
+    svc = service(db.make_sessionmaker(engine), tmp_path, Retention())
+    passed(svc)
+    assert svc.last.recordings is not None and not svc.last.recordings.deleted  # type: ignore[union-attr]
+    assert old.exists()
+
+
 def test_given_a_young_file_over_the_cap_when_chosen_then_it_is_kept() -> None:
     """A file written in the last hour (a call being recorded) is never deleted."""
     young = FileInfo(Path("a.wav"), 10 * MB, NOW - MIN_AGE / 2)

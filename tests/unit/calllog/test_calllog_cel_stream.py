@@ -82,3 +82,22 @@ def test_given_a_record_still_being_written_when_read_then_it_is_left_for_later(
     later = cel.read_rows(str(path), early.end_offset)
     assert [r.eventtype for r in later.rows] == [r.eventtype for r in rows[i:]]
     assert later.rows[0].offset == early.end_offset and later.rows[0].cidnum == FORGED
+
+
+def test_given_a_journeys_rows_when_read_then_repeated_values_are_one_string_each(
+        tmp_path: Path) -> None:
+    """A minute of CEL under load is tens of thousands of rows repeating a few values (the
+    journey's linkedid, its channels, the event types): each distinct value is held once,
+    and the rows read are what was written."""
+    path = tmp_path / "Master.csv"
+    rows = sc.failed_transfer_with_fallback("5000.1").cel() + sc.answered_call("5001.1").cel()
+    write(path, rows)
+    read = cel.read_rows(str(path)).rows
+    assert [(r.eventtype, r.linkedid, r.uniqueid, r.channame, r.eventtime) for r in read] == [
+        (r.eventtype, r.linkedid, r.uniqueid, r.channame, round(r.eventtime, 6)) for r in rows]
+    by_value: dict[str, set[int]] = {}
+    for row in read:
+        for value in (row.linkedid, row.uniqueid, row.channame, row.eventtype, row.context):
+            by_value.setdefault(value, set()).add(id(value))
+    assert len(by_value) > 10 and all(len(ids) == 1 for ids in by_value.values()), {
+        v: len(ids) for v, ids in by_value.items() if len(ids) > 1}
