@@ -112,18 +112,23 @@ if _census:
 """
 
 
+def ask_for_dump(pid: int, signum: int, path: Path, what: str, timeout: float) -> None:
+    """Signal the server's hook and wait until it has written ``path`` (atomically)."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signum)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server wrote no {what}")
+        time.sleep(0.2)
+
+
 def census(pid: int, path: Path, timeout: float = 60.0) -> dict:
     """Ask the server for a census of its memory (``CENSUS_HOOK``); add its memory map's
     resident kilobytes by kind (the heap, anonymous mappings, files)."""
     import signal
 
-    path.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server wrote no census")
-        time.sleep(0.2)
+    ask_for_dump(pid, signal.SIGUSR1, path, "census", timeout)
     found = json.loads(path.read_text())
     found["map_kb"] = resident_by_kind(pid)
     return found
@@ -167,13 +172,7 @@ def traced_snapshot(pid: int, path: Path, timeout: float = 60.0) -> object:
     import signal
     import tracemalloc
 
-    path.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR2)
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server wrote no tracemalloc snapshot")
-        time.sleep(0.2)
+    ask_for_dump(pid, signal.SIGUSR2, path, "tracemalloc snapshot", timeout)
     return tracemalloc.Snapshot.load(str(path))
 
 
