@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
@@ -250,7 +251,7 @@ class CallLogService(MultiService):
         )
 
 
-def _reconcile(session: Any, path: str, directory: Directory | None  # noqa: ANN401
+def _reconcile(session: Session, path: str, directory: Directory | None
                ) -> cel.ReconcileResult:
     """A writer job: reconcile, then give back to the system the memory its rows took (a
     minute of CEL under load is megabytes, freed in the writer thread's malloc arena)."""
@@ -258,4 +259,3 @@ def _reconcile(session: Any, path: str, directory: Directory | None  # noqa: ANN
         return cel.reconcile(session, path, directory)
     finally:
         give_back()
-

@@ -145,9 +145,7 @@ class PushHub(Service):
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        if self._hold_timer is not None and self._hold_timer.active():
-            self._hold_timer.cancel()
-        self._hold_timer = None
+        self._cancel_hold_timer()
         for stream in [*self.streams, *(self.held or ())]:
             stream.close()
         self.held = None
@@ -158,22 +156,23 @@ class PushHub(Service):
         if self.held is None:
             self.held = []
         self._hold_most = most
-        if self._hold_timer is not None and self._hold_timer.active():
-            self._hold_timer.cancel()
-        self._hold_timer = None
+        self._cancel_hold_timer()
         if self.running:
             self._hold_timer = self.clock.callLater(most, self.release)
 
     def release(self) -> None:
         """What the views show is known: the held streams get their snapshots, and later
         ones at once. Releasing a hub not held does nothing."""
-        if self._hold_timer is not None and self._hold_timer.active():
-            self._hold_timer.cancel()
-        self._hold_timer = None
+        self._cancel_hold_timer()
         held, self.held = self.held, None
         for stream in held or ():
             if not stream.closed:
                 self.attach(stream)
+
+    def _cancel_hold_timer(self) -> None:
+        if self._hold_timer is not None and self._hold_timer.active():
+            self._hold_timer.cancel()
+        self._hold_timer = None
 
     def add_view(self, name: str, render: View, audience: Audience | None = None) -> None:
         """Publish ``render()`` under ``name`` (rendered at the next change or stream); with
